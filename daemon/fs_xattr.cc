@@ -1,0 +1,97 @@
+// SPDX-License-Identifier: Apache-2.0
+// Extended attributes: passed through to the store, plus the read-only
+// user.dsdfs.* attributes that describe dsdfs itself.
+#include <sys/stat.h>
+#include <sys/xattr.h>
+#include <unistd.h>
+
+#include <cstring>
+#include <string>
+#include <vector>
+
+#include "daemon/filesystem.h"
+
+namespace dsdfs::fs {
+
+namespace {
+constexpr const char* kPrefix = "user.dsdfs.";
+bool is_special(const char* name) { return std::strncmp(name, kPrefix, std::strlen(kPrefix)) == 0; }
+}  // namespace
+
+std::string Filesystem::special_xattr(const Inode& inode, const std::string& name, int* err) {
+  *err = 0;
+  if (name == "user.dsdfs.owner") {
+    if (S_ISDIR(inode.type)) {
+      *err = ENODATA;  // directories are replicated on every rank, they have no owner
+      return {};
+    }
+    return std::to_string(rank_) + " " + host_;
+  }
+  if (name == "user.dsdfs.stats" && inode.id == FUSE_ROOT_ID) return stats_.to_text();
+  *err = ENODATA;
+  return {};
+}
+
+void Filesystem::setxattr(fuse_req_t req, fuse_ino_t ino, const char* name, const char* value,
+                          size_t size, int flags) {
+  auto inode = inode_of(ino);
+  if (!inode) return (void)fuse_reply_err(req, ESTALE);
+  if (is_special(name)) return (void)fuse_reply_err(req, EPERM);
+  if (S_ISLNK(inode->type)) return (void)fuse_reply_err(req, ENOTSUP);
+  int rc = ::setxattr(proc_path(inode->fd.get()).c_str(), name, value, size, flags);
+  fuse_reply_err(req, rc == 0 ? 0 : errno);
+}
+
+void Filesystem::getxattr(fuse_req_t req, fuse_ino_t ino, const char* name, size_t size) {
+  auto inode = inode_of(ino);
+  if (!inode) return (void)fuse_reply_err(req, ESTALE);
+  if (is_special(name)) {
+    int err;
+    std::string v = special_xattr(*inode, name, &err);
+    if (err) return (void)fuse_reply_err(req, err);
+    if (size == 0) return (void)fuse_reply_xattr(req, v.size());
+    if (v.size() > size) return (void)fuse_reply_err(req, ERANGE);
+    return (void)fuse_reply_buf(req, v.data(), v.size());
+  }
+  if (S_ISLNK(inode->type)) return (void)fuse_reply_err(req, ENOTSUP);
+  std::string path = proc_path(inode->fd.get());
+  if (size == 0) {
+    ssize_t n = ::getxattr(path.c_str(), name, nullptr, 0);
+    if (n < 0) return (void)fuse_reply_err(req, errno);
+    return (void)fuse_reply_xattr(req, static_cast<size_t>(n));
+  }
+  std::vector<char> buf(size);
+  ssize_t n = ::getxattr(path.c_str(), name, buf.data(), size);
+  if (n < 0) return (void)fuse_reply_err(req, errno);
+  fuse_reply_buf(req, buf.data(), static_cast<size_t>(n));
+}
+
+void Filesystem::listxattr(fuse_req_t req, fuse_ino_t ino, size_t size) {
+  auto inode = inode_of(ino);
+  if (!inode) return (void)fuse_reply_err(req, ESTALE);
+  if (S_ISLNK(inode->type)) {
+    if (size == 0) return (void)fuse_reply_xattr(req, 0);
+    return (void)fuse_reply_buf(req, nullptr, 0);
+  }
+  std::string path = proc_path(inode->fd.get());
+  if (size == 0) {
+    ssize_t n = ::listxattr(path.c_str(), nullptr, 0);
+    if (n < 0) return (void)fuse_reply_err(req, errno);
+    return (void)fuse_reply_xattr(req, static_cast<size_t>(n));
+  }
+  std::vector<char> buf(size);
+  ssize_t n = ::listxattr(path.c_str(), buf.data(), size);
+  if (n < 0) return (void)fuse_reply_err(req, errno);
+  fuse_reply_buf(req, buf.data(), static_cast<size_t>(n));
+}
+
+void Filesystem::removexattr(fuse_req_t req, fuse_ino_t ino, const char* name) {
+  auto inode = inode_of(ino);
+  if (!inode) return (void)fuse_reply_err(req, ESTALE);
+  if (is_special(name)) return (void)fuse_reply_err(req, EPERM);
+  if (S_ISLNK(inode->type)) return (void)fuse_reply_err(req, ENOTSUP);
+  int rc = ::removexattr(proc_path(inode->fd.get()).c_str(), name);
+  fuse_reply_err(req, rc == 0 ? 0 : errno);
+}
+
+}  // namespace dsdfs::fs

@@ -1,0 +1,168 @@
+// SPDX-License-Identifier: Apache-2.0
+// Thin, noexcept trampolines from libfuse's C callbacks to Filesystem.
+#include <fuse_lowlevel.h>
+
+#include "common/log.h"
+#include "common/noexcept_boundary.h"
+#include "daemon/filesystem.h"
+
+namespace dsdfs::fs {
+
+namespace {
+
+Filesystem& fs_of(fuse_req_t req) { return *static_cast<Filesystem*>(fuse_req_userdata(req)); }
+
+// Runs an op; if it throws before replying, the request still gets its one
+// reply (ENOMEM or EIO). Ops reply before they can throw nothing else.
+template <typename Fn>
+void guarded(fuse_req_t req, const char* name, Fn&& fn) noexcept {
+  bool replied_by_op = false;
+  int err = run_at_boundary(name, [&] {
+    fn();
+    replied_by_op = true;
+  });
+  if (err && !replied_by_op) fuse_reply_err(req, err);
+}
+
+#define DSDFS_OP(name, ...) guarded(req, #name, [&] { fs_of(req).name(req, __VA_ARGS__); })
+
+void op_init(void* userdata, struct fuse_conn_info* conn) {
+  run_at_boundary("init", [&] { static_cast<Filesystem*>(userdata)->init(conn); });
+}
+void op_lookup(fuse_req_t req, fuse_ino_t p, const char* n) { DSDFS_OP(lookup, p, n); }
+void op_forget(fuse_req_t req, fuse_ino_t i, uint64_t n) { DSDFS_OP(forget, i, n); }
+void op_forget_multi(fuse_req_t req, size_t c, struct fuse_forget_data* f) { DSDFS_OP(forget_multi, c, f); }
+void op_getattr(fuse_req_t req, fuse_ino_t i, struct fuse_file_info* fi) { DSDFS_OP(getattr, i, fi); }
+void op_setattr(fuse_req_t req, fuse_ino_t i, struct stat* a, int s, struct fuse_file_info* fi) {
+  DSDFS_OP(setattr, i, a, s, fi);
+}
+void op_readlink(fuse_req_t req, fuse_ino_t i) { DSDFS_OP(readlink, i); }
+void op_mknod(fuse_req_t req, fuse_ino_t p, const char* n, mode_t m, dev_t r) { DSDFS_OP(mknod, p, n, m, r); }
+void op_mkdir(fuse_req_t req, fuse_ino_t p, const char* n, mode_t m) { DSDFS_OP(mkdir, p, n, m); }
+void op_symlink(fuse_req_t req, const char* l, fuse_ino_t p, const char* n) { DSDFS_OP(symlink, l, p, n); }
+void op_link(fuse_req_t req, fuse_ino_t i, fuse_ino_t p, const char* n) { DSDFS_OP(link, i, p, n); }
+void op_unlink(fuse_req_t req, fuse_ino_t p, const char* n) { DSDFS_OP(unlink, p, n); }
+void op_rmdir(fuse_req_t req, fuse_ino_t p, const char* n) { DSDFS_OP(rmdir, p, n); }
+void op_rename(fuse_req_t req, fuse_ino_t p, const char* n, fuse_ino_t np, const char* nn, unsigned int f) {
+  DSDFS_OP(rename, p, n, np, nn, f);
+}
+void op_create(fuse_req_t req, fuse_ino_t p, const char* n, mode_t m, struct fuse_file_info* fi) {
+  DSDFS_OP(create, p, n, m, fi);
+}
+void op_open(fuse_req_t req, fuse_ino_t i, struct fuse_file_info* fi) { DSDFS_OP(open, i, fi); }
+void op_read(fuse_req_t req, fuse_ino_t i, size_t s, off_t o, struct fuse_file_info* fi) {
+  DSDFS_OP(read, i, s, o, fi);
+}
+void op_write_buf(fuse_req_t req, fuse_ino_t i, struct fuse_bufvec* b, off_t o, struct fuse_file_info* fi) {
+  DSDFS_OP(write_buf, i, b, o, fi);
+}
+void op_flush(fuse_req_t req, fuse_ino_t i, struct fuse_file_info* fi) { DSDFS_OP(flush, i, fi); }
+void op_release(fuse_req_t req, fuse_ino_t i, struct fuse_file_info* fi) { DSDFS_OP(release, i, fi); }
+void op_fsync(fuse_req_t req, fuse_ino_t i, int d, struct fuse_file_info* fi) { DSDFS_OP(fsync, i, d, fi); }
+void op_fallocate(fuse_req_t req, fuse_ino_t i, int m, off_t o, off_t l, struct fuse_file_info* fi) {
+  DSDFS_OP(fallocate, i, m, o, l, fi);
+}
+void op_lseek(fuse_req_t req, fuse_ino_t i, off_t o, int w, struct fuse_file_info* fi) {
+  DSDFS_OP(lseek, i, o, w, fi);
+}
+void op_copy_file_range(fuse_req_t req, fuse_ino_t ii, off_t oi, struct fuse_file_info* fii, fuse_ino_t io,
+                        off_t oo, struct fuse_file_info* fio, size_t l, int f) {
+  DSDFS_OP(copy_file_range, ii, oi, fii, io, oo, fio, l, f);
+}
+void op_opendir(fuse_req_t req, fuse_ino_t i, struct fuse_file_info* fi) { DSDFS_OP(opendir, i, fi); }
+void op_readdir(fuse_req_t req, fuse_ino_t i, size_t s, off_t o, struct fuse_file_info* fi) {
+  DSDFS_OP(readdir, i, s, o, fi, false);
+}
+void op_readdirplus(fuse_req_t req, fuse_ino_t i, size_t s, off_t o, struct fuse_file_info* fi) {
+  DSDFS_OP(readdir, i, s, o, fi, true);
+}
+void op_releasedir(fuse_req_t req, fuse_ino_t i, struct fuse_file_info* fi) { DSDFS_OP(releasedir, i, fi); }
+void op_fsyncdir(fuse_req_t req, fuse_ino_t i, int d, struct fuse_file_info* fi) {
+  DSDFS_OP(fsyncdir, i, d, fi);
+}
+void op_statfs(fuse_req_t req, fuse_ino_t i) { DSDFS_OP(statfs, i); }
+void op_setxattr(fuse_req_t req, fuse_ino_t i, const char* n, const char* v, size_t s, int f) {
+  DSDFS_OP(setxattr, i, n, v, s, f);
+}
+void op_getxattr(fuse_req_t req, fuse_ino_t i, const char* n, size_t s) { DSDFS_OP(getxattr, i, n, s); }
+void op_listxattr(fuse_req_t req, fuse_ino_t i, size_t s) { DSDFS_OP(listxattr, i, s); }
+void op_removexattr(fuse_req_t req, fuse_ino_t i, const char* n) { DSDFS_OP(removexattr, i, n); }
+
+#undef DSDFS_OP
+
+struct fuse_lowlevel_ops make_ops() {
+  struct fuse_lowlevel_ops o = {};
+  o.init = op_init;
+  o.lookup = op_lookup;
+  o.forget = op_forget;
+  o.forget_multi = op_forget_multi;
+  o.getattr = op_getattr;
+  o.setattr = op_setattr;
+  o.readlink = op_readlink;
+  o.mknod = op_mknod;
+  o.mkdir = op_mkdir;
+  o.symlink = op_symlink;
+  o.link = op_link;
+  o.unlink = op_unlink;
+  o.rmdir = op_rmdir;
+  o.rename = op_rename;
+  o.create = op_create;
+  o.open = op_open;
+  o.read = op_read;
+  o.write_buf = op_write_buf;
+  o.flush = op_flush;
+  o.release = op_release;
+  o.fsync = op_fsync;
+  o.fallocate = op_fallocate;
+  o.lseek = op_lseek;
+  o.copy_file_range = op_copy_file_range;
+  o.opendir = op_opendir;
+  o.readdir = op_readdir;
+  o.readdirplus = op_readdirplus;
+  o.releasedir = op_releasedir;
+  o.fsyncdir = op_fsyncdir;
+  o.statfs = op_statfs;
+  o.setxattr = op_setxattr;
+  o.getxattr = op_getxattr;
+  o.listxattr = op_listxattr;
+  o.removexattr = op_removexattr;
+  return o;
+}
+
+const struct fuse_lowlevel_ops kOps = make_ops();
+
+}  // namespace
+
+const struct fuse_lowlevel_ops* Filesystem::ops() { return &kOps; }
+
+void Filesystem::init(struct fuse_conn_info* conn) {
+  // Large requests: 1 MiB writes and reads.
+  conn->max_write = 1U << 20;
+  conn->max_readahead = 1U << 20;
+  conn->max_background = 128;
+  conn->congestion_threshold = 96;
+  auto want = [conn](unsigned cap) {
+    if (conn->capable & cap) conn->want |= cap;
+  };
+  // The kernel page cache absorbs small writes and sends large ones.
+  want(FUSE_CAP_WRITEBACK_CACHE);
+  want(FUSE_CAP_SPLICE_WRITE);
+  want(FUSE_CAP_SPLICE_READ);
+  want(FUSE_CAP_PARALLEL_DIROPS);
+  want(FUSE_CAP_READDIRPLUS);
+  want(FUSE_CAP_READDIRPLUS_AUTO);
+  want(FUSE_CAP_ATOMIC_O_TRUNC);
+  want(FUSE_CAP_ASYNC_READ);
+  want(FUSE_CAP_ASYNC_DIO);
+  want(FUSE_CAP_CACHE_SYMLINKS);
+  // Open files keep their pages until we invalidate them explicitly.
+  want(FUSE_CAP_EXPLICIT_INVAL_DATA);
+  conn->want &= ~FUSE_CAP_AUTO_INVAL_DATA;
+  // Locks are local to each node's kernel (docs/user-guide.md).
+  conn->want &= ~(FUSE_CAP_POSIX_LOCKS | FUSE_CAP_FLOCK_LOCKS);
+  conn->time_gran = 1;
+  DSDFS_INFO("FUSE connection: protocol %u.%u, max_write %u, writeback cache %s", conn->proto_major,
+             conn->proto_minor, conn->max_write, (conn->want & FUSE_CAP_WRITEBACK_CACHE) ? "on" : "off");
+}
+
+}  // namespace dsdfs::fs

@@ -1,0 +1,200 @@
+// SPDX-License-Identifier: Apache-2.0
+#include "daemon/mount.h"
+
+#include <fuse.h>
+#include <spawn.h>
+#include <sys/mount.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cstdio>
+#include <cstring>
+#include <fstream>
+#include <sstream>
+#include <vector>
+
+#include "common/log.h"
+#include "daemon/filesystem.h"
+#include "daemon/store.h"
+
+extern char** environ;
+
+namespace dsdfs::fs {
+
+namespace {
+
+// Undoes the octal escapes (\040 for space, ...) of /proc/self/mountinfo.
+std::string unescape_mountinfo(const std::string& s) {
+  std::string out;
+  for (size_t i = 0; i < s.size(); ++i) {
+    if (s[i] == '\\' && i + 3 < s.size()) {
+      int v = 0;
+      bool ok = true;
+      for (int k = 1; k <= 3; ++k) {
+        char c = s[i + k];
+        if (c < '0' || c > '7') ok = false;
+        v = v * 8 + (c - '0');
+      }
+      if (ok) {
+        out += static_cast<char>(v);
+        i += 3;
+        continue;
+      }
+    }
+    out += s[i];
+  }
+  return out;
+}
+
+int run_and_wait(const std::vector<std::string>& argv) {
+  std::vector<char*> cargv;
+  for (const auto& a : argv) cargv.push_back(const_cast<char*>(a.c_str()));
+  cargv.push_back(nullptr);
+  pid_t pid;
+  // posix_spawn (vfork semantics) is safe in a process that has MPI and UCX up.
+  if (posix_spawnp(&pid, cargv[0], nullptr, nullptr, cargv.data(), environ) != 0) return -1;
+  int status = 0;
+  while (::waitpid(pid, &status, 0) < 0 && errno == EINTR) {
+  }
+  return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+}
+
+void fuse_log_to_ours(enum fuse_log_level level, const char* fmt, va_list ap) {
+  char buf[512];
+  std::vsnprintf(buf, sizeof buf, fmt, ap);
+  size_t n = std::strlen(buf);
+  while (n > 0 && buf[n - 1] == '\n') buf[--n] = '\0';
+  // libfuse's own messages are details; the launcher prints the one-line error.
+  if (level <= FUSE_LOG_ERR) DSDFS_INFO("libfuse: %s", buf);
+  else DSDFS_DEBUG("libfuse: %s", buf);
+}
+
+}  // namespace
+
+std::string mount_type_at(const std::string& path) {
+  std::ifstream in("/proc/self/mountinfo");
+  std::string line, type;
+  while (std::getline(in, line)) {
+    // id parent major:minor root mountpoint options [optional...] - fstype source superopts
+    std::istringstream ls(line);
+    std::string id, parent, dev, root, mnt;
+    ls >> id >> parent >> dev >> root >> mnt;
+    if (unescape_mountinfo(mnt) != path) continue;
+    size_t dash = line.find(" - ");
+    if (dash == std::string::npos) continue;
+    std::istringstream rest(line.substr(dash + 3));
+    rest >> type;  // the last mount at a path wins, as it covers the others
+  }
+  return type;
+}
+
+Status fuse_unmount_lazy(const std::string& path) {
+  if (::geteuid() == 0) {
+    if (::umount2(path.c_str(), MNT_DETACH) == 0) return Status::ok();
+    return Status::from_errno("umount " + path);
+  }
+  int rc = run_and_wait({"fusermount3", "-u", "-q", "-z", path});
+  if (rc == 0) return Status::ok();
+  return Status::error(EBUSY, "fusermount3 -u -z " + path + " failed");
+}
+
+Result<std::string> mountpoint_prepare(const std::string& raw) {
+  std::string path = raw;
+  if (path.empty()) return Status::error(EINVAL, "empty mount point");
+  if (path[0] != '/') {
+    char cwd[4096];
+    if (!::getcwd(cwd, sizeof cwd)) return Status::from_errno("cannot get the current directory");
+    path = std::string(cwd) + "/" + path;
+  }
+  while (path.size() > 1 && path.back() == '/') path.pop_back();
+  struct stat st;
+  if (::stat(path.c_str(), &st) != 0) {
+    if (errno == ENOTCONN) {
+      std::string type = mount_type_at(path);
+      if (type.rfind("fuse", 0) != 0) {
+        return Status::error(ENOTCONN, "mount point " + path + " is not connected and is not a FUSE mount");
+      }
+      DSDFS_WARN("mount point %s is a stale %s mount left by a dead daemon; unmounting it", path.c_str(),
+                 type.c_str());
+      if (auto s = fuse_unmount_lazy(path); !s) {
+        return Status::error(ENOTCONN, "mount point " + path +
+                                           " is a stale FUSE mount (Transport endpoint is not connected) "
+                                           "and cannot be cleaned up here; run: fusermount3 -u -z " + path);
+      }
+      if (::stat(path.c_str(), &st) != 0) return Status::from_errno("mount point " + path);
+    } else if (errno == ENOENT) {
+      if (auto s = make_dirs(path, 0755); !s) return Status::error(s.err(), "mount point: " + s.to_string());
+      if (::stat(path.c_str(), &st) != 0) return Status::from_errno("mount point " + path);
+    } else {
+      return Status::from_errno("mount point " + path);
+    }
+  }
+  if (!S_ISDIR(st.st_mode)) return Status::error(ENOTDIR, "mount point " + path + " is not a directory");
+  std::string canon = canonical_path(path);
+  std::string type = mount_type_at(canon);
+  if (!type.empty() && canon != "/") {
+    bool is_fuse = type.rfind("fuse", 0) == 0;
+    return Status::error(EBUSY, "mount point " + canon + " is already mounted (" + type + ")" +
+                                    (is_fuse ? "; stop that daemon or run: fusermount3 -u " + canon
+                                             : "; choose another mount point"));
+  }
+  return canon;
+}
+
+FuseMount::~FuseMount() { unmount(); }
+
+Status FuseMount::mount(const std::string& mountpoint, Filesystem* fs, const Options& options) {
+  fuse_set_log_func(fuse_log_to_ours);
+  std::vector<std::string> args = {"dsdfs", "-o", "fsname=dsdfs,subtype=dsdfs,default_permissions"};
+  // A root daemon serves every user of the node, with the kernel checking modes.
+  if (::geteuid() == 0) args.back() += ",allow_other";
+  if (options.debug_fuse) args.push_back("-d");
+  std::vector<char*> argv;
+  for (auto& a : args) argv.push_back(a.data());
+  struct fuse_args fargs = FUSE_ARGS_INIT(static_cast<int>(argv.size()), argv.data());
+  se_ = fuse_session_new(&fargs, Filesystem::ops(), sizeof(struct fuse_lowlevel_ops), fs);
+  if (!se_) return Status::error(EIO, "cannot create the FUSE session");
+  if (fuse_session_mount(se_, mountpoint.c_str()) != 0) {
+    fuse_session_destroy(se_);
+    se_ = nullptr;
+    if (::access("/dev/fuse", R_OK | W_OK) != 0) {
+      return Status::error(ENODEV, "cannot mount " + mountpoint + ": /dev/fuse is missing or not accessible");
+    }
+    return Status::error(EIO, "cannot mount " + mountpoint +
+                                  " (fusermount3 refused it: check that you may write to it and that "
+                                  "it is not in use)");
+  }
+  mounted_ = true;
+  mountpoint_ = mountpoint;
+  return Status::ok();
+}
+
+Status FuseMount::loop(const Options& options) {
+  struct fuse_loop_config* config = fuse_loop_cfg_create();
+  if (!config) return Status::error(ENOMEM, "fuse loop config");
+  fuse_loop_cfg_set_clone_fd(config, 1);
+  fuse_loop_cfg_set_max_threads(config, options.threads);
+  fuse_loop_cfg_set_idle_threads(config, options.threads);
+  int rc = fuse_session_loop_mt(se_, config);
+  fuse_loop_cfg_destroy(config);
+  // rc is the signal number or 0 after fuse_session_exit/unmount; negative on an error.
+  if (rc < 0) return Status::error(-rc, "FUSE session loop");
+  return Status::ok();
+}
+
+void FuseMount::exit() {
+  if (se_) fuse_session_exit(se_);
+}
+
+void FuseMount::unmount() {
+  if (!se_) return;
+  // libfuse unmounts lazily (MNT_DETACH / fusermount3 -z), so a job that ends
+  // with files still open leaves no stale mount behind.
+  if (mounted_) fuse_session_unmount(se_);
+  mounted_ = false;
+  fuse_session_destroy(se_);
+  se_ = nullptr;
+}
+
+}  // namespace dsdfs::fs

@@ -1,0 +1,51 @@
+// SPDX-License-Identifier: Apache-2.0
+#pragma once
+
+#include <string>
+#include <vector>
+
+#include "common/log.h"
+#include "common/status.h"
+
+namespace dsdfs::fs {
+
+enum class BulkMode { kAuto, kRma, kAm };
+
+// Everything the user can set, parsed once at startup and passed around as an
+// immutable value (no global god-object). Paths still hold %r / %h until
+// options_expand() is called with the rank.
+struct Options {
+  std::string mountpoint;
+  std::string store;           // empty: per-user, per-job default under $TMPDIR or /tmp
+  std::string ready_file;      // written (create + rename) once every rank has mounted
+  bool keep_store = false;     // keep the store on a clean stop
+  unsigned threads = 8;        // maximum FUSE worker threads
+  double timeout_s = 5.0;      // timeout of every remote call
+  double wait_s = 0;           // --wait: seconds to wait for every rank to mount
+  BulkMode bulk = BulkMode::kAuto;
+  LogLevel log_level = LogLevel::kWarn;
+  bool show_help = false;
+  bool show_version = false;
+  bool show_info = false;
+  bool wait_mode = false;      // --wait: do not mount, wait until the job's mount is ready
+  bool debug_fuse = false;     // libfuse's own request trace
+};
+
+// Parses argv (without argv[0]). Usage errors come back as EINVAL with the
+// message to print in Status::context().
+Result<Options> options_parse(const std::vector<std::string>& args);
+
+// The --help text.
+std::string options_usage();
+
+// Replaces %r with the rank, %h with the short host name and %% with %.
+// An unknown placeholder is an error (EINVAL).
+Result<std::string> expand_placeholders(const std::string& pattern, int rank,
+                                        const std::string& short_host);
+
+// The default store: $TMPDIR (or /tmp) / "dsdfs-<user>-<job>-r%r", where <job> is
+// the Slurm job id, else the PMIx namespace, else a hash of the absolute mount
+// point, so that two jobs (or two mounts) on one node never share a store.
+std::string default_store_pattern(const std::string& absolute_mountpoint);
+
+}  // namespace dsdfs::fs

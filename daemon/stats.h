@@ -1,0 +1,31 @@
+// SPDX-License-Identifier: Apache-2.0
+#pragma once
+
+#include <atomic>
+#include <cstdint>
+#include <string>
+
+namespace dsdfs::fs {
+
+// Per-rank counters, readable by users as `getfattr -n user.dsdfs.stats MOUNTPOINT`.
+// Relaxed atomics: each counter is exact, a snapshot across counters is not.
+struct Stats {
+  std::atomic<uint64_t> bytes_written_local{0};
+  std::atomic<uint64_t> bytes_read_local{0};
+  std::atomic<uint64_t> bytes_forwarded{0};    // writes of ours applied on another rank
+  std::atomic<uint64_t> bytes_applied_for_peers{0};
+  std::atomic<uint64_t> bytes_read_remote{0};  // fetched from owners
+  std::atomic<uint64_t> bytes_served_to_peers{0};
+  std::atomic<uint64_t> cache_hits{0};         // opens served by a valid cache
+  std::atomic<uint64_t> cache_misses{0};
+  std::atomic<uint64_t> rpcs_sent{0};
+  std::atomic<uint64_t> rpc_failures{0};
+  std::atomic<uint64_t> rpcs_served{0};
+
+  // "name value\n" lines, stable names (documented in docs/user-guide.md).
+  std::string to_text() const;
+};
+
+inline void stats_add(std::atomic<uint64_t>& c, uint64_t n) { c.fetch_add(n, std::memory_order_relaxed); }
+
+}  // namespace dsdfs::fs

@@ -1,0 +1,137 @@
+// SPDX-License-Identifier: Apache-2.0
+// dsdfs-launch: one per node. Parses options, bootstraps through MPI, mounts,
+// serves until SIGINT/SIGTERM, then unmounts and removes the store.
+#include <fcntl.h>
+#include <unistd.h>
+
+#include <cstdio>
+#include <cstring>
+#include <optional>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+#include "common/log.h"
+#include "daemon/filesystem.h"
+#include "daemon/mount.h"
+#include "daemon/options.h"
+#include "daemon/store.h"
+#include "launcher/mpi_environment.h"
+#include "launcher/signals.h"
+
+namespace dsdfs::launcher {
+namespace {
+
+// A startup failure with the one line the user sees.
+struct StartupError : std::runtime_error {
+  StartupError(int exit_code, const std::string& msg) : std::runtime_error(msg), exit_code(exit_code) {}
+  int exit_code;
+};
+
+[[noreturn]] void fail(const Status& s) { throw StartupError(1, s.context().empty() ? s.to_string() : s.context()); }
+
+std::string short_host_name() {
+  char buf[256] = {};
+  if (::gethostname(buf, sizeof buf - 1) != 0) return "unknown";
+  std::string h = buf;
+  return h.substr(0, h.find('.'));
+}
+
+Status write_ready_file(const std::string& path, int nranks, const std::string& mountpoint) {
+  std::string tmp = path + ".tmp." + std::to_string(::getpid());
+  int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+  if (fd < 0) return Status::from_errno("cannot write ready file " + tmp);
+  std::string text = "ranks " + std::to_string(nranks) + "\nmountpoint " + mountpoint + "\n";
+  bool ok = ::write(fd, text.data(), text.size()) == static_cast<ssize_t>(text.size());
+  ::close(fd);
+  if (!ok || ::rename(tmp.c_str(), path.c_str()) != 0) {
+    ::unlink(tmp.c_str());
+    return Status::from_errno("cannot write ready file " + path);
+  }
+  return Status::ok();
+}
+
+int serve(int argc, char** argv, const fs::Options& options) {
+  SignalThread::block_all_signals();
+  MpiEnvironment mpi(&argc, &argv);
+  log_set_rank(mpi.rank());
+  const std::string host = short_host_name();
+
+  auto expand = [&](const std::string& pattern) {
+    auto r = fs::expand_placeholders(pattern, mpi.rank(), host);
+    if (!r) throw StartupError(2, r.status().context());
+    return r.value();
+  };
+  auto mountpoint = fs::mountpoint_prepare(expand(options.mountpoint));
+  if (!mountpoint) fail(mountpoint.status());
+  const std::string store_pattern =
+      options.store.empty() ? fs::default_store_pattern(mountpoint.value()) : options.store;
+  auto store = fs::Store::open(expand(store_pattern), mountpoint.value());
+  if (!store) fail(store.status());
+  DSDFS_INFO("rank %d of %d on %s: mount %s, store %s", mpi.rank(), mpi.size(), host.c_str(),
+             mountpoint->c_str(), store->path().c_str());
+
+  fs::Filesystem filesystem(options, &store.value(), mpi.rank(), host);
+  fs::FuseMount mount;
+  SignalThread signals([&mount](int) { mount.exit(); });
+  signals.prepare_loop_thread();
+  if (auto s = mount.mount(mountpoint.value(), &filesystem, options); !s) fail(s);
+  if (mpi.size() > 1) {
+    if (auto s = mpi.barrier(); !s) fail(s);
+  }
+  std::string ready_file;
+  if (!options.ready_file.empty()) {
+    ready_file = expand(options.ready_file);
+    if (auto s = write_ready_file(ready_file, mpi.size(), mountpoint.value()); !s) fail(s);
+  }
+  Status loop_status;
+  if (!signals.stop_requested()) loop_status = mount.loop(options);
+  signals.loop_ended();
+  if (!ready_file.empty()) ::unlink(ready_file.c_str());
+  mount.unmount();
+  int rc = 0;
+  if (!loop_status) {
+    DSDFS_ERROR("%s", loop_status.to_string().c_str());
+    rc = 1;
+  }
+  if (!options.keep_store) {
+    if (auto s = store->remove(); !s) {
+      DSDFS_ERROR("%s", s.to_string().c_str());
+      rc = 1;
+    }
+  }
+  DSDFS_INFO("stopped%s", signals.stop_signal() ? " on a signal" : " (unmounted from outside)");
+  return rc;
+}
+
+}  // namespace
+}  // namespace dsdfs::launcher
+
+int main(int argc, char** argv) {
+  using namespace dsdfs;
+  std::vector<std::string> args(argv + 1, argv + argc);
+  auto parsed = fs::options_parse(args);
+  if (!parsed) {
+    std::fprintf(stderr, "dsdfs-launch: error: %s\n", parsed.status().context().c_str());
+    return 2;
+  }
+  const fs::Options& options = parsed.value();
+  if (options.show_help) {
+    std::fputs(fs::options_usage().c_str(), stdout);
+    return 0;
+  }
+  if (options.show_version) {
+    std::printf("dsdfs-launch %s (protocol %d)\n", DSDFS_VERSION, DSDFS_PROTOCOL_VERSION);
+    return 0;
+  }
+  log_set_level(options.log_level);
+  try {
+    return launcher::serve(argc, argv, options);
+  } catch (const launcher::StartupError& e) {
+    std::fprintf(stderr, "dsdfs-launch: error: %s\n", e.what());
+    return e.exit_code;
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "dsdfs-launch: error: %s\n", e.what());
+    return 1;
+  }
+}

@@ -1,0 +1,58 @@
+// SPDX-License-Identifier: Apache-2.0
+#include "launcher/mpi_environment.h"
+
+#include <mpi.h>
+
+#include <cstdlib>
+#include <numeric>
+#include <stdexcept>
+
+namespace dsdfs::launcher {
+
+MpiEnvironment::MpiEnvironment(int* argc, char*** argv) {
+  // MPI only exchanges a few addresses at startup: keep Open MPI off UCX and
+  // off the fast fabric, which dsdfs's own UCX context uses. Users may override.
+  ::setenv("OMPI_MCA_pml", "ob1", 0);
+  ::setenv("OMPI_MCA_btl", "self,vader,tcp", 0);
+  ::setenv("OMPI_MCA_osc", "^ucx", 0);
+  int provided = 0;
+  if (MPI_Init_thread(argc, argv, MPI_THREAD_FUNNELED, &provided) != MPI_SUCCESS) {
+    throw std::runtime_error("MPI_Init_thread failed");
+  }
+  MPI_Comm_set_errhandler(MPI_COMM_WORLD, MPI_ERRORS_RETURN);
+  MPI_Comm_rank(MPI_COMM_WORLD, &rank_);
+  MPI_Comm_size(MPI_COMM_WORLD, &size_);
+}
+
+MpiEnvironment::~MpiEnvironment() {
+  if (finalize_) MPI_Finalize();
+}
+
+Result<std::vector<std::vector<uint8_t>>> MpiEnvironment::allgather(const std::vector<uint8_t>& mine) {
+  int len = static_cast<int>(mine.size());
+  std::vector<int> lens(size_);
+  if (MPI_Allgather(&len, 1, MPI_INT, lens.data(), 1, MPI_INT, MPI_COMM_WORLD) != MPI_SUCCESS) {
+    return Status::error(EIO, "MPI_Allgather of address lengths failed");
+  }
+  std::vector<int> displs(size_);
+  int total = 0;
+  for (int i = 0; i < size_; ++i) {
+    displs[i] = total;
+    total += lens[i];
+  }
+  std::vector<uint8_t> all(static_cast<size_t>(total));
+  if (MPI_Allgatherv(mine.data(), len, MPI_BYTE, all.data(), lens.data(), displs.data(), MPI_BYTE,
+                     MPI_COMM_WORLD) != MPI_SUCCESS) {
+    return Status::error(EIO, "MPI_Allgatherv of addresses failed");
+  }
+  std::vector<std::vector<uint8_t>> out(size_);
+  for (int i = 0; i < size_; ++i) out[i].assign(all.begin() + displs[i], all.begin() + displs[i] + lens[i]);
+  return out;
+}
+
+Status MpiEnvironment::barrier() {
+  if (MPI_Barrier(MPI_COMM_WORLD) != MPI_SUCCESS) return Status::error(EIO, "MPI_Barrier failed");
+  return Status::ok();
+}
+
+}  // namespace dsdfs::launcher

@@ -1,0 +1,38 @@
+// SPDX-License-Identifier: Apache-2.0
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "common/status.h"
+
+namespace dsdfs::launcher {
+
+// MPI for bootstrap only: who are the ranks, one allgather of addresses, one
+// barrier when every rank has mounted. Never used on the data path.
+// Used from the main thread only (MPI_THREAD_FUNNELED).
+class MpiEnvironment {
+ public:
+  // Calls MPI_Init_thread. Without a launcher this is rank 0 of 1.
+  MpiEnvironment(int* argc, char*** argv);
+  ~MpiEnvironment();
+  MpiEnvironment(const MpiEnvironment&) = delete;
+  MpiEnvironment& operator=(const MpiEnvironment&) = delete;
+
+  int rank() const { return rank_; }
+  int size() const { return size_; }
+
+  // Every rank's blob, indexed by rank (blobs may differ in length).
+  Result<std::vector<std::vector<uint8_t>>> allgather(const std::vector<uint8_t>& mine);
+  Status barrier();
+  // MPI_Finalize is collective; skip it when peers may be gone (it could hang).
+  void skip_finalize() { finalize_ = false; }
+
+ private:
+  int rank_ = 0;
+  int size_ = 1;
+  bool finalize_ = true;
+};
+
+}  // namespace dsdfs::launcher
