@@ -5,6 +5,7 @@
 # Debian's packages) on this machine, on loopback only, for CI and tests.
 #
 #   eval "$(scripts/slurm-up.sh)"      # start (or find running) and export
+#   scripts/slurm-up.sh --check        # exit 0 if up, 1 if not; changes nothing
 #   sinfo; sbatch --wait job.sh; srun -n 3 hostname
 #   scripts/slurm-down.sh              # stop it again (by recorded PIDs)
 #
@@ -66,6 +67,10 @@ fail() {
   exit 1
 }
 
+if (($# > 1)) || [[ $# == 1 && "$1" != --check ]]; then
+  slurm_log "usage: $0 [--check]"
+  exit 2
+fi
 if ((EUID != 0)); then
   slurm_log "ERROR: must run as root (it starts slurmctld, slurmd and munged)"
   exit 1
@@ -84,8 +89,16 @@ alive=0
 for d in "${SLURM_DAEMONS_STOP_ORDER[@]}"; do
   [[ -n "$(pid_of "$d")" ]] && alive=$((alive + 1))
 done
+up=0
 if ((alive == ${#SLURM_DAEMONS_STOP_ORDER[@]})) &&
   timeout 10 sinfo -h -o %T >/dev/null 2>&1; then
+  up=1
+fi
+if [[ "${1:-}" == --check ]]; then
+  ((up)) && exit 0
+  exit 1
+fi
+if ((up)); then
   slurm_log "already up (node $NODE: $(sinfo -h -n "$NODE" -o %T 2>/dev/null)); SLURM_CONF=$SLURM_CONF"
   print_exports
   exit 0

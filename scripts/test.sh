@@ -1,0 +1,148 @@
+#!/usr/bin/env bash
+# SPDX-License-Identifier: Apache-2.0
+#
+# test.sh: the project's whole test run, as CI does it (.ci/run calls this).
+#
+#   1. scripts/install-deps.sh         Debian packages (fast no-op when present)
+#   2. scripts/loopback-env.sh         Open MPI / PMIx / UCX on loopback only
+#   3. scripts/slurm-up.sh             private single-node Slurm (stopped again
+#                                      on exit unless it was already up)
+#   4. scripts/slurm-smoke.sh          mpirun, srun --mpi=pmix and sbatch work
+#   5. meson setup/reconfigure build-test --werror -Dbuildtype=debugoptimized
+#   6. ninja -C build-test
+#   7. DSDFS_REQUIRE_ALL=1 meson test -C build-test --print-errorlogs
+#      --num-processes 1               (suites unit, e2e, mpi)
+#
+# The run fails if the build fails, if any test fails, times out or is
+# SKIPPED (read from build-test/meson-logs/testlog.json), if no test ran at
+# all, or if the Slurm smoke check fails. The last line is the plain summary
+# `N passed, M failed, K skipped` over the meson tests plus the smoke check.
+#
+# Environment (optional):
+#   DSDFS_BUILD_DIR      build directory                     [build-test]
+#   DSDFS_TEST_TIMEOUT   seconds allowed for `meson test`    [1500]
+#   DSDFS_SKIP_DEPS=1    do not run install-deps.sh
+#   DSDFS_SMOKE_USER     also run the sbatch smoke check as this user
+#   extra arguments are passed to `meson test` (e.g. --suite unit)
+set -euo pipefail
+
+here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+root=$(cd "$here/.." && pwd)
+cd "$root"
+
+BUILD=${DSDFS_BUILD_DIR:-build-test}
+TEST_TIMEOUT=${DSDFS_TEST_TIMEOUT:-1500}
+passed=0
+failed=0
+skipped=0
+
+say() { echo "test.sh: $*"; }
+summary() { echo "$passed passed, $failed failed, $skipped skipped"; }
+
+# --- dependencies and environment ----------------------------------------------
+if [[ "${DSDFS_SKIP_DEPS:-0}" != 1 ]]; then
+  "$here/install-deps.sh"
+fi
+# shellcheck source=loopback-env.sh
+. "$here/loopback-env.sh"
+export DSDFS_REQUIRE_ALL=1
+
+# --- Slurm -----------------------------------------------------------------------
+if "$here/slurm-up.sh" --check 2>/dev/null; then
+  say "Slurm already up; leaving it running afterwards"
+else
+  trap '"$here/slurm-down.sh" || true' EXIT
+fi
+slurm_env=$("$here/slurm-up.sh")
+eval "$slurm_env"
+
+if "$here/slurm-smoke.sh"; then
+  passed=$((passed + 1))
+else
+  say "Slurm/MPI smoke check FAILED (see above); running the test suites anyway"
+  failed=$((failed + 1))
+fi
+
+# --- build -------------------------------------------------------------------------
+setup_args=(--werror -Dbuildtype=debugoptimized)
+if [[ -d "$BUILD/meson-private" ]]; then
+  build_ok=0
+  meson setup --reconfigure "$BUILD" "${setup_args[@]}" && build_ok=1
+else
+  build_ok=0
+  meson setup "$BUILD" "${setup_args[@]}" && build_ok=1
+fi
+if ((build_ok)); then
+  ninja -C "$BUILD" || build_ok=0
+fi
+if ((!build_ok)); then
+  say "build FAILED"
+  failed=$((failed + 1))
+  summary
+  exit 1
+fi
+
+# --- tests ---------------------------------------------------------------------------
+log=$BUILD/meson-logs/testlog.json
+rm -f "$log"
+rc=0
+timeout -k 30 "$TEST_TIMEOUT" \
+  meson test -C "$BUILD" --print-errorlogs --num-processes 1 "$@" || rc=$?
+if ((rc == 124 || rc == 137)); then
+  say "meson test did not finish within ${TEST_TIMEOUT}s"
+fi
+
+if [[ -s "$log" ]]; then
+  # One JSON object per line; result is OK, FAIL, SKIP, TIMEOUT, ERROR,
+  # EXPECTEDFAIL or UNEXPECTEDPASS.
+  read -r p f s < <(python3 - "$log" <<'EOF'
+import json, sys
+p = f = s = 0
+for line in open(sys.argv[1], encoding="utf-8", errors="replace"):
+    line = line.strip()
+    if not line:
+        continue
+    try:
+        r = json.loads(line).get("result", "ERROR")
+    except ValueError:
+        continue
+    if r in ("OK", "EXPECTEDFAIL"):
+        p += 1
+    elif r == "SKIP":
+        s += 1
+        print("test.sh: SKIPPED: " + json.loads(line).get("name", "?"), file=sys.stderr)
+    else:
+        f += 1
+print(p, f, s)
+EOF
+  )
+  passed=$((passed + p))
+  failed=$((failed + f))
+  skipped=$((skipped + s))
+else
+  say "no $log: meson test ran no test"
+fi
+
+ok=1
+if ((rc != 0)); then
+  say "meson test exited with $rc"
+  ok=0
+fi
+if ((failed > 0)); then ok=0; fi
+if ((skipped > 0)); then
+  say "$skipped test(s) skipped: every test must run (DSDFS_REQUIRE_ALL=1)"
+  ok=0
+fi
+if ((passed <= 1)); then
+  say "no meson test passed"
+  ok=0
+fi
+if ((ok)); then
+  say "all tests passed"
+fi
+# a failure found only through meson's exit code still counts as one
+if ((!ok && failed == 0 && skipped == 0)); then
+  failed=1
+fi
+summary
+((ok))
