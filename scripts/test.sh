@@ -48,10 +48,27 @@ fi
 export DSDFS_REQUIRE_ALL=1
 
 # --- Slurm -----------------------------------------------------------------------
+started_slurm=0
+stop_slurm() {
+  if ((started_slurm)); then
+    started_slurm=0
+    "$here/slurm-down.sh" || true
+  fi
+}
+# finish OK: stop what we started, then print the summary as the last line
+finish() {
+  stop_slurm
+  summary
+  if (($1)); then exit 0; fi
+  exit 1
+}
 if "$here/slurm-up.sh" --check 2>/dev/null; then
   say "Slurm already up; leaving it running afterwards"
 else
-  trap '"$here/slurm-down.sh" || true' EXIT
+  started_slurm=1
+  # on an unexpected exit (set -e, a signal) still stop it
+  trap stop_slurm EXIT
+  trap 'exit 130' INT TERM
 fi
 slurm_env=$("$here/slurm-up.sh")
 eval "$slurm_env"
@@ -78,14 +95,14 @@ fi
 if ((!build_ok)); then
   say "build FAILED"
   failed=$((failed + 1))
-  summary
-  exit 1
+  finish 0
 fi
 
 # --- tests ---------------------------------------------------------------------------
 log=$BUILD/meson-logs/testlog.json
 rm -f "$log"
 rc=0
+meson_ran=0
 timeout -k 30 "$TEST_TIMEOUT" \
   meson test -C "$BUILD" --print-errorlogs --num-processes 1 "$@" || rc=$?
 if ((rc == 124 || rc == 137)); then
@@ -93,29 +110,9 @@ if ((rc == 124 || rc == 137)); then
 fi
 
 if [[ -s "$log" ]]; then
-  # One JSON object per line; result is OK, FAIL, SKIP, TIMEOUT, ERROR,
-  # EXPECTEDFAIL or UNEXPECTEDPASS.
-  read -r p f s < <(python3 - "$log" <<'EOF'
-import json, sys
-p = f = s = 0
-for line in open(sys.argv[1], encoding="utf-8", errors="replace"):
-    line = line.strip()
-    if not line:
-        continue
-    try:
-        r = json.loads(line).get("result", "ERROR")
-    except ValueError:
-        continue
-    if r in ("OK", "EXPECTEDFAIL"):
-        p += 1
-    elif r == "SKIP":
-        s += 1
-        print("test.sh: SKIPPED: " + json.loads(line).get("name", "?"), file=sys.stderr)
-    else:
-        f += 1
-print(p, f, s)
-EOF
-  )
+  counts=$(python3 "$here/testlog-summary.py" "$log") || counts="0 1 0"
+  read -r p f s <<<"$counts"
+  meson_ran=$((p + f + s))
   passed=$((passed + p))
   failed=$((failed + f))
   skipped=$((skipped + s))
@@ -133,8 +130,8 @@ if ((skipped > 0)); then
   say "$skipped test(s) skipped: every test must run (DSDFS_REQUIRE_ALL=1)"
   ok=0
 fi
-if ((passed <= 1)); then
-  say "no meson test passed"
+if ((meson_ran == 0)); then
+  say "meson test ran no test"
   ok=0
 fi
 if ((ok)); then
@@ -144,5 +141,4 @@ fi
 if ((!ok && failed == 0 && skipped == 0)); then
   failed=1
 fi
-summary
-((ok))
+finish "$ok"
