@@ -1,0 +1,265 @@
+// SPDX-License-Identifier: Apache-2.0
+#pragma once
+
+#include <sys/types.h>
+#include <ucp/api/ucp.h>
+
+#include <atomic>
+#include <chrono>
+#include <cstdint>
+#include <deque>
+#include <functional>
+#include <memory>
+#include <mutex>
+#include <queue>
+#include <span>
+#include <thread>
+#include <type_traits>
+#include <unordered_map>
+#include <vector>
+
+#include "common/status.h"
+#include "rdma/endpoint_table.h"
+#include "rdma/log_limiter.h"
+#include "rdma/options.h"
+#include "rdma/responder.h"
+#include "rdma/submit_queue.h"
+#include "rdma/wire.h"
+
+namespace dsdfs::rdma {
+
+// The node-to-node transport of one process (DESIGN.md 3.3, 3.4): one UCX
+// context, one worker driven by one progress thread, one endpoint per rank,
+// RPC over active messages and one-sided gets from registered memory.
+//
+// Lifecycle: create() -> register_handler()* -> local_address() -> (the
+// launcher allgathers the addresses) -> connect_all() -> (the launcher runs a
+// barrier, so that every rank can answer) -> call()/get()... -> shutdown().
+// The destructor only logs, except that a forgotten shutdown() is done there
+// as a last resort (a running progress thread must not outlive the object).
+//
+// Threads: the progress thread alone touches the worker, endpoints, rkeys
+// and the request tables; other threads queue closures into the SubmitQueue
+// and wake it with ucp_worker_signal(). When idle it sleeps in poll() on the
+// worker's event fd after ucp_worker_arm() (UCS_ERR_BUSY: do not sleep), so
+// an idle transport uses no CPU. Handlers and call_async callbacks run on
+// the progress thread and must be short: no blocking, no blocking Transport
+// methods (those return EDEADLK when called from the progress thread).
+//
+// All public methods are thread-safe. Locks, in the only order they nest:
+// shutdown_mu_ -> SubmitQueue::mu_ (leaf). No lock is held while user code
+// (handlers, callbacks) runs or while waiting for the network.
+//
+// Errors: remote errnos come back unchanged; a call not answered in time
+// fails with ETIMEDOUT; an unknown, failed or departed peer, a transport
+// error, or a call racing with shutdown() fail with EIO (we use EIO, not
+// EHOSTDOWN: it is what the kernel and the file system expect).
+class Transport {
+ public:
+  using CallResult = Result<std::vector<uint8_t>>;
+  using CallCallback = std::function<void(CallResult)>;
+  // Runs on the progress thread. payload is valid only during the call.
+  using Handler =
+      std::function<void(int source_rank, std::span<const uint8_t> payload, Responder responder)>;
+
+  // The UCX active message id used for all dsdfs messages.
+  static constexpr unsigned kAmId = 0x2d;
+  // Slack granted past a timeout before a waiting thread gives up on the
+  // progress thread itself (only a broken progress thread needs it).
+  static constexpr std::chrono::milliseconds kWaitGrace{5000};
+
+  // Creates the context and worker (reading UCX_* from the environment) and
+  // starts the progress thread. Fails with EINVAL on bad options.
+  static Result<std::unique_ptr<Transport>> create(const Options& options);
+  ~Transport();
+  Transport(const Transport&) = delete;
+  Transport& operator=(const Transport&) = delete;
+
+  const Options& options() const { return options_; }
+  int rank() const { return options_.rank; }
+  int nranks() const { return options_.nranks; }
+
+  // The worker address blob a peer passes to connect_all().
+  std::vector<uint8_t> local_address() const { return local_address_; }
+
+  // REQUIRES: before connect_all(). Replaces an earlier handler for op.
+  // Requests for an op without handler are answered with ENOSYS.
+  Status register_handler(uint16_t op, Handler handler);
+
+  // Connects to every rank (self included). Blocks until the endpoints exist.
+  Status connect_all(const std::vector<std::vector<uint8_t>>& addresses_by_rank);
+
+  // Sends op(payload) to rank and waits for its reply. REQUIRES: not on the
+  // progress thread. The payload is copied; a reply larger than one eager
+  // message arrives by rendezvous.
+  CallResult call(int rank, uint16_t op, std::span<const uint8_t> payload,
+                  std::chrono::milliseconds timeout);
+  CallResult call(int rank, uint16_t op, std::span<const uint8_t> payload) {
+    return call(rank, op, payload, options_.default_timeout);
+  }
+  // Like call() but returns at once; done runs exactly once, on the progress
+  // thread (or on this thread if the call fails before it is queued).
+  void call_async(int rank, uint16_t op, std::span<const uint8_t> payload,
+                  std::chrono::milliseconds timeout, CallCallback done);
+  // The same call to many ranks in parallel; results in the order of ranks.
+  std::vector<CallResult> call_many(std::span<const int> ranks, uint16_t op,
+                                    std::span<const uint8_t> payload,
+                                    std::chrono::milliseconds timeout);
+
+  // One-sided read of len bytes at remote_addr in rank's memory described by
+  // rkey (MemoryRegion::rkey() on that rank) into local. REQUIRES: not on the
+  // progress thread; local stays valid until get() returns.
+  // A get that times out fails the peer (its endpoint is force-closed): only
+  // that guarantees UCX no longer writes into local after we return.
+  Status get(int rank, uint64_t remote_addr, std::span<const uint8_t> rkey, void* local,
+             size_t len, std::chrono::milliseconds timeout);
+  Status get(int rank, uint64_t remote_addr, std::span<const uint8_t> rkey, void* local,
+             size_t len) {
+    return get(rank, remote_addr, rkey, local, len, options_.default_timeout);
+  }
+
+  // Whether one-sided RMA to rank runs in hardware or shared memory (see
+  // rma_probe.h); false for tcp (emulated), unknown or failed peers.
+  bool rma_is_native(int rank);
+  // Options::bulk_mode applied to rank: true = use get(), false = have the
+  // owner stream the bytes as active message replies.
+  bool bulk_uses_rma(int rank);
+  // False once the peer failed or said goodbye (or if never connected).
+  bool peer_alive(int rank) const;
+
+  // Says goodbye to the peers, fails outstanding work with EIO, closes the
+  // endpoints (bounded by Options::shutdown_timeout), stops the progress
+  // thread and destroys the worker. Idempotent. REQUIRES: not on the
+  // progress thread; every MemoryRegion of this transport is destroyed
+  // before the Transport (the context lives until the destructor).
+  void shutdown();
+
+  // CPU time consumed by the progress thread so far (diagnostics, tests).
+  std::chrono::nanoseconds progress_thread_cpu_time() const;
+
+  // Testing hook: sends header and payload as one raw AM (header unchecked).
+  Status send_raw_for_testing(int rank, std::span<const uint8_t> header,
+                              std::span<const uint8_t> payload);
+
+ private:
+  friend class Responder;
+  friend class MemoryRegion;
+
+  struct ContextDeleter {
+    void operator()(ucp_context_h c) const { ucp_cleanup(c); }
+  };
+  struct WorkerDeleter {
+    void operator()(ucp_worker_h w) const { ucp_worker_destroy(w); }
+  };
+  using ContextPtr = std::unique_ptr<std::remove_pointer_t<ucp_context_h>, ContextDeleter>;
+  using WorkerPtr = std::unique_ptr<std::remove_pointer_t<ucp_worker_h>, WorkerDeleter>;
+  using Clock = std::chrono::steady_clock;
+
+  struct PendingCall {
+    int rank;
+    uint16_t op;
+    Clock::time_point deadline;
+    CallCallback done;
+  };
+  struct PendingGet;
+  struct SendOp;
+  struct RecvOp;
+  // A validated message waiting to be dispatched by the progress loop. Its
+  // bytes are either owned or UCX persistent data (released after dispatch).
+  struct InMessage {
+    WireHeader header;
+    std::vector<uint8_t> owned;
+    void* ucx_data = nullptr;
+    size_t length = 0;
+    std::span<const uint8_t> bytes() const {
+      return ucx_data != nullptr
+                 ? std::span<const uint8_t>(static_cast<const uint8_t*>(ucx_data), length)
+                 : std::span<const uint8_t>(owned);
+    }
+  };
+  using Deadline = std::pair<Clock::time_point, uint64_t>;
+
+  explicit Transport(const Options& options);
+  Status init();
+
+  // Any thread.
+  bool on_progress_thread() const { return std::this_thread::get_id() == progress_id_.load(); }
+  // Runs fn on the progress thread and waits (bounded) for it.
+  Status run_on_progress_thread(std::function<void()> fn);
+  // Queues task; false if the transport is shut down.
+  bool submit(SubmitQueue::Task task);
+
+  // Progress thread only.
+  void progress_loop();
+  bool drain_submit_queue();
+  bool dispatch_inbox();
+  bool handle_failed_peers();
+  bool expire_deadlines(Clock::time_point now);
+  int poll_timeout_ms(Clock::time_point now);
+  void start_call(int rank, uint16_t op, std::vector<uint8_t> payload,
+                  Clock::time_point deadline, CallCallback done);
+  void start_get(const std::shared_ptr<PendingGet>& op, uint64_t remote_addr,
+                 const std::vector<uint8_t>& rkey);
+  void finish_get(PendingGet* op, ucs_status_t status);
+  // Returns false if the send failed at once (the caller fails its call).
+  bool send_message(Peer* peer, const WireHeader& header, std::vector<uint8_t> payload);
+  bool send_bytes(Peer* peer, std::vector<uint8_t> header, std::vector<uint8_t> payload,
+                  uint64_t call_id);
+  WireHeader make_header(uint16_t op, uint16_t flags, uint64_t request_id, int32_t status,
+                         size_t payload_length) const;
+  void send_reply(int rank, uint16_t op, uint64_t request_id, int err,
+                  std::vector<uint8_t> payload);
+  void complete_call(uint64_t request_id, CallResult result);
+  void fail_peer(int rank, const char* why);
+  void fail_calls_to(int rank, int err);
+  ucs_status_t on_am(const void* header, size_t header_length, void* data, size_t length,
+                     const ucp_am_recv_param_t* param);
+  void shutdown_on_progress_thread();
+  void dispatch_request(InMessage& msg);
+  void dispatch_reply(InMessage& msg);
+
+  // UCX C callbacks (noexcept boundaries).
+  static ucs_status_t am_recv_cb(void* arg, const void* header, size_t header_length, void* data,
+                                 size_t length, const ucp_am_recv_param_t* param) noexcept;
+  static void ep_error_cb(void* arg, ucp_ep_h ep, ucs_status_t status) noexcept;
+  static void send_done_cb(void* request, ucs_status_t status, void* user_data) noexcept;
+  static void recv_done_cb(void* request, ucs_status_t status, size_t length,
+                           void* user_data) noexcept;
+  static void get_done_cb(void* request, ucs_status_t status, void* user_data) noexcept;
+
+  // Members in creation order; destruction runs in reverse. Endpoints (and
+  // the rkeys they hold) are closed and the worker destroyed by shutdown(),
+  // before the context; MemoryRegions (owned by callers) die before us.
+  const Options options_;
+  ContextPtr context_;
+  WorkerPtr worker_;
+  int worker_efd_ = -1;  // owned by the worker
+  std::vector<uint8_t> local_address_;
+  std::shared_ptr<SubmitQueue> queue_;
+  // Read by any thread (fast failure), written by the progress thread.
+  std::unique_ptr<std::atomic<bool>[]> peer_dead_;
+  std::atomic<bool> connected_{false};
+
+  // Progress thread only.
+  EndpointTable endpoints_;
+  std::unordered_map<uint16_t, Handler> handlers_;
+  std::unordered_map<uint64_t, PendingCall> pending_calls_;
+  std::unordered_map<uint64_t, std::shared_ptr<PendingGet>> pending_gets_;
+  std::priority_queue<Deadline, std::vector<Deadline>, std::greater<Deadline>> deadlines_;
+  std::deque<InMessage> inbox_;
+  std::vector<std::pair<int, ucs_status_t>> failed_peers_;
+  uint64_t next_request_id_ = 1;
+  bool shutting_down_ = false;
+  LogLimiter bad_header_log_;
+  LogLimiter job_key_log_;
+  LogLimiter stale_reply_log_;
+
+  // Shutdown and thread control.
+  std::mutex shutdown_mu_;
+  bool shut_down_ = false;  // guarded by shutdown_mu_
+  std::atomic<bool> stop_{false};
+  std::atomic<std::thread::id> progress_id_{};
+  std::thread progress_thread_;  // last: started once everything above exists
+};
+
+}  // namespace dsdfs::rdma

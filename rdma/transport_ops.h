@@ -1,0 +1,50 @@
+// SPDX-License-Identifier: Apache-2.0
+#pragma once
+
+// Internal to the Transport implementation: the per-operation records whose
+// addresses are handed to UCX as request user_data.
+
+#include <condition_variable>
+#include <mutex>
+#include <vector>
+
+#include "rdma/transport.h"
+
+namespace dsdfs::rdma {
+
+// One ucp_am_send_nbx in flight. UCX requires header and payload to stay
+// valid until the send completes, so the op owns both; freed on completion.
+struct Transport::SendOp {
+  Transport* transport;
+  int rank;
+  uint64_t call_id;  // request id of our own call to fail on error, or 0
+  std::vector<uint8_t> header;
+  std::vector<uint8_t> payload;
+};
+
+// One rendezvous receive (ucp_am_recv_data_nbx) in flight; freed on completion.
+struct Transport::RecvOp {
+  Transport* transport;
+  WireHeader header;
+  std::vector<uint8_t> buffer;
+};
+
+// One get. Shared by the waiting caller and the progress thread; the fields
+// above the mutex belong to the progress thread.
+struct Transport::PendingGet {
+  Transport* transport = nullptr;
+  uint64_t id = 0;
+  int rank = -1;
+  Clock::time_point deadline;
+  void* local = nullptr;
+  size_t length = 0;
+  ucp_rkey_h rkey = nullptr;  // pinned in the peer's RkeyCache while in flight
+  bool timed_out = false;
+
+  std::mutex mu;  // leaf lock
+  std::condition_variable cv;
+  bool done = false;  // guarded by mu
+  Status status;      // guarded by mu
+};
+
+}  // namespace dsdfs::rdma
