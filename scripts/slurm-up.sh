@@ -44,7 +44,10 @@
 #   DSDFS_SLURMCTLD_PORT / DSDFS_SLURMD_PORT      [6817 / 6818]
 #
 # Must run as root (the daemons run as root; munged runs as user munge).
-# Exit: 0 up (or already up), 1 failure (daemon logs are printed to stderr).
+# Exit: 0 up (or already up; with --check: up), 1 failure (daemon logs are
+# printed to stderr; with --check: not up), 2 usage.
+# Needs a cgroup file system under /sys/fs/cgroup: slurmd 22.05 initializes
+# its cgroup plugin even with linuxproc/task-none (bind-mount it in a chroot).
 set -euo pipefail
 
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -83,6 +86,16 @@ id munge >/dev/null 2>&1 ||
   { slurm_log "ERROR: user munge missing; run scripts/install-deps.sh"; exit 1; }
 
 export SLURM_CONF=$SLURM_PRIV_CONF
+
+# Slurm 22.05's slurmd initializes a cgroup plugin even with
+# proctrack/linuxproc and task/none, and fails without a cgroup file system.
+if ! awk '{ for (i = 7; i < NF; i++) if ($i == "-") { fs = $(i + 1); break } }
+  $5 ~ "^/sys/fs/cgroup" && (fs == "cgroup" || fs == "cgroup2") { found = 1 }
+  END { exit !found }' /proc/self/mountinfo 2>/dev/null; then
+  slurm_log "ERROR: no cgroup file system under /sys/fs/cgroup; slurmd 22.05 needs one" \
+    "(in a chroot: mount --rbind /sys/fs/cgroup <root>/sys/fs/cgroup)"
+  exit 1
+fi
 
 # --- already up? -------------------------------------------------------------
 alive=0

@@ -14,7 +14,8 @@
 #      --num-processes 1               (suites unit, e2e, mpi)
 #
 # The run fails if the build fails, if any test fails, times out or is
-# SKIPPED (read from build-test/meson-logs/testlog.json), if no test ran at
+# SKIPPED (build-test/meson-logs/testlog.json, read by testlog-summary.py),
+# if no test ran at
 # all, or if the Slurm smoke check fails. The last line is the plain summary
 # `N passed, M failed, K skipped` over the meson tests plus the smoke check.
 #
