@@ -14,7 +14,15 @@
 #   OMPI_MCA_pml=ob1, OMPI_MCA_btl=self,vader,tcp
 #       Open MPI's own messaging on shared memory and TCP only: no UCX PML
 #       (dsdfs brings its own UCX context), no openib/ofi probing and warnings.
-#   OMPI_MCA_osc=sm,pt2pt      one-sided MPI without the UCX component.
+#   OMPI_MCA_osc=sm,ucx,pt2pt, OMPI_MCA_opal_common_ucx_tls=any,
+#   OMPI_MCA_opal_common_ucx_devices=any
+#       one-sided MPI that works for every window flavor, with and without
+#       MPI_THREAD_MULTIPLE, under mpirun, srun and as a singleton. Found by
+#       trial: osc/sm only serves MPI_Win_allocate(_shared); osc/pt2pt refuses
+#       MPI_THREAD_MULTIPLE (MPI_Win_create fails); osc/ucx disqualifies
+#       itself without InfiniBand devices unless its tls/devices are "any";
+#       Open MPI's default list picks a component whose MPI_Win_create fails
+#       over TCP. (osc/ucx then runs UCX over shared memory and TCP on lo.)
 #   OMPI_MCA_btl_tcp_if_include=lo, OMPI_MCA_oob_tcp_if_include=lo
 #       MPI traffic and mpirun/orted control traffic on loopback only.
 #   OMPI_MCA_btl_vader_single_copy_mechanism=none
@@ -44,7 +52,9 @@ _dsdfs_default() {
 
 _dsdfs_default OMPI_MCA_pml ob1
 _dsdfs_default OMPI_MCA_btl self,vader,tcp
-_dsdfs_default OMPI_MCA_osc sm,pt2pt
+_dsdfs_default OMPI_MCA_osc sm,ucx,pt2pt
+_dsdfs_default OMPI_MCA_opal_common_ucx_tls any
+_dsdfs_default OMPI_MCA_opal_common_ucx_devices any
 _dsdfs_default OMPI_MCA_btl_tcp_if_include lo
 _dsdfs_default OMPI_MCA_oob_tcp_if_include lo
 _dsdfs_default OMPI_MCA_btl_vader_single_copy_mechanism none

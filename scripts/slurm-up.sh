@@ -64,9 +64,11 @@ print_exports() {
   cat "$DSDFS_SLURM_DIR/env.sh"
 }
 
+# fail MSG: report, print the daemon logs, stop whatever this run started
 fail() {
   slurm_log "ERROR: $*"
   dump_logs
+  "$here/slurm-down.sh" >&2 || true
   exit 1
 }
 

@@ -15,8 +15,7 @@
 #
 # The run fails if the build fails, if any test fails, times out or is
 # SKIPPED (build-test/meson-logs/testlog.json, read by testlog-summary.py),
-# if no test ran at
-# all, or if the Slurm smoke check fails. The last line is the plain summary
+# if no test ran at all, or if the Slurm smoke check fails. The last line is the plain summary
 # `N passed, M failed, K skipped` over the meson tests plus the smoke check.
 #
 # Environment (optional):
