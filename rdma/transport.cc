@@ -210,12 +210,14 @@ bool Transport::handle_failed_peers() {
   std::vector<std::pair<int, ucs_status_t>> failed;
   failed.swap(failed_peers_);
   for (auto [rank, status] : failed) {
-    fail_peer(rank, status == UCS_OK ? "peer shut down" : ucs_status_string(status));
+    // UCS_OK marks a goodbye message (on_am), anything else an endpoint error.
+    fail_peer(rank, status == UCS_OK ? "peer shut down" : ucs_status_string(status),
+              status == UCS_OK);
   }
   return true;
 }
 
-void Transport::fail_peer(int rank, const char* why) {
+void Transport::fail_peer(int rank, const char* why, bool goodbye) {
   if (rank < 0 || rank >= options_.nranks) return;
   peer_dead_[static_cast<size_t>(rank)].store(true);
   Peer* peer = endpoints_.find(rank);
@@ -223,6 +225,8 @@ void Transport::fail_peer(int rank, const char* why) {
   peer->failed = true;
   if (shutting_down_) {
     DSDFS_DEBUG("rank %d gone during shutdown: %s", rank, why);
+  } else if (goodbye) {
+    DSDFS_INFO("rank %d shut down; failing its outstanding calls with EIO", rank);
   } else {
     DSDFS_WARN("rank %d failed: %s; failing its outstanding calls with EIO", rank, why);
   }

@@ -210,7 +210,7 @@ class Transport {
   void send_reply(int rank, uint16_t op, uint64_t request_id, int err,
                   std::vector<uint8_t> payload);
   void complete_call(uint64_t request_id, CallResult result);
-  void fail_peer(int rank, const char* why);
+  void fail_peer(int rank, const char* why, bool goodbye = false);
   void fail_calls_to(int rank, int err);
   ucs_status_t on_am(const void* header, size_t header_length, void* data, size_t length,
                      const ucp_am_recv_param_t* param);

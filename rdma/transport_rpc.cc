@@ -233,8 +233,9 @@ void Transport::send_reply(int rank, uint16_t op, uint64_t request_id, int err,
   }
   if (err < 0 || err > kWireMaxErrno) err = EIO;
   if (err != 0) payload.clear();
-  send_message(peer, make_header(op, kWireFlagReply, request_id, err, payload.size()),
-               std::move(payload));
+  // Take the length before the payload is moved (argument order is unspecified).
+  const WireHeader header = make_header(op, kWireFlagReply, request_id, err, payload.size());
+  send_message(peer, header, std::move(payload));
 }
 
 Status Transport::send_raw_for_testing(int rank, std::span<const uint8_t> header,
