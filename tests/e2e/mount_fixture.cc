@@ -17,6 +17,8 @@
 #include <cstdio>
 #include <cstring>
 #include <fstream>
+#include <map>
+#include <set>
 #include <sstream>
 
 #include "common/hash.h"
@@ -357,6 +359,84 @@ std::string describe_status(int st) {
   return "wait status " + std::to_string(st);
 }
 
+namespace {
+
+// pid -> parent pid of every process, from /proc/<pid>/stat.
+std::map<pid_t, pid_t> process_parents() {
+  std::map<pid_t, pid_t> out;
+  DIR* d = opendir("/proc");
+  if (!d) return out;
+  while (struct dirent* e = readdir(d)) {
+    if (!std::isdigit(static_cast<unsigned char>(e->d_name[0]))) continue;
+    std::string stat = slurp(std::string("/proc/") + e->d_name + "/stat");
+    size_t close_paren = stat.rfind(')');
+    if (close_paren == std::string::npos) continue;
+    char state;
+    int ppid;
+    if (sscanf(stat.c_str() + close_paren + 1, " %c %d", &state, &ppid) != 2) continue;
+    out[static_cast<pid_t>(atoi(e->d_name))] = ppid;
+  }
+  closedir(d);
+  return out;
+}
+
+// Whether `pid` has exited; reaps it if it is our child.
+bool pid_gone(pid_t pid) {
+  int st;
+  pid_t r = waitpid(pid, &st, WNOHANG);
+  if (r == pid) return true;
+  if (r == 0) return false;
+  return kill(pid, 0) != 0 && errno == ESRCH;
+}
+
+}  // namespace
+
+std::string describe_pid(pid_t pid) {
+  std::string comm = slurp("/proc/" + std::to_string(pid) + "/comm");
+  while (!comm.empty() && comm.back() == '\n') comm.pop_back();
+  return std::to_string(pid) + " (" + (comm.empty() ? "?" : comm) + ")";
+}
+
+void ChildProcess::snapshot_descendants() {
+  if (pid_ <= 0 || exited_) return;
+  auto parents = process_parents();
+  std::set<pid_t> family(descendants_.begin(), descendants_.end());
+  family.insert(pid_);
+  bool grew = true;
+  while (grew) {
+    grew = false;
+    for (auto& [pid, ppid] : parents) {
+      if (family.count(ppid) && !family.count(pid)) {
+        family.insert(pid);
+        grew = true;
+      }
+    }
+  }
+  family.erase(pid_);
+  descendants_.assign(family.begin(), family.end());
+}
+
+std::string ChildProcess::reap_descendants(std::chrono::milliseconds timeout) {
+  std::vector<pid_t> left;
+  wait_until(
+      [&] {
+        left.clear();
+        for (pid_t d : descendants_)
+          if (!pid_gone(d)) left.push_back(d);
+        return left.empty();
+      },
+      timeout);
+  std::string text;
+  for (pid_t d : left) {
+    if (!text.empty()) text += ", ";
+    text += describe_pid(d);
+    kill(d, SIGKILL);
+  }
+  for (pid_t d : left) wait_until([&] { return pid_gone(d); }, 5s);
+  descendants_.clear();
+  return text;
+}
+
 ChildProcess::~ChildProcess() {
   if (pid_ <= 0) return;
   if (running()) kill_group();
@@ -365,6 +445,7 @@ ChildProcess::~ChildProcess() {
     kill(-pid_, SIGKILL);
     reap_group_orphans();
   }
+  reap_descendants(5s);
   watchdog_unregister(pid_);
 }
 
@@ -468,6 +549,7 @@ bool ChildProcess::signal(int sig) { return pid_ > 0 && !exited_ && kill(pid_, s
 
 void ChildProcess::kill_group() {
   if (pid_ <= 0) return;
+  snapshot_descendants();
   kill(-pid_, SIGKILL);
   if (!exited_) {
     // SIGKILL also ends a FUSE daemon blocked on a request: the kernel aborts the
@@ -477,6 +559,8 @@ void ChildProcess::kill_group() {
     }
   }
   reap_group_orphans();
+  // Descendants outside the group (e.g. a singleton orted) notice and exit; if not, kill.
+  reap_descendants(5s);
 }
 
 void ChildProcess::reap_group_orphans() {
@@ -529,6 +613,9 @@ CommandResult run_command(const std::vector<std::string>& argv, const std::strin
 
 std::vector<pid_t> child_pids() {
   std::vector<pid_t> out;
+  int st;
+  while (waitpid(-1, &st, WNOHANG) > 0) {
+  }
   DIR* d = opendir("/proc");
   if (!d) return out;
   pid_t self = getpid();
@@ -685,6 +772,7 @@ DsdfsInstance::~DsdfsInstance() {
            << "\n  command: " << cmdline << "\n  daemon log:\n"
            << log_since(log_start);
   }
+  process_.snapshot_descendants();
   auto mounts = mounts_at(config_.expected_mount);
   if (mounts.empty()) {
     auto r = ::testing::AssertionFailure()
@@ -712,6 +800,7 @@ DsdfsInstance::~DsdfsInstance() {
     problems += "daemon had already " + describe_status(process_.wait_status()) +
                 " before it was asked to stop; ";
   } else {
+    process_.snapshot_descendants();
     process_.signal(sig);
     if (!process_.wait_exit(config_.stop_timeout)) {
       problems += "daemon did not exit within " + std::to_string(config_.stop_timeout.count()) +
@@ -728,6 +817,8 @@ DsdfsInstance::~DsdfsInstance() {
     problems += "processes were left in the daemon's process group after it exited; ";
     process_.kill_group();
   }
+  if (std::string left = process_.reap_descendants(5s); !left.empty())
+    problems += "processes started by the daemon outlived it by 5 s (SIGKILLed): " + left + "; ";
   if (is_mounted(config_.expected_mount)) {
     problems += "a mount was left at " + config_.expected_mount + " after the daemon exited; ";
     ensure_unmounted();

@@ -193,8 +193,17 @@ class ChildProcess {
   // Whether any process is still in the child's process group (orphans it left).
   bool group_alive() const;
 
+  // Remembers every current descendant of the process, including those that left its
+  // process group (Open MPI's singleton orted runs in its own session).
+  void snapshot_descendants();
+  // After the process exited: waits up to `timeout` for the remembered descendants to exit
+  // too (they are reparented to us, the subreaper, and reaped here). Returns a description of
+  // those still running, which are then SIGKILLed by pid.
+  std::string reap_descendants(std::chrono::milliseconds timeout);
+
  private:
   void reap_group_orphans();
+  std::vector<pid_t> descendants_;
   pid_t pid_ = -1;
   int status_ = 0;
   bool exited_ = false;
@@ -216,8 +225,10 @@ CommandResult run_command(const std::vector<std::string>& argv, const std::strin
                           const std::optional<RunAs>& run_as = std::nullopt);
 
 // Direct children of this process (the test program is a child subreaper, so processes
-// orphaned by a daemon end up here).
+// orphaned by a daemon end up here). Zombies are reaped first, not listed.
 std::vector<pid_t> child_pids();
+// "1234 (orted)".
+std::string describe_pid(pid_t pid);
 // Kills and reaps every child process; returns how many there were.
 int kill_all_children();
 
