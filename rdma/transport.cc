@@ -285,7 +285,9 @@ int Transport::poll_timeout_ms(Clock::time_point now) {
   return ms > 60000 ? 60000 : static_cast<int>(ms);
 }
 
-void Transport::shutdown() {
+void Transport::shutdown() { shutdown_impl(true); }
+
+void Transport::shutdown_impl(bool graceful) {
   if (on_progress_thread()) {
     DSDFS_ERROR("INTERNAL ERROR: Transport::shutdown() called on the progress thread");
     return;
@@ -294,7 +296,8 @@ void Transport::shutdown() {
   if (shut_down_) return;
   shut_down_ = true;
   if (progress_thread_.joinable()) {
-    Status s = run_on_progress_thread([this] { shutdown_on_progress_thread(); });
+    Status s =
+        run_on_progress_thread([this, graceful] { shutdown_on_progress_thread(graceful); });
     if (!s) DSDFS_WARN("shutdown: %s", s.to_string().c_str());
     queue_->close();
     stop_.store(true);
@@ -316,12 +319,16 @@ void Transport::shutdown() {
   worker_.reset();
 }
 
-void Transport::shutdown_on_progress_thread() {
+void Transport::shutdown_on_progress_thread(bool graceful) {
   shutting_down_ = true;
   for (int r = 0; r < options_.nranks; ++r) {
     Peer* peer = endpoints_.find(r);
     if (peer == nullptr || peer->failed || r == options_.rank) continue;
-    send_message(peer, make_header(0, kWireFlagGoodbye, 0, 0, 0), {});
+    if (graceful) {
+      send_message(peer, make_header(0, kWireFlagGoodbye, 0, 0, 0), {});
+    } else {
+      peer->failed = true;  // close_all then force-closes it
+    }
   }
   std::vector<uint64_t> ids;
   for (auto& [id, call] : pending_calls_) ids.push_back(id);

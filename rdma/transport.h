@@ -137,6 +137,10 @@ class Transport {
   // CPU time consumed by the progress thread so far (diagnostics, tests).
   std::chrono::nanoseconds progress_thread_cpu_time() const;
 
+  // Testing hook: shutdown() without goodbye messages and with force-closed
+  // endpoints, which is what a crash looks like to the peers: they learn it
+  // only from UCX endpoint errors.
+  void crash_for_testing() { shutdown_impl(false); }
   // Testing hook: sends header and payload as one raw AM (header unchecked).
   Status send_raw_for_testing(int rank, std::span<const uint8_t> header,
                               std::span<const uint8_t> payload);
@@ -214,7 +218,8 @@ class Transport {
   void fail_calls_to(int rank, int err);
   ucs_status_t on_am(const void* header, size_t header_length, void* data, size_t length,
                      const ucp_am_recv_param_t* param);
-  void shutdown_on_progress_thread();
+  void shutdown_impl(bool graceful);
+  void shutdown_on_progress_thread(bool graceful);
   void dispatch_request(InMessage& msg);
   void dispatch_reply(InMessage& msg);
 

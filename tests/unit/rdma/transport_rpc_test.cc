@@ -342,6 +342,34 @@ TEST(TransportPeerLoss, DestroyedPeerFailsCallsFast) {
   ts[0]->shutdown();
 }
 
+TEST(TransportPeerLoss, CrashedPeerFailsOutstandingCallsBeforeTheTimeout) {
+  // No goodbye: only the UCX endpoint error callback can tell rank 0.
+  Handlers h;
+  auto ts = make_connected(2, [&](int r, Transport& t) { h.install(r, t); });
+  ASSERT_EQ(ts.size(), 2u);
+  std::atomic<int> err{0};
+  auto start = std::chrono::steady_clock::now();
+  std::thread caller([&] { err = ts[0]->call(1, kNever, {}, 20s).err(); });
+  for (int i = 0; i < 400; ++i) {
+    {
+      std::lock_guard<std::mutex> lock(h.mu);
+      if (!h.parked.empty()) break;
+    }
+    std::this_thread::sleep_for(5ms);
+  }
+  ts[1]->crash_for_testing();
+  caller.join();
+  EXPECT_EQ(err.load(), EIO);
+  EXPECT_LT(ms_since(start), 5000);  // well before the 20 s timeout
+  EXPECT_FALSE(ts[0]->peer_alive(1));
+  EXPECT_EQ(ts[0]->call(1, kEcho, {}, 10s).err(), EIO);
+  {
+    std::lock_guard<std::mutex> lock(h.mu);
+    h.parked.clear();
+  }
+  testing::shutdown_all(ts);
+}
+
 TEST(TransportIdle, IdleProgressThreadUsesAlmostNoCpu) {
   Handlers h;
   auto ts = make_connected(2, [&](int r, Transport& t) { h.install(r, t); });
