@@ -728,10 +728,13 @@ DsdfsInstance::~DsdfsInstance() {
 
 ::testing::AssertionResult DsdfsInstance::start() {
   if (config_.create_mount_point) {
-    if (mkdir(config_.mount_point.c_str(), 0755) != 0 && errno != EEXIST)
+    // An existing mount point is left as it is (it may be a stale mount, where even root
+    // gets ENOTCONN or EACCES).
+    bool created = mkdir(config_.mount_point.c_str(), 0755) == 0;
+    if (!created && errno != EEXIST)
       return ::testing::AssertionFailure()
              << "mkdir(" << config_.mount_point << "): " << errno_text(errno);
-    if (config_.run_as &&
+    if (created && config_.run_as &&
         chown(config_.mount_point.c_str(), config_.run_as->uid, config_.run_as->gid) != 0)
       return ::testing::AssertionFailure()
              << "chown(" << config_.mount_point << "): " << errno_text(errno);
