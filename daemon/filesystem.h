@@ -4,15 +4,36 @@
 #include <fuse_lowlevel.h>
 
 #include <atomic>
+#include <functional>
 #include <memory>
 #include <string>
 
+#include <set>
+#include <shared_mutex>
+#include <span>
+#include <vector>
+
+#include "daemon/cluster.h"
+#include "daemon/dir_index.h"
 #include "daemon/inode_table.h"
+#include "daemon/locator.h"
+#include "daemon/notifier.h"
 #include "daemon/options.h"
+#include "daemon/remote_cache.h"
 #include "daemon/stats.h"
 #include "daemon/store.h"
 
 namespace dsdfs::fs {
+
+struct FileHandle;  // daemon/file_handle.h
+
+// One name of a merged directory listing.
+struct DirEntryInfo {
+  std::string name;
+  uint8_t type;   // DT_*
+  uint64_t ino;   // global inode number
+  bool local;     // in this rank's replica (a directory or an owned file)
+};
 
 // The file system one rank serves: FUSE lowlevel requests on this node,
 // answered from the local store. One instance per process, created before the
@@ -20,7 +41,19 @@ namespace dsdfs::fs {
 // Each op replies exactly once; none holds a lock across a reply or a syscall.
 class Filesystem {
  public:
-  Filesystem(Options options, Store* store, int rank, std::string host);
+  // `mountpoint` is this rank's expanded, canonical mount point: the owner
+  // applies writes that other ranks forward through it, so that its own
+  // kernel's page cache and sizes stay right.
+  Filesystem(Options options, Store* store, Cluster* cluster, Stats* stats, std::string host,
+             std::string mountpoint);
+  ~Filesystem();
+
+  // Registers the RPC handlers. REQUIRES: before cluster->start().
+  void register_rpcs();
+  // Lets the daemon tell its kernel about changes made by other ranks.
+  void set_session(struct fuse_session* se) { notifier_.set_session(se); }
+  // Stops background threads. REQUIRES: after the FUSE loop ended.
+  void stop() { notifier_.stop(); }
 
   // The lowlevel operations table; userdata must be this Filesystem.
   static const struct fuse_lowlevel_ops* ops();
@@ -32,9 +65,10 @@ class Filesystem {
   }
 
   int rank() const { return rank_; }
+  Cluster& cluster() { return *cluster_; }
   const std::string& host() const { return host_; }
   const Options& options() const { return options_; }
-  Stats& stats() { return stats_; }
+  Stats& stats() { return *stats_; }
 
   // FUSE operations (see fuse_lowlevel.h for their contracts).
   void init(struct fuse_conn_info* conn);
@@ -75,8 +109,69 @@ class Filesystem {
   void removexattr(fuse_req_t req, fuse_ino_t ino, const char* name);
 
  private:
+
   // Looks `name` up under `parent` in the store and fills `e` (counts a lookup).
   int do_lookup(const Inode& parent, const char* name, struct fuse_entry_param* e);
+  // Looks `name` up in the whole namespace: the local store, else its owner.
+  int lookup_any(const Inode& parent, const char* name, struct fuse_entry_param* e);
+  // The owner of (dir, name) if another rank owns it: asks the shard (or,
+  // if the shard is dead, every rank). ENOENT if nobody does.
+  Result<int> find_owner(uint64_t dir, const std::string& name);
+  // Attributes and version of (dir, name) from its owner.
+  int remote_stat(int owner, uint64_t dir, const std::string& name, struct stat* st, uint64_t* version);
+  int fill_remote_entry(int owner, uint64_t dir, const std::string& name, struct fuse_entry_param* e);
+  // The directory id of a local directory inode (assigning one to a
+  // directory found in a kept store).
+  uint64_t dir_id_of(const Inode& dir);
+  // Path of (dir, name) through this rank's own mount point.
+  Result<std::string> mount_path(uint64_t dir, const std::string& name);
+  Result<std::string> store_relative_path(int dir_fd);
+
+  // Claims `name` in `dir` for this rank, then runs make(dir_fd) (a syscall
+  // returning 0 or -1 with errno) unless the directory is being removed.
+  int claim_and_make(const Inode& dir, const char* name, uint32_t claim_flags,
+                     const std::function<int(int dir_fd)>& make);
+  // The merged listing of a directory (this replica plus every rank's files).
+  int list_dir(const Inode& dir, int dir_fd, std::vector<DirEntryInfo>* out);
+  // Locator client side.
+  Result<LocatorShard::Claim> loc_claim(uint64_t dir, const std::string& name, uint32_t flags);
+  void loc_remove(uint64_t dir, const std::string& name, int owner);
+
+  // Directory mutations: ordered by the coordinator, applied everywhere.
+  int dir_mutate(std::span<const uint8_t> change);
+  Cluster::Reply on_dir_mutate(int source, std::span<const uint8_t> payload);
+  Cluster::Reply on_dir_apply(int source, std::span<const uint8_t> payload);
+  // Creating files in a directory being removed fails: creators hold dir_gate_ shared.
+  bool dir_closing(uint64_t dir) const;
+
+  // Remote file access.
+  int remote_open(fuse_req_t req, const Inode& inode, struct fuse_file_info* fi);
+  int take_over(const Inode& parent_or_null, uint64_t dir, const std::string& name, int prev_owner,
+                mode_t mode, int open_flags, int* fd_out);
+  void remote_read(fuse_req_t req, FileHandle& h, size_t size, off_t off);
+  void remote_write(fuse_req_t req, FileHandle& h, struct fuse_bufvec* in, off_t off);
+  int fetch_chunks(FileHandle& h, uint64_t first, uint64_t count);
+  void forget_remote_file(uint64_t gino);
+
+  // RPC handlers (run on Cluster workers).
+  Cluster::Reply on_loc_claim(int source, std::span<const uint8_t> payload);
+  Cluster::Reply on_loc_lookup(int source, std::span<const uint8_t> payload);
+  Cluster::Reply on_loc_remove(int source, std::span<const uint8_t> payload);
+  Cluster::Reply on_own_find(int source, std::span<const uint8_t> payload);
+  Cluster::Reply on_file_stat(int source, std::span<const uint8_t> payload);
+  Cluster::Reply on_file_read(int source, std::span<const uint8_t> payload);
+  Cluster::Reply on_file_write(int source, std::span<const uint8_t> payload);
+  Cluster::Reply on_dir_list(int source, std::span<const uint8_t> payload);
+  Cluster::Reply on_file_unlink(int source, std::span<const uint8_t> payload);
+  Cluster::Reply on_file_rename(int source, std::span<const uint8_t> payload);
+  Cluster::Reply on_file_drop(int source, std::span<const uint8_t> payload);
+  Cluster::Reply on_file_readlink(int source, std::span<const uint8_t> payload);
+  Cluster::Reply on_file_setattr(int source, std::span<const uint8_t> payload);
+  // Opens (dir, name) in the local store: O_PATH handle of the parent replica.
+  std::shared_ptr<UniqueFd> local_dir(uint64_t dir);
+  // Local file rename with the locator kept right (src owned here).
+  int rename_local_file(uint64_t src_dir, const std::string& src_name, int src_dir_fd, uint64_t dst_dir,
+                        const std::string& dst_name, int dst_dir_fd, unsigned flags);
   // After creating an object as root on behalf of another user, hands it to them.
   void adopt_for_caller(fuse_req_t req, const Inode& parent, const char* name);
   // Replies with a fresh entry for a just-made object, or the error.
@@ -91,12 +186,24 @@ class Filesystem {
 
   const Options options_;
   Store* const store_;
+  Cluster* const cluster_;
   const int rank_;
   const std::string host_;
+  const std::string mountpoint_;
   const bool run_as_root_;
   const double entry_timeout_;
   InodeTable inodes_;
-  Stats stats_;
+  DirIndex dirs_;
+  LocatorShard shard_;
+  RemoteCache cache_;
+  Notifier notifier_;
+  Stats* const stats_;
+
+  // Lock order: coord_mu_ (coordinator only) -> dir_gate_ -> closing_mu_.
+  std::mutex coord_mu_;          // serialises directory mutations on the coordinator
+  std::atomic<uint64_t> next_dir_id_{1};
+  mutable std::shared_mutex dir_gate_;  // creators shared, rmdir prepare exclusive
+  std::set<uint64_t> closing_;   // GUARDED_BY(dir_gate_): directories being removed
 };
 
 }  // namespace dsdfs::fs

@@ -7,22 +7,30 @@
 
 #include <cstring>
 #include <memory>
+#include <set>
+#include <string>
 #include <vector>
 
 #include "daemon/filesystem.h"
+#include "daemon/protocol.h"
 
 namespace dsdfs::fs {
 
 namespace {
-// One open directory stream. Owned by the kernel's file handle (fi->fh);
-// FUSE serialises readdir calls on one handle, so no lock is needed.
+// A snapshot of one directory, merged from this rank's replica (its
+// directories and owned files) and every other rank's owned files, taken at
+// opendir (rewinddir takes a new one). Owned by the kernel's handle (fi->fh);
+// FUSE serialises readdir calls on one handle.
 struct DirHandle {
-  DIR* dp = nullptr;
-  off_t offset = 0;         // the telldir cookie the stream is positioned at
-  struct dirent* entry = nullptr;  // an entry read but not yet sent
-  ~DirHandle() {
-    if (dp) ::closedir(dp);
-  }
+  struct Entry {
+    std::string name;
+    uint8_t type;
+    uint64_t ino;
+    bool local;
+  };
+  UniqueFd fd;  // for fsyncdir
+  std::vector<Entry> entries;
+  bool listed = false;
 };
 
 DirHandle* dir_handle(struct fuse_file_info* fi) { return reinterpret_cast<DirHandle*>(fi->fh); }
@@ -35,19 +43,55 @@ bool is_dot_or_dotdot(const char* name) {
 void Filesystem::opendir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info* fi) {
   auto inode = inode_of(ino);
   if (!inode) return (void)fuse_reply_err(req, ESTALE);
+  if (!S_ISDIR(inode->type)) return (void)fuse_reply_err(req, ENOTDIR);
   auto d = std::make_unique<DirHandle>();
-  int fd = ::openat(inode->fd.get(), ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-  if (fd < 0) return (void)fuse_reply_err(req, errno);
-  d->dp = ::fdopendir(fd);
-  if (!d->dp) {
-    int err = errno;
-    ::close(fd);
-    return (void)fuse_reply_err(req, err);
-  }
+  d->fd.reset(::openat(inode->fd.get(), ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+  if (!d->fd.valid()) return (void)fuse_reply_err(req, errno);
   fi->fh = reinterpret_cast<uint64_t>(d.get());
   fi->keep_cache = 0;
   fi->cache_readdir = 0;
   if (fuse_reply_open(req, fi) == 0) d.release();
+}
+
+int Filesystem::list_dir(const Inode& dir, int dir_fd, std::vector<DirEntryInfo>* out) {
+  out->clear();
+  std::set<std::string> seen;
+  int fd = ::openat(dir_fd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  if (fd < 0) return errno;
+  DIR* dp = ::fdopendir(fd);
+  if (!dp) {
+    int err = errno;
+    ::close(fd);
+    return err;
+  }
+  errno = 0;
+  while (struct dirent* e = ::readdir(dp)) {
+    out->push_back({e->d_name, e->d_type, global_ino(e->d_ino), true});
+    seen.insert(e->d_name);
+  }
+  int err = errno;
+  ::closedir(dp);
+  if (err) return err;
+  if (cluster_->nranks() == 1) return 0;
+  // Every other rank's files in this directory, asked in parallel. A dead
+  // rank's files are gone with it: the listing goes on without them.
+  WireWriter w;
+  w.u64(dir.dir_id);
+  auto replies = cluster_->call_all(Op::kDirList, w.buffer());
+  for (int r = 0; r < cluster_->nranks(); ++r) {
+    if (r == rank_ || !replies[r]) continue;
+    WireReader rd(replies[r].value());
+    uint32_t count;
+    if (!rd.u32(&count)) continue;
+    for (uint32_t i = 0; i < count; ++i) {
+      std::string name;
+      uint8_t type;
+      uint64_t gino;
+      if (!(rd.str(&name, kMaxName) && rd.u8(&type) && rd.u64(&gino)) || !valid_name(name)) break;
+      if (seen.insert(name).second) out->push_back({std::move(name), type, gino, false});
+    }
+  }
+  return 0;
 }
 
 void Filesystem::readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
@@ -55,42 +99,33 @@ void Filesystem::readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
   auto inode = inode_of(ino);
   if (!inode) return (void)fuse_reply_err(req, ESTALE);
   DirHandle* d = dir_handle(fi);
+  if (off == 0 || !d->listed) {
+    std::vector<DirEntryInfo> entries;
+    if (int err = list_dir(*inode, inode->fd.get(), &entries)) return (void)fuse_reply_err(req, err);
+    d->entries.clear();
+    for (auto& e : entries) d->entries.push_back({std::move(e.name), e.type, e.ino, e.local});
+    d->listed = true;
+  }
   std::vector<char> buf(size);
   size_t used = 0;
-  if (off != d->offset) {
-    ::seekdir(d->dp, off);
-    d->entry = nullptr;
-    d->offset = off;
-  }
-  int err = 0;
-  while (true) {
-    if (!d->entry) {
-      errno = 0;
-      d->entry = ::readdir(d->dp);
-      if (!d->entry) {
-        err = errno;  // 0 at the end of the stream
-        break;
-      }
-    }
-    const char* name = d->entry->d_name;
-    off_t next = d->entry->d_off;
+  for (size_t i = static_cast<size_t>(off); i < d->entries.size(); ++i) {
+    const auto& ent = d->entries[i];
+    const off_t next = static_cast<off_t>(i + 1);
     size_t added;
     if (plus) {
       struct fuse_entry_param e;
-      if (is_dot_or_dotdot(name)) {
-        std::memset(&e, 0, sizeof e);
-        e.attr.st_ino = global_ino(d->entry->d_ino);
-        e.attr.st_mode = static_cast<mode_t>(d->entry->d_type) << 12;
-      } else if (int lerr = do_lookup(*inode, name, &e)) {
-        if (lerr == ENOENT) {  // raced with an unlink: skip the name
-          d->entry = nullptr;
-          d->offset = next;
-          continue;
+      std::memset(&e, 0, sizeof e);
+      e.attr.st_ino = ent.ino;
+      e.attr.st_mode = static_cast<mode_t>(ent.type) << 12;
+      if (ent.local && !is_dot_or_dotdot(ent.name.c_str())) {
+        if (do_lookup(*inode, ent.name.c_str(), &e) != 0) {
+          // Raced with an unlink: list the name without attributes.
+          std::memset(&e, 0, sizeof e);
+          e.attr.st_ino = ent.ino;
+          e.attr.st_mode = static_cast<mode_t>(ent.type) << 12;
         }
-        err = lerr;
-        break;
       }
-      added = fuse_add_direntry_plus(req, buf.data() + used, size - used, name, &e, next);
+      added = fuse_add_direntry_plus(req, buf.data() + used, size - used, ent.name.c_str(), &e, next);
       if (added > size - used) {
         // Did not fit: undo the lookup count the kernel will never see.
         if (e.ino) inodes_.forget(e.ino, 1);
@@ -99,17 +134,13 @@ void Filesystem::readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
     } else {
       struct stat st;
       std::memset(&st, 0, sizeof st);
-      st.st_ino = global_ino(d->entry->d_ino);
-      st.st_mode = static_cast<mode_t>(d->entry->d_type) << 12;
-      added = fuse_add_direntry(req, buf.data() + used, size - used, name, &st, next);
+      st.st_ino = ent.ino;
+      st.st_mode = static_cast<mode_t>(ent.type) << 12;
+      added = fuse_add_direntry(req, buf.data() + used, size - used, ent.name.c_str(), &st, next);
       if (added > size - used) break;
     }
     used += added;
-    d->entry = nullptr;
-    d->offset = next;
   }
-  // An error after some entries were added is reported by the next call.
-  if (err && used == 0) return (void)fuse_reply_err(req, err);
   fuse_reply_buf(req, buf.data(), used);
 }
 
@@ -119,7 +150,7 @@ void Filesystem::releasedir(fuse_req_t req, fuse_ino_t, struct fuse_file_info* f
 }
 
 void Filesystem::fsyncdir(fuse_req_t req, fuse_ino_t, int datasync, struct fuse_file_info* fi) {
-  int fd = ::dirfd(dir_handle(fi)->dp);
+  int fd = dir_handle(fi)->fd.get();
   int rc = datasync ? ::fdatasync(fd) : ::fsync(fd);
   fuse_reply_err(req, rc == 0 ? 0 : errno);
 }

@@ -8,7 +8,10 @@
 
 #include <cstring>
 
+#include "common/hash.h"
 #include "common/log.h"
+#include "daemon/file_handle.h"
+#include "daemon/protocol.h"
 #include "daemon/filesystem.h"
 
 namespace dsdfs::fs {
@@ -21,13 +24,19 @@ constexpr double kAttrTimeout = 86400.0;
 bool name_too_long(const char* name) { return std::strlen(name) > NAME_MAX; }
 }  // namespace
 
-Filesystem::Filesystem(Options options, Store* store, int rank, std::string host)
+Filesystem::Filesystem(Options options, Store* store, Cluster* cluster, Stats* stats, std::string host,
+                       std::string mountpoint)
     : options_(std::move(options)),
       store_(store),
-      rank_(rank),
+      cluster_(cluster),
+      rank_(cluster->rank()),
       host_(std::move(host)),
+      mountpoint_(std::move(mountpoint)),
       run_as_root_(::geteuid() == 0),
-      entry_timeout_(kAttrTimeout) {
+      entry_timeout_(kAttrTimeout),
+      shard_([cluster](int r) { return cluster->alive(r); }),
+      cache_(store->cache_path()),
+      stats_(stats) {
   struct stat st;
   UniqueFd root(::open(store_->files_path().c_str(), O_PATH | O_DIRECTORY | O_CLOEXEC));
   if (!root.valid() || ::fstat(root.get(), &st) != 0) {
@@ -35,8 +44,11 @@ Filesystem::Filesystem(Options options, Store* store, int rank, std::string host
                 std::strerror(errno));
     std::abort();
   }
+  dirs_.add(0, std::make_shared<UniqueFd>(::dup(root.get())), st.st_dev, st.st_ino);
   inodes_.set_root(std::move(root), st);
 }
+
+Filesystem::~Filesystem() { notifier_.stop(); }
 
 std::string Filesystem::proc_path(int fd) { return "/proc/self/fd/" + std::to_string(fd); }
 
@@ -56,7 +68,19 @@ int Filesystem::do_lookup(const Inode& parent, const char* name, struct fuse_ent
   UniqueFd fd(::openat(parent.fd.get(), name, O_PATH | O_NOFOLLOW | O_CLOEXEC));
   if (!fd.valid()) return errno;
   if (::fstatat(fd.get(), "", &e->attr, AT_EMPTY_PATH | AT_SYMLINK_NOFOLLOW) != 0) return errno;
-  auto inode = inodes_.lookup(std::move(fd), e->attr);
+  uint64_t dir_id = 0;
+  if (S_ISDIR(e->attr.st_mode)) {
+    if (auto id = dirs_.id_of(e->attr.st_dev, e->attr.st_ino)) {
+      dir_id = *id;
+    } else {
+      // A directory found in a kept store: every rank derives the same id from its path.
+      auto rel = store_relative_path(fd.get());
+      if (!rel) return rel.err();
+      dir_id = fnv1a64(rel.value()) | (uint64_t{1} << 63);
+      dirs_.add(dir_id, std::make_shared<UniqueFd>(::dup(fd.get())), e->attr.st_dev, e->attr.st_ino);
+    }
+  }
+  auto inode = inodes_.lookup(std::move(fd), e->attr, dir_id);
   e->ino = inode->id;
   translate(&e->attr);
   return 0;
@@ -69,7 +93,7 @@ void Filesystem::lookup(fuse_req_t req, fuse_ino_t parent, const char* name) {
     return;
   }
   struct fuse_entry_param e;
-  int err = do_lookup(*dir, name, &e);
+  int err = lookup_any(*dir, name, &e);
   if (err == ENOENT) {
     // A negative entry, not cached: another rank may create the name at any time.
     e.ino = 0;
@@ -96,6 +120,21 @@ void Filesystem::getattr(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info*)
   auto inode = inode_of(ino);
   if (!inode) return (void)fuse_reply_err(req, ESTALE);
   struct stat st;
+  if (inode->remote) {
+    uint64_t version;
+    int err = remote_stat(inode->ref.owner, inode->ref.dir, inode->ref.name, &st, &version);
+    if (err == ENOENT) {
+      // Moved here (O_TRUNC on this rank) or renamed: what is at the name now?
+      auto dfd = local_dir(inode->ref.dir);
+      if (dfd && ::fstatat(dfd->get(), inode->ref.name.c_str(), &st, AT_SYMLINK_NOFOLLOW) == 0 &&
+          !S_ISDIR(st.st_mode)) {
+        translate(&st);
+        err = 0;
+      }
+    }
+    if (err) return (void)fuse_reply_err(req, err);
+    return (void)fuse_reply_attr(req, &st, 0);
+  }
   if (int err = stat_inode(*inode, &st)) return (void)fuse_reply_err(req, err);
   fuse_reply_attr(req, &st, kAttrTimeout);
 }
@@ -104,7 +143,39 @@ void Filesystem::setattr(fuse_req_t req, fuse_ino_t ino, struct stat* attr, int 
                          struct fuse_file_info* fi) {
   auto inode = inode_of(ino);
   if (!inode) return (void)fuse_reply_err(req, ESTALE);
+  FileHandle* h = fi ? reinterpret_cast<FileHandle*>(fi->fh) : nullptr;
+  if (inode->remote && !(h && h->fd >= 0)) {
+    WireWriter w;
+    w.u64(inode->ref.dir).str(inode->ref.name).u32(static_cast<uint32_t>(to_set)).u32(attr->st_mode);
+    w.u32(attr->st_uid).u32(attr->st_gid).i64(attr->st_size);
+    w.i64(attr->st_atim.tv_sec).i64(attr->st_atim.tv_nsec).i64(attr->st_mtim.tv_sec).i64(attr->st_mtim.tv_nsec);
+    auto r = cluster_->call(inode->ref.owner, Op::kFileSetattr, w.buffer());
+    if (!r) return (void)fuse_reply_err(req, r.err() == ETIMEDOUT ? EIO : r.err());
+    WireReader rd(r.value());
+    struct stat st;
+    uint64_t version;
+    if (!get_stat(rd, &st, &version)) return (void)fuse_reply_err(req, EPROTO);
+    return (void)fuse_reply_attr(req, &st, 0);
+  }
+  if (S_ISDIR(inode->type) && (to_set & (FUSE_SET_ATTR_MODE | FUSE_SET_ATTR_UID | FUSE_SET_ATTR_GID |
+                                         FUSE_SET_ATTR_ATIME | FUSE_SET_ATTR_MTIME))) {
+    // Directory attributes change on every replica, through the coordinator.
+    DirChange c;
+    c.kind = DirChange::kSetattr;
+    c.dir = inode->dir_id;
+    c.flags = static_cast<uint32_t>(to_set);
+    c.mode = attr->st_mode;
+    c.uid = attr->st_uid;
+    c.gid = attr->st_gid;
+    c.atime_s = attr->st_atim.tv_sec;
+    c.atime_ns = attr->st_atim.tv_nsec;
+    c.mtime_s = attr->st_mtim.tv_sec;
+    c.mtime_ns = attr->st_mtim.tv_nsec;
+    if (int err = dir_mutate(c.encode())) return (void)fuse_reply_err(req, err);
+    return getattr(req, ino, nullptr);
+  }
   const int ifd = inode->fd.get();
+  const int hfd = h ? h->fd : -1;
   const bool is_symlink = S_ISLNK(inode->type);
   int rc = 0;
   if (to_set & FUSE_SET_ATTR_MODE) {
@@ -112,7 +183,7 @@ void Filesystem::setattr(fuse_req_t req, fuse_ino_t ino, struct stat* attr, int 
       errno = EOPNOTSUPP;
       rc = -1;
     } else {
-      rc = fi ? ::fchmod(static_cast<int>(fi->fh), attr->st_mode)
+      rc = hfd >= 0 ? ::fchmod(hfd, attr->st_mode)
               : ::chmod(proc_path(ifd).c_str(), attr->st_mode);
     }
     if (rc != 0) return (void)fuse_reply_err(req, errno);
@@ -124,7 +195,7 @@ void Filesystem::setattr(fuse_req_t req, fuse_ino_t ino, struct stat* attr, int 
       return (void)fuse_reply_err(req, errno);
   }
   if (to_set & FUSE_SET_ATTR_SIZE) {
-    rc = fi ? ::ftruncate(static_cast<int>(fi->fh), attr->st_size)
+    rc = hfd >= 0 ? ::ftruncate(hfd, attr->st_size)
             : ::truncate(proc_path(ifd).c_str(), attr->st_size);
     if (rc != 0) return (void)fuse_reply_err(req, errno);
   }
@@ -136,8 +207,8 @@ void Filesystem::setattr(fuse_req_t req, fuse_ino_t ino, struct stat* attr, int 
     else if (to_set & FUSE_SET_ATTR_ATIME) tv[0] = attr->st_atim;
     if (to_set & FUSE_SET_ATTR_MTIME_NOW) tv[1].tv_nsec = UTIME_NOW;
     else if (to_set & FUSE_SET_ATTR_MTIME) tv[1] = attr->st_mtim;
-    if (fi) {
-      rc = ::futimens(static_cast<int>(fi->fh), tv);
+    if (hfd >= 0) {
+      rc = ::futimens(hfd, tv);
     } else if (is_symlink) {
       // utimensat on an O_PATH handle needs AT_EMPTY_PATH (Linux >= 5.8 ignores no symlink).
       rc = ::utimensat(ifd, "", tv, AT_EMPTY_PATH);
@@ -146,12 +217,28 @@ void Filesystem::setattr(fuse_req_t req, fuse_ino_t ino, struct stat* attr, int 
     }
     if (rc != 0) return (void)fuse_reply_err(req, errno);
   }
+  if (inode->remote) {
+    // Taken over through this handle: the file is ours now.
+    struct stat st;
+    if (::fstat(hfd, &st) != 0) return (void)fuse_reply_err(req, errno);
+    translate(&st);
+    return (void)fuse_reply_attr(req, &st, 0);
+  }
   getattr(req, ino, fi);
 }
 
 void Filesystem::readlink(fuse_req_t req, fuse_ino_t ino) {
   auto inode = inode_of(ino);
   if (!inode) return (void)fuse_reply_err(req, ESTALE);
+  if (inode->remote) {
+    WireWriter w;
+    w.u64(inode->ref.dir).str(inode->ref.name);
+    auto r = cluster_->call(inode->ref.owner, Op::kFileReadlink, w.buffer());
+    if (!r) return (void)fuse_reply_err(req, r.err() == ETIMEDOUT ? EIO : r.err());
+    std::string target(r->begin(), r->end());
+    if (target.size() > PATH_MAX || target.find('\0') != std::string::npos) return (void)fuse_reply_err(req, EPROTO);
+    return (void)fuse_reply_readlink(req, target.c_str());
+  }
   char buf[PATH_MAX + 1];
   ssize_t n = ::readlinkat(inode->fd.get(), "", buf, sizeof buf);
   if (n < 0) return (void)fuse_reply_err(req, errno);
@@ -177,30 +264,61 @@ void Filesystem::reply_new_entry(fuse_req_t req, const Inode& parent, const char
   fuse_reply_entry(req, &e);
 }
 
+// Makes a new non-directory object named `name` in `dir`, owned by this rank:
+// claims the name at its shard, then creates it in the store with `make`.
+// Replies with the entry.
+int Filesystem::claim_and_make(const Inode& dir, const char* name, uint32_t claim_flags,
+                               const std::function<int(int dir_fd)>& make) {
+  auto claim = loc_claim(dir.dir_id, name, claim_flags);
+  if (!claim) return claim.err() == ETIMEDOUT ? EIO : claim.err();
+  if (claim->result == LocatorShard::ClaimResult::kExists && claim->prev_owner != rank_) return EEXIST;
+  int err = 0;
+  {
+    std::shared_lock gate(dir_gate_);
+    if (dir_closing(dir.dir_id)) err = ENOENT;
+    else if (make(dir.fd.get()) != 0) err = errno;
+  }
+  if (err && claim->result == LocatorShard::ClaimResult::kNew) loc_remove(dir.dir_id, name, rank_);
+  return err;
+}
+
 void Filesystem::mknod(fuse_req_t req, fuse_ino_t parent, const char* name, mode_t mode, dev_t rdev) {
   auto dir = inode_of(parent);
   if (!dir) return (void)fuse_reply_err(req, ESTALE);
   if (name_too_long(name)) return (void)fuse_reply_err(req, ENAMETOOLONG);
   // Device nodes would be served by the local kernel, not by the owner: refuse them.
   if (!S_ISREG(mode) && !S_ISFIFO(mode) && !S_ISSOCK(mode)) return (void)fuse_reply_err(req, EPERM);
-  int rc = ::mknodat(dir->fd.get(), name, mode, rdev);
-  reply_new_entry(req, *dir, name, rc == 0 ? 0 : errno);
+  int err = claim_and_make(*dir, name, LocatorShard::kExclusive,
+                           [&](int dfd) { return ::mknodat(dfd, name, mode, rdev); });
+  reply_new_entry(req, *dir, name, err);
 }
 
 void Filesystem::mkdir(fuse_req_t req, fuse_ino_t parent, const char* name, mode_t mode) {
   auto dir = inode_of(parent);
   if (!dir) return (void)fuse_reply_err(req, ESTALE);
   if (name_too_long(name)) return (void)fuse_reply_err(req, ENAMETOOLONG);
-  int rc = ::mkdirat(dir->fd.get(), name, mode);
-  reply_new_entry(req, *dir, name, rc == 0 ? 0 : errno);
+  DirChange c;
+  c.kind = DirChange::kMkdir;
+  c.dir = dir->dir_id;
+  c.name = name;
+  c.mode = mode & 07777;
+  const struct fuse_ctx* ctx = fuse_req_ctx(req);
+  c.uid = run_as_root_ ? ctx->uid : ::geteuid();
+  c.gid = run_as_root_ ? ctx->gid : ::getegid();
+  int err = dir_mutate(c.encode());
+  if (err) return (void)fuse_reply_err(req, err);
+  struct fuse_entry_param e;
+  if ((err = do_lookup(*dir, name, &e))) return (void)fuse_reply_err(req, err);
+  fuse_reply_entry(req, &e);
 }
 
 void Filesystem::symlink(fuse_req_t req, const char* link, fuse_ino_t parent, const char* name) {
   auto dir = inode_of(parent);
   if (!dir) return (void)fuse_reply_err(req, ESTALE);
   if (name_too_long(name)) return (void)fuse_reply_err(req, ENAMETOOLONG);
-  int rc = ::symlinkat(link, dir->fd.get(), name);
-  reply_new_entry(req, *dir, name, rc == 0 ? 0 : errno);
+  int err = claim_and_make(*dir, name, LocatorShard::kExclusive,
+                           [&](int dfd) { return ::symlinkat(link, dfd, name); });
+  reply_new_entry(req, *dir, name, err);
 }
 
 void Filesystem::link(fuse_req_t req, fuse_ino_t, fuse_ino_t, const char*) {
@@ -211,15 +329,70 @@ void Filesystem::link(fuse_req_t req, fuse_ino_t, fuse_ino_t, const char*) {
 void Filesystem::unlink(fuse_req_t req, fuse_ino_t parent, const char* name) {
   auto dir = inode_of(parent);
   if (!dir) return (void)fuse_reply_err(req, ESTALE);
-  int rc = ::unlinkat(dir->fd.get(), name, 0);
-  fuse_reply_err(req, rc == 0 ? 0 : errno);
+  if (::unlinkat(dir->fd.get(), name, 0) == 0) {
+    loc_remove(dir->dir_id, name, rank_);  // a no-op if the name already moved to another rank
+    return (void)fuse_reply_err(req, 0);
+  }
+  int err = errno;
+  if (err != ENOENT || cluster_->nranks() == 1) return (void)fuse_reply_err(req, err);
+  auto owner = find_owner(dir->dir_id, name);
+  if (!owner) return (void)fuse_reply_err(req, owner.err() == ETIMEDOUT ? EIO : owner.err());
+  if (owner.value() == rank_) return (void)fuse_reply_err(req, ENOENT);
+  if (owner.value() == LocatorShard::kDirectory) return (void)fuse_reply_err(req, EISDIR);
+  WireWriter w;
+  w.u64(dir->dir_id).str(name);
+  auto r = cluster_->call(owner.value(), Op::kFileUnlink, w.buffer());
+  fuse_reply_err(req, r ? 0 : (r.err() == ETIMEDOUT ? EIO : r.err()));
 }
 
 void Filesystem::rmdir(fuse_req_t req, fuse_ino_t parent, const char* name) {
   auto dir = inode_of(parent);
   if (!dir) return (void)fuse_reply_err(req, ESTALE);
-  int rc = ::unlinkat(dir->fd.get(), name, AT_REMOVEDIR);
-  fuse_reply_err(req, rc == 0 ? 0 : errno);
+  DirChange c;
+  c.kind = DirChange::kRmdir;
+  c.dir = dir->dir_id;
+  c.name = name;
+  if (!valid_name(c.name)) return (void)fuse_reply_err(req, EINVAL);
+  fuse_reply_err(req, dir_mutate(c.encode()));
+}
+
+int Filesystem::rename_local_file(uint64_t src_dir, const std::string& src_name, int src_fd, uint64_t dst_dir,
+                                  const std::string& dst_name, int dst_fd, unsigned flags) {
+  if (flags & RENAME_EXCHANGE) {
+    // Both names must be owned here: ownership never swaps across ranks.
+    struct stat st;
+    if (::fstatat(dst_fd, dst_name.c_str(), &st, AT_SYMLINK_NOFOLLOW) != 0) return errno == ENOENT ? EINVAL : errno;
+    return ::renameat2(src_fd, src_name.c_str(), dst_fd, dst_name.c_str(), flags) == 0 ? 0 : errno;
+  }
+  bool claimed_exclusive = false;
+  if (flags & RENAME_NOREPLACE) {
+    auto claim = loc_claim(dst_dir, dst_name, LocatorShard::kExclusive);
+    if (!claim) return claim.err() == ETIMEDOUT ? EIO : claim.err();
+    claimed_exclusive = claim->result == LocatorShard::ClaimResult::kNew;
+  }
+  int err = 0;
+  {
+    std::shared_lock gate(dir_gate_);
+    if (dir_closing(dst_dir)) err = ENOENT;
+    else if (::renameat2(src_fd, src_name.c_str(), dst_fd, dst_name.c_str(), flags) != 0) err = errno;
+  }
+  if (err) {
+    if (claimed_exclusive) loc_remove(dst_dir, dst_name, rank_);
+    return err;
+  }
+  if (!(flags & RENAME_NOREPLACE)) {
+    // The new name is ours now: an older file of another rank under it is replaced.
+    auto claim = loc_claim(dst_dir, dst_name, LocatorShard::kTakeOver);
+    if (claim && claim->result == LocatorShard::ClaimResult::kMoved && claim->prev_owner != rank_) {
+      WireWriter w;
+      w.u64(dst_dir).str(dst_name).i32(claim->prev_owner).u64(0);
+      cluster_->call_all(Op::kFileDrop, w.buffer());
+    } else if (!claim) {
+      DSDFS_WARN("locator update for %s failed: %s", dst_name.c_str(), claim.status().to_string().c_str());
+    }
+  }
+  if (src_dir != dst_dir || src_name != dst_name) loc_remove(src_dir, src_name, rank_);
+  return 0;
 }
 
 void Filesystem::rename(fuse_req_t req, fuse_ino_t parent, const char* name, fuse_ino_t newparent,
@@ -229,8 +402,29 @@ void Filesystem::rename(fuse_req_t req, fuse_ino_t parent, const char* name, fus
   if (!from || !to) return (void)fuse_reply_err(req, ESTALE);
   if (name_too_long(newname)) return (void)fuse_reply_err(req, ENAMETOOLONG);
   if (flags & ~(RENAME_NOREPLACE | RENAME_EXCHANGE)) return (void)fuse_reply_err(req, EINVAL);
-  int rc = ::renameat2(from->fd.get(), name, to->fd.get(), newname, flags);
-  fuse_reply_err(req, rc == 0 ? 0 : errno);
+  struct stat st;
+  if (::fstatat(from->fd.get(), name, &st, AT_SYMLINK_NOFOLLOW) == 0) {
+    if (S_ISDIR(st.st_mode)) {
+      DirChange c;
+      c.kind = DirChange::kRename;
+      c.dir = from->dir_id;
+      c.name = name;
+      c.dir2 = to->dir_id;
+      c.name2 = newname;
+      c.flags = flags;
+      return (void)fuse_reply_err(req, dir_mutate(c.encode()));
+    }
+    return (void)fuse_reply_err(req, rename_local_file(from->dir_id, name, from->fd.get(), to->dir_id, newname,
+                                                       to->fd.get(), flags));
+  }
+  if (errno != ENOENT || cluster_->nranks() == 1) return (void)fuse_reply_err(req, errno);
+  auto owner = find_owner(from->dir_id, name);
+  if (!owner) return (void)fuse_reply_err(req, owner.err() == ETIMEDOUT ? EIO : owner.err());
+  if (owner.value() == rank_ || owner.value() == LocatorShard::kDirectory) return (void)fuse_reply_err(req, ENOENT);
+  WireWriter w;
+  w.u64(from->dir_id).str(name).u64(to->dir_id).str(newname).u32(flags);
+  auto r = cluster_->call(owner.value(), Op::kFileRename, w.buffer());
+  fuse_reply_err(req, r ? 0 : (r.err() == ETIMEDOUT ? EIO : r.err()));
 }
 
 void Filesystem::statfs(fuse_req_t req, fuse_ino_t) {

@@ -25,9 +25,10 @@ std::string Filesystem::special_xattr(const Inode& inode, const std::string& nam
       *err = ENODATA;  // directories are replicated on every rank, they have no owner
       return {};
     }
+    if (inode.remote) return std::to_string(inode.ref.owner) + " " + cluster_->host_of(inode.ref.owner);
     return std::to_string(rank_) + " " + host_;
   }
-  if (name == "user.dsdfs.stats" && inode.id == FUSE_ROOT_ID) return stats_.to_text();
+  if (name == "user.dsdfs.stats" && inode.id == FUSE_ROOT_ID) return stats_->to_text();
   *err = ENODATA;
   return {};
 }
@@ -37,7 +38,8 @@ void Filesystem::setxattr(fuse_req_t req, fuse_ino_t ino, const char* name, cons
   auto inode = inode_of(ino);
   if (!inode) return (void)fuse_reply_err(req, ESTALE);
   if (is_special(name)) return (void)fuse_reply_err(req, EPERM);
-  if (S_ISLNK(inode->type)) return (void)fuse_reply_err(req, ENOTSUP);
+  // Extended attributes of other ranks' files are not forwarded (docs/user-guide.md).
+  if (S_ISLNK(inode->type) || inode->remote) return (void)fuse_reply_err(req, ENOTSUP);
   int rc = ::setxattr(proc_path(inode->fd.get()).c_str(), name, value, size, flags);
   fuse_reply_err(req, rc == 0 ? 0 : errno);
 }
@@ -54,6 +56,7 @@ void Filesystem::getxattr(fuse_req_t req, fuse_ino_t ino, const char* name, size
     return (void)fuse_reply_buf(req, v.data(), v.size());
   }
   if (S_ISLNK(inode->type)) return (void)fuse_reply_err(req, ENOTSUP);
+  if (inode->remote) return (void)fuse_reply_err(req, ENODATA);
   std::string path = proc_path(inode->fd.get());
   if (size == 0) {
     ssize_t n = ::getxattr(path.c_str(), name, nullptr, 0);
@@ -69,7 +72,7 @@ void Filesystem::getxattr(fuse_req_t req, fuse_ino_t ino, const char* name, size
 void Filesystem::listxattr(fuse_req_t req, fuse_ino_t ino, size_t size) {
   auto inode = inode_of(ino);
   if (!inode) return (void)fuse_reply_err(req, ESTALE);
-  if (S_ISLNK(inode->type)) {
+  if (S_ISLNK(inode->type) || inode->remote) {
     if (size == 0) return (void)fuse_reply_xattr(req, 0);
     return (void)fuse_reply_buf(req, nullptr, 0);
   }
@@ -89,7 +92,7 @@ void Filesystem::removexattr(fuse_req_t req, fuse_ino_t ino, const char* name) {
   auto inode = inode_of(ino);
   if (!inode) return (void)fuse_reply_err(req, ESTALE);
   if (is_special(name)) return (void)fuse_reply_err(req, EPERM);
-  if (S_ISLNK(inode->type)) return (void)fuse_reply_err(req, ENOTSUP);
+  if (S_ISLNK(inode->type) || inode->remote) return (void)fuse_reply_err(req, ENOTSUP);
   int rc = ::removexattr(proc_path(inode->fd.get()).c_str(), name);
   fuse_reply_err(req, rc == 0 ? 0 : errno);
 }

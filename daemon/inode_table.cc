@@ -13,7 +13,7 @@ InodeTable::InodeTable() = default;
 
 void InodeTable::set_root(UniqueFd root_fd, const struct stat& st) {
   auto root = std::make_shared<Inode>(kRootId, std::move(root_fd), st.st_dev, st.st_ino,
-                                      st.st_mode & S_IFMT);
+                                      st.st_mode & S_IFMT, 0);
   std::lock_guard lock(mu_);
   root->nlookup = 1;  // the kernel never forgets the root
   by_id_[kRootId] = root;
@@ -26,7 +26,7 @@ std::shared_ptr<Inode> InodeTable::get(uint64_t id) const {
   return it == by_id_.end() ? nullptr : it->second;
 }
 
-std::shared_ptr<Inode> InodeTable::lookup(UniqueFd fd, const struct stat& st) {
+std::shared_ptr<Inode> InodeTable::lookup(UniqueFd fd, const struct stat& st, uint64_t dir_id) {
   const std::pair<dev_t, ino_t> key{st.st_dev, st.st_ino};
   // A store inode number can be reused by a new file while the kernel still
   // holds the old, unlinked one (open-unlinked files). Reuse a known inode only
@@ -52,7 +52,8 @@ std::shared_ptr<Inode> InodeTable::lookup(UniqueFd fd, const struct stat& st) {
       ++inode->nlookup;
     } else {
       uint64_t id = next_id_++;
-      inode = std::make_shared<Inode>(id, std::move(fd), st.st_dev, st.st_ino, st.st_mode & S_IFMT);
+      inode = std::make_shared<Inode>(id, std::move(fd), st.st_dev, st.st_ino, st.st_mode & S_IFMT,
+                                      dir_id);
       inode->nlookup = 1;
       by_id_.emplace(id, inode);
       by_src_[key] = id;  // a stale, unlinked holder of this key keeps its id until forgotten
@@ -60,6 +61,39 @@ std::shared_ptr<Inode> InodeTable::lookup(UniqueFd fd, const struct stat& st) {
   }
   // A duplicate `fd` (still owned here if the inode existed) closes outside the lock.
   return inode;
+}
+
+std::shared_ptr<Inode> InodeTable::lookup_remote(const RemoteRef& ref, mode_t type) {
+  const std::pair<uint64_t, uint64_t> key{ref.gino, ref.version};
+  std::lock_guard lock(mu_);
+  if (auto it = by_remote_.find(key); it != by_remote_.end()) {
+    auto& inode = by_id_.at(it->second);
+    if (inode->ref.owner == ref.owner && inode->ref.dir == ref.dir && inode->ref.name == ref.name) {
+      ++inode->nlookup;
+      return inode;
+    }
+  }
+  uint64_t id = next_id_++;
+  auto inode = std::make_shared<Inode>(id, ref, type & S_IFMT);
+  inode->nlookup = 1;
+  by_id_.emplace(id, inode);
+  by_remote_[key] = id;
+  return inode;
+}
+
+uint64_t InodeTable::find_local(dev_t dev, ino_t ino) const {
+  std::lock_guard lock(mu_);
+  auto it = by_src_.find({dev, ino});
+  return it == by_src_.end() ? 0 : it->second;
+}
+
+std::vector<std::shared_ptr<Inode>> InodeTable::find_remote(uint64_t gino) const {
+  std::vector<std::shared_ptr<Inode>> out;
+  std::lock_guard lock(mu_);
+  for (auto it = by_remote_.lower_bound({gino, 0}); it != by_remote_.end() && it->first.first == gino; ++it) {
+    out.push_back(by_id_.at(it->second));
+  }
+  return out;
 }
 
 void InodeTable::forget(uint64_t id, uint64_t n) {
@@ -72,8 +106,13 @@ void InodeTable::forget(uint64_t id, uint64_t n) {
     inode.nlookup = n >= inode.nlookup ? 0 : inode.nlookup - n;
     if (inode.nlookup == 0 && id != kRootId) {
       doomed = std::move(it->second);
-      auto src = by_src_.find({inode.src_dev, inode.src_ino});
-      if (src != by_src_.end() && src->second == id) by_src_.erase(src);
+      if (inode.remote) {
+        auto rem = by_remote_.find({inode.ref.gino, inode.ref.version});
+        if (rem != by_remote_.end() && rem->second == id) by_remote_.erase(rem);
+      } else {
+        auto src = by_src_.find({inode.src_dev, inode.src_ino});
+        if (src != by_src_.end() && src->second == id) by_src_.erase(src);
+      }
       by_id_.erase(it);
     }
   }

@@ -10,24 +10,51 @@
 #include <memory>
 #include <mutex>
 #include <unordered_map>
+#include <string>
 #include <utility>
+#include <vector>
 
 #include "common/unique_fd.h"
 
 namespace dsdfs::fs {
 
+// Where a file owned by another rank lives: its owner, its name, and the
+// version (of the owner's size and mtime) this inode shows.
+struct RemoteRef {
+  int owner = -1;
+  uint64_t dir = 0;       // cluster-wide id of the parent directory
+  std::string name;
+  uint64_t gino = 0;      // global inode number (the owner's)
+  uint64_t version = 0;
+};
+
 // One file system object the kernel knows about (it holds a lookup count on it).
 // Immutable after creation except where noted. Shared by FUSE threads through
 // shared_ptr; the table's map is the only long-lived reference.
+//
+// A local inode (a replicated directory or a file this rank owns) holds an
+// O_PATH handle on the store. A remote inode names a file of another rank at
+// one version: when the owner's version changes, a lookup yields a new
+// inode, so the kernel never mixes the sizes and pages of two versions
+// (with the writeback cache the kernel ignores sizes the server reports for
+// an inode it already has).
 struct Inode {
-  Inode(uint64_t id, UniqueFd fd, dev_t dev, ino_t ino, mode_t type)
-      : id(id), fd(std::move(fd)), src_dev(dev), src_ino(ino), type(type) {}
+  Inode(uint64_t id, UniqueFd fd, dev_t dev, ino_t ino, mode_t type, uint64_t dir_id)
+      : id(id), fd(std::move(fd)), src_dev(dev), src_ino(ino), type(type), dir_id(dir_id) {}
+  Inode(uint64_t id, RemoteRef ref, mode_t type)
+      : id(id), src_dev(0), src_ino(0), type(type), dir_id(0), remote(true), ref(std::move(ref)) {}
 
   const uint64_t id;     // FUSE node id; never reused, so no generation is needed
-  const UniqueFd fd;     // O_PATH handle on the object in the store
-  const dev_t src_dev;   // identity in the store
+  const UniqueFd fd;     // local: O_PATH handle on the object in the store
+  const dev_t src_dev;   // local: identity in the store
   const ino_t src_ino;
   const mode_t type;     // S_IFMT bits
+  const uint64_t dir_id; // local directories: cluster-wide directory id
+  const bool remote = false;
+  const RemoteRef ref;   // remote only
+  // Set when this rank's copy was dropped because another rank took the file
+  // over (O_TRUNC elsewhere): open handles fail instead of serving old bytes.
+  std::atomic<bool> gone{false};
   uint64_t nlookup = 0;  // GUARDED_BY(InodeTable::mu_)
 };
 
@@ -47,7 +74,13 @@ class InodeTable {
 
   // Counts one lookup of the object `st` describes, opened as `fd`. If the
   // object is already known, `fd` is closed and the existing inode returned.
-  std::shared_ptr<Inode> lookup(UniqueFd fd, const struct stat& st);
+  std::shared_ptr<Inode> lookup(UniqueFd fd, const struct stat& st, uint64_t dir_id = 0);
+  // Counts one lookup of a remote file at ref.version.
+  std::shared_ptr<Inode> lookup_remote(const RemoteRef& ref, mode_t type);
+  // The node id the kernel knows for a store object, or 0.
+  uint64_t find_local(dev_t dev, ino_t ino) const;
+  // Every inode (local or remote) that shows global inode gino... remote ones only.
+  std::vector<std::shared_ptr<Inode>> find_remote(uint64_t gino) const;
 
   // Drops n lookups; erases the inode when none are left.
   void forget(uint64_t id, uint64_t n);
@@ -59,6 +92,7 @@ class InodeTable {
   uint64_t next_id_ = 2;  // GUARDED_BY(mu_); 1 is FUSE_ROOT_ID
   std::unordered_map<uint64_t, std::shared_ptr<Inode>> by_id_;       // GUARDED_BY(mu_)
   std::map<std::pair<dev_t, ino_t>, uint64_t> by_src_;               // GUARDED_BY(mu_)
+  std::map<std::pair<uint64_t, uint64_t>, uint64_t> by_remote_;      // GUARDED_BY(mu_)
 };
 
 }  // namespace dsdfs::fs

@@ -41,6 +41,7 @@ class FuseMount {
   // Makes loop() return soon; callable from any thread (see launcher signals).
   void exit();
   void unmount();
+  struct fuse_session* session() const { return se_; }
 
  private:
   struct fuse_session* se_ = nullptr;

@@ -12,12 +12,17 @@
 #include <vector>
 
 #include "common/log.h"
+#include "daemon/cluster.h"
 #include "daemon/filesystem.h"
+#include "daemon/wire_codec.h"
 #include "daemon/mount.h"
 #include "daemon/options.h"
 #include "daemon/store.h"
 #include "launcher/mpi_environment.h"
 #include "launcher/signals.h"
+#include "rdma/transport.h"
+
+#include <random>
 
 namespace dsdfs::launcher {
 namespace {
@@ -51,6 +56,64 @@ Status write_ready_file(const std::string& path, int nranks, const std::string& 
   return Status::ok();
 }
 
+// What every rank tells the others at bootstrap.
+struct Hello {
+  uint32_t protocol = DSDFS_PROTOCOL_VERSION;
+  std::string version = DSDFS_VERSION;
+  std::string host;
+  std::vector<uint8_t> address;  // UCX worker address
+};
+
+std::vector<uint8_t> hello_encode(const Hello& h) {
+  fs::WireWriter w;
+  w.u64(0x73666473640a0000ULL).u32(h.protocol).str(h.version).str(h.host).bytes(h.address);
+  return w.take();
+}
+
+bool hello_decode(std::span<const uint8_t> data, Hello* h) {
+  fs::WireReader r(data);
+  uint64_t magic;
+  std::span<const uint8_t> addr;
+  if (!(r.u64(&magic) && magic == 0x73666473640a0000ULL && r.u32(&h->protocol) && r.str(&h->version, 64) &&
+        r.str(&h->host, 256) && r.bytes(&addr, 1 << 20) && r.done())) {
+    return false;
+  }
+  h->address.assign(addr.begin(), addr.end());
+  return true;
+}
+
+// Exchanges hellos (one allgather), refuses mixed versions, connects the
+// transport. Returns every rank's host name.
+std::vector<std::string> bootstrap(MpiEnvironment& mpi, rdma::Transport& transport, const std::string& host) {
+  Hello mine;
+  mine.host = host;
+  mine.address = transport.local_address();
+  auto all = mpi.allgather(hello_encode(mine));
+  if (!all) fail(all.status());
+  std::vector<std::vector<uint8_t>> addresses;
+  std::vector<std::string> hosts;
+  std::string mismatch;
+  for (int r = 0; r < mpi.size(); ++r) {
+    Hello h;
+    if (!hello_decode(all.value()[r], &h)) {
+      fail(Status::error(EPROTO, "rank " + std::to_string(r) + " is not a dsdfs-launch of a compatible version"));
+    }
+    if (h.protocol != mine.protocol || h.version != mine.version) {
+      mismatch += (mismatch.empty() ? "" : ", ") + std::string("rank ") + std::to_string(r) + " on " + h.host +
+                  " runs dsdfs " + h.version + " (protocol " + std::to_string(h.protocol) + ")";
+    }
+    addresses.push_back(std::move(h.address));
+    hosts.push_back(std::move(h.host));
+  }
+  if (!mismatch.empty()) {
+    fail(Status::error(EPROTO, "ranks run different dsdfs versions: this rank runs " + mine.version + " (protocol " +
+                                   std::to_string(mine.protocol) + "), " + mismatch +
+                                   "; start every rank with the same dsdfs-launch"));
+  }
+  if (auto s = transport.connect_all(addresses); !s) fail(Status::error(s.err(), "connecting to the other ranks: " + s.to_string()));
+  return hosts;
+}
+
 int serve(int argc, char** argv, const fs::Options& options) {
   SignalThread::block_all_signals();
   MpiEnvironment mpi(&argc, &argv);
@@ -71,11 +134,36 @@ int serve(int argc, char** argv, const fs::Options& options) {
   DSDFS_INFO("rank %d of %d on %s: mount %s, store %s", mpi.rank(), mpi.size(), host.c_str(),
              mountpoint->c_str(), store->path().c_str());
 
-  fs::Filesystem filesystem(options, &store.value(), mpi.rank(), host);
+  // Destruction runs in reverse: filesystem, cluster, then the transport.
+  fs::Stats stats;
+  std::unique_ptr<rdma::Transport> transport;
+  if (mpi.size() > 1) {
+    rdma::Options topts;
+    topts.rank = mpi.rank();
+    topts.nranks = mpi.size();
+    auto key = mpi.broadcast(std::random_device{}() ^ (static_cast<uint64_t>(std::random_device{}()) << 32));
+    if (!key) fail(key.status());
+    topts.job_key = key.value();
+    topts.default_timeout = std::chrono::milliseconds(static_cast<int64_t>(options.timeout_s * 1000));
+    topts.bulk_mode = options.bulk == fs::BulkMode::kRma  ? rdma::BulkMode::kRma
+                      : options.bulk == fs::BulkMode::kAm ? rdma::BulkMode::kAm
+                                                          : rdma::BulkMode::kAuto;
+    auto t = rdma::Transport::create(topts);
+    if (!t) fail(Status::error(t.err(), "cannot start UCX: " + t.status().to_string()));
+    transport = std::move(t).value();
+  }
+  fs::Cluster cluster(mpi.rank(), mpi.size(), transport.get(),
+                      std::chrono::milliseconds(static_cast<int64_t>(options.timeout_s * 1000)), 8, &stats);
+  fs::Filesystem filesystem(options, &store.value(), &cluster, &stats, host, mountpoint.value());
+  filesystem.register_rpcs();
+  if (auto s = cluster.start(); !s) fail(s);
+  if (transport) cluster.set_hosts(bootstrap(mpi, *transport, host));
+  else cluster.set_hosts({host});
   fs::FuseMount mount;
   SignalThread signals([&mount](int) { mount.exit(); });
   signals.prepare_loop_thread();
   if (auto s = mount.mount(mountpoint.value(), &filesystem, options); !s) fail(s);
+  filesystem.set_session(mount.session());
   if (mpi.size() > 1) {
     if (auto s = mpi.barrier(); !s) fail(s);
   }
@@ -89,6 +177,15 @@ int serve(int argc, char** argv, const fs::Options& options) {
   signals.loop_ended();
   if (!ready_file.empty()) ::unlink(ready_file.c_str());
   mount.unmount();
+  filesystem.stop();
+  cluster.stop();
+  if (transport) {
+    bool all_alive = true;
+    for (int r = 0; r < mpi.size(); ++r) all_alive = all_alive && cluster.alive(r);
+    transport->shutdown();
+    // MPI_Finalize waits for every rank: skip it if one is gone.
+    if (!all_alive) mpi.skip_finalize();
+  }
   int rc = 0;
   if (!loop_status) {
     DSDFS_ERROR("%s", loop_status.to_string().c_str());

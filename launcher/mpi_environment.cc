@@ -50,6 +50,14 @@ Result<std::vector<std::vector<uint8_t>>> MpiEnvironment::allgather(const std::v
   return out;
 }
 
+Result<uint64_t> MpiEnvironment::broadcast(uint64_t value) {
+  unsigned long long v = value;
+  if (MPI_Bcast(&v, 1, MPI_UNSIGNED_LONG_LONG, 0, MPI_COMM_WORLD) != MPI_SUCCESS) {
+    return Status::error(EIO, "MPI_Bcast failed");
+  }
+  return static_cast<uint64_t>(v);
+}
+
 Status MpiEnvironment::barrier() {
   if (MPI_Barrier(MPI_COMM_WORLD) != MPI_SUCCESS) return Status::error(EIO, "MPI_Barrier failed");
   return Status::ok();

@@ -26,6 +26,8 @@ class MpiEnvironment {
   // Every rank's blob, indexed by rank (blobs may differ in length).
   Result<std::vector<std::vector<uint8_t>>> allgather(const std::vector<uint8_t>& mine);
   Status barrier();
+  // Rank 0's value, on every rank.
+  Result<uint64_t> broadcast(uint64_t value);
   // MPI_Finalize is collective; skip it when peers may be gone (it could hang).
   void skip_finalize() { finalize_ = false; }
 

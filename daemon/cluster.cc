@@ -1,0 +1,155 @@
+// SPDX-License-Identifier: Apache-2.0
+#include "daemon/cluster.h"
+
+#include <cstring>
+
+#include "common/hash.h"
+#include "common/log.h"
+#include "common/noexcept_boundary.h"
+#include "rdma/transport.h"
+
+namespace dsdfs::fs {
+
+Cluster::Cluster(int rank, int nranks, rdma::Transport* transport, std::chrono::milliseconds timeout,
+                 unsigned workers, Stats* stats)
+    : rank_(rank), nranks_(nranks), transport_(transport), timeout_(timeout), nworkers_(workers),
+      stats_(stats) {}
+
+Cluster::~Cluster() { stop(); }
+
+void Cluster::register_handler(Op op, Handler handler) {
+  handlers_[static_cast<uint16_t>(op)] = std::move(handler);
+}
+
+Status Cluster::start() {
+  if (transport_) {
+    for (auto& [op_id, unused] : handlers_) {
+      Op op = static_cast<Op>(op_id);
+      // Runs on the progress thread: only queue the work (UCX iodemo pattern).
+      auto status = transport_->register_handler(
+          op_id, [this, op](int source, std::span<const uint8_t> payload, rdma::Responder responder) {
+            auto shared = std::make_shared<rdma::Responder>(std::move(responder));
+            Task t{source, op, std::vector<uint8_t>(payload.begin(), payload.end()),
+                   [shared](Reply r) {
+                     if (r) shared->reply(r.value());
+                     else shared->reply_error(r.err());
+                   }};
+            std::lock_guard lock(mu_);
+            if (stopping_) return;  // the dropped Responder answers EIO
+            tasks_.push_back(std::move(t));
+            cv_.notify_one();
+          });
+      if (!status) return status;
+    }
+  }
+  for (unsigned i = 0; i < nworkers_; ++i) workers_.emplace_back([this] { worker_main(); });
+  return Status::ok();
+}
+
+void Cluster::stop() {
+  std::deque<Task> left;
+  {
+    std::lock_guard lock(mu_);
+    if (stopping_ && workers_.empty()) return;
+    stopping_ = true;
+    left.swap(tasks_);
+  }
+  cv_.notify_all();
+  for (auto& t : left) t.respond(Status::error(EIO, "shutting down"));
+  for (auto& w : workers_) w.join();
+  workers_.clear();
+}
+
+void Cluster::worker_main() {
+  run_at_boundary("rpc worker", [this] {
+    while (true) {
+      Task task;
+      {
+        std::unique_lock lock(mu_);
+        cv_.wait(lock, [this] { return stopping_ || !tasks_.empty(); });
+        if (tasks_.empty()) return;
+        task = std::move(tasks_.front());
+        tasks_.pop_front();
+      }
+      stats_add(stats_->rpcs_served, 1);
+      Reply reply = Status::error(EIO);
+      int err = run_at_boundary("rpc handler", [&] { reply = run_handler(task.source, task.op, task.payload); });
+      if (err) reply = Status::error(err, "handler failed");
+      task.respond(std::move(reply));
+    }
+  });
+}
+
+Cluster::Reply Cluster::run_handler(int source, Op op, std::span<const uint8_t> payload) {
+  auto it = handlers_.find(static_cast<uint16_t>(op));
+  if (it == handlers_.end()) return Status::error(ENOSYS, "no handler");
+  return it->second(source, payload);
+}
+
+bool Cluster::alive(int rank) const {
+  if (rank < 0 || rank >= nranks_) return false;
+  if (rank == rank_ || !transport_) return true;
+  return transport_->peer_alive(rank);
+}
+
+int Cluster::coordinator() const {
+  for (int r = 0; r < nranks_; ++r) {
+    if (alive(r)) return r;
+  }
+  return rank_;
+}
+
+uint64_t Cluster::placement_hash(uint64_t dir, std::string_view name) {
+  char le[8];
+  for (int i = 0; i < 8; ++i) le[i] = static_cast<char>((dir >> (8 * i)) & 0xff);
+  return fnv1a64(name, fnv1a64(std::string_view(le, 8)));
+}
+
+int Cluster::shard_of(uint64_t dir, std::string_view name) const {
+  int home = static_cast<int>(placement_hash(dir, name) % static_cast<uint64_t>(nranks_));
+  for (int i = 0; i < nranks_; ++i) {
+    int r = (home + i) % nranks_;
+    if (alive(r)) return r;
+  }
+  return rank_;
+}
+
+Cluster::Reply Cluster::call(int rank, Op op, std::span<const uint8_t> payload) {
+  return call(rank, op, payload, timeout_);
+}
+
+Cluster::Reply Cluster::call(int rank, Op op, std::span<const uint8_t> payload,
+                             std::chrono::milliseconds timeout) {
+  if (rank == rank_) return run_handler(rank, op, payload);
+  if (!transport_ || rank < 0 || rank >= nranks_) return Status::error(EIO, "no such rank");
+  stats_add(stats_->rpcs_sent, 1);
+  auto r = transport_->call(rank, static_cast<uint16_t>(op), payload, timeout);
+  if (!r && r.err() != ENOENT && r.err() != EEXIST && r.err() != ENOTEMPTY) {
+    stats_add(stats_->rpc_failures, 1);
+  }
+  if (!r) return Status::error(r.err(), "rpc to rank " + std::to_string(rank));
+  return std::move(r).value();
+}
+
+std::vector<Cluster::Reply> Cluster::call_all(Op op, std::span<const uint8_t> payload) {
+  std::vector<Reply> out(static_cast<size_t>(nranks_), Reply(Status::error(EIO, "rank is dead")));
+  if (transport_) {
+    std::vector<int> peers;
+    for (int r = 0; r < nranks_; ++r) {
+      if (r != rank_ && alive(r)) peers.push_back(r);
+    }
+    if (!peers.empty()) {
+      stats_add(stats_->rpcs_sent, peers.size());
+      auto results = transport_->call_many(peers, static_cast<uint16_t>(op), payload, timeout_);
+      for (size_t i = 0; i < peers.size(); ++i) {
+        if (!results[i]) stats_add(stats_->rpc_failures, 1);
+        out[static_cast<size_t>(peers[i])] = results[i] ? Reply(std::move(results[i]).value())
+                                                        : Reply(Status::error(results[i].err()));
+      }
+    }
+  }
+  out[static_cast<size_t>(rank_)] = run_handler(rank_, op, payload);
+  return out;
+}
+
+}  // namespace dsdfs::fs

@@ -1,0 +1,121 @@
+// SPDX-License-Identifier: Apache-2.0
+#pragma once
+
+#include <chrono>
+#include <condition_variable>
+#include <cstdint>
+#include <deque>
+#include <functional>
+#include <mutex>
+#include <span>
+#include <string>
+#include <string_view>
+#include <thread>
+#include <unordered_map>
+#include <vector>
+
+#include "common/status.h"
+#include "daemon/stats.h"
+
+namespace dsdfs::rdma {
+class Transport;
+}
+
+namespace dsdfs::fs {
+
+// RPC operations between ranks. Payload layouts: docs/architecture.md.
+enum class Op : uint16_t {
+  kDirMutate = 1,   // to the coordinator: order a directory mutation
+  kDirApply = 2,    // coordinator to every rank: apply it to the local replica
+  kLocClaim = 3,    // to a locator shard: claim or move a file name
+  kLocLookup = 4,   // to a locator shard: who owns (dir, name)?
+  kLocRemove = 5,   // to a locator shard: forget (dir, name) if still owned by rank
+  kOwnFind = 6,     // to every rank: do you own (dir, name)? (fallback when a shard is dead)
+  kFileStat = 7,    // to the owner: attributes and version
+  kFileRead = 8,    // to the owner: bytes (active-message path)
+  kFileWrite = 9,   // to the owner: apply a forwarded write or append
+  kDirList = 10,    // to every rank: the files you own in a directory
+  kFileUnlink = 11, // to the owner
+  kFileRename = 12, // to the owner of the source
+  kFileDrop = 13,   // to the old owner: ownership moved away, drop your copy
+  kFileReadlink = 14,
+  kFileMap = 15,    // to the owner: register the file for one-sided reads
+  kFileSetattr = 16,
+  kFileUnmap = 17,
+};
+
+// The ranks of the job and the RPCs between them, above rdma::Transport.
+// Requests run on a pool of worker threads (never on the UCX progress
+// thread, since they do file I/O); a call to this rank itself runs the
+// handler in the calling thread without touching the network. With one rank
+// there is no transport at all. Thread-safe.
+class Cluster {
+ public:
+  using Reply = Result<std::vector<uint8_t>>;
+  using Handler = std::function<Reply(int source_rank, std::span<const uint8_t> payload)>;
+
+  // transport may be null only when nranks == 1.
+  Cluster(int rank, int nranks, rdma::Transport* transport, std::chrono::milliseconds timeout,
+          unsigned workers, Stats* stats);
+  ~Cluster();
+
+  // REQUIRES: before start().
+  void register_handler(Op op, Handler handler);
+  // Hands the handlers to the transport and starts the workers.
+  // REQUIRES: before the transport connects.
+  Status start();
+  // Stops the workers; requests still queued are answered with EIO.
+  void stop();
+
+  // Short host names by rank (from bootstrap). REQUIRES: before start().
+  void set_hosts(std::vector<std::string> hosts) { hosts_ = std::move(hosts); }
+  std::string host_of(int rank) const {
+    return rank >= 0 && rank < static_cast<int>(hosts_.size()) ? hosts_[rank] : "?";
+  }
+  int rank() const { return rank_; }
+  int nranks() const { return nranks_; }
+  bool alive(int rank) const;
+  std::chrono::milliseconds timeout() const { return timeout_; }
+  rdma::Transport* transport() const { return transport_; }
+
+  // The rank that orders directory mutations: the lowest live rank.
+  int coordinator() const;
+  // The locator shard of (dir, name): FNV-1a 64 of the 8 little-endian bytes
+  // of dir followed by name, modulo the number of ranks. If that rank is dead,
+  // the next live rank upward (wrapping) takes its place.
+  int shard_of(uint64_t dir, std::string_view name) const;
+  static uint64_t placement_hash(uint64_t dir, std::string_view name);
+
+  Reply call(int rank, Op op, std::span<const uint8_t> payload);
+  Reply call(int rank, Op op, std::span<const uint8_t> payload, std::chrono::milliseconds timeout);
+  // The same request to every live rank (self included, run here), in
+  // parallel; results indexed by rank (dead ranks: EIO).
+  std::vector<Reply> call_all(Op op, std::span<const uint8_t> payload);
+
+ private:
+  struct Task {
+    int source;
+    Op op;
+    std::vector<uint8_t> payload;
+    std::function<void(Reply)> respond;
+  };
+  Reply run_handler(int source, Op op, std::span<const uint8_t> payload);
+  void worker_main();
+
+  const int rank_;
+  const int nranks_;
+  rdma::Transport* const transport_;
+  const std::chrono::milliseconds timeout_;
+  const unsigned nworkers_;
+  Stats* const stats_;
+  std::unordered_map<uint16_t, Handler> handlers_;  // immutable after start()
+  std::vector<std::string> hosts_;                  // immutable after start()
+
+  std::mutex mu_;
+  std::condition_variable cv_;
+  std::deque<Task> tasks_;  // GUARDED_BY(mu_)
+  bool stopping_ = false;   // GUARDED_BY(mu_)
+  std::vector<std::thread> workers_;
+};
+
+}  // namespace dsdfs::fs

@@ -1,0 +1,31 @@
+// SPDX-License-Identifier: Apache-2.0
+#pragma once
+
+#include <unistd.h>
+
+#include <memory>
+
+#include "daemon/inode_table.h"
+#include "daemon/remote_cache.h"
+
+namespace dsdfs::fs {
+
+// What an open file (fi->fh) refers to: a local store file, or a remote file
+// read through the local cache or written through its owner. Owned by the
+// kernel's open file; FUSE may use one handle from several threads at once,
+// so everything here is immutable after open except atomics.
+struct FileHandle {
+  int fd = -1;                        // local: the store file (closed with the handle)
+  bool remote = false;
+  bool append = false;                // remote writes: append on the owner, ignore offsets
+  std::shared_ptr<Inode> inode;       // local: `gone` makes I/O fail after a take-over elsewhere
+  RemoteRef ref;                      // remote
+  std::shared_ptr<CacheEntry> cache;  // remote, read-only opens
+  std::atomic<uint64_t> next_chunk{0};  // sequential-read detection for readahead
+
+  ~FileHandle() {
+    if (fd >= 0) ::close(fd);
+  }
+};
+
+}  // namespace dsdfs::fs

@@ -1,0 +1,618 @@
+// SPDX-License-Identifier: Apache-2.0
+// The distributed half of the file system: locator, owners, remote files,
+// and the RPC handlers that other ranks call.
+#include <dirent.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cinttypes>
+#include <cstring>
+
+#include "common/hash.h"
+#include "common/log.h"
+#include "daemon/file_handle.h"
+#include "daemon/filesystem.h"
+#include "daemon/protocol.h"
+
+namespace dsdfs::fs {
+
+namespace {
+
+Status bad_request(const char* what) {
+  DSDFS_WARN("malformed %s request dropped", what);
+  return Status::error(EPROTO, what);
+}
+
+std::vector<uint8_t> encode_dir_name(uint64_t dir, const std::string& name) {
+  WireWriter w;
+  w.u64(dir).str(name);
+  return w.take();
+}
+
+bool decode_dir_name(WireReader& r, uint64_t* dir, std::string* name) {
+  return r.u64(dir) && r.str(name, kMaxName) && valid_name(*name);
+}
+
+}  // namespace
+
+void Filesystem::register_rpcs() {
+  auto reg = [this](Op op, Cluster::Reply (Filesystem::*fn)(int, std::span<const uint8_t>)) {
+    cluster_->register_handler(op, [this, fn](int src, std::span<const uint8_t> p) { return (this->*fn)(src, p); });
+  };
+  reg(Op::kDirMutate, &Filesystem::on_dir_mutate);
+  reg(Op::kDirApply, &Filesystem::on_dir_apply);
+  reg(Op::kLocClaim, &Filesystem::on_loc_claim);
+  reg(Op::kLocLookup, &Filesystem::on_loc_lookup);
+  reg(Op::kLocRemove, &Filesystem::on_loc_remove);
+  reg(Op::kOwnFind, &Filesystem::on_own_find);
+  reg(Op::kFileStat, &Filesystem::on_file_stat);
+  reg(Op::kFileRead, &Filesystem::on_file_read);
+  reg(Op::kFileWrite, &Filesystem::on_file_write);
+  reg(Op::kDirList, &Filesystem::on_dir_list);
+  reg(Op::kFileUnlink, &Filesystem::on_file_unlink);
+  reg(Op::kFileRename, &Filesystem::on_file_rename);
+  reg(Op::kFileDrop, &Filesystem::on_file_drop);
+  reg(Op::kFileReadlink, &Filesystem::on_file_readlink);
+  reg(Op::kFileSetattr, &Filesystem::on_file_setattr);
+}
+
+// ---------------------------------------------------------------------------
+// Local helpers
+
+std::shared_ptr<UniqueFd> Filesystem::local_dir(uint64_t dir) { return dirs_.fd_of(dir); }
+
+Result<std::string> Filesystem::store_relative_path(int dir_fd) {
+  char buf[PATH_MAX + 1];
+  ssize_t n = ::readlink(proc_path(dir_fd).c_str(), buf, PATH_MAX);
+  if (n < 0) return Status::from_errno("readlink of a store directory");
+  buf[n] = '\0';
+  std::string full = buf;
+  const std::string root = store_->files_path();
+  if (full == root) return std::string();
+  if (full.compare(0, root.size() + 1, root + "/") != 0) return Status::error(ESTALE, "directory left the store");
+  return full.substr(root.size());
+}
+
+Result<std::string> Filesystem::mount_path(uint64_t dir, const std::string& name) {
+  auto fd = local_dir(dir);
+  if (!fd) return Status::error(ENOENT, "unknown directory");
+  auto rel = store_relative_path(fd->get());
+  if (!rel) return rel.status();
+  return mountpoint_ + rel.value() + "/" + name;
+}
+
+uint64_t Filesystem::dir_id_of(const Inode& dir) { return dir.dir_id; }
+
+bool Filesystem::dir_closing(uint64_t dir) const { return closing_.count(dir) != 0; }
+
+// ---------------------------------------------------------------------------
+// Locator
+
+Result<LocatorShard::Claim> Filesystem::loc_claim(uint64_t dir, const std::string& name, uint32_t flags) {
+  WireWriter w;
+  w.u64(dir).str(name).i32(rank_).u32(flags);
+  auto r = cluster_->call(cluster_->shard_of(dir, name), Op::kLocClaim, w.buffer());
+  if (!r) return r.status();
+  WireReader rd(r.value());
+  uint8_t result;
+  int32_t prev;
+  if (!(rd.u8(&result) && rd.i32(&prev) && rd.done()) || result > 2) return Status::error(EPROTO, "claim reply");
+  return LocatorShard::Claim{static_cast<LocatorShard::ClaimResult>(result), prev};
+}
+
+void Filesystem::loc_remove(uint64_t dir, const std::string& name, int owner) {
+  WireWriter w;
+  w.u64(dir).str(name).i32(owner);
+  auto r = cluster_->call(cluster_->shard_of(dir, name), Op::kLocRemove, w.buffer());
+  if (!r && r.err() != ENOENT) DSDFS_WARN("locator remove of %s: %s", name.c_str(), r.status().to_string().c_str());
+}
+
+Cluster::Reply Filesystem::on_loc_claim(int, std::span<const uint8_t> payload) {
+  WireReader r(payload);
+  uint64_t dir;
+  std::string name;
+  int32_t owner;
+  uint32_t flags;
+  if (!(decode_dir_name(r, &dir, &name) && r.i32(&owner) && r.u32(&flags) && r.done()) ||
+      owner < 0 || owner >= cluster_->nranks() || flags > 7) {
+    return bad_request("claim");
+  }
+  auto c = shard_.claim(dir, name, owner, flags);
+  if (!c) return c.status();
+  WireWriter w;
+  w.u8(static_cast<uint8_t>(c->result)).i32(c->prev_owner);
+  return w.take();
+}
+
+Cluster::Reply Filesystem::on_loc_lookup(int, std::span<const uint8_t> payload) {
+  WireReader r(payload);
+  uint64_t dir;
+  std::string name;
+  if (!(decode_dir_name(r, &dir, &name) && r.done())) return bad_request("lookup");
+  auto owner = shard_.lookup(dir, name);
+  if (!owner) return owner.status();
+  WireWriter w;
+  w.i32(owner.value());
+  return w.take();
+}
+
+Cluster::Reply Filesystem::on_loc_remove(int, std::span<const uint8_t> payload) {
+  WireReader r(payload);
+  uint64_t dir;
+  std::string name;
+  int32_t owner;
+  if (!(decode_dir_name(r, &dir, &name) && r.i32(&owner) && r.done())) return bad_request("remove");
+  if (!shard_.remove(dir, name, owner)) return Status::error(ENOENT);
+  return std::vector<uint8_t>();
+}
+
+Cluster::Reply Filesystem::on_own_find(int, std::span<const uint8_t> payload) {
+  WireReader r(payload);
+  uint64_t dir;
+  std::string name;
+  if (!(decode_dir_name(r, &dir, &name) && r.done())) return bad_request("find");
+  auto dfd = local_dir(dir);
+  struct stat st;
+  if (!dfd || ::fstatat(dfd->get(), name.c_str(), &st, AT_SYMLINK_NOFOLLOW) != 0 || S_ISDIR(st.st_mode)) {
+    return Status::error(ENOENT);
+  }
+  WireWriter w;
+  w.i32(rank_);
+  return w.take();
+}
+
+Result<int> Filesystem::find_owner(uint64_t dir, const std::string& name) {
+  const int n = cluster_->nranks();
+  const int home = static_cast<int>(Cluster::placement_hash(dir, name) % static_cast<uint64_t>(n));
+  if (cluster_->alive(home)) {
+    auto r = cluster_->call(home, Op::kLocLookup, encode_dir_name(dir, name));
+    if (r) {
+      WireReader rd(r.value());
+      int32_t owner;
+      if (!(rd.i32(&owner) && rd.done()) || owner < LocatorShard::kDirectory || owner >= n) {
+        return Status::error(EPROTO, "lookup reply");
+      }
+      return owner;
+    }
+    if (r.err() != EIO && r.err() != ETIMEDOUT) return r.status();
+  }
+  // The shard is gone: its index died with it, so ask the owners themselves.
+  auto all = cluster_->call_all(Op::kOwnFind, encode_dir_name(dir, name));
+  for (int rk = 0; rk < n; ++rk) {
+    if (all[rk] && rk != rank_) return rk;
+  }
+  return Status::error(ENOENT);
+}
+
+// ---------------------------------------------------------------------------
+// Remote attributes and lookups
+
+int Filesystem::remote_stat(int owner, uint64_t dir, const std::string& name, struct stat* st,
+                            uint64_t* version) {
+  auto r = cluster_->call(owner, Op::kFileStat, encode_dir_name(dir, name));
+  if (!r) return r.err() == ETIMEDOUT ? EIO : r.err();
+  WireReader rd(r.value());
+  if (!get_stat(rd, st, version) || !rd.done()) return EPROTO;
+  return 0;
+}
+
+int Filesystem::fill_remote_entry(int owner, uint64_t dir, const std::string& name, struct fuse_entry_param* e) {
+  std::memset(e, 0, sizeof *e);
+  uint64_t version;
+  if (int err = remote_stat(owner, dir, name, &e->attr, &version)) return err;
+  RemoteRef ref{owner, dir, name, static_cast<uint64_t>(e->attr.st_ino), version};
+  auto inode = inodes_.lookup_remote(ref, e->attr.st_mode);
+  e->ino = inode->id;
+  // Not cached: every path walk asks the owner, which is how a changed
+  // version reaches this kernel as a new inode (close-to-open).
+  e->attr_timeout = 0;
+  e->entry_timeout = 0;
+  return 0;
+}
+
+int Filesystem::lookup_any(const Inode& parent, const char* name, struct fuse_entry_param* e) {
+  int err = do_lookup(parent, name, e);
+  if (err != ENOENT || cluster_->nranks() == 1) return err;
+  auto owner = find_owner(parent.dir_id, name);
+  if (!owner) return owner.err() == ETIMEDOUT ? EIO : owner.err();
+  if (owner.value() == rank_ || owner.value() == LocatorShard::kDirectory) {
+    // Claimed here or a directory not yet applied here: a create in flight.
+    return ENOENT;
+  }
+  return fill_remote_entry(owner.value(), parent.dir_id, name, e);
+}
+
+Cluster::Reply Filesystem::on_file_stat(int, std::span<const uint8_t> payload) {
+  WireReader r(payload);
+  uint64_t dir;
+  std::string name;
+  if (!(decode_dir_name(r, &dir, &name) && r.done())) return bad_request("stat");
+  auto dfd = local_dir(dir);
+  if (!dfd) return Status::error(ENOENT);
+  struct stat st;
+  if (::fstatat(dfd->get(), name.c_str(), &st, AT_SYMLINK_NOFOLLOW) != 0) return Status::from_errno("stat");
+  if (S_ISDIR(st.st_mode)) return Status::error(ENOENT);  // directories are never remote
+  uint64_t version = file_version(st);
+  translate(&st);
+  WireWriter w;
+  put_stat(w, st, version);
+  return w.take();
+}
+
+Cluster::Reply Filesystem::on_dir_list(int, std::span<const uint8_t> payload) {
+  WireReader r(payload);
+  uint64_t dir;
+  if (!(r.u64(&dir) && r.done())) return bad_request("list");
+  auto dfd = local_dir(dir);
+  if (!dfd) return Status::error(ENOENT);
+  int fd = ::openat(dfd->get(), ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  if (fd < 0) return Status::from_errno("list");
+  DIR* dp = ::fdopendir(fd);
+  if (!dp) {
+    ::close(fd);
+    return Status::from_errno("list");
+  }
+  WireWriter body;
+  uint32_t count = 0;
+  while (struct dirent* d = ::readdir(dp)) {
+    if (d->d_type == DT_DIR) continue;  // directories are replicated: the caller has them
+    body.str(d->d_name).u8(d->d_type).u64(global_ino(d->d_ino));
+    ++count;
+  }
+  ::closedir(dp);
+  WireWriter w;
+  w.u32(count);
+  auto& out = w.buffer();
+  out.insert(out.end(), body.buffer().begin(), body.buffer().end());
+  return w.take();
+}
+
+// ---------------------------------------------------------------------------
+// Remote data: reads through the cache, writes through the owner
+
+Cluster::Reply Filesystem::on_file_read(int, std::span<const uint8_t> payload) {
+  WireReader r(payload);
+  uint64_t dir, gino, version, off;
+  uint32_t len;
+  std::string name;
+  if (!(decode_dir_name(r, &dir, &name) && r.u64(&gino) && r.u64(&version) && r.u64(&off) && r.u32(&len) &&
+        r.done()) || len > kMaxIo || off > (uint64_t{1} << 62)) {
+    return bad_request("read");
+  }
+  auto dfd = local_dir(dir);
+  if (!dfd) return Status::error(ENOENT);
+  UniqueFd fd(::openat(dfd->get(), name.c_str(), O_RDONLY | O_NOFOLLOW | O_CLOEXEC));
+  if (!fd.valid()) return Status::from_errno("read");
+  struct stat st;
+  if (::fstat(fd.get(), &st) != 0) return Status::from_errno("read");
+  if (global_ino(st.st_ino) != gino || file_version(st) != version) return Status::error(ESTALE, "changed");
+  std::vector<uint8_t> buf(len);
+  size_t done = 0;
+  while (done < len) {
+    ssize_t n = ::pread(fd.get(), buf.data() + done, len - done, static_cast<off_t>(off + done));
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      return Status::from_errno("read");
+    }
+    if (n == 0) break;
+    done += static_cast<size_t>(n);
+  }
+  buf.resize(done);
+  stats_add(stats_->bytes_served_to_peers, done);
+  return buf;
+}
+
+int Filesystem::fetch_chunks(FileHandle& h, uint64_t first, uint64_t count) {
+  auto& c = *h.cache;
+  uint64_t off = first * CacheEntry::kChunk;
+  if (off >= c.size()) return 0;
+  uint64_t len = std::min<uint64_t>(count * CacheEntry::kChunk, c.size() - off);
+  WireWriter w;
+  w.u64(h.ref.dir).str(h.ref.name).u64(h.ref.gino).u64(h.ref.version).u64(off).u32(static_cast<uint32_t>(len));
+  auto r = cluster_->call(h.ref.owner, Op::kFileRead, w.buffer());
+  if (!r) return r.err() == ENOENT || r.err() == ESTALE ? ESTALE : EIO;
+  const auto& data = r.value();
+  if (data.size() != len) return ESTALE;  // the file shrank under us: a new version
+  size_t done = 0;
+  while (done < len) {
+    ssize_t n = ::pwrite(c.fd(), data.data() + done, len - done, static_cast<off_t>(off + done));
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      return errno;
+    }
+    done += static_cast<size_t>(n);
+  }
+  stats_add(stats_->bytes_read_remote, len);
+  c.mark_present(first, (len + CacheEntry::kChunk - 1) / CacheEntry::kChunk);
+  return 0;
+}
+
+void Filesystem::remote_read(fuse_req_t req, FileHandle& h, size_t size, off_t off) {
+  if (!h.cache) {
+    // A writable remote handle: read through to the owner, uncached.
+    WireWriter w;
+    w.u64(h.ref.dir).str(h.ref.name).u64(h.ref.gino).u64(0).u64(static_cast<uint64_t>(off)).u32(0);
+    // Version checks need the current version: ask for it.
+    struct stat st;
+    uint64_t version;
+    if (int err = remote_stat(h.ref.owner, h.ref.dir, h.ref.name, &st, &version)) return (void)fuse_reply_err(req, err);
+    WireWriter q;
+    q.u64(h.ref.dir).str(h.ref.name).u64(static_cast<uint64_t>(st.st_ino)).u64(version)
+        .u64(static_cast<uint64_t>(off)).u32(static_cast<uint32_t>(std::min<size_t>(size, kMaxIo)));
+    auto r = cluster_->call(h.ref.owner, Op::kFileRead, q.buffer());
+    if (!r) return (void)fuse_reply_err(req, r.err() == ETIMEDOUT ? EIO : r.err());
+    stats_add(stats_->bytes_read_remote, r->size());
+    return (void)fuse_reply_buf(req, reinterpret_cast<const char*>(r->data()), r->size());
+  }
+  auto& c = *h.cache;
+  uint64_t end = std::min<uint64_t>(static_cast<uint64_t>(off) + size, c.size());
+  if (static_cast<uint64_t>(off) >= end) return (void)fuse_reply_buf(req, nullptr, 0);
+  uint64_t first = static_cast<uint64_t>(off) / CacheEntry::kChunk;
+  uint64_t last = (end - 1) / CacheEntry::kChunk;
+  // Sequential access earns a readahead window of up to 8 chunks per fetch.
+  bool sequential = first == h.next_chunk.load() || first + 1 == h.next_chunk.load();
+  uint64_t window = sequential ? 8 : 1;
+  for (int64_t m = c.first_missing(first, last); m >= 0; m = c.first_missing(first, last)) {
+    uint64_t run = c.missing_run(static_cast<uint64_t>(m), std::max<uint64_t>(window, last - m + 1));
+    if (int err = fetch_chunks(h, static_cast<uint64_t>(m), std::max<uint64_t>(run, 1))) {
+      if (err == ESTALE) cache_.drop(h.ref.gino);
+      return (void)fuse_reply_err(req, err == ESTALE ? EIO : err);
+    }
+  }
+  h.next_chunk.store(last + 1);
+  struct fuse_bufvec buf = FUSE_BUFVEC_INIT(end - static_cast<uint64_t>(off));
+  buf.buf[0].flags = static_cast<fuse_buf_flags>(FUSE_BUF_IS_FD | FUSE_BUF_FD_SEEK);
+  buf.buf[0].fd = c.fd();
+  buf.buf[0].pos = off;
+  fuse_reply_data(req, &buf, FUSE_BUF_SPLICE_MOVE);
+}
+
+void Filesystem::remote_write(fuse_req_t req, FileHandle& h, struct fuse_bufvec* in, off_t off) {
+  size_t size = fuse_buf_size(in);
+  if (size > kMaxIo) return (void)fuse_reply_err(req, EFBIG);
+  WireWriter w;
+  w.u64(h.ref.dir).str(h.ref.name).u64(h.ref.gino).u8(h.append ? 1 : 0).u64(static_cast<uint64_t>(off));
+  auto& buf = w.buffer();
+  w.u32(static_cast<uint32_t>(size));
+  size_t at = buf.size();
+  buf.resize(at + size);
+  struct fuse_bufvec dst = FUSE_BUFVEC_INIT(size);
+  dst.buf[0].mem = buf.data() + at;
+  ssize_t got = fuse_buf_copy(&dst, in, static_cast<fuse_buf_copy_flags>(0));
+  if (got < 0) return (void)fuse_reply_err(req, static_cast<int>(-got));
+  buf.resize(at + static_cast<size_t>(got));
+  std::memcpy(buf.data() + at - 4, &got, 4);  // the u32 length: what was really copied
+  auto r = cluster_->call(h.ref.owner, Op::kFileWrite, buf);
+  if (!r) return (void)fuse_reply_err(req, r.err() == ETIMEDOUT ? EIO : r.err());
+  WireReader rd(r.value());
+  uint64_t written;
+  if (!(rd.u64(&written) && rd.done()) || written > static_cast<uint64_t>(got)) return (void)fuse_reply_err(req, EPROTO);
+  stats_add(stats_->bytes_forwarded, written);
+  fuse_reply_write(req, written);
+}
+
+Cluster::Reply Filesystem::on_file_write(int, std::span<const uint8_t> payload) {
+  WireReader r(payload);
+  uint64_t dir, gino, off;
+  uint8_t append;
+  std::string name;
+  std::span<const uint8_t> data;
+  if (!(decode_dir_name(r, &dir, &name) && r.u64(&gino) && r.u8(&append) && r.u64(&off) &&
+        r.bytes(&data, kMaxIo) && r.done()) || append > 1 || off > (uint64_t{1} << 62)) {
+    return bad_request("write");
+  }
+  auto path = mount_path(dir, name);
+  if (!path) return path.status();
+  // Through our own mount, with O_DIRECT: this kernel orders the write with
+  // local writers (O_APPEND is atomic under its inode lock), keeps its size
+  // right, and drops stale pages; the bytes are in the store on return.
+  int flags = O_WRONLY | O_DIRECT | O_NOFOLLOW | O_CLOEXEC | (append ? O_APPEND : 0);
+  UniqueFd fd(::open(path->c_str(), flags));
+  if (!fd.valid()) return Status::from_errno("open for a forwarded write");
+  struct stat st;
+  if (::fstat(fd.get(), &st) != 0) return Status::from_errno("fstat");
+  if (static_cast<uint64_t>(st.st_ino) != gino) return Status::error(ESTALE, "replaced");
+  ssize_t n = append ? ::write(fd.get(), data.data(), data.size())
+                     : ::pwrite(fd.get(), data.data(), data.size(), static_cast<off_t>(off));
+  if (n < 0) return Status::from_errno("forwarded write");
+  stats_add(stats_->bytes_applied_for_peers, static_cast<uint64_t>(n));
+  WireWriter w;
+  w.u64(static_cast<uint64_t>(n));
+  return w.take();
+}
+
+// ---------------------------------------------------------------------------
+// Name changes of remote files, applied by their owner through its mount
+
+Cluster::Reply Filesystem::on_file_unlink(int, std::span<const uint8_t> payload) {
+  WireReader r(payload);
+  uint64_t dir;
+  std::string name;
+  if (!(decode_dir_name(r, &dir, &name) && r.done())) return bad_request("unlink");
+  auto path = mount_path(dir, name);
+  if (!path) return path.status();
+  if (::unlink(path->c_str()) != 0) return Status::from_errno("unlink");
+  return std::vector<uint8_t>();
+}
+
+Cluster::Reply Filesystem::on_file_rename(int, std::span<const uint8_t> payload) {
+  WireReader r(payload);
+  uint64_t dir, dir2;
+  std::string name, name2;
+  uint32_t flags;
+  if (!(decode_dir_name(r, &dir, &name) && decode_dir_name(r, &dir2, &name2) && r.u32(&flags) && r.done()) ||
+      (flags & ~(RENAME_NOREPLACE | RENAME_EXCHANGE))) {
+    return bad_request("rename");
+  }
+  auto from = mount_path(dir, name);
+  auto to = mount_path(dir2, name2);
+  if (!from) return from.status();
+  if (!to) return to.status();
+  if (::renameat2(AT_FDCWD, from->c_str(), AT_FDCWD, to->c_str(), flags) != 0) return Status::from_errno("rename");
+  return std::vector<uint8_t>();
+}
+
+Cluster::Reply Filesystem::on_file_readlink(int, std::span<const uint8_t> payload) {
+  WireReader r(payload);
+  uint64_t dir;
+  std::string name;
+  if (!(decode_dir_name(r, &dir, &name) && r.done())) return bad_request("readlink");
+  auto dfd = local_dir(dir);
+  if (!dfd) return Status::error(ENOENT);
+  char buf[PATH_MAX + 1];
+  ssize_t n = ::readlinkat(dfd->get(), name.c_str(), buf, PATH_MAX);
+  if (n < 0) return Status::from_errno("readlink");
+  return std::vector<uint8_t>(buf, buf + n);
+}
+
+Cluster::Reply Filesystem::on_file_setattr(int, std::span<const uint8_t> payload) {
+  WireReader r(payload);
+  uint64_t dir;
+  std::string name;
+  uint32_t to_set, mode, uid, gid;
+  int64_t size, as, an, ms, mn;
+  if (!(decode_dir_name(r, &dir, &name) && r.u32(&to_set) && r.u32(&mode) && r.u32(&uid) && r.u32(&gid) &&
+        r.i64(&size) && r.i64(&as) && r.i64(&an) && r.i64(&ms) && r.i64(&mn) && r.done()) || size < 0) {
+    return bad_request("setattr");
+  }
+  auto path = mount_path(dir, name);
+  if (!path) return path.status();
+  const char* p = path->c_str();
+  if ((to_set & FUSE_SET_ATTR_MODE) && ::chmod(p, mode) != 0) return Status::from_errno("chmod");
+  if (to_set & (FUSE_SET_ATTR_UID | FUSE_SET_ATTR_GID)) {
+    if (::lchown(p, (to_set & FUSE_SET_ATTR_UID) ? uid : static_cast<uid_t>(-1),
+                 (to_set & FUSE_SET_ATTR_GID) ? gid : static_cast<gid_t>(-1)) != 0) {
+      return Status::from_errno("chown");
+    }
+  }
+  if ((to_set & FUSE_SET_ATTR_SIZE) && ::truncate(p, size) != 0) return Status::from_errno("truncate");
+  if (to_set & (FUSE_SET_ATTR_ATIME | FUSE_SET_ATTR_MTIME)) {
+    struct timespec tv[2] = {{0, UTIME_OMIT}, {0, UTIME_OMIT}};
+    if (to_set & FUSE_SET_ATTR_ATIME_NOW) tv[0].tv_nsec = UTIME_NOW;
+    else if (to_set & FUSE_SET_ATTR_ATIME) tv[0] = {as, an};
+    if (to_set & FUSE_SET_ATTR_MTIME_NOW) tv[1].tv_nsec = UTIME_NOW;
+    else if (to_set & FUSE_SET_ATTR_MTIME) tv[1] = {ms, mn};
+    if (::utimensat(AT_FDCWD, p, tv, AT_SYMLINK_NOFOLLOW) != 0) return Status::from_errno("utimens");
+  }
+  return on_file_stat(rank_, encode_dir_name(dir, name));
+}
+
+// ---------------------------------------------------------------------------
+// Ownership moves (O_TRUNC of a remote file, or a rename onto its name)
+
+void Filesystem::forget_remote_file(uint64_t gino) {
+  cache_.drop(gino);
+  for (auto& inode : inodes_.find_remote(gino)) {
+    inode->gone.store(true);
+    notifier_.inode(inode->id);
+  }
+}
+
+Cluster::Reply Filesystem::on_file_drop(int, std::span<const uint8_t> payload) {
+  WireReader r(payload);
+  uint64_t dir, gino;
+  std::string name;
+  int32_t old_owner;
+  if (!(decode_dir_name(r, &dir, &name) && r.i32(&old_owner) && r.u64(&gino) && r.done())) return bad_request("drop");
+  if (gino != 0) forget_remote_file(gino);
+  if (old_owner != rank_) return std::vector<uint8_t>();
+  auto dfd = local_dir(dir);
+  if (!dfd) return std::vector<uint8_t>();
+  struct stat st;
+  if (::fstatat(dfd->get(), name.c_str(), &st, AT_SYMLINK_NOFOLLOW) != 0 || S_ISDIR(st.st_mode)) {
+    return std::vector<uint8_t>();  // already gone
+  }
+  if (uint64_t id = inodes_.find_local(st.st_dev, st.st_ino)) {
+    if (auto inode = inodes_.get(id)) inode->gone.store(true);
+    notifier_.inode(id);
+  }
+  // Through the mount, so this kernel forgets the name; our unlink handler
+  // leaves the locator alone, since the name is no longer ours there.
+  auto path = mount_path(dir, name);
+  if (path && ::unlink(path->c_str()) != 0 && errno != ENOENT) {
+    DSDFS_WARN("cannot drop %s after an ownership move: %s", path->c_str(), std::strerror(errno));
+  }
+  return std::vector<uint8_t>();
+}
+
+int Filesystem::take_over(const Inode&, uint64_t dir, const std::string& name, int prev_owner, mode_t mode,
+                          int open_flags, int* fd_out) {
+  auto dfd = local_dir(dir);
+  if (!dfd) return ENOENT;
+  int fd;
+  {
+    std::shared_lock gate(dir_gate_);
+    if (dir_closing(dir)) return ENOENT;
+    fd = ::openat(dfd->get(), name.c_str(), open_flags | O_CREAT | O_TRUNC | O_CLOEXEC, mode & 07777);
+  }
+  if (fd < 0) return errno;
+  *fd_out = fd;
+  if (prev_owner >= 0 && prev_owner != rank_) {
+    WireWriter w;
+    w.u64(dir).str(name).i32(prev_owner).u64(0);
+    auto all = cluster_->call_all(Op::kFileDrop, w.buffer());
+    if (!all[static_cast<size_t>(prev_owner)]) {
+      DSDFS_WARN("old owner %d did not drop %s: %s", prev_owner, name.c_str(),
+                 all[static_cast<size_t>(prev_owner)].status().to_string().c_str());
+    }
+  }
+  return 0;
+}
+
+int Filesystem::remote_open(fuse_req_t, const Inode& inode, struct fuse_file_info* fi) {
+  const RemoteRef& ref = inode.ref;
+  if (inode.gone.load()) return ESTALE;
+  if (!S_ISREG(inode.type)) return EINVAL;
+  if (fi->flags & O_TRUNC) {
+    // `>` from this rank: the name moves here with a new, empty file.
+    auto claim = loc_claim(ref.dir, ref.name, LocatorShard::kTakeOver);
+    if (!claim) return claim.err() == ETIMEDOUT ? EIO : claim.err();
+    int prev = claim->result == LocatorShard::ClaimResult::kMoved ? claim->prev_owner : -1;
+    struct stat st;
+    uint64_t version;
+    mode_t mode = 0644;
+    if (remote_stat(ref.owner, ref.dir, ref.name, &st, &version) == 0) mode = st.st_mode;
+    int fd;
+    int acc = (fi->flags & O_ACCMODE) == O_RDONLY ? O_RDWR : O_RDWR;
+    if (int err = take_over(inode, ref.dir, ref.name, prev, mode, acc, &fd)) return err;
+    if (prev < 0 && ref.owner != rank_) {
+      // The claim found the name already ours or free: still drop the old copy.
+      WireWriter w;
+      w.u64(ref.dir).str(ref.name).i32(ref.owner).u64(ref.gino);
+      cluster_->call_all(Op::kFileDrop, w.buffer());
+    } else {
+      forget_remote_file(ref.gino);
+    }
+    auto h = std::make_unique<FileHandle>();
+    h->fd = fd;
+    fi->fh = reinterpret_cast<uint64_t>(h.release());
+    fi->direct_io = 1;  // this kernel inode still describes the old remote file
+    return 0;
+  }
+  struct stat st;
+  uint64_t version;
+  if (int err = remote_stat(ref.owner, ref.dir, ref.name, &st, &version)) return err;
+  auto h = std::make_unique<FileHandle>();
+  h->remote = true;
+  h->ref = ref;
+  h->ref.gino = static_cast<uint64_t>(st.st_ino);
+  h->ref.version = version;
+  if ((fi->flags & O_ACCMODE) != O_RDONLY) {
+    h->append = (fi->flags & O_APPEND) != 0;
+    fi->direct_io = 1;  // every write goes to the owner before write() returns
+  } else {
+    bool hit = false;
+    auto entry = cache_.open(h->ref.gino, version, static_cast<uint64_t>(st.st_size), &hit);
+    if (!entry) return entry.err();
+    stats_add(hit ? stats_->cache_hits : stats_->cache_misses, 1);
+    h->cache = std::move(entry).value();
+    // This kernel inode is bound to one version, so its pages stay valid.
+    fi->keep_cache = version == ref.version ? 1 : 0;
+  }
+  fi->fh = reinterpret_cast<uint64_t>(h.release());
+  return 0;
+}
+
+}  // namespace dsdfs::fs

@@ -1,0 +1,270 @@
+// SPDX-License-Identifier: Apache-2.0
+// Directory mutations: ordered by the coordinator (the lowest live rank) and
+// applied to every rank's replica before the caller's request returns.
+#include <dirent.h>
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cstring>
+#include <mutex>
+
+#include "common/log.h"
+#include "daemon/filesystem.h"
+#include "daemon/protocol.h"
+
+namespace dsdfs::fs {
+
+namespace {
+
+bool dir_is_empty(int dir_fd, const std::string& name, int* err) {
+  int fd = ::openat(dir_fd, name.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+  if (fd < 0) {
+    *err = errno;
+    return false;
+  }
+  DIR* dp = ::fdopendir(fd);
+  if (!dp) {
+    *err = errno;
+    ::close(fd);
+    return false;
+  }
+  bool empty = true;
+  while (struct dirent* d = ::readdir(dp)) {
+    if (std::strcmp(d->d_name, ".") != 0 && std::strcmp(d->d_name, "..") != 0) {
+      empty = false;
+      break;
+    }
+  }
+  ::closedir(dp);
+  *err = empty ? 0 : ENOTEMPTY;
+  return empty;
+}
+
+// The first error among the live ranks' replies (dead ranks do not vote).
+int first_error(const std::vector<Cluster::Reply>& replies, const Cluster& cluster) {
+  for (int r = 0; r < static_cast<int>(replies.size()); ++r) {
+    if (!replies[r] && cluster.alive(r)) return replies[r].err();
+  }
+  return 0;
+}
+
+}  // namespace
+
+int Filesystem::dir_mutate(std::span<const uint8_t> change) {
+  auto r = cluster_->call(cluster_->coordinator(), Op::kDirMutate, change);
+  if (!r) return r.err() == ETIMEDOUT ? EIO : r.err();
+  return 0;
+}
+
+Cluster::Reply Filesystem::on_dir_mutate(int, std::span<const uint8_t> payload) {
+  DirChange c;
+  if (!c.decode(payload)) {
+    DSDFS_WARN("malformed directory mutation dropped");
+    return Status::error(EPROTO);
+  }
+  std::lock_guard order(coord_mu_);
+  auto apply_all = [&](const DirChange& change) { return cluster_->call_all(Op::kDirApply, change.encode()); };
+  switch (c.kind) {
+    case DirChange::kMkdir: {
+      if (!valid_name(c.name)) return Status::error(EINVAL);
+      auto claim = loc_claim(c.dir, c.name, LocatorShard::kIsDir);
+      if (!claim) return claim.status();
+      c.dir2 = (static_cast<uint64_t>(rank_) << 48) | next_dir_id_.fetch_add(1);
+      auto replies = apply_all(c);
+      if (int err = first_error(replies, *cluster_)) {
+        DirChange undo = c;
+        undo.kind = DirChange::kRmdirCommit;
+        apply_all(undo);
+        loc_remove(c.dir, c.name, LocatorShard::kDirectory);
+        return Status::error(err);
+      }
+      return std::vector<uint8_t>();
+    }
+    case DirChange::kRmdir: {
+      DirChange prep = c;
+      prep.kind = DirChange::kRmdirPrepare;
+      int err = first_error(apply_all(prep), *cluster_);
+      DirChange fin = c;
+      fin.kind = err ? DirChange::kRmdirAbort : DirChange::kRmdirCommit;
+      int err2 = first_error(apply_all(fin), *cluster_);
+      if (err) return Status::error(err);
+      if (err2) return Status::error(err2);
+      loc_remove(c.dir, c.name, LocatorShard::kDirectory);
+      return std::vector<uint8_t>();
+    }
+    case DirChange::kRename: {
+      if (!valid_name(c.name) || !valid_name(c.name2)) return Status::error(EINVAL);
+      // Onto an existing directory: it must be empty on every rank, and stays
+      // closed to new files until the rename has replaced it.
+      DirChange target{};
+      target.kind = DirChange::kRmdirPrepare;
+      target.dir = c.dir2;
+      target.name = c.name2;
+      bool had_target = false;
+      if (!(c.flags & RENAME_EXCHANGE)) {
+        auto owner = find_owner(c.dir2, c.name2);
+        if (owner && owner.value() == LocatorShard::kDirectory) {
+          had_target = true;
+          int err = first_error(apply_all(target), *cluster_);
+          if (err) {
+            target.kind = DirChange::kRmdirAbort;
+            apply_all(target);
+            return Status::error(err == ENOENT ? ENOTEMPTY : err);
+          }
+        } else if (owner && (c.flags & RENAME_NOREPLACE) == 0) {
+          return Status::error(ENOTDIR);  // a directory cannot replace a file
+        } else if (owner) {
+          return Status::error(EEXIST);
+        }
+      }
+      auto replies = apply_all(c);
+      int err = first_error(replies, *cluster_);
+      if (err) {
+        DirChange back = c;
+        back.kind = DirChange::kRenameBack;
+        for (int r = 0; r < static_cast<int>(replies.size()); ++r) {
+          if (replies[r]) cluster_->call(r, Op::kDirApply, back.encode());
+        }
+        if (had_target) {
+          target.kind = DirChange::kRmdirAbort;
+          apply_all(target);
+        }
+        return Status::error(err);
+      }
+      if (!(c.flags & RENAME_EXCHANGE)) {
+        loc_remove(c.dir, c.name, LocatorShard::kDirectory);
+        if (!had_target) loc_claim(c.dir2, c.name2, LocatorShard::kIsDir);
+      }
+      return std::vector<uint8_t>();
+    }
+    case DirChange::kSetattr: {
+      int err = first_error(apply_all(c), *cluster_);
+      if (err) return Status::error(err);
+      return std::vector<uint8_t>();
+    }
+    default:
+      return Status::error(EINVAL, "not a coordinator operation");
+  }
+}
+
+Cluster::Reply Filesystem::on_dir_apply(int, std::span<const uint8_t> payload) {
+  DirChange c;
+  if (!c.decode(payload)) {
+    DSDFS_WARN("malformed directory change dropped");
+    return Status::error(EPROTO);
+  }
+  auto parent = local_dir(c.dir);
+  if (!parent) return Status::error(ENOENT, "unknown directory");
+  const int pfd = parent->get();
+  // The kernel's node id of the parent, to drop its cached entries.
+  auto parent_node = [&]() -> uint64_t {
+    struct stat st;
+    if (::fstat(pfd, &st) != 0) return 0;
+    return inodes_.find_local(st.st_dev, st.st_ino);
+  };
+  auto id_of_child = [&](int dfd, const std::string& name) -> std::optional<uint64_t> {
+    struct stat st;
+    if (::fstatat(dfd, name.c_str(), &st, AT_SYMLINK_NOFOLLOW) != 0 || !S_ISDIR(st.st_mode)) return std::nullopt;
+    return dirs_.id_of(st.st_dev, st.st_ino);
+  };
+  switch (c.kind) {
+    case DirChange::kMkdir: {
+      if (!valid_name(c.name)) return Status::error(EINVAL);
+      if (::mkdirat(pfd, c.name.c_str(), c.mode & 07777) != 0) {
+        if (errno != EEXIST) return Status::from_errno("mkdir");
+        auto existing = id_of_child(pfd, c.name);
+        if (!existing || *existing != c.dir2) return Status::error(EEXIST);
+      }
+      if (run_as_root_) ::fchownat(pfd, c.name.c_str(), c.uid, c.gid, AT_SYMLINK_NOFOLLOW);
+      auto fd = std::make_shared<UniqueFd>(::openat(pfd, c.name.c_str(), O_PATH | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC));
+      struct stat st;
+      if (!fd->valid() || ::fstat(fd->get(), &st) != 0) return Status::from_errno("mkdir open");
+      dirs_.add(c.dir2, std::move(fd), st.st_dev, st.st_ino);
+      return std::vector<uint8_t>();
+    }
+    case DirChange::kRmdirPrepare: {
+      std::unique_lock gate(dir_gate_);
+      auto id = id_of_child(pfd, c.name);
+      if (!id) {
+        struct stat st;
+        if (::fstatat(pfd, c.name.c_str(), &st, AT_SYMLINK_NOFOLLOW) == 0) return Status::error(ENOTDIR);
+        return Status::error(ENOENT);
+      }
+      int err;
+      if (!dir_is_empty(pfd, c.name, &err)) return Status::error(err);
+      closing_.insert(*id);
+      return std::vector<uint8_t>();
+    }
+    case DirChange::kRmdirCommit: {
+      std::unique_lock gate(dir_gate_);
+      auto id = id_of_child(pfd, c.name);
+      if (::unlinkat(pfd, c.name.c_str(), AT_REMOVEDIR) != 0) {
+        if (id) closing_.erase(*id);
+        return Status::from_errno("rmdir");
+      }
+      if (id) {
+        closing_.erase(*id);
+        dirs_.remove(*id);
+      }
+      gate.unlock();
+      notifier_.entry(parent_node(), c.name);
+      return std::vector<uint8_t>();
+    }
+    case DirChange::kRmdirAbort: {
+      std::unique_lock gate(dir_gate_);
+      if (auto id = id_of_child(pfd, c.name)) closing_.erase(*id);
+      return std::vector<uint8_t>();
+    }
+    case DirChange::kRename:
+    case DirChange::kRenameBack: {
+      auto parent2 = local_dir(c.dir2);
+      if (!parent2) return Status::error(ENOENT, "unknown directory");
+      int from_fd = pfd, to_fd = parent2->get();
+      std::string from = c.name, to = c.name2;
+      unsigned flags = c.flags;
+      if (c.kind == DirChange::kRenameBack) {
+        std::swap(from_fd, to_fd);
+        std::swap(from, to);
+        flags &= RENAME_EXCHANGE;
+      }
+      std::unique_lock gate(dir_gate_);
+      auto replaced = (flags & RENAME_EXCHANGE) ? std::nullopt : id_of_child(to_fd, to);
+      if (::renameat2(from_fd, from.c_str(), to_fd, to.c_str(), flags) != 0) return Status::from_errno("rename");
+      if (replaced) {
+        closing_.erase(*replaced);
+        dirs_.remove(*replaced);
+      }
+      gate.unlock();
+      notifier_.entry(parent_node(), c.name);
+      struct stat st;
+      if (::fstat(parent2->get(), &st) == 0) notifier_.entry(inodes_.find_local(st.st_dev, st.st_ino), c.name2);
+      return std::vector<uint8_t>();
+    }
+    case DirChange::kSetattr: {
+      // c.dir is the directory itself here.
+      std::string path = proc_path(pfd);
+      if ((c.flags & FUSE_SET_ATTR_MODE) && ::chmod(path.c_str(), c.mode & 07777) != 0) return Status::from_errno("chmod");
+      if (c.flags & (FUSE_SET_ATTR_UID | FUSE_SET_ATTR_GID)) {
+        if (::chown(path.c_str(), (c.flags & FUSE_SET_ATTR_UID) ? c.uid : static_cast<uid_t>(-1),
+                    (c.flags & FUSE_SET_ATTR_GID) ? c.gid : static_cast<gid_t>(-1)) != 0) {
+          return Status::from_errno("chown");
+        }
+      }
+      if (c.flags & (FUSE_SET_ATTR_ATIME | FUSE_SET_ATTR_MTIME)) {
+        struct timespec tv[2] = {{0, UTIME_OMIT}, {0, UTIME_OMIT}};
+        if (c.flags & FUSE_SET_ATTR_ATIME_NOW) tv[0].tv_nsec = UTIME_NOW;
+        else if (c.flags & FUSE_SET_ATTR_ATIME) tv[0] = {c.atime_s, c.atime_ns};
+        if (c.flags & FUSE_SET_ATTR_MTIME_NOW) tv[1].tv_nsec = UTIME_NOW;
+        else if (c.flags & FUSE_SET_ATTR_MTIME) tv[1] = {c.mtime_s, c.mtime_ns};
+        if (::utimensat(AT_FDCWD, path.c_str(), tv, 0) != 0) return Status::from_errno("utimens");
+      }
+      notifier_.inode(parent_node());
+      return std::vector<uint8_t>();
+    }
+    default:
+      return Status::error(EINVAL);
+  }
+}
+
+}  // namespace dsdfs::fs

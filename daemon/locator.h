@@ -1,0 +1,51 @@
+// SPDX-License-Identifier: Apache-2.0
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <mutex>
+#include <string>
+#include <string_view>
+#include <unordered_map>
+
+#include "common/status.h"
+
+namespace dsdfs::fs {
+
+// One locator shard: for the (directory id, name) pairs that hash to this
+// rank, who owns the name. The shard is the serialisation point for O_EXCL
+// creates, ownership moves and renames onto a name. It is an index: the
+// owners' stores are the truth. Thread-safe.
+class LocatorShard {
+ public:
+  static constexpr int kDirectory = -1;  // owner of a directory name (replicated everywhere)
+
+  enum ClaimFlags : uint32_t {
+    kExclusive = 1,  // fail with EEXIST if the name exists
+    kTakeOver = 2,   // move an existing file name to the claimer (O_TRUNC, rename onto it)
+    kIsDir = 4,      // claim for a directory (mkdir, directory rename)
+  };
+  enum class ClaimResult : uint8_t { kNew = 0, kExists = 1, kMoved = 2 };
+  struct Claim {
+    ClaimResult result;
+    int prev_owner;  // kExists: the owner; kMoved: the owner that lost it
+  };
+
+  // is_alive(rank): a dead owner's names are free again.
+  explicit LocatorShard(std::function<bool(int)> is_alive) : is_alive_(std::move(is_alive)) {}
+
+  Result<Claim> claim(uint64_t dir, std::string_view name, int rank, uint32_t flags);
+  // The owner (or kDirectory), or ENOENT.
+  Result<int> lookup(uint64_t dir, std::string_view name);
+  // Forgets the name if `owner` still holds it; false otherwise.
+  bool remove(uint64_t dir, std::string_view name, int owner);
+  size_t size() const;
+
+ private:
+  static std::string key(uint64_t dir, std::string_view name);
+  std::function<bool(int)> is_alive_;
+  mutable std::mutex mu_;
+  std::unordered_map<std::string, int> owners_;  // GUARDED_BY(mu_)
+};
+
+}  // namespace dsdfs::fs

@@ -1,0 +1,113 @@
+// SPDX-License-Identifier: Apache-2.0
+// Payloads of the RPCs between ranks (layouts: docs/architecture.md). Every
+// decoder validates lengths and ranges; callers answer EPROTO on failure.
+#pragma once
+
+#include <limits.h>
+#include <sys/stat.h>
+
+#include <cstdint>
+#include <string>
+
+#include "daemon/wire_codec.h"
+
+namespace dsdfs::fs {
+
+constexpr size_t kMaxName = NAME_MAX;
+constexpr size_t kMaxLink = PATH_MAX;
+constexpr uint32_t kMaxIo = 16u << 20;  // largest read or write carried by one RPC
+
+// The version of an owned file as remote readers see it: changes whenever
+// its size or mtime does (close-to-open: after close the kernel has written
+// both back to the store).
+inline uint64_t file_version(const struct stat& st) {
+  uint64_t h = 0xcbf29ce484222325ULL;
+  for (uint64_t v : {static_cast<uint64_t>(st.st_size), static_cast<uint64_t>(st.st_mtim.tv_sec),
+                     static_cast<uint64_t>(st.st_mtim.tv_nsec), static_cast<uint64_t>(st.st_ino)}) {
+    for (int i = 0; i < 8; ++i) {
+      h ^= (v >> (8 * i)) & 0xff;
+      h *= 0x100000001b3ULL;
+    }
+  }
+  return h;
+}
+
+inline void put_stat(WireWriter& w, const struct stat& st, uint64_t version) {
+  w.u64(st.st_ino).u32(st.st_mode).u32(static_cast<uint32_t>(st.st_nlink)).u32(st.st_uid).u32(st.st_gid);
+  w.i64(st.st_size).i64(st.st_blocks).u32(static_cast<uint32_t>(st.st_blksize));
+  w.i64(st.st_atim.tv_sec).i64(st.st_atim.tv_nsec).i64(st.st_mtim.tv_sec).i64(st.st_mtim.tv_nsec);
+  w.i64(st.st_ctim.tv_sec).i64(st.st_ctim.tv_nsec).u64(version);
+}
+
+inline bool get_stat(WireReader& r, struct stat* st, uint64_t* version) {
+  *st = {};
+  uint64_t ino;
+  uint32_t mode, nlink, uid, gid, blksize;
+  int64_t size, blocks, as, an, ms, mn, cs, cn;
+  if (!(r.u64(&ino) && r.u32(&mode) && r.u32(&nlink) && r.u32(&uid) && r.u32(&gid) && r.i64(&size) &&
+        r.i64(&blocks) && r.u32(&blksize) && r.i64(&as) && r.i64(&an) && r.i64(&ms) && r.i64(&mn) &&
+        r.i64(&cs) && r.i64(&cn) && r.u64(version))) {
+    return false;
+  }
+  if (size < 0 || blocks < 0 || an < 0 || an >= 1000000000 || mn < 0 || mn >= 1000000000 || cn < 0 ||
+      cn >= 1000000000) {
+    return false;
+  }
+  st->st_ino = ino;
+  st->st_mode = mode;
+  st->st_nlink = nlink;
+  st->st_uid = uid;
+  st->st_gid = gid;
+  st->st_size = size;
+  st->st_blocks = blocks;
+  st->st_blksize = blksize;
+  st->st_atim = {as, an};
+  st->st_mtim = {ms, mn};
+  st->st_ctim = {cs, cn};
+  return true;
+}
+
+// A directory mutation, as sent to the coordinator and applied on every rank.
+struct DirChange {
+  enum Kind : uint8_t {
+    kMkdir = 1,
+    kRmdirPrepare = 2,  // check emptiness, refuse new files in it
+    kRmdirCommit = 3,
+    kRmdirAbort = 4,
+    kRename = 5,
+    kSetattr = 6,
+    kRmdir = 7,  // to the coordinator only: prepare + commit/abort
+    kRenameBack = 8,  // undo a kRename on the ranks that applied it
+  };
+  uint8_t kind = 0;
+  uint64_t dir = 0;        // parent directory id (setattr: the directory itself)
+  std::string name;
+  uint64_t dir2 = 0;       // rename target parent; mkdir: the new directory's id
+  std::string name2;
+  uint32_t mode = 0;
+  uint32_t uid = 0;
+  uint32_t gid = 0;
+  uint32_t flags = 0;      // rename flags; setattr: FUSE_SET_ATTR_* mask
+  int64_t atime_s = 0, atime_ns = 0, mtime_s = 0, mtime_ns = 0;
+
+  std::vector<uint8_t> encode() const {
+    WireWriter w;
+    w.u8(kind).u64(dir).str(name).u64(dir2).str(name2).u32(mode).u32(uid).u32(gid).u32(flags);
+    w.i64(atime_s).i64(atime_ns).i64(mtime_s).i64(mtime_ns);
+    return w.take();
+  }
+  bool decode(std::span<const uint8_t> data) {
+    WireReader r(data);
+    r.u8(&kind) && r.u64(&dir) && r.str(&name, kMaxName) && r.u64(&dir2) && r.str(&name2, kMaxName) &&
+        r.u32(&mode) && r.u32(&uid) && r.u32(&gid) && r.u32(&flags) && r.i64(&atime_s) &&
+        r.i64(&atime_ns) && r.i64(&mtime_s) && r.i64(&mtime_ns);
+    return r.done() && kind >= kMkdir && kind <= kRenameBack;
+  }
+};
+
+// A name is acceptable from the network if it is a single path component.
+inline bool valid_name(const std::string& n) {
+  return !n.empty() && n.size() <= kMaxName && n != "." && n != ".." && n.find('/') == std::string::npos;
+}
+
+}  // namespace dsdfs::fs

@@ -1,0 +1,80 @@
+// SPDX-License-Identifier: Apache-2.0
+#include "daemon/remote_cache.h"
+
+#include <fcntl.h>
+#include <unistd.h>
+
+#include <cinttypes>
+#include <cstdio>
+
+namespace dsdfs::fs {
+
+CacheEntry::CacheEntry(uint64_t gino, uint64_t version, uint64_t size, UniqueFd fd, std::string path)
+    : gino_(gino), version_(version), size_(size), fd_(std::move(fd)), path_(std::move(path)),
+      present_((size + kChunk - 1) / kChunk, false) {}
+
+CacheEntry::~CacheEntry() {
+  if (discard_) ::unlink(path_.c_str());
+}
+
+int64_t CacheEntry::first_missing(uint64_t first, uint64_t last) const {
+  std::lock_guard lock(mu_);
+  for (uint64_t c = first; c <= last && c < present_.size(); ++c) {
+    if (!present_[c]) return static_cast<int64_t>(c);
+  }
+  return -1;
+}
+
+uint64_t CacheEntry::missing_run(uint64_t first, uint64_t max) const {
+  std::lock_guard lock(mu_);
+  uint64_t n = 0;
+  while (n < max && first + n < present_.size() && !present_[first + n]) ++n;
+  return n;
+}
+
+void CacheEntry::mark_present(uint64_t first, uint64_t count) {
+  std::lock_guard lock(mu_);
+  for (uint64_t c = first; c < first + count && c < present_.size(); ++c) {
+    if (!present_[c]) {
+      present_[c] = true;
+      ++npresent_;
+    }
+  }
+}
+
+bool CacheEntry::complete() const {
+  std::lock_guard lock(mu_);
+  return npresent_ == present_.size();
+}
+
+Result<std::shared_ptr<CacheEntry>> RemoteCache::open(uint64_t gino, uint64_t version, uint64_t size,
+                                                      bool* hit) {
+  std::lock_guard lock(mu_);
+  auto it = entries_.find(gino);
+  if (it != entries_.end()) {
+    if (it->second->version() == version && it->second->size() == size) {
+      *hit = true;
+      return it->second;
+    }
+    it->second->discard();
+    entries_.erase(it);
+  }
+  *hit = false;
+  char name[64];
+  std::snprintf(name, sizeof name, "/%016" PRIx64 "-%016" PRIx64, gino, version);
+  std::string path = dir_ + name;
+  UniqueFd fd(::open(path.c_str(), O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0600));
+  if (!fd.valid()) return Status::from_errno("cannot create cache file " + path);
+  if (::ftruncate(fd.get(), static_cast<off_t>(size)) != 0) return Status::from_errno("cache file size");
+  auto entry = std::make_shared<CacheEntry>(gino, version, size, std::move(fd), path);
+  entry->discard();  // a cache file never outlives its entry (and never a restart)
+  entries_[gino] = entry;
+  return entry;
+}
+
+void RemoteCache::drop(uint64_t gino) {
+  std::lock_guard lock(mu_);
+  entries_.erase(gino);
+}
+
+}  // namespace dsdfs::fs
