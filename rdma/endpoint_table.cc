@@ -76,9 +76,10 @@ Status EndpointTable::connect_all(ucp_worker_h worker,
                                     UCP_ERR_HANDLING_MODE_PEER, err_cb, peer, &peer->ep);
     peer->peer_error_mode = status == UCS_OK;
     if (status == UCS_ERR_UNREACHABLE) {
-      DSDFS_WARN("rank %d: no transport with peer failure detection (%s); connecting without "
-                 "it, failures will show as timeouts",
-                 r, ucs_status_string(status));
+      DSDFS_WARN(
+          "rank %d: no transport with peer failure detection (%s); connecting without "
+          "it, failures will show as timeouts",
+          r, ucs_status_string(status));
       status = ep_create(worker, addresses[static_cast<size_t>(r)], UCP_ERR_HANDLING_MODE_NONE,
                          err_cb, peer, &peer->ep);
     }
@@ -117,8 +118,7 @@ void EndpointTable::close_failed(Peer* peer) {
   }
 }
 
-void EndpointTable::close_all(ucp_worker_h worker,
-                              std::chrono::steady_clock::time_point deadline) {
+void EndpointTable::close_all(ucp_worker_h worker, std::chrono::steady_clock::time_point deadline) {
   for (auto& p : peers_) p->rkeys.clear();  // rkeys die before their endpoints
   std::deque<Peer*> to_close;
   for (auto& p : peers_) {

@@ -81,7 +81,9 @@ MemoryRegion& MemoryRegion::operator=(MemoryRegion&& o) noexcept {
   return *this;
 }
 
-MemoryRegion::~MemoryRegion() { reset(); }
+MemoryRegion::~MemoryRegion() {
+  reset();
+}
 
 void MemoryRegion::reset() {
   if (memh_ == nullptr) return;

@@ -11,7 +11,10 @@
 namespace dsdfs::rdma {
 
 Responder::Responder(Responder&& o) noexcept
-    : queue_(std::move(o.queue_)), transport_(o.transport_), rank_(o.rank_), op_(o.op_),
+    : queue_(std::move(o.queue_)),
+      transport_(o.transport_),
+      rank_(o.rank_),
+      op_(o.op_),
       request_id_(o.request_id_) {
   o.queue_.reset();
 }
@@ -40,9 +43,13 @@ Responder::~Responder() {
   }
 }
 
-void Responder::reply(std::span<const uint8_t> payload) { send(0, payload); }
+void Responder::reply(std::span<const uint8_t> payload) {
+  send(0, payload);
+}
 
-void Responder::reply_error(int err) { send(err > 0 && err <= kWireMaxErrno ? err : EIO, {}); }
+void Responder::reply_error(int err) {
+  send(err > 0 && err <= kWireMaxErrno ? err : EIO, {});
+}
 
 void Responder::send(int err, std::span<const uint8_t> payload) {
   if (!pending()) {

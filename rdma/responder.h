@@ -40,7 +40,10 @@ class Responder {
   friend class Transport;
   Responder(std::shared_ptr<SubmitQueue> queue, Transport* transport, int rank, uint16_t op,
             uint64_t request_id)
-      : queue_(std::move(queue)), transport_(transport), rank_(rank), op_(op),
+      : queue_(std::move(queue)),
+        transport_(transport),
+        rank_(rank),
+        op_(op),
         request_id_(request_id) {}
   void send(int err, std::span<const uint8_t> payload);
 

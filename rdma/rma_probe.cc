@@ -7,7 +7,7 @@ namespace dsdfs::rdma {
 namespace {
 
 constexpr std::array<std::string_view, 13> kNativeRmaTransports = {
-    "rc_verbs", "rc_mlx5", "dc_mlx5",  "self",     "cma",       "knem",      "xpmem",
+    "rc_verbs", "rc_mlx5", "dc_mlx5",  "self",     "cma",       "knem",    "xpmem",
     "sysv",     "posix",   "cuda_ipc", "rocm_ipc", "cuda_copy", "gdr_copy"};
 
 bool transport_is_native(std::string_view tl) {

@@ -186,7 +186,7 @@ void Transport::progress_loop() {
     int timeout_ms = poll_timeout_ms(Clock::now());
     if (status != UCS_OK) {
       uint64_t suppressed = 0;
-      if (bad_header_log_.allow(&suppressed)) {
+      if (arm_error_log_.allow(&suppressed)) {
         DSDFS_ERROR("ucp_worker_arm failed: %s; polling", ucs_status_string(status));
       }
       timeout_ms = (timeout_ms < 0 || timeout_ms > 10) ? 10 : timeout_ms;
@@ -256,9 +256,8 @@ bool Transport::expire_deadlines(Clock::time_point now) {
       const PendingCall& c = it->second;
       DSDFS_DEBUG("call %llu (op %u) to rank %d timed out", static_cast<unsigned long long>(id),
                   c.op, c.rank);
-      complete_call(id, Status::error(ETIMEDOUT, "call to rank " + std::to_string(c.rank) +
-                                                     " op " + std::to_string(c.op) +
-                                                     " timed out"));
+      complete_call(id, Status::error(ETIMEDOUT, "call to rank " + std::to_string(c.rank) + " op " +
+                                                     std::to_string(c.op) + " timed out"));
     } else if (auto g = pending_gets_.find(id); g != pending_gets_.end()) {
       any = true;
       if (!g->second->timed_out) {
@@ -269,6 +268,20 @@ bool Transport::expire_deadlines(Clock::time_point now) {
     }
   }
   return any;
+}
+
+void Transport::push_deadline(Clock::time_point deadline, uint64_t id) {
+  // Completed calls leave their entry behind (lazy deletion); without this a
+  // high call rate with long timeouts would grow the heap without bound.
+  const size_t live = pending_calls_.size() + pending_gets_.size();
+  if (deadlines_.size() > 1024 && deadlines_.size() > 4 * live) {
+    std::vector<Deadline> keep;
+    keep.reserve(live + 1);
+    for (auto& [cid, c] : pending_calls_) keep.emplace_back(c.deadline, cid);
+    for (auto& [gid, g] : pending_gets_) keep.emplace_back(g->deadline, gid);
+    deadlines_ = decltype(deadlines_)(std::greater<Deadline>(), std::move(keep));
+  }
+  deadlines_.emplace(deadline, id);
 }
 
 int Transport::poll_timeout_ms(Clock::time_point now) {
@@ -285,7 +298,9 @@ int Transport::poll_timeout_ms(Clock::time_point now) {
   return ms > 60000 ? 60000 : static_cast<int>(ms);
 }
 
-void Transport::shutdown() { shutdown_impl(true); }
+void Transport::shutdown() {
+  shutdown_impl(true);
+}
 
 void Transport::shutdown_impl(bool graceful) {
   if (on_progress_thread()) {
@@ -296,8 +311,7 @@ void Transport::shutdown_impl(bool graceful) {
   if (shut_down_) return;
   shut_down_ = true;
   if (progress_thread_.joinable()) {
-    Status s =
-        run_on_progress_thread([this, graceful] { shutdown_on_progress_thread(graceful); });
+    Status s = run_on_progress_thread([this, graceful] { shutdown_on_progress_thread(graceful); });
     if (!s) DSDFS_WARN("shutdown: %s", s.to_string().c_str());
     queue_->close();
     stop_.store(true);

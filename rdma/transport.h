@@ -111,8 +111,8 @@ class Transport {
   // progress thread; local stays valid until get() returns.
   // A get that times out fails the peer (its endpoint is force-closed): only
   // that guarantees UCX no longer writes into local after we return.
-  Status get(int rank, uint64_t remote_addr, std::span<const uint8_t> rkey, void* local,
-             size_t len, std::chrono::milliseconds timeout);
+  Status get(int rank, uint64_t remote_addr, std::span<const uint8_t> rkey, void* local, size_t len,
+             std::chrono::milliseconds timeout);
   Status get(int rank, uint64_t remote_addr, std::span<const uint8_t> rkey, void* local,
              size_t len) {
     return get(rank, remote_addr, rkey, local, len, options_.default_timeout);
@@ -135,6 +135,7 @@ class Transport {
   void shutdown();
 
   // CPU time consumed by the progress thread so far (diagnostics, tests).
+  // REQUIRES: not concurrent with shutdown(); 0 once shut down.
   std::chrono::nanoseconds progress_thread_cpu_time() const;
 
   // Testing hook: shutdown() without goodbye messages and with force-closed
@@ -200,8 +201,10 @@ class Transport {
   bool handle_failed_peers();
   bool expire_deadlines(Clock::time_point now);
   int poll_timeout_ms(Clock::time_point now);
-  void start_call(int rank, uint16_t op, std::vector<uint8_t> payload,
-                  Clock::time_point deadline, CallCallback done);
+  // Adds a deadline; rebuilds the heap when completed entries dominate it.
+  void push_deadline(Clock::time_point deadline, uint64_t id);
+  void start_call(int rank, uint16_t op, std::vector<uint8_t> payload, Clock::time_point deadline,
+                  CallCallback done);
   void start_get(const std::shared_ptr<PendingGet>& op, uint64_t remote_addr,
                  const std::vector<uint8_t>& rkey);
   void finish_get(PendingGet* op, ucs_status_t status);
@@ -258,6 +261,7 @@ class Transport {
   LogLimiter bad_header_log_;
   LogLimiter job_key_log_;
   LogLimiter stale_reply_log_;
+  LogLimiter arm_error_log_;
 
   // Shutdown and thread control.
   std::mutex shutdown_mu_;

@@ -34,9 +34,10 @@ Status Transport::get(int rank, uint64_t remote_addr, std::span<const uint8_t> r
   op->deadline = Clock::now() + timeout;
   op->local = local;
   op->length = len;
-  bool queued = submit([this, op, remote_addr, blob = std::vector<uint8_t>(rkey.begin(), rkey.end())] {
-    start_get(op, remote_addr, blob);
-  });
+  bool queued =
+      submit([this, op, remote_addr, blob = std::vector<uint8_t>(rkey.begin(), rkey.end())] {
+        start_get(op, remote_addr, blob);
+      });
   if (!queued) return Status::error(EIO, "get: transport is shut down");
 
   std::unique_lock<std::mutex> lock(op->mu);
@@ -44,9 +45,10 @@ Status Transport::get(int rank, uint64_t remote_addr, std::span<const uint8_t> r
     // Only reachable if UCX did not complete the get after its endpoint was
     // force-closed (or the progress thread is stuck). UCX may still write
     // into local: say so loudly.
-    DSDFS_ERROR("get of %zu bytes from rank %d did not complete; the buffer at %p may still be "
-                "written by UCX",
-                len, rank, local);
+    DSDFS_ERROR(
+        "get of %zu bytes from rank %d did not complete; the buffer at %p may still be "
+        "written by UCX",
+        len, rank, local);
     return Status::error(ETIMEDOUT, "get from rank " + std::to_string(rank) + " timed out");
   }
   return op->status;
@@ -70,7 +72,7 @@ void Transport::start_get(const std::shared_ptr<PendingGet>& op, uint64_t remote
   op->rkey = *rkey;
   op->id = next_request_id_++;
   pending_gets_.emplace(op->id, op);
-  deadlines_.emplace(op->deadline, op->id);
+  push_deadline(op->deadline, op->id);
 
   ucp_request_param_t param{};
   param.op_attr_mask = UCP_OP_ATTR_FIELD_CALLBACK | UCP_OP_ATTR_FIELD_USER_DATA;

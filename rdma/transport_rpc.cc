@@ -43,8 +43,8 @@ Status Transport::connect_all(const std::vector<std::vector<uint8_t>>& addresses
   return *result;
 }
 
-WireHeader Transport::make_header(uint16_t op, uint16_t flags, uint64_t request_id,
-                                  int32_t status, size_t payload_length) const {
+WireHeader Transport::make_header(uint16_t op, uint16_t flags, uint64_t request_id, int32_t status,
+                                  size_t payload_length) const {
   WireHeader h;
   h.op = op;
   h.flags = flags;
@@ -137,8 +137,9 @@ std::vector<Transport::CallResult> Transport::call_many(std::span<const int> ran
   std::vector<CallResult> out;
   out.reserve(ranks.size());
   for (auto& r : w->results) {
-    out.push_back(r.has_value() ? std::move(*r)
-                                : CallResult(Status::error(ETIMEDOUT, "progress thread unresponsive")));
+    out.push_back(r.has_value()
+                      ? std::move(*r)
+                      : CallResult(Status::error(ETIMEDOUT, "progress thread unresponsive")));
   }
   return out;
 }
@@ -156,7 +157,7 @@ void Transport::start_call(int rank, uint16_t op, std::vector<uint8_t> payload,
   uint64_t id = next_request_id_++;
   size_t length = payload.size();
   pending_calls_.emplace(id, PendingCall{rank, op, deadline, std::move(done)});
-  deadlines_.emplace(deadline, id);
+  push_deadline(deadline, id);
   if (!send_message(peer, make_header(op, 0, id, 0, length), std::move(payload))) {
     complete_call(id, Status::error(EIO, call_name(rank, op) + ": send failed"));
   }
@@ -207,9 +208,9 @@ void Transport::send_done_cb(void* request, ucs_status_t status, void* user_data
         DSDFS_WARN("active message to rank %d failed: %s", op->rank, ucs_status_string(status));
       }
       if (op->call_id != 0) {
-        op->transport->complete_call(op->call_id,
-                                     Status::error(EIO, "send to rank " + std::to_string(op->rank) +
-                                                            ": " + ucs_status_string(status)));
+        op->transport->complete_call(
+            op->call_id, Status::error(EIO, "send to rank " + std::to_string(op->rank) + ": " +
+                                                ucs_status_string(status)));
       }
     }
   });
@@ -256,9 +257,8 @@ Status Transport::send_raw_for_testing(int rank, std::span<const uint8_t> header
 
 // ---- receive path ----
 
-ucs_status_t Transport::am_recv_cb(void* arg, const void* header, size_t header_length,
-                                   void* data, size_t length,
-                                   const ucp_am_recv_param_t* param) noexcept {
+ucs_status_t Transport::am_recv_cb(void* arg, const void* header, size_t header_length, void* data,
+                                   size_t length, const ucp_am_recv_param_t* param) noexcept {
   ucs_status_t ret = UCS_OK;
   run_at_boundary("rdma AM receive", [&] {
     ret = static_cast<Transport*>(arg)->on_am(header, header_length, data, length, param);
@@ -268,8 +268,8 @@ ucs_status_t Transport::am_recv_cb(void* arg, const void* header, size_t header_
 
 // Runs inside ucp_worker_progress: validate, then queue for dispatch_inbox()
 // (UCX iodemo: callbacks only queue work). Never acts on unvalidated input.
-ucs_status_t Transport::on_am(const void* header, size_t header_length, void* data,
-                              size_t length, const ucp_am_recv_param_t* param) {
+ucs_status_t Transport::on_am(const void* header, size_t header_length, void* data, size_t length,
+                              const ucp_am_recv_param_t* param) {
   WireHeader h;
   std::span<const uint8_t> hbytes(static_cast<const uint8_t*>(header),
                                   header == nullptr ? 0 : header_length);
@@ -278,10 +278,11 @@ ucs_status_t Transport::on_am(const void* header, size_t header_length, void* da
     LogLimiter& limiter = check == WireCheck::kBadJobKey ? job_key_log_ : bad_header_log_;
     uint64_t suppressed = 0;
     if (limiter.allow(&suppressed)) {
-      DSDFS_WARN("dropping active message (%zu-byte header, %zu-byte data): %s "
-                 "(%llu similar dropped silently)",
-                 header_length, length, wire_check_name(check),
-                 static_cast<unsigned long long>(suppressed));
+      DSDFS_WARN(
+          "dropping active message (%zu-byte header, %zu-byte data): %s "
+          "(%llu similar dropped silently)",
+          header_length, length, wire_check_name(check),
+          static_cast<unsigned long long>(suppressed));
     }
     return UCS_OK;  // for rendezvous data UCX drops the descriptor
   }
@@ -296,10 +297,11 @@ ucs_status_t Transport::on_am(const void* header, size_t header_length, void* da
     if (it == pending_calls_.end() || it->second.rank != static_cast<int>(h.source_rank)) {
       uint64_t suppressed = 0;
       if (stale_reply_log_.allow(&suppressed)) {
-        DSDFS_INFO("dropping reply from rank %u for unknown or expired request %llu "
-                   "(%llu similar dropped silently)",
-                   h.source_rank, static_cast<unsigned long long>(h.request_id),
-                   static_cast<unsigned long long>(suppressed));
+        DSDFS_INFO(
+            "dropping reply from rank %u for unknown or expired request %llu "
+            "(%llu similar dropped silently)",
+            h.source_rank, static_cast<unsigned long long>(h.request_id),
+            static_cast<unsigned long long>(suppressed));
       }
       return UCS_OK;
     }

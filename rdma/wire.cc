@@ -16,7 +16,8 @@ template <typename T>
 T get_le(const uint8_t* p) {
   std::make_unsigned_t<T> u = 0;
   for (size_t i = 0; i < sizeof(T); ++i) {
-    u |= static_cast<std::make_unsigned_t<T>>(static_cast<std::make_unsigned_t<T>>(p[i]) << (8 * i));
+    u |=
+        static_cast<std::make_unsigned_t<T>>(static_cast<std::make_unsigned_t<T>>(p[i]) << (8 * i));
   }
   return static_cast<T>(u);
 }
@@ -25,15 +26,24 @@ T get_le(const uint8_t* p) {
 
 const char* wire_check_name(WireCheck check) {
   switch (check) {
-    case WireCheck::kOk: return "ok";
-    case WireCheck::kBadHeaderLength: return "bad header length";
-    case WireCheck::kBadMagic: return "bad magic";
-    case WireCheck::kBadVersion: return "protocol version mismatch";
-    case WireCheck::kBadFlags: return "unknown flags";
-    case WireCheck::kBadLength: return "bad payload length";
-    case WireCheck::kBadRank: return "source rank out of range";
-    case WireCheck::kBadStatus: return "bad status";
-    case WireCheck::kBadJobKey: return "wrong job key";
+    case WireCheck::kOk:
+      return "ok";
+    case WireCheck::kBadHeaderLength:
+      return "bad header length";
+    case WireCheck::kBadMagic:
+      return "bad magic";
+    case WireCheck::kBadVersion:
+      return "protocol version mismatch";
+    case WireCheck::kBadFlags:
+      return "unknown flags";
+    case WireCheck::kBadLength:
+      return "bad payload length";
+    case WireCheck::kBadRank:
+      return "source rank out of range";
+    case WireCheck::kBadStatus:
+      return "bad status";
+    case WireCheck::kBadJobKey:
+      return "wrong job key";
   }
   return "unknown";
 }
@@ -52,8 +62,8 @@ void wire_header_encode(const WireHeader& h, std::span<uint8_t, kWireHeaderSize>
   put_le<uint64_t>(p + 32, h.job_key);
 }
 
-WireCheck wire_header_decode(std::span<const uint8_t> bytes, size_t data_length,
-                             uint64_t job_key, int nranks, WireHeader* out) {
+WireCheck wire_header_decode(std::span<const uint8_t> bytes, size_t data_length, uint64_t job_key,
+                             int nranks, WireHeader* out) {
   if (bytes.size() != kWireHeaderSize) return WireCheck::kBadHeaderLength;
   const uint8_t* p = bytes.data();
   WireHeader h;

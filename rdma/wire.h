@@ -72,7 +72,7 @@ void wire_header_encode(const WireHeader& h, std::span<uint8_t, kWireHeaderSize>
 // Decodes and validates every field of a received header. data_length is the
 // AM data length UCX reported. On kOk *out is filled; otherwise *out is
 // unspecified and the message must be dropped.
-WireCheck wire_header_decode(std::span<const uint8_t> bytes, size_t data_length,
-                             uint64_t job_key, int nranks, WireHeader* out);
+WireCheck wire_header_decode(std::span<const uint8_t> bytes, size_t data_length, uint64_t job_key,
+                             int nranks, WireHeader* out);
 
 }  // namespace dsdfs::rdma

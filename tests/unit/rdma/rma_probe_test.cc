@@ -35,7 +35,9 @@ constexpr const char* kVerbsAndTcp = R"(#
 #                 lane[1]:  3:tcp/eth0.0 md[3]              -> md[3]/tcp/sysdev[255] rma_bw#1
 )";
 
-TEST(RmaProbe, SharedMemoryRmaLaneIsNative) { EXPECT_TRUE(ep_info_rma_is_native(kSharedMemory)); }
+TEST(RmaProbe, SharedMemoryRmaLaneIsNative) {
+  EXPECT_TRUE(ep_info_rma_is_native(kSharedMemory));
+}
 
 TEST(RmaProbe, VerbsLaneIsNative) {
   EXPECT_TRUE(ep_info_rma_is_native(

@@ -11,11 +11,13 @@ std::vector<uint8_t> pattern(size_t n, uint8_t seed) {
   return v;
 }
 
-std::span<const uint8_t> as_bytes(const std::vector<uint8_t>& v) { return v; }
+std::span<const uint8_t> as_bytes(const std::vector<uint8_t>& v) {
+  return v;
+}
 
 std::vector<std::unique_ptr<Transport>> make_connected(
-    int n, const std::function<void(int, Transport&)>& setup,
-    const std::vector<uint64_t>& job_keys, std::chrono::milliseconds default_timeout) {
+    int n, const std::function<void(int, Transport&)>& setup, const std::vector<uint64_t>& job_keys,
+    std::chrono::milliseconds default_timeout) {
   std::vector<std::unique_ptr<Transport>> ts;
   std::vector<std::vector<uint8_t>> addresses;
   for (int r = 0; r < n; ++r) {
