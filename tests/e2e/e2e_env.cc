@@ -105,6 +105,7 @@ struct Watchdog {
   bool fired = false;
   std::chrono::steady_clock::time_point deadline;
   std::chrono::seconds per_test{60};
+  std::chrono::seconds armed_for{60};  // the current deadline's length, for the message
   std::string what;  // the test (or suite) the deadline belongs to
 };
 
@@ -119,6 +120,7 @@ void watchdog_arm(const std::string& what, std::chrono::seconds d) {
   w.armed = true;
   w.fired = false;
   w.what = what;
+  w.armed_for = d;
   w.deadline = std::chrono::steady_clock::now() + d;
   w.cv.notify_all();
 }
@@ -158,13 +160,14 @@ void watchdog_main() {
     if (!w.fired) {
       fprintf(stderr,
               "\ne2e watchdog: %s did not finish within %lld s; SIGKILL of %zu daemon "
-              "process group(s) and lazy unmount, so that blocked calls fail\n",
-              w.what.c_str(), static_cast<long long>(w.per_test.count()), daemons.size());
+              "process group(s), so that calls blocked on their mounts fail\n",
+              w.what.c_str(), static_cast<long long>(w.armed_for.count()), daemons.size());
       w.fired = true;
       w.deadline = std::chrono::steady_clock::now() + std::chrono::seconds(30);
       lock.unlock();
+      // No unmount here: a dead daemon's mount answers ENOTCONN, whereas a detached one
+      // would let the test go on writing into the directory underneath.
       for (auto& [pgid, mnt] : daemons) kill(-pgid, SIGKILL);
-      for (auto& [pgid, mnt] : daemons) lazy_unmount(mnt);
       lock.lock();
       continue;
     }
@@ -215,6 +218,7 @@ void watchdog_install(std::chrono::seconds per_test) {
 void watchdog_extend_current_test(std::chrono::seconds per_test) {
   Watchdog& w = watchdog();
   std::lock_guard<std::mutex> lock(w.mu);
+  w.armed_for = per_test;
   w.deadline = std::chrono::steady_clock::now() + per_test;
   w.cv.notify_all();
 }

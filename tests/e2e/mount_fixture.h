@@ -298,6 +298,8 @@ class DsdfsInstance {
   void kill_hard();
 
   bool running() { return process_.started() && process_.running(); }
+  // Waits up to `timeout` for the daemon to exit; true when it has.
+  bool wait_exit(std::chrono::milliseconds timeout) { return process_.wait_exit(timeout); }
   int wait_status() const { return process_.wait_status(); }
   pid_t pid() const { return process_.pid(); }
 

@@ -105,10 +105,16 @@ class Posix : public ::testing::Test {
     if (!r) start_error_ = r.message();
   }
 
+  // The daemon is usable: running and its mount in place.
+  static bool daemon_healthy() {
+    return inst_ && inst_->running() && is_mounted(inst_->mnt());
+  }
+
   void SetUp() override {
     name_ = ::testing::UnitTest::GetInstance()->current_test_info()->name();
-    if (start_error_.empty() && inst_ && !inst_->running()) {
-      // It died during an earlier test, which was failed for it; start a fresh one.
+    if (start_error_.empty() && !daemon_healthy()) {
+      // It died or was killed during an earlier test, which was failed for it; start a
+      // fresh one so that the remaining tests still say something.
       inst_.reset();
       start_daemon();
     }
@@ -126,8 +132,13 @@ class Posix : public ::testing::Test {
 
   void TearDown() override {
     if (!inst_ || !start_error_.empty()) return;
-    if (!inst_->running()) {
-      ADD_FAILURE() << "dsdfs-launch " << describe_status(inst_->wait_status())
+    // A failure may be the daemon dying right now: give it a moment to be seen exiting.
+    if (HasFailure()) inst_->wait_exit(300ms);
+    if (!daemon_healthy()) {
+      bool alive = inst_->running();
+      if (alive) inst_->kill_hard();
+      ADD_FAILURE() << "dsdfs-launch "
+                    << (alive ? "lost its mount" : describe_status(inst_->wait_status()))
                     << " during this test\n  log:\n"
                     << inst_->log_since(log_offset_);
       return;
