@@ -4,6 +4,7 @@
 #include <unistd.h>
 
 #include <memory>
+#include <vector>
 
 #include "daemon/inode_table.h"
 #include "daemon/remote_cache.h"
@@ -22,6 +23,11 @@ struct FileHandle {
   RemoteRef ref;                      // remote
   std::shared_ptr<CacheEntry> cache;  // remote, read-only opens
   std::atomic<uint64_t> next_chunk{0};  // sequential-read detection for readahead
+  // One-sided path (set at open when the transport does RMA natively to the owner).
+  bool use_rma = false;
+  uint64_t rma_address = 0;
+  uint64_t rma_length = 0;
+  std::vector<uint8_t> rma_rkey;
 
   ~FileHandle() {
     if (fd >= 0) ::close(fd);

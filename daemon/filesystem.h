@@ -20,6 +20,7 @@
 #include "daemon/notifier.h"
 #include "daemon/options.h"
 #include "daemon/remote_cache.h"
+#include "daemon/rma_exports.h"
 #include "daemon/stats.h"
 #include "daemon/store.h"
 
@@ -167,6 +168,11 @@ class Filesystem {
   Cluster::Reply on_file_drop(int source, std::span<const uint8_t> payload);
   Cluster::Reply on_file_readlink(int source, std::span<const uint8_t> payload);
   Cluster::Reply on_file_setattr(int source, std::span<const uint8_t> payload);
+  Cluster::Reply on_file_map(int source, std::span<const uint8_t> payload);
+  // Reader side of the one-sided path: asks the owner to export the file.
+  void remote_map(FileHandle& h);
+  // Owner side: a file is about to shrink or vanish; no get may touch it.
+  void unexport(int dir_fd, const char* name);
   // Opens (dir, name) in the local store: O_PATH handle of the parent replica.
   std::shared_ptr<UniqueFd> local_dir(uint64_t dir);
   // Local file rename with the locator kept right (src owned here).
@@ -196,6 +202,7 @@ class Filesystem {
   DirIndex dirs_;
   LocatorShard shard_;
   RemoteCache cache_;
+  RmaExports exports_;
   Notifier notifier_;
   Stats* const stats_;
 

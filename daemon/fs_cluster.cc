@@ -15,6 +15,7 @@
 #include "daemon/file_handle.h"
 #include "daemon/filesystem.h"
 #include "daemon/protocol.h"
+#include "rdma/transport.h"
 
 namespace dsdfs::fs {
 
@@ -56,6 +57,7 @@ void Filesystem::register_rpcs() {
   reg(Op::kFileDrop, &Filesystem::on_file_drop);
   reg(Op::kFileReadlink, &Filesystem::on_file_readlink);
   reg(Op::kFileSetattr, &Filesystem::on_file_setattr);
+  reg(Op::kFileMap, &Filesystem::on_file_map);
 }
 
 // ---------------------------------------------------------------------------
@@ -304,11 +306,79 @@ Cluster::Reply Filesystem::on_file_read(int, std::span<const uint8_t> payload) {
   return buf;
 }
 
+void Filesystem::unexport(int dir_fd, const char* name) {
+  struct stat st;
+  if (::fstatat(dir_fd, name, &st, AT_SYMLINK_NOFOLLOW) == 0 && S_ISREG(st.st_mode)) {
+    exports_.drop(global_ino(st.st_ino));
+  }
+}
+
+Cluster::Reply Filesystem::on_file_map(int, std::span<const uint8_t> payload) {
+  WireReader r(payload);
+  uint64_t dir, gino, version;
+  std::string name;
+  if (!(decode_dir_name(r, &dir, &name) && r.u64(&gino) && r.u64(&version) && r.done())) return bad_request("map");
+  auto dfd = local_dir(dir);
+  if (!dfd) return Status::error(ENOENT);
+  UniqueFd fd(::openat(dfd->get(), name.c_str(), O_RDONLY | O_NOFOLLOW | O_CLOEXEC));
+  if (!fd.valid()) return Status::from_errno("map");
+  struct stat st;
+  if (::fstat(fd.get(), &st) != 0) return Status::from_errno("map");
+  if (global_ino(st.st_ino) != gino || file_version(st) != version) return Status::error(ESTALE, "changed");
+  auto e = exports_.get_or_create(gino, version, fd.get(), static_cast<uint64_t>(st.st_size));
+  if (!e) return e.status();
+  WireWriter w;
+  w.u64(e->address).u64(e->length).bytes(e->rkey);
+  return w.take();
+}
+
+void Filesystem::remote_map(FileHandle& h) {
+  rdma::Transport* t = cluster_->transport();
+  if (!t || !h.cache || h.cache->size() == 0 || h.cache->complete() || !t->bulk_uses_rma(h.ref.owner)) return;
+  WireWriter w;
+  w.u64(h.ref.dir).str(h.ref.name).u64(h.ref.gino).u64(h.ref.version);
+  auto r = cluster_->call(h.ref.owner, Op::kFileMap, w.buffer());
+  if (!r) {
+    DSDFS_INFO("owner %d did not export %s for RMA (%s): active messages instead", h.ref.owner, h.ref.name.c_str(),
+               r.status().to_string().c_str());
+    return;
+  }
+  WireReader rd(r.value());
+  std::span<const uint8_t> rkey;
+  if (!(rd.u64(&h.rma_address) && rd.u64(&h.rma_length) && rd.bytes(&rkey, 1 << 16) && rd.done()) ||
+      h.rma_length < h.cache->size()) {
+    return;
+  }
+  h.rma_rkey.assign(rkey.begin(), rkey.end());
+  h.use_rma = true;
+  DSDFS_DEBUG("reading %s from rank %d with one-sided gets", h.ref.name.c_str(), h.ref.owner);
+}
+
 int Filesystem::fetch_chunks(FileHandle& h, uint64_t first, uint64_t count) {
   auto& c = *h.cache;
   uint64_t off = first * CacheEntry::kChunk;
   if (off >= c.size()) return 0;
   uint64_t len = std::min<uint64_t>(count * CacheEntry::kChunk, c.size() - off);
+  if (h.use_rma) {
+    // One-sided: the owner's CPU is not involved.
+    std::vector<uint8_t> buf(len);
+    Status s = cluster_->transport()->get(h.ref.owner, h.rma_address + off, h.rma_rkey, buf.data(), len);
+    if (s) {
+      size_t done = 0;
+      while (done < len) {
+        ssize_t n = ::pwrite(c.fd(), buf.data() + done, len - done, static_cast<off_t>(off + done));
+        if (n < 0) {
+          if (errno == EINTR) continue;
+          return errno;
+        }
+        done += static_cast<size_t>(n);
+      }
+      stats_add(stats_->bytes_read_remote, len);
+      return 0;
+    }
+    DSDFS_INFO("RMA get from rank %d failed (%s): active messages instead", h.ref.owner, s.to_string().c_str());
+    h.use_rma = false;
+  }
   WireWriter w;
   w.u64(h.ref.dir).str(h.ref.name).u64(h.ref.gino).u64(h.ref.version).u64(off).u32(static_cast<uint32_t>(len));
   auto r = cluster_->call(h.ref.owner, Op::kFileRead, w.buffer());
@@ -325,7 +395,6 @@ int Filesystem::fetch_chunks(FileHandle& h, uint64_t first, uint64_t count) {
     done += static_cast<size_t>(n);
   }
   stats_add(stats_->bytes_read_remote, len);
-  c.mark_present(first, (len + CacheEntry::kChunk - 1) / CacheEntry::kChunk);
   return 0;
 }
 
@@ -352,11 +421,20 @@ void Filesystem::remote_read(fuse_req_t req, FileHandle& h, size_t size, off_t o
   uint64_t first = static_cast<uint64_t>(off) / CacheEntry::kChunk;
   uint64_t last = (end - 1) / CacheEntry::kChunk;
   // Sequential access earns a readahead window of up to 8 chunks per fetch.
-  bool sequential = first == h.next_chunk.load() || first + 1 == h.next_chunk.load();
-  uint64_t window = sequential ? 8 : 1;
+  uint64_t expected = h.next_chunk.load();
+  bool sequential = first == expected || first + 1 == expected || first == 0;
+  uint64_t window = std::max<uint64_t>(sequential ? 8 : 1, last - first + 1);
   for (int64_t m = c.first_missing(first, last); m >= 0; m = c.first_missing(first, last)) {
-    uint64_t run = c.missing_run(static_cast<uint64_t>(m), std::max<uint64_t>(window, last - m + 1));
-    if (int err = fetch_chunks(h, static_cast<uint64_t>(m), std::max<uint64_t>(run, 1))) {
+    uint64_t chunk = static_cast<uint64_t>(m);
+    uint64_t run = c.claim_run(chunk, window);
+    if (run == 0) {
+      // Another thread is fetching it: wait for that fetch, then look again.
+      if (!c.wait_fetched(chunk, cluster_->timeout() * 2)) return (void)fuse_reply_err(req, EIO);
+      continue;
+    }
+    int err = fetch_chunks(h, chunk, run);
+    c.finish(chunk, run, err == 0);
+    if (err) {
       if (err == ESTALE) cache_.drop(h.ref.gino);
       return (void)fuse_reply_err(req, err == ESTALE ? EIO : err);
     }
@@ -524,6 +602,7 @@ Cluster::Reply Filesystem::on_file_drop(int, std::span<const uint8_t> payload) {
   if (::fstatat(dfd->get(), name.c_str(), &st, AT_SYMLINK_NOFOLLOW) != 0 || S_ISDIR(st.st_mode)) {
     return std::vector<uint8_t>();  // already gone
   }
+  exports_.drop(global_ino(st.st_ino));
   if (uint64_t id = inodes_.find_local(st.st_dev, st.st_ino)) {
     if (auto inode = inodes_.get(id)) inode->gone.store(true);
     notifier_.inode(id);
@@ -608,6 +687,7 @@ int Filesystem::remote_open(fuse_req_t, const Inode& inode, struct fuse_file_inf
     if (!entry) return entry.err();
     stats_add(hit ? stats_->cache_hits : stats_->cache_misses, 1);
     h->cache = std::move(entry).value();
+    remote_map(*h);
     // This kernel inode is bound to one version, so its pages stay valid.
     fi->keep_cache = version == ref.version ? 1 : 0;
   }

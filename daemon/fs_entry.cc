@@ -36,6 +36,7 @@ Filesystem::Filesystem(Options options, Store* store, Cluster* cluster, Stats* s
       entry_timeout_(kAttrTimeout),
       shard_([cluster](int r) { return cluster->alive(r); }),
       cache_(store->cache_path()),
+      exports_(cluster->transport()),
       stats_(stats) {
   struct stat st;
   UniqueFd root(::open(store_->files_path().c_str(), O_PATH | O_DIRECTORY | O_CLOEXEC));
@@ -195,6 +196,7 @@ void Filesystem::setattr(fuse_req_t req, fuse_ino_t ino, struct stat* attr, int 
       return (void)fuse_reply_err(req, errno);
   }
   if (to_set & FUSE_SET_ATTR_SIZE) {
+    if (!inode->remote) exports_.drop(global_ino(inode->src_ino));
     rc = hfd >= 0 ? ::ftruncate(hfd, attr->st_size)
             : ::truncate(proc_path(ifd).c_str(), attr->st_size);
     if (rc != 0) return (void)fuse_reply_err(req, errno);
@@ -329,6 +331,7 @@ void Filesystem::link(fuse_req_t req, fuse_ino_t, fuse_ino_t, const char*) {
 void Filesystem::unlink(fuse_req_t req, fuse_ino_t parent, const char* name) {
   auto dir = inode_of(parent);
   if (!dir) return (void)fuse_reply_err(req, ESTALE);
+  unexport(dir->fd.get(), name);
   if (::unlinkat(dir->fd.get(), name, 0) == 0) {
     loc_remove(dir->dir_id, name, rank_);  // a no-op if the name already moved to another rank
     return (void)fuse_reply_err(req, 0);

@@ -37,7 +37,7 @@ void Filesystem::create(fuse_req_t req, fuse_ino_t parent, const char* name, mod
   auto dir = inode_of(parent);
   if (!dir) return (void)fuse_reply_err(req, ESTALE);
   if (std::strlen(name) > NAME_MAX) return (void)fuse_reply_err(req, ENAMETOOLONG);
-  uint32_t flags = (fi->flags & O_EXCL) ? LocatorShard::kExclusive : 0;
+  uint32_t flags = (fi->flags & O_EXCL) ? uint32_t{LocatorShard::kExclusive} : 0u;
   if (fi->flags & O_TRUNC) flags |= LocatorShard::kTakeOver;
   auto claim = loc_claim(dir->dir_id, name, flags);
   if (!claim) return (void)fuse_reply_err(req, claim.err() == ETIMEDOUT ? EIO : claim.err());
@@ -93,6 +93,7 @@ void Filesystem::open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info* fi)
     return;
   }
   if (inode->gone.load()) return (void)fuse_reply_err(req, ESTALE);
+  if (fi->flags & O_TRUNC) exports_.drop(global_ino(inode->src_ino));
   int fd = ::open(proc_path(inode->fd.get()).c_str(), store_open_flags(fi->flags));
   if (fd < 0) return (void)fuse_reply_err(req, errno);
   auto h = std::make_unique<FileHandle>();

@@ -11,7 +11,7 @@ namespace dsdfs::fs {
 
 CacheEntry::CacheEntry(uint64_t gino, uint64_t version, uint64_t size, UniqueFd fd, std::string path)
     : gino_(gino), version_(version), size_(size), fd_(std::move(fd)), path_(std::move(path)),
-      present_((size + kChunk - 1) / kChunk, false) {}
+      present_((size + kChunk - 1) / kChunk, kMissing) {}
 
 CacheEntry::~CacheEntry() {
   if (discard_) ::unlink(path_.c_str());
@@ -20,27 +20,38 @@ CacheEntry::~CacheEntry() {
 int64_t CacheEntry::first_missing(uint64_t first, uint64_t last) const {
   std::lock_guard lock(mu_);
   for (uint64_t c = first; c <= last && c < present_.size(); ++c) {
-    if (!present_[c]) return static_cast<int64_t>(c);
+    if (present_[c] != kPresent) return static_cast<int64_t>(c);
   }
   return -1;
 }
 
-uint64_t CacheEntry::missing_run(uint64_t first, uint64_t max) const {
+uint64_t CacheEntry::claim_run(uint64_t first, uint64_t max) {
   std::lock_guard lock(mu_);
   uint64_t n = 0;
-  while (n < max && first + n < present_.size() && !present_[first + n]) ++n;
+  while (n < max && first + n < present_.size() && present_[first + n] == kMissing) {
+    present_[first + n] = kFetching;
+    ++n;
+  }
   return n;
 }
 
-void CacheEntry::mark_present(uint64_t first, uint64_t count) {
-  std::lock_guard lock(mu_);
-  for (uint64_t c = first; c < first + count && c < present_.size(); ++c) {
-    if (!present_[c]) {
-      present_[c] = true;
-      ++npresent_;
+void CacheEntry::finish(uint64_t first, uint64_t count, bool ok) {
+  {
+    std::lock_guard lock(mu_);
+    for (uint64_t c = first; c < first + count && c < present_.size(); ++c) {
+      if (ok && present_[c] != kPresent) ++npresent_;
+      if (present_[c] != kPresent) present_[c] = ok ? kPresent : kMissing;
     }
   }
+  fetched_.notify_all();
 }
+
+bool CacheEntry::wait_fetched(uint64_t c, std::chrono::milliseconds timeout) {
+  std::unique_lock lock(mu_);
+  return fetched_.wait_for(lock, timeout, [&] { return c >= present_.size() || present_[c] != kFetching; });
+}
+
+void CacheEntry::mark_present(uint64_t first, uint64_t count) { finish(first, count, true); }
 
 bool CacheEntry::complete() const {
   std::lock_guard lock(mu_);

@@ -1,6 +1,8 @@
 // SPDX-License-Identifier: Apache-2.0
 #pragma once
 
+#include <chrono>
+#include <condition_variable>
 #include <cstdint>
 #include <memory>
 #include <mutex>
@@ -27,10 +29,15 @@ class CacheEntry {
   uint64_t size() const { return size_; }
   int fd() const { return fd_.get(); }
 
-  // The first missing chunk in [first, last], or -1 if all are present.
+  // The first chunk in [first, last] that is not present, or -1.
   int64_t first_missing(uint64_t first, uint64_t last) const;
-  // How many consecutive chunks from `first` (at most max) are missing.
-  uint64_t missing_run(uint64_t first, uint64_t max) const;
+  // Marks up to max consecutive missing chunks from `first` as being fetched
+  // by the caller and returns how many; 0 if `first` is present or another
+  // thread is fetching it (then wait_fetched()). The caller must finish().
+  uint64_t claim_run(uint64_t first, uint64_t max);
+  void finish(uint64_t first, uint64_t count, bool ok);
+  // Waits until chunk c is no longer being fetched; false on timeout.
+  bool wait_fetched(uint64_t c, std::chrono::milliseconds timeout);
   void mark_present(uint64_t first, uint64_t count);
   bool complete() const;
   // Unlinks the file when the last user is gone (the version is obsolete).
@@ -43,8 +50,10 @@ class CacheEntry {
   const UniqueFd fd_;
   const std::string path_;
   bool discard_ = false;
+  enum State : uint8_t { kMissing = 0, kFetching = 1, kPresent = 2 };
   mutable std::mutex mu_;
-  std::vector<bool> present_;  // GUARDED_BY(mu_)
+  std::condition_variable fetched_;
+  std::vector<uint8_t> present_;  // GUARDED_BY(mu_): State per chunk
   uint64_t npresent_ = 0;      // GUARDED_BY(mu_)
 };
 
