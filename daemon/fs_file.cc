@@ -161,21 +161,6 @@ void Filesystem::fallocate(fuse_req_t req, fuse_ino_t, int mode, off_t off, off_
   fuse_reply_err(req, rc == 0 ? 0 : errno);
 }
 
-void Filesystem::lseek(fuse_req_t req, fuse_ino_t, off_t off, int whence, struct fuse_file_info* fi) {
-  FileHandle& h = *handle_of(fi);
-  int fd = h.remote ? (h.cache ? h.cache->fd() : -1) : h.fd;
-  if (fd < 0 || (h.remote && (whence == SEEK_DATA || whence == SEEK_HOLE))) {
-    // No hole information for remote files: all data, as POSIX allows.
-    uint64_t size = h.cache ? h.cache->size() : 0;
-    if (whence == SEEK_DATA) return (void)(static_cast<uint64_t>(off) < size ? fuse_reply_lseek(req, off) : fuse_reply_err(req, ENXIO));
-    if (whence == SEEK_HOLE) return (void)(static_cast<uint64_t>(off) < size ? fuse_reply_lseek(req, static_cast<off_t>(size)) : fuse_reply_err(req, ENXIO));
-    return (void)fuse_reply_err(req, EINVAL);
-  }
-  off_t res = ::lseek(fd, off, whence);
-  if (res < 0) return (void)fuse_reply_err(req, errno);
-  fuse_reply_lseek(req, res);
-}
-
 void Filesystem::copy_file_range(fuse_req_t req, fuse_ino_t, off_t off_in, struct fuse_file_info* fi_in,
                                  fuse_ino_t, off_t off_out, struct fuse_file_info* fi_out, size_t len,
                                  int flags) {

@@ -62,9 +62,6 @@ void op_fsync(fuse_req_t req, fuse_ino_t i, int d, struct fuse_file_info* fi) { 
 void op_fallocate(fuse_req_t req, fuse_ino_t i, int m, off_t o, off_t l, struct fuse_file_info* fi) {
   DSDFS_OP(fallocate, i, m, o, l, fi);
 }
-void op_lseek(fuse_req_t req, fuse_ino_t i, off_t o, int w, struct fuse_file_info* fi) {
-  DSDFS_OP(lseek, i, o, w, fi);
-}
 void op_copy_file_range(fuse_req_t req, fuse_ino_t ii, off_t oi, struct fuse_file_info* fii, fuse_ino_t io,
                         off_t oo, struct fuse_file_info* fio, size_t l, int f) {
   DSDFS_OP(copy_file_range, ii, oi, fii, io, oo, fio, l, f);
@@ -114,7 +111,8 @@ struct fuse_lowlevel_ops make_ops() {
   o.release = op_release;
   o.fsync = op_fsync;
   o.fallocate = op_fallocate;
-  o.lseek = op_lseek;
+  // No lseek: the kernel's generic SEEK_DATA/SEEK_HOLE uses its own size, which
+  // (with the writeback cache) is newer than the store's.
   o.copy_file_range = op_copy_file_range;
   o.opendir = op_opendir;
   o.readdir = op_readdir;

@@ -131,6 +131,11 @@ Result<std::string> mountpoint_prepare(const std::string& raw) {
     }
   }
   if (!S_ISDIR(st.st_mode)) return Status::error(ENOTDIR, "mount point " + path + " is not a directory");
+  if (::geteuid() != 0 && ::access(path.c_str(), W_OK) != 0) {
+    // fusermount3 would refuse it with a message of its own.
+    return Status::error(EACCES, "mount point " + path + " is not writable by this user; " +
+                                     "choose a directory you own");
+  }
   std::string canon = canonical_path(path);
   std::string type = mount_type_at(canon);
   if (!type.empty() && canon != "/") {

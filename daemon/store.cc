@@ -131,6 +131,7 @@ Result<Store> Store::open(const std::string& raw_path, const std::string& mountp
   }
   Store store;
   store.path_ = path;
+  store.created_ = created;
   store.files_fd_.reset(::open(store.files_path().c_str(), O_PATH | O_DIRECTORY | O_CLOEXEC));
   if (!store.files_fd_.valid()) return Status::from_errno("store " + path + ": cannot open files/");
   return store;

@@ -20,6 +20,8 @@ class Store {
   static Result<Store> open(const std::string& path, const std::string& mountpoint);
 
   const std::string& path() const { return path_; }
+  // True if open() created the directory (so a failed start may remove it).
+  bool created() const { return created_; }
   std::string files_path() const { return path_ + "/files"; }
   std::string cache_path() const { return path_ + "/cache"; }
   // O_PATH descriptor of STORE/files, the root of the namespace.
@@ -31,6 +33,7 @@ class Store {
 
  private:
   std::string path_;
+  bool created_ = false;
   UniqueFd files_fd_;
 };
 

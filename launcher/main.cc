@@ -2,6 +2,7 @@
 // dsdfs-launch: one per node. Parses options, bootstraps through MPI, mounts,
 // serves until SIGINT/SIGTERM, then unmounts and removes the store.
 #include <fcntl.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <cstdio>
@@ -116,6 +117,8 @@ std::vector<std::string> bootstrap(MpiEnvironment& mpi, rdma::Transport& transpo
 
 int serve(int argc, char** argv, const fs::Options& options) {
   SignalThread::block_all_signals();
+  // The kernel has applied the caller's umask to every mode we are handed.
+  ::umask(0);
   MpiEnvironment mpi(&argc, &argv);
   log_set_rank(mpi.rank());
   const std::string host = short_host_name();
@@ -131,6 +134,15 @@ int serve(int argc, char** argv, const fs::Options& options) {
       options.store.empty() ? fs::default_store_pattern(mountpoint.value()) : options.store;
   auto store = fs::Store::open(expand(store_pattern), mountpoint.value());
   if (!store) fail(store.status());
+  // A start that fails from here on removes a store it created (never one
+  // that held data before).
+  struct StoreGuard {
+    fs::Store* store;
+    bool armed;
+    ~StoreGuard() {
+      if (armed && store->created()) store->remove();
+    }
+  } store_guard{&store.value(), true};
   DSDFS_INFO("rank %d of %d on %s: mount %s, store %s", mpi.rank(), mpi.size(), host.c_str(),
              mountpoint->c_str(), store->path().c_str());
 
@@ -172,6 +184,7 @@ int serve(int argc, char** argv, const fs::Options& options) {
     ready_file = expand(options.ready_file);
     if (auto s = write_ready_file(ready_file, mpi.size(), mountpoint.value()); !s) fail(s);
   }
+  store_guard.armed = false;
   Status loop_status;
   if (!signals.stop_requested()) loop_status = mount.loop(options);
   signals.loop_ended();

@@ -15,6 +15,9 @@ MpiEnvironment::MpiEnvironment(int* argc, char*** argv) {
   ::setenv("OMPI_MCA_pml", "ob1", 0);
   ::setenv("OMPI_MCA_btl", "self,vader,tcp", 0);
   ::setenv("OMPI_MCA_osc", "^ucx", 0);
+  // Alone (no mpirun/srun), Open MPI would start a helper orted that can
+  // outlive us; a one-rank dsdfs needs none.
+  ::setenv("OMPI_MCA_ess_singleton_isolated", "1", 0);
   int provided = 0;
   if (MPI_Init_thread(argc, argv, MPI_THREAD_FUNNELED, &provided) != MPI_SUCCESS) {
     throw std::runtime_error("MPI_Init_thread failed");
