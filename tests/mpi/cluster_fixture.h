@@ -1,0 +1,164 @@
+// SPDX-License-Identifier: Apache-2.0
+#pragma once
+
+// A dsdfs job of N ranks on this machine, started with mpirun for one test: every rank mounts
+// its own mount point (ROOT/mnt<r>, store ROOT/store<r>) in a private temporary directory, so
+// that the test can act on "N nodes" with ordinary system calls and shell tools.
+//
+// Process layout (Open MPI 4.1): the test program spawns `sh -c '. loopback-env.sh; exec
+// mpirun ...'` in a new process group; mpirun forks the ranks, and ORTE puts each rank in a
+// process group of its own. So stopping never relies on the process group alone: the ranks
+// are found as descendants of mpirun (exe = DSDFS_LAUNCH, OMPI_COMM_WORLD_RANK from their
+// environment) and are killed by pid when they outlive mpirun. The program is a child
+// subreaper, so orphaned ranks are reparented to it and reaped.
+//
+// The e2e helpers (tests/e2e/mount_fixture.h) provide the temporary directory, child
+// processes, mount queries and the per-test watchdog; each rank is registered with the
+// watchdog (its own process group and its mount point) once it is ready, so that a hung
+// system call ends in a test failure and not in a meson timeout with mounts left behind.
+//
+// Thread-safety: a Cluster is used from the test's main thread; the read-only accessors
+// (mnt, path, store_path, size) may be called from the test's worker threads.
+
+#include <gtest/gtest.h>
+#include <sys/types.h>
+
+#include <chrono>
+#include <cstdint>
+#include <functional>
+#include <map>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "tests/e2e/mount_fixture.h"
+
+namespace dsdfs::mpitest {
+
+using namespace std::chrono_literals;
+using e2e::CommandResult;
+
+// ---------------------------------------------------------------------------------------
+// environment of the test program
+
+// Exit code that meson reports as SKIP.
+inline constexpr int kExitSkip = 77;
+
+// Checks mpirun (PATH), /dev/fuse, DSDFS_LAUNCH, DSDFS_LOOPBACK_ENV and DSDFS_TEST_UCX_TLS.
+// Missing mpirun or /dev/fuse: exit 77, or 1 with DSDFS_REQUIRE_ALL=1. A missing or broken
+// DSDFS_LAUNCH / DSDFS_LOOPBACK_ENV / bad DSDFS_TEST_UCX_TLS is a broken build: exit 1.
+void cluster_require_environment_or_exit();
+
+const std::string& mpirun_path();
+const std::string& loopback_env_path();
+// "tcp" or "default" (DSDFS_TEST_UCX_TLS, default "default").
+const std::string& ucx_tls_variant();
+
+// ---------------------------------------------------------------------------------------
+// the job
+
+struct ClusterOptions {
+  int ranks = 3;
+  double rpc_timeout_s = 3;  // dsdfs-launch --timeout
+  std::vector<std::string> extra_args;
+  std::chrono::milliseconds ready_timeout = 30s;
+  std::chrono::milliseconds stop_timeout = 20s;
+};
+
+inline ClusterOptions with_ranks(int ranks) {
+  ClusterOptions o;
+  o.ranks = ranks;
+  return o;
+}
+
+class Cluster {
+ public:
+  explicit Cluster(ClusterOptions options = {});
+  Cluster(const Cluster&) = delete;
+  Cluster& operator=(const Cluster&) = delete;
+  // Stops the job if it still runs (failures are reported as test failures), then the
+  // temporary directory detaches any mount left inside and removes everything.
+  ~Cluster();
+
+  // Starts mpirun and waits (hard timeout) for every rank's ready file, then checks that
+  // every mount is a fuse.dsdfs mount and finds every rank's pid. On failure the message
+  // carries the job log, and everything started is killed and unmounted.
+  ::testing::AssertionResult start();
+
+  // SIGTERM to mpirun by pid, wait up to stop_timeout, escalate to SIGKILL of mpirun's
+  // process group and of every rank left, then detach every mount left under the temporary
+  // directory. The failure message says what went wrong (timeout, ranks that outlived
+  // mpirun, mounts left behind). Idempotent.
+  ::testing::AssertionResult stop();
+
+  // SIGKILL to one rank (by pid) and wait until it is gone. Its mount stays behind (stale):
+  // detach_mount(r) removes it.
+  ::testing::AssertionResult kill_rank(int r);
+  // umount2(MNT_DETACH) of rank r's mount point; true when nothing is mounted there after.
+  bool detach_mount(int r);
+
+  int size() const { return options_.ranks; }
+  const ClusterOptions& options() const { return options_; }
+  const std::string& root() const { return tmp_.path(); }
+  std::string mnt(int r) const;
+  std::string store(int r) const;
+  // ROOT/mnt<r>/<rel>
+  std::string path(int r, std::string_view rel) const;
+  // ROOT/store<r>/files/<rel>: where rank r keeps the files it owns.
+  std::string store_path(int r, std::string_view rel) const;
+  pid_t rank_pid(int r) const;
+  pid_t mpirun_pid() const { return mpirun_.pid(); }
+  bool running() { return mpirun_.started() && mpirun_.running(); }
+  // The job's output (mpirun and every rank), the last 32 KiB from `offset`.
+  std::string log(size_t offset = 0) const;
+  size_t log_size() const;
+  const std::string& scratch() const { return scratch_; }
+
+  // Runs `/bin/sh -c script` (cwd: the temporary directory) with a timeout.
+  CommandResult sh(const std::string& script, std::chrono::milliseconds timeout = 30s) const;
+
+ private:
+  ::testing::AssertionResult find_rank_pids();
+  void unregister_ranks();
+
+  ClusterOptions options_;
+  e2e::TempDir tmp_;
+  std::string scratch_;
+  std::string log_file_;
+  e2e::ChildProcess mpirun_;
+  std::vector<pid_t> rank_pids_;
+  std::vector<bool> rank_registered_;
+  bool started_ = false;
+  bool stopped_ = false;
+};
+
+// ---------------------------------------------------------------------------------------
+// probes
+
+// user.dsdfs.owner of a path: the owner rank, or nullopt (and *err) on failure.
+std::optional<int> owner_of(const std::string& path, int* err = nullptr);
+// user.dsdfs.stats of a mount point, parsed. Empty map on failure (*err).
+std::map<std::string, uint64_t> stats_of(const std::string& mount_point, int* err = nullptr);
+// "name: before -> after" for every counter that differs; for failure messages.
+std::string stats_diff(const std::map<std::string, uint64_t>& before,
+                       const std::map<std::string, uint64_t>& after);
+
+// Shell quoting: 'it'\''s'.
+std::string shq(std::string_view s);
+
+// Outcome of an operation run in a child process under a watchdog.
+struct BoundedOutcome {
+  bool finished = false;  // false: still blocked after the limit (child SIGKILLed)
+  int err = 0;            // 0 or the errno the operation failed with
+  std::chrono::milliseconds elapsed{0};
+  std::string describe() const;
+};
+// Forks a child that runs `op` (returning 0 or an errno; it must only make system calls on
+// data prepared before the fork) and waits at most `limit` for it.
+BoundedOutcome run_bounded(const std::function<int()>& op, std::chrono::milliseconds limit);
+
+// Polls pred every 10 ms until true or timeout.
+using e2e::wait_until;
+
+}  // namespace dsdfs::mpitest

@@ -1,0 +1,991 @@
+// SPDX-License-Identifier: Apache-2.0
+// Multi-rank behaviour of dsdfs (DESIGN.md section 2), on a real job: every test starts its
+// own mpirun job of 2-3 ranks on this machine (tests/mpi/cluster_fixture.h) and acts on the
+// mounts ROOT/mnt<r> ("node r") with system calls and shell tools.
+//
+// What is proved with the per-rank counters (user.dsdfs.stats), never with timing: that a
+// read came from the owner or from the reader's cache, and that a write was forwarded.
+
+#include <dirent.h>
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <sys/xattr.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <cinttypes>
+#include <cstring>
+#include <map>
+#include <mutex>
+#include <set>
+#include <thread>
+
+#include "tests/e2e/e2e_env.h"
+#include "tests/mpi/cluster_fixture.h"
+
+namespace dsdfs::mpitest {
+namespace {
+
+using e2e::errno_text;
+using e2e::Fd;
+using e2e::file_has;
+using e2e::read_file;
+using e2e::write_file;
+
+// ---------------------------------------------------------------------------------------
+// helpers
+
+uint64_t counter(const std::map<std::string, uint64_t>& stats, const std::string& name) {
+  auto it = stats.find(name);
+  if (it == stats.end()) {
+    ADD_FAILURE() << "counter " << name << " missing from user.dsdfs.stats";
+    return 0;
+  }
+  return it->second;
+}
+
+// Every rank reads `rel` and gets exactly `expected`.
+void expect_content_everywhere(const Cluster& c, const std::string& rel,
+                               std::string_view expected) {
+  for (int r = 0; r < c.size(); ++r)
+    EXPECT_TRUE(file_has(c.path(r, rel), expected)) << "read on rank " << r;
+}
+
+void expect_owner_everywhere(const Cluster& c, const std::string& rel, int owner) {
+  for (int r = 0; r < c.size(); ++r) {
+    int err = 0;
+    auto o = owner_of(c.path(r, rel), &err);
+    if (!o) {
+      ADD_FAILURE() << "getxattr(" << c.path(r, rel) << ", user.dsdfs.owner) on rank " << r
+                    << ": " << errno_text(err);
+    } else {
+      EXPECT_EQ(*o, owner) << "owner of " << rel << " as seen from rank " << r;
+    }
+  }
+}
+
+void expect_absent_everywhere(const Cluster& c, const std::string& rel) {
+  for (int r = 0; r < c.size(); ++r) {
+    int err = 0;
+    auto st = e2e::lstat_of(c.path(r, rel), &err);
+    EXPECT_FALSE(st.has_value()) << c.path(r, rel) << " still exists on rank " << r;
+    if (!st) {
+      EXPECT_EQ(err, ENOENT) << "lstat(" << c.path(r, rel) << "): " << errno_text(err);
+    }
+  }
+}
+
+bool is_dir(const std::string& path, int* err) {
+  auto st = e2e::lstat_of(path, err);
+  return st && S_ISDIR(st->st_mode);
+}
+
+// Runs a shell command and checks that it exited 0; returns its stdout.
+::testing::AssertionResult sh_ok(const Cluster& c, const std::string& script, std::string* out) {
+  CommandResult res = c.sh(script);
+  if (out) *out = res.out;
+  if (res.timed_out)
+    return ::testing::AssertionFailure() << "`" << script << "` timed out (killed)";
+  if (res.exit_code() != 0)
+    return ::testing::AssertionFailure()
+           << "`" << script << "` " << e2e::describe_status(res.wait_status)
+           << "; stderr: " << res.err << "; stdout: " << res.out;
+  return ::testing::AssertionSuccess();
+}
+
+std::string host_suffix() { return " " + e2e::short_hostname(); }
+
+// A start barrier for threads: every thread spins until all have arrived, so that the racing
+// system calls are issued as close together as the scheduler allows.
+class SpinBarrier {
+ public:
+  explicit SpinBarrier(int n) : n_(n) {}
+  void arrive_and_wait() {
+    arrived_.fetch_add(1);
+    while (arrived_.load() < n_) std::this_thread::yield();
+  }
+
+ private:
+  const int n_;
+  std::atomic<int> arrived_{0};
+};
+
+// Word-wise 64-bit hash for large data (FNV-1a per byte would cost seconds per GiB).
+uint64_t hash_words(const char* data, size_t size, uint64_t h) {
+  size_t i = 0;
+  for (; i + 8 <= size; i += 8) {
+    uint64_t w;
+    std::memcpy(&w, data + i, 8);
+    h = (h ^ (w * 0x9E3779B97F4A7C15ULL));
+    h = ((h << 31) | (h >> 33)) * 0xBF58476D1CE4E5B9ULL;
+  }
+  for (; i < size; ++i) h = (h ^ static_cast<unsigned char>(data[i])) * 0x100000001b3ULL;
+  return h;
+}
+
+// Fills `buf` with deterministic bytes for chunk `index` (xorshift64*, cheap).
+void fill_chunk(std::string* buf, uint64_t index) {
+  uint64_t x = (index + 1) * 0x9E3779B97F4A7C15ULL ^ 0xD1B54A32D192ED03ULL;
+  for (size_t i = 0; i + 8 <= buf->size(); i += 8) {
+    x ^= x >> 12;
+    x ^= x << 25;
+    x ^= x >> 27;
+    uint64_t v = x * 0x2545F4914F6CDD1DULL;
+    std::memcpy(buf->data() + i, &v, 8);
+  }
+}
+
+// --- operations for run_bounded: system calls only, on data prepared before the fork ---
+
+int op_stat(const std::string& p) {
+  struct stat st;
+  return ::stat(p.c_str(), &st) == 0 ? 0 : errno;
+}
+
+// Reads the whole file; 0, the errno, or EBADMSG when the bytes differ from `expected`
+// (pass nullptr to only read).
+int op_read(const std::string& p, const std::string* expected) {
+  int fd = ::open(p.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return errno;
+  char buf[65536];
+  size_t off = 0;
+  int rc = 0;
+  for (;;) {
+    ssize_t n = ::read(fd, buf, sizeof buf);
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      rc = errno;
+      break;
+    }
+    if (n == 0) break;
+    if (expected && (off + n > expected->size() || std::memcmp(buf, expected->data() + off, n)))
+      rc = EBADMSG;
+    off += n;
+  }
+  if (rc == 0 && expected && off != expected->size()) rc = EBADMSG;
+  if (::close(fd) != 0 && rc == 0) rc = errno;
+  return rc;
+}
+
+int op_append(const std::string& p, const std::string& data) {
+  int fd = ::open(p.c_str(), O_WRONLY | O_APPEND | O_CLOEXEC);
+  if (fd < 0) return errno;
+  int rc = 0;
+  ssize_t n = ::write(fd, data.data(), data.size());
+  if (n < 0) rc = errno;
+  else if (static_cast<size_t>(n) != data.size()) rc = EIO;
+  if (::close(fd) != 0 && rc == 0) rc = errno;
+  return rc;
+}
+
+int op_create(const std::string& p, const std::string& data) {
+  int fd = ::open(p.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+  if (fd < 0) return errno;
+  int rc = 0;
+  ssize_t n = ::write(fd, data.data(), data.size());
+  if (n < 0) rc = errno;
+  else if (static_cast<size_t>(n) != data.size()) rc = EIO;
+  if (::close(fd) != 0 && rc == 0) rc = errno;
+  return rc;
+}
+
+int op_list(const std::string& dir) {
+  DIR* d = ::opendir(dir.c_str());
+  if (!d) return errno;
+  errno = 0;
+  while (::readdir(d) != nullptr) {
+  }
+  int rc = errno;
+  ::closedir(d);
+  return rc;
+}
+
+// ---------------------------------------------------------------------------------------
+// 1. the seed scenario of the issue, with 2 and with 3 ranks
+
+class SeedScenario : public ::testing::TestWithParam<int> {};
+
+TEST_P(SeedScenario, WriteListCatCacheAppendTruncate) {
+  const int n = GetParam();
+  const int writer = 1;
+  const int reader = n == 2 ? 0 : 2;
+  Cluster c(with_ranks(n));
+  ASSERT_TRUE(c.start());
+  const std::string content = "seed data written on rank 1\n";
+  const std::string f_writer = c.path(writer, "somefile");
+  const std::string f_reader = c.path(reader, "somefile");
+
+  // rank 1 writes somefile
+  ASSERT_TRUE(sh_ok(c, "printf 'seed data written on rank 1\\n' > " + shq(f_writer), nullptr));
+  std::string out;
+  ASSERT_TRUE(sh_ok(c, "getfattr --absolute-names --only-values -n user.dsdfs.owner " +
+                           shq(f_writer), &out));
+  EXPECT_EQ(out, "1" + host_suffix());
+  EXPECT_TRUE(file_has(c.store_path(writer, "somefile"), content));
+
+  // the reader's ls lists it
+  ASSERT_TRUE(sh_ok(c, "ls " + shq(c.mnt(reader)), &out));
+  EXPECT_EQ(out, "somefile\n") << "ls on rank " << reader;
+
+  // first cat: read from rank 1
+  auto r0 = stats_of(c.mnt(reader));
+  auto o0 = stats_of(c.mnt(writer));
+  ASSERT_TRUE(sh_ok(c, "cat " + shq(f_reader), &out));
+  EXPECT_EQ(out, content) << "first cat on rank " << reader;
+  auto r1 = stats_of(c.mnt(reader));
+  auto o1 = stats_of(c.mnt(writer));
+  EXPECT_GE(counter(r1, "bytes_read_remote"), counter(r0, "bytes_read_remote") + content.size())
+      << "first cat on rank " << reader << " did not fetch the bytes from the owner: "
+      << stats_diff(r0, r1);
+  EXPECT_GE(counter(o1, "bytes_served_to_peers"),
+            counter(o0, "bytes_served_to_peers") + content.size())
+      << "owner (rank 1) did not serve the bytes: " << stats_diff(o0, o1);
+  EXPECT_EQ(counter(r1, "cache_misses"), counter(r0, "cache_misses") + 1) << stats_diff(r0, r1);
+
+  // second cat: served from the reader's cache
+  ASSERT_TRUE(sh_ok(c, "cat " + shq(f_reader), &out));
+  EXPECT_EQ(out, content) << "second cat on rank " << reader;
+  auto r2 = stats_of(c.mnt(reader));
+  auto o2 = stats_of(c.mnt(writer));
+  EXPECT_EQ(counter(r2, "bytes_read_remote"), counter(r1, "bytes_read_remote"))
+      << "second cat fetched bytes again: " << stats_diff(r1, r2);
+  EXPECT_GE(counter(r2, "cache_hits"), counter(r1, "cache_hits") + 1)
+      << "second cat was not a cache hit: " << stats_diff(r1, r2);
+  EXPECT_EQ(counter(o2, "bytes_served_to_peers"), counter(o1, "bytes_served_to_peers"))
+      << "owner served bytes for the second cat: " << stats_diff(o1, o2);
+
+  // echo hello >> somefile on the reader: lands on rank 1
+  ASSERT_TRUE(sh_ok(c, "echo hello >> " + shq(f_reader), nullptr));
+  auto r3 = stats_of(c.mnt(reader));
+  EXPECT_GE(counter(r3, "bytes_forwarded"), counter(r2, "bytes_forwarded") + 6)
+      << stats_diff(r2, r3);
+  ASSERT_TRUE(sh_ok(c, "getfattr --absolute-names --only-values -n user.dsdfs.owner " +
+                           shq(f_reader), &out));
+  EXPECT_EQ(out, "1" + host_suffix()) << "owner changed after >>";
+  expect_owner_everywhere(c, "somefile", writer);
+  const std::string appended = content + "hello\n";
+  for (int r = 0; r < n; ++r) {
+    ASSERT_TRUE(sh_ok(c, "cat " + shq(c.path(r, "somefile")), &out));
+    EXPECT_EQ(out, appended) << "cat on rank " << r << " after >> on rank " << reader;
+  }
+  EXPECT_TRUE(file_has(c.store_path(writer, "somefile"), appended))
+      << "rank 1's store does not hold the appended bytes";
+  EXPECT_FALSE(e2e::path_exists(c.store_path(reader, "somefile")))
+      << "the appending rank keeps a copy in its own store";
+
+  // echo hello > somefile on the reader: ownership moves to the reader
+  ASSERT_TRUE(sh_ok(c, "echo hello > " + shq(f_reader), nullptr));
+  ASSERT_TRUE(sh_ok(c, "getfattr --absolute-names --only-values -n user.dsdfs.owner " +
+                           shq(f_reader), &out));
+  EXPECT_EQ(out, std::to_string(reader) + host_suffix()) << "owner after > on rank " << reader;
+  expect_owner_everywhere(c, "somefile", reader);
+  EXPECT_FALSE(e2e::path_exists(c.store_path(writer, "somefile")))
+      << "rank 1's store still holds somefile after the ownership move";
+  EXPECT_TRUE(file_has(c.store_path(reader, "somefile"), "hello\n"));
+  for (int r = 0; r < n; ++r) {
+    ASSERT_TRUE(sh_ok(c, "cat " + shq(c.path(r, "somefile")), &out));
+    EXPECT_EQ(out, "hello\n") << "cat on rank " << r << " after > on rank " << reader;
+  }
+  for (int r = 0; r < n; ++r) {
+    ASSERT_TRUE(sh_ok(c, "ls " + shq(c.mnt(r)), &out));
+    EXPECT_EQ(out, "somefile\n") << "ls on rank " << r;
+  }
+}
+
+INSTANTIATE_TEST_SUITE_P(Ranks, SeedScenario, ::testing::Values(2, 3),
+                         [](const ::testing::TestParamInfo<int>& info) {
+                           return "Ranks" + std::to_string(info.param);
+                         });
+
+// ---------------------------------------------------------------------------------------
+// 2. concurrent appends from every rank
+
+TEST(ConcurrentAppends, EveryRecordExactlyOnceNoneTorn) {
+  constexpr int kRanks = 3;
+  constexpr int kThreadsPerRank = 2;
+  constexpr int kRecords = 100;  // per thread
+  constexpr size_t kRecordSize = 64;
+  Cluster c(with_ranks(kRanks));
+  ASSERT_TRUE(c.start());
+  ASSERT_TRUE(write_file(c.path(0, "log"), ""));
+  expect_owner_everywhere(c, "log", 0);
+
+  auto record = [](int rank, int thread, int seq) {
+    char buf[kRecordSize + 1];
+    int len = snprintf(buf, sizeof buf, "rank %d thread %d seq %05d ", rank, thread, seq);
+    std::string s(buf, len);
+    s.resize(kRecordSize - 1, '.');
+    return s + "\n";
+  };
+
+  std::mutex mu;
+  std::vector<std::string> errors;
+  SpinBarrier barrier(kRanks * kThreadsPerRank);
+  std::vector<std::thread> threads;
+  for (int r = 0; r < kRanks; ++r) {
+    for (int t = 0; t < kThreadsPerRank; ++t) {
+      threads.emplace_back([&, r, t] {
+        Fd fd = Fd::open(c.path(r, "log"), O_WRONLY | O_APPEND);
+        barrier.arrive_and_wait();
+        if (!fd.valid()) {
+          std::lock_guard<std::mutex> lock(mu);
+          errors.push_back("rank " + std::to_string(r) + ": open(O_APPEND): " + fd.error_text());
+          return;
+        }
+        for (int i = 0; i < kRecords; ++i) {
+          std::string rec = record(r, t, i);
+          ssize_t n = ::write(fd.get(), rec.data(), rec.size());
+          if (n != static_cast<ssize_t>(rec.size())) {
+            std::lock_guard<std::mutex> lock(mu);
+            errors.push_back("rank " + std::to_string(r) + " thread " + std::to_string(t) +
+                             " record " + std::to_string(i) + ": write returned " +
+                             std::to_string(n) + (n < 0 ? ": " + errno_text(errno) : ""));
+            return;
+          }
+        }
+        int err = fd.close();
+        if (err != 0) {
+          std::lock_guard<std::mutex> lock(mu);
+          errors.push_back("rank " + std::to_string(r) + ": close: " + errno_text(err));
+        }
+      });
+    }
+  }
+  for (auto& th : threads) th.join();
+  for (auto& e : errors) ADD_FAILURE() << e;
+
+  const size_t expected_size = size_t{kRanks} * kThreadsPerRank * kRecords * kRecordSize;
+  for (int reader = 0; reader < kRanks; ++reader) {
+    SCOPED_TRACE("read on rank " + std::to_string(reader));
+    std::string data;
+    ASSERT_TRUE(read_file(c.path(reader, "log"), &data));
+    auto st = e2e::lstat_of(c.path(reader, "log"));
+    ASSERT_TRUE(st.has_value());
+    EXPECT_EQ(static_cast<size_t>(st->st_size), expected_size) << "stat size";
+    EXPECT_EQ(data.size(), expected_size) << "bytes read";
+    std::map<std::pair<int, int>, int> next_seq;  // (rank, thread) -> next expected seq
+    std::set<std::string> seen;
+    int torn = 0, duplicates = 0, out_of_order = 0;
+    std::string first_bad;
+    for (size_t off = 0; off + kRecordSize <= data.size(); off += kRecordSize) {
+      std::string rec = data.substr(off, kRecordSize);
+      int rank, thread, seq;
+      bool ok = sscanf(rec.c_str(), "rank %d thread %d seq %d ", &rank, &thread, &seq) == 3 &&
+                rank >= 0 && rank < kRanks && thread >= 0 && thread < kThreadsPerRank &&
+                seq >= 0 && seq < kRecords && rec == record(rank, thread, seq);
+      if (!ok) {
+        if (torn++ == 0) first_bad = "offset " + std::to_string(off) + ": \"" + rec + "\"";
+        continue;
+      }
+      if (!seen.insert(rec).second) ++duplicates;
+      int& next = next_seq[{rank, thread}];
+      if (seq < next) ++out_of_order;
+      next = seq + 1;
+    }
+    EXPECT_EQ(torn, 0) << "torn or foreign records; first: " << first_bad;
+    EXPECT_EQ(duplicates, 0);
+    EXPECT_EQ(seen.size(), size_t{kRanks} * kThreadsPerRank * kRecords) << "records present";
+    EXPECT_EQ(out_of_order, 0) << "records of one writer thread out of order";
+  }
+  const struct stat stat_zero {};
+  EXPECT_EQ(e2e::lstat_of(c.store_path(0, "log")).value_or(stat_zero).st_size,
+            static_cast<off_t>(expected_size))
+      << "rank 0's store file";
+  for (int r = 1; r < kRanks; ++r)
+    EXPECT_FALSE(e2e::path_exists(c.store_path(r, "log"))) << "store of rank " << r;
+  expect_owner_everywhere(c, "log", 0);
+}
+
+// ---------------------------------------------------------------------------------------
+// 3. cache invalidation
+
+TEST(CacheInvalidation, OwnerRewritesAreSeenByReadersWithAndWithoutACachedCopy) {
+  Cluster c(with_ranks(3));
+  ASSERT_TRUE(c.start());
+  const std::string owner_path = c.path(1, "doc");
+  const std::string v1 = e2e::pattern_bytes(100000, 1);
+  ASSERT_TRUE(write_file(owner_path, v1));
+
+  // rank 0 reads (miss) and reads again (hit): it has v1 cached
+  ASSERT_TRUE(file_has(c.path(0, "doc"), v1));
+  auto s0 = stats_of(c.mnt(0));
+  ASSERT_TRUE(file_has(c.path(0, "doc"), v1));
+  auto s1 = stats_of(c.mnt(0));
+  EXPECT_EQ(counter(s1, "bytes_read_remote"), counter(s0, "bytes_read_remote"))
+      << "rank 0 did not serve the second read from its cache: " << stats_diff(s0, s1);
+
+  // different length (shorter)
+  const std::string v2 = "version two, much shorter\n";
+  ASSERT_TRUE(write_file(owner_path, v2));
+  EXPECT_TRUE(file_has(c.path(0, "doc"), v2)) << "rank 0 (had v1 cached) after a shorter rewrite";
+  EXPECT_TRUE(file_has(c.path(2, "doc"), v2)) << "rank 2 (no cached copy)";
+  auto s2 = stats_of(c.mnt(0));
+  EXPECT_GT(counter(s2, "bytes_read_remote"), counter(s1, "bytes_read_remote"))
+      << "rank 0 did not fetch the new version: " << stats_diff(s1, s2);
+
+  // same length, different bytes, right after the read (same mtime tick is likely)
+  const std::string v3 = "VERSION TWO, MUCH SHORTER\n";
+  ASSERT_EQ(v3.size(), v2.size());
+  ASSERT_TRUE(write_file(owner_path, v3));
+  EXPECT_TRUE(file_has(c.path(0, "doc"), v3)) << "rank 0 after a same-length rewrite (O_TRUNC)";
+  EXPECT_TRUE(file_has(c.path(2, "doc"), v3)) << "rank 2 after a same-length rewrite (O_TRUNC)";
+
+  // same length, in place (no truncation): pwrite over the first bytes
+  {
+    Fd fd = Fd::open(owner_path, O_WRONLY);
+    ASSERT_FD(fd);
+    ASSERT_TRUE(e2e::pwrite_all(fd.get(), "v", 0));
+    ASSERT_EQ(fd.close(), 0);
+  }
+  std::string v4 = v3;
+  v4[0] = 'v';
+  EXPECT_TRUE(file_has(c.path(0, "doc"), v4)) << "rank 0 after an in-place pwrite by the owner";
+  EXPECT_TRUE(file_has(c.path(2, "doc"), v4)) << "rank 2 after an in-place pwrite by the owner";
+
+  // back-to-back same-length rewrites, each read on rank 0 right away
+  int stale = 0;
+  std::string first_stale;
+  for (int i = 0; i < 20; ++i) {
+    char buf[64];
+    snprintf(buf, sizeof buf, "rewrite %02d of the same length\n", i);
+    ASSERT_TRUE(write_file(owner_path, buf));
+    std::string got;
+    ASSERT_TRUE(read_file(c.path(0, "doc"), &got));
+    if (got != buf && stale++ == 0) first_stale = "wrote \"" + std::string(buf) + "\", read \"" + got + "\"";
+  }
+  EXPECT_EQ(stale, 0) << "stale reads on rank 0 after same-length rewrites by the owner; first: "
+                      << first_stale;
+
+  // a third rank appends (forwarded to the owner): a reader with a cached copy sees it
+  std::string before;
+  ASSERT_TRUE(read_file(c.path(0, "doc"), &before));  // rank 0 has the current version cached
+  ASSERT_TRUE(sh_ok(c, "echo appended-by-rank-2 >> " + shq(c.path(2, "doc")), nullptr));
+  EXPECT_TRUE(file_has(c.path(0, "doc"), before + "appended-by-rank-2\n"))
+      << "rank 0 after an append from rank 2";
+  EXPECT_TRUE(file_has(c.path(1, "doc"), before + "appended-by-rank-2\n")) << "owner";
+  expect_owner_everywhere(c, "doc", 1);
+}
+
+// ---------------------------------------------------------------------------------------
+// 4. rename / replace across ranks, directory races
+
+// Content of version `v` of the rename target: self-describing, so that a reader can tell a
+// whole version from a torn or foreign one.
+std::string target_version(int v) {
+  std::string header = "version " + std::to_string(v) + "\n";
+  return header + e2e::pattern_bytes(4096 + 61 * v, 1000 + v);
+}
+
+TEST(RenameAcrossRanks, WriteTempThenRenameNeverShowsReadersAMissingFile) {
+  constexpr int kIterations = 20;
+  Cluster c(with_ranks(3));
+  ASSERT_TRUE(c.start());
+  ASSERT_TRUE(write_file(c.path(2, "target"), target_version(0)));
+  expect_owner_everywhere(c, "target", 2);
+
+  std::atomic<bool> done{false};
+  std::atomic<int> reads{0}, missing{0}, bad{0}, errors{0};
+  std::mutex mu;
+  std::string first_problem;
+  std::thread reader([&] {
+    while (!done.load()) {
+      std::string got;
+      Fd fd = Fd::open(c.path(0, "target"), O_RDONLY);
+      if (!fd.valid()) {
+        (fd.error() == ENOENT ? missing : errors)++;
+        std::lock_guard<std::mutex> lock(mu);
+        if (first_problem.empty()) first_problem = "open on rank 0: " + fd.error_text();
+        continue;
+      }
+      auto r = e2e::pread_all(fd.get(), 1 << 20, 0, &got);
+      ++reads;
+      if (!r) {
+        ++errors;
+        std::lock_guard<std::mutex> lock(mu);
+        if (first_problem.empty()) first_problem = std::string("read on rank 0: ") + r.message();
+        continue;
+      }
+      int v = -1;
+      if (sscanf(got.c_str(), "version %d\n", &v) != 1 || v < 0 || v > kIterations ||
+          got != target_version(v)) {
+        ++bad;
+        std::lock_guard<std::mutex> lock(mu);
+        if (first_problem.empty())
+          first_problem = "rank 0 read " + std::to_string(got.size()) +
+                          " bytes that are no whole version (\"" + got.substr(0, 16) + "...\")";
+      }
+    }
+  });
+
+  int last_writer = 2;
+  for (int i = 1; i <= kIterations; ++i) {
+    // the temp file is on the rank that does not own the target
+    const int w = last_writer == 2 ? 1 : 2;
+    const std::string tmp = "target.tmp." + std::to_string(i);
+    ASSERT_TRUE(write_file(c.path(w, tmp), target_version(i)));
+    auto t0 = std::chrono::steady_clock::now();
+    if (::rename(c.path(w, tmp).c_str(), c.path(w, "target").c_str()) != 0) {
+      ADD_FAILURE() << "iteration " << i << ": rename(" << tmp << ", target) on rank " << w
+                    << " (target owned by rank " << last_writer << "): " << errno_text(errno);
+      break;
+    }
+    // No latency promise, but a rename that takes as long as the RPC timeout means that a
+    // remote call inside it timed out (and was dropped) instead of being answered.
+    auto took = std::chrono::duration_cast<std::chrono::milliseconds>(
+        std::chrono::steady_clock::now() - t0);
+    EXPECT_LT(took.count(), c.options().rpc_timeout_s * 1000)
+        << "iteration " << i << ": rename(" << tmp << ", target) on rank " << w
+        << " (target owned by rank " << last_writer << ") took " << took.count()
+        << " ms, at least the RPC timeout";
+    last_writer = w;
+    // rename returns: every rank sees the new version
+    for (int r = 0; r < 3; ++r) {
+      EXPECT_TRUE(file_has(c.path(r, "target"), target_version(i)))
+          << "iteration " << i << ", read on rank " << r << " right after the rename on rank "
+          << w;
+    }
+  }
+  // let the reader run a little after the last rename too
+  wait_until([&] { return reads.load() >= kIterations; }, 10s);
+  done = true;
+  reader.join();
+
+  EXPECT_EQ(missing.load(), 0) << "rank 0 got ENOENT for target during renames; first: "
+                               << first_problem;
+  EXPECT_EQ(errors.load(), 0) << "first: " << first_problem;
+  EXPECT_EQ(bad.load(), 0) << "first: " << first_problem;
+  EXPECT_GE(reads.load(), kIterations) << "the reader on rank 0 hardly ran";
+  expect_content_everywhere(c, "target", target_version(kIterations));
+  expect_owner_everywhere(c, "target", last_writer);
+  const int other = last_writer == 1 ? 2 : 1;
+  EXPECT_FALSE(e2e::path_exists(c.store_path(other, "target")))
+      << "rank " << other << " still stores the replaced target";
+  for (int i = 1; i <= kIterations; ++i) expect_absent_everywhere(c, "target.tmp." + std::to_string(i));
+  std::string out;
+  ASSERT_TRUE(sh_ok(c, "ls " + shq(c.mnt(0)), &out));
+  EXPECT_EQ(out, "target\n");
+}
+
+TEST(RenameAcrossRanks, RenameOfARemoteFileFromAThirdRank) {
+  Cluster c(with_ranks(3));
+  ASSERT_TRUE(c.start());
+  const std::string a = "content of a, written on rank 1\n";
+  const std::string t = "old target, written on rank 2\n";
+  ASSERT_TRUE(write_file(c.path(1, "a"), a));
+  ASSERT_TRUE(write_file(c.path(2, "t"), t));
+  ASSERT_EQ(::mkdir(c.path(2, "dir").c_str(), 0755), 0) << errno_text(errno);
+
+  // rank 0 renames rank 1's file to a new name
+  ASSERT_EQ(::rename(c.path(0, "a").c_str(), c.path(0, "b").c_str()), 0)
+      << "rename(a, b) on rank 0 of a file owned by rank 1: " << errno_text(errno);
+  expect_absent_everywhere(c, "a");
+  expect_content_everywhere(c, "b", a);
+
+  // rank 0 renames it over rank 2's file
+  ASSERT_EQ(::rename(c.path(0, "b").c_str(), c.path(0, "t").c_str()), 0)
+      << "rename(b, t) on rank 0, b owned by rank 1, t by rank 2: " << errno_text(errno);
+  expect_absent_everywhere(c, "b");
+  expect_content_everywhere(c, "t", a);
+
+  // and into a directory, from rank 0 again
+  ASSERT_EQ(::rename(c.path(0, "t").c_str(), c.path(0, "dir/t").c_str()), 0)
+      << "rename(t, dir/t) on rank 0: " << errno_text(errno);
+  expect_absent_everywhere(c, "t");
+  expect_content_everywhere(c, "dir/t", a);
+
+  // exactly one store holds the bytes; none holds the old names
+  int holders = 0;
+  for (int r = 0; r < 3; ++r) {
+    if (e2e::path_exists(c.store_path(r, "dir/t"))) {
+      ++holders;
+      EXPECT_TRUE(file_has(c.store_path(r, "dir/t"), a)) << "store of rank " << r;
+      expect_owner_everywhere(c, "dir/t", r);
+    }
+    EXPECT_FALSE(e2e::path_exists(c.store_path(r, "a"))) << "store of rank " << r;
+    EXPECT_FALSE(e2e::path_exists(c.store_path(r, "b"))) << "store of rank " << r;
+    EXPECT_FALSE(e2e::path_exists(c.store_path(r, "t"))) << "store of rank " << r;
+  }
+  EXPECT_EQ(holders, 1) << "stores holding dir/t";
+}
+
+TEST(DirectoryRaces, ConcurrentMkdirOfOneNameOneWinsOthersGetEEXIST) {
+  constexpr int kRounds = 20;
+  Cluster c(with_ranks(3));
+  ASSERT_TRUE(c.start());
+  for (int round = 0; round < kRounds; ++round) {
+    // alternately two ranks and all three
+    std::vector<int> ranks = round % 2 == 0
+                                 ? std::vector<int>{round % 3, (round + 1) % 3}
+                                 : std::vector<int>{0, 1, 2};
+    const std::string name = "race" + std::to_string(round);
+    SpinBarrier barrier(static_cast<int>(ranks.size()));
+    std::vector<int> result(ranks.size());
+    std::vector<std::thread> threads;
+    for (size_t i = 0; i < ranks.size(); ++i) {
+      threads.emplace_back([&, i] {
+        std::string p = c.path(ranks[i], name);
+        barrier.arrive_and_wait();
+        result[i] = ::mkdir(p.c_str(), 0755) == 0 ? 0 : errno;
+      });
+    }
+    for (auto& th : threads) th.join();
+    int ok = 0;
+    std::string summary;
+    for (size_t i = 0; i < ranks.size(); ++i) {
+      summary += " rank " + std::to_string(ranks[i]) + ": " + errno_text(result[i]) + ";";
+      if (result[i] == 0) ++ok;
+      else EXPECT_EQ(result[i], EEXIST) << "round " << round << ":" << summary;
+    }
+    EXPECT_EQ(ok, 1) << "round " << round << ", mkdir " << name << ":" << summary;
+    for (int r = 0; r < 3; ++r) {
+      int err = 0;
+      EXPECT_TRUE(is_dir(c.path(r, name), &err))
+          << name << " on rank " << r << ": " << errno_text(err);
+    }
+  }
+  std::string out;
+  ASSERT_TRUE(sh_ok(c, "ls " + shq(c.mnt(1)) + " | wc -l", &out));
+  EXPECT_EQ(out, std::to_string(kRounds) + "\n");
+}
+
+TEST(DirectoryRaces, RmdirOfADirectoryHoldingAnotherRanksFileIsENOTEMPTY) {
+  Cluster c(with_ranks(3));
+  ASSERT_TRUE(c.start());
+  ASSERT_EQ(::mkdir(c.path(0, "d").c_str(), 0755), 0) << errno_text(errno);
+  ASSERT_TRUE(write_file(c.path(2, "d/f"), "owned by rank 2\n"));
+  for (int r = 0; r < 3; ++r) {
+    EXPECT_SYS_ERRNO(::rmdir(c.path(r, "d").c_str()), ENOTEMPTY) << "rmdir on rank " << r;
+  }
+  expect_content_everywhere(c, "d/f", "owned by rank 2\n");
+  for (int r = 0; r < 3; ++r) {
+    int err = 0;
+    EXPECT_TRUE(is_dir(c.path(r, "d"), &err)) << "rank " << r << ": " << errno_text(err);
+  }
+  // a nested directory with the remote file deeper down
+  ASSERT_EQ(::mkdir(c.path(1, "d/sub").c_str(), 0755), 0) << errno_text(errno);
+  ASSERT_TRUE(write_file(c.path(2, "d/sub/g"), "deeper\n"));
+  EXPECT_SYS_ERRNO(::rmdir(c.path(0, "d/sub").c_str()), ENOTEMPTY);
+  // once the files are gone (unlinked from a non-owner), rmdir works and is seen everywhere
+  EXPECT_SYS_OK(::unlink(c.path(0, "d/sub/g").c_str()));
+  EXPECT_SYS_OK(::unlink(c.path(1, "d/f").c_str()));
+  EXPECT_SYS_OK(::rmdir(c.path(0, "d/sub").c_str()));
+  EXPECT_SYS_OK(::rmdir(c.path(1, "d").c_str()));
+  expect_absent_everywhere(c, "d");
+  EXPECT_FALSE(e2e::path_exists(c.store_path(2, "d/f")));
+}
+
+TEST(DirectoryRaces, MkdirRenameRmdirAreVisibleEverywhereWhenTheCallReturns) {
+  constexpr int kRounds = 9;
+  Cluster c(with_ranks(3));
+  ASSERT_TRUE(c.start());
+  for (int i = 0; i < kRounds; ++i) {
+    const int maker = i % 3, renamer = (i + 1) % 3, remover = (i + 2) % 3;
+    const std::string dir = "dir" + std::to_string(i), moved = "moved" + std::to_string(i);
+    // every other rank looks first, so that a stale negative entry would show
+    for (int r = 0; r < 3; ++r) {
+      int err = 0;
+      EXPECT_FALSE(is_dir(c.path(r, dir), &err));
+      EXPECT_FALSE(is_dir(c.path(r, moved), &err));
+    }
+    ASSERT_EQ(::mkdir(c.path(maker, dir).c_str(), 0755), 0)
+        << "mkdir " << dir << " on rank " << maker << ": " << errno_text(errno);
+    for (int r = 0; r < 3; ++r) {
+      int err = 0;
+      EXPECT_TRUE(is_dir(c.path(r, dir), &err))
+          << dir << " on rank " << r << " right after mkdir on rank " << maker << ": "
+          << errno_text(err);
+    }
+    ASSERT_TRUE(write_file(c.path(remover, dir + "/file"), "inside\n"));
+    ASSERT_EQ(::rename(c.path(renamer, dir).c_str(), c.path(renamer, moved).c_str()), 0)
+        << "rename " << dir << " -> " << moved << " on rank " << renamer << ": "
+        << errno_text(errno);
+    for (int r = 0; r < 3; ++r) {
+      int err = 0;
+      EXPECT_FALSE(is_dir(c.path(r, dir), &err))
+          << dir << " still visible on rank " << r << " after the rename on rank " << renamer;
+      EXPECT_TRUE(is_dir(c.path(r, moved), &err))
+          << moved << " on rank " << r << " right after the rename on rank " << renamer << ": "
+          << errno_text(err);
+      EXPECT_TRUE(file_has(c.path(r, moved + "/file"), "inside\n")) << "rank " << r;
+    }
+    ASSERT_EQ(::unlink(c.path(maker, moved + "/file").c_str()), 0) << errno_text(errno);
+    ASSERT_EQ(::rmdir(c.path(remover, moved).c_str()), 0)
+        << "rmdir " << moved << " on rank " << remover << ": " << errno_text(errno);
+    for (int r = 0; r < 3; ++r) {
+      int err = 0;
+      EXPECT_FALSE(is_dir(c.path(r, moved), &err))
+          << moved << " still visible on rank " << r << " after rmdir on rank " << remover;
+    }
+  }
+  for (int r = 0; r < 3; ++r) {
+    std::vector<e2e::DirEntry> entries;
+    ASSERT_TRUE(e2e::list_dir(c.mnt(r), &entries));
+    EXPECT_TRUE(entries.empty()) << "rank " << r << " lists " << entries.size() << " entries";
+  }
+}
+
+// ---------------------------------------------------------------------------------------
+// 5. a large file read remotely end to end
+
+size_t big_file_mb() {
+  const char* v = getenv("DSDFS_TEST_BIG_MB");
+  if (v == nullptr || *v == '\0') return 2048;
+  return static_cast<size_t>(strtoull(v, nullptr, 10));
+}
+
+TEST(LargeFile, WrittenOnRank1ReadRemotelyOnRank0WithChecksum) {
+  const size_t mb = big_file_mb();
+  ASSERT_GT(mb, 0u) << "DSDFS_TEST_BIG_MB";
+  constexpr size_t kChunk = 1 << 20;
+  const size_t total = mb * kChunk;
+  // Roughly 3 passes over the data at no less than 20 MiB/s each, plus start and stop.
+  e2e::watchdog_extend_current_test(std::chrono::seconds(120 + mb * 3 / 20));
+  Cluster c(with_ranks(2));
+  ASSERT_TRUE(c.start());
+
+  std::string buf(kChunk, '\0');
+  std::vector<uint64_t> chunk_hash(mb);
+  uint64_t write_hash = 0x243F6A8885A308D3ULL;
+  auto t0 = std::chrono::steady_clock::now();
+  {
+    Fd fd = Fd::open(c.path(1, "big"), O_WRONLY | O_CREAT | O_TRUNC);
+    ASSERT_FD(fd);
+    for (size_t i = 0; i < mb; ++i) {
+      fill_chunk(&buf, i);
+      chunk_hash[i] = hash_words(buf.data(), kChunk, 0);
+      write_hash = hash_words(buf.data(), kChunk, write_hash);
+      size_t done = 0;
+      while (done < kChunk) {
+        ssize_t n = ::write(fd.get(), buf.data() + done, kChunk - done);
+        ASSERT_GT(n, 0) << "write at offset " << i * kChunk + done << " on rank 1: "
+                        << errno_text(errno);
+        done += n;
+      }
+    }
+    ASSERT_SYS_OK(::fsync(fd.get()));
+    ASSERT_EQ(fd.close(), 0);
+  }
+  auto t1 = std::chrono::steady_clock::now();
+  {
+    auto st = e2e::lstat_of(c.store_path(1, "big"));
+    ASSERT_TRUE(st.has_value());
+    EXPECT_EQ(static_cast<size_t>(st->st_size), total) << "size in rank 1's store";
+    auto st0 = e2e::lstat_of(c.path(0, "big"));
+    ASSERT_TRUE(st0.has_value());
+    EXPECT_EQ(static_cast<size_t>(st0->st_size), total) << "size seen by rank 0";
+  }
+
+  auto before = stats_of(c.mnt(0));
+  uint64_t read_hash = 0x243F6A8885A308D3ULL;
+  size_t read_total = 0;
+  size_t bad_chunks = 0;
+  std::string first_bad;
+  auto t2 = std::chrono::steady_clock::now();
+  {
+    Fd fd = Fd::open(c.path(0, "big"), O_RDONLY);
+    ASSERT_FD(fd);
+    for (size_t i = 0;; ++i) {
+      size_t got = 0;
+      while (got < kChunk) {
+        ssize_t n = ::read(fd.get(), buf.data() + got, kChunk - got);
+        ASSERT_GE(n, 0) << "read at offset " << read_total + got << " on rank 0: "
+                        << errno_text(errno);
+        if (n == 0) break;
+        got += n;
+      }
+      if (got == 0) break;
+      read_hash = hash_words(buf.data(), got, read_hash);
+      if (i >= mb || got != kChunk || hash_words(buf.data(), got, 0) != chunk_hash[i]) {
+        if (bad_chunks++ == 0)
+          first_bad = "chunk " + std::to_string(i) + " (offset " + std::to_string(i * kChunk) +
+                      ", " + std::to_string(got) + " bytes)";
+      }
+      read_total += got;
+      if (got < kChunk) break;
+    }
+    ASSERT_EQ(fd.close(), 0);
+  }
+  auto t3 = std::chrono::steady_clock::now();
+  auto after = stats_of(c.mnt(0));
+  EXPECT_EQ(read_total, total) << "bytes read on rank 0";
+  EXPECT_EQ(bad_chunks, 0u) << "chunks that differ from what rank 1 wrote; first: " << first_bad;
+  EXPECT_EQ(read_hash, write_hash) << "checksum of the whole file";
+  EXPECT_GE(counter(after, "bytes_read_remote") - counter(before, "bytes_read_remote"), total)
+      << "rank 0 did not fetch the file from rank 1: " << stats_diff(before, after);
+
+  auto secs = [](auto d) { return std::chrono::duration<double>(d).count(); };
+  double wmbs = mb / secs(t1 - t0), rmbs = mb / secs(t3 - t2);
+  fprintf(stderr, "mpi: large file %zu MiB (%s): write on rank 1 %.0f MiB/s, remote read on "
+                  "rank 0 %.0f MiB/s\n",
+          mb, ucx_tls_variant().c_str(), wmbs, rmbs);
+  ::testing::Test::RecordProperty("write_MiB_per_s", static_cast<int>(wmbs));
+  ::testing::Test::RecordProperty("remote_read_MiB_per_s", static_cast<int>(rmbs));
+}
+
+// ---------------------------------------------------------------------------------------
+// 6. a rank killed with SIGKILL
+
+// Files set up before a kill: `victim` owns some, the survivors own others (many, so that
+// their locator entries hash to every shard, including the victim's).
+struct DeathSetup {
+  int victim;
+  std::vector<int> survivors;
+  std::map<std::string, std::string> victim_files;               // rel -> content
+  std::map<std::string, std::pair<int, std::string>> live_files;  // rel -> (owner, content)
+  std::string cached = "cached";  // victim's file that every survivor has read (cached)
+};
+
+void prepare_death(Cluster& c, DeathSetup* s) {
+  ASSERT_EQ(::mkdir(c.path(s->survivors[0], "sub").c_str(), 0755), 0) << errno_text(errno);
+  for (std::string rel : {"v0", "v1", "sub/v2", "cached"}) {
+    std::string content = "victim's " + rel + "\n" + e2e::pattern_bytes(3000, rel.size());
+    ASSERT_TRUE(write_file(c.path(s->victim, rel), content));
+    s->victim_files[rel] = content;
+  }
+  for (int owner : s->survivors) {
+    for (int i = 0; i < 12; ++i) {
+      std::string rel = (i % 3 == 0 ? "sub/" : "") + std::string("live") +
+                        std::to_string(owner) + "." + std::to_string(i);
+      std::string content = "live file " + rel + " of rank " + std::to_string(owner) + "\n";
+      ASSERT_TRUE(write_file(c.path(owner, rel), content));
+      s->live_files[rel] = {owner, content};
+    }
+  }
+  for (int r : s->survivors) ASSERT_TRUE(file_has(c.path(r, s->cached), s->victim_files[s->cached]));
+}
+
+// On every survivor: the victim's files fail fast with EIO or ENOENT, everything else works.
+void check_after_death(Cluster& c, DeathSetup& s, const std::string& when) {
+  SCOPED_TRACE(when);
+  const auto limit = std::chrono::milliseconds(
+      static_cast<int64_t>(c.options().rpc_timeout_s * 2000) + 4000);
+  auto fails_cleanly = [&](const std::string& what, const BoundedOutcome& o) {
+    EXPECT_TRUE(o.finished && (o.err == EIO || o.err == ENOENT))
+        << what << ": expected EIO or ENOENT within " << limit.count() << " ms, "
+        << o.describe();
+  };
+  auto works = [&](const std::string& what, const BoundedOutcome& o) {
+    EXPECT_TRUE(o.finished && o.err == 0)
+        << what << ": expected success within " << limit.count() << " ms, " << o.describe();
+  };
+  const std::string append_data = "appended after the death\n";
+  for (int r : s.survivors) {
+    const std::string on = " on rank " + std::to_string(r);
+    for (auto& [rel, content] : s.victim_files) {
+      std::string p = c.path(r, rel);
+      fails_cleanly("stat " + rel + on, run_bounded([&] { return op_stat(p); }, limit));
+      fails_cleanly("open+read " + rel + on +
+                        (rel == s.cached ? " (cached before the death)" : ""),
+                    run_bounded([&] { return op_read(p, nullptr); }, limit));
+      fails_cleanly("append to " + rel + on,
+                    run_bounded([&] { return op_append(p, append_data); }, limit));
+    }
+    // the mount and its directories still list
+    std::string mnt = c.mnt(r), sub = c.path(r, "sub");
+    works("opendir+readdir of the mount" + on, run_bounded([&] { return op_list(mnt); }, limit));
+    works("opendir+readdir of sub" + on, run_bounded([&] { return op_list(sub); }, limit));
+    CommandResult ls = c.sh("ls " + shq(mnt), limit);
+    EXPECT_TRUE(!ls.timed_out && ls.exit_code() == 0)
+        << "`ls` of the mount" << on << ": "
+        << (ls.timed_out ? "timed out" : e2e::describe_status(ls.wait_status)) << " " << ls.err;
+    // every live file (local and remote) reads back
+    for (auto& [rel, owner_content] : s.live_files) {
+      std::string p = c.path(r, rel);
+      const std::string& content = owner_content.second;
+      works("read " + rel + " (owner rank " + std::to_string(owner_content.first) + ")" + on,
+            run_bounded([&] { return op_read(p, &content); }, limit));
+    }
+  }
+  // writes, appends, creates and mkdir among survivors
+  const int a = s.survivors[0], b = s.survivors[1];
+  const std::string tag = when == "first round" ? "1" : "2";
+  {
+    std::string p = c.path(a, "new" + tag), q = c.path(b, "new" + tag);
+    std::string content = "created on rank " + std::to_string(a) + " after the death\n";
+    works("create new" + tag + " on rank " + std::to_string(a),
+          run_bounded([&] { return op_create(p, content); }, limit));
+    works("read new" + tag + " on rank " + std::to_string(b),
+          run_bounded([&] { return op_read(q, &content); }, limit));
+  }
+  {
+    auto& [rel, oc] = *s.live_files.begin();
+    const int owner = oc.first, other = owner == a ? b : a;
+    oc.second += "append " + tag + " from rank " + std::to_string(other) + "\n";
+    std::string p = c.path(other, rel), q = c.path(owner, rel);
+    std::string data = "append " + tag + " from rank " + std::to_string(other) + "\n";
+    works("append to " + rel + " (owner " + std::to_string(owner) + ") from rank " +
+              std::to_string(other),
+          run_bounded([&] { return op_append(p, data); }, limit));
+    std::string got;
+    EXPECT_TRUE(read_file(q, &got));
+    EXPECT_EQ(got, oc.second) << rel << " on its owner after the append";
+  }
+  {
+    std::string p = c.path(b, "dir" + tag), q = c.path(a, "dir" + tag);
+    works("mkdir dir" + tag + " on rank " + std::to_string(b),
+          run_bounded([&] { return ::mkdir(p.c_str(), 0755) == 0 ? 0 : errno; }, limit));
+    int err = 0;
+    EXPECT_TRUE(is_dir(q, &err)) << "dir" << tag << " on rank " << a << ": " << errno_text(err);
+  }
+}
+
+class OwnerKilled : public ::testing::TestWithParam<int> {};
+
+TEST_P(OwnerKilled, ItsFilesFailFastEverythingElseKeepsWorking) {
+  DeathSetup s;
+  s.victim = GetParam();
+  for (int r = 0; r < 3; ++r)
+    if (r != s.victim) s.survivors.push_back(r);
+  Cluster c(with_ranks(3));
+  ASSERT_TRUE(c.start());
+  ASSERT_NO_FATAL_FAILURE(prepare_death(c, &s));
+
+  const size_t log_mark = c.log_size();
+  ASSERT_TRUE(c.kill_rank(s.victim));
+  check_after_death(c, s, "first round");
+  // a second round: the survivors know by now, nothing may have got slower or stuck
+  check_after_death(c, s, "second round");
+  if (HasFailure()) fprintf(stderr, "mpi: job log since the kill:\n%s", c.log(log_mark).c_str());
+
+  // the dead rank's mount is stale: detach it
+  EXPECT_TRUE(e2e::is_mounted(c.mnt(s.victim))) << "the killed rank's mount vanished by itself";
+  EXPECT_TRUE(c.detach_mount(s.victim)) << "cannot detach " << c.mnt(s.victim);
+  // the survivors stop cleanly (no hang, no mount left) although a rank is gone
+  EXPECT_TRUE(c.stop());
+  for (int r : s.survivors) {
+    EXPECT_FALSE(e2e::is_mounted(c.mnt(r))) << "rank " << r;
+    EXPECT_FALSE(e2e::path_exists(c.store(r))) << "rank " << r << " left its store behind";
+  }
+}
+
+// Rank 2: an ordinary rank. Rank 0: the rank that orders directory mutations.
+INSTANTIATE_TEST_SUITE_P(Victim, OwnerKilled, ::testing::Values(2, 0),
+                         [](const ::testing::TestParamInfo<int>& info) {
+                           return "Rank" + std::to_string(info.param);
+                         });
+
+// ---------------------------------------------------------------------------------------
+// stop
+
+TEST(JobStop, SigtermToMpirunUnmountsEveryRankAndRemovesEveryStore) {
+  Cluster c(with_ranks(3));
+  ASSERT_TRUE(c.start());
+  ASSERT_TRUE(write_file(c.path(1, "f"), "x\n"));
+  ASSERT_TRUE(file_has(c.path(0, "f"), "x\n"));
+  ASSERT_TRUE(sh_ok(c, "echo y >> " + shq(c.path(2, "f")), nullptr));
+  ASSERT_TRUE(c.stop());
+  for (int r = 0; r < 3; ++r) {
+    EXPECT_FALSE(e2e::is_mounted(c.mnt(r))) << "rank " << r;
+    EXPECT_FALSE(e2e::path_exists(c.store(r))) << "rank " << r << " left its store behind";
+    EXPECT_FALSE(e2e::path_exists(c.root() + "/ready" + std::to_string(r)))
+        << "rank " << r << " left its ready file behind";
+  }
+  std::string log = c.log();
+  EXPECT_EQ(log.find("Process received signal"), std::string::npos)
+      << "a rank crashed while stopping:\n" << log;
+  EXPECT_EQ(log.find("destroyed without shutdown"), std::string::npos)
+      << "a rank skipped its transport shutdown:\n" << log;
+}
+
+}  // namespace
+}  // namespace dsdfs::mpitest
