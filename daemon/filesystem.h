@@ -53,6 +53,8 @@ class Filesystem {
   void register_rpcs();
   // Lets the daemon tell its kernel about changes made by other ranks.
   void set_session(struct fuse_session* se) { notifier_.set_session(se); }
+  // Every rank has mounted: user.dsdfs.ready appears on the root.
+  void set_ready() { ready_.store(true); }
   // Stops background threads. REQUIRES: after the FUSE loop ended.
   void stop() { notifier_.stop(); }
 
@@ -204,6 +206,7 @@ class Filesystem {
   RmaExports exports_;
   Notifier notifier_;
   Stats* const stats_;
+  std::atomic<bool> ready_{false};
 
   // Lock order: coord_mu_ (coordinator only) -> dir_gate_ -> closing_mu_.
   std::mutex coord_mu_;          // serialises directory mutations on the coordinator

@@ -29,6 +29,9 @@ std::string Filesystem::special_xattr(const Inode& inode, const std::string& nam
     return std::to_string(rank_) + " " + host_;
   }
   if (name == "user.dsdfs.stats" && inode.id == FUSE_ROOT_ID) return stats_->to_text();
+  if (name == "user.dsdfs.ready" && inode.id == FUSE_ROOT_ID && ready_.load()) {
+    return "ranks " + std::to_string(cluster_->nranks()) + "\n";
+  }
   *err = ENODATA;
   return {};
 }

@@ -44,6 +44,8 @@ std::string options_usage() {
       "  --timeout SECONDS     timeout of every remote call (default 5)\n"
       "  --bulk auto|rma|am    remote read path: one-sided RMA gets, owner-pushed\n"
       "                        active messages, or automatic (default auto)\n"
+      "  --bootstrap-timeout S give up if not every rank has started within S seconds\n"
+      "                        (default 120)\n"
       "  --wait[=SECONDS]      do not mount; wait until dsdfs is mounted on every\n"
       "                        rank (default 60 s), name the ranks that are missing\n"
       "  --info                print transports, RDMA devices and placement, then exit\n"
@@ -119,6 +121,12 @@ Result<Options> options_parse(const std::vector<std::string>& args) {
       auto s = parse_seconds(*v);
       if (!s) return usage_error("--timeout needs a number of seconds (0 < s <= 86400), not '" + *v + "'");
       o.timeout_s = *s;
+    } else if (a == "--bootstrap-timeout") {
+      auto v = need_value();
+      if (!v) return v.status();
+      auto s = parse_seconds(*v);
+      if (!s) return usage_error("--bootstrap-timeout needs a number of seconds, not '" + *v + "'");
+      o.bootstrap_timeout_s = *s;
     } else if (a == "--wait") {
       o.wait_mode = true;
       o.wait_s = 60;

@@ -22,6 +22,7 @@ struct Options {
   unsigned threads = 8;        // maximum FUSE worker threads
   double timeout_s = 5.0;      // timeout of every remote call
   double wait_s = 0;           // --wait: seconds to wait for every rank to mount
+  double bootstrap_timeout_s = 120;  // give up if not every rank arrives
   BulkMode bulk = BulkMode::kAuto;
   LogLevel log_level = LogLevel::kWarn;
   bool show_help = false;

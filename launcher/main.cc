@@ -21,9 +21,15 @@
 #include "daemon/store.h"
 #include "launcher/mpi_environment.h"
 #include "launcher/signals.h"
+#include "launcher/status_file.h"
+#include "launcher/wait.h"
+#include "launcher/info.h"
 #include "rdma/transport.h"
 
+#include <condition_variable>
+#include <mutex>
 #include <random>
+#include <thread>
 
 namespace dsdfs::launcher {
 namespace {
@@ -115,6 +121,45 @@ std::vector<std::string> bootstrap(MpiEnvironment& mpi, rdma::Transport& transpo
   return hosts;
 }
 
+// Ends the process with one clear line if bootstrap takes longer than the
+// timeout (a rank that never arrives). It cannot unwind MPI, so it cleans up
+// what it can itself: the store this start created, the status file, a mount.
+class BootstrapWatchdog {
+ public:
+  BootstrapWatchdog(double timeout_s, std::string created_store, std::string status_path,
+                    std::string mountpoint = {})
+      : thread_([=, this] {
+          std::unique_lock lock(mu_);
+          if (cv_.wait_for(lock, std::chrono::milliseconds(static_cast<int64_t>(timeout_s * 1000)),
+                           [this] { return done_; })) {
+            return;
+          }
+          std::fprintf(stderr,
+                       "dsdfs-launch: error: bootstrap timed out after %g s: not every rank of the job started "
+                       "dsdfs-launch (see the other ranks' errors, or raise --bootstrap-timeout)\n",
+                       timeout_s);
+          if (!mountpoint.empty()) fs::fuse_unmount_lazy(mountpoint);
+          if (!created_store.empty()) fs::remove_tree(created_store);
+          ::unlink(status_path.c_str());
+          std::fflush(stderr);
+          ::_exit(1);
+        }) {}
+  ~BootstrapWatchdog() {
+    {
+      std::lock_guard lock(mu_);
+      done_ = true;
+    }
+    cv_.notify_all();
+    thread_.join();
+  }
+
+ private:
+  std::mutex mu_;
+  std::condition_variable cv_;
+  bool done_ = false;
+  std::thread thread_;
+};
+
 int serve(int argc, char** argv, const fs::Options& options) {
   SignalThread::block_all_signals();
   // The kernel has applied the caller's umask to every mode we are handed.
@@ -122,6 +167,13 @@ int serve(int argc, char** argv, const fs::Options& options) {
   MpiEnvironment mpi(&argc, &argv);
   log_set_rank(mpi.rank());
   const std::string host = short_host_name();
+  // srun without PMI support makes every task a singleton "rank 0 of 1":
+  // they would all serve separate file systems. Refuse that.
+  if (const char* nt = std::getenv("SLURM_STEP_NUM_TASKS"); nt && std::atoi(nt) > 1 && mpi.size() == 1) {
+    throw StartupError(1, std::string("srun started ") + nt +
+                              " tasks but MPI sees only this one: srun was run without PMI support; use "
+                              "srun --mpi=pmix (or set MpiDefault=pmix in slurm.conf)");
+  }
 
   auto expand = [&](const std::string& pattern) {
     auto r = fs::expand_placeholders(pattern, mpi.rank(), host);
@@ -134,6 +186,13 @@ int serve(int argc, char** argv, const fs::Options& options) {
       options.store.empty() ? fs::default_store_pattern(mountpoint.value()) : options.store;
   auto store = fs::Store::open(expand(store_pattern), mountpoint.value());
   if (!store) fail(store.status());
+  const std::string status_path = status_file_path(mountpoint.value());
+  StatusInfo status{"bootstrapping", ::getpid(), mpi.rank(), mpi.size(), host};
+  status_file_write(status_path, status);
+  struct StatusGuard {
+    std::string path;
+    ~StatusGuard() { ::unlink(path.c_str()); }
+  } status_guard{status_path};
   // A start that fails from here on removes a store it created (never one
   // that held data before).
   struct StoreGuard {
@@ -160,7 +219,12 @@ int serve(int argc, char** argv, const fs::Options& options) {
     topts.bulk_mode = options.bulk == fs::BulkMode::kRma  ? rdma::BulkMode::kRma
                       : options.bulk == fs::BulkMode::kAm ? rdma::BulkMode::kAm
                                                           : rdma::BulkMode::kAuto;
+    // The progress thread starts inside create(): bind this thread near the
+    // NIC for that moment so the progress thread inherits the placement.
+    std::string placement = bind_near_nic();
     auto t = rdma::Transport::create(topts);
+    restore_binding();
+    DSDFS_INFO("%s", placement.c_str());
     if (!t) fail(Status::error(t.err(), "cannot start UCX: " + t.status().to_string()));
     transport = std::move(t).value();
   }
@@ -169,16 +233,28 @@ int serve(int argc, char** argv, const fs::Options& options) {
   fs::Filesystem filesystem(options, &store.value(), &cluster, &stats, host, mountpoint.value());
   filesystem.register_rpcs();
   if (auto s = cluster.start(); !s) fail(s);
-  if (transport) cluster.set_hosts(bootstrap(mpi, *transport, host));
-  else cluster.set_hosts({host});
+  {
+    // MPI collectives have no timeout: a rank that never arrives would hold
+    // the others here forever.
+    BootstrapWatchdog watchdog(options.bootstrap_timeout_s, store->created() ? store->path() : std::string(),
+                               status_path);
+    if (transport) cluster.set_hosts(bootstrap(mpi, *transport, host));
+    else cluster.set_hosts({host});
+  }
   fs::FuseMount mount;
   SignalThread signals([&mount](int) { mount.exit(); });
   signals.prepare_loop_thread();
   if (auto s = mount.mount(mountpoint.value(), &filesystem, options); !s) fail(s);
   filesystem.set_session(mount.session());
+  status.state = "mounted";
+  status_file_write(status_path, status);
   if (mpi.size() > 1) {
+    BootstrapWatchdog watchdog(options.bootstrap_timeout_s, std::string(), status_path, mountpoint.value());
     if (auto s = mpi.barrier(); !s) fail(s);
   }
+  filesystem.set_ready();
+  status.state = "ready";
+  status_file_write(status_path, status);
   std::string ready_file;
   if (!options.ready_file.empty()) {
     ready_file = expand(options.ready_file);
@@ -189,6 +265,8 @@ int serve(int argc, char** argv, const fs::Options& options) {
   if (!signals.stop_requested()) loop_status = mount.loop(options);
   signals.loop_ended();
   if (!ready_file.empty()) ::unlink(ready_file.c_str());
+  status.state = "stopping";
+  status_file_write(status_path, status);
   mount.unmount();
   filesystem.stop();
   cluster.stop();
@@ -236,6 +314,8 @@ int main(int argc, char** argv) {
   }
   log_set_level(options.log_level);
   try {
+    if (options.show_info) return launcher::print_info(options);
+    if (options.wait_mode) return launcher::run_wait(argc, argv, options);
     return launcher::serve(argc, argv, options);
   } catch (const launcher::StartupError& e) {
     std::fprintf(stderr, "dsdfs-launch: error: %s\n", e.what());
