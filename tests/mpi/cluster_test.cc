@@ -483,41 +483,50 @@ TEST(RenameAcrossRanks, WriteTempThenRenameNeverShowsReadersAMissingFile) {
   ASSERT_TRUE(write_file(c.path(2, "target"), target_version(0)));
   expect_owner_everywhere(c, "target", 2);
 
+  // What the reader on rank 0 saw; the first example of each kind of problem is kept.
+  struct ReaderLog {
+    std::mutex mu;
+    int reads = 0, open_enoent = 0, open_errors = 0, read_errors = 0, torn = 0;
+    std::string first_open_enoent, first_open_error, first_read_error, first_torn;
+    void note(int* count, std::string* first, const std::string& what) {
+      std::lock_guard<std::mutex> lock(mu);
+      if ((*count)++ == 0) *first = what;
+    }
+  } rl;
   std::atomic<bool> done{false};
-  std::atomic<int> reads{0}, missing{0}, bad{0}, errors{0};
-  std::mutex mu;
-  std::string first_problem;
+  std::atomic<int> reads{0};
+  std::atomic<int> renames_done{0};
   std::thread reader([&] {
     while (!done.load()) {
       std::string got;
+      const std::string when = " (after " + std::to_string(renames_done.load()) + " renames)";
       Fd fd = Fd::open(c.path(0, "target"), O_RDONLY);
       if (!fd.valid()) {
-        (fd.error() == ENOENT ? missing : errors)++;
-        std::lock_guard<std::mutex> lock(mu);
-        if (first_problem.empty()) first_problem = "open on rank 0: " + fd.error_text();
+        if (fd.error() == ENOENT)
+          rl.note(&rl.open_enoent, &rl.first_open_enoent, "open: " + fd.error_text() + when);
+        else
+          rl.note(&rl.open_errors, &rl.first_open_error, "open: " + fd.error_text() + when);
         continue;
       }
       auto r = e2e::pread_all(fd.get(), 1 << 20, 0, &got);
       ++reads;
       if (!r) {
-        ++errors;
-        std::lock_guard<std::mutex> lock(mu);
-        if (first_problem.empty()) first_problem = std::string("read on rank 0: ") + r.message();
+        rl.note(&rl.read_errors, &rl.first_read_error, r.message() + when);
         continue;
       }
       int v = -1;
       if (sscanf(got.c_str(), "version %d\n", &v) != 1 || v < 0 || v > kIterations ||
           got != target_version(v)) {
-        ++bad;
-        std::lock_guard<std::mutex> lock(mu);
-        if (first_problem.empty())
-          first_problem = "rank 0 read " + std::to_string(got.size()) +
-                          " bytes that are no whole version (\"" + got.substr(0, 16) + "...\")";
+        rl.note(&rl.torn, &rl.first_torn,
+                std::to_string(got.size()) + " bytes that are no whole version (\"" +
+                    got.substr(0, 16) + "...\")" + when);
       }
     }
   });
 
   int last_writer = 2;
+  int last_version = kIterations;
+  int slow_renames = 0;
   for (int i = 1; i <= kIterations; ++i) {
     // the temp file is on the rank that does not own the target
     const int w = last_writer == 2 ? 1 : 2;
@@ -527,6 +536,7 @@ TEST(RenameAcrossRanks, WriteTempThenRenameNeverShowsReadersAMissingFile) {
     if (::rename(c.path(w, tmp).c_str(), c.path(w, "target").c_str()) != 0) {
       ADD_FAILURE() << "iteration " << i << ": rename(" << tmp << ", target) on rank " << w
                     << " (target owned by rank " << last_writer << "): " << errno_text(errno);
+      last_version = i - 1;
       break;
     }
     // No latency promise, but a rename that takes as long as the RPC timeout means that a
@@ -538,29 +548,39 @@ TEST(RenameAcrossRanks, WriteTempThenRenameNeverShowsReadersAMissingFile) {
         << " (target owned by rank " << last_writer << ") took " << took.count()
         << " ms, at least the RPC timeout";
     last_writer = w;
+    ++renames_done;
     // rename returns: every rank sees the new version
     for (int r = 0; r < 3; ++r) {
       EXPECT_TRUE(file_has(c.path(r, "target"), target_version(i)))
           << "iteration " << i << ", read on rank " << r << " right after the rename on rank "
           << w;
     }
+    // keep a broken daemon from making this test take a minute
+    if (took.count() >= c.options().rpc_timeout_s * 1000 && ++slow_renames == 3) {
+      ADD_FAILURE() << "stopping after " << i << " renames: 3 of them stalled for the RPC timeout";
+      last_version = i;
+      break;
+    }
   }
   // let the reader run a little after the last rename too
-  wait_until([&] { return reads.load() >= kIterations; }, 10s);
+  wait_until([&] { return reads.load() >= last_version; }, 10s);
   done = true;
   reader.join();
 
-  EXPECT_EQ(missing.load(), 0) << "rank 0 got ENOENT for target during renames; first: "
-                               << first_problem;
-  EXPECT_EQ(errors.load(), 0) << "first: " << first_problem;
-  EXPECT_EQ(bad.load(), 0) << "first: " << first_problem;
-  EXPECT_GE(reads.load(), kIterations) << "the reader on rank 0 hardly ran";
-  expect_content_everywhere(c, "target", target_version(kIterations));
+  EXPECT_EQ(rl.open_enoent, 0) << "open(target) on rank 0 failed with ENOENT during renames; "
+                                   "first: " << rl.first_open_enoent;
+  EXPECT_EQ(rl.open_errors, 0) << "open(target) on rank 0 failed; first: " << rl.first_open_error;
+  EXPECT_EQ(rl.read_errors, 0) << "read of an open target on rank 0 failed; first: "
+                               << rl.first_read_error;
+  EXPECT_EQ(rl.torn, 0) << "rank 0 read a mix of versions; first: " << rl.first_torn;
+  EXPECT_GE(reads.load(), last_version) << "the reader on rank 0 hardly ran";
+  expect_content_everywhere(c, "target", target_version(last_version));
   expect_owner_everywhere(c, "target", last_writer);
   const int other = last_writer == 1 ? 2 : 1;
   EXPECT_FALSE(e2e::path_exists(c.store_path(other, "target")))
       << "rank " << other << " still stores the replaced target";
-  for (int i = 1; i <= kIterations; ++i) expect_absent_everywhere(c, "target.tmp." + std::to_string(i));
+  for (int i = 1; i <= last_version; ++i)
+    expect_absent_everywhere(c, "target.tmp." + std::to_string(i));
   std::string out;
   ASSERT_TRUE(sh_ok(c, "ls " + shq(c.mnt(0)), &out));
   EXPECT_EQ(out, "target\n");
@@ -582,7 +602,9 @@ TEST(RenameAcrossRanks, RenameOfARemoteFileFromAThirdRank) {
   expect_content_everywhere(c, "b", a);
 
   // rank 0 renames it over rank 2's file
-  ASSERT_EQ(::rename(c.path(0, "b").c_str(), c.path(0, "t").c_str()), 0)
+  // EXPECT, not ASSERT: if the call reports an error, the checks below show whether it was
+  // applied anyway.
+  EXPECT_EQ(::rename(c.path(0, "b").c_str(), c.path(0, "t").c_str()), 0)
       << "rename(b, t) on rank 0, b owned by rank 1, t by rank 2: " << errno_text(errno);
   expect_absent_everywhere(c, "b");
   expect_content_everywhere(c, "t", a);
