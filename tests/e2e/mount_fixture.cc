@@ -43,21 +43,22 @@ std::string errno_text(int err) {
   return ::testing::AssertionFailure() << expr << " failed: " << errno_text(r.err);
 }
 
-::testing::AssertionResult sys_fails_with(const char* expr, SysResult r,
-                                          std::initializer_list<int> allowed) {
+::testing::AssertionResult sys_call_check(const char*, const SysCall& call) {
+  if (call.allowed.empty()) return sys_ok(call.expr, call.result);
   std::string want;
-  for (int e : allowed) {
+  for (int e : call.allowed) {
     if (!want.empty()) want += " or ";
     want += errno_text(e);
   }
-  if (r.rc >= 0) {
-    return ::testing::AssertionFailure()
-           << expr << " succeeded (returned " << r.rc << "), expected failure with " << want;
+  if (call.result.rc >= 0) {
+    return ::testing::AssertionFailure() << call.expr << " succeeded (returned "
+                                         << call.result.rc << "), expected failure with "
+                                         << want;
   }
-  for (int e : allowed)
-    if (e == r.err) return ::testing::AssertionSuccess();
+  for (int e : call.allowed)
+    if (e == call.result.err) return ::testing::AssertionSuccess();
   return ::testing::AssertionFailure()
-         << expr << " failed with " << errno_text(r.err) << ", expected " << want;
+         << call.expr << " failed with " << errno_text(call.result.err) << ", expected " << want;
 }
 
 // ---------------------------------------------------------------------------------------

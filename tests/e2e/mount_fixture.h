@@ -44,23 +44,32 @@ struct SysResult {
 inline SysResult sys_result(long rc) { return {rc, rc < 0 ? errno : 0}; }
 
 ::testing::AssertionResult sys_ok(const char* expr, SysResult r);
-::testing::AssertionResult sys_fails_with(const char* expr, SysResult r,
-                                          std::initializer_list<int> allowed);
+
+// One checked call for the macros below: its source text, result, and the errno values a
+// failure may have (empty: it must succeed). Formatted by sys_call_check for gtest, so that
+// a failure reads "mkdir(...) failed: EMFILE (Too many open files)" and nothing else.
+struct SysCall {
+  const char* expr;
+  SysResult result;
+  std::vector<int> allowed;
+};
+::testing::AssertionResult sys_call_check(const char* /*macro text*/, const SysCall& call);
 
 }  // namespace dsdfs::e2e
 
+#define DSDFS_E2E_SYS_CALL_(call, ...)                                                    \
+  (::dsdfs::e2e::SysCall{#call, ::dsdfs::e2e::sys_result(static_cast<long>(call)), \
+                         std::vector<int>{__VA_ARGS__}})
 // Assert/expect that a system call (returning -1 + errno on failure) succeeds.
 #define ASSERT_SYS_OK(call) \
-  ASSERT_TRUE(::dsdfs::e2e::sys_ok(#call, ::dsdfs::e2e::sys_result(static_cast<long>(call))))
+  ASSERT_PRED_FORMAT1(::dsdfs::e2e::sys_call_check, DSDFS_E2E_SYS_CALL_(call))
 #define EXPECT_SYS_OK(call) \
-  EXPECT_TRUE(::dsdfs::e2e::sys_ok(#call, ::dsdfs::e2e::sys_result(static_cast<long>(call))))
+  EXPECT_PRED_FORMAT1(::dsdfs::e2e::sys_call_check, DSDFS_E2E_SYS_CALL_(call))
 // Assert/expect that a system call fails with one of the given errno values.
-#define ASSERT_SYS_ERRNO(call, ...)                                                       \
-  ASSERT_TRUE(::dsdfs::e2e::sys_fails_with(                                              \
-      #call, ::dsdfs::e2e::sys_result(static_cast<long>(call)), {__VA_ARGS__}))
-#define EXPECT_SYS_ERRNO(call, ...)                                                       \
-  EXPECT_TRUE(::dsdfs::e2e::sys_fails_with(                                              \
-      #call, ::dsdfs::e2e::sys_result(static_cast<long>(call)), {__VA_ARGS__}))
+#define ASSERT_SYS_ERRNO(call, ...) \
+  ASSERT_PRED_FORMAT1(::dsdfs::e2e::sys_call_check, DSDFS_E2E_SYS_CALL_(call, __VA_ARGS__))
+#define EXPECT_SYS_ERRNO(call, ...) \
+  EXPECT_PRED_FORMAT1(::dsdfs::e2e::sys_call_check, DSDFS_E2E_SYS_CALL_(call, __VA_ARGS__))
 
 namespace dsdfs::e2e {
 

@@ -598,8 +598,19 @@ TEST_F(Posix, RenameDirectoryMovesTheSubtree) {
   EXPECT_SYS_ERRNO(access(p("d1").c_str(), F_OK), ENOENT);
   EXPECT_TRUE(file_has(p("d2/sub/f"), "deep"));
 
+  // A descriptor opened on a directory before it moves keeps naming that directory.
+  Fd sub = Fd::open(p("d2/sub"), O_RDONLY | O_DIRECTORY);
+  ASSERT_FD(sub);
   ASSERT_SYS_OK(mkdir(p("other").c_str(), 0755));
   ASSERT_SYS_OK(rename(p("d2").c_str(), p("other/d3").c_str()));
+  {
+    Fd f = Fd::openat(sub.get(), "via-old-fd", O_CREAT | O_WRONLY, 0644);
+    ASSERT_FD(f);
+    ASSERT_TRUE(pwrite_all(f.get(), "fd", 0));
+  }
+  EXPECT_TRUE(file_has(p("other/d3/sub/via-old-fd"), "fd"));
+  EXPECT_TRUE(file_has(sp("other/d3/sub/via-old-fd"), "fd"));
+  ASSERT_SYS_OK(unlinkat(sub.get(), "via-old-fd", 0));
   EXPECT_TRUE(file_has(p("other/d3/sub/f"), "deep"));
   // New files in the moved directory land in the right place.
   ASSERT_TRUE(write_file(p("other/d3/sub/g"), "later"));
@@ -1414,6 +1425,79 @@ TEST_F(Posix, OpenFlagsExclCreatDirectory) {
   EXPECT_SYS_ERRNO(open(p("f/x").c_str(), O_RDONLY | O_CLOEXEC), ENOTDIR);
 }
 
+// O_DIRECT (databases staging bulk loads use it): aligned I/O works, or open says EINVAL.
+TEST_F(Posix, ODirectWorksOrIsRefusedWithEinval) {
+  Fd fd = Fd::open(p("direct"), O_CREAT | O_RDWR | O_DIRECT, 0644);
+  if (!fd.valid()) {
+    ASSERT_EQ(fd.error(), EINVAL) << "open(O_DIRECT): " << fd.error_text();
+    RecordProperty("o_direct", "EINVAL");
+    return;
+  }
+  constexpr size_t kLen = 64 * 1024;
+  void* mem = nullptr;
+  ASSERT_EQ(posix_memalign(&mem, 4096, kLen), 0);
+  std::unique_ptr<void, decltype(&free)> buf(mem, &free);
+  const std::string data = pattern_bytes(kLen, 17);
+  std::memcpy(buf.get(), data.data(), kLen);
+  ASSERT_EQ(pwrite(fd.get(), buf.get(), kLen, 4096), static_cast<ssize_t>(kLen))
+      << errno_text(errno);
+  std::memset(buf.get(), 0, kLen);
+  ASSERT_EQ(pread(fd.get(), buf.get(), kLen, 4096), static_cast<ssize_t>(kLen))
+      << errno_text(errno);
+  EXPECT_EQ(std::memcmp(buf.get(), data.data(), kLen), 0);
+  ASSERT_EQ(fd.close(), 0);
+  // Buffered readers see what O_DIRECT wrote.
+  EXPECT_TRUE(file_has(p("direct"), std::string(4096, '\0') + data));
+  EXPECT_TRUE(file_has(sp("direct"), std::string(4096, '\0') + data));
+}
+
+// Names are bytes: spaces, control characters, UTF-8, and %r/%h (which must not be
+// expanded in file names) all round-trip, on the mount and in the store.
+TEST_F(Posix, UnusualNamesRoundTrip) {
+  const std::vector<std::string> names = {
+      "with space",   "tab\tname",  "new\nline", "\xc3\xbcn\xc3\xaf" "c\xc3\xb6" "d\xc3\xa9",
+      "-leading-dash", "...",       ".hidden",   "percent%r%h%%",
+      "back\\slash",  "quote'\"",   "star*?[x]", std::string("\x01\x7f\xff", 3)};
+  for (const auto& n : names) {
+    ASSERT_TRUE(write_file(p(n), "name: " + n)) << ::testing::PrintToString(n);
+  }
+  ASSERT_SYS_OK(mkdir(p("dir with space").c_str(), 0755));
+  ASSERT_TRUE(write_file(p("dir with space/inner %r"), "inner"));
+  std::vector<DirEntry> entries;
+  ASSERT_TRUE(list_dir(dir_, &entries));
+  std::vector<std::string> want = names;
+  want.push_back("dir with space");
+  std::sort(want.begin(), want.end());
+  EXPECT_EQ(names_of(entries), want);
+  for (const auto& n : names) {
+    EXPECT_TRUE(file_has(p(n), "name: " + n)) << ::testing::PrintToString(n);
+    EXPECT_TRUE(file_has(sp(n), "name: " + n)) << "in the store: " << ::testing::PrintToString(n);
+  }
+  EXPECT_TRUE(file_has(sp("dir with space/inner %r"), "inner"));
+  ASSERT_SYS_OK(rename(p("new\nline").c_str(), p("renamed\nline").c_str()));
+  EXPECT_TRUE(file_has(p("renamed\nline"), "name: new\nline"));
+}
+
+// With the kernel's write cache, sizes and truncation must stay coherent before close.
+TEST_F(Posix, SizeAndTruncateAreCoherentBeforeClose) {
+  Fd fd = Fd::open(p("f"), O_CREAT | O_RDWR, 0644);
+  ASSERT_FD(fd);
+  ASSERT_TRUE(pwrite_all(fd.get(), std::string(4096, 'a'), 0));
+  struct stat st;
+  ASSERT_SYS_OK(stat(p("f").c_str(), &st));
+  EXPECT_EQ(st.st_size, 4096) << "stat by path while the writer is still open";
+  ASSERT_SYS_OK(truncate(p("f").c_str(), 100));
+  ASSERT_SYS_OK(fstat(fd.get(), &st));
+  EXPECT_EQ(st.st_size, 100) << "fstat after truncate by path";
+  std::string got;
+  ASSERT_TRUE(pread_all(fd.get(), 8192, 0, &got));
+  EXPECT_EQ(got, std::string(100, 'a'));
+  ASSERT_TRUE(pwrite_all(fd.get(), "z", 200));
+  ASSERT_EQ(fd.close(), 0);
+  EXPECT_TRUE(file_has(p("f"), std::string(100, 'a') + std::string(100, '\0') + "z"));
+  EXPECT_TRUE(file_has(sp("f"), std::string(100, 'a') + std::string(100, '\0') + "z"));
+}
+
 // ---------------------------------------------------------------------------------------
 // the store
 
@@ -1462,6 +1546,81 @@ TEST_F(Posix, ParallelWritersOnDistinctFiles) {
   std::vector<DirEntry> entries;
   ASSERT_TRUE(list_dir(dir_, &entries));
   EXPECT_EQ(entries.size(), static_cast<size_t>(kThreads * kFilesEach));
+}
+
+// ---------------------------------------------------------------------------------------
+// tests that need a daemon of their own (they would disturb the others)
+
+class PosixOwnDaemon : public ::testing::Test {
+ protected:
+  void start() {
+    DsdfsConfig config;
+    config.root = tmp_.path();
+    inst_ = std::make_unique<DsdfsInstance>(config);
+    ASSERT_TRUE(inst_->start());
+  }
+  void TearDown() override {
+    if (HasFailure() && inst_) {
+      fprintf(stderr, "---- dsdfs-launch log ----\n%s---- end of log ----\n",
+              inst_->log_since(0).c_str());
+    }
+    if (inst_ && inst_->running()) {
+      auto stopped = inst_->stop();
+      EXPECT_TRUE(stopped) << stopped.message();
+    }
+    inst_.reset();
+  }
+  TempDir tmp_{"dsdfs-e2e-own"};
+  std::unique_ptr<DsdfsInstance> inst_;
+};
+
+// A job can create more files than the daemon may hold descriptors. Every file must stay
+// reachable: creating, listing and reading them must not fail with EMFILE or ENFILE.
+TEST_F(PosixOwnDaemon, MoreFilesThanTheDaemonsDescriptorLimit) {
+  watchdog_extend_current_test(std::chrono::seconds(150));
+  ASSERT_NO_FATAL_FAILURE(start());
+  // The daemon's own limit, from /proc (it may have raised its soft limit up to the hard).
+  std::string limits = slurp("/proc/" + std::to_string(inst_->pid()) + "/limits");
+  size_t at = limits.find("Max open files");
+  ASSERT_NE(at, std::string::npos) << limits;
+  unsigned long soft = 0, hard = 0;
+  char hard_text[32] = {};
+  ASSERT_GE(sscanf(limits.c_str() + at + strlen("Max open files"), " %lu %31s", &soft,
+                   hard_text),
+            1);
+  hard = strcmp(hard_text, "unlimited") == 0 ? soft : strtoul(hard_text, nullptr, 10);
+  const unsigned long limit = std::max(soft, hard);
+  if (limit > 60000)
+    GTEST_SKIP() << "the daemon may open " << limit
+                 << " files; exceeding that would make this test too slow";
+  const int files = static_cast<int>(limit) + 2000;
+  RecordProperty("files", files);
+  int failed_at = -1;
+  std::string why;
+  for (int i = 0; i < files; ++i) {
+    char name[32];
+    snprintf(name, sizeof name, "n%06d", i);
+    Fd fd = Fd::open(inst_->path(name), O_CREAT | O_WRONLY, 0644);
+    if (!fd.valid()) {
+      failed_at = i;
+      why = fd.error_text();
+      break;
+    }
+  }
+  ASSERT_EQ(failed_at, -1) << "creating file " << failed_at << " of " << files
+                           << " failed: " << why << " (daemon descriptor limit " << limit
+                           << ")";
+  std::vector<DirEntry> entries;
+  ASSERT_TRUE(list_dir(inst_->mnt(), &entries));
+  EXPECT_EQ(entries.size(), static_cast<size_t>(files));
+  // Read a spread of them back, first ones included (their inodes are the oldest).
+  for (int i = 0; i < files; i += files / 50) {
+    char name[32];
+    snprintf(name, sizeof name, "n%06d", i);
+    EXPECT_TRUE(file_has(inst_->path(name), "")) << name;
+  }
+  EXPECT_TRUE(write_file(inst_->path("after"), "still works"));
+  EXPECT_TRUE(file_has(inst_->path("after"), "still works"));
 }
 
 // ---------------------------------------------------------------------------------------
