@@ -10,7 +10,10 @@
 #include <fcntl.h>
 #include <linux/falloc.h>
 #include <linux/magic.h>
+#include <sys/file.h>
 #include <sys/mman.h>
+#include <sys/sysmacros.h>
+#include <sys/wait.h>
 #include <sys/stat.h>
 #include <sys/statfs.h>
 #include <sys/statvfs.h>
@@ -1496,6 +1499,84 @@ TEST_F(Posix, SizeAndTruncateAreCoherentBeforeClose) {
   ASSERT_EQ(fd.close(), 0);
   EXPECT_TRUE(file_has(p("f"), std::string(100, 'a') + std::string(100, '\0') + "z"));
   EXPECT_TRUE(file_has(sp("f"), std::string(100, 'a') + std::string(100, '\0') + "z"));
+}
+
+// Documented limits (docs/user-guide.md): device nodes EPERM, FIFOs local and working.
+TEST_F(Posix, DeviceNodesAreRefusedAndFifosWork) {
+  EXPECT_SYS_ERRNO(mknod(p("null").c_str(), S_IFCHR | 0666, makedev(1, 3)), EPERM);
+  EXPECT_FALSE(path_exists(p("null")));
+  ASSERT_SYS_OK(mkfifo(p("fifo").c_str(), 0644));
+  struct stat st;
+  ASSERT_SYS_OK(lstat(p("fifo").c_str(), &st));
+  EXPECT_TRUE(S_ISFIFO(st.st_mode));
+  // Both ends open on this node: bytes pass.
+  Fd r = Fd::open(p("fifo"), O_RDONLY | O_NONBLOCK);
+  ASSERT_FD(r);
+  Fd w = Fd::open(p("fifo"), O_WRONLY | O_NONBLOCK);
+  ASSERT_FD(w);
+  ASSERT_EQ(write(w.get(), "pipe", 4), 4);
+  char buf[8];
+  EXPECT_EQ(read(r.get(), buf, sizeof buf), 4);
+  EXPECT_EQ(std::string(buf, 4), "pipe");
+  std::vector<DirEntry> entries;
+  ASSERT_TRUE(list_dir(dir_, &entries));
+  ASSERT_EQ(entries.size(), 1u);
+  EXPECT_EQ(entries[0].type, DT_FIFO);
+}
+
+// Locks are local to the node (documented); on one node they must exclude each other.
+TEST_F(Posix, FlockAndFcntlLocksExcludeOtherHolders) {
+  ASSERT_TRUE(write_file(p("f"), "locked"));
+  Fd a = Fd::open(p("f"), O_RDWR);
+  Fd b = Fd::open(p("f"), O_RDWR);
+  ASSERT_FD(a);
+  ASSERT_FD(b);
+  ASSERT_SYS_OK(flock(a.get(), LOCK_EX));
+  EXPECT_SYS_ERRNO(flock(b.get(), LOCK_EX | LOCK_NB), EWOULDBLOCK);
+  ASSERT_SYS_OK(flock(a.get(), LOCK_UN));
+  EXPECT_SYS_OK(flock(b.get(), LOCK_EX | LOCK_NB));
+  ASSERT_SYS_OK(flock(b.get(), LOCK_UN));
+
+  // POSIX record locks conflict between processes: the child may not take ours.
+  struct flock lk = {};
+  lk.l_type = F_WRLCK;
+  lk.l_whence = SEEK_SET;
+  lk.l_start = 0;
+  lk.l_len = 3;
+  ASSERT_SYS_OK(fcntl(a.get(), F_SETLK, &lk));
+  pid_t child = fork();
+  ASSERT_GE(child, 0);
+  if (child == 0) {
+    // Async-signal-safe calls only (the parent has threads).
+    struct flock mine = {};
+    mine.l_type = F_WRLCK;
+    mine.l_whence = SEEK_SET;
+    mine.l_start = 1;
+    mine.l_len = 1;
+    int rc = fcntl(b.get(), F_SETLK, &mine);
+    int conflict = rc != 0 && (errno == EAGAIN || errno == EACCES);
+    mine.l_start = 10;  // outside the parent's range: must work
+    int free_ok = fcntl(b.get(), F_SETLK, &mine) == 0;
+    _exit(conflict && free_ok ? 0 : (conflict ? 2 : 1));
+  }
+  int st = 0;
+  ASSERT_EQ(waitpid(child, &st, 0), child);
+  EXPECT_TRUE(WIFEXITED(st) && WEXITSTATUS(st) == 0)
+      << describe_status(st)
+      << " (1: another process took a byte range we hold; 2: a free range was refused)";
+}
+
+// dsdfs's own read-only attributes (docs/user-guide.md): owner of a file, reserved names.
+TEST_F(Posix, DsdfsOwnerAttributeAndReservedNamespace) {
+  ASSERT_TRUE(write_file(p("f"), "f"));
+  char buf[256];
+  ssize_t n = getxattr(p("f").c_str(), "user.dsdfs.owner", buf, sizeof buf);
+  ASSERT_GT(n, 0) << "getxattr(user.dsdfs.owner): " << errno_text(errno);
+  std::string owner(buf, n);
+  EXPECT_TRUE(owner.starts_with("0 ")) << "owner of a file made by rank 0: " << owner;
+  EXPECT_NE(owner.find(short_hostname()), std::string::npos) << owner;
+  EXPECT_SYS_ERRNO(setxattr(p("f").c_str(), "user.dsdfs.owner", "1", 1, 0), EPERM);
+  EXPECT_SYS_ERRNO(setxattr(p("f").c_str(), "user.dsdfs.mine", "1", 1, 0), EPERM);
 }
 
 // ---------------------------------------------------------------------------------------
