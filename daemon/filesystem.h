@@ -93,7 +93,6 @@ class Filesystem {
   void open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info* fi);
   void read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, struct fuse_file_info* fi);
   void write_buf(fuse_req_t req, fuse_ino_t ino, struct fuse_bufvec* in, off_t off, struct fuse_file_info* fi);
-  void flush(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info* fi);
   void release(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info* fi);
   void fsync(fuse_req_t req, fuse_ino_t ino, int datasync, struct fuse_file_info* fi);
   void fallocate(fuse_req_t req, fuse_ino_t ino, int mode, off_t off, off_t len, struct fuse_file_info* fi);
@@ -183,7 +182,10 @@ class Filesystem {
   void adopt_for_caller(fuse_req_t req, const Inode& parent, const char* name);
   // Replies with a fresh entry for a just-made object, or the error.
   void reply_new_entry(fuse_req_t req, const Inode& parent, const char* name, int saved_errno);
-  int stat_inode(const Inode& inode, struct stat* st);
+  int stat_inode(const std::shared_ptr<Inode>& inode, struct stat* st);
+  // The O_PATH handle of a local object, reopened by name if it was evicted;
+  // nullptr (ESTALE) if the object is no longer at that name.
+  std::shared_ptr<UniqueFd> object_fd(const std::shared_ptr<Inode>& inode);
   void translate(struct stat* st) const;
   // Path of an O_PATH handle, usable with path-based syscalls.
   static std::string proc_path(int fd);

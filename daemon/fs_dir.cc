@@ -45,7 +45,7 @@ void Filesystem::opendir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info* 
   if (!inode) return (void)fuse_reply_err(req, ESTALE);
   if (!S_ISDIR(inode->type)) return (void)fuse_reply_err(req, ENOTDIR);
   auto d = std::make_unique<DirHandle>();
-  d->fd.reset(::openat(inode->fd.get(), ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+  d->fd.reset(::openat(inode->dir_fd(), ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC));
   if (!d->fd.valid()) return (void)fuse_reply_err(req, errno);
   fi->fh = reinterpret_cast<uint64_t>(d.get());
   fi->keep_cache = 0;
@@ -101,7 +101,7 @@ void Filesystem::readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
   DirHandle* d = dir_handle(fi);
   if (off == 0 || !d->listed) {
     std::vector<DirEntryInfo> entries;
-    if (int err = list_dir(*inode, inode->fd.get(), &entries)) return (void)fuse_reply_err(req, err);
+    if (int err = list_dir(*inode, inode->dir_fd(), &entries)) return (void)fuse_reply_err(req, err);
     d->entries.clear();
     for (auto& e : entries) d->entries.push_back({std::move(e.name), e.type, e.ino, e.local});
     d->listed = true;

@@ -2,10 +2,12 @@
 // Name-space operations on owned objects: lookup, attributes, create/remove/rename.
 #include <fcntl.h>
 #include <limits.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/statvfs.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cstring>
 
 #include "common/hash.h"
@@ -46,6 +48,12 @@ Filesystem::Filesystem(Options options, Store* store, Cluster* cluster, Stats* s
     std::abort();
   }
   dirs_.add(0, std::make_shared<UniqueFd>(::dup(root.get())), st.st_dev, st.st_ino);
+  // Half of the descriptors for the handles of files the kernel knows; the
+  // rest for directories, open files, caches and the network.
+  struct rlimit rl;
+  if (::getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur != RLIM_INFINITY) {
+    inodes_.set_handle_budget(std::max<size_t>(256, rl.rlim_cur / 2));
+  }
   inodes_.set_root(std::move(root), st);
 }
 
@@ -55,8 +63,28 @@ std::string Filesystem::proc_path(int fd) { return "/proc/self/fd/" + std::to_st
 
 void Filesystem::translate(struct stat* st) const { st->st_ino = global_ino(st->st_ino); }
 
-int Filesystem::stat_inode(const Inode& inode, struct stat* st) {
-  if (::fstatat(inode.fd.get(), "", st, AT_EMPTY_PATH | AT_SYMLINK_NOFOLLOW) != 0) return errno;
+std::shared_ptr<UniqueFd> Filesystem::object_fd(const std::shared_ptr<Inode>& inode) {
+  if (auto h = inode->handle()) return h;
+  // Evicted to stay within the descriptor budget: reopen it by name.
+  auto [dir, name] = inode->place();
+  auto dfd = local_dir(dir);
+  if (!dfd) return nullptr;
+  UniqueFd fd(::openat(dfd->get(), name.c_str(), O_PATH | O_NOFOLLOW | O_CLOEXEC));
+  struct stat st;
+  if (!fd.valid() || ::fstatat(fd.get(), "", &st, AT_EMPTY_PATH | AT_SYMLINK_NOFOLLOW) != 0 ||
+      st.st_dev != inode->src_dev || st.st_ino != inode->src_ino) {
+    return nullptr;
+  }
+  auto h = std::make_shared<UniqueFd>(std::move(fd));
+  inode->set_handle(h);
+  inodes_.note_file_handle(inode);
+  return h;
+}
+
+int Filesystem::stat_inode(const std::shared_ptr<Inode>& inode, struct stat* st) {
+  auto h = object_fd(inode);
+  if (!h) return ESTALE;
+  if (::fstatat(h->get(), "", st, AT_EMPTY_PATH | AT_SYMLINK_NOFOLLOW) != 0) return errno;
   translate(st);
   return 0;
 }
@@ -66,7 +94,7 @@ int Filesystem::do_lookup(const Inode& parent, const char* name, struct fuse_ent
   e->attr_timeout = kAttrTimeout;
   e->entry_timeout = entry_timeout_;
   if (name_too_long(name)) return ENAMETOOLONG;
-  UniqueFd fd(::openat(parent.fd.get(), name, O_PATH | O_NOFOLLOW | O_CLOEXEC));
+  UniqueFd fd(::openat(parent.dir_fd(), name, O_PATH | O_NOFOLLOW | O_CLOEXEC));
   if (!fd.valid()) return errno;
   if (::fstatat(fd.get(), "", &e->attr, AT_EMPTY_PATH | AT_SYMLINK_NOFOLLOW) != 0) return errno;
   uint64_t dir_id = 0;
@@ -82,6 +110,7 @@ int Filesystem::do_lookup(const Inode& parent, const char* name, struct fuse_ent
     }
   }
   auto inode = inodes_.lookup(std::move(fd), e->attr, dir_id);
+  if (!S_ISDIR(e->attr.st_mode)) inode->set_place(parent.dir_id, name);
   e->ino = inode->id;
   translate(&e->attr);
   return 0;
@@ -136,7 +165,7 @@ void Filesystem::getattr(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info*)
     if (err) return (void)fuse_reply_err(req, err);
     return (void)fuse_reply_attr(req, &st, 0);
   }
-  if (int err = stat_inode(*inode, &st)) return (void)fuse_reply_err(req, err);
+  if (int err = stat_inode(inode, &st)) return (void)fuse_reply_err(req, err);
   fuse_reply_attr(req, &st, kAttrTimeout);
 }
 
@@ -175,7 +204,9 @@ void Filesystem::setattr(fuse_req_t req, fuse_ino_t ino, struct stat* attr, int 
     if (int err = dir_mutate(c.encode())) return (void)fuse_reply_err(req, err);
     return getattr(req, ino, nullptr);
   }
-  const int ifd = inode->fd.get();
+  auto object = object_fd(inode);
+  if (!object) return (void)fuse_reply_err(req, ESTALE);
+  const int ifd = object->get();
   const int hfd = h ? h->fd : -1;
   const bool is_symlink = S_ISLNK(inode->type);
   int rc = 0;
@@ -241,8 +272,10 @@ void Filesystem::readlink(fuse_req_t req, fuse_ino_t ino) {
     if (target.size() > PATH_MAX || target.find('\0') != std::string::npos) return (void)fuse_reply_err(req, EPROTO);
     return (void)fuse_reply_readlink(req, target.c_str());
   }
+  auto object = object_fd(inode);
+  if (!object) return (void)fuse_reply_err(req, ESTALE);
   char buf[PATH_MAX + 1];
-  ssize_t n = ::readlinkat(inode->fd.get(), "", buf, sizeof buf);
+  ssize_t n = ::readlinkat(object->get(), "", buf, sizeof buf);
   if (n < 0) return (void)fuse_reply_err(req, errno);
   if (n == static_cast<ssize_t>(sizeof buf)) return (void)fuse_reply_err(req, ENAMETOOLONG);
   buf[n] = '\0';
@@ -253,7 +286,7 @@ void Filesystem::adopt_for_caller(fuse_req_t req, const Inode& parent, const cha
   if (!run_as_root_) return;
   const struct fuse_ctx* ctx = fuse_req_ctx(req);
   if (ctx->uid == 0 && ctx->gid == 0) return;
-  if (::fchownat(parent.fd.get(), name, ctx->uid, ctx->gid, AT_SYMLINK_NOFOLLOW) != 0) {
+  if (::fchownat(parent.dir_fd(), name, ctx->uid, ctx->gid, AT_SYMLINK_NOFOLLOW) != 0) {
     DSDFS_WARN("cannot hand %s to uid %u: %s", name, ctx->uid, std::strerror(errno));
   }
 }
@@ -278,7 +311,7 @@ int Filesystem::claim_and_make(const Inode& dir, const char* name, uint32_t clai
   {
     std::shared_lock gate(dir_gate_);
     if (dir_closing(dir.dir_id)) err = ENOENT;
-    else if (make(dir.fd.get()) != 0) err = errno;
+    else if (make(dir.dir_fd()) != 0) err = errno;
   }
   if (err && claim->result == LocatorShard::ClaimResult::kNew) loc_remove(dir.dir_id, name, rank_);
   return err;
@@ -331,8 +364,8 @@ void Filesystem::link(fuse_req_t req, fuse_ino_t, fuse_ino_t, const char*) {
 void Filesystem::unlink(fuse_req_t req, fuse_ino_t parent, const char* name) {
   auto dir = inode_of(parent);
   if (!dir) return (void)fuse_reply_err(req, ESTALE);
-  unexport(dir->fd.get(), name);
-  if (::unlinkat(dir->fd.get(), name, 0) == 0) {
+  unexport(dir->dir_fd(), name);
+  if (::unlinkat(dir->dir_fd(), name, 0) == 0) {
     loc_remove(dir->dir_id, name, rank_);  // a no-op if the name already moved to another rank
     return (void)fuse_reply_err(req, 0);
   }
@@ -374,10 +407,18 @@ int Filesystem::rename_local_file(uint64_t src_dir, const std::string& src_name,
     claimed_exclusive = claim->result == LocatorShard::ClaimResult::kNew;
   }
   int err = 0;
+  struct stat moved;
+  bool known = ::fstatat(src_fd, src_name.c_str(), &moved, AT_SYMLINK_NOFOLLOW) == 0;
   {
     std::shared_lock gate(dir_gate_);
     if (dir_closing(dst_dir)) err = ENOENT;
     else if (::renameat2(src_fd, src_name.c_str(), dst_fd, dst_name.c_str(), flags) != 0) err = errno;
+  }
+  if (!err && known) {
+    // An evicted handle is reopened by name: keep the name current.
+    if (uint64_t id = inodes_.find_local(moved.st_dev, moved.st_ino)) {
+      if (auto inode = inodes_.get(id)) inode->set_place(dst_dir, dst_name);
+    }
   }
   if (err) {
     if (claimed_exclusive) loc_remove(dst_dir, dst_name, rank_);
@@ -406,7 +447,7 @@ void Filesystem::rename(fuse_req_t req, fuse_ino_t parent, const char* name, fus
   if (name_too_long(newname)) return (void)fuse_reply_err(req, ENAMETOOLONG);
   if (flags & ~(RENAME_NOREPLACE | RENAME_EXCHANGE)) return (void)fuse_reply_err(req, EINVAL);
   struct stat st;
-  if (::fstatat(from->fd.get(), name, &st, AT_SYMLINK_NOFOLLOW) == 0) {
+  if (::fstatat(from->dir_fd(), name, &st, AT_SYMLINK_NOFOLLOW) == 0) {
     if (S_ISDIR(st.st_mode)) {
       DirChange c;
       c.kind = DirChange::kRename;
@@ -417,8 +458,8 @@ void Filesystem::rename(fuse_req_t req, fuse_ino_t parent, const char* name, fus
       c.flags = flags;
       return (void)fuse_reply_err(req, dir_mutate(c.encode()));
     }
-    return (void)fuse_reply_err(req, rename_local_file(from->dir_id, name, from->fd.get(), to->dir_id, newname,
-                                                       to->fd.get(), flags));
+    return (void)fuse_reply_err(req, rename_local_file(from->dir_id, name, from->dir_fd(), to->dir_id, newname,
+                                                       to->dir_fd(), flags));
   }
   if (errno != ENOENT || cluster_->nranks() == 1) return (void)fuse_reply_err(req, errno);
   auto owner = find_owner(from->dir_id, name);

@@ -57,7 +57,7 @@ void Filesystem::create(fuse_req_t req, fuse_ino_t parent, const char* name, mod
   {
     std::shared_lock gate(dir_gate_);
     fd = dir_closing(dir->dir_id) ? (errno = ENOENT, -1)
-                                  : ::openat(dir->fd.get(), name, store_open_flags(fi->flags) | O_CREAT, mode);
+                                  : ::openat(dir->dir_fd(), name, store_open_flags(fi->flags) | O_CREAT, mode);
   }
   if (fd < 0) {
     int err = errno;
@@ -94,7 +94,9 @@ void Filesystem::open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info* fi)
   }
   if (inode->gone.load()) return (void)fuse_reply_err(req, ESTALE);
   if (fi->flags & O_TRUNC) exports_.drop(global_ino(inode->src_ino));
-  int fd = ::open(proc_path(inode->fd.get()).c_str(), store_open_flags(fi->flags));
+  auto object = object_fd(inode);
+  if (!object) return (void)fuse_reply_err(req, ESTALE);
+  int fd = ::open(proc_path(object->get()).c_str(), store_open_flags(fi->flags));
   if (fd < 0) return (void)fuse_reply_err(req, errno);
   auto h = std::make_unique<FileHandle>();
   h->fd = fd;
@@ -132,12 +134,6 @@ void Filesystem::write_buf(fuse_req_t req, fuse_ino_t, struct fuse_bufvec* in, o
   if (n < 0) return (void)fuse_reply_err(req, static_cast<int>(-n));
   stats_add(stats_->bytes_written_local, static_cast<uint64_t>(n));
   fuse_reply_write(req, static_cast<size_t>(n));
-}
-
-void Filesystem::flush(fuse_req_t req, fuse_ino_t, struct fuse_file_info*) {
-  // The kernel has written dirty pages back before FLUSH: the bytes are in the
-  // store's file system, visible to every later open on any rank.
-  fuse_reply_err(req, 0);
 }
 
 void Filesystem::release(fuse_req_t req, fuse_ino_t, struct fuse_file_info* fi) {

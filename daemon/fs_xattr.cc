@@ -15,6 +15,9 @@ namespace dsdfs::fs {
 
 namespace {
 constexpr const char* kPrefix = "user.dsdfs.";
+// The kernel asks for this one before every write (to drop file
+// capabilities). Files on a job's scratch carry none: answer at once.
+constexpr const char* kCapability = "security.capability";
 bool is_special(const char* name) { return std::strncmp(name, kPrefix, std::strlen(kPrefix)) == 0; }
 }  // namespace
 
@@ -41,13 +44,17 @@ void Filesystem::setxattr(fuse_req_t req, fuse_ino_t ino, const char* name, cons
   auto inode = inode_of(ino);
   if (!inode) return (void)fuse_reply_err(req, ESTALE);
   if (is_special(name)) return (void)fuse_reply_err(req, EPERM);
+  if (std::strcmp(name, kCapability) == 0) return (void)fuse_reply_err(req, ENOTSUP);
   // Extended attributes of other ranks' files are not forwarded (docs/user-guide.md).
   if (S_ISLNK(inode->type) || inode->remote) return (void)fuse_reply_err(req, ENOTSUP);
-  int rc = ::setxattr(proc_path(inode->fd.get()).c_str(), name, value, size, flags);
+  auto object = object_fd(inode);
+  if (!object) return (void)fuse_reply_err(req, ESTALE);
+  int rc = ::setxattr(proc_path(object->get()).c_str(), name, value, size, flags);
   fuse_reply_err(req, rc == 0 ? 0 : errno);
 }
 
 void Filesystem::getxattr(fuse_req_t req, fuse_ino_t ino, const char* name, size_t size) {
+  if (std::strcmp(name, kCapability) == 0) return (void)fuse_reply_err(req, ENODATA);
   auto inode = inode_of(ino);
   if (!inode) return (void)fuse_reply_err(req, ESTALE);
   if (is_special(name)) {
@@ -60,7 +67,9 @@ void Filesystem::getxattr(fuse_req_t req, fuse_ino_t ino, const char* name, size
   }
   if (S_ISLNK(inode->type)) return (void)fuse_reply_err(req, ENOTSUP);
   if (inode->remote) return (void)fuse_reply_err(req, ENODATA);
-  std::string path = proc_path(inode->fd.get());
+  auto object = object_fd(inode);
+  if (!object) return (void)fuse_reply_err(req, ESTALE);
+  std::string path = proc_path(object->get());
   if (size == 0) {
     ssize_t n = ::getxattr(path.c_str(), name, nullptr, 0);
     if (n < 0) return (void)fuse_reply_err(req, errno);
@@ -79,7 +88,9 @@ void Filesystem::listxattr(fuse_req_t req, fuse_ino_t ino, size_t size) {
     if (size == 0) return (void)fuse_reply_xattr(req, 0);
     return (void)fuse_reply_buf(req, nullptr, 0);
   }
-  std::string path = proc_path(inode->fd.get());
+  auto object = object_fd(inode);
+  if (!object) return (void)fuse_reply_err(req, ESTALE);
+  std::string path = proc_path(object->get());
   if (size == 0) {
     ssize_t n = ::listxattr(path.c_str(), nullptr, 0);
     if (n < 0) return (void)fuse_reply_err(req, errno);
@@ -96,7 +107,9 @@ void Filesystem::removexattr(fuse_req_t req, fuse_ino_t ino, const char* name) {
   if (!inode) return (void)fuse_reply_err(req, ESTALE);
   if (is_special(name)) return (void)fuse_reply_err(req, EPERM);
   if (S_ISLNK(inode->type) || inode->remote) return (void)fuse_reply_err(req, ENOTSUP);
-  int rc = ::removexattr(proc_path(inode->fd.get()).c_str(), name);
+  auto object = object_fd(inode);
+  if (!object) return (void)fuse_reply_err(req, ESTALE);
+  int rc = ::removexattr(proc_path(object->get()).c_str(), name);
   fuse_reply_err(req, rc == 0 ? 0 : errno);
 }
 

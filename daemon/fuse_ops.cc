@@ -56,7 +56,6 @@ void op_read(fuse_req_t req, fuse_ino_t i, size_t s, off_t o, struct fuse_file_i
 void op_write_buf(fuse_req_t req, fuse_ino_t i, struct fuse_bufvec* b, off_t o, struct fuse_file_info* fi) {
   DSDFS_OP(write_buf, i, b, o, fi);
 }
-void op_flush(fuse_req_t req, fuse_ino_t i, struct fuse_file_info* fi) { DSDFS_OP(flush, i, fi); }
 void op_release(fuse_req_t req, fuse_ino_t i, struct fuse_file_info* fi) { DSDFS_OP(release, i, fi); }
 void op_fsync(fuse_req_t req, fuse_ino_t i, int d, struct fuse_file_info* fi) { DSDFS_OP(fsync, i, d, fi); }
 void op_fallocate(fuse_req_t req, fuse_ino_t i, int m, off_t o, off_t l, struct fuse_file_info* fi) {
@@ -107,7 +106,8 @@ struct fuse_lowlevel_ops make_ops() {
   o.open = op_open;
   o.read = op_read;
   o.write_buf = op_write_buf;
-  o.flush = op_flush;
+  // No flush: with the writeback cache the kernel writes dirty pages back at
+  // close by itself; answering ENOSYS once saves a round trip per close.
   o.release = op_release;
   o.fsync = op_fsync;
   o.fallocate = op_fallocate;

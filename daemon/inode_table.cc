@@ -39,7 +39,13 @@ std::shared_ptr<Inode> InodeTable::lookup(UniqueFd fd, const struct stat& st, ui
   bool candidate_live = false;
   if (candidate) {
     struct stat cst;
-    candidate_live = ::fstatat(candidate->fd.get(), "", &cst, AT_EMPTY_PATH | AT_SYMLINK_NOFOLLOW) == 0 &&
+    auto h = candidate->handle();
+    if (!h) {
+      candidate->set_handle(std::make_shared<UniqueFd>(std::move(fd)));  // reuse the fresh handle
+      h = candidate->handle();
+      fd = UniqueFd(::dup(h->get()));
+    }
+    candidate_live = ::fstatat(h->get(), "", &cst, AT_EMPTY_PATH | AT_SYMLINK_NOFOLLOW) == 0 &&
                      (cst.st_nlink > 0 || S_ISDIR(cst.st_mode));
   }
   std::shared_ptr<Inode> inode;
@@ -60,6 +66,7 @@ std::shared_ptr<Inode> InodeTable::lookup(UniqueFd fd, const struct stat& st, ui
     }
   }
   // A duplicate `fd` (still owned here if the inode existed) closes outside the lock.
+  if (inode != candidate) note_file_handle(inode);
   return inode;
 }
 
@@ -118,6 +125,19 @@ void InodeTable::forget(uint64_t id, uint64_t n) {
   }
   // The last reference may be dropped here or by a FUSE thread still using the
   // inode; either way its fd closes outside the lock.
+}
+
+void InodeTable::note_file_handle(const std::shared_ptr<Inode>& inode) {
+  if (budget_ == SIZE_MAX || S_ISDIR(inode->type)) return;
+  std::vector<std::shared_ptr<UniqueFd>> closing;  // closed outside the lock
+  std::lock_guard lock(evict_mu_);
+  open_order_.push_back(inode);
+  while (open_order_.size() > budget_) {
+    if (auto victim = open_order_.front().lock(); victim && victim != inode) {
+      if (auto h = victim->drop_handle()) closing.push_back(std::move(h));
+    }
+    open_order_.pop_front();
+  }
 }
 
 size_t InodeTable::size() const {

@@ -5,6 +5,9 @@
 #include <sys/types.h>
 
 #include <atomic>
+#include <cstddef>
+#include <cstdint>
+#include <deque>
 #include <cstdint>
 #include <map>
 #include <memory>
@@ -40,12 +43,39 @@ struct RemoteRef {
 // an inode it already has).
 struct Inode {
   Inode(uint64_t id, UniqueFd fd, dev_t dev, ino_t ino, mode_t type, uint64_t dir_id)
-      : id(id), fd(std::move(fd)), src_dev(dev), src_ino(ino), type(type), dir_id(dir_id) {}
+      : id(id), src_dev(dev), src_ino(ino), type(type), dir_id(dir_id),
+        fd_(std::make_shared<UniqueFd>(std::move(fd))) {}
   Inode(uint64_t id, RemoteRef ref, mode_t type)
       : id(id), src_dev(0), src_ino(0), type(type), dir_id(0), remote(true), ref(std::move(ref)) {}
 
+  // The O_PATH handle of a local directory (never evicted).
+  int dir_fd() const { return fd_->get(); }
+  // The O_PATH handle of a local object, or nullptr if it was evicted to stay
+  // within the descriptor budget (files only; see Filesystem::object_fd).
+  std::shared_ptr<UniqueFd> handle() const {
+    std::lock_guard lock(mu_);
+    return fd_;
+  }
+  void set_handle(std::shared_ptr<UniqueFd> fd) {
+    std::lock_guard lock(mu_);
+    fd_ = std::move(fd);
+  }
+  std::shared_ptr<UniqueFd> drop_handle() {
+    std::lock_guard lock(mu_);
+    return std::move(fd_);
+  }
+  // Where a local file is in the store, to reopen an evicted handle.
+  void set_place(uint64_t dir, std::string name) {
+    std::lock_guard lock(mu_);
+    place_dir_ = dir;
+    place_name_ = std::move(name);
+  }
+  std::pair<uint64_t, std::string> place() const {
+    std::lock_guard lock(mu_);
+    return {place_dir_, place_name_};
+  }
+
   const uint64_t id;     // FUSE node id; never reused, so no generation is needed
-  const UniqueFd fd;     // local: O_PATH handle on the object in the store
   const dev_t src_dev;   // local: identity in the store
   const ino_t src_ino;
   const mode_t type;     // S_IFMT bits
@@ -56,6 +86,12 @@ struct Inode {
   // over (O_TRUNC elsewhere): open handles fail instead of serving old bytes.
   std::atomic<bool> gone{false};
   uint64_t nlookup = 0;  // GUARDED_BY(InodeTable::mu_)
+
+ private:
+  mutable std::mutex mu_;  // leaf lock
+  std::shared_ptr<UniqueFd> fd_;  // GUARDED_BY(mu_)
+  uint64_t place_dir_ = 0;        // GUARDED_BY(mu_)
+  std::string place_name_;        // GUARDED_BY(mu_)
 };
 
 // Maps FUSE node ids to inodes, and store identities (dev, ino) to node ids.
@@ -87,7 +123,16 @@ class InodeTable {
 
   size_t size() const;
 
+  // Descriptor budget for the O_PATH handles of local files: past it, the
+  // oldest handles are closed (and reopened on demand by name).
+  void set_handle_budget(size_t budget) { budget_ = budget; }
+  // Counts a (re)opened file handle; evicts the oldest beyond the budget.
+  void note_file_handle(const std::shared_ptr<Inode>& inode);
+
  private:
+  size_t budget_ = SIZE_MAX;
+  std::mutex evict_mu_;                       // leaf lock
+  std::deque<std::weak_ptr<Inode>> open_order_;  // GUARDED_BY(evict_mu_)
   mutable std::mutex mu_;
   uint64_t next_id_ = 2;  // GUARDED_BY(mu_); 1 is FUSE_ROOT_ID
   std::unordered_map<uint64_t, std::shared_ptr<Inode>> by_id_;       // GUARDED_BY(mu_)

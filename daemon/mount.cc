@@ -151,9 +151,13 @@ FuseMount::~FuseMount() { unmount(); }
 
 Status FuseMount::mount(const std::string& mountpoint, Filesystem* fs, const Options& options) {
   fuse_set_log_func(fuse_log_to_ours);
-  std::vector<std::string> args = {"dsdfs", "-o", "fsname=dsdfs,subtype=dsdfs,default_permissions"};
-  // A root daemon serves every user of the node, with the kernel checking modes.
-  if (::geteuid() == 0) args.back() += ",allow_other";
+  std::vector<std::string> args = {"dsdfs", "-o", "fsname=dsdfs,subtype=dsdfs"};
+  // A root daemon serves every user of the node, with the kernel checking
+  // modes. A user's daemon serves only that user (no allow_other), and the
+  // store's file system checks modes when the daemon acts as that user: the
+  // kernel's own check would cost a GETATTR of the directory per create and
+  // unlink.
+  if (::geteuid() == 0) args.back() += ",default_permissions,allow_other";
   if (options.debug_fuse) args.push_back("-d");
   std::vector<char*> argv;
   for (auto& a : args) argv.push_back(a.data());

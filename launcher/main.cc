@@ -2,6 +2,7 @@
 // dsdfs-launch: one per node. Parses options, bootstraps through MPI, mounts,
 // serves until SIGINT/SIGTERM, then unmounts and removes the store.
 #include <fcntl.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -164,6 +165,12 @@ int serve(int argc, char** argv, const fs::Options& options) {
   SignalThread::block_all_signals();
   // The kernel has applied the caller's umask to every mode we are handed.
   ::umask(0);
+  // Every file the kernel knows costs a descriptor (up to a budget): take all we may.
+  struct rlimit rl;
+  if (::getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
+    rl.rlim_cur = rl.rlim_max;
+    ::setrlimit(RLIMIT_NOFILE, &rl);
+  }
   MpiEnvironment mpi(&argc, &argv);
   log_set_rank(mpi.rank());
   const std::string host = short_host_name();
