@@ -32,6 +32,20 @@ std::vector<uint8_t> encode_dir_name(uint64_t dir, const std::string& name) {
   return w.take();
 }
 
+// 0 or the errno of a failed write of all len bytes at off.
+int pwrite_all(int fd, const uint8_t* data, uint64_t len, uint64_t off) {
+  uint64_t done = 0;
+  while (done < len) {
+    ssize_t n = ::pwrite(fd, data + done, len - done, static_cast<off_t>(off + done));
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      return errno;
+    }
+    done += static_cast<uint64_t>(n);
+  }
+  return 0;
+}
+
 bool decode_dir_name(WireReader& r, uint64_t* dir, std::string* name) {
   return r.u64(dir) && r.str(name, kMaxName) && valid_name(*name);
 }
@@ -364,15 +378,7 @@ int Filesystem::fetch_chunks(FileHandle& h, uint64_t first, uint64_t count) {
     std::vector<uint8_t> buf(len);
     Status s = cluster_->transport()->get(h.ref.owner, h.rma_address + off, h.rma_rkey, buf.data(), len);
     if (s) {
-      size_t done = 0;
-      while (done < len) {
-        ssize_t n = ::pwrite(c.fd(), buf.data() + done, len - done, static_cast<off_t>(off + done));
-        if (n < 0) {
-          if (errno == EINTR) continue;
-          return errno;
-        }
-        done += static_cast<size_t>(n);
-      }
+      if (int err = pwrite_all(c.fd(), buf.data(), len, off)) return err;
       stats_add(stats_->bytes_read_remote, len);
       return 0;
     }
@@ -385,15 +391,7 @@ int Filesystem::fetch_chunks(FileHandle& h, uint64_t first, uint64_t count) {
   if (!r) return r.err() == ENOENT || r.err() == ESTALE ? ESTALE : EIO;
   const auto& data = r.value();
   if (data.size() != len) return ESTALE;  // the file shrank under us: a new version
-  size_t done = 0;
-  while (done < len) {
-    ssize_t n = ::pwrite(c.fd(), data.data() + done, len - done, static_cast<off_t>(off + done));
-    if (n < 0) {
-      if (errno == EINTR) continue;
-      return errno;
-    }
-    done += static_cast<size_t>(n);
-  }
+  if (int err = pwrite_all(c.fd(), data.data(), len, off)) return err;
   stats_add(stats_->bytes_read_remote, len);
   return 0;
 }

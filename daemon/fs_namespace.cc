@@ -12,34 +12,11 @@
 #include "common/log.h"
 #include "daemon/filesystem.h"
 #include "daemon/protocol.h"
+#include "daemon/store.h"
 
 namespace dsdfs::fs {
 
 namespace {
-
-bool dir_is_empty(int dir_fd, const std::string& name, int* err) {
-  int fd = ::openat(dir_fd, name.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
-  if (fd < 0) {
-    *err = errno;
-    return false;
-  }
-  DIR* dp = ::fdopendir(fd);
-  if (!dp) {
-    *err = errno;
-    ::close(fd);
-    return false;
-  }
-  bool empty = true;
-  while (struct dirent* d = ::readdir(dp)) {
-    if (std::strcmp(d->d_name, ".") != 0 && std::strcmp(d->d_name, "..") != 0) {
-      empty = false;
-      break;
-    }
-  }
-  ::closedir(dp);
-  *err = empty ? 0 : ENOTEMPTY;
-  return empty;
-}
 
 // The first error among the live ranks' replies (dead ranks do not vote).
 int first_error(const std::vector<Cluster::Reply>& replies, const Cluster& cluster) {

@@ -18,20 +18,6 @@ namespace {
 
 constexpr const char* kMarker = ".dsdfs-store";
 
-bool is_empty_dir(const std::string& path) {
-  DIR* d = ::opendir(path.c_str());
-  if (!d) return false;
-  bool empty = true;
-  while (struct dirent* e = ::readdir(d)) {
-    if (std::strcmp(e->d_name, ".") != 0 && std::strcmp(e->d_name, "..") != 0) {
-      empty = false;
-      break;
-    }
-  }
-  ::closedir(d);
-  return empty;
-}
-
 bool path_is_inside(const std::string& inner, const std::string& outer) {
   if (inner == outer) return true;
   if (outer == "/") return true;
@@ -40,6 +26,30 @@ bool path_is_inside(const std::string& inner, const std::string& outer) {
 }
 
 }  // namespace
+
+bool dir_is_empty(int dir_fd, const std::string& name, int* err) {
+  int fd = ::openat(dir_fd, name.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+  if (fd < 0) {
+    *err = errno;
+    return false;
+  }
+  DIR* dp = ::fdopendir(fd);
+  if (!dp) {
+    *err = errno;
+    ::close(fd);
+    return false;
+  }
+  bool empty = true;
+  while (struct dirent* d = ::readdir(dp)) {
+    if (std::strcmp(d->d_name, ".") != 0 && std::strcmp(d->d_name, "..") != 0) {
+      empty = false;
+      break;
+    }
+  }
+  ::closedir(dp);
+  *err = empty ? 0 : ENOTEMPTY;
+  return empty;
+}
 
 std::string canonical_path(const std::string& path) {
   std::string p = path;
@@ -114,7 +124,8 @@ Result<Store> Store::open(const std::string& raw_path, const std::string& mountp
     return Status::error(EACCES, "store " + path + " is not writable by this user");
   }
   std::string marker = path + "/" + kMarker;
-  if (!created && ::access(marker.c_str(), F_OK) != 0 && !is_empty_dir(path)) {
+  int empty_err = 0;
+  if (!created && ::access(marker.c_str(), F_OK) != 0 && !dir_is_empty(AT_FDCWD, path, &empty_err)) {
     return Status::error(ENOTEMPTY, "store " + path +
                                         " is a non-empty directory that is not a dsdfs store; "
                                         "give an empty or new directory");

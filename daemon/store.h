@@ -40,6 +40,10 @@ class Store {
 // Removes a directory tree without following symlinks or crossing mounts.
 Status remove_tree(const std::string& path);
 
+// Whether directory `name` under dir_fd (AT_FDCWD: a path) has no entries;
+// *err is ENOTEMPTY, or the errno if it cannot be read.
+bool dir_is_empty(int dir_fd, const std::string& name, int* err);
+
 // mkdir -p; the last component gets `mode`, missing parents 0755.
 Status make_dirs(const std::string& path, mode_t mode);
 
