@@ -744,7 +744,7 @@ DsdfsInstance::~DsdfsInstance() {
   ::unlink(config_.ready_file.c_str());
   size_t log_start = log_size();
 
-  std::vector<std::string> argv = {launch_path()};
+  std::vector<std::string> argv = {config_.launch.empty() ? launch_path() : config_.launch};
   for (auto& a : dsdfs_args(config_)) argv.push_back(a);
   std::string cmdline;
   for (auto& a : argv) cmdline += a + " ";

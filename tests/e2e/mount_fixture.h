@@ -278,6 +278,7 @@ struct DsdfsConfig {
   bool keep_store = false;
   std::vector<std::string> extra_args;
   std::optional<RunAs> run_as;
+  std::string launch;  // dsdfs-launch to run; defaults to launch_path()
   std::chrono::milliseconds ready_timeout = 20s;
   std::chrono::milliseconds stop_timeout = 10s;
   // Where the mount is expected once ready (differs from mount_point with %r/%h).

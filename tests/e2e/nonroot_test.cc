@@ -43,26 +43,48 @@ class NonRoot : public ::testing::Test {
       }
     }
     // The daemon binary must be reachable by the user: every directory on its path needs
-    // search permission for "other" (the user is in no group of the build tree's owner).
-    std::string path;
-    std::string launch = launch_path();
+    // search permission for "other". A build tree under a private directory (e.g. /root)
+    // is not; then run a copy of the same binary from a world-readable directory (it links
+    // no library from the build tree), and say so.
+    launch_ = launch_path();
+    std::string unreachable = first_unreachable(launch_);
+    if (!unreachable.empty()) {
+      bin_dir_ = std::make_unique<TempDir>("dsdfs-e2e-bin");
+      chmod(bin_dir_->path().c_str(), 0755);
+      std::string copy = bin_dir_->path() + "/dsdfs-launch";
+      std::string bytes = slurp(launch_path());
+      if (bytes.empty() || !write_file(copy, bytes, 0755) || chmod(copy.c_str(), 0755) != 0) {
+        setup_error_ = "cannot copy " + launch_path() + " to " + copy;
+        return;
+      }
+      fprintf(stderr,
+              "e2e: note: %s cannot reach %s (no o+x on %s); running a copy from %s\n",
+              kUser, launch_path().c_str(), unreachable.c_str(), copy.c_str());
+      launch_ = copy;
+      if (std::string still = first_unreachable(launch_); !still.empty()) {
+        setup_error_ = "user " + std::string(kUser) + " cannot reach " + still +
+                       " (needs o+x on every directory of " + launch_ + ")";
+        return;
+      }
+    }
+  }
+
+  static void TearDownTestSuite() { bin_dir_.reset(); }
+
+  // The first component of `path` the user may not search/execute, or "" if none.
+  static std::string first_unreachable(const std::string& path) {
+    TempDir scratch("dsdfs-e2e-access");
     size_t pos = 0;
     while (pos != std::string::npos) {
-      size_t next = launch.find('/', pos + 1);
-      path = launch.substr(0, next);
-      if (!path.empty()) {
-        TempDir scratch("dsdfs-e2e-access");
-        chmod(scratch.path().c_str(), 0755);
-        CommandResult r = run_command({"/usr/bin/test", "-x", path}, scratch.path(), 10s, user_);
-        if (r.exit_code() != 0) {
-          setup_error_ = "user " + std::string(kUser) + " cannot reach " + path +
-                         " (needs o+x on every directory of DSDFS_LAUNCH=" + launch +
-                         "); make the build tree world-searchable, e.g. chmod o+x on it";
-          return;
-        }
+      size_t next = path.find('/', pos + 1);
+      std::string prefix = path.substr(0, next);
+      if (!prefix.empty()) {
+        CommandResult r = run_command({"/usr/bin/test", "-x", prefix}, scratch.path(), 10s, user_);
+        if (r.exit_code() != 0) return prefix;
       }
       pos = next;
     }
+    return {};
   }
 
   void SetUp() override {
@@ -86,6 +108,7 @@ class NonRoot : public ::testing::Test {
     DsdfsConfig c;
     c.root = tmp_->path();
     c.run_as = user_;
+    c.launch = launch_;
     return c;
   }
 
@@ -107,6 +130,8 @@ class NonRoot : public ::testing::Test {
 
   static inline std::optional<RunAs> user_;
   static inline std::string setup_error_;
+  static inline std::string launch_;  // what the user runs (launch_path() or a copy)
+  static inline std::unique_ptr<TempDir> bin_dir_;
   std::unique_ptr<TempDir> tmp_;
   std::unique_ptr<DsdfsInstance> inst_;
 };
@@ -207,7 +232,7 @@ TEST_F(NonRoot, StoreTheUserCannotWriteIsRejected) {
   ASSERT_SYS_OK(chown(mnt.c_str(), user_->uid, user_->gid));
   ASSERT_SYS_OK(mkdir(locked.c_str(), 0755));  // root's, not writable by the user
   for (const std::string& store : {locked, locked + "/store"}) {
-    CommandResult r = run_command({launch_path(), mnt, "--store", store}, tmp_->path(), 20s,
+    CommandResult r = run_command({launch_, mnt, "--store", store}, tmp_->path(), 20s,
                                   user_);
     ASSERT_FALSE(r.timed_out) << "--store " << store << ": did not exit within 20 s";
     EXPECT_EQ(r.exit_code(), 1) << "--store " << store << ": " << describe_status(r.wait_status)
@@ -225,7 +250,7 @@ TEST_F(NonRoot, MountPointTheUserCannotWriteIsRejectedWithOneLine) {
   const std::string mnt = tmp_->path() + "/roots-dir";
   ASSERT_SYS_OK(mkdir(mnt.c_str(), 0755));  // root's: fusermount3 refuses to mount on it
   CommandResult r = run_command(
-      {launch_path(), mnt, "--store", tmp_->path() + "/store"}, tmp_->path(), 20s, user_);
+      {launch_, mnt, "--store", tmp_->path() + "/store"}, tmp_->path(), 20s, user_);
   ASSERT_FALSE(r.timed_out);
   EXPECT_EQ(r.exit_code(), 1) << describe_status(r.wait_status) << "\n" << r.err;
   auto lines = split_lines(r.err);
