@@ -4,6 +4,7 @@
 // behind, the user's files untouched), signals, --keep-store, stale mounts of a killed
 // daemon, and the %r/%h placeholders. Every test has its own directory and daemons.
 
+#include <dirent.h>
 #include <fcntl.h>
 #include <sys/mount.h>
 #include <sys/stat.h>
@@ -396,6 +397,85 @@ TEST_F(Cli, AcceptsEveryDocumentedOption) {
   EXPECT_GT(inst.log_size(), 0u) << "--log-level debug printed nothing";
   EXPECT_TRUE(inst.stop());
   EXPECT_TRUE(path_exists(inst.store()));
+}
+
+// The job ends while a program still has files open on the mount: the daemon must still
+// unmount and exit 0, and the program's calls must not hang. (Reads and writes through open
+// descriptors may still be served by the kernel's page cache; creating a file cannot.)
+TEST_F(Cli, StopWithFilesStillOpenUnmountsAndExits) {
+  DsdfsInstance inst(config());
+  LogOnFailure log(inst);
+  ASSERT_TRUE(inst.start());
+  ASSERT_TRUE(write_file(inst.path("open"), "busy"));
+  Fd reader = Fd::open(inst.path("open"), O_RDONLY);
+  ASSERT_FD(reader);
+  Fd writer = Fd::open(inst.path("new"), O_CREAT | O_WRONLY, 0644);
+  ASSERT_FD(writer);
+  Fd dir = Fd::open(inst.mnt(), O_RDONLY | O_DIRECTORY);
+  ASSERT_FD(dir);
+  auto stopped = inst.stop();
+  EXPECT_TRUE(stopped) << stopped.message();
+  EXPECT_FALSE(is_mounted(inst.mnt()));
+  char buf[8];
+  ssize_t ignored = pread(reader.get(), buf, sizeof buf, 0);  // must return, either way
+  ignored = write(writer.get(), "x", 1);
+  (void)ignored;
+  EXPECT_SYS_ERRNO(openat(dir.get(), "created-after-stop", O_CREAT | O_WRONLY | O_CLOEXEC, 0644),
+                   ENOTCONN, EIO, ECONNABORTED);
+}
+
+TEST_F(Cli, TwoIndependentInstancesSideBySide) {
+  DsdfsInstance a(config("a")), b(config("b"));
+  LogOnFailure log_a(a), log_b(b);
+  ASSERT_TRUE(a.start());
+  ASSERT_TRUE(b.start());
+  ASSERT_TRUE(write_file(a.path("only-a"), "A"));
+  ASSERT_TRUE(write_file(b.path("only-b"), "B"));
+  std::vector<DirEntry> entries;
+  ASSERT_TRUE(list_dir(a.mnt(), &entries));
+  EXPECT_EQ(names_of(entries), std::vector<std::string>{"only-a"});
+  ASSERT_TRUE(list_dir(b.mnt(), &entries));
+  EXPECT_EQ(names_of(entries), std::vector<std::string>{"only-b"});
+  EXPECT_TRUE(a.stop());
+  EXPECT_TRUE(file_has(b.path("only-b"), "B")) << "stopping one instance disturbed the other";
+  EXPECT_TRUE(b.stop());
+}
+
+// Without --store: a private store (mode 0700) under $TMPDIR, removed again on stop.
+TEST_F(Cli, DefaultStoreLivesUnderTmpdirAndIsRemoved) {
+  DsdfsConfig c = config();
+  c.default_store = true;
+  const std::string tmpdir = c.root + "/tmpdir";
+  ASSERT_SYS_OK(mkdir(tmpdir.c_str(), 01777));
+  c.env = {"TMPDIR=" + tmpdir};
+  DsdfsInstance inst(c);
+  LogOnFailure log(inst);
+  ASSERT_TRUE(inst.start());
+  ASSERT_TRUE(write_file(inst.path("f"), "default store"));
+  // $TMPDIR is shared with Open MPI (its session directory): look for dsdfs's entries.
+  auto dsdfs_entries = [&] {
+    std::vector<DirEntry> entries, ours;
+    EXPECT_TRUE(list_dir(tmpdir, &entries));
+    for (auto& e : entries)
+      if (e.name.starts_with("dsdfs") || e.name.starts_with(".dsdfs")) ours.push_back(e);
+    return ours;
+  };
+  std::vector<DirEntry> stores;
+  for (auto& e : dsdfs_entries())
+    if (e.type == DT_DIR) stores.push_back(e);
+  ASSERT_EQ(stores.size(), 1u) << "expected one store directory in $TMPDIR, found "
+                               << ::testing::PrintToString(names_of(dsdfs_entries()));
+  const std::string store = tmpdir + "/" + stores[0].name;
+  auto st = lstat_of(store);
+  ASSERT_TRUE(st.has_value());
+  EXPECT_TRUE(S_ISDIR(st->st_mode));
+  EXPECT_EQ(st->st_mode & 07777, 0700u) << "the default store must be private";
+  EXPECT_TRUE(file_has(store + "/files/f", "default store"));
+  auto stopped = inst.stop();
+  EXPECT_TRUE(stopped) << stopped.message();
+  EXPECT_FALSE(path_exists(store)) << "default store not removed on stop";
+  EXPECT_TRUE(dsdfs_entries().empty()) << "left in $TMPDIR after stop: "
+                                       << ::testing::PrintToString(names_of(dsdfs_entries()));
 }
 
 TEST_F(Cli, PlaceholdersExpandToRankAndShortHostName) {

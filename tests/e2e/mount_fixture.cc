@@ -454,7 +454,8 @@ ChildProcess::~ChildProcess() {
                                                const std::string& stdout_file,
                                                const std::string& stderr_file,
                                                const std::optional<RunAs>& run_as,
-                                               const std::string& mount_point) {
+                                               const std::string& mount_point,
+                                               const std::vector<std::string>& extra_env) {
   // Everything the child needs is prepared here: after fork() in a multi-threaded program
   // (the watchdog thread) only async-signal-safe calls are allowed.
   std::vector<std::string> args = argv;
@@ -463,13 +464,21 @@ ChildProcess::~ChildProcess() {
   cargv.push_back(nullptr);
 
   std::vector<std::string> env;
+  auto overridden = [&](std::string_view kv) {
+    for (const auto& x : extra_env)
+      if (kv.substr(0, kv.find('=') + 1) == std::string_view(x).substr(0, x.find('=') + 1))
+        return true;
+    return false;
+  };
   for (char** e = environ; *e; ++e) {
     std::string_view kv(*e);
     if (run_as && (kv.starts_with("HOME=") || kv.starts_with("USER=") ||
                    kv.starts_with("LOGNAME=")))
       continue;
+    if (overridden(kv)) continue;
     env.emplace_back(kv);
   }
+  env.insert(env.end(), extra_env.begin(), extra_env.end());
   if (run_as) {
     env.push_back("HOME=" + run_as->home);
     env.push_back("USER=" + run_as->user);
@@ -704,8 +713,13 @@ TempDir::~TempDir() {
 // a dsdfs instance
 
 std::vector<std::string> dsdfs_args(const DsdfsConfig& c) {
-  std::vector<std::string> args = {c.mount_point, "--store", c.store, "--ready-file",
-                                   c.ready_file};
+  std::vector<std::string> args = {c.mount_point};
+  if (!c.store.empty()) {
+    args.push_back("--store");
+    args.push_back(c.store);
+  }
+  args.push_back("--ready-file");
+  args.push_back(c.ready_file);
   if (c.keep_store) args.push_back("--keep-store");
   args.insert(args.end(), c.extra_args.begin(), c.extra_args.end());
   return args;
@@ -713,7 +727,7 @@ std::vector<std::string> dsdfs_args(const DsdfsConfig& c) {
 
 DsdfsInstance::DsdfsInstance(DsdfsConfig config) : config_(std::move(config)) {
   if (config_.mount_point.empty()) config_.mount_point = config_.root + "/mnt";
-  if (config_.store.empty()) config_.store = config_.root + "/store";
+  if (config_.store.empty() && !config_.default_store) config_.store = config_.root + "/store";
   if (config_.ready_file.empty()) config_.ready_file = config_.root + "/ready";
   if (config_.log_file.empty()) config_.log_file = config_.root + "/daemon.log";
   if (config_.expected_mount.empty()) config_.expected_mount = config_.mount_point;
@@ -749,7 +763,7 @@ DsdfsInstance::~DsdfsInstance() {
   std::string cmdline;
   for (auto& a : argv) cmdline += a + " ";
   auto spawned = process_.spawn(argv, config_.log_file, config_.log_file, config_.run_as,
-                                config_.expected_mount);
+                                config_.expected_mount, config_.env);
   if (!spawned) return spawned;
 
   bool exited = false;

@@ -185,7 +185,8 @@ class ChildProcess {
                                    const std::string& stdout_file,
                                    const std::string& stderr_file,
                                    const std::optional<RunAs>& run_as = std::nullopt,
-                                   const std::string& mount_point = {});
+                                   const std::string& mount_point = {},
+                                   const std::vector<std::string>& extra_env = {});
 
   pid_t pid() const { return pid_; }
   bool started() const { return pid_ > 0; }
@@ -276,9 +277,11 @@ struct DsdfsConfig {
   std::string log_file;     // defaults to root/daemon.log
   bool create_mount_point = true;
   bool keep_store = false;
+  bool default_store = false;  // pass no --store (store() is then empty)
   std::vector<std::string> extra_args;
   std::optional<RunAs> run_as;
   std::string launch;  // dsdfs-launch to run; defaults to launch_path()
+  std::vector<std::string> env;  // NAME=VALUE added to (or replacing in) our environment
   std::chrono::milliseconds ready_timeout = 20s;
   std::chrono::milliseconds stop_timeout = 10s;
   // Where the mount is expected once ready (differs from mount_point with %r/%h).

@@ -488,6 +488,29 @@ TEST_F(Posix, RenameMovesFileKeepingInode) {
   EXPECT_TRUE(file_has(p("b"), "content"));
 }
 
+// Handles follow the file, not the name: writes through a descriptor opened before a
+// rename (of the file, or of its directory) land in the renamed file.
+TEST_F(Posix, WritesThroughADescriptorFollowRenames) {
+  ASSERT_SYS_OK(mkdir(p("d").c_str(), 0755));
+  Fd fd = Fd::open(p("d/f"), O_CREAT | O_RDWR, 0644);
+  ASSERT_FD(fd);
+  ASSERT_TRUE(pwrite_all(fd.get(), "one ", 0));
+  ASSERT_SYS_OK(rename(p("d/f").c_str(), p("d/g").c_str()));
+  ASSERT_TRUE(pwrite_all(fd.get(), "two ", 4));
+  ASSERT_SYS_OK(rename(p("d").c_str(), p("e").c_str()));
+  ASSERT_TRUE(pwrite_all(fd.get(), "three", 8));
+  ASSERT_SYS_OK(fsync(fd.get()));
+  ASSERT_SYS_OK(ftruncate(fd.get(), 13));
+  struct stat st;
+  ASSERT_SYS_OK(fstat(fd.get(), &st));
+  EXPECT_EQ(st.st_size, 13);
+  ASSERT_EQ(fd.close(), 0);
+  EXPECT_TRUE(file_has(p("e/g"), "one two three"));
+  EXPECT_TRUE(file_has(sp("e/g"), "one two three"));
+  EXPECT_FALSE(path_exists(sp("d")));
+  EXPECT_FALSE(path_exists(sp("e/f")));
+}
+
 TEST_F(Posix, RenameReplacesAnExistingTarget) {
   ASSERT_TRUE(write_file(p("dst"), "old"));
   ASSERT_TRUE(write_file(p("src"), "new"));
