@@ -1,13 +1,17 @@
 // SPDX-License-Identifier: Apache-2.0
 #include "daemon/mount.h"
 
+#include <fcntl.h>
 #include <fuse.h>
+#include <linux/fuse.h>
+#include <sys/uio.h>
 #include <spawn.h>
 #include <sys/mount.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <cstdio>
 #include <cstring>
 #include <fstream>
@@ -59,6 +63,30 @@ int run_and_wait(const std::vector<std::string>& argv) {
   }
   return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
 }
+
+// libfuse 3.14 cannot ask for FUSE_HANDLE_KILLPRIV_V2, which spares a
+// GETXATTR("security.capability") round trip on every write(2) (the kernel
+// then marks the super block SB_NOSEC). The session's I/O goes through these
+// pass-through functions, and the first reply (the INIT reply) gets the flag.
+// Only for a daemon that is not root: its writes to the store drop setuid,
+// setgid and capabilities themselves, as the flag requires of the server.
+std::atomic<bool> g_init_patched{false};
+
+ssize_t io_writev(int fd, struct iovec* iov, int count, void*) {
+  if (!g_init_patched.load(std::memory_order_relaxed) && count >= 2 &&
+      iov[0].iov_len == sizeof(struct fuse_out_header) && iov[1].iov_len >= sizeof(uint32_t) * 4) {
+    g_init_patched.store(true);
+    auto* hdr = static_cast<struct fuse_out_header*>(iov[0].iov_base);
+    auto* init = static_cast<struct fuse_init_out*>(iov[1].iov_base);
+    if (hdr->error == 0 && init->major == FUSE_KERNEL_VERSION) init->flags |= FUSE_HANDLE_KILLPRIV_V2;
+  }
+  return ::writev(fd, iov, count);
+}
+ssize_t io_read(int fd, void* buf, size_t len, void*) { return ::read(fd, buf, len); }
+ssize_t io_splice(int fdin, off_t* offin, int fdout, off_t* offout, size_t len, unsigned int flags, void*) {
+  return ::splice(fdin, offin, fdout, offout, len, flags);
+}
+const struct fuse_custom_io kPatchingIo = {io_writev, io_read, io_splice, io_splice};
 
 void fuse_log_to_ours(enum fuse_log_level level, const char* fmt, va_list ap) {
   char buf[512];
@@ -176,6 +204,9 @@ Status FuseMount::mount(const std::string& mountpoint, Filesystem* fs, const Opt
   }
   mounted_ = true;
   mountpoint_ = mountpoint;
+  if (::geteuid() != 0 && fuse_session_custom_io(se_, &kPatchingIo, fuse_session_fd(se_)) != 0) {
+    DSDFS_WARN("cannot install the session I/O hooks; writes will cost an extra round trip");
+  }
   return Status::ok();
 }
 
