@@ -8,6 +8,7 @@
 #include <pwd.h>
 #include <spawn.h>
 #include <sys/mount.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -455,7 +456,8 @@ ChildProcess::~ChildProcess() {
                                                const std::string& stderr_file,
                                                const std::optional<RunAs>& run_as,
                                                const std::string& mount_point,
-                                               const std::vector<std::string>& extra_env) {
+                                               const std::vector<std::string>& extra_env,
+                                               unsigned long nofile_limit) {
   // Everything the child needs is prepared here: after fork() in a multi-threaded program
   // (the watchdog thread) only async-signal-safe calls are allowed.
   std::vector<std::string> args = argv;
@@ -515,6 +517,10 @@ ChildProcess::~ChildProcess() {
     sigprocmask(SIG_SETMASK, &none, nullptr);
     ::signal(SIGPIPE, SIG_DFL);  // ignored dispositions survive exec
     if (dup2(null_fd, 0) < 0 || dup2(out_fd, 1) < 0 || dup2(err_fd, 2) < 0) _exit(127);
+    if (nofile_limit != 0) {
+      struct rlimit rl = {nofile_limit, nofile_limit};
+      if (setrlimit(RLIMIT_NOFILE, &rl) != 0) _exit(127);
+    }
     if (run_as) {
       if (setgroups(run_as->groups.size(), run_as->groups.data()) != 0 ||
           setresgid(run_as->gid, run_as->gid, run_as->gid) != 0 ||
@@ -763,7 +769,7 @@ DsdfsInstance::~DsdfsInstance() {
   std::string cmdline;
   for (auto& a : argv) cmdline += a + " ";
   auto spawned = process_.spawn(argv, config_.log_file, config_.log_file, config_.run_as,
-                                config_.expected_mount, config_.env);
+                                config_.expected_mount, config_.env, config_.nofile_limit);
   if (!spawned) return spawned;
 
   bool exited = false;

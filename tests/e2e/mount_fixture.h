@@ -186,7 +186,8 @@ class ChildProcess {
                                    const std::string& stderr_file,
                                    const std::optional<RunAs>& run_as = std::nullopt,
                                    const std::string& mount_point = {},
-                                   const std::vector<std::string>& extra_env = {});
+                                   const std::vector<std::string>& extra_env = {},
+                                   unsigned long nofile_limit = 0);
 
   pid_t pid() const { return pid_; }
   bool started() const { return pid_ > 0; }
@@ -282,6 +283,7 @@ struct DsdfsConfig {
   std::optional<RunAs> run_as;
   std::string launch;  // dsdfs-launch to run; defaults to launch_path()
   std::vector<std::string> env;  // NAME=VALUE added to (or replacing in) our environment
+  unsigned long nofile_limit = 0;  // RLIMIT_NOFILE (soft = hard) for the daemon; 0: ours
   std::chrono::milliseconds ready_timeout = 20s;
   std::chrono::milliseconds stop_timeout = 10s;
   // Where the mount is expected once ready (differs from mount_point with %r/%h).

@@ -1657,9 +1657,10 @@ TEST_F(Posix, ParallelWritersOnDistinctFiles) {
 
 class PosixOwnDaemon : public ::testing::Test {
  protected:
-  void start() {
+  void start(unsigned long nofile_limit = 0) {
     DsdfsConfig config;
     config.root = tmp_.path();
+    config.nofile_limit = nofile_limit;
     inst_ = std::make_unique<DsdfsInstance>(config);
     ASSERT_TRUE(inst_->start());
   }
@@ -1679,25 +1680,20 @@ class PosixOwnDaemon : public ::testing::Test {
 };
 
 // A job can create more files than the daemon may hold descriptors. Every file must stay
-// reachable: creating, listing and reading them must not fail with EMFILE or ENFILE.
+// reachable: creating, listing and reading them must not fail with EMFILE or ENFILE. The
+// daemon runs with "ulimit -n 4096" (soft = hard), common on cluster nodes.
+//
+// A daemon that keeps a descriptor per inode the kernel remembers fails here unless the
+// kernel happens to evict inodes (memory pressure) during the test; a correct daemon
+// always passes.
 TEST_F(PosixOwnDaemon, MoreFilesThanTheDaemonsDescriptorLimit) {
-  watchdog_extend_current_test(std::chrono::seconds(150));
-  ASSERT_NO_FATAL_FAILURE(start());
-  // The daemon's own limit, from /proc (it may have raised its soft limit up to the hard).
+  constexpr unsigned long kLimit = 4096;
+  ASSERT_NO_FATAL_FAILURE(start(kLimit));
   std::string limits = slurp("/proc/" + std::to_string(inst_->pid()) + "/limits");
-  size_t at = limits.find("Max open files");
-  ASSERT_NE(at, std::string::npos) << limits;
-  unsigned long soft = 0, hard = 0;
-  char hard_text[32] = {};
-  ASSERT_GE(sscanf(limits.c_str() + at + strlen("Max open files"), " %lu %31s", &soft,
-                   hard_text),
-            1);
-  hard = strcmp(hard_text, "unlimited") == 0 ? soft : strtoul(hard_text, nullptr, 10);
-  const unsigned long limit = std::max(soft, hard);
-  if (limit > 60000)
-    GTEST_SKIP() << "the daemon may open " << limit
-                 << " files; exceeding that would make this test too slow";
-  const int files = static_cast<int>(limit) + 2000;
+  ASSERT_NE(limits.find("Max open files            4096                 4096"),
+            std::string::npos)
+      << limits;
+  const int files = static_cast<int>(kLimit) + 2000;
   RecordProperty("files", files);
   int failed_at = -1;
   std::string why;
@@ -1712,7 +1708,7 @@ TEST_F(PosixOwnDaemon, MoreFilesThanTheDaemonsDescriptorLimit) {
     }
   }
   ASSERT_EQ(failed_at, -1) << "creating file " << failed_at << " of " << files
-                           << " failed: " << why << " (daemon descriptor limit " << limit
+                           << " failed: " << why << " (daemon descriptor limit " << kLimit
                            << ")";
   std::vector<DirEntry> entries;
   ASSERT_TRUE(list_dir(inst_->mnt(), &entries));
