@@ -175,6 +175,8 @@ class Filesystem {
   void unexport(int dir_fd, const char* name);
   // Opens (dir, name) in the local store: O_PATH handle of the parent replica.
   std::shared_ptr<UniqueFd> local_dir(uint64_t dir);
+  // Drops setuid/setgid of the store file fd when the caller is not root.
+  void drop_setid_for_caller(fuse_req_t req, int fd, uint64_t ino);
   // Local file rename with the locator kept right (src owned here).
   int rename_local_file(uint64_t src_dir, const std::string& src_name, int src_dir_fd, uint64_t dst_dir,
                         const std::string& dst_name, int dst_dir_fd, unsigned flags);

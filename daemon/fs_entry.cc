@@ -231,6 +231,10 @@ void Filesystem::setattr(fuse_req_t req, fuse_ino_t ino, struct stat* attr, int 
     rc = hfd >= 0 ? ::ftruncate(hfd, attr->st_size)
             : ::truncate(proc_path(ifd).c_str(), attr->st_size);
     if (rc != 0) return (void)fuse_reply_err(req, errno);
+    if (run_as_root_ && fuse_req_ctx(req)->uid != 0 && S_ISREG(inode->type)) {
+      UniqueFd wfd(::open(proc_path(ifd).c_str(), O_RDONLY | O_CLOEXEC));
+      if (wfd.valid()) drop_setid_for_caller(req, wfd.get(), inode->id);
+    }
   }
   if (to_set & (FUSE_SET_ATTR_ATIME | FUSE_SET_ATTR_MTIME)) {
     struct timespec tv[2];

@@ -98,6 +98,7 @@ void Filesystem::open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info* fi)
   if (!object) return (void)fuse_reply_err(req, ESTALE);
   int fd = ::open(proc_path(object->get()).c_str(), store_open_flags(fi->flags));
   if (fd < 0) return (void)fuse_reply_err(req, errno);
+  if ((fi->flags & O_ACCMODE) != O_RDONLY) drop_setid_for_caller(req, fd, inode->id);
   auto h = std::make_unique<FileHandle>();
   h->fd = fd;
   h->inode = std::move(inode);
@@ -106,6 +107,15 @@ void Filesystem::open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info* fi)
   // writes come in through the mount point), so its page cache stays valid.
   fi->keep_cache = 1;
   if (fuse_reply_open(req, fi) == 0) h.release();
+}
+
+void Filesystem::drop_setid_for_caller(fuse_req_t req, int fd, uint64_t ino) {
+  // FUSE_HANDLE_KILLPRIV_V2 (daemon/mount.cc): a root daemon drops setuid and
+  // setgid itself when an unprivileged caller may write the file.
+  if (!run_as_root_ || fuse_req_ctx(req)->uid == 0) return;
+  struct stat st;
+  if (::fstat(fd, &st) != 0 || !(st.st_mode & (S_ISUID | S_ISGID))) return;
+  if (::fchmod(fd, st.st_mode & 07777 & ~static_cast<mode_t>(S_ISUID | S_ISGID)) == 0) notifier_.inode(ino);
 }
 
 void Filesystem::read(fuse_req_t req, fuse_ino_t, size_t size, off_t off, struct fuse_file_info* fi) {

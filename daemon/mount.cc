@@ -68,8 +68,11 @@ int run_and_wait(const std::vector<std::string>& argv) {
 // GETXATTR("security.capability") round trip on every write(2) (the kernel
 // then marks the super block SB_NOSEC). The session's I/O goes through these
 // pass-through functions, and the first reply (the INIT reply) gets the flag.
-// Only for a daemon that is not root: its writes to the store drop setuid,
-// setgid and capabilities themselves, as the flag requires of the server.
+// The flag makes the server responsible for dropping setuid/setgid/file
+// capabilities: a user's daemon writes the store as that user, so the store's
+// kernel drops them; a root daemon drops setuid/setgid when a non-root caller
+// opens a file for writing or truncates it (Filesystem::open, setattr), and
+// no file here can carry security.capability (setxattr refuses it).
 std::atomic<bool> g_init_patched{false};
 
 ssize_t io_writev(int fd, struct iovec* iov, int count, void*) {
@@ -204,7 +207,7 @@ Status FuseMount::mount(const std::string& mountpoint, Filesystem* fs, const Opt
   }
   mounted_ = true;
   mountpoint_ = mountpoint;
-  if (::geteuid() != 0 && fuse_session_custom_io(se_, &kPatchingIo, fuse_session_fd(se_)) != 0) {
+  if (fuse_session_custom_io(se_, &kPatchingIo, fuse_session_fd(se_)) != 0) {
     DSDFS_WARN("cannot install the session I/O hooks; writes will cost an extra round trip");
   }
   return Status::ok();
