@@ -1723,6 +1723,100 @@ TEST_F(PosixOwnDaemon, MoreFilesThanTheDaemonsDescriptorLimit) {
   EXPECT_TRUE(file_has(inst_->path("after"), "still works"));
 }
 
+// With a small descriptor limit a daemon may close and later reopen its handles of files
+// it has not used for a while. Whatever it does, every call must still act on the file the
+// caller means: the one an open descriptor refers to, or the one a name refers to *now*
+// (after renames, replacements and exchanges), never a file that happens to have had
+// that name before.
+TEST_F(PosixOwnDaemon, FilesStayIdentifiedCorrectlyUnderDescriptorPressure) {
+  ASSERT_NO_FATAL_FAILURE(start(4096));
+  auto m = [&](const std::string& rel) { return inst_->path(rel); };
+  auto fill = [&](const std::string& dir, int count) {
+    ASSERT_SYS_OK(mkdir(m(dir).c_str(), 0755));
+    for (int i = 0; i < count; ++i) {
+      char name[32];
+      snprintf(name, sizeof name, "/f%05d", i);
+      Fd fd = Fd::open(m(dir) + name, O_CREAT | O_WRONLY, 0644);
+      ASSERT_FD(fd) << "filler " << i;
+    }
+  };
+  ASSERT_SYS_OK(mkdir(m("d").c_str(), 0755));
+  ASSERT_TRUE(write_file(m("d/a"), "AAAA"));
+  ASSERT_TRUE(write_file(m("d/b"), "BBBBBBBB"));
+  ASSERT_TRUE(write_file(m("d/x"), "xxx"));
+  ASSERT_TRUE(write_file(m("d/y"), "yyyyyy"));
+  ASSERT_TRUE(write_file(m("d/keep"), "keep"));
+  ASSERT_TRUE(write_file(m("d/gone"), "gone"));
+  struct stat st;
+  ASSERT_SYS_OK(stat(m("d/keep").c_str(), &st));
+  const ino_t keep_ino = st.st_ino;
+  ASSERT_SYS_OK(stat(m("d/x").c_str(), &st));
+  const ino_t x_ino = st.st_ino;
+  ASSERT_SYS_OK(stat(m("d/y").c_str(), &st));
+  const ino_t y_ino = st.st_ino;
+  Fd old_a = Fd::open(m("d/a"), O_RDONLY);
+  ASSERT_FD(old_a);
+  Fd gone = Fd::open(m("d/gone"), O_RDWR);
+  ASSERT_FD(gone);
+  ASSERT_SYS_OK(unlink(m("d/gone").c_str()));
+
+  // Push the daemon well past half its descriptor limit, so old handles are dropped.
+  ASSERT_NO_FATAL_FAILURE(fill("fill1", 3000));
+
+  // 1. Replace a while a descriptor of the old a is open.
+  ASSERT_SYS_OK(rename(m("d/b").c_str(), m("d/a").c_str()));
+  ASSERT_SYS_OK(fstat(old_a.get(), &st));
+  EXPECT_EQ(st.st_size, 4) << "fstat of the replaced file's descriptor shows another file";
+  std::string got;
+  ASSERT_TRUE(pread_all(old_a.get(), 100, 0, &got));
+  EXPECT_EQ(got, "AAAA");
+  ASSERT_SYS_OK(fchmod(old_a.get(), 0600));
+  ASSERT_SYS_OK(stat(m("d/a").c_str(), &st));
+  EXPECT_EQ(st.st_mode & 07777, 0644u) << "fchmod of the replaced file changed the new d/a";
+  EXPECT_EQ(st.st_size, 8);
+  EXPECT_TRUE(file_has(m("d/a"), "BBBBBBBB"));
+
+  // 2. The unlinked open file is still itself.
+  EXPECT_TRUE(pwrite_all(gone.get(), "+more", 4));
+  if (fstat(gone.get(), &st) == 0) {
+    EXPECT_EQ(st.st_size, 9);
+  } else {
+    ADD_FAILURE() << "fstat of an unlinked open file failed: " << errno_text(errno);
+  }
+  EXPECT_TRUE(pread_all(gone.get(), 100, 0, &got));
+  EXPECT_EQ(got, "gone+more");
+  EXPECT_SYS_OK(ftruncate(gone.get(), 2)) << "unlinked open file";
+  EXPECT_SYS_OK(fchmod(gone.get(), 0600)) << "unlinked open file";
+
+  // 3. Exchange (if supported), then more pressure, then use both names.
+  bool exchanged =
+      renameat2(AT_FDCWD, m("d/x").c_str(), AT_FDCWD, m("d/y").c_str(), RENAME_EXCHANGE) == 0;
+  ASSERT_NO_FATAL_FAILURE(fill("fill2", 3000));
+  EXPECT_TRUE(file_has(m("d/x"), exchanged ? "yyyyyy" : "xxx"));
+  EXPECT_TRUE(file_has(m("d/y"), exchanged ? "xxx" : "yyyyyy"));
+  ASSERT_SYS_OK(stat(m("d/x").c_str(), &st));
+  EXPECT_EQ(st.st_ino, exchanged ? y_ino : x_ino) << "inode number does not follow the file";
+  ASSERT_SYS_OK(chmod(m("d/x").c_str(), 0600));
+  ASSERT_SYS_OK(stat(m("d/y").c_str(), &st));
+  EXPECT_EQ(st.st_mode & 07777, 0644u) << "chmod of d/x changed d/y";
+  ASSERT_TRUE(pwrite_all(Fd::open(m("d/x"), O_WRONLY | O_APPEND).get(), "!", 0));
+  EXPECT_TRUE(file_has(m("d/x"), exchanged ? "yyyyyy!" : "xxx!"));
+  EXPECT_TRUE(file_has(m("d/y"), exchanged ? "xxx" : "yyyyyy"));
+
+  // 4. Move the directory, more pressure, then use its old files by their new names.
+  ASSERT_SYS_OK(rename(m("d").c_str(), m("e").c_str()));
+  ASSERT_NO_FATAL_FAILURE(fill("fill3", 3000));
+  EXPECT_TRUE(file_has(m("e/keep"), "keep"));
+  ASSERT_SYS_OK(stat(m("e/keep").c_str(), &st));
+  EXPECT_EQ(st.st_ino, keep_ino) << "inode number changed";
+  ASSERT_SYS_OK(truncate(m("e/keep").c_str(), 2));
+  EXPECT_TRUE(file_has(m("e/keep"), "ke"));
+  EXPECT_SYS_OK(setxattr(m("e/keep").c_str(), "user.e2e", "v", 1, 0));
+  EXPECT_TRUE(file_has(inst_->store_path("e/keep"), "ke"));
+  EXPECT_TRUE(file_has(inst_->store_path("e/a"), "BBBBBBBB"));
+  EXPECT_FALSE(path_exists(inst_->store_path("d")));
+}
+
 // ---------------------------------------------------------------------------------------
 // restart with --keep-store
 
