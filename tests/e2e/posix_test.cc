@@ -1759,6 +1759,12 @@ TEST_F(PosixOwnDaemon, FilesStayIdentifiedCorrectlyUnderDescriptorPressure) {
   Fd gone = Fd::open(m("d/gone"), O_RDWR);
   ASSERT_FD(gone);
   ASSERT_SYS_OK(unlink(m("d/gone").c_str()));
+  // An unlinked open file whose name is taken by a new file.
+  ASSERT_TRUE(write_file(m("d/reused"), "old"));
+  Fd reused = Fd::open(m("d/reused"), O_RDWR);
+  ASSERT_FD(reused);
+  ASSERT_SYS_OK(unlink(m("d/reused").c_str()));
+  ASSERT_TRUE(write_file(m("d/reused"), "the new file", 0644));
 
   // Push the daemon well past half its descriptor limit, so old handles are dropped.
   ASSERT_NO_FATAL_FAILURE(fill("fill1", 3000));
@@ -1787,6 +1793,18 @@ TEST_F(PosixOwnDaemon, FilesStayIdentifiedCorrectlyUnderDescriptorPressure) {
   EXPECT_EQ(got, "gone+more");
   EXPECT_SYS_OK(ftruncate(gone.get(), 2)) << "unlinked open file";
   EXPECT_SYS_OK(fchmod(gone.get(), 0600)) << "unlinked open file";
+
+  if (fstat(reused.get(), &st) == 0) {
+    EXPECT_EQ(st.st_size, 3) << "fstat of an unlinked file shows the new file of that name";
+  } else {
+    ADD_FAILURE() << "fstat of an unlinked open file failed: " << errno_text(errno);
+  }
+  EXPECT_SYS_OK(fchmod(reused.get(), 0600)) << "unlinked open file";
+  EXPECT_SYS_OK(ftruncate(reused.get(), 1)) << "unlinked open file";
+  ASSERT_SYS_OK(stat(m("d/reused").c_str(), &st));
+  EXPECT_EQ(st.st_mode & 07777, 0644u) << "fchmod of the unlinked file changed the new one";
+  EXPECT_TRUE(file_has(m("d/reused"), "the new file"))
+      << "ftruncate of the unlinked file changed the new one";
 
   // 3. Exchange (if supported), then more pressure, then use both names.
   bool exchanged =
