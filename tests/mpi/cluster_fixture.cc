@@ -164,6 +164,31 @@ int mpi_rank_of(pid_t pid) {
   return -1;
 }
 
+std::string trim(std::string s) {
+  while (!s.empty() && (s.back() == '\n' || s.back() == ' ')) s.pop_back();
+  return s;
+}
+
+// "1234 (dsdfs-launch) state S (sleeping), wchan do_epoll_wait, 9 threads"
+std::string describe_process(pid_t pid) {
+  const std::string dir = "/proc/" + std::to_string(pid);
+  std::string status = slurp(dir + "/status");
+  std::string state = "?", threads = "?";
+  for (auto& line : e2e::split_lines(status)) {
+    if (line.starts_with("State:")) state = trim(line.substr(6));
+    if (line.starts_with("Threads:")) threads = trim(line.substr(8));
+  }
+  while (!state.empty() && state[0] == '\t') state.erase(0, 1);
+  while (!threads.empty() && threads[0] == '\t') threads.erase(0, 1);
+  return e2e::describe_pid(pid) + " state " + state + ", wchan " +
+         trim(slurp(dir + "/wchan")) + ", " + threads + " threads";
+}
+
+const std::string& gdb_path() {
+  static const std::string path = find_on_path("gdb");
+  return path;
+}
+
 }  // namespace
 
 // ---------------------------------------------------------------------------------------
@@ -173,17 +198,25 @@ Cluster::Cluster(ClusterOptions options)
     : options_(std::move(options)),
       tmp_("dsdfs-mpi"),
       rank_pids_(options_.ranks, -1),
-      rank_registered_(options_.ranks, false) {
+      rank_registered_(options_.ranks, false),
+      exits_(options_.ranks) {
   scratch_ = tmp_.sub("scratch");
   log_file_ = tmp_.sub("job.log");
   mkdir(scratch_.c_str(), 0755);
 }
 
 Cluster::~Cluster() {
+  const bool was_running = started_ && !stopped_;
   auto r = stop();
   if (!r) {
-    ADD_FAILURE() << "stopping the dsdfs job at teardown: " << r.message();
-  } else if (started_ && ::testing::Test::HasFailure()) {
+    fprintf(stderr, "mpi: WARNING: stopping the job at teardown (the JobStop tests check this): %s\n",
+            r.message());
+  }
+  for (int rank = 0; rank < size(); ++rank) {
+    if (e2e::is_mounted(mnt(rank)))
+      ADD_FAILURE() << "cannot detach " << mnt(rank) << " at teardown";
+  }
+  if (r && was_running && ::testing::Test::HasFailure()) {
     fprintf(stderr, "mpi: the test failed; job log (%s variant):\n%s", ucx_tls_variant().c_str(),
             log().c_str());
   }
@@ -275,11 +308,12 @@ CommandResult Cluster::sh(const std::string& script, std::chrono::milliseconds t
         if (!ready(r)) why += " rank " + std::to_string(r);
     }
     find_rank_pids();  // best effort, so that stop() can kill them by pid
+    std::string stuck = exited ? "" : describe_stuck_processes();
     auto s = stop();
     return ::testing::AssertionFailure()
            << why << (s ? "" : std::string("\n  stopping: ") + s.message())
            << "\n  command: UCX_TLS variant " << ucx_tls_variant() << ": " << cmdline
-           << "\n  job log:\n"
+           << (stuck.empty() ? "" : "\n  processes of the job:\n" + stuck) << "\n  job log:\n"
            << log();
   }
   if (auto pids = find_rank_pids(); !pids) {
@@ -298,6 +332,56 @@ CommandResult Cluster::sh(const std::string& script, std::chrono::milliseconds t
     }
   }
   return ::testing::AssertionSuccess();
+}
+
+std::string Cluster::describe_stuck_processes() {
+  std::set<pid_t> family;
+  if (mpirun_.started() && mpirun_.running()) family.insert(mpirun_.pid());
+  auto table = process_table();
+  for (bool grew = !family.empty(); grew;) {
+    grew = false;
+    for (auto& [pid, info] : table) {
+      if (family.count(info.ppid) && !family.count(pid)) {
+        family.insert(pid);
+        grew = true;
+      }
+    }
+  }
+  for (pid_t pid : rank_pids_)
+    if (pid > 0 && !pid_gone(pid)) family.insert(pid);
+  if (family.empty()) return "  (no process of the job is left)\n";
+  std::string out;
+  for (pid_t pid : family) {
+    out += "  " + describe_process(pid);
+    int r = mpi_rank_of(pid);
+    if (r >= 0) out += ", rank " + std::to_string(r);
+    out += "\n";
+  }
+  if (gdb_path().empty()) return out + "  (no gdb: no stacks)\n";
+  const std::string launch = real_path(e2e::launch_path());
+  for (pid_t pid : family) {
+    // zombies have no stack; mpirun and orted are worth one (they may be what hangs)
+    if (describe_process(pid).find("state Z") != std::string::npos) continue;
+    if (exe_of(pid) != launch && pid != mpirun_.pid()) continue;
+    CommandResult bt = e2e::run_command(
+        {gdb_path(), "-batch", "-nx", "-p", std::to_string(pid), "-ex", "thread apply all bt 12"},
+        scratch_, 30s);
+    out += "  stacks of " + e2e::describe_pid(pid) +
+           (pid == mpirun_.pid() ? std::string(" (mpirun)")
+                                 : " (rank " + std::to_string(mpi_rank_of(pid)) + ")") +
+           ":\n";
+    int lines = 0;
+    for (auto& line : e2e::split_lines(bt.out)) {
+      if (!(line.starts_with("Thread ") || line.starts_with("#"))) continue;
+      if (++lines > 150) {
+        out += "    ...\n";
+        break;
+      }
+      out += "    " + line.substr(0, 200) + "\n";
+    }
+    if (lines == 0) out += "    (gdb printed no stack: " + trim(bt.err).substr(0, 300) + ")\n";
+  }
+  return out;
 }
 
 ::testing::AssertionResult Cluster::find_rank_pids() {
@@ -347,7 +431,7 @@ void Cluster::unregister_ranks() {
   }
 }
 
-::testing::AssertionResult Cluster::stop() {
+::testing::AssertionResult Cluster::stop(StopHow how) {
   if (!started_ || stopped_) return ::testing::AssertionSuccess();
   stopped_ = true;
   std::string problems;
@@ -356,10 +440,31 @@ void Cluster::unregister_ranks() {
                 " before it was asked to stop; ";
   } else {
     mpirun_.snapshot_descendants();
-    mpirun_.signal(SIGTERM);
-    if (!mpirun_.wait_exit(options_.stop_timeout)) {
+    const auto t0 = std::chrono::steady_clock::now();
+    if (how == StopHow::kSigtermToMpirun) {
+      mpirun_.signal(SIGTERM);
+    } else {
+      for (int r = 0; r < size(); ++r)
+        if (rank_pids_[r] > 0) kill(rank_pids_[r], SIGTERM);
+    }
+    const std::string sent =
+        how == StopHow::kSigtermToMpirun ? "SIGTERM to mpirun" : "SIGTERM to every rank";
+    // Watch the ranks go (mpirun reaps them quickly, so poll often).
+    bool exited = false;
+    while (std::chrono::steady_clock::now() - t0 < options_.stop_timeout) {
+      poll_rank_exits(t0);
+      if (!mpirun_.running()) {
+        exited = true;
+        break;
+      }
+      struct timespec ts = {0, 2 * 1000 * 1000};
+      nanosleep(&ts, nullptr);
+    }
+    poll_rank_exits(t0);
+    if (!exited) {
       problems += "mpirun did not exit within " + std::to_string(options_.stop_timeout.count()) +
-                  " ms of SIGTERM; SIGKILLed its process group; ";
+                  " ms of " + sent + "; SIGKILLed its process group. Processes of the job then:\n" +
+                  describe_stuck_processes() + "; ";
       for (int r = 0; r < size(); ++r)
         if (rank_pids_[r] > 0 && !pid_gone(rank_pids_[r])) kill(-rank_pids_[r], SIGKILL);
       mpirun_.kill_group();
@@ -377,6 +482,7 @@ void Cluster::unregister_ranks() {
         return left.empty();
       },
       5s);
+  if (!left.empty()) problems += "ranks outlived mpirun:\n" + describe_stuck_processes() + "; ";
   for (int r : left) {
     problems += "rank " + std::to_string(r) + " (" + e2e::describe_pid(rank_pids_[r]) +
                 ") outlived mpirun by 5 s; SIGKILLed; ";
@@ -396,8 +502,49 @@ void Cluster::unregister_ranks() {
   }
   if (problems.empty()) return ::testing::AssertionSuccess();
   return ::testing::AssertionFailure() << problems.substr(0, problems.size() - 2)
+                                       << "\n  ranks: " << describe_rank_exits()
                                        << "\n  job log:\n"
                                        << log();
+}
+
+std::string RankExit::describe() const {
+  if (!seen) return "not seen ending";
+  return (status_known ? e2e::describe_status(wait_status) : std::string("gone")) + " " +
+         std::to_string(after.count()) + " ms after SIGTERM";
+}
+
+void Cluster::poll_rank_exits(std::chrono::steady_clock::time_point since) {
+  for (int r = 0; r < size(); ++r) {
+    if (rank_pids_[r] <= 0 || exits_[r].seen) continue;
+    std::string stat = slurp("/proc/" + std::to_string(rank_pids_[r]) + "/stat");
+    auto after = std::chrono::duration_cast<std::chrono::milliseconds>(
+        std::chrono::steady_clock::now() - since);
+    if (stat.empty()) {  // reaped by mpirun before we saw the zombie
+      exits_[r].seen = true;
+      exits_[r].after = after;
+      continue;
+    }
+    size_t close_paren = stat.rfind(')');
+    if (close_paren == std::string::npos) continue;
+    std::istringstream fields(stat.substr(close_paren + 1));
+    std::vector<std::string> f;
+    for (std::string tok; fields >> tok;) f.push_back(tok);
+    if (f.empty() || f[0] != "Z") continue;
+    exits_[r].seen = true;
+    exits_[r].after = after;
+    // field 52 of /proc/PID/stat (index 49 after the command name): the wait status
+    if (f.size() > 49) {
+      exits_[r].status_known = true;
+      exits_[r].wait_status = atoi(f[49].c_str());
+    }
+  }
+}
+
+std::string Cluster::describe_rank_exits() const {
+  std::string out;
+  for (int r = 0; r < size(); ++r)
+    out += "rank " + std::to_string(r) + ": " + exits_[r].describe() + "; ";
+  return out.empty() ? out : out.substr(0, out.size() - 2);
 }
 
 ::testing::AssertionResult Cluster::kill_rank(int r) {

@@ -63,7 +63,13 @@ struct ClusterOptions {
   double rpc_timeout_s = 3;  // dsdfs-launch --timeout
   std::vector<std::string> extra_args;
   std::chrono::milliseconds ready_timeout = 30s;
-  std::chrono::milliseconds stop_timeout = 20s;
+  std::chrono::milliseconds stop_timeout = 10s;
+};
+
+// How stop() asks the job to end.
+enum class StopHow {
+  kSigtermToMpirun,      // what a user of mpirun does (kill -TERM <mpirun pid>)
+  kSigtermToEveryRank,   // what srun does on scancel / the end of a job step
 };
 
 inline ClusterOptions with_ranks(int ranks) {
@@ -72,13 +78,27 @@ inline ClusterOptions with_ranks(int ranks) {
   return o;
 }
 
+// How and when a rank ended after stop() sent SIGTERM. The test watches the ranks
+// (mpirun's children, not ours) through /proc: a rank seen as a zombie shows its wait status;
+// one already reaped by mpirun shows only when it was found gone.
+struct RankExit {
+  bool seen = false;
+  bool status_known = false;
+  int wait_status = 0;
+  std::chrono::milliseconds after{0};  // since stop() sent SIGTERM (+/- a few ms)
+  std::string describe() const;
+};
+
 class Cluster {
  public:
   explicit Cluster(ClusterOptions options = {});
   Cluster(const Cluster&) = delete;
   Cluster& operator=(const Cluster&) = delete;
-  // Stops the job if it still runs (failures are reported as test failures), then the
-  // temporary directory detaches any mount left inside and removes everything.
+  // Stops the job if the test did not (stop() below). What went wrong while stopping is
+  // printed as a warning, not reported as a failure of the test: the tests of the JobStop
+  // suite call stop() themselves and check it, so that a stop bug fails those tests and not
+  // every test. Left-over processes are killed and mounts detached either way; only a mount
+  // that cannot be detached fails the test. Then the temporary directory is removed.
   ~Cluster();
 
   // Starts mpirun and waits (hard timeout) for every rank's ready file, then checks that
@@ -86,11 +106,12 @@ class Cluster {
   // carries the job log, and everything started is killed and unmounted.
   ::testing::AssertionResult start();
 
-  // SIGTERM to mpirun by pid, wait up to stop_timeout, escalate to SIGKILL of mpirun's
-  // process group and of every rank left, then detach every mount left under the temporary
-  // directory. The failure message says what went wrong (timeout, ranks that outlived
-  // mpirun, mounts left behind). Idempotent.
-  ::testing::AssertionResult stop();
+  // SIGTERM to mpirun by pid (or to every rank), wait up to stop_timeout for mpirun to exit,
+  // escalate to SIGKILL of mpirun's process group and of every rank left, then detach every
+  // mount left under the temporary directory. The failure message says what went wrong
+  // (timeout with the stacks of what hangs, ranks that outlived mpirun, mounts left
+  // behind). Idempotent.
+  ::testing::AssertionResult stop(StopHow how = StopHow::kSigtermToMpirun);
 
   // SIGKILL to one rank (by pid) and wait until it is gone. Its mount stays behind (stale):
   // detach_mount(r) removes it.
@@ -108,6 +129,9 @@ class Cluster {
   // ROOT/store<r>/files/<rel>: where rank r keeps the files it owns.
   std::string store_path(int r, std::string_view rel) const;
   pid_t rank_pid(int r) const;
+  // Filled in by stop().
+  const std::vector<RankExit>& rank_exits() const { return exits_; }
+  std::string describe_rank_exits() const;
   pid_t mpirun_pid() const { return mpirun_.pid(); }
   bool running() { return mpirun_.started() && mpirun_.running(); }
   // The job's output (mpirun and every rank), the last 32 KiB from `offset`.
@@ -115,11 +139,17 @@ class Cluster {
   size_t log_size() const;
   const std::string& scratch() const { return scratch_; }
 
+  // For a job that hangs: every process of the job still running (mpirun, orted, ranks)
+  // with its state and wait channel, and, when gdb is installed, the stack of every thread
+  // of every rank still running.
+  std::string describe_stuck_processes();
+
   // Runs `/bin/sh -c script` (cwd: the temporary directory) with a timeout.
   CommandResult sh(const std::string& script, std::chrono::milliseconds timeout = 30s) const;
 
  private:
   ::testing::AssertionResult find_rank_pids();
+  void poll_rank_exits(std::chrono::steady_clock::time_point since);
   void unregister_ranks();
 
   ClusterOptions options_;
@@ -129,6 +159,7 @@ class Cluster {
   e2e::ChildProcess mpirun_;
   std::vector<pid_t> rank_pids_;
   std::vector<bool> rank_registered_;
+  std::vector<RankExit> exits_;
   bool started_ = false;
   bool stopped_ = false;
 };
