@@ -168,6 +168,16 @@ TEST_F(NonRoot, UserRunsTheDaemonAndWorksOnTheMountWithShellTools) {
       "dd if=/dev/zero of=zeros bs=64k count=16 2>/dev/null\n"
       "test \"$(stat -c %s zeros)\" -eq 1048576\n"
       "rm zeros link\n"
+      "printf x > private\n"
+      "chmod 000 private\n"
+      "if cat private 2>/dev/null; then echo 'FAIL: read a mode 000 file'; fi\n"
+      "chmod 600 private\n"
+      "mkdir ro && chmod 555 ro\n"
+      "if touch ro/x 2>/dev/null; then echo 'FAIL: created in a 0555 directory'; fi\n"
+      "printf '#!' > setid && chmod 6755 setid && echo more >> setid\n"
+      "m=$(stat -c %a setid); test $m = 755 || echo \"FAIL: mode $m after a write to a 6755 file\"\n"
+      "printf x > setid2 && chmod 6755 setid2 && truncate -s 0 setid2\n"
+      "m=$(stat -c %a setid2); test $m = 755 || echo \"FAIL: mode $m after truncating a 6755 file\"\n"
       "stat -c '%u:%g' dir/file\n");
   ASSERT_FALSE(r.timed_out) << "the user's shell commands hung";
   EXPECT_EQ(r.exit_code(), 0) << "shell commands as " << kUser << " failed ("

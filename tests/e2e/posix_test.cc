@@ -80,6 +80,7 @@ class Posix : public ::testing::Test {
  protected:
   static void SetUpTestSuite() {
     tmp_ = std::make_unique<TempDir>("dsdfs-e2e-posix");
+    chmod(tmp_->path().c_str(), 0755);  // other users reach the mount (OtherUsers...)
     start_error_.clear();
     start_daemon();
   }
@@ -1600,6 +1601,57 @@ TEST_F(Posix, DsdfsOwnerAttributeAndReservedNamespace) {
   EXPECT_NE(owner.find(short_hostname()), std::string::npos) << owner;
   EXPECT_SYS_ERRNO(setxattr(p("f").c_str(), "user.dsdfs.owner", "1", 1, 0), EPERM);
   EXPECT_SYS_ERRNO(setxattr(p("f").c_str(), "user.dsdfs.mine", "1", 1, 0), EPERM);
+}
+
+// A root daemon serves every user of the node (allow_other): other users get the ordinary
+// permission checks, own what they create, and lose setuid bits when they write.
+TEST_F(Posix, OtherUsersGetOrdinaryPermissionChecks) {
+  if (geteuid() != 0) GTEST_SKIP() << "needs root";
+  auto mounts = mounts_at(dsdfs().mnt());
+  ASSERT_FALSE(mounts.empty());
+  if (mounts.back().super_options.find("allow_other") == std::string::npos)
+    GTEST_SKIP() << "this daemon does not serve other users (no allow_other)";
+  auto nobody = run_as_user("nobody");
+  ASSERT_TRUE(nobody.has_value()) << "no user 'nobody'";
+  ASSERT_SYS_OK(chmod(dir_.c_str(), 0777));
+  ASSERT_TRUE(write_file(p("roots"), "root's"));
+  ASSERT_TRUE(write_file(p("secret"), "s", 0600));
+  ASSERT_SYS_OK(mkdir(p("closed").c_str(), 0755));
+  ASSERT_TRUE(write_file(p("suid"), "#"));
+  ASSERT_SYS_OK(chmod(p("suid").c_str(), 06777));
+  ASSERT_SYS_OK(mkdir(p("sticky").c_str(), 0777));
+  ASSERT_SYS_OK(chmod(p("sticky").c_str(), 01777));
+  ASSERT_TRUE(write_file(p("sticky/roots"), "r"));
+  TempDir scratch("dsdfs-e2e-nobody");
+  CommandResult r = run_command(
+      {"/bin/sh", "-c",
+       "cd '" + dir_ + "' || exit 9\n"
+       "echo mine > mine || echo 'FAIL: cannot create in a 0777 directory'\n"
+       "stat -c 'owner %u' mine\n"
+       "if echo x >> roots 2>/dev/null; then echo 'FAIL: wrote root 0644 file'; fi\n"
+       "if cat secret >/dev/null 2>&1; then echo 'FAIL: read root 0600 file'; fi\n"
+       "if touch closed/x 2>/dev/null; then echo 'FAIL: created in root 0755 dir'; fi\n"
+       "rm -f sticky/roots 2>/dev/null\n"
+       "if [ ! -e sticky/roots ]; then echo 'FAIL: removed root file in sticky dir'; fi\n"
+       "if chown 0 mine 2>/dev/null; then echo 'FAIL: gave a file away'; fi\n"
+       "if chmod 644 roots 2>/dev/null; then echo 'FAIL: chmod of root file'; fi\n"
+       "echo more >> suid || echo 'FAIL: cannot append to a 06777 file'\n"
+       "stat -c 'suid %a' suid\n"},
+      scratch.path(), 30s, nobody);
+  ASSERT_FALSE(r.timed_out);
+  EXPECT_EQ(r.exit_code(), 0) << r.err;
+  EXPECT_EQ(r.out, "owner " + std::to_string(nobody->uid) + "\nsuid 777\n")
+      << "as nobody (FAIL lines are permission checks that did not hold; suid must drop "
+         "S_ISUID and S_ISGID after a write by another user)\n  stderr: "
+      << r.err;
+  auto st = lstat_of(sp("mine"));
+  ASSERT_TRUE(st.has_value());
+  EXPECT_EQ(st->st_uid, nobody->uid) << "owner of nobody's file in the store";
+  st = lstat_of(sp("suid"));
+  ASSERT_TRUE(st.has_value());
+  EXPECT_EQ(st->st_mode & 07777, 0777u) << "mode of the written setuid file in the store";
+  EXPECT_TRUE(file_has(p("roots"), "root's"));
+  EXPECT_TRUE(file_has(p("suid"), "#more\n"));
 }
 
 // ---------------------------------------------------------------------------------------
