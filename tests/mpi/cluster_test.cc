@@ -397,6 +397,99 @@ TEST(ConcurrentAppends, EveryRecordExactlyOnceNoneTorn) {
   expect_owner_everywhere(c, "log", 0);
 }
 
+// Appends of up to 256 KiB (several pages, one FUSE write each) from every rank, the owner
+// included, must not interleave either.
+TEST(ConcurrentAppends, LargeRecordsFromEveryRankIncludingTheOwnerAreAtomic) {
+  constexpr int kRanks = 3;
+  constexpr int kRecords = 16;  // per rank
+  constexpr int kOwner = 1;
+  Cluster c(with_ranks(kRanks));
+  ASSERT_TRUE(c.start());
+  ASSERT_TRUE(write_file(c.path(kOwner, "big.log"), ""));
+
+  // record = 32-byte header "REC <rank> <seq> <size>" + payload + 32-byte trailer "END ..."
+  auto record_size = [](int rank, int seq) {
+    return size_t{1024} + (size_t{1} << (10 + (rank * 7 + seq * 3) % 9));  // 2 KiB .. 257 KiB
+  };
+  auto fixed32 = [](std::string s) {
+    s.resize(31, ' ');
+    return s + "\n";
+  };
+  auto record = [&](int rank, int seq) {
+    size_t size = record_size(rank, seq);
+    char head[64];
+    snprintf(head, sizeof head, "REC %d %d %zu", rank, seq, size);
+    std::string rec = fixed32(head);
+    rec += e2e::pattern_bytes(size - 64, 7000 + rank * 100 + seq);
+    snprintf(head, sizeof head, "END %d %d", rank, seq);
+    return rec + fixed32(head);
+  };
+
+  std::mutex mu;
+  std::vector<std::string> errors;
+  SpinBarrier barrier(kRanks);
+  std::vector<std::thread> threads;
+  size_t expected_size = 0;
+  for (int r = 0; r < kRanks; ++r)
+    for (int i = 0; i < kRecords; ++i) expected_size += record_size(r, i);
+  for (int r = 0; r < kRanks; ++r) {
+    threads.emplace_back([&, r] {
+      Fd fd = Fd::open(c.path(r, "big.log"), O_WRONLY | O_APPEND);
+      barrier.arrive_and_wait();
+      for (int i = 0; fd.valid() && i < kRecords; ++i) {
+        std::string rec = record(r, i);
+        ssize_t n = ::write(fd.get(), rec.data(), rec.size());
+        if (n != static_cast<ssize_t>(rec.size())) {
+          std::lock_guard<std::mutex> lock(mu);
+          errors.push_back("rank " + std::to_string(r) + " record " + std::to_string(i) + " (" +
+                           std::to_string(rec.size()) + " bytes): write returned " +
+                           std::to_string(n) + (n < 0 ? ": " + errno_text(errno) : ""));
+          return;
+        }
+      }
+      int err = fd.valid() ? fd.close() : fd.error();
+      if (err != 0) {
+        std::lock_guard<std::mutex> lock(mu);
+        errors.push_back("rank " + std::to_string(r) + ": open/close: " + errno_text(err));
+      }
+    });
+  }
+  for (auto& th : threads) th.join();
+  for (auto& e : errors) ADD_FAILURE() << e;
+
+  for (int reader = 0; reader < kRanks; ++reader) {
+    SCOPED_TRACE("read on rank " + std::to_string(reader));
+    std::string data;
+    ASSERT_TRUE(read_file(c.path(reader, "big.log"), &data));
+    EXPECT_EQ(data.size(), expected_size);
+    std::set<std::pair<int, int>> seen;
+    std::map<int, int> next_seq;
+    size_t off = 0;
+    std::string problem;
+    while (off < data.size() && problem.empty()) {
+      int rank = -1, seq = -1;
+      size_t size = 0;
+      if (off + 64 > data.size() ||
+          sscanf(data.c_str() + off, "REC %d %d %zu", &rank, &seq, &size) != 3 || rank < 0 ||
+          rank >= kRanks || seq < 0 || seq >= kRecords || size != record_size(rank, seq) ||
+          off + size > data.size() || data.compare(off, size, record(rank, seq)) != 0) {
+        problem = "no whole record at offset " + std::to_string(off) + " (\"" +
+                  data.substr(off, 24) + "...\")";
+        break;
+      }
+      if (!seen.insert({rank, seq}).second) problem = "duplicate record " + data.substr(off, 24);
+      if (seq < next_seq[rank]) problem = "records of rank " + std::to_string(rank) + " out of order";
+      next_seq[rank] = seq + 1;
+      off += size;
+    }
+    EXPECT_TRUE(problem.empty()) << problem;
+    if (problem.empty()) {
+      EXPECT_EQ(seen.size(), size_t{kRanks} * kRecords) << "records present";
+    }
+  }
+  expect_owner_everywhere(c, "big.log", kOwner);
+}
+
 // ---------------------------------------------------------------------------------------
 // 3. cache invalidation
 
