@@ -5,6 +5,7 @@
 #include <unistd.h>
 
 #include <cinttypes>
+#include <algorithm>
 #include <cstdlib>
 #include <optional>
 
@@ -24,6 +25,11 @@ std::optional<double> parse_seconds(const std::string& s) {
 
 }  // namespace
 
+unsigned default_threads() {
+  long n = ::sysconf(_SC_NPROCESSORS_ONLN);
+  return static_cast<unsigned>(std::clamp<long>(n, 2, 16));
+}
+
 std::string options_usage() {
   return
       "usage: dsdfs-launch MOUNTPOINT [options]\n"
@@ -40,7 +46,7 @@ std::string options_usage() {
       "                        $TMPDIR/dsdfs-<user>-<job>-r%r, mode 0700)\n"
       "  --ready-file FILE     write FILE once every rank has mounted\n"
       "  --keep-store          keep the store when stopping (default: remove it)\n"
-      "  --threads N           maximum FUSE worker threads (default 8)\n"
+      "  --threads N           maximum FUSE worker threads (default: the CPUs, 2 to 16)\n"
       "  --timeout SECONDS     timeout of every remote call (default 5)\n"
       "  --bulk auto|rma|am    remote read path: one-sided RMA gets, owner-pushed\n"
       "                        active messages, or automatic (default auto)\n"

@@ -11,6 +11,10 @@ namespace dsdfs::fs {
 
 enum class BulkMode { kAuto, kRma, kAm };
 
+// The default number of FUSE worker threads: the CPUs of this node, at least
+// 2 and at most 16 (more threads than cores only add context switches).
+unsigned default_threads();
+
 // Everything the user can set, parsed once at startup and passed around as an
 // immutable value (no global god-object). Paths still hold %r / %h until
 // options_expand() is called with the rank.
@@ -19,7 +23,7 @@ struct Options {
   std::string store;           // empty: per-user, per-job default under $TMPDIR or /tmp
   std::string ready_file;      // written (create + rename) once every rank has mounted
   bool keep_store = false;     // keep the store on a clean stop
-  unsigned threads = 8;        // maximum FUSE worker threads
+  unsigned threads = default_threads();  // maximum FUSE worker threads
   double timeout_s = 5.0;      // timeout of every remote call
   double wait_s = 0;           // --wait: seconds to wait for every rank to mount
   double bootstrap_timeout_s = 120;  // give up if not every rank arrives
