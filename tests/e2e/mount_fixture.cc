@@ -8,6 +8,7 @@
 #include <pwd.h>
 #include <spawn.h>
 #include <sys/mount.h>
+#include <sys/prctl.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
@@ -501,6 +502,7 @@ ChildProcess::~ChildProcess() {
   int null_fd = ::open("/dev/null", O_RDONLY | O_CLOEXEC);
 
   static const char kSetupFailed[] = "e2e: child set-up (setpgid/dup2/setuid/exec) failed\n";
+  const pid_t parent = getpid();
   pid_t pid = fork();
   if (pid < 0) {
     int err = errno;
@@ -530,6 +532,10 @@ ChildProcess::~ChildProcess() {
         _exit(127);
       }
     }
+    // If the test program dies (crash, meson timeout), the daemon gets SIGTERM and unmounts
+    // instead of living on. Set after the credential change, which would clear it.
+    prctl(PR_SET_PDEATHSIG, SIGTERM);
+    if (getppid() != parent) _exit(127);
     execve(cargv[0], cargv.data(), cenv.data());
     ssize_t ignored = write(2, kSetupFailed, sizeof kSetupFailed - 1);
     (void)ignored;
