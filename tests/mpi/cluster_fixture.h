@@ -28,6 +28,7 @@
 #include <functional>
 #include <map>
 #include <optional>
+#include <ostream>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -71,6 +72,9 @@ enum class StopHow {
   kSigtermToMpirun,      // what a user of mpirun does (kill -TERM <mpirun pid>)
   kSigtermToEveryRank,   // what srun does on scancel / the end of a job step
 };
+inline void PrintTo(StopHow how, std::ostream* os) {
+  *os << (how == StopHow::kSigtermToMpirun ? "SIGTERM to mpirun" : "SIGTERM to every rank");
+}
 
 inline ClusterOptions with_ranks(int ranks) {
   ClusterOptions o;
