@@ -126,6 +126,9 @@ class Filesystem {
   uint64_t dir_id_of(const Inode& dir);
   // Path of (dir, name) through this rank's own mount point.
   Result<std::string> mount_path(uint64_t dir, const std::string& name);
+  // mount_path() of a file this rank owns (of global inode gino, if not 0);
+  // ENOENT/ESTALE if it is not here.
+  Result<std::string> owned_path(uint64_t dir, const std::string& name, uint64_t gino);
   Result<std::string> store_relative_path(int dir_fd);
 
   // Claims `name` in `dir` for this rank, then runs make(dir_fd) (a syscall

@@ -21,6 +21,9 @@ namespace dsdfs::fs {
 
 namespace {
 
+// Files of up to this many chunks are fetched whole at open.
+constexpr uint64_t kPrefetchChunks = 4;
+
 Status bad_request(const char* what) {
   DSDFS_WARN("malformed %s request dropped", what);
   return Status::error(EPROTO, what);
@@ -100,6 +103,19 @@ Result<std::string> Filesystem::mount_path(uint64_t dir, const std::string& name
 }
 
 uint64_t Filesystem::dir_id_of(const Inode& dir) { return dir.dir_id; }
+
+Result<std::string> Filesystem::owned_path(uint64_t dir, const std::string& name, uint64_t gino) {
+  // Owner-side handlers act only on a file this rank holds: going through the
+  // mount to a name that has moved elsewhere would forward the request again
+  // (and could come back here while the kernel holds that inode's lock).
+  auto dfd = local_dir(dir);
+  if (!dfd) return Status::error(ENOENT, "unknown directory");
+  struct stat st;
+  if (::fstatat(dfd->get(), name.c_str(), &st, AT_SYMLINK_NOFOLLOW) != 0) return Status::from_errno("not here");
+  if (S_ISDIR(st.st_mode)) return Status::error(EISDIR);
+  if (gino != 0 && global_ino(st.st_ino) != gino) return Status::error(ESTALE, "replaced");
+  return mount_path(dir, name);
+}
 
 bool Filesystem::dir_closing(uint64_t dir) const { return closing_.count(dir) != 0; }
 
@@ -231,13 +247,26 @@ int Filesystem::fill_remote_entry(int owner, uint64_t dir, const std::string& na
 int Filesystem::lookup_any(const Inode& parent, const char* name, struct fuse_entry_param* e) {
   int err = do_lookup(parent, name, e);
   if (err != ENOENT || cluster_->nranks() == 1) return err;
-  auto owner = find_owner(parent.dir_id, name);
-  if (!owner) return owner.err() == ETIMEDOUT ? EIO : owner.err();
-  if (owner.value() == rank_ || owner.value() == LocatorShard::kDirectory) {
-    // Claimed here or a directory not yet applied here: a create in flight.
-    return ENOENT;
+  // The name can move between asking its shard and asking its owner (a
+  // rename onto it, an O_TRUNC elsewhere): then ask the shard again, so a
+  // reader sees the old or the new file, never none.
+  int last_owner = -2;
+  for (int attempt = 0; attempt < 4; ++attempt) {
+    auto owner = find_owner(parent.dir_id, name);
+    if (!owner) return owner.err() == ETIMEDOUT ? EIO : owner.err();
+    if (owner.value() == LocatorShard::kDirectory) return ENOENT;  // mkdir in flight
+    if (owner.value() == rank_) {
+      // Claimed here: the file may have just arrived in the store.
+      err = do_lookup(parent, name, e);
+      if (err != ENOENT) return err;
+    } else {
+      err = fill_remote_entry(owner.value(), parent.dir_id, name, e);
+      if (err != ENOENT) return err;
+    }
+    if (owner.value() == last_owner) break;
+    last_owner = owner.value();
   }
-  return fill_remote_entry(owner.value(), parent.dir_id, name, e);
+  return ENOENT;
 }
 
 Cluster::Reply Filesystem::on_file_stat(int, std::span<const uint8_t> payload) {
@@ -479,7 +508,7 @@ Cluster::Reply Filesystem::on_file_write(int, std::span<const uint8_t> payload) 
         r.bytes(&data, kMaxIo) && r.done()) || append > 1 || off > (uint64_t{1} << 62)) {
     return bad_request("write");
   }
-  auto path = mount_path(dir, name);
+  auto path = owned_path(dir, name, gino);
   if (!path) return path.status();
   // Through our own mount, with O_DIRECT: this kernel orders the write with
   // local writers (O_APPEND is atomic under its inode lock), keeps its size
@@ -507,7 +536,7 @@ Cluster::Reply Filesystem::on_file_unlink(int, std::span<const uint8_t> payload)
   uint64_t dir;
   std::string name;
   if (!(decode_dir_name(r, &dir, &name) && r.done())) return bad_request("unlink");
-  auto path = mount_path(dir, name);
+  auto path = owned_path(dir, name, 0);
   if (!path) return path.status();
   if (::unlink(path->c_str()) != 0) return Status::from_errno("unlink");
   return std::vector<uint8_t>();
@@ -522,7 +551,7 @@ Cluster::Reply Filesystem::on_file_rename(int, std::span<const uint8_t> payload)
       (flags & ~(RENAME_NOREPLACE | RENAME_EXCHANGE))) {
     return bad_request("rename");
   }
-  auto from = mount_path(dir, name);
+  auto from = owned_path(dir, name, 0);
   auto to = mount_path(dir2, name2);
   if (!from) return from.status();
   if (!to) return to.status();
@@ -545,15 +574,16 @@ Cluster::Reply Filesystem::on_file_readlink(int, std::span<const uint8_t> payloa
 
 Cluster::Reply Filesystem::on_file_setattr(int, std::span<const uint8_t> payload) {
   WireReader r(payload);
-  uint64_t dir;
+  uint64_t dir, gino;
   std::string name;
   uint32_t to_set, mode, uid, gid;
   int64_t size, as, an, ms, mn;
-  if (!(decode_dir_name(r, &dir, &name) && r.u32(&to_set) && r.u32(&mode) && r.u32(&uid) && r.u32(&gid) &&
-        r.i64(&size) && r.i64(&as) && r.i64(&an) && r.i64(&ms) && r.i64(&mn) && r.done()) || size < 0) {
+  if (!(decode_dir_name(r, &dir, &name) && r.u64(&gino) && r.u32(&to_set) && r.u32(&mode) && r.u32(&uid) &&
+        r.u32(&gid) && r.i64(&size) && r.i64(&as) && r.i64(&an) && r.i64(&ms) && r.i64(&mn) && r.done()) ||
+      size < 0) {
     return bad_request("setattr");
   }
-  auto path = mount_path(dir, name);
+  auto path = owned_path(dir, name, gino);
   if (!path) return path.status();
   const char* p = path->c_str();
   if ((to_set & FUSE_SET_ATTR_MODE) && ::chmod(p, mode) != 0) return Status::from_errno("chmod");
@@ -686,6 +716,17 @@ int Filesystem::remote_open(fuse_req_t, const Inode& inode, struct fuse_file_inf
     stats_add(hit ? stats_->cache_hits : stats_->cache_misses, 1);
     h->cache = std::move(entry).value();
     remote_map(*h);
+    // Small files come whole with the open: one round trip, and an open
+    // handle keeps its bytes even if the owner drops the file right after.
+    uint64_t chunks = (h->cache->size() + CacheEntry::kChunk - 1) / CacheEntry::kChunk;
+    if (!hit && chunks > 0 && chunks <= kPrefetchChunks) {
+      uint64_t run = h->cache->claim_run(0, chunks);
+      if (run > 0) {
+        int err = fetch_chunks(*h, 0, run);
+        h->cache->finish(0, run, err == 0);
+        if (err) return err == ESTALE ? ENOENT : err;
+      }
+    }
     // This kernel inode is bound to one version, so its pages stay valid.
     fi->keep_cache = version == ref.version ? 1 : 0;
   }

@@ -175,8 +175,20 @@ void Filesystem::setattr(fuse_req_t req, fuse_ino_t ino, struct stat* attr, int 
   if (!inode) return (void)fuse_reply_err(req, ESTALE);
   FileHandle* h = fi ? reinterpret_cast<FileHandle*>(fi->fh) : nullptr;
   if (inode->remote && !(h && h->fd >= 0)) {
+    if (inode->gone.load()) return (void)fuse_reply_err(req, ESTALE);
+    if ((to_set & ~(FUSE_SET_ATTR_CTIME | FUSE_SET_ATTR_FORCE)) == 0) {
+      // Only the kernel's own ctime bookkeeping (e.g. for the inode a rename
+      // replaced): the owner keeps its times; nothing to forward.
+      struct stat st;
+      uint64_t version;
+      if (int err = remote_stat(inode->ref.owner, inode->ref.dir, inode->ref.name, &st, &version)) {
+        return (void)fuse_reply_err(req, err);
+      }
+      return (void)fuse_reply_attr(req, &st, 0);
+    }
     WireWriter w;
-    w.u64(inode->ref.dir).str(inode->ref.name).u32(static_cast<uint32_t>(to_set)).u32(attr->st_mode);
+    w.u64(inode->ref.dir).str(inode->ref.name).u64(inode->ref.gino).u32(static_cast<uint32_t>(to_set));
+    w.u32(attr->st_mode);
     w.u32(attr->st_uid).u32(attr->st_gid).i64(attr->st_size);
     w.i64(attr->st_atim.tv_sec).i64(attr->st_atim.tv_nsec).i64(attr->st_mtim.tv_sec).i64(attr->st_mtim.tv_nsec);
     auto r = cluster_->call(inode->ref.owner, Op::kFileSetattr, w.buffer());
@@ -432,8 +444,13 @@ int Filesystem::rename_local_file(uint64_t src_dir, const std::string& src_name,
     // The new name is ours now: an older file of another rank under it is replaced.
     auto claim = loc_claim(dst_dir, dst_name, LocatorShard::kTakeOver);
     if (claim && claim->result == LocatorShard::ClaimResult::kMoved && claim->prev_owner != rank_) {
+      // The replaced file's inode on this rank is stale from now on.
+      uint64_t old_gino = 0;
+      struct stat ost;
+      uint64_t oversion;
+      if (remote_stat(claim->prev_owner, dst_dir, dst_name, &ost, &oversion) == 0) old_gino = ost.st_ino;
       WireWriter w;
-      w.u64(dst_dir).str(dst_name).i32(claim->prev_owner).u64(0);
+      w.u64(dst_dir).str(dst_name).i32(claim->prev_owner).u64(old_gino);
       cluster_->call_all(Op::kFileDrop, w.buffer());
     } else if (!claim) {
       DSDFS_WARN("locator update for %s failed: %s", dst_name.c_str(), claim.status().to_string().c_str());

@@ -274,16 +274,11 @@ int serve(int argc, char** argv, const fs::Options& options) {
   if (!ready_file.empty()) ::unlink(ready_file.c_str());
   status.state = "stopping";
   status_file_write(status_path, status);
+  // Fast first: mpirun sends SIGKILL soon after SIGTERM (Open MPI's
+  // odls_base_sigkill_timeout, 1 s by default; docs/slurm.md).
   mount.unmount();
   filesystem.stop();
   cluster.stop();
-  if (transport) {
-    bool all_alive = true;
-    for (int r = 0; r < mpi.size(); ++r) all_alive = all_alive && cluster.alive(r);
-    transport->shutdown();
-    // MPI_Finalize waits for every rank: skip it if one is gone.
-    if (!all_alive) mpi.skip_finalize();
-  }
   int rc = 0;
   if (!loop_status) {
     DSDFS_ERROR("%s", loop_status.to_string().c_str());
@@ -295,7 +290,14 @@ int serve(int argc, char** argv, const fs::Options& options) {
       rc = 1;
     }
   }
+  if (transport) transport->shutdown();
+  // Every rank calls MPI_Finalize (a mix of finalizing and skipping ranks can
+  // hang Open MPI); it waits for the other ranks, so a dead one could hold us
+  // forever: past a few seconds we leave without it, everything is cleaned up.
   DSDFS_INFO("stopped%s", signals.stop_signal() ? " on a signal" : " (unmounted from outside)");
+  // (Under mpirun's stop sequence MPI_Finalize cannot complete: mpirun does
+  // not serve the final fence while it is signalling its ranks.)
+  mpi.finalize_with_timeout(std::chrono::seconds(2), rc);
   return rc;
 }
 

@@ -6,6 +6,11 @@
 #include <cstdlib>
 #include <numeric>
 #include <stdexcept>
+#include <condition_variable>
+#include <cstdio>
+#include <mutex>
+#include <thread>
+#include <unistd.h>
 
 namespace dsdfs::launcher {
 
@@ -29,6 +34,28 @@ MpiEnvironment::MpiEnvironment(int* argc, char*** argv) {
 
 MpiEnvironment::~MpiEnvironment() {
   if (finalize_) MPI_Finalize();
+}
+
+void MpiEnvironment::finalize_with_timeout(std::chrono::milliseconds timeout, int exit_code) {
+  if (!finalize_) return;
+  finalize_ = false;
+  std::mutex mu;
+  std::condition_variable cv;
+  bool done = false;
+  std::thread watchdog([&] {
+    std::unique_lock lock(mu);
+    if (!cv.wait_for(lock, timeout, [&] { return done; })) {
+      std::fflush(nullptr);
+      ::_exit(exit_code);
+    }
+  });
+  MPI_Finalize();
+  {
+    std::lock_guard lock(mu);
+    done = true;
+  }
+  cv.notify_all();
+  watchdog.join();
 }
 
 Result<std::vector<std::vector<uint8_t>>> MpiEnvironment::allgather(const std::vector<uint8_t>& mine) {

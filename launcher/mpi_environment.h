@@ -1,6 +1,7 @@
 // SPDX-License-Identifier: Apache-2.0
 #pragma once
 
+#include <chrono>
 #include <cstdint>
 #include <string>
 #include <vector>
@@ -28,8 +29,9 @@ class MpiEnvironment {
   Status barrier();
   // Rank 0's value, on every rank.
   Result<uint64_t> broadcast(uint64_t value);
-  // MPI_Finalize is collective; skip it when peers may be gone (it could hang).
-  void skip_finalize() { finalize_ = false; }
+  // MPI_Finalize now; if it has not returned after `timeout` (a rank that
+  // died can make it wait forever), the process exits with exit_code.
+  void finalize_with_timeout(std::chrono::milliseconds timeout, int exit_code);
 
  private:
   int rank_ = 0;

@@ -61,6 +61,10 @@ _dsdfs_default OMPI_MCA_btl_vader_single_copy_mechanism none
 _dsdfs_default OMPI_MCA_rmaps_base_oversubscribe 1
 _dsdfs_default OMPI_MCA_hwloc_base_binding_policy none
 _dsdfs_default OMPI_MCA_mpi_warn_on_fork 0
+# On SIGTERM mpirun sends its ranks SIGCONT, waits this many seconds, sends
+# SIGTERM, waits as long again and sends SIGKILL (Open MPI 4.1; default 1 s).
+# 3 s leaves dsdfs-launch time to unmount and remove its store.
+_dsdfs_default OMPI_MCA_odls_base_sigkill_timeout 3
 _dsdfs_default PMIX_MCA_gds hash
 _dsdfs_default PMIX_MCA_ptl_tcp_if_include lo
 _dsdfs_default UCX_NET_DEVICES lo
