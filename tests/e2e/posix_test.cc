@@ -90,6 +90,11 @@ class Posix : public ::testing::Test {
       auto r = inst_->stop();
       EXPECT_TRUE(r) << "stopping the suite's dsdfs-launch: " << r.message() << "\n  log:\n"
                      << inst_->log_since(0);
+      // Everything the tests left (thousands of files, a 5 GiB sparse file, odd names,
+      // other users' files, sticky and read-only directories) goes with the store.
+      EXPECT_FALSE(path_exists(inst_->store()))
+          << "the store " << inst_->store() << " was not removed on stop\n  log:\n"
+          << inst_->log_since(0);
     }
     inst_.reset();
     tmp_.reset();
@@ -1724,6 +1729,7 @@ class PosixOwnDaemon : public ::testing::Test {
     if (inst_ && inst_->running()) {
       auto stopped = inst_->stop();
       EXPECT_TRUE(stopped) << stopped.message();
+      EXPECT_FALSE(path_exists(inst_->store())) << "store not removed on stop";
     }
     inst_.reset();
   }
