@@ -29,8 +29,15 @@ struct FileHandle {
   uint64_t rma_length = 0;
   std::vector<uint8_t> rma_rkey;
 
+  // Counts this handle as an open file of a local inode (see Inode::open_files).
+  void attach(std::shared_ptr<Inode> local_inode) {
+    inode = std::move(local_inode);
+    if (inode) inode->open_files.fetch_add(1);
+  }
+
   ~FileHandle() {
     if (fd >= 0) ::close(fd);
+    if (inode && !remote) inode->open_files.fetch_sub(1);
   }
 };
 

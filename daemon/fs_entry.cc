@@ -146,10 +146,16 @@ void Filesystem::forget_multi(fuse_req_t req, size_t count, struct fuse_forget_d
   fuse_reply_none(req);
 }
 
-void Filesystem::getattr(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info*) {
+void Filesystem::getattr(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info* fi) {
   auto inode = inode_of(ino);
   if (!inode) return (void)fuse_reply_err(req, ESTALE);
   struct stat st;
+  if (FileHandle* h = fi ? reinterpret_cast<FileHandle*>(fi->fh) : nullptr; h && !h->remote && h->fd >= 0) {
+    // Through the open file: works for an unlinked file whose handle was evicted.
+    if (::fstat(h->fd, &st) != 0) return (void)fuse_reply_err(req, errno);
+    translate(&st);
+    return (void)fuse_reply_attr(req, &st, inode->remote ? 0 : kAttrTimeout);
+  }
   if (inode->remote) {
     uint64_t version;
     int err = remote_stat(inode->ref.owner, inode->ref.dir, inode->ref.name, &st, &version);
@@ -216,10 +222,11 @@ void Filesystem::setattr(fuse_req_t req, fuse_ino_t ino, struct stat* attr, int 
     if (int err = dir_mutate(c.encode())) return (void)fuse_reply_err(req, err);
     return getattr(req, ino, nullptr);
   }
-  auto object = object_fd(inode);
-  if (!object) return (void)fuse_reply_err(req, ESTALE);
-  const int ifd = object->get();
   const int hfd = h ? h->fd : -1;
+  // The open file if there is one (an unlinked file has no name to reopen).
+  auto object = hfd >= 0 ? nullptr : object_fd(inode);
+  if (hfd < 0 && !object) return (void)fuse_reply_err(req, ESTALE);
+  const int ifd = object ? object->get() : -1;
   const bool is_symlink = S_ISLNK(inode->type);
   int rc = 0;
   if (to_set & FUSE_SET_ATTR_MODE) {
@@ -235,16 +242,16 @@ void Filesystem::setattr(fuse_req_t req, fuse_ino_t ino, struct stat* attr, int 
   if (to_set & (FUSE_SET_ATTR_UID | FUSE_SET_ATTR_GID)) {
     uid_t uid = (to_set & FUSE_SET_ATTR_UID) ? attr->st_uid : static_cast<uid_t>(-1);
     gid_t gid = (to_set & FUSE_SET_ATTR_GID) ? attr->st_gid : static_cast<gid_t>(-1);
-    if (::fchownat(ifd, "", uid, gid, AT_EMPTY_PATH | AT_SYMLINK_NOFOLLOW) != 0)
-      return (void)fuse_reply_err(req, errno);
+    int crc = hfd >= 0 ? ::fchown(hfd, uid, gid) : ::fchownat(ifd, "", uid, gid, AT_EMPTY_PATH | AT_SYMLINK_NOFOLLOW);
+    if (crc != 0) return (void)fuse_reply_err(req, errno);
   }
   if (to_set & FUSE_SET_ATTR_SIZE) {
     if (!inode->remote) exports_.drop(global_ino(inode->src_ino));
     rc = hfd >= 0 ? ::ftruncate(hfd, attr->st_size)
             : ::truncate(proc_path(ifd).c_str(), attr->st_size);
     if (rc != 0) return (void)fuse_reply_err(req, errno);
-    if (run_as_root_ && fuse_req_ctx(req)->uid != 0 && S_ISREG(inode->type)) {
-      UniqueFd wfd(::open(proc_path(ifd).c_str(), O_RDONLY | O_CLOEXEC));
+    if (S_ISREG(inode->type)) {
+      UniqueFd wfd(hfd >= 0 ? ::dup(hfd) : ::open(proc_path(ifd).c_str(), O_RDONLY | O_CLOEXEC));
       if (wfd.valid()) drop_setid_for_caller(req, wfd.get(), inode->id);
     }
   }
@@ -266,12 +273,12 @@ void Filesystem::setattr(fuse_req_t req, fuse_ino_t ino, struct stat* attr, int 
     }
     if (rc != 0) return (void)fuse_reply_err(req, errno);
   }
-  if (inode->remote) {
-    // Taken over through this handle: the file is ours now.
+  if (hfd >= 0) {
+    // Through the open file (taken over here, or unlinked while open).
     struct stat st;
     if (::fstat(hfd, &st) != 0) return (void)fuse_reply_err(req, errno);
     translate(&st);
-    return (void)fuse_reply_attr(req, &st, 0);
+    return (void)fuse_reply_attr(req, &st, inode->remote ? 0 : kAttrTimeout);
   }
   getattr(req, ino, fi);
 }

@@ -77,7 +77,7 @@ void Filesystem::create(fuse_req_t req, fuse_ino_t parent, const char* name, mod
   }
   auto h = std::make_unique<FileHandle>();
   h->fd = fd;
-  h->inode = inode_of(e.ino);
+  h->attach(inode_of(e.ino));
   fi->fh = reinterpret_cast<uint64_t>(h.get());
   fi->keep_cache = 1;
   // On failure the opener is gone (interrupted); nobody will release the handle.
@@ -101,7 +101,7 @@ void Filesystem::open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info* fi)
   if ((fi->flags & O_ACCMODE) != O_RDONLY) drop_setid_for_caller(req, fd, inode->id);
   auto h = std::make_unique<FileHandle>();
   h->fd = fd;
-  h->inode = std::move(inode);
+  h->attach(std::move(inode));
   fi->fh = reinterpret_cast<uint64_t>(h.get());
   // Every change to an owned file passes through this kernel (other ranks'
   // writes come in through the mount point), so its page cache stays valid.
@@ -110,12 +110,17 @@ void Filesystem::open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info* fi)
 }
 
 void Filesystem::drop_setid_for_caller(fuse_req_t req, int fd, uint64_t ino) {
-  // FUSE_HANDLE_KILLPRIV_V2 (daemon/mount.cc): a root daemon drops setuid and
-  // setgid itself when an unprivileged caller may write the file.
-  if (!run_as_root_ || fuse_req_ctx(req)->uid == 0) return;
+  // FUSE_HANDLE_KILLPRIV_V2 (daemon/mount.cc): the server drops setuid and
+  // setgid when an unprivileged caller may write the file. With the writeback
+  // cache the store sees the bytes later, from a kernel thread, so do it when
+  // the file is opened for writing (or truncated), and refresh the kernel's
+  // cached mode.
+  if (run_as_root_ && fuse_req_ctx(req)->uid == 0) return;
   struct stat st;
   if (::fstat(fd, &st) != 0 || !(st.st_mode & (S_ISUID | S_ISGID))) return;
-  if (::fchmod(fd, st.st_mode & 07777 & ~static_cast<mode_t>(S_ISUID | S_ISGID)) == 0) notifier_.inode(ino);
+  if (::fchmod(fd, st.st_mode & 07777 & ~static_cast<mode_t>(S_ISUID | S_ISGID)) == 0) {
+    notifier_.inode(ino, std::chrono::milliseconds(200));
+  }
 }
 
 void Filesystem::read(fuse_req_t req, fuse_ino_t, size_t size, off_t off, struct fuse_file_info* fi) {

@@ -18,6 +18,10 @@ namespace dsdfs::fs {
 
 namespace {
 
+// How long a rank waits for its kernel to drop entries a directory change
+// made stale before it answers the coordinator (Notifier::entry).
+constexpr std::chrono::milliseconds kNotifyWait{200};
+
 // The first error among the live ranks' replies (dead ranks do not vote).
 int first_error(const std::vector<Cluster::Reply>& replies, const Cluster& cluster) {
   for (int r = 0; r < static_cast<int>(replies.size()); ++r) {
@@ -185,7 +189,7 @@ Cluster::Reply Filesystem::on_dir_apply(int, std::span<const uint8_t> payload) {
         dirs_.remove(*id);
       }
       gate.unlock();
-      notifier_.entry(parent_node(), c.name);
+      notifier_.entry(parent_node(), c.name, kNotifyWait);
       return std::vector<uint8_t>();
     }
     case DirChange::kRmdirAbort: {
@@ -213,9 +217,11 @@ Cluster::Reply Filesystem::on_dir_apply(int, std::span<const uint8_t> payload) {
         dirs_.remove(*replaced);
       }
       gate.unlock();
-      notifier_.entry(parent_node(), c.name);
+      notifier_.entry(parent_node(), from == c.name ? c.name : c.name2, kNotifyWait);
       struct stat st;
-      if (::fstat(parent2->get(), &st) == 0) notifier_.entry(inodes_.find_local(st.st_dev, st.st_ino), c.name2);
+      if (::fstat(parent2->get(), &st) == 0) {
+        notifier_.entry(inodes_.find_local(st.st_dev, st.st_ino), to, kNotifyWait);
+      }
       return std::vector<uint8_t>();
     }
     case DirChange::kSetattr: {
@@ -236,7 +242,7 @@ Cluster::Reply Filesystem::on_dir_apply(int, std::span<const uint8_t> payload) {
         else if (c.flags & FUSE_SET_ATTR_MTIME) tv[1] = {c.mtime_s, c.mtime_ns};
         if (::utimensat(AT_FDCWD, path.c_str(), tv, 0) != 0) return Status::from_errno("utimens");
       }
-      notifier_.inode(parent_node());
+      notifier_.inode(parent_node(), kNotifyWait);
       return std::vector<uint8_t>();
     }
     default:

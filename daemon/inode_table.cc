@@ -133,7 +133,7 @@ void InodeTable::note_file_handle(const std::shared_ptr<Inode>& inode) {
   std::lock_guard lock(evict_mu_);
   open_order_.push_back(inode);
   while (open_order_.size() > budget_) {
-    if (auto victim = open_order_.front().lock(); victim && victim != inode) {
+    if (auto victim = open_order_.front().lock(); victim && victim != inode && victim->open_files.load() == 0) {
       if (auto h = victim->drop_handle()) closing.push_back(std::move(h));
     }
     open_order_.pop_front();

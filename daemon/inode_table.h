@@ -85,6 +85,9 @@ struct Inode {
   // Set when this rank's copy was dropped because another rank took the file
   // over (O_TRUNC elsewhere): open handles fail instead of serving old bytes.
   std::atomic<bool> gone{false};
+  // Open files of this inode: its handle is never evicted while there are
+  // any (an unlinked open file could not be reopened by name).
+  std::atomic<int> open_files{0};
   uint64_t nlookup = 0;  // GUARDED_BY(InodeTable::mu_)
 
  private:

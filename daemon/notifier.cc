@@ -20,18 +20,29 @@ void Notifier::stop() {
   thread_.join();
 }
 
-void Notifier::entry(uint64_t parent, const std::string& name) {
-  if (parent == 0) return;
-  std::lock_guard lock(mu_);
-  items_.push_back({parent, name});
+void Notifier::push(Item item, std::chrono::milliseconds wait) {
+  std::future<void> done;
+  if (wait.count() > 0) {
+    item.done = std::make_shared<std::promise<void>>();
+    done = item.done->get_future();
+  }
+  {
+    std::lock_guard lock(mu_);
+    if (stop_) return;
+    items_.push_back(std::move(item));
+  }
   cv_.notify_one();
+  if (done.valid()) done.wait_for(wait);
 }
 
-void Notifier::inode(uint64_t ino) {
+void Notifier::entry(uint64_t parent, const std::string& name, std::chrono::milliseconds wait) {
+  if (parent == 0) return;
+  push({parent, name, nullptr}, wait);
+}
+
+void Notifier::inode(uint64_t ino, std::chrono::milliseconds wait) {
   if (ino == 0) return;
-  std::lock_guard lock(mu_);
-  items_.push_back({ino, {}});
-  cv_.notify_one();
+  push({ino, {}, nullptr}, wait);
 }
 
 void Notifier::run() {
@@ -54,6 +65,7 @@ void Notifier::run() {
     }
     // ENOENT: the kernel did not know it any more, which is what we wanted.
     if (rc != 0 && rc != -ENOENT) DSDFS_DEBUG("kernel notification failed: %d", rc);
+    if (item.done) item.done->set_value();
   }
 }
 

@@ -4,6 +4,9 @@
 #include <fuse_lowlevel.h>
 
 #include <atomic>
+#include <chrono>
+#include <future>
+#include <memory>
 #include <condition_variable>
 #include <deque>
 #include <mutex>
@@ -23,14 +26,20 @@ class Notifier {
   // REQUIRES: before any notification that should reach the kernel.
   void set_session(struct fuse_session* se) { se_.store(se); }
   void stop();
-  void entry(uint64_t parent, const std::string& name);
-  void inode(uint64_t ino);
+  // Queue a notification. With wait > 0, also wait up to that long for the
+  // kernel to take it: long enough in the normal case for "visible everywhere
+  // when the call returns", short enough that a notification blocked on a
+  // directory lock cannot stall the cluster.
+  void entry(uint64_t parent, const std::string& name, std::chrono::milliseconds wait = {});
+  void inode(uint64_t ino, std::chrono::milliseconds wait = {});
 
  private:
   struct Item {
     uint64_t parent;
     std::string name;  // empty: inode notification for `parent`
+    std::shared_ptr<std::promise<void>> done;
   };
+  void push(Item item, std::chrono::milliseconds wait);
   void run();
   std::atomic<struct fuse_session*> se_{nullptr};
   std::mutex mu_;
