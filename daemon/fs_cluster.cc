@@ -253,7 +253,10 @@ int Filesystem::lookup_any(const Inode& parent, const char* name, struct fuse_en
   int last_owner = -2;
   for (int attempt = 0; attempt < 4; ++attempt) {
     auto owner = find_owner(parent.dir_id, name);
-    if (!owner) return owner.err() == ETIMEDOUT ? EIO : owner.err();
+    if (!owner) {
+      DSDFS_DEBUG("lookup of %s: no owner (%s)", name, owner.status().to_string().c_str());
+      return owner.err() == ETIMEDOUT ? EIO : owner.err();
+    }
     if (owner.value() == LocatorShard::kDirectory) return ENOENT;  // mkdir in flight
     if (owner.value() == rank_) {
       // Claimed here: the file may have just arrived in the store.
@@ -263,6 +266,7 @@ int Filesystem::lookup_any(const Inode& parent, const char* name, struct fuse_en
       err = fill_remote_entry(owner.value(), parent.dir_id, name, e);
       if (err != ENOENT) return err;
     }
+    DSDFS_DEBUG("lookup of %s: owner %d answered %d (attempt %d)", name, owner.value(), err, attempt);
     if (owner.value() == last_owner) break;
     last_owner = owner.value();
   }
@@ -700,7 +704,14 @@ int Filesystem::remote_open(fuse_req_t, const Inode& inode, struct fuse_file_inf
   }
   struct stat st;
   uint64_t version;
-  if (int err = remote_stat(ref.owner, ref.dir, ref.name, &st, &version)) return err;
+  int err = remote_stat(ref.owner, ref.dir, ref.name, &st, &version);
+  // The name moved to another owner, or the file changed, since the kernel
+  // looked it up: ESTALE makes the kernel look the path up again and retry
+  // the open once, so the open gets an inode of the current version.
+  if (err == ENOENT || (err == 0 && (version != ref.version || static_cast<uint64_t>(st.st_ino) != ref.gino))) {
+    return ESTALE;
+  }
+  if (err) return err;
   auto h = std::make_unique<FileHandle>();
   h->remote = true;
   h->ref = ref;
@@ -724,11 +735,11 @@ int Filesystem::remote_open(fuse_req_t, const Inode& inode, struct fuse_file_inf
       if (run > 0) {
         int err = fetch_chunks(*h, 0, run);
         h->cache->finish(0, run, err == 0);
-        if (err) return err == ESTALE ? ENOENT : err;
+        if (err) return err == ESTALE ? ESTALE : err;  // changed since the stat: let the kernel retry
       }
     }
     // This kernel inode is bound to one version, so its pages stay valid.
-    fi->keep_cache = version == ref.version ? 1 : 0;
+    fi->keep_cache = 1;
   }
   fi->fh = reinterpret_cast<uint64_t>(h.release());
   return 0;

@@ -168,6 +168,10 @@ void Filesystem::getattr(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info* 
         err = 0;
       }
     }
+    // Gone from its owner (renamed over, taken over, unlinked): ESTALE makes
+    // the kernel walk the path again (stat, open), which finds what the name
+    // holds now, or ENOENT.
+    if (err == ENOENT) err = ESTALE;
     if (err) return (void)fuse_reply_err(req, err);
     return (void)fuse_reply_attr(req, &st, 0);
   }

@@ -295,8 +295,14 @@ int serve(int argc, char** argv, const fs::Options& options) {
   // hang Open MPI); it waits for the other ranks, so a dead one could hold us
   // forever: past a few seconds we leave without it, everything is cleaned up.
   DSDFS_INFO("stopped%s", signals.stop_signal() ? " on a signal" : " (unmounted from outside)");
-  // (Under mpirun's stop sequence MPI_Finalize cannot complete: mpirun does
-  // not serve the final fence while it is signalling its ranks.)
+  if (signals.stop_requested() && mpi.size() > 1) {
+    // A stop by signal is the job ending (scancel, mpirun's stop sequence):
+    // MPI_Finalize could not complete (mpirun does not serve the final fence
+    // while it signals its ranks, and SIGKILL follows), and everything is
+    // cleaned up already.
+    std::fflush(nullptr);
+    ::_exit(rc);
+  }
   mpi.finalize_with_timeout(std::chrono::seconds(2), rc);
   return rc;
 }
