@@ -1,0 +1,57 @@
+#!/bin/bash
+# SPDX-License-Identifier: Apache-2.0
+#
+# Batch job of the slurm-prolog-epilog test, run as an unprivileged user on a
+# Slurm with slurm/prolog.sh and slurm/epilog.sh. It uses
+# slurm/dsdfs-job-wrapper.sh the way docs/slurm.md tells users to.
+#   MODE=clean  dsdfs_start, a file written on rank 0 and read on rank 2,
+#               dsdfs_stop, dsdfs_check_unmounted on every rank
+#   MODE=crash  dsdfs_start, rank 1 SIGKILLed, plus a one-rank dsdfs-launch
+#               that escapes Slurm's process tracking (setsid, double fork);
+#               the job then ends without stopping anything: the epilog must
+#               clean up
+# Environment: DSDFS_SOURCE_ROOT, DSDFS_LAUNCH, DSDFS_JOB_ROOT, MODE.
+set -uo pipefail
+say() { echo "[$(date +%T)] $*"; }
+# shellcheck source=../../slurm/dsdfs-job-wrapper.sh
+. "$DSDFS_SOURCE_ROOT/slurm/dsdfs-job-wrapper.sh"
+
+dir=$DSDFS_JOB_ROOT/$SLURM_JOB_ID
+say "job dir $dir: $(stat -c 'owner=%U mode=%a' "$dir" 2>&1)"
+say "running as $(id -un)"
+export DSDFS_TASKS_PER_NODE=3 DSDFS_WAIT=60
+dsdfs_start "$dir/mnt%r" || exit 1
+echo "from rank 0" >"$dir/mnt0/hello"
+say "rank 2 reads: $(cat "$dir/mnt2/hello")"
+
+case $MODE in
+  clean)
+    rc=0
+    dsdfs_stop || rc=$?
+    say "dsdfs_stop exit $rc"
+    srun --overlap -n 3 bash -c dsdfs_check_unmounted && say "all ranks unmounted"
+    ;;
+  crash)
+    for f in /tmp/.dsdfs-"$(id -u)"-*.status; do
+      grep -qx "rank 1" "$f" 2>/dev/null || continue
+      p=$(awk '$1 == "pid" { print $2 }' "$f")
+      if tr '\0' ' ' 2>/dev/null <"/proc/$p/cmdline" | grep -qF "$dir/"; then
+        say "SIGKILL to rank 1 (pid $p)"
+        kill -KILL "$p"
+      fi
+    done
+    # A daemon that escapes the job: new session, parent gone. Its own
+    # store under the job dir; --ready-file tells when it has mounted.
+    (setsid "$DSDFS_LAUNCH" "$dir/solo" --store "$dir/solo-store" --ready-file "$dir/solo.ready" \
+      </dev/null >"$dir/solo.log" 2>&1 &)
+    for ((i = 0; i < 100; i++)); do
+      [[ -e "$dir/solo.ready" ]] && break
+      sleep 0.1
+    done
+    [[ -e "$dir/solo.ready" ]] || { say "escaped dsdfs-launch did not mount: $(cat "$dir/solo.log")"; exit 1; }
+    say "escaped dsdfs-launch mounted $dir/solo"
+    sleep 1
+    trap - EXIT # leave everything to Slurm and the epilog
+    say "ending the job with dsdfs still running"
+    ;;
+esac
