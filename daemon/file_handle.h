@@ -1,6 +1,7 @@
 // SPDX-License-Identifier: Apache-2.0
 #pragma once
 
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <memory>
@@ -21,6 +22,7 @@ struct FileHandle {
   bool append = false;                // remote writes: append on the owner, ignore offsets
   std::shared_ptr<Inode> inode;       // local: `gone` makes I/O fail after a take-over elsewhere
   RemoteRef ref;                      // remote
+  struct stat attr {};                // remote: the attributes of the version opened
   std::shared_ptr<CacheEntry> cache;  // remote, read-only opens
   std::atomic<uint64_t> next_chunk{0};  // sequential-read detection for readahead
   // One-sided path (set at open when the transport does RMA natively to the owner).

@@ -717,6 +717,7 @@ int Filesystem::remote_open(fuse_req_t, const Inode& inode, struct fuse_file_inf
   h->ref = ref;
   h->ref.gino = static_cast<uint64_t>(st.st_ino);
   h->ref.version = version;
+  h->attr = st;
   if ((fi->flags & O_ACCMODE) != O_RDONLY) {
     h->append = (fi->flags & O_APPEND) != 0;
     fi->direct_io = 1;  // every write goes to the owner before write() returns

@@ -150,7 +150,13 @@ void Filesystem::getattr(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info* 
   auto inode = inode_of(ino);
   if (!inode) return (void)fuse_reply_err(req, ESTALE);
   struct stat st;
-  if (FileHandle* h = fi ? reinterpret_cast<FileHandle*>(fi->fh) : nullptr; h && !h->remote && h->fd >= 0) {
+  FileHandle* fh = fi ? reinterpret_cast<FileHandle*>(fi->fh) : nullptr;
+  if (fh && fh->remote && fh->cache) {
+    // A read-only open of a remote file: the version it opened, which stays
+    // readable from the cache even if the owner has dropped the file since.
+    return (void)fuse_reply_attr(req, &fh->attr, 0);
+  }
+  if (FileHandle* h = fh; h && !h->remote && h->fd >= 0) {
     // Through the open file: works for an unlinked file whose handle was evicted.
     if (::fstat(h->fd, &st) != 0) return (void)fuse_reply_err(req, errno);
     translate(&st);
