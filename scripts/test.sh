@@ -120,6 +120,28 @@ else
   say "no $log: meson test ran no test"
 fi
 
+# --- the RDMA variant ------------------------------------------------------------------
+# The multi-rank tests once more over verbs, where libibverbs lists a device
+# (soft-RoCE on loopback where the kernel has rdma_rxe). Reported as not run,
+# never as passed, where there is none.
+rdma_dev=""
+if softroce_out=$("$here/softroce.sh" 2>&1); then
+  rdma_dev=$(ibv_devices 2>/dev/null | awk 'NR > 2 && $1 != "" {print $1; exit}')
+fi
+if [[ -n "$rdma_dev" ]]; then
+  say "RDMA variant: the multi-rank tests over verbs on $rdma_dev"
+  if DSDFS_TEST_UCX_TLS=verbs DSDFS_TEST_RDMA_DEVICE="$rdma_dev:1" \
+     DSDFS_LOOPBACK_ENV="$here/loopback-env.sh" DSDFS_LAUNCH="$root/$BUILD/launcher/dsdfs-launch" \
+     timeout -k 30 900 "$BUILD/tests/mpi/dsdfs-mpi-cluster-tests"; then
+    passed=$((passed + 1))
+  else
+    say "FAIL: mpi-verbs"
+    failed=$((failed + 1))
+  fi
+else
+  say "RDMA variant: not run (${softroce_out:-no RDMA device})"
+fi
+
 ok=1
 if ((rc != 0)); then
   say "meson test exited with $rc"

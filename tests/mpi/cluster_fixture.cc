@@ -100,8 +100,8 @@ void cluster_require_environment_or_exit() {
   if (loopback_env_path().empty() || access(loopback_env_path().c_str(), R_OK) != 0)
     broken_build("DSDFS_LOOPBACK_ENV (scripts/loopback-env.sh) is not set or not readable: '" +
                  loopback_env_path() + "'");
-  if (ucx_tls_variant() != "tcp" && ucx_tls_variant() != "default")
-    broken_build("DSDFS_TEST_UCX_TLS must be 'tcp' or 'default', not '" + ucx_tls_variant() +
+  if (ucx_tls_variant() != "tcp" && ucx_tls_variant() != "default" && ucx_tls_variant() != "verbs")
+    broken_build("DSDFS_TEST_UCX_TLS must be 'tcp', 'default' or 'verbs', not '" + ucx_tls_variant() +
                  "'");
 }
 
@@ -265,7 +265,14 @@ CommandResult Cluster::sh(const std::string& script, std::chrono::milliseconds t
     if (mkdir(mnt(r).c_str(), 0755) != 0 && errno != EEXIST)
       return ::testing::AssertionFailure() << "mkdir(" << mnt(r) << "): " << errno_text(errno);
   }
-  std::string tls = ucx_tls_variant() == "tcp" ? "export UCX_TLS=tcp" : "unset UCX_TLS";
+  // verbs: the RDMA variant, run by scripts/test.sh only where libibverbs lists
+  // a device (soft-RoCE on loopback); DSDFS_TEST_RDMA_DEVICE names it (rxe0:1).
+  const char* rdma_dev = getenv("DSDFS_TEST_RDMA_DEVICE");
+  std::string tls = ucx_tls_variant() == "tcp" ? "export UCX_TLS=tcp"
+                    : ucx_tls_variant() == "verbs"
+                        ? std::string("export UCX_TLS=rc_verbs,ud_verbs,self UCX_NET_DEVICES=") +
+                              (rdma_dev ? rdma_dev : "all")
+                        : "unset UCX_TLS";
   // exec keeps the pid: the child we spawned *is* mpirun.
   std::string script = ". \"$DSDFS_LOOPBACK_ENV\" && " + tls + " && exec \"$@\"";
   std::vector<std::string> argv = {"/bin/sh",
