@@ -91,6 +91,8 @@ mounts_below() {
 }
 
 # daemons_below DIR: PIDs of dsdfs-launch processes whose command line names DIR.
+# procs_below DIR: PIDs of any process (srun, mpirun, ...) whose command line
+# names DIR (a private mktemp directory, so they are this test's).
 daemons_below() {
   local p
   for p in /proc/[0-9]*; do
@@ -98,16 +100,25 @@ daemons_below() {
     if tr '\0' ' ' 2>/dev/null <"$p/cmdline" | grep -qF -- "$1"; then echo "${p#/proc/}"; fi
   done
 }
+procs_below() {
+  local p
+  for p in /proc/[0-9]*; do
+    [[ "${p#/proc/}" != "$$" ]] || continue
+    if tr '\0' ' ' 2>/dev/null <"$p/cmdline" | grep -qF -- "$1"; then echo "${p#/proc/}"; fi
+  done
+}
 
-# rank_pid DIR RANK: PID of the live dsdfs-launch serving a mount point below
-# DIR as RANK, from the launchers' status files.
+# rank_pid DIR RANK: PID of the live dsdfs-launch of MPI rank RANK (PMIX_RANK
+# in its environment, set under srun and mpirun) whose command line names DIR.
+# (Not from the launchers' status files: old ones name dead PIDs that may have
+# been reused.)
 rank_pid() {
-  local f p
-  for f in "${TMPDIR:-/tmp}"/.dsdfs-"$(id -u)"-*.status; do
-    [[ -f "$f" ]] || continue
-    grep -qx "rank $2" "$f" || continue
-    p=$(awk '$1 == "pid" { print $2 }' "$f")
-    [[ -n "$p" ]] && tr '\0' ' ' 2>/dev/null <"/proc/$p/cmdline" | grep -qF -- "$1" && { echo "$p"; return 0; }
+  local p
+  for p in $(daemons_below "$1"); do
+    if tr '\0' '\n' 2>/dev/null <"/proc/$p/environ" | grep -qx "PMIX_RANK=$2"; then
+      echo "$p"
+      return 0
+    fi
   done
   return 1
 }
@@ -216,8 +227,8 @@ _cleanup() {
     kill -KILL "$p" 2>/dev/null
   done
   if [[ -n "$work" ]]; then
-    for p in $(daemons_below "$work"); do
-      echo "[$T] cleanup: killing dsdfs-launch pid $p" >&2
+    for p in $(procs_below "$work"); do
+      echo "[$T] cleanup: killing pid $p ($(tr '\0' ' ' 2>/dev/null <"/proc/$p/cmdline" | cut -c1-100))" >&2
       kill -KILL "$p" 2>/dev/null
     done
     sleep 0.2

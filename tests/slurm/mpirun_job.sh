@@ -18,6 +18,9 @@ say() { echo "[$(date +%T)] $*"; }
 mpirun -np "$np" --map-by "ppr:$PPN:node" --enable-recovery --mca odls_base_sigkill_timeout 3 \
   "$L" "$M" --store "$WORK/store%r" --log-level info >"$WORK/dsdfs.log" 2>&1 &
 mp=$!
+# On an early exit, stop mpirun: a process whose parent is gone escapes
+# proctrack/linuxproc and would outlive the job.
+trap 'kill -TERM "$mp" 2>/dev/null && wait "$mp"' EXIT
 mpirun -np "$np" --map-by "ppr:$PPN:node" "$L" --wait=60 "$M"
 
 dd if=/dev/urandom of="$WORK/mnt0/data" bs=1M count=8 status=none
@@ -32,6 +35,7 @@ fi
 say "stopping: SIGTERM to mpirun"
 t0=$SECONDS
 rc=0
+trap - EXIT
 kill -TERM "$mp"
 wait "$mp" || rc=$?
 # Open MPI 4.1's mpirun exits 1 after a SIGTERM even when every rank stopped cleanly.

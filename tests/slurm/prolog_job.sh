@@ -32,12 +32,12 @@ case $MODE in
     srun --overlap -n 3 bash -c dsdfs_check_unmounted && say "all ranks unmounted"
     ;;
   crash)
-    for f in /tmp/.dsdfs-"$(id -u)"-*.status; do
-      grep -qx "rank 1" "$f" 2>/dev/null || continue
-      p=$(awk '$1 == "pid" { print $2 }' "$f")
-      if tr '\0' ' ' 2>/dev/null <"/proc/$p/cmdline" | grep -qF "$dir/"; then
-        say "SIGKILL to rank 1 (pid $p)"
-        kill -KILL "$p"
+    for d in /proc/[0-9]*; do
+      [[ "$(cat "$d/comm" 2>/dev/null)" == dsdfs-launch ]] || continue
+      tr '\0' ' ' 2>/dev/null <"$d/cmdline" | grep -qF "$dir/" || continue
+      if tr '\0' '\n' 2>/dev/null <"$d/environ" | grep -qx "PMIX_RANK=1"; then
+        say "SIGKILL to rank 1 (pid ${d#/proc/})"
+        kill -KILL "${d#/proc/}"
       fi
     done
     # A daemon that escapes the job: new session, parent gone. Its own

@@ -44,6 +44,9 @@ case $LAUNCHER in
   *) echo "LAUNCHER must be srun or mpirun" >&2; exit 2 ;;
 esac
 launcher_pid=$!
+# On an early exit, stop the launcher: a process whose parent is gone escapes
+# proctrack/linuxproc and would outlive the job.
+trap 'kill -TERM "$launcher_pid" 2>/dev/null && wait "$launcher_pid"' EXIT
 if [[ $LAUNCHER == srun ]]; then
   srun -n 3 --mpi=pmix --overlap "$L" --wait=60 "$M" || exit 1
 else
@@ -51,12 +54,15 @@ else
 fi
 
 for r in 0 1 2; do echo "data of rank $r" >"$WORK/mnt$r/f$r"; done
-rank_pid() { # from the launchers' status files
-  local f p
-  for f in /tmp/.dsdfs-"$(id -u)"-*.status; do
-    grep -qx "rank $1" "$f" 2>/dev/null || continue
-    p=$(awk '$1 == "pid" { print $2 }' "$f")
-    tr '\0' ' ' 2>/dev/null <"/proc/$p/cmdline" | grep -qF "$WORK/" && { echo "$p"; return 0; }
+rank_pid() { # the dsdfs-launch of MPI rank $1 (PMIX_RANK, under srun and mpirun)
+  local d
+  for d in /proc/[0-9]*; do
+    [[ "$(cat "$d/comm" 2>/dev/null)" == dsdfs-launch ]] || continue
+    tr '\0' ' ' 2>/dev/null <"$d/cmdline" | grep -qF "$WORK/" || continue
+    if tr '\0' '\n' 2>/dev/null <"$d/environ" | grep -qx "PMIX_RANK=$1"; then
+      echo "${d#/proc/}"
+      return 0
+    fi
   done
   return 1
 }
@@ -84,6 +90,7 @@ for t in 1 3 6; do
 done
 
 say "stopping dsdfs"
+trap - EXIT
 rc=0
 if [[ $LAUNCHER == srun ]]; then
   step=$(squeue -h -s -j "$SLURM_JOB_ID" -o '%i %j' | awk '$2 == "dsdfs" { print $1; exit }')
