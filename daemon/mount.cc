@@ -8,6 +8,7 @@
 #include <spawn.h>
 #include <sys/mount.h>
 #include <sys/stat.h>
+#include <sys/statvfs.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -162,6 +163,17 @@ Result<std::string> mountpoint_prepare(const std::string& raw) {
     }
   }
   if (!S_ISDIR(st.st_mode)) return Status::error(ENOTDIR, "mount point " + path + " is not a directory");
+  // stat() can be answered from the kernel's cache for a dead daemon's mount;
+  // statfs always asks the daemon.
+  struct statvfs probe;
+  if (mount_type_at(path).rfind("fuse", 0) == 0 && ::statvfs(path.c_str(), &probe) != 0 && errno == ENOTCONN) {
+    DSDFS_WARN("mount point %s is a stale FUSE mount left by a dead daemon; unmounting it", path.c_str());
+    if (auto s = fuse_unmount_lazy(path); !s) {
+      return Status::error(ENOTCONN, "mount point " + path +
+                                         " is a stale FUSE mount (Transport endpoint is not connected) "
+                                         "and cannot be cleaned up here; run: fusermount3 -u -z " + path);
+    }
+  }
   if (::geteuid() != 0 && ::access(path.c_str(), W_OK) != 0) {
     // fusermount3 would refuse it with a message of its own.
     return Status::error(EACCES, "mount point " + path + " is not writable by this user; " +

@@ -27,6 +27,7 @@
 #include "launcher/info.h"
 #include "rdma/transport.h"
 
+#include <atomic>
 #include <condition_variable>
 #include <mutex>
 #include <random>
@@ -212,6 +213,26 @@ int serve(int argc, char** argv, const fs::Options& options) {
   DSDFS_INFO("rank %d of %d on %s: mount %s, store %s", mpi.rank(), mpi.size(), host.c_str(),
              mountpoint->c_str(), store->path().c_str());
 
+  // SIGTERM/SIGINT: before the file system serves (bootstrap, a rank that
+  // never arrives) clean up and leave at once; afterwards stop the loop.
+  fs::FuseMount mount;
+  std::atomic<bool> serving{false};
+  const std::string created_store = store->created() ? store->path() : std::string();
+  const std::string canon_mnt = mountpoint.value();
+  SignalThread signals([&mount, &serving, created_store, status_path, canon_mnt](int sig) {
+    if (serving.load()) return mount.exit();
+    std::fprintf(stderr, "dsdfs-launch: error: stopped by signal %d during startup\n", sig);
+    if (fs::mount_type_at(canon_mnt) == "fuse.dsdfs") fs::fuse_unmount_lazy(canon_mnt);
+    if (!created_store.empty()) fs::remove_tree(created_store);
+    ::unlink(status_path.c_str());
+    std::fflush(nullptr);
+    ::_exit(1);
+  });
+  signals.prepare_loop_thread();
+  // MPI collectives have no timeout: a rank that never arrives would hold the
+  // others in the bootstrap forever.
+  auto boot_watchdog = std::make_unique<BootstrapWatchdog>(options.bootstrap_timeout_s, created_store, status_path);
+
   // Destruction runs in reverse: filesystem, cluster, then the transport.
   fs::Stats stats;
   std::unique_ptr<rdma::Transport> transport;
@@ -240,17 +261,9 @@ int serve(int argc, char** argv, const fs::Options& options) {
   fs::Filesystem filesystem(options, &store.value(), &cluster, &stats, host, mountpoint.value());
   filesystem.register_rpcs();
   if (auto s = cluster.start(); !s) fail(s);
-  {
-    // MPI collectives have no timeout: a rank that never arrives would hold
-    // the others here forever.
-    BootstrapWatchdog watchdog(options.bootstrap_timeout_s, store->created() ? store->path() : std::string(),
-                               status_path);
-    if (transport) cluster.set_hosts(bootstrap(mpi, *transport, host));
-    else cluster.set_hosts({host});
-  }
-  fs::FuseMount mount;
-  SignalThread signals([&mount](int) { mount.exit(); });
-  signals.prepare_loop_thread();
+  if (transport) cluster.set_hosts(bootstrap(mpi, *transport, host));
+  else cluster.set_hosts({host});
+  boot_watchdog.reset();
   if (auto s = mount.mount(mountpoint.value(), &filesystem, options); !s) fail(s);
   filesystem.set_session(mount.session());
   status.state = "mounted";
@@ -259,6 +272,12 @@ int serve(int argc, char** argv, const fs::Options& options) {
     BootstrapWatchdog watchdog(options.bootstrap_timeout_s, std::string(), status_path, mountpoint.value());
     if (auto s = mpi.barrier(); !s) fail(s);
   }
+  // MPI's work is done. Finalizing now also keeps a rank's later death from
+  // taking the others down: Slurm's PMIx plugin kills the whole step when a
+  // rank still connected to PMIx dies.
+  if (mpi.size() > 1) mpi.finalize_with_timeout(std::chrono::seconds(10), 1);
+  serving.store(true);
+  if (signals.stop_requested()) mount.exit();
   filesystem.set_ready();
   status.state = "ready";
   status_file_write(status_path, status);

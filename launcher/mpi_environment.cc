@@ -33,7 +33,10 @@ MpiEnvironment::MpiEnvironment(int* argc, char*** argv) {
 }
 
 MpiEnvironment::~MpiEnvironment() {
-  if (finalize_) MPI_Finalize();
+  // Reached with MPI still up only when startup failed: with other ranks,
+  // they may sit in a collective this rank never joins, and MPI_Finalize
+  // would wait for them. Leave; their bootstrap timeout ends them.
+  if (finalize_ && size_ == 1) MPI_Finalize();
 }
 
 void MpiEnvironment::finalize_with_timeout(std::chrono::milliseconds timeout, int exit_code) {
