@@ -72,6 +72,7 @@ int run_wait(int argc, char** argv, const fs::Options& options) {
   auto all = mpi.allgather(w.take());
   if (!all) {
     std::fprintf(stderr, "dsdfs-launch: error: %s\n", all.status().to_string().c_str());
+    mpi.finalize_with_timeout(std::chrono::seconds(10), 1);
     return 1;
   }
   std::string missing;
@@ -87,6 +88,9 @@ int run_wait(int argc, char** argv, const fs::Options& options) {
   }
   if (nmissing == 0) {
     if (mpi.rank() == 0) std::printf("dsdfs is mounted and ready on all %d ranks\n", mpi.size());
+    std::fflush(stdout);
+    // Every waiter gets here: finalize, or mpirun calls the exit improper.
+    mpi.finalize_with_timeout(std::chrono::seconds(10), 0);
     return 0;
   }
   // One report for the job, from rank 0; every waiter fails.
@@ -94,6 +98,8 @@ int run_wait(int argc, char** argv, const fs::Options& options) {
     std::fprintf(stderr, "dsdfs-launch: error: dsdfs is not ready after %g s on %d of %d ranks: %s\n", options.wait_s,
                  nmissing, mpi.size(), missing.c_str());
   }
+  std::fflush(nullptr);
+  mpi.finalize_with_timeout(std::chrono::seconds(10), 1);
   return 1;
 }
 
