@@ -173,6 +173,7 @@ int serve(int argc, char** argv, const fs::Options& options) {
     ::setrlimit(RLIMIT_NOFILE, &rl);
   }
   MpiEnvironment mpi(&argc, &argv);
+  mpi.set_finalize_timeout(std::chrono::milliseconds(static_cast<int64_t>(options.bootstrap_timeout_s * 1000) + 5000));
   log_set_rank(mpi.rank());
   const std::string host = short_host_name();
   // srun without PMI support makes every task a singleton "rank 0 of 1":

@@ -33,10 +33,12 @@ MpiEnvironment::MpiEnvironment(int* argc, char*** argv) {
 }
 
 MpiEnvironment::~MpiEnvironment() {
-  // Reached with MPI still up only when startup failed: with other ranks,
-  // they may sit in a collective this rank never joins, and MPI_Finalize
-  // would wait for them. Leave; their bootstrap timeout ends them.
-  if (finalize_ && size_ == 1) MPI_Finalize();
+  // Reached with MPI still up only when startup failed. The other ranks may
+  // sit in a collective this rank never joins (until their bootstrap timeout
+  // ends them), so MPI_Finalize may wait that long; never longer. Leaving
+  // without it would make Slurm's PMIx plugin SIGKILL the whole step at once,
+  // leaving the other ranks' stores behind.
+  if (finalize_) finalize_with_timeout(finalize_timeout_, 1);
 }
 
 void MpiEnvironment::finalize_with_timeout(std::chrono::milliseconds timeout, int exit_code) {

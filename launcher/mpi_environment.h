@@ -32,11 +32,14 @@ class MpiEnvironment {
   // MPI_Finalize now; if it has not returned after `timeout` (a rank that
   // died can make it wait forever), the process exits with exit_code.
   void finalize_with_timeout(std::chrono::milliseconds timeout, int exit_code);
+  // How long the destructor's MPI_Finalize may wait (a failed start).
+  void set_finalize_timeout(std::chrono::milliseconds t) { finalize_timeout_ = t; }
 
  private:
   int rank_ = 0;
   int size_ = 1;
   bool finalize_ = true;
+  std::chrono::milliseconds finalize_timeout_{std::chrono::seconds(10)};
 };
 
 }  // namespace dsdfs::launcher
