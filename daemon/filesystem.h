@@ -121,9 +121,6 @@ class Filesystem {
   // Attributes and version of (dir, name) from its owner.
   int remote_stat(int owner, uint64_t dir, const std::string& name, struct stat* st, uint64_t* version);
   int fill_remote_entry(int owner, uint64_t dir, const std::string& name, struct fuse_entry_param* e);
-  // The directory id of a local directory inode (assigning one to a
-  // directory found in a kept store).
-  uint64_t dir_id_of(const Inode& dir);
   // Path of (dir, name) through this rank's own mount point.
   Result<std::string> mount_path(uint64_t dir, const std::string& name);
   // mount_path() of a file this rank owns (of global inode gino, if not 0);

@@ -102,7 +102,6 @@ Result<std::string> Filesystem::mount_path(uint64_t dir, const std::string& name
   return mountpoint_ + rel.value() + "/" + name;
 }
 
-uint64_t Filesystem::dir_id_of(const Inode& dir) { return dir.dir_id; }
 
 Result<std::string> Filesystem::owned_path(uint64_t dir, const std::string& name, uint64_t gino) {
   // Owner-side handlers act only on a file this rank holds: going through the
@@ -432,8 +431,6 @@ int Filesystem::fetch_chunks(FileHandle& h, uint64_t first, uint64_t count) {
 void Filesystem::remote_read(fuse_req_t req, FileHandle& h, size_t size, off_t off) {
   if (!h.cache) {
     // A writable remote handle: read through to the owner, uncached.
-    WireWriter w;
-    w.u64(h.ref.dir).str(h.ref.name).u64(h.ref.gino).u64(0).u64(static_cast<uint64_t>(off)).u32(0);
     // Version checks need the current version: ask for it.
     struct stat st;
     uint64_t version;
