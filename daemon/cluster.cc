@@ -21,19 +21,21 @@ void Cluster::register_handler(Op op, Handler handler) {
   handlers_[static_cast<uint16_t>(op)] = std::move(handler);
 }
 
+void Cluster::register_raw_handler(Op op, RawHandler handler) {
+  raw_handlers_[static_cast<uint16_t>(op)] = std::move(handler);
+}
+
 Status Cluster::start() {
   if (transport_) {
-    for (auto& [op_id, unused] : handlers_) {
+    std::vector<uint16_t> ops;
+    for (auto& [op_id, unused] : handlers_) ops.push_back(op_id);
+    for (auto& [op_id, unused] : raw_handlers_) ops.push_back(op_id);
+    for (uint16_t op_id : ops) {
       Op op = static_cast<Op>(op_id);
       // Runs on the progress thread: only queue the work (UCX iodemo pattern).
       auto status = transport_->register_handler(
           op_id, [this, op](int source, std::span<const uint8_t> payload, rdma::Responder responder) {
-            auto shared = std::make_shared<rdma::Responder>(std::move(responder));
-            Task t{source, op, std::vector<uint8_t>(payload.begin(), payload.end()),
-                   [shared](Reply r) {
-                     if (r) shared->reply(r.value());
-                     else shared->reply_error(r.err());
-                   }};
+            Task t{source, op, std::vector<uint8_t>(payload.begin(), payload.end()), std::move(responder)};
             std::lock_guard lock(mu_);
             if (stopping_) return;  // the dropped Responder answers EIO
             tasks_.push_back(std::move(t));
@@ -55,7 +57,7 @@ void Cluster::stop() {
     left.swap(tasks_);
   }
   cv_.notify_all();
-  for (auto& t : left) t.respond(Status::error(EIO, "shutting down"));
+  for (auto& t : left) t.responder.reply_error(EIO);
   for (auto& w : workers_) w.join();
   workers_.clear();
 }
@@ -72,10 +74,16 @@ void Cluster::worker_main() {
         tasks_.pop_front();
       }
       stats_add(stats_->rpcs_served, 1);
+      if (auto raw = raw_handlers_.find(static_cast<uint16_t>(task.op)); raw != raw_handlers_.end()) {
+        // A throw leaves the Responder to its destructor, which answers EIO.
+        run_at_boundary("rpc handler", [&] { raw->second(task.source, task.payload, std::move(task.responder)); });
+        continue;
+      }
       Reply reply = Status::error(EIO);
       int err = run_at_boundary("rpc handler", [&] { reply = run_handler(task.source, task.op, task.payload); });
       if (err) reply = Status::error(err, "handler failed");
-      task.respond(std::move(reply));
+      if (reply) task.responder.reply(std::move(reply).value());
+      else task.responder.reply_error(reply.err());
     }
   });
 }
@@ -129,6 +137,17 @@ Cluster::Reply Cluster::call(int rank, Op op, std::span<const uint8_t> payload,
   }
   if (!r) return Status::error(r.err(), "rpc to rank " + std::to_string(rank));
   return std::move(r).value();
+}
+
+void Cluster::call_into_async(int rank, Op op, std::span<const uint8_t> payload, std::span<uint8_t> dst,
+                              std::shared_ptr<void> keepalive, std::function<void(Result<size_t>)> done) {
+  if (!transport_ || rank == rank_ || rank < 0 || rank >= nranks_) return done(Status::error(EIO, "no such peer"));
+  stats_add(stats_->rpcs_sent, 1);
+  transport_->call_into_async(rank, static_cast<uint16_t>(op), payload, dst, std::move(keepalive), timeout_,
+                              [this, done = std::move(done)](Result<size_t> r) {
+                                if (!r && r.err() != ENOENT) stats_add(stats_->rpc_failures, 1);
+                                done(std::move(r));
+                              });
 }
 
 std::vector<Cluster::Reply> Cluster::call_all(Op op, std::span<const uint8_t> payload) {

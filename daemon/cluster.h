@@ -15,6 +15,7 @@
 #include <vector>
 
 #include "common/status.h"
+#include "rdma/responder.h"
 #include "daemon/stats.h"
 
 namespace dsdfs::rdma {
@@ -59,8 +60,14 @@ class Cluster {
           unsigned workers, Stats* stats);
   ~Cluster();
 
+  // Answers through the Responder itself, which lets it reply with borrowed
+  // bytes (no copy); runs on a worker like a Handler. Not callable by this
+  // rank itself (ENOSYS): for requests only other ranks make.
+  using RawHandler = std::function<void(int source_rank, std::span<const uint8_t> payload, rdma::Responder)>;
+
   // REQUIRES: before start().
   void register_handler(Op op, Handler handler);
+  void register_raw_handler(Op op, RawHandler handler);
   // Hands the handlers to the transport and starts the workers.
   // REQUIRES: before the transport connects.
   Status start();
@@ -91,13 +98,17 @@ class Cluster {
   // The same request to every live rank (self included, run here), in
   // parallel; results indexed by rank (dead ranks: EIO).
   std::vector<Reply> call_all(Op op, std::span<const uint8_t> payload);
+  // A call to another rank whose reply lands in dst (rdma::Transport::
+  // call_into_async); done runs on the progress thread and must be short.
+  void call_into_async(int rank, Op op, std::span<const uint8_t> payload, std::span<uint8_t> dst,
+                       std::shared_ptr<void> keepalive, std::function<void(Result<size_t>)> done);
 
  private:
   struct Task {
     int source;
     Op op;
     std::vector<uint8_t> payload;
-    std::function<void(Reply)> respond;
+    rdma::Responder responder;
   };
   Reply run_handler(int source, Op op, std::span<const uint8_t> payload);
   void worker_main();
@@ -109,6 +120,7 @@ class Cluster {
   const unsigned nworkers_;
   Stats* const stats_;
   std::unordered_map<uint16_t, Handler> handlers_;  // immutable after start()
+  std::unordered_map<uint16_t, RawHandler> raw_handlers_;  // immutable after start()
   std::vector<std::string> hosts_;                  // immutable after start()
 
   std::mutex mu_;

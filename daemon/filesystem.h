@@ -13,12 +13,14 @@
 #include <span>
 #include <vector>
 
+#include "daemon/buffer_pool.h"
 #include "daemon/cluster.h"
 #include "daemon/dir_index.h"
 #include "daemon/inode_table.h"
 #include "daemon/locator.h"
 #include "daemon/notifier.h"
 #include "daemon/options.h"
+#include "daemon/protocol.h"
 #include "daemon/remote_cache.h"
 #include "daemon/rma_exports.h"
 #include "daemon/stats.h"
@@ -151,7 +153,13 @@ class Filesystem {
                 mode_t mode, int open_flags, int* fd_out);
   void remote_read(fuse_req_t req, FileHandle& h, size_t size, off_t off);
   void remote_write(fuse_req_t req, FileHandle& h, struct fuse_bufvec* in, off_t off);
-  int fetch_chunks(FileHandle& h, uint64_t first, uint64_t count);
+  // Remote reads through the cache: start_fetch() fetches chunks the caller
+  // claimed, asynchronously; fetch_ahead() claims and fetches the missing
+  // chunks of [from, end); wait_chunks() returns once [first, last] are
+  // present (fetching them itself if needed) or with the errno of the failure.
+  void start_fetch(const FileHandle& h, uint64_t first, uint64_t count);
+  void fetch_ahead(const FileHandle& h, uint64_t from, uint64_t end);
+  int wait_chunks(const FileHandle& h, uint64_t first, uint64_t last);
   void forget_remote_file(uint64_t gino);
 
   // RPC handlers (run on Cluster workers).
@@ -160,7 +168,8 @@ class Filesystem {
   Cluster::Reply on_loc_remove(int source, std::span<const uint8_t> payload);
   Cluster::Reply on_own_find(int source, std::span<const uint8_t> payload);
   Cluster::Reply on_file_stat(int source, std::span<const uint8_t> payload);
-  Cluster::Reply on_file_read(int source, std::span<const uint8_t> payload);
+  // kFileRead: up to cap bytes into buf; the length read.
+  Result<size_t> read_for_peer(std::span<const uint8_t> payload, uint8_t* buf, size_t cap);
   Cluster::Reply on_file_write(int source, std::span<const uint8_t> payload);
   Cluster::Reply on_dir_list(int source, std::span<const uint8_t> payload);
   Cluster::Reply on_file_unlink(int source, std::span<const uint8_t> payload);
@@ -207,6 +216,8 @@ class Filesystem {
   DirIndex dirs_;
   LocatorShard shard_;
   RemoteCache cache_;
+  // Buffers of the replies to kFileRead (sent without a copy).
+  std::shared_ptr<BufferPool> read_buffers_ = BufferPool::create(kMaxIo, 8);
   RmaExports exports_;
   Notifier notifier_;
   Stats* const stats_;

@@ -23,6 +23,10 @@ namespace {
 
 // Files of up to this many chunks are fetched whole at open.
 constexpr uint64_t kPrefetchChunks = 4;
+// Chunks per fetch request, and how many chunks a sequential reader keeps in
+// flight past the one it reads.
+constexpr uint64_t kFetchChunks = 4;
+constexpr uint64_t kReadaheadChunks = 16;
 
 Status bad_request(const char* what) {
   DSDFS_WARN("malformed %s request dropped", what);
@@ -33,20 +37,6 @@ std::vector<uint8_t> encode_dir_name(uint64_t dir, const std::string& name) {
   WireWriter w;
   w.u64(dir).str(name);
   return w.take();
-}
-
-// 0 or the errno of a failed write of all len bytes at off.
-int pwrite_all(int fd, const uint8_t* data, uint64_t len, uint64_t off) {
-  uint64_t done = 0;
-  while (done < len) {
-    ssize_t n = ::pwrite(fd, data + done, len - done, static_cast<off_t>(off + done));
-    if (n < 0) {
-      if (errno == EINTR) continue;
-      return errno;
-    }
-    done += static_cast<uint64_t>(n);
-  }
-  return 0;
 }
 
 bool decode_dir_name(WireReader& r, uint64_t* dir, std::string* name) {
@@ -66,7 +56,6 @@ void Filesystem::register_rpcs() {
   reg(Op::kLocRemove, &Filesystem::on_loc_remove);
   reg(Op::kOwnFind, &Filesystem::on_own_find);
   reg(Op::kFileStat, &Filesystem::on_file_stat);
-  reg(Op::kFileRead, &Filesystem::on_file_read);
   reg(Op::kFileWrite, &Filesystem::on_file_write);
   reg(Op::kDirList, &Filesystem::on_dir_list);
   reg(Op::kFileUnlink, &Filesystem::on_file_unlink);
@@ -75,6 +64,14 @@ void Filesystem::register_rpcs() {
   reg(Op::kFileReadlink, &Filesystem::on_file_readlink);
   reg(Op::kFileSetattr, &Filesystem::on_file_setattr);
   reg(Op::kFileMap, &Filesystem::on_file_map);
+  // Reads answer with borrowed bytes: the buffer goes out without a copy.
+  cluster_->register_raw_handler(Op::kFileRead, [this](int, std::span<const uint8_t> p, rdma::Responder r) {
+    auto buf = read_buffers_->get();
+    auto n = read_for_peer(p, buf.get(), read_buffers_->buffer_size());
+    if (!n) return r.reply_error(n.err());
+    std::span<const uint8_t> bytes(buf.get(), n.value());  // before buf is moved
+    r.reply(bytes, std::move(buf));
+  });
 }
 
 // ---------------------------------------------------------------------------
@@ -320,13 +317,13 @@ Cluster::Reply Filesystem::on_dir_list(int, std::span<const uint8_t> payload) {
 // ---------------------------------------------------------------------------
 // Remote data: reads through the cache, writes through the owner
 
-Cluster::Reply Filesystem::on_file_read(int, std::span<const uint8_t> payload) {
+Result<size_t> Filesystem::read_for_peer(std::span<const uint8_t> payload, uint8_t* buf, size_t cap) {
   WireReader r(payload);
   uint64_t dir, gino, version, off;
   uint32_t len;
   std::string name;
   if (!(decode_dir_name(r, &dir, &name) && r.u64(&gino) && r.u64(&version) && r.u64(&off) && r.u32(&len) &&
-        r.done()) || len > kMaxIo || off > (uint64_t{1} << 62)) {
+        r.done()) || len > kMaxIo || len > cap || off > (uint64_t{1} << 62)) {
     return bad_request("read");
   }
   auto dfd = local_dir(dir);
@@ -336,10 +333,9 @@ Cluster::Reply Filesystem::on_file_read(int, std::span<const uint8_t> payload) {
   struct stat st;
   if (::fstat(fd.get(), &st) != 0) return Status::from_errno("read");
   if (global_ino(st.st_ino) != gino || file_version(st) != version) return Status::error(ESTALE, "changed");
-  std::vector<uint8_t> buf(len);
   size_t done = 0;
   while (done < len) {
-    ssize_t n = ::pread(fd.get(), buf.data() + done, len - done, static_cast<off_t>(off + done));
+    ssize_t n = ::pread(fd.get(), buf + done, len - done, static_cast<off_t>(off + done));
     if (n < 0) {
       if (errno == EINTR) continue;
       return Status::from_errno("read");
@@ -347,9 +343,8 @@ Cluster::Reply Filesystem::on_file_read(int, std::span<const uint8_t> payload) {
     if (n == 0) break;
     done += static_cast<size_t>(n);
   }
-  buf.resize(done);
   stats_add(stats_->bytes_served_to_peers, done);
-  return buf;
+  return done;
 }
 
 void Filesystem::unexport(int dir_fd, const char* name) {
@@ -400,31 +395,62 @@ void Filesystem::remote_map(FileHandle& h) {
   DSDFS_DEBUG("reading %s from rank %d with one-sided gets", h.ref.name.c_str(), h.ref.owner);
 }
 
-int Filesystem::fetch_chunks(FileHandle& h, uint64_t first, uint64_t count) {
-  auto& c = *h.cache;
-  uint64_t off = first * CacheEntry::kChunk;
-  if (off >= c.size()) return 0;
-  uint64_t len = std::min<uint64_t>(count * CacheEntry::kChunk, c.size() - off);
-  if (h.use_rma) {
+void Filesystem::start_fetch(const FileHandle& h, uint64_t first, uint64_t count) {
+  std::shared_ptr<CacheEntry> c = h.cache;
+  const uint64_t off = first * CacheEntry::kChunk;
+  const uint64_t len = std::min<uint64_t>(count * CacheEntry::kChunk, c->size() - off);
+  uint8_t* dst = c->data() + off;
+  // Runs on the progress thread: bookkeeping only. The bytes are already in
+  // the cache file's pages (the transport wrote them into its mapping).
+  auto done = [this, c, first, count, len](int err) {
+    if (err == 0) stats_add(stats_->bytes_read_remote, len);
+    if (err == ESTALE) cache_.drop(c->gino(), c->version());  // a new version exists
+    c->finish_with(first, count, err);
+  };
+  const int owner = h.ref.owner;
+  if (h.use_rma && !c->rma_failed()) {
     // One-sided: the owner's CPU is not involved.
-    std::vector<uint8_t> buf(len);
-    Status s = cluster_->transport()->get(h.ref.owner, h.rma_address + off, h.rma_rkey, buf.data(), len);
-    if (s) {
-      if (int err = pwrite_all(c.fd(), buf.data(), len, off)) return err;
-      stats_add(stats_->bytes_read_remote, len);
-      return 0;
-    }
-    DSDFS_INFO("RMA get from rank %d failed (%s): active messages instead", h.ref.owner, s.to_string().c_str());
-    h.use_rma = false;
+    cluster_->transport()->get_async(owner, h.rma_address + off, h.rma_rkey, dst, len, c, cluster_->timeout(),
+                                     [c, owner, done](Status s) {
+                                       if (s) return done(0);
+                                       DSDFS_INFO("RMA get from rank %d failed (%s): active messages instead",
+                                                  owner, s.to_string().c_str());
+                                       c->set_rma_failed();
+                                       done(EIO);  // a waiter retries, with active messages
+                                     });
+    return;
   }
   WireWriter w;
   w.u64(h.ref.dir).str(h.ref.name).u64(h.ref.gino).u64(h.ref.version).u64(off).u32(static_cast<uint32_t>(len));
-  auto r = cluster_->call(h.ref.owner, Op::kFileRead, w.buffer());
-  if (!r) return r.err() == ENOENT || r.err() == ESTALE ? ESTALE : EIO;
-  const auto& data = r.value();
-  if (data.size() != len) return ESTALE;  // the file shrank under us: a new version
-  if (int err = pwrite_all(c.fd(), data.data(), len, off)) return err;
-  stats_add(stats_->bytes_read_remote, len);
+  cluster_->call_into_async(owner, Op::kFileRead, w.buffer(), std::span<uint8_t>(dst, len), c,
+                            [done, len](Result<size_t> r) {
+                              if (!r) return done(r.err() == ENOENT || r.err() == ESTALE ? ESTALE : EIO);
+                              done(*r == len ? 0 : ESTALE);  // short: the file shrank, a new version
+                            });
+}
+
+void Filesystem::fetch_ahead(const FileHandle& h, uint64_t from, uint64_t end) {
+  auto& c = *h.cache;
+  for (int64_t m = c.first_missing(from, end - 1); m >= 0; m = c.first_missing(from, end - 1)) {
+    uint64_t k = static_cast<uint64_t>(m);
+    uint64_t run = c.claim_run(k, std::min<uint64_t>(kFetchChunks, end - k));
+    if (run > 0) start_fetch(h, k, run);
+    from = k + std::max<uint64_t>(run, 1);
+    if (from >= end) break;
+  }
+}
+
+int Filesystem::wait_chunks(const FileHandle& h, uint64_t first, uint64_t last) {
+  auto& c = *h.cache;
+  for (uint64_t k = first; k <= last; ++k) {
+    // A chunk whose fetch failed is fetched once more by this thread.
+    for (int attempt = 0; !c.present(k); ++attempt) {
+      if (attempt == 2) return c.last_error() != 0 ? c.last_error() : EIO;
+      uint64_t run = c.claim_run(k, std::max<uint64_t>(kFetchChunks, last - k + 1));
+      if (run > 0) start_fetch(h, k, run);
+      if (!c.wait_fetched(k, cluster_->timeout() * 2)) return EIO;
+    }
+  }
   return 0;
 }
 
@@ -448,25 +474,14 @@ void Filesystem::remote_read(fuse_req_t req, FileHandle& h, size_t size, off_t o
   if (static_cast<uint64_t>(off) >= end) return (void)fuse_reply_buf(req, nullptr, 0);
   uint64_t first = static_cast<uint64_t>(off) / CacheEntry::kChunk;
   uint64_t last = (end - 1) / CacheEntry::kChunk;
-  // Sequential access earns a readahead window of up to 8 chunks per fetch.
+  // A sequential reader keeps kReadaheadChunks past its read in flight, so
+  // the owner's disk, the network and this reader work at the same time.
   uint64_t expected = h.next_chunk.load();
-  bool sequential = first == expected || first + 1 == expected || first == 0;
-  uint64_t window = std::max<uint64_t>(sequential ? 8 : 1, last - first + 1);
-  for (int64_t m = c.first_missing(first, last); m >= 0; m = c.first_missing(first, last)) {
-    uint64_t chunk = static_cast<uint64_t>(m);
-    uint64_t run = c.claim_run(chunk, window);
-    if (run == 0) {
-      // Another thread is fetching it: wait for that fetch, then look again.
-      if (!c.wait_fetched(chunk, cluster_->timeout() * 2)) return (void)fuse_reply_err(req, EIO);
-      continue;
-    }
-    int err = fetch_chunks(h, chunk, run);
-    c.finish(chunk, run, err == 0);
-    if (err) {
-      if (err == ESTALE) cache_.drop(h.ref.gino);
-      return (void)fuse_reply_err(req, err == ESTALE ? EIO : err);
-    }
+  if (first == expected || first + 1 == expected || first == 0) {
+    uint64_t nchunks = (c.size() + CacheEntry::kChunk - 1) / CacheEntry::kChunk;
+    fetch_ahead(h, first, std::min<uint64_t>(nchunks, last + 1 + kReadaheadChunks));
   }
+  if (int err = wait_chunks(h, first, last)) return (void)fuse_reply_err(req, err == ESTALE ? EIO : err);
   h.next_chunk.store(last + 1);
   struct fuse_bufvec buf = FUSE_BUFVEC_INIT(end - static_cast<uint64_t>(off));
   buf.buf[0].flags = static_cast<fuse_buf_flags>(FUSE_BUF_IS_FD | FUSE_BUF_FD_SEEK);
@@ -729,12 +744,9 @@ int Filesystem::remote_open(fuse_req_t, const Inode& inode, struct fuse_file_inf
     // handle keeps its bytes even if the owner drops the file right after.
     uint64_t chunks = (h->cache->size() + CacheEntry::kChunk - 1) / CacheEntry::kChunk;
     if (!hit && chunks > 0 && chunks <= kPrefetchChunks) {
-      uint64_t run = h->cache->claim_run(0, chunks);
-      if (run > 0) {
-        int err = fetch_chunks(*h, 0, run);
-        h->cache->finish(0, run, err == 0);
-        if (err) return err == ESTALE ? ESTALE : err;  // changed since the stat: let the kernel retry
-      }
+      fetch_ahead(*h, 0, chunks);
+      // ESTALE: changed since the stat; the kernel retries the open.
+      if (int err = wait_chunks(*h, 0, chunks - 1)) return err;
     }
     // This kernel inode is bound to one version, so its pages stay valid.
     fi->keep_cache = 1;

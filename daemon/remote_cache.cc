@@ -2,8 +2,10 @@
 #include "daemon/remote_cache.h"
 
 #include <fcntl.h>
+#include <sys/mman.h>
 #include <unistd.h>
 
+#include <cerrno>
 #include <cinttypes>
 #include <cstdio>
 
@@ -14,6 +16,7 @@ CacheEntry::CacheEntry(uint64_t gino, uint64_t version, uint64_t size, UniqueFd 
       present_((size + kChunk - 1) / kChunk, kMissing) {}
 
 CacheEntry::~CacheEntry() {
+  if (map_ != nullptr) ::munmap(map_, size_);
   if (discard_) ::unlink(path_.c_str());
 }
 
@@ -35,9 +38,23 @@ uint64_t CacheEntry::claim_run(uint64_t first, uint64_t max) {
   return n;
 }
 
-void CacheEntry::finish(uint64_t first, uint64_t count, bool ok) {
+void CacheEntry::finish(uint64_t first, uint64_t count, bool ok) { finish_with(first, count, ok ? 0 : EIO); }
+
+bool CacheEntry::present(uint64_t c) const {
+  std::lock_guard lock(mu_);
+  return c >= present_.size() || present_[c] == kPresent;
+}
+
+int CacheEntry::last_error() const {
+  std::lock_guard lock(mu_);
+  return last_error_;
+}
+
+void CacheEntry::finish_with(uint64_t first, uint64_t count, int err) {
+  const bool ok = err == 0;
   {
     std::lock_guard lock(mu_);
+    if (!ok) last_error_ = err;
     for (uint64_t c = first; c < first + count && c < present_.size(); ++c) {
       if (ok && present_[c] != kPresent) ++npresent_;
       if (present_[c] != kPresent) present_[c] = ok ? kPresent : kMissing;
@@ -77,7 +94,13 @@ Result<std::shared_ptr<CacheEntry>> RemoteCache::open(uint64_t gino, uint64_t ve
   UniqueFd fd(::open(path.c_str(), O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0600));
   if (!fd.valid()) return Status::from_errno("cannot create cache file " + path);
   if (::ftruncate(fd.get(), static_cast<off_t>(size)) != 0) return Status::from_errno("cache file size");
+  void* map = nullptr;
+  if (size > 0) {
+    map = ::mmap(nullptr, size, PROT_READ | PROT_WRITE, MAP_SHARED, fd.get(), 0);
+    if (map == MAP_FAILED) return Status::from_errno("cannot map cache file " + path);
+  }
   auto entry = std::make_shared<CacheEntry>(gino, version, size, std::move(fd), path);
+  entry->map_ = static_cast<uint8_t*>(map);
   entry->discard();  // a cache file never outlives its entry (and never a restart)
   entries_[gino] = entry;
   return entry;
@@ -86,6 +109,11 @@ Result<std::shared_ptr<CacheEntry>> RemoteCache::open(uint64_t gino, uint64_t ve
 void RemoteCache::drop(uint64_t gino) {
   std::lock_guard lock(mu_);
   entries_.erase(gino);
+}
+
+void RemoteCache::drop(uint64_t gino, uint64_t version) {
+  std::lock_guard lock(mu_);
+  if (auto it = entries_.find(gino); it != entries_.end() && it->second->version() == version) entries_.erase(it);
 }
 
 }  // namespace dsdfs::fs

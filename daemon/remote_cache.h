@@ -1,6 +1,7 @@
 // SPDX-License-Identifier: Apache-2.0
 #pragma once
 
+#include <atomic>
 #include <chrono>
 #include <condition_variable>
 #include <cstdint>
@@ -16,7 +17,8 @@
 namespace dsdfs::fs {
 
 // The local copy of one version of a remote file: a sparse file in
-// STORE/cache plus the record of which chunks are present. Thread-safe.
+// STORE/cache, mapped shared so that fetched bytes land in its pages without
+// a copy, plus the record of which chunks are present. Thread-safe.
 class CacheEntry {
  public:
   static constexpr uint64_t kChunk = 1 << 20;
@@ -28,6 +30,9 @@ class CacheEntry {
   uint64_t version() const { return version_; }
   uint64_t size() const { return size_; }
   int fd() const { return fd_.get(); }
+  // The file mapped read-write (null for an empty file). Chunks being
+  // fetched are written there by the transport.
+  uint8_t* data() const { return map_; }
 
   // The first chunk in [first, last] that is not present, or -1.
   int64_t first_missing(uint64_t first, uint64_t last) const;
@@ -38,23 +43,35 @@ class CacheEntry {
   void finish(uint64_t first, uint64_t count, bool ok);
   // Waits until chunk c is no longer being fetched; false on timeout.
   bool wait_fetched(uint64_t c, std::chrono::milliseconds timeout);
+  bool present(uint64_t c) const;
+  // Ends a claim: the chunks are present (err == 0) or missing again, and
+  // err is what last_error() reports to threads that waited for them.
+  void finish_with(uint64_t first, uint64_t count, int err);
+  int last_error() const;
   void mark_present(uint64_t first, uint64_t count);
   bool complete() const;
+  // One-sided gets from the owner failed: fetch with active messages.
+  bool rma_failed() const { return rma_failed_.load(); }
+  void set_rma_failed() { rma_failed_.store(true); }
   // Unlinks the file when the last user is gone (the version is obsolete).
   void discard() { discard_ = true; }
 
  private:
+  friend class RemoteCache;
   const uint64_t gino_;
   const uint64_t version_;
   const uint64_t size_;
   const UniqueFd fd_;
   const std::string path_;
+  uint8_t* map_ = nullptr;
+  std::atomic<bool> rma_failed_{false};
   bool discard_ = false;
   enum State : uint8_t { kMissing = 0, kFetching = 1, kPresent = 2 };
   mutable std::mutex mu_;
   std::condition_variable fetched_;
   std::vector<uint8_t> present_;  // GUARDED_BY(mu_): State per chunk
   uint64_t npresent_ = 0;      // GUARDED_BY(mu_)
+  int last_error_ = 0;         // GUARDED_BY(mu_)
 };
 
 // All cached remote files of this rank, one version per file: a newer
@@ -66,6 +83,8 @@ class RemoteCache {
   // whether an entry of that version already existed.
   Result<std::shared_ptr<CacheEntry>> open(uint64_t gino, uint64_t version, uint64_t size, bool* hit);
   void drop(uint64_t gino);
+  // Drops the entry of gino only if it is of this version.
+  void drop(uint64_t gino, uint64_t version);
 
  private:
   const std::string dir_;

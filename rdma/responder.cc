@@ -44,14 +44,20 @@ Responder::~Responder() {
 }
 
 void Responder::reply(std::span<const uint8_t> payload) {
-  send(0, payload);
+  send(0, std::vector<uint8_t>(payload.begin(), payload.end()));
+}
+
+void Responder::reply(std::vector<uint8_t>&& payload) { send(0, std::move(payload)); }
+
+void Responder::reply(std::span<const uint8_t> payload, std::shared_ptr<const void> keepalive) {
+  send(0, OutPayload(payload, std::move(keepalive)));
 }
 
 void Responder::reply_error(int err) {
   send(err > 0 && err <= kWireMaxErrno ? err : EIO, {});
 }
 
-void Responder::send(int err, std::span<const uint8_t> payload) {
+void Responder::send(int err, OutPayload payload) {
   if (!pending()) {
     DSDFS_ERROR("INTERNAL ERROR: second reply to op %u from rank %d ignored", op_, rank_);
     return;
@@ -61,7 +67,7 @@ void Responder::send(int err, std::span<const uint8_t> payload) {
   // Always queued, even on the progress thread: one path, and the reply goes
   // out after the handler returned.
   SubmitQueue::Task task = [t = transport_, rank = rank_, op = op_, id = request_id_, err,
-                            data = std::vector<uint8_t>(payload.begin(), payload.end())]() mutable {
+                            data = std::move(payload)]() mutable {
     t->send_reply(rank, op, id, err, std::move(data));
   };
   if (!queue->push(&task)) {

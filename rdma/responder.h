@@ -4,6 +4,9 @@
 #include <cstdint>
 #include <memory>
 #include <span>
+#include <vector>
+
+#include "rdma/payload.h"
 
 namespace dsdfs::rdma {
 
@@ -30,6 +33,11 @@ class Responder {
 
   // Success with a payload (copied).
   void reply(std::span<const uint8_t> payload);
+  // Success with a payload handed over (not copied).
+  void reply(std::vector<uint8_t>&& payload);
+  // Success with bytes borrowed (not copied): keepalive keeps them valid and
+  // unchanged until they are sent.
+  void reply(std::span<const uint8_t> payload, std::shared_ptr<const void> keepalive);
   // Failure: err is a positive errno (clamped to EIO if not in 1..4095).
   void reply_error(int err);
   // True until a reply was sent (or the Responder was moved from).
@@ -45,7 +53,7 @@ class Responder {
         rank_(rank),
         op_(op),
         request_id_(request_id) {}
-  void send(int err, std::span<const uint8_t> payload);
+  void send(int err, OutPayload payload);
 
   std::shared_ptr<SubmitQueue> queue_;  // null once replied or moved from
   Transport* transport_ = nullptr;      // used only on the progress thread

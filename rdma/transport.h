@@ -22,6 +22,7 @@
 #include "rdma/endpoint_table.h"
 #include "rdma/log_limiter.h"
 #include "rdma/options.h"
+#include "rdma/payload.h"
 #include "rdma/responder.h"
 #include "rdma/submit_queue.h"
 #include "rdma/wire.h"
@@ -58,6 +59,8 @@ class Transport {
  public:
   using CallResult = Result<std::vector<uint8_t>>;
   using CallCallback = std::function<void(CallResult)>;
+  // The length of a reply received into the caller's buffer, or the error.
+  using IntoCallback = std::function<void(Result<size_t>)>;
   // Runs on the progress thread. payload is valid only during the call.
   using Handler =
       std::function<void(int source_rank, std::span<const uint8_t> payload, Responder responder)>;
@@ -101,6 +104,16 @@ class Transport {
   // thread (or on this thread if the call fails before it is queued).
   void call_async(int rank, uint16_t op, std::span<const uint8_t> payload,
                   std::chrono::milliseconds timeout, CallCallback done);
+  // Like call_async, but the reply's payload lands in dst: a rendezvous reply
+  // is received straight into it (no copy), an eager one copied there; done
+  // gets its length. A reply larger than dst fails with EMSGSIZE. keepalive
+  // is held until UCX can no longer write into dst, which may be after done
+  // ran (a call that timed out while its reply was arriving); so dst must
+  // stay valid while keepalive lives, and a late write after a failed call
+  // carries the same reply the caller asked for.
+  void call_into_async(int rank, uint16_t op, std::span<const uint8_t> payload,
+                       std::span<uint8_t> dst, std::shared_ptr<void> keepalive,
+                       std::chrono::milliseconds timeout, IntoCallback done);
   // The same call to many ranks in parallel; results in the order of ranks.
   std::vector<CallResult> call_many(std::span<const int> ranks, uint16_t op,
                                     std::span<const uint8_t> payload,
@@ -117,6 +130,13 @@ class Transport {
              size_t len) {
     return get(rank, remote_addr, rkey, local, len, options_.default_timeout);
   }
+
+  // Like get() but returns at once; done runs exactly once, on the progress
+  // thread (or on this thread if the get fails before it is queued).
+  // keepalive is held until UCX no longer writes into local.
+  void get_async(int rank, uint64_t remote_addr, std::span<const uint8_t> rkey, void* local,
+                 size_t len, std::shared_ptr<void> keepalive, std::chrono::milliseconds timeout,
+                 std::function<void(Status)> done);
 
   // Whether one-sided RMA to rank runs in hardware or shared memory (see
   // rma_probe.h); false for tcp (emulated), unknown or failed peers.
@@ -164,7 +184,11 @@ class Transport {
     int rank;
     uint16_t op;
     Clock::time_point deadline;
-    CallCallback done;
+    CallCallback done;  // or, for call_into_async:
+    IntoCallback done_into;
+    uint8_t* dst = nullptr;
+    size_t dst_capacity = 0;
+    std::shared_ptr<void> keepalive;
   };
   struct PendingGet;
   struct SendOp;
@@ -176,6 +200,7 @@ class Transport {
     std::vector<uint8_t> owned;
     void* ucx_data = nullptr;
     size_t length = 0;
+    bool into = false;  // a reply already in its call's dst (length bytes)
     std::span<const uint8_t> bytes() const {
       return ucx_data != nullptr
                  ? std::span<const uint8_t>(static_cast<const uint8_t*>(ucx_data), length)
@@ -204,19 +229,23 @@ class Transport {
   // Adds a deadline; rebuilds the heap when completed entries dominate it.
   void push_deadline(Clock::time_point deadline, uint64_t id);
   void start_call(int rank, uint16_t op, std::vector<uint8_t> payload, Clock::time_point deadline,
-                  CallCallback done);
+                  PendingCall call);
+  void call_async_impl(int rank, uint16_t op, std::span<const uint8_t> payload,
+                       std::chrono::milliseconds timeout, PendingCall call);
+  // Receives the payload of a reply to an into-call (on_am); see there.
+  ucs_status_t receive_into(const WireHeader& h, PendingCall& call, void* data, size_t length,
+                            bool rndv);
   void start_get(const std::shared_ptr<PendingGet>& op, uint64_t remote_addr,
                  const std::vector<uint8_t>& rkey);
   void finish_get(PendingGet* op, ucs_status_t status);
   // Returns false if the send failed at once (the caller fails its call).
-  bool send_message(Peer* peer, const WireHeader& header, std::vector<uint8_t> payload);
-  bool send_bytes(Peer* peer, std::vector<uint8_t> header, std::vector<uint8_t> payload,
-                  uint64_t call_id);
+  bool send_message(Peer* peer, const WireHeader& header, OutPayload payload);
+  bool send_bytes(Peer* peer, std::vector<uint8_t> header, OutPayload payload, uint64_t call_id);
   WireHeader make_header(uint16_t op, uint16_t flags, uint64_t request_id, int32_t status,
                          size_t payload_length) const;
-  void send_reply(int rank, uint16_t op, uint64_t request_id, int err,
-                  std::vector<uint8_t> payload);
+  void send_reply(int rank, uint16_t op, uint64_t request_id, int err, OutPayload payload);
   void complete_call(uint64_t request_id, CallResult result);
+  void complete_into(uint64_t request_id, size_t length);
   void fail_peer(int rank, const char* why, bool goodbye = false);
   void fail_calls_to(int rank, int err);
   ucs_status_t on_am(const void* header, size_t header_length, void* data, size_t length,

@@ -5,6 +5,8 @@
 // addresses are handed to UCX as request user_data.
 
 #include <condition_variable>
+#include <functional>
+#include <memory>
 #include <mutex>
 #include <vector>
 
@@ -19,14 +21,19 @@ struct Transport::SendOp {
   int rank;
   uint64_t call_id;  // request id of our own call to fail on error, or 0
   std::vector<uint8_t> header;
-  std::vector<uint8_t> payload;
+  OutPayload payload;
 };
 
 // One rendezvous receive (ucp_am_recv_data_nbx) in flight; freed on completion.
+// The payload goes into buffer, or into the dst of an into-call (kept valid
+// by keepalive until UCX is done with it, even if the call ended first).
 struct Transport::RecvOp {
   Transport* transport;
   WireHeader header;
   std::vector<uint8_t> buffer;
+  size_t length = 0;
+  std::shared_ptr<void> keepalive;
+  bool into = false;
 };
 
 // One get. Shared by the waiting caller and the progress thread; the fields
@@ -40,6 +47,10 @@ struct Transport::PendingGet {
   size_t length = 0;
   ucp_rkey_h rkey = nullptr;  // pinned in the peer's RkeyCache while in flight
   bool timed_out = false;
+  // get_async: runs once on the progress thread instead of waking a waiter;
+  // keepalive keeps `local` valid until then.
+  std::function<void(Status)> done_cb;
+  std::shared_ptr<void> keepalive;
 
   std::mutex mu;  // leaf lock
   std::condition_variable cv;

@@ -54,9 +54,44 @@ Status Transport::get(int rank, uint64_t remote_addr, std::span<const uint8_t> r
   return op->status;
 }
 
+void Transport::get_async(int rank, uint64_t remote_addr, std::span<const uint8_t> rkey,
+                          void* local, size_t len, std::shared_ptr<void> keepalive,
+                          std::chrono::milliseconds timeout, std::function<void(Status)> done) {
+  if (rank < 0 || rank >= options_.nranks) {
+    return done(Status::error(EIO, "get: unknown rank " + std::to_string(rank)));
+  }
+  if (peer_dead_[static_cast<size_t>(rank)].load()) {
+    return done(Status::error(EIO, "get: rank " + std::to_string(rank) + " is down"));
+  }
+  if (len == 0) return done(Status::ok());
+  if (local == nullptr || rkey.empty()) return done(Status::error(EINVAL, "get: no buffer or rkey"));
+  auto op = std::make_shared<PendingGet>();
+  op->transport = this;
+  op->rank = rank;
+  op->deadline = Clock::now() + timeout;
+  op->local = local;
+  op->length = len;
+  op->done_cb = std::move(done);
+  op->keepalive = std::move(keepalive);
+  bool queued =
+      submit([this, op, remote_addr, blob = std::vector<uint8_t>(rkey.begin(), rkey.end())] {
+        start_get(op, remote_addr, blob);
+      });
+  if (!queued) {
+    auto cb = std::move(op->done_cb);
+    cb(Status::error(EIO, "get: transport is shut down"));
+  }
+}
+
 void Transport::start_get(const std::shared_ptr<PendingGet>& op, uint64_t remote_addr,
                           const std::vector<uint8_t>& blob) {
   auto finish_now = [&](Status s) {
+    if (op->done_cb) {
+      auto cb = std::move(op->done_cb);
+      op->keepalive.reset();
+      run_at_boundary("rdma get callback", [&] { cb(std::move(s)); });
+      return;
+    }
     std::lock_guard<std::mutex> lock(op->mu);
     op->status = std::move(s);
     op->done = true;
@@ -115,6 +150,12 @@ void Transport::finish_get(PendingGet* op, ucs_status_t status) {
     // Transport failures reach the file system as EIO.
     s = Status::error(EIO, std::string("get from rank ") + std::to_string(op->rank) + ": " +
                                ucs_status_string(status));
+  }
+  if (op->done_cb) {
+    auto cb = std::move(op->done_cb);
+    op->keepalive.reset();
+    run_at_boundary("rdma get callback", [&] { cb(std::move(s)); });
+    return;
   }
   std::lock_guard<std::mutex> lock(op->mu);
   op->status = std::move(s);

@@ -1,6 +1,7 @@
 // SPDX-License-Identifier: Apache-2.0
 // Transport: RPC over active messages (calls, replies, receive path).
 #include <algorithm>
+#include <cstring>
 #include <condition_variable>
 #include <optional>
 #include <string>
@@ -58,25 +59,48 @@ WireHeader Transport::make_header(uint16_t op, uint16_t flags, uint64_t request_
 
 void Transport::call_async(int rank, uint16_t op, std::span<const uint8_t> payload,
                            std::chrono::milliseconds timeout, CallCallback done) {
+  PendingCall call{};
+  call.done = std::move(done);
+  call_async_impl(rank, op, payload, timeout, std::move(call));
+}
+
+void Transport::call_into_async(int rank, uint16_t op, std::span<const uint8_t> payload,
+                                std::span<uint8_t> dst, std::shared_ptr<void> keepalive,
+                                std::chrono::milliseconds timeout, IntoCallback done) {
+  PendingCall call{};
+  call.done_into = std::move(done);
+  call.dst = dst.data();
+  call.dst_capacity = dst.size();
+  call.keepalive = std::move(keepalive);
+  call_async_impl(rank, op, payload, timeout, std::move(call));
+}
+
+void Transport::call_async_impl(int rank, uint16_t op, std::span<const uint8_t> payload,
+                                std::chrono::milliseconds timeout, PendingCall call) {
+  auto fail = [&](Status s) {
+    if (call.done_into) call.done_into(std::move(s));
+    else call.done(std::move(s));
+  };
   if (rank < 0 || rank >= options_.nranks) {
-    done(Status::error(EIO, "unknown rank " + std::to_string(rank)));
-    return;
+    return fail(Status::error(EIO, "unknown rank " + std::to_string(rank)));
   }
   if (payload.size() > kWireMaxPayload) {
-    done(Status::error(EMSGSIZE, call_name(rank, op) + ": payload too large"));
-    return;
+    return fail(Status::error(EMSGSIZE, call_name(rank, op) + ": payload too large"));
   }
   if (peer_dead_[static_cast<size_t>(rank)].load()) {
-    done(Status::error(EIO, call_name(rank, op) + ": peer is down"));
-    return;
+    return fail(Status::error(EIO, call_name(rank, op) + ": peer is down"));
   }
-  auto shared_done = std::make_shared<CallCallback>(std::move(done));
+  auto shared = std::make_shared<PendingCall>(std::move(call));
   Clock::time_point deadline = Clock::now() + timeout;
   bool queued = submit([this, rank, op, data = std::vector<uint8_t>(payload.begin(), payload.end()),
-                        deadline, shared_done]() mutable {
-    start_call(rank, op, std::move(data), deadline, std::move(*shared_done));
+                        deadline, shared]() mutable {
+    start_call(rank, op, std::move(data), deadline, std::move(*shared));
   });
-  if (!queued) (*shared_done)(Status::error(EIO, call_name(rank, op) + ": transport is shut down"));
+  if (!queued) {
+    Status s = Status::error(EIO, call_name(rank, op) + ": transport is shut down");
+    if (shared->done_into) shared->done_into(s);
+    else shared->done(s);
+  }
 }
 
 Transport::CallResult Transport::call(int rank, uint16_t op, std::span<const uint8_t> payload,
@@ -145,40 +169,55 @@ std::vector<Transport::CallResult> Transport::call_many(std::span<const int> ran
 }
 
 void Transport::start_call(int rank, uint16_t op, std::vector<uint8_t> payload,
-                           Clock::time_point deadline, CallCallback done) {
+                           Clock::time_point deadline, PendingCall call) {
+  call.rank = rank;
+  call.op = op;
+  call.deadline = deadline;
+  uint64_t id = next_request_id_++;
+  pending_calls_.emplace(id, std::move(call));
   auto fail = [&](int err, const char* why) {
-    run_at_boundary("rdma call callback",
-                    [&] { done(Status::error(err, call_name(rank, op) + ": " + why)); });
+    complete_call(id, Status::error(err, call_name(rank, op) + ": " + why));
   };
   if (shutting_down_) return fail(EIO, "transport is shut down");
   Peer* peer = endpoints_.find(rank);
   if (peer == nullptr) return fail(EIO, "not connected");
   if (peer->failed) return fail(EIO, "peer is down");
-  uint64_t id = next_request_id_++;
   size_t length = payload.size();
-  pending_calls_.emplace(id, PendingCall{rank, op, deadline, std::move(done)});
   push_deadline(deadline, id);
   if (!send_message(peer, make_header(op, 0, id, 0, length), std::move(payload))) {
-    complete_call(id, Status::error(EIO, call_name(rank, op) + ": send failed"));
+    fail(EIO, "send failed");
   }
 }
 
 void Transport::complete_call(uint64_t request_id, CallResult result) {
   auto it = pending_calls_.find(request_id);
   if (it == pending_calls_.end()) return;  // already completed (timeout, failure)
-  CallCallback done = std::move(it->second.done);
+  PendingCall call = std::move(it->second);
   pending_calls_.erase(it);
-  run_at_boundary("rdma call callback", [&] { done(std::move(result)); });
+  run_at_boundary("rdma call callback", [&] {
+    if (!call.done_into) return call.done(std::move(result));
+    // An into-call's payload never arrives here (see receive_into()).
+    call.done_into(result ? Status::error(EPROTO, "reply payload not received into the buffer")
+                          : result.status());
+  });
 }
 
-bool Transport::send_message(Peer* peer, const WireHeader& header, std::vector<uint8_t> payload) {
+void Transport::complete_into(uint64_t request_id, size_t length) {
+  auto it = pending_calls_.find(request_id);
+  if (it == pending_calls_.end()) return;
+  PendingCall call = std::move(it->second);
+  pending_calls_.erase(it);
+  run_at_boundary("rdma call callback", [&] { call.done_into(length); });
+}
+
+bool Transport::send_message(Peer* peer, const WireHeader& header, OutPayload payload) {
   std::vector<uint8_t> bytes(kWireHeaderSize);
   wire_header_encode(header, std::span<uint8_t, kWireHeaderSize>(bytes.data(), kWireHeaderSize));
   bool is_call = (header.flags & (kWireFlagReply | kWireFlagGoodbye)) == 0;
   return send_bytes(peer, std::move(bytes), std::move(payload), is_call ? header.request_id : 0);
 }
 
-bool Transport::send_bytes(Peer* peer, std::vector<uint8_t> header, std::vector<uint8_t> payload,
+bool Transport::send_bytes(Peer* peer, std::vector<uint8_t> header, OutPayload payload,
                            uint64_t call_id) {
   auto* op = new SendOp{this, peer->rank, call_id, std::move(header), std::move(payload)};
   ucp_request_param_t param{};
@@ -186,7 +225,7 @@ bool Transport::send_bytes(Peer* peer, std::vector<uint8_t> header, std::vector<
   param.cb.send = &Transport::send_done_cb;
   param.user_data = op;
   void* request = ucp_am_send_nbx(peer->ep, kAmId, op->header.data(), op->header.size(),
-                                  op->payload.data(), op->payload.size(), &param);
+                                  op->payload.bytes().data(), op->payload.size(), &param);
   if (request == nullptr) {  // completed in place; the callback will not run
     delete op;
     return true;
@@ -219,7 +258,7 @@ void Transport::send_done_cb(void* request, ucs_status_t status, void* user_data
 }
 
 void Transport::send_reply(int rank, uint16_t op, uint64_t request_id, int err,
-                           std::vector<uint8_t> payload) {
+                           OutPayload payload) {
   if (shutting_down_) return;
   Peer* peer = endpoints_.find(rank);
   if (peer == nullptr || peer->failed) {
@@ -250,7 +289,7 @@ Status Transport::send_raw_for_testing(int rank, std::span<const uint8_t> header
       *result = Status::error(EIO, "peer is down");
       return;
     }
-    if (!send_bytes(peer, h, p, 0)) *result = Status::error(EIO, "send failed");
+    if (!send_bytes(peer, h, OutPayload(p), 0)) *result = Status::error(EIO, "send failed");
   });
   return s ? *result : s;
 }
@@ -305,12 +344,16 @@ ucs_status_t Transport::on_am(const void* header, size_t header_length, void* da
       }
       return UCS_OK;
     }
+    if (it->second.done_into && h.status == 0) {
+      return receive_into(h, it->second, data, length,
+                          (param->recv_attr & UCP_AM_RECV_ATTR_FLAG_RNDV) != 0);
+    }
   }
 
   const uint64_t attr = param->recv_attr;
   if ((attr & UCP_AM_RECV_ATTR_FLAG_RNDV) != 0) {
     // Rendezvous: data is a descriptor; pull the payload into our buffer.
-    auto* op = new RecvOp{this, h, std::vector<uint8_t>(length)};
+    auto* op = new RecvOp{this, h, std::vector<uint8_t>(length), length, nullptr, false};
     ucp_request_param_t rp{};
     rp.op_attr_mask = UCP_OP_ATTR_FIELD_CALLBACK | UCP_OP_ATTR_FIELD_USER_DATA;
     rp.cb.recv_am = &Transport::recv_done_cb;
@@ -340,18 +383,57 @@ ucs_status_t Transport::on_am(const void* header, size_t header_length, void* da
   return UCS_OK;
 }
 
+// A reply to call_into_async(): its payload goes into the call's dst. Eager
+// data is copied at once; rendezvous data is received there by UCX, and the
+// RecvOp holds the keepalive until UCX is done (the call may end first).
+ucs_status_t Transport::receive_into(const WireHeader& h, PendingCall& call, void* data,
+                                     size_t length, bool rndv) {
+  if (length > call.dst_capacity) {
+    complete_call(h.request_id, Status::error(EMSGSIZE, "reply larger than the buffer"));
+    return UCS_OK;  // UCX drops the data (or the rendezvous descriptor)
+  }
+  InMessage done{h, {}, nullptr, length, true};
+  if (!rndv) {
+    if (length > 0) std::memcpy(call.dst, data, length);
+    inbox_.push_back(std::move(done));
+    return UCS_OK;
+  }
+  auto* op = new RecvOp{this, h, {}, length, call.keepalive, true};
+  ucp_request_param_t rp{};
+  rp.op_attr_mask = UCP_OP_ATTR_FIELD_CALLBACK | UCP_OP_ATTR_FIELD_USER_DATA;
+  rp.cb.recv_am = &Transport::recv_done_cb;
+  rp.user_data = op;
+  void* request = ucp_am_recv_data_nbx(worker_.get(), data, call.dst, length, &rp);
+  if (request == nullptr) {
+    inbox_.push_back(std::move(done));
+    delete op;
+  } else if (UCS_PTR_IS_ERR(request)) {
+    DSDFS_WARN("ucp_am_recv_data_nbx from rank %u failed: %s", h.source_rank,
+               ucs_status_string(UCS_PTR_STATUS(request)));
+    complete_call(h.request_id, Status::error(EIO, "receive of reply failed"));
+    delete op;
+  }
+  return UCS_OK;
+}
+
 void Transport::recv_done_cb(void* request, ucs_status_t status, size_t length,
                              void* user_data) noexcept {
   auto* op = static_cast<RecvOp*>(user_data);
   run_at_boundary("rdma rendezvous completion", [&] {
     Transport* t = op->transport;
     const bool is_reply = (op->header.flags & kWireFlagReply) != 0;
-    if (status == UCS_OK && length == op->buffer.size()) {
-      t->inbox_.push_back(InMessage{op->header, std::move(op->buffer), nullptr, 0});
+    const bool into = op->into;
+    const size_t expected = op->length;
+    if (status == UCS_OK && length == expected) {
+      if (into) {
+        t->inbox_.push_back(InMessage{op->header, {}, nullptr, length, true});
+      } else {
+        t->inbox_.push_back(InMessage{op->header, std::move(op->buffer), nullptr, 0});
+      }
       return;
     }
     DSDFS_WARN("rendezvous receive from rank %u failed: %s (%zu of %zu bytes)",
-               op->header.source_rank, ucs_status_string(status), length, op->buffer.size());
+               op->header.source_rank, ucs_status_string(status), length, expected);
     if (is_reply) t->complete_call(op->header.request_id, Status::error(EIO, "receive failed"));
   });
   ucp_request_free(request);
@@ -411,7 +493,9 @@ void Transport::dispatch_reply(InMessage& m) {
                                     call_name(it->second.rank, it->second.op) + " (remote)"));
     return;
   }
-  if (m.ucx_data == nullptr) {
+  if (m.into) {
+    complete_into(id, m.length);
+  } else if (m.ucx_data == nullptr) {
     complete_call(id, std::move(m.owned));
   } else {
     auto b = m.bytes();

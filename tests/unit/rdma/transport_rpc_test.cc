@@ -50,7 +50,7 @@ struct Handlers {
                  }).is_ok());
     ASSERT_TRUE(t.register_handler(kCount, [this](int, std::span<const uint8_t>, Responder r) {
                    count++;
-                   r.reply({});
+                   r.reply(std::span<const uint8_t>());
                  }).is_ok());
     ASSERT_TRUE(t.register_handler(kDeferred, [this](int, std::span<const uint8_t> p, Responder r) {
                    std::vector<uint8_t> copy(p.begin(), p.end());
@@ -272,7 +272,7 @@ TEST(TransportJobKey, WrongJobKeyIsDroppedAndNeverHandled) {
       [&](int, Transport& t) {
         ASSERT_TRUE(t.register_handler(kCount, [&](int, std::span<const uint8_t>, Responder r) {
                        handled++;
-                       r.reply({});
+                       r.reply(std::span<const uint8_t>());
                      }).is_ok());
       },
       {111, 222});
