@@ -21,6 +21,11 @@ void Cluster::register_handler(Op op, Handler handler) {
   handlers_[static_cast<uint16_t>(op)] = std::move(handler);
 }
 
+void Cluster::register_inline_handler(Op op, Handler handler) {
+  inline_ops_.insert(static_cast<uint16_t>(op));
+  register_handler(op, std::move(handler));
+}
+
 void Cluster::register_raw_handler(Op op, RawHandler handler) {
   raw_handlers_[static_cast<uint16_t>(op)] = std::move(handler);
 }
@@ -34,7 +39,17 @@ Status Cluster::start() {
       Op op = static_cast<Op>(op_id);
       // Runs on the progress thread: only queue the work (UCX iodemo pattern).
       auto status = transport_->register_handler(
-          op_id, [this, op](int source, std::span<const uint8_t> payload, rdma::Responder responder) {
+          op_id, [this, op, inline_op = inline_ops_.count(op_id) != 0](int source, std::span<const uint8_t> payload,
+                                                                         rdma::Responder responder) {
+            if (inline_op) {
+              stats_add(stats_->rpcs_served, 1);
+              Reply reply = Status::error(EIO);
+              int err = run_at_boundary("rpc handler", [&] { reply = run_handler(source, op, payload); });
+              if (err) reply = Status::error(err, "handler failed");
+              if (reply) responder.reply(std::move(reply).value());
+              else responder.reply_error(reply.err());
+              return;
+            }
             Task t{source, op, std::vector<uint8_t>(payload.begin(), payload.end()), std::move(responder)};
             std::lock_guard lock(mu_);
             if (stopping_) return;  // the dropped Responder answers EIO

@@ -24,6 +24,7 @@
 #include "daemon/remote_cache.h"
 #include "daemon/rma_exports.h"
 #include "daemon/stats.h"
+#include "daemon/write_fds.h"
 #include "daemon/store.h"
 
 namespace dsdfs::fs {
@@ -58,7 +59,10 @@ class Filesystem {
   // Every rank has mounted: user.dsdfs.ready appears on the root.
   void set_ready() { ready_.store(true); }
   // Stops background threads. REQUIRES: after the FUSE loop ended.
-  void stop() { notifier_.stop(); }
+  void stop() {
+    notifier_.stop();
+    write_fds_.clear();
+  }
 
   // The lowlevel operations table; userdata must be this Filesystem.
   static const struct fuse_lowlevel_ops* ops();
@@ -180,8 +184,12 @@ class Filesystem {
   Cluster::Reply on_file_map(int source, std::span<const uint8_t> payload);
   // Reader side of the one-sided path: asks the owner to export the file.
   void remote_map(FileHandle& h);
-  // Owner side: a file is about to shrink or vanish; no get may touch it.
+  // Owner side: a file is about to shrink or vanish; no get may touch it,
+  // and the fds kept for forwarded writes to it are closed.
   void unexport(int dir_fd, const char* name);
+  void release_owned(uint64_t gino);
+  // Owner side of forwarded writes: the file's fd on our own mount (cached).
+  Result<WriteFds::Fd> forward_fd(uint64_t dir, const std::string& name, uint64_t gino, bool append);
   // Opens (dir, name) in the local store: O_PATH handle of the parent replica.
   std::shared_ptr<UniqueFd> local_dir(uint64_t dir);
   // Drops setuid/setgid of the store file fd when the caller is not root.
@@ -219,6 +227,7 @@ class Filesystem {
   // Buffers of the replies to kFileRead (sent without a copy).
   std::shared_ptr<BufferPool> read_buffers_ = BufferPool::create(kMaxIo, 8);
   RmaExports exports_;
+  WriteFds write_fds_;
   Notifier notifier_;
   Stats* const stats_;
   std::atomic<bool> ready_{false};

@@ -51,9 +51,13 @@ void Filesystem::register_rpcs() {
   };
   reg(Op::kDirMutate, &Filesystem::on_dir_mutate);
   reg(Op::kDirApply, &Filesystem::on_dir_apply);
-  reg(Op::kLocClaim, &Filesystem::on_loc_claim);
-  reg(Op::kLocLookup, &Filesystem::on_loc_lookup);
-  reg(Op::kLocRemove, &Filesystem::on_loc_remove);
+  // The locator shard is in memory: its ops are answered on the progress thread.
+  auto reg_inline = [this](Op op, Cluster::Reply (Filesystem::*fn)(int, std::span<const uint8_t>)) {
+    cluster_->register_inline_handler(op, [this, fn](int src, std::span<const uint8_t> p) { return (this->*fn)(src, p); });
+  };
+  reg_inline(Op::kLocClaim, &Filesystem::on_loc_claim);
+  reg_inline(Op::kLocLookup, &Filesystem::on_loc_lookup);
+  reg_inline(Op::kLocRemove, &Filesystem::on_loc_remove);
   reg(Op::kOwnFind, &Filesystem::on_own_find);
   reg(Op::kFileStat, &Filesystem::on_file_stat);
   reg(Op::kFileWrite, &Filesystem::on_file_write);
@@ -350,7 +354,7 @@ Result<size_t> Filesystem::read_for_peer(std::span<const uint8_t> payload, uint8
 void Filesystem::unexport(int dir_fd, const char* name) {
   struct stat st;
   if (::fstatat(dir_fd, name, &st, AT_SYMLINK_NOFOLLOW) == 0 && S_ISREG(st.st_mode)) {
-    exports_.drop(global_ino(st.st_ino));
+    release_owned(global_ino(st.st_ino));
   }
 }
 
@@ -514,6 +518,36 @@ void Filesystem::remote_write(fuse_req_t req, FileHandle& h, struct fuse_bufvec*
   fuse_reply_write(req, written);
 }
 
+Result<WriteFds::Fd> Filesystem::forward_fd(uint64_t dir, const std::string& name, uint64_t gino, bool append) {
+  // The name must still be this file here; a cached fd of that gino is then
+  // of this very file (it keeps the inode, so its number is not reused).
+  auto dfd = local_dir(dir);
+  if (!dfd) return Status::error(ENOENT, "unknown directory");
+  struct stat sst;
+  if (::fstatat(dfd->get(), name.c_str(), &sst, AT_SYMLINK_NOFOLLOW) != 0) return Status::from_errno("not here");
+  if (S_ISDIR(sst.st_mode)) return Status::error(EISDIR);
+  if (global_ino(sst.st_ino) != gino) return Status::error(ESTALE, "replaced");
+  if (auto fd = write_fds_.get(gino, append)) return fd;
+  auto path = mount_path(dir, name);
+  if (!path) return path.status();
+  // Through our own mount, with O_DIRECT: this kernel orders the write with
+  // local writers (O_APPEND is atomic under its inode lock), keeps its size
+  // right, and drops stale pages; the bytes are in the store on return.
+  int flags = O_WRONLY | O_DIRECT | O_NOFOLLOW | O_CLOEXEC | (append ? O_APPEND : 0);
+  auto fd = std::make_shared<UniqueFd>(::open(path->c_str(), flags));
+  if (!fd->valid()) return Status::from_errno("open for a forwarded write");
+  struct stat st;
+  if (::fstat(fd->get(), &st) != 0) return Status::from_errno("fstat");
+  if (static_cast<uint64_t>(st.st_ino) != gino) return Status::error(ESTALE, "replaced");
+  write_fds_.put(gino, append, fd);
+  return fd;
+}
+
+void Filesystem::release_owned(uint64_t gino) {
+  exports_.drop(gino);
+  write_fds_.drop(gino);
+}
+
 Cluster::Reply Filesystem::on_file_write(int, std::span<const uint8_t> payload) {
   WireReader r(payload);
   uint64_t dir, gino, off;
@@ -524,19 +558,11 @@ Cluster::Reply Filesystem::on_file_write(int, std::span<const uint8_t> payload) 
         r.bytes(&data, kMaxIo) && r.done()) || append > 1 || off > (uint64_t{1} << 62)) {
     return bad_request("write");
   }
-  auto path = owned_path(dir, name, gino);
-  if (!path) return path.status();
-  // Through our own mount, with O_DIRECT: this kernel orders the write with
-  // local writers (O_APPEND is atomic under its inode lock), keeps its size
-  // right, and drops stale pages; the bytes are in the store on return.
-  int flags = O_WRONLY | O_DIRECT | O_NOFOLLOW | O_CLOEXEC | (append ? O_APPEND : 0);
-  UniqueFd fd(::open(path->c_str(), flags));
-  if (!fd.valid()) return Status::from_errno("open for a forwarded write");
-  struct stat st;
-  if (::fstat(fd.get(), &st) != 0) return Status::from_errno("fstat");
-  if (static_cast<uint64_t>(st.st_ino) != gino) return Status::error(ESTALE, "replaced");
-  ssize_t n = append ? ::write(fd.get(), data.data(), data.size())
-                     : ::pwrite(fd.get(), data.data(), data.size(), static_cast<off_t>(off));
+  auto fd = forward_fd(dir, name, gino, append != 0);
+  if (!fd) return fd.status();
+  const int wfd = fd.value()->get();
+  ssize_t n = append ? ::write(wfd, data.data(), data.size())
+                     : ::pwrite(wfd, data.data(), data.size(), static_cast<off_t>(off));
   if (n < 0) return Status::from_errno("forwarded write");
   stats_add(stats_->bytes_applied_for_peers, static_cast<uint64_t>(n));
   WireWriter w;
@@ -646,7 +672,7 @@ Cluster::Reply Filesystem::on_file_drop(int, std::span<const uint8_t> payload) {
   if (::fstatat(dfd->get(), name.c_str(), &st, AT_SYMLINK_NOFOLLOW) != 0 || S_ISDIR(st.st_mode)) {
     return std::vector<uint8_t>();  // already gone
   }
-  exports_.drop(global_ino(st.st_ino));
+  release_owned(global_ino(st.st_ino));
   if (uint64_t id = inodes_.find_local(st.st_dev, st.st_ino)) {
     if (auto inode = inodes_.get(id)) inode->gone.store(true);
     notifier_.inode(id);

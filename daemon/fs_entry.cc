@@ -256,7 +256,7 @@ void Filesystem::setattr(fuse_req_t req, fuse_ino_t ino, struct stat* attr, int 
     if (crc != 0) return (void)fuse_reply_err(req, errno);
   }
   if (to_set & FUSE_SET_ATTR_SIZE) {
-    if (!inode->remote) exports_.drop(global_ino(inode->src_ino));
+    if (!inode->remote) release_owned(global_ino(inode->src_ino));
     rc = hfd >= 0 ? ::ftruncate(hfd, attr->st_size)
             : ::truncate(proc_path(ifd).c_str(), attr->st_size);
     if (rc != 0) return (void)fuse_reply_err(req, errno);
@@ -440,8 +440,13 @@ int Filesystem::rename_local_file(uint64_t src_dir, const std::string& src_name,
     claimed_exclusive = claim->result == LocatorShard::ClaimResult::kNew;
   }
   int err = 0;
-  struct stat moved;
+  struct stat moved, victim;
   bool known = ::fstatat(src_fd, src_name.c_str(), &moved, AT_SYMLINK_NOFOLLOW) == 0;
+  // A file replaced by the rename keeps no fd for forwarded writes open.
+  if (!(flags & RENAME_NOREPLACE) && ::fstatat(dst_fd, dst_name.c_str(), &victim, AT_SYMLINK_NOFOLLOW) == 0 &&
+      S_ISREG(victim.st_mode)) {
+    write_fds_.drop(global_ino(victim.st_ino));
+  }
   {
     std::shared_lock gate(dir_gate_);
     if (dir_closing(dst_dir)) err = ENOENT;

@@ -93,7 +93,7 @@ void Filesystem::open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info* fi)
     return;
   }
   if (inode->gone.load()) return (void)fuse_reply_err(req, ESTALE);
-  if (fi->flags & O_TRUNC) exports_.drop(global_ino(inode->src_ino));
+  if (fi->flags & O_TRUNC) release_owned(global_ino(inode->src_ino));
   auto object = object_fd(inode);
   if (!object) return (void)fuse_reply_err(req, ESTALE);
   int fd = ::open(proc_path(object->get()).c_str(), store_open_flags(fi->flags));

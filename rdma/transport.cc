@@ -163,6 +163,7 @@ Status Transport::run_on_progress_thread(std::function<void()> fn) {
 }
 
 void Transport::progress_loop() {
+  Clock::time_point last_busy{};
   for (;;) {
     bool busy = drain_submit_queue();
     while (ucp_worker_progress(worker_.get()) != 0) busy = true;
@@ -176,7 +177,18 @@ void Transport::progress_loop() {
       dispatch_inbox();
       return;
     }
-    if (busy) continue;
+    if (busy) {
+      last_busy = Clock::now();
+      continue;
+    }
+    // Right after activity, poll a little longer before sleeping: a reply or
+    // the next request of a burst usually follows within microseconds, and
+    // a wake-up from poll() costs far more. Yielding keeps the cores free
+    // for the threads that produce that work.
+    if (Clock::now() - last_busy < kSpinAfterActivity) {
+      std::this_thread::yield();
+      continue;
+    }
     // UCX wakeup contract: arm, and sleep only if arm says UCS_OK; BUSY
     // means events are pending and we must progress again first. A
     // ucp_worker_signal() before arm also makes arm return BUSY, so a task

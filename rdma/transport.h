@@ -70,6 +70,9 @@ class Transport {
   // Slack granted past a timeout before a waiting thread gives up on the
   // progress thread itself (only a broken progress thread needs it).
   static constexpr std::chrono::milliseconds kWaitGrace{5000};
+  // How long the progress thread keeps polling after its last activity
+  // before it sleeps on the worker's event fd.
+  static constexpr std::chrono::microseconds kSpinAfterActivity{100};
 
   // Creates the context and worker (reading UCX_* from the environment) and
   // starts the progress thread. Fails with EINVAL on bad options.

@@ -1,6 +1,7 @@
 // SPDX-License-Identifier: Apache-2.0
 // Transport: RPC over active messages (calls, replies, receive path).
 #include <algorithm>
+#include <atomic>
 #include <cstring>
 #include <condition_variable>
 #include <optional>
@@ -114,13 +115,21 @@ Transport::CallResult Transport::call(int rank, uint16_t op, std::span<const uin
     std::mutex mu;  // leaf lock
     std::condition_variable cv;
     std::optional<CallResult> result;
+    std::atomic<bool> done{false};
   };
   auto w = std::make_shared<Waiter>();
   call_async(rank, op, payload, timeout, [w](CallResult r) {
     std::lock_guard<std::mutex> lock(w->mu);
     w->result.emplace(std::move(r));
+    w->done.store(true, std::memory_order_release);
     w->cv.notify_all();
   });
+  // Most replies come within tens of microseconds: look for a while before
+  // sleeping, which saves the wake-up (see kSpinAfterActivity).
+  for (auto spin_end = Clock::now() + kSpinAfterActivity;
+       !w->done.load(std::memory_order_acquire) && Clock::now() < spin_end;) {
+    std::this_thread::yield();
+  }
   std::unique_lock<std::mutex> lock(w->mu);
   // The progress thread enforces the timeout; the grace only guards against
   // a progress thread that is itself stuck.
