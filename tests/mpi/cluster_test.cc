@@ -689,6 +689,64 @@ TEST(RenameAcrossRanks, WriteTempThenRenameNeverShowsReadersAMissingFile) {
   EXPECT_EQ(out, "target\n");
 }
 
+// Store files (under the rank's store) that the rank's daemon holds open
+// although they are deleted: what a stale cached fd would leave behind.
+int deleted_store_files_held(const Cluster& c, int r) {
+  const std::string dir = "/proc/" + std::to_string(c.rank_pid(r)) + "/fd";
+  const std::string store = c.store_path(r, "");
+  int held = 0;
+  if (DIR* d = ::opendir(dir.c_str())) {
+    while (struct dirent* e = ::readdir(d)) {
+      char target[PATH_MAX + 1];
+      ssize_t n = ::readlink((dir + "/" + e->d_name).c_str(), target, PATH_MAX);
+      if (n <= 0) continue;
+      std::string t(target, static_cast<size_t>(n));
+      if (t.rfind(store, 0) == 0 && t.find(" (deleted)") != std::string::npos) ++held;
+    }
+    ::closedir(d);
+  }
+  return held;
+}
+
+TEST(ForwardedWrites, AppendsFollowTheNameThroughReplaceUnlinkAndRecreate) {
+  Cluster c(with_ranks(2));
+  ASSERT_TRUE(c.start());
+  ASSERT_TRUE(write_file(c.path(1, "f"), "v1\n"));
+  ASSERT_EQ(op_append(c.path(0, "f"), "a1\n"), 0);
+  ASSERT_EQ(op_append(c.path(0, "f"), "a2\n"), 0);  // the owner's fd is reused
+  expect_content_everywhere(c, "f", "v1\na1\na2\n");
+
+  // A handle open on rank 0 across a replace gets a clean error, and the
+  // new file gets none of its bytes.
+  int old_fd = ::open(c.path(0, "f").c_str(), O_WRONLY | O_APPEND | O_CLOEXEC);
+  ASSERT_GE(old_fd, 0) << errno_text(errno);
+  ASSERT_EQ(::write(old_fd, "a3\n", 3), 3) << errno_text(errno);
+  ASSERT_TRUE(write_file(c.path(1, "tmp"), "v2\n"));
+  ASSERT_EQ(::rename(c.path(1, "tmp").c_str(), c.path(1, "f").c_str()), 0) << errno_text(errno);
+  errno = 0;
+  EXPECT_EQ(::write(old_fd, "zz\n", 3), -1) << "a write through a handle of the replaced file succeeded";
+  ::close(old_fd);
+  ASSERT_EQ(op_append(c.path(0, "f"), "b1\n"), 0);
+  expect_content_everywhere(c, "f", "v2\nb1\n");
+  EXPECT_EQ(deleted_store_files_held(c, 1), 0) << "the replaced file is still held open on its owner";
+
+  // Unlink and create again under the same name (the inode number may be reused).
+  ASSERT_EQ(::unlink(c.path(1, "f").c_str()), 0) << errno_text(errno);
+  ASSERT_TRUE(write_file(c.path(1, "f"), "v3\n"));
+  ASSERT_EQ(op_append(c.path(0, "f"), "c1\n"), 0);
+  expect_content_everywhere(c, "f", "v3\nc1\n");
+  EXPECT_TRUE(file_has(c.store_path(1, "f"), "v3\nc1\n"));
+  EXPECT_EQ(deleted_store_files_held(c, 1), 0) << "the unlinked file is still held open on its owner";
+
+  // Ownership moves away (O_TRUNC on rank 0): the old owner lets go of it.
+  ASSERT_EQ(op_append(c.path(0, "f"), "c2\n"), 0);
+  ASSERT_EQ(op_create(c.path(0, "f"), "v4\n"), 0);
+  expect_owner_everywhere(c, "f", 0);
+  ASSERT_EQ(op_append(c.path(1, "f"), "d1\n"), 0);
+  expect_content_everywhere(c, "f", "v4\nd1\n");
+  EXPECT_EQ(deleted_store_files_held(c, 1), 0) << "the given-away file is still held open by its old owner";
+}
+
 TEST(RenameAcrossRanks, RenameOfARemoteFileFromAThirdRank) {
   Cluster c(with_ranks(3));
   ASSERT_TRUE(c.start());
