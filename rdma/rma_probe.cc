@@ -30,17 +30,33 @@ bool usage_has_rma_bw(std::string_view s) {
   return false;
 }
 
+// A "get[N]: 0..<bcopy>..8256..<zcopy>..(inf)" line of the RMA protocol
+// table: -1 if `line` is none, else whether it uses a zero-copy get.
+int get_line_has_zcopy(std::string_view line) {
+  size_t get = line.find("get[");
+  if (get == std::string_view::npos || line.find("]:", get) == std::string_view::npos) return -1;
+  if (line.find("lane[") != std::string_view::npos) return -1;
+  return line.find("<zcopy>", get) != std::string_view::npos ? 1 : 0;
+}
+
 }  // namespace
 
 bool ep_info_rma_is_native(std::string_view info) {
   int rma_lanes = 0;
   bool all_native = true;
+  int get_lines = 0;
+  bool all_gets_zcopy = true;
   size_t start = 0;
   while (start < info.size()) {
     size_t end = info.find('\n', start);
     if (end == std::string_view::npos) end = info.size();
     std::string_view line = info.substr(start, end - start);
     start = end + 1;
+    if (int z = get_line_has_zcopy(line); z >= 0) {
+      ++get_lines;
+      if (z == 0) all_gets_zcopy = false;
+      continue;
+    }
 
     size_t lane = line.find("lane[");
     if (lane == std::string_view::npos) continue;
@@ -61,6 +77,9 @@ bool ep_info_rma_is_native(std::string_view info) {
     ++rma_lanes;
     if (!transport_is_native(tl)) all_native = false;
   }
+  // Gets only by copy (UCX 1.13's sysv/posix shared memory) cannot reach
+  // memory registered from an mmap'd file: UCX then emulates them.
+  if (get_lines > 0 && !all_gets_zcopy) return false;
   return rma_lanes > 0 && all_native;
 }
 

@@ -18,6 +18,11 @@ namespace dsdfs::rdma {
 // tcp lanes, or no rma_bw lane at all (UCX then emulates RMA over active
 // messages), mean not native. Unknown transports count as not native: a
 // false "no" costs speed, a false "yes" would cost far more.
+// The protocol table that follows the lanes ("get[0]: 0..<bcopy>..(inf)")
+// must also show a zero-copy get on every get line: UCX 1.13 over shared
+// memory routes gets to sysv/posix, which copy from their own segments and
+// cannot read registered user memory (an mmap'd file), although the
+// rma_bw lane is cma.
 bool ep_info_rma_is_native(std::string_view ep_info);
 
 }  // namespace dsdfs::rdma

@@ -908,6 +908,65 @@ TEST(DirectoryRaces, MkdirRenameRmdirAreVisibleEverywhereWhenTheCallReturns) {
 }
 
 // ---------------------------------------------------------------------------------------
+// Both bulk paths of remote reads (--bulk rma: one-sided gets; --bulk am: the owner sends)
+// and the automatic choice read the same bytes, sequentially and at random offsets, and take
+// the path they say (the owner's bytes_served_to_peers moves only when the owner sends).
+
+class BulkPath : public ::testing::TestWithParam<std::string> {};
+
+TEST_P(BulkPath, RemoteReadsAreExactSequentialAndRandom) {
+  ClusterOptions o = with_ranks(2);
+  o.extra_args = {"--bulk", GetParam()};
+  Cluster c(o);
+  ASSERT_TRUE(c.start());
+  // Sizes around the 1 MiB chunk and the 4 MiB read-whole-at-open limit, and one that
+  // takes several pipelined fetches.
+  const std::vector<size_t> sizes = {1, (1 << 20) + 7, (4 << 20), (4 << 20) + 1, (21 << 20) + 4099};
+  std::vector<std::string> data;
+  for (size_t i = 0; i < sizes.size(); ++i) {
+    std::string d(sizes[i], '\0');
+    for (size_t k = 0; k < d.size(); ++k) d[k] = static_cast<char>((k * 131 + i * 7 + k / 4096) & 0xff);
+    ASSERT_TRUE(write_file(c.path(1, "f" + std::to_string(i)), d));
+    data.push_back(std::move(d));
+  }
+  auto before = stats_of(c.mnt(1));
+  uint64_t total = 0;
+  for (size_t i = 0; i < sizes.size(); ++i) {
+    const std::string name = "f" + std::to_string(i);
+    // Random offsets first (no sequential readahead), then the whole file.
+    Fd fd = Fd::open(c.path(0, name), O_RDONLY);
+    ASSERT_FD(fd);
+    uint64_t x = 88172645463325252ULL + i;
+    std::string buf;
+    for (int k = 0; k < 12; ++k) {
+      x ^= x << 13, x ^= x >> 7, x ^= x << 17;
+      size_t off = x % data[i].size();
+      size_t len = std::min<size_t>(1 + (x >> 20) % (3 << 20), data[i].size() - off);
+      buf.assign(len, '\0');
+      ssize_t n = ::pread(fd.get(), buf.data(), len, static_cast<off_t>(off));
+      ASSERT_EQ(n, static_cast<ssize_t>(len)) << name << " pread at " << off << ": " << errno_text(errno);
+      ASSERT_TRUE(buf == data[i].substr(off, len)) << name << ": wrong bytes at " << off << " (+" << len << ")";
+    }
+    ASSERT_EQ(fd.close(), 0);
+    EXPECT_TRUE(file_has(c.path(0, name), data[i])) << name << " read whole on rank 0";
+    total += data[i].size();
+  }
+  auto after = stats_of(c.mnt(1));
+  const uint64_t served = counter(after, "bytes_served_to_peers") - counter(before, "bytes_served_to_peers");
+  if (GetParam() == "am") {
+    EXPECT_GE(served, total) << "the owner did not send the bytes";
+  } else if (GetParam() == "rma") {
+    EXPECT_EQ(served, 0u) << "the owner sent bytes although reads were one-sided";
+  } else {
+    EXPECT_TRUE(served == 0 || served >= total) << "auto mixed the paths: " << served << " of " << total;
+  }
+  EXPECT_GE(counter(stats_of(c.mnt(0)), "bytes_read_remote"), total);
+}
+
+INSTANTIATE_TEST_SUITE_P(Modes, BulkPath, ::testing::Values("auto", "rma", "am"),
+                         [](const auto& info) { return info.param; });
+
+// ---------------------------------------------------------------------------------------
 // 5. a large file read remotely end to end
 
 size_t big_file_mb() {

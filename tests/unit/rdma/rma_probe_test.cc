@@ -16,6 +16,18 @@ constexpr const char* kSharedMemory = R"(#
 #                 lane[2]:  4:cma/memory.0 md[4]            -> md[4]/cma/sysdev[255] rma_bw#0
 #
 #                 am_send: 0..<egr/short>..93..<egr/bcopy>..8256..<rndv>..(inf)
+#                  put[0]: 0..<short>..4294967296..<bcopy>..(inf)
+#                  get[0]: 0..<bcopy>..(inf)
+#                  put[1]: 0..<short>..4294967296..<bcopy>..(inf)
+#                  get[1]: 0..<bcopy>..(inf)
+#
+#                  rma_bw: mds rndv_rkey_size 9
+)";
+
+// Only cma (UCX_TLS=cma,self): gets are zero-copy process_vm_readv.
+constexpr const char* kCmaOnly = R"(#
+#                 lane[0]:  1:cma/memory.0 md[1]            -> md[1]/cma/sysdev[255] rma_bw#0
+#                  get[0]: 0..<zcopy>..(inf)
 )";
 
 constexpr const char* kTcpWithRmaLane = R"(#
@@ -35,8 +47,15 @@ constexpr const char* kVerbsAndTcp = R"(#
 #                 lane[1]:  3:tcp/eth0.0 md[3]              -> md[3]/tcp/sysdev[255] rma_bw#1
 )";
 
-TEST(RmaProbe, SharedMemoryRmaLaneIsNative) {
-  EXPECT_TRUE(ep_info_rma_is_native(kSharedMemory));
+TEST(RmaProbe, SharedMemoryWithGetsByCopyIsEmulated) {
+  EXPECT_FALSE(ep_info_rma_is_native(kSharedMemory));
+}
+
+TEST(RmaProbe, SharedMemoryWithZeroCopyGetsIsNative) {
+  EXPECT_TRUE(ep_info_rma_is_native(kCmaOnly));
+  EXPECT_TRUE(ep_info_rma_is_native(
+      "#  lane[0]:  1:rc_mlx5/mlx5_0:1.0 md[1] -> md[1]/ib/sysdev[255] rma_bw#0 am\n"
+      "#   get[0]: 0..<bcopy>..8256..<zcopy>..(inf)\n"));
 }
 
 TEST(RmaProbe, VerbsLaneIsNative) {
