@@ -75,6 +75,36 @@ bool CacheEntry::complete() const {
   return npresent_ == present_.size();
 }
 
+RemoteCache::RemoteCache(std::string dir) : dir_(std::move(dir)), reaper_([this] { reaper_main(); }) {}
+
+RemoteCache::~RemoteCache() {
+  {
+    std::lock_guard lock(mu_);
+    stopping_ = true;
+  }
+  reap_.notify_all();
+  reaper_.join();
+}
+
+void RemoteCache::retire(std::shared_ptr<CacheEntry> entry) {
+  // REQUIRES: mu_ held.
+  retired_.push_back(std::move(entry));
+  reap_.notify_one();
+}
+
+void RemoteCache::reaper_main() {
+  std::unique_lock lock(mu_);
+  for (;;) {
+    reap_.wait(lock, [this] { return stopping_ || !retired_.empty(); });
+    std::vector<std::shared_ptr<CacheEntry>> batch;
+    batch.swap(retired_);
+    lock.unlock();
+    batch.clear();  // the last reference (unless a reader still has it open) frees the file
+    lock.lock();
+    if (stopping_ && retired_.empty()) return;
+  }
+}
+
 Result<std::shared_ptr<CacheEntry>> RemoteCache::open(uint64_t gino, uint64_t version, uint64_t size,
                                                       bool* hit) {
   std::lock_guard lock(mu_);
@@ -85,6 +115,7 @@ Result<std::shared_ptr<CacheEntry>> RemoteCache::open(uint64_t gino, uint64_t ve
       return it->second;
     }
     it->second->discard();
+    retire(std::move(it->second));
     entries_.erase(it);
   }
   *hit = false;
@@ -108,12 +139,18 @@ Result<std::shared_ptr<CacheEntry>> RemoteCache::open(uint64_t gino, uint64_t ve
 
 void RemoteCache::drop(uint64_t gino) {
   std::lock_guard lock(mu_);
-  entries_.erase(gino);
+  if (auto it = entries_.find(gino); it != entries_.end()) {
+    retire(std::move(it->second));
+    entries_.erase(it);
+  }
 }
 
 void RemoteCache::drop(uint64_t gino, uint64_t version) {
   std::lock_guard lock(mu_);
-  if (auto it = entries_.find(gino); it != entries_.end() && it->second->version() == version) entries_.erase(it);
+  if (auto it = entries_.find(gino); it != entries_.end() && it->second->version() == version) {
+    retire(std::move(it->second));
+    entries_.erase(it);
+  }
 }
 
 }  // namespace dsdfs::fs

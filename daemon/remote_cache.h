@@ -8,6 +8,7 @@
 #include <memory>
 #include <mutex>
 #include <string>
+#include <thread>
 #include <unordered_map>
 #include <vector>
 
@@ -75,10 +76,14 @@ class CacheEntry {
 };
 
 // All cached remote files of this rank, one version per file: a newer
-// version replaces (and discards) the older one. Thread-safe.
+// version replaces (and discards) the older one. Freeing a discarded cache
+// file (unmapping it, the last close of an unlinked file of up to many GiB)
+// is left to a background thread, so that the open of the new version does
+// not wait for it. Thread-safe.
 class RemoteCache {
  public:
-  explicit RemoteCache(std::string dir) : dir_(std::move(dir)) {}
+  explicit RemoteCache(std::string dir);
+  ~RemoteCache();
   // The entry for (gino, version), created empty if needed; *hit tells
   // whether an entry of that version already existed.
   Result<std::shared_ptr<CacheEntry>> open(uint64_t gino, uint64_t version, uint64_t size, bool* hit);
@@ -87,9 +92,17 @@ class RemoteCache {
   void drop(uint64_t gino, uint64_t version);
 
  private:
+  // Hands a displaced entry to the reaper (it may still be in use).
+  void retire(std::shared_ptr<CacheEntry> entry);
+  void reaper_main();
+
   const std::string dir_;
   std::mutex mu_;
   std::unordered_map<uint64_t, std::shared_ptr<CacheEntry>> entries_;  // GUARDED_BY(mu_)
+  std::vector<std::shared_ptr<CacheEntry>> retired_;                  // GUARDED_BY(mu_)
+  bool stopping_ = false;                                              // GUARDED_BY(mu_)
+  std::condition_variable reap_;
+  std::thread reaper_;
 };
 
 }  // namespace dsdfs::fs
