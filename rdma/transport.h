@@ -238,6 +238,12 @@ class Transport {
   // Receives the payload of a reply to an into-call (on_am); see there.
   ucs_status_t receive_into(const WireHeader& h, PendingCall& call, void* data, size_t length,
                             bool rndv);
+  // get() and get_async(): validation, the shared record, queueing.
+  Status get_precheck(int rank, const void* local, size_t len, std::span<const uint8_t> rkey) const;
+  std::shared_ptr<PendingGet> new_get(int rank, void* local, size_t len,
+                                      std::chrono::milliseconds timeout);
+  bool queue_get(const std::shared_ptr<PendingGet>& op, uint64_t remote_addr,
+                 std::span<const uint8_t> rkey);
   void start_get(const std::shared_ptr<PendingGet>& op, uint64_t remote_addr,
                  const std::vector<uint8_t>& rkey);
   void finish_get(PendingGet* op, ucs_status_t status);

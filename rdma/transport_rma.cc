@@ -13,32 +13,47 @@
 
 namespace dsdfs::rdma {
 
-Status Transport::get(int rank, uint64_t remote_addr, std::span<const uint8_t> rkey, void* local,
-                      size_t len, std::chrono::milliseconds timeout) {
-  if (on_progress_thread()) {
-    DSDFS_ERROR("INTERNAL ERROR: blocking get() on the progress thread");
-    return Status::error(EDEADLK, "blocking get on the progress thread");
-  }
+Status Transport::get_precheck(int rank, const void* local, size_t len,
+                               std::span<const uint8_t> rkey) const {
   if (rank < 0 || rank >= options_.nranks) {
     return Status::error(EIO, "get: unknown rank " + std::to_string(rank));
   }
   if (peer_dead_[static_cast<size_t>(rank)].load()) {
     return Status::error(EIO, "get: rank " + std::to_string(rank) + " is down");
   }
-  if (len == 0) return Status::ok();
-  if (local == nullptr || rkey.empty()) return Status::error(EINVAL, "get: no buffer or rkey");
+  if (len != 0 && (local == nullptr || rkey.empty())) {
+    return Status::error(EINVAL, "get: no buffer or rkey");
+  }
+  return Status::ok();
+}
 
+bool Transport::queue_get(const std::shared_ptr<PendingGet>& op, uint64_t remote_addr,
+                          std::span<const uint8_t> rkey) {
+  return submit([this, op, remote_addr, blob = std::vector<uint8_t>(rkey.begin(), rkey.end())] {
+    start_get(op, remote_addr, blob);
+  });
+}
+
+std::shared_ptr<Transport::PendingGet> Transport::new_get(int rank, void* local, size_t len,
+                                                          std::chrono::milliseconds timeout) {
   auto op = std::make_shared<PendingGet>();
   op->transport = this;
   op->rank = rank;
   op->deadline = Clock::now() + timeout;
   op->local = local;
   op->length = len;
-  bool queued =
-      submit([this, op, remote_addr, blob = std::vector<uint8_t>(rkey.begin(), rkey.end())] {
-        start_get(op, remote_addr, blob);
-      });
-  if (!queued) return Status::error(EIO, "get: transport is shut down");
+  return op;
+}
+
+Status Transport::get(int rank, uint64_t remote_addr, std::span<const uint8_t> rkey, void* local,
+                      size_t len, std::chrono::milliseconds timeout) {
+  if (on_progress_thread()) {
+    DSDFS_ERROR("INTERNAL ERROR: blocking get() on the progress thread");
+    return Status::error(EDEADLK, "blocking get on the progress thread");
+  }
+  if (Status s = get_precheck(rank, local, len, rkey); !s || len == 0) return s;
+  auto op = new_get(rank, local, len, timeout);
+  if (!queue_get(op, remote_addr, rkey)) return Status::error(EIO, "get: transport is shut down");
 
   std::unique_lock<std::mutex> lock(op->mu);
   if (!op->cv.wait_for(lock, timeout + kWaitGrace, [&] { return op->done; })) {
@@ -57,27 +72,11 @@ Status Transport::get(int rank, uint64_t remote_addr, std::span<const uint8_t> r
 void Transport::get_async(int rank, uint64_t remote_addr, std::span<const uint8_t> rkey,
                           void* local, size_t len, std::shared_ptr<void> keepalive,
                           std::chrono::milliseconds timeout, std::function<void(Status)> done) {
-  if (rank < 0 || rank >= options_.nranks) {
-    return done(Status::error(EIO, "get: unknown rank " + std::to_string(rank)));
-  }
-  if (peer_dead_[static_cast<size_t>(rank)].load()) {
-    return done(Status::error(EIO, "get: rank " + std::to_string(rank) + " is down"));
-  }
-  if (len == 0) return done(Status::ok());
-  if (local == nullptr || rkey.empty()) return done(Status::error(EINVAL, "get: no buffer or rkey"));
-  auto op = std::make_shared<PendingGet>();
-  op->transport = this;
-  op->rank = rank;
-  op->deadline = Clock::now() + timeout;
-  op->local = local;
-  op->length = len;
+  if (Status s = get_precheck(rank, local, len, rkey); !s || len == 0) return done(std::move(s));
+  auto op = new_get(rank, local, len, timeout);
   op->done_cb = std::move(done);
   op->keepalive = std::move(keepalive);
-  bool queued =
-      submit([this, op, remote_addr, blob = std::vector<uint8_t>(rkey.begin(), rkey.end())] {
-        start_get(op, remote_addr, blob);
-      });
-  if (!queued) {
+  if (!queue_get(op, remote_addr, rkey)) {
     auto cb = std::move(op->done_cb);
     cb(Status::error(EIO, "get: transport is shut down"));
   }
