@@ -61,8 +61,12 @@ class Filesystem {
   // Stops background threads. REQUIRES: after the FUSE loop ended.
   void stop() {
     notifier_.stop();
-    write_fds_.clear();
+    write_fds_.close_all(std::chrono::milliseconds(0));
   }
+  // A stop is coming: closes the fds this daemon holds on its own mount
+  // while the FUSE loop can still answer their FLUSH and RELEASE.
+  // REQUIRES: before the loop is asked to end.
+  void before_exit() { write_fds_.close_all(); }
 
   // The lowlevel operations table; userdata must be this Filesystem.
   static const struct fuse_lowlevel_ops* ops();

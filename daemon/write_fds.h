@@ -2,10 +2,12 @@
 #pragma once
 
 #include <chrono>
+#include <condition_variable>
 #include <cstdint>
 #include <map>
 #include <memory>
 #include <mutex>
+#include <thread>
 #include <utility>
 #include <vector>
 
@@ -18,19 +20,36 @@ namespace dsdfs::fs {
 // costs one write on the owner's mount instead of an open, a write and a
 // close each. Holding one keeps the store file (and so its inode number)
 // alive, which is what makes (gino -> fd) safe to reuse; the caller still
-// checks before each use that the name refers to that gino. Entries unused
-// for kIdle, beyond kMax, or of a file that is truncated, unlinked or given
-// away (drop()) are closed. Closing happens outside the lock. Thread-safe.
+// checks before each use that the name refers to that gino.
+//
+// These are fds on the daemon's own mount, so they must not outlive their
+// use: a background thread closes those unused for kIdle (so that an idle
+// daemon holds none, and an unmount is not kept busy for long), and
+// close_all() closes them while the FUSE loop still serves the FLUSH and
+// RELEASE that a close sends, and stops caching (a stop calls it before
+// ending the loop). Also closed: beyond kMax, and drop() of a file that is
+// truncated, unlinked, replaced or given away. Closing happens outside the
+// lock. Thread-safe.
 class WriteFds {
  public:
   static constexpr size_t kMax = 64;
-  static constexpr std::chrono::seconds kIdle{10};
+  static constexpr std::chrono::seconds kIdle{2};
   using Fd = std::shared_ptr<UniqueFd>;
 
+  explicit WriteFds(std::chrono::milliseconds idle = kIdle) : idle_(idle), sweeper_([this] { sweeper_main(); }) {}
+  ~WriteFds() {
+    {
+      std::lock_guard lock(mu_);
+      stopping_ = true;
+    }
+    cv_.notify_all();
+    sweeper_.join();
+  }
+  WriteFds(const WriteFds&) = delete;
+  WriteFds& operator=(const WriteFds&) = delete;
+
   Fd get(uint64_t gino, bool append) {
-    std::vector<Fd> closing;
     std::lock_guard lock(mu_);
-    sweep(&closing);
     auto it = fds_.find({gino, append});
     if (it == fds_.end()) return nullptr;
     it->second.last_used = Clock::now();
@@ -40,6 +59,7 @@ class WriteFds {
   void put(uint64_t gino, bool append, Fd fd) {
     std::vector<Fd> closing;
     std::lock_guard lock(mu_);
+    if (!caching_) return;
     auto& e = fds_[{gino, append}];
     if (e.fd) closing.push_back(std::move(e.fd));
     e = Entry{std::move(fd), Clock::now()};
@@ -51,6 +71,7 @@ class WriteFds {
       closing.push_back(std::move(oldest->second.fd));
       fds_.erase(oldest);
     }
+    cv_.notify_all();  // the sweeper has something to watch
   }
 
   void drop(uint64_t gino) {
@@ -64,10 +85,26 @@ class WriteFds {
     }
   }
 
-  void clear() {
+  // Stops caching and closes every fd, waiting (up to `wait`) for writes
+  // still using one to finish, so that the closes happen now.
+  void close_all(std::chrono::milliseconds wait = std::chrono::seconds(2)) {
     std::map<std::pair<uint64_t, bool>, Entry> all;
+    {
+      std::lock_guard lock(mu_);
+      caching_ = false;
+      all.swap(fds_);
+    }
+    const auto deadline = Clock::now() + wait;
+    for (auto& [key, e] : all) {
+      while (e.fd.use_count() > 1 && Clock::now() < deadline) {
+        std::this_thread::sleep_for(std::chrono::milliseconds(5));
+      }
+    }
+  }
+
+  size_t size() {
     std::lock_guard lock(mu_);
-    all.swap(fds_);
+    return fds_.size();
   }
 
  private:
@@ -76,20 +113,38 @@ class WriteFds {
     Fd fd;
     Clock::time_point last_used;
   };
-  void sweep(std::vector<Fd>* closing) {
-    const auto now = Clock::now();
-    for (auto it = fds_.begin(); it != fds_.end();) {
-      if (now - it->second.last_used > kIdle) {
-        closing->push_back(std::move(it->second.fd));
-        it = fds_.erase(it);
-      } else {
-        ++it;
+
+  void sweeper_main() {
+    std::unique_lock lock(mu_);
+    while (!stopping_) {
+      if (fds_.empty()) {
+        cv_.wait(lock);  // nothing cached: sleep until something is (no timer when idle)
+        continue;
       }
+      cv_.wait_for(lock, idle_ / 2);
+      std::vector<Fd> closing;
+      const auto now = Clock::now();
+      for (auto it = fds_.begin(); it != fds_.end();) {
+        if (now - it->second.last_used >= idle_) {
+          closing.push_back(std::move(it->second.fd));
+          it = fds_.erase(it);
+        } else {
+          ++it;
+        }
+      }
+      lock.unlock();
+      closing.clear();
+      lock.lock();
     }
   }
 
+  const std::chrono::milliseconds idle_;
   std::mutex mu_;
+  std::condition_variable cv_;
   std::map<std::pair<uint64_t, bool>, Entry> fds_;  // GUARDED_BY(mu_)
+  bool caching_ = true;                             // GUARDED_BY(mu_)
+  bool stopping_ = false;                           // GUARDED_BY(mu_)
+  std::thread sweeper_;  // last: starts once the members above exist
 };
 
 }  // namespace dsdfs::fs

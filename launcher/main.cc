@@ -6,8 +6,10 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <cstdio>
 #include <cstring>
+#include <mutex>
 #include <optional>
 #include <stdexcept>
 #include <string>
@@ -218,10 +220,21 @@ int serve(int argc, char** argv, const fs::Options& options) {
   // never arrives) clean up and leave at once; afterwards stop the loop.
   fs::FuseMount mount;
   std::atomic<bool> serving{false};
+  // `filesystem` below while it exists; the mutex keeps it alive through a
+  // signal's before_exit().
+  std::mutex serving_fs_mu;
+  fs::Filesystem* serving_fs = nullptr;  // guarded by serving_fs_mu
   const std::string created_store = store->created() ? store->path() : std::string();
   const std::string canon_mnt = mountpoint.value();
-  SignalThread signals([&mount, &serving, created_store, status_path, canon_mnt](int sig) {
-    if (serving.load()) return mount.exit();
+  SignalThread signals([&mount, &serving, &serving_fs_mu, &serving_fs, created_store, status_path,
+                        canon_mnt](int sig) {
+    if (serving.load()) {
+      {
+        std::lock_guard lock(serving_fs_mu);
+        if (serving_fs != nullptr) serving_fs->before_exit();
+      }
+      return mount.exit();
+    }
     std::fprintf(stderr, "dsdfs-launch: error: stopped by signal %d during startup\n", sig);
     if (fs::mount_type_at(canon_mnt) == "fuse.dsdfs") fs::fuse_unmount_lazy(canon_mnt);
     if (!created_store.empty()) fs::remove_tree(created_store);
@@ -261,6 +274,18 @@ int serve(int argc, char** argv, const fs::Options& options) {
                       std::chrono::milliseconds(static_cast<int64_t>(options.timeout_s * 1000)), 8, &stats);
   fs::Filesystem filesystem(options, &store.value(), &cluster, &stats, host, mountpoint.value());
   filesystem.register_rpcs();
+  {
+    std::lock_guard lock(serving_fs_mu);
+    serving_fs = &filesystem;
+  }
+  struct ForgetFs {
+    std::mutex* mu;
+    fs::Filesystem** p;
+    ~ForgetFs() {
+      std::lock_guard lock(*mu);
+      *p = nullptr;
+    }
+  } forget_fs{&serving_fs_mu, &serving_fs};
   if (auto s = cluster.start(); !s) fail(s);
   if (transport) cluster.set_hosts(bootstrap(mpi, *transport, host));
   else cluster.set_hosts({host});

@@ -3,6 +3,8 @@
 #include <gtest/gtest.h>
 #include <unistd.h>
 
+#include <thread>
+
 #include "daemon/buffer_pool.h"
 #include "daemon/write_fds.h"
 
@@ -56,8 +58,20 @@ TEST(WriteFds, EvictsTheLeastRecentlyUsedBeyondTheLimit) {
   }
   EXPECT_NE(fds.get(0, false), nullptr);
   EXPECT_EQ(fds.get(1, false), nullptr) << "the least recently used stays";
-  fds.clear();
+  fds.close_all();
   EXPECT_EQ(fds.get(0, false), nullptr);
+  fds.put(5, false, std::make_shared<UniqueFd>(open_devnull()));
+  EXPECT_EQ(fds.get(5, false), nullptr) << "cached after close_all";
+}
+
+TEST(WriteFds, UnusedFdsAreClosedByTheSweeper) {
+  WriteFds fds(std::chrono::milliseconds(100));
+  auto a = std::make_shared<UniqueFd>(open_devnull());
+  std::weak_ptr<UniqueFd> weak = a;
+  fds.put(1, false, std::move(a));
+  for (int i = 0; i < 200 && !weak.expired(); ++i) std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  EXPECT_TRUE(weak.expired()) << "an unused fd stayed open";
+  EXPECT_EQ(fds.size(), 0u);
 }
 
 }  // namespace
