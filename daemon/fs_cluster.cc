@@ -414,9 +414,21 @@ void Filesystem::start_fetch(const FileHandle& h, uint64_t first, uint64_t count
   const uint64_t off = first * CacheEntry::kChunk;
   const uint64_t len = std::min<uint64_t>(count * CacheEntry::kChunk, c->size() - off);
   uint8_t* dst = c->data() + off;
-  // Fault the pages in here (allocating them in the cache file) rather than
-  // on the progress thread while it receives: that thread is the one every
-  // byte passes through.
+  // The bytes arrive through the mapping, where a full disk would be a
+  // SIGBUS: reserve the blocks first, so that it is an ENOSPC for this read.
+  auto reserve = [&] { return ::fallocate(c->fd(), 0, static_cast<off_t>(off), static_cast<off_t>(len)) == 0; };
+  bool reserved = reserve();
+  if (!reserved && errno == ENOSPC && cache_.evict_unused(c->gino()) > 0) {
+    DSDFS_INFO("cache disk full: dropped the cached copies of files no longer open");
+    reserved = reserve();
+  }
+  if (!reserved && errno != EOPNOTSUPP) {
+    int err = errno;
+    DSDFS_WARN("cannot cache %s from rank %d: %s", h.ref.name.c_str(), h.ref.owner, std::strerror(err));
+    return c->finish_with(first, count, err);
+  }
+  // Fault the pages in here rather than on the progress thread while it
+  // receives: that thread is the one every byte passes through.
   (void)::madvise(dst, len, MADV_POPULATE_WRITE);  // dst is page-aligned; older kernels: EINVAL
   // Runs on the progress thread: bookkeeping only. The bytes are already in
   // the cache file's pages (the transport wrote them into its mapping).

@@ -145,6 +145,22 @@ void RemoteCache::drop(uint64_t gino) {
   }
 }
 
+size_t RemoteCache::evict_unused(uint64_t keep_gino) {
+  std::vector<std::shared_ptr<CacheEntry>> evicted;
+  {
+    std::lock_guard lock(mu_);
+    for (auto it = entries_.begin(); it != entries_.end();) {
+      if (it->first != keep_gino && it->second.use_count() == 1) {
+        evicted.push_back(std::move(it->second));
+        it = entries_.erase(it);
+      } else {
+        ++it;
+      }
+    }
+  }
+  return evicted.size();  // freed here, by this thread: the caller wants the space now
+}
+
 void RemoteCache::drop(uint64_t gino, uint64_t version) {
   std::lock_guard lock(mu_);
   if (auto it = entries_.find(gino); it != entries_.end() && it->second->version() == version) {

@@ -90,6 +90,9 @@ class RemoteCache {
   void drop(uint64_t gino);
   // Drops the entry of gino only if it is of this version.
   void drop(uint64_t gino, uint64_t version);
+  // The cache's disk is full: frees, now, the cache files that no open file
+  // and no fetch uses (except gino's); how many.
+  size_t evict_unused(uint64_t keep_gino);
 
  private:
   // Hands a displaced entry to the reaper (it may still be in use).

@@ -1,0 +1,89 @@
+// SPDX-License-Identifier: Apache-2.0
+#include "daemon/remote_cache.h"
+
+#include <dirent.h>
+#include <gtest/gtest.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <cstdlib>
+#include <string>
+#include <thread>
+
+#include "daemon/store.h"
+
+namespace dsdfs::fs {
+namespace {
+
+class RemoteCacheTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    char tmpl[] = "/tmp/dsdfs-cache-test.XXXXXX";
+    ASSERT_NE(mkdtemp(tmpl), nullptr);
+    dir_ = tmpl;
+  }
+  void TearDown() override { remove_tree(dir_); }
+  size_t files() const {
+    size_t n = 0;
+    if (DIR* d = opendir(dir_.c_str())) {
+      while (struct dirent* e = readdir(d)) n += e->d_name[0] != '.';
+      closedir(d);
+    }
+    return n;
+  }
+  // The reaper frees replaced versions in the background.
+  bool wait_for_files(size_t n) {
+    for (int i = 0; i < 500; ++i) {
+      if (files() == n) return true;
+      std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    }
+    return files() == n;
+  }
+  std::string dir_;
+};
+
+TEST_F(RemoteCacheTest, EntriesAreMappedAndKeyedByVersion) {
+  RemoteCache cache(dir_);
+  bool hit = true;
+  auto a = cache.open(1, 10, 3 << 20, &hit);
+  ASSERT_TRUE(a.is_ok()) << a.status().to_string();
+  EXPECT_FALSE(hit);
+  ASSERT_NE(a.value()->data(), nullptr);
+  a.value()->data()[(3 << 20) - 1] = 42;  // the whole size is mapped, writable
+  auto again = cache.open(1, 10, 3 << 20, &hit);
+  ASSERT_TRUE(again.is_ok());
+  EXPECT_TRUE(hit);
+  EXPECT_EQ(again.value(), a.value());
+  auto empty = cache.open(2, 1, 0, &hit);
+  ASSERT_TRUE(empty.is_ok());
+  EXPECT_EQ(empty.value()->data(), nullptr);
+  // A new version replaces the old one; its file goes once nobody uses it.
+  a = Status::error(ENOENT);
+  again = Status::error(ENOENT);
+  auto b = cache.open(1, 11, 1 << 20, &hit);
+  ASSERT_TRUE(b.is_ok());
+  EXPECT_FALSE(hit);
+  EXPECT_TRUE(wait_for_files(2)) << files() << " cache files";
+}
+
+TEST_F(RemoteCacheTest, EvictUnusedFreesOnlyWhatNobodyHolds) {
+  RemoteCache cache(dir_);
+  bool hit;
+  auto held = cache.open(1, 1, 4096, &hit);
+  ASSERT_TRUE(held.is_ok());
+  ASSERT_TRUE(cache.open(2, 1, 4096, &hit).is_ok());
+  ASSERT_TRUE(cache.open(3, 1, 4096, &hit).is_ok());
+  ASSERT_TRUE(cache.open(4, 1, 4096, &hit).is_ok());
+  EXPECT_EQ(files(), 4u);
+  // 1 is open, 4 is the one being fetched: 2 and 3 go, at once.
+  EXPECT_EQ(cache.evict_unused(4), 2u);
+  EXPECT_EQ(files(), 2u);
+  ASSERT_TRUE(cache.open(1, 1, 4096, &hit).is_ok());
+  EXPECT_TRUE(hit) << "the held entry was evicted";
+  cache.open(2, 1, 4096, &hit);
+  EXPECT_FALSE(hit) << "an evicted entry is still there";
+}
+
+}  // namespace
+}  // namespace dsdfs::fs
