@@ -203,6 +203,8 @@ void Transport::complete_call(uint64_t request_id, CallResult result) {
   if (it == pending_calls_.end()) return;  // already completed (timeout, failure)
   PendingCall call = std::move(it->second);
   pending_calls_.erase(it);
+  // A receive still writing into dst holds its own reference (RecvOp).
+  call.keepalive.reset();
   run_at_boundary("rdma call callback", [&] {
     if (!call.done_into) return call.done(std::move(result));
     // An into-call's payload never arrives here (see receive_into()).
@@ -216,6 +218,7 @@ void Transport::complete_into(uint64_t request_id, size_t length) {
   if (it == pending_calls_.end()) return;
   PendingCall call = std::move(it->second);
   pending_calls_.erase(it);
+  call.keepalive.reset();
   run_at_boundary("rdma call callback", [&] { call.done_into(length); });
 }
 

@@ -6,23 +6,19 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "tests/unit/daemon/temp_dir_test.h"
+
 namespace dsdfs::fs {
 namespace {
 
-class InodeTableTest : public ::testing::Test {
+class InodeTableTest : public testing::TempDirTest {
  protected:
   void SetUp() override {
-    char tmpl[] = "/tmp/dsdfs-inode-test.XXXXXX";
-    ASSERT_NE(mkdtemp(tmpl), nullptr);
-    dir_ = tmpl;
+    TempDirTest::SetUp();
     struct stat st;
     UniqueFd root(open(dir_.c_str(), O_PATH | O_DIRECTORY));
     ASSERT_EQ(fstat(root.get(), &st), 0);
     table_.set_root(std::move(root), st);
-  }
-  void TearDown() override {
-    unlink((dir_ + "/f").c_str());
-    rmdir(dir_.c_str());
   }
   std::pair<UniqueFd, struct stat> open_path(const std::string& name) {
     UniqueFd fd(open((dir_ + "/" + name).c_str(), O_PATH));
@@ -30,7 +26,6 @@ class InodeTableTest : public ::testing::Test {
     fstat(fd.get(), &st);
     return {std::move(fd), st};
   }
-  std::string dir_;
   InodeTable table_;
 };
 

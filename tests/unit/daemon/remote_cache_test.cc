@@ -11,19 +11,13 @@
 #include <string>
 #include <thread>
 
-#include "daemon/store.h"
+#include "tests/unit/daemon/temp_dir_test.h"
 
 namespace dsdfs::fs {
 namespace {
 
-class RemoteCacheTest : public ::testing::Test {
+class RemoteCacheTest : public testing::TempDirTest {
  protected:
-  void SetUp() override {
-    char tmpl[] = "/tmp/dsdfs-cache-test.XXXXXX";
-    ASSERT_NE(mkdtemp(tmpl), nullptr);
-    dir_ = tmpl;
-  }
-  void TearDown() override { remove_tree(dir_); }
   size_t files() const {
     size_t n = 0;
     if (DIR* d = opendir(dir_.c_str())) {
@@ -40,7 +34,6 @@ class RemoteCacheTest : public ::testing::Test {
     }
     return files() == n;
   }
-  std::string dir_;
 };
 
 TEST_F(RemoteCacheTest, EntriesAreMappedAndKeyedByVersion) {

@@ -10,19 +10,12 @@
 #include <cstdlib>
 #include <string>
 
+#include "tests/unit/daemon/temp_dir_test.h"
+
 namespace dsdfs::fs {
 namespace {
 
-class StoreTest : public ::testing::Test {
- protected:
-  void SetUp() override {
-    char tmpl[] = "/tmp/dsdfs-store-test.XXXXXX";
-    ASSERT_NE(mkdtemp(tmpl), nullptr);
-    dir_ = tmpl;
-  }
-  void TearDown() override { remove_tree(dir_); }
-  std::string dir_;
-};
+using StoreTest = testing::TempDirTest;
 
 TEST_F(StoreTest, CreatesPrivateStoreWithLayout) {
   auto s = Store::open(dir_ + "/a/store", dir_ + "/mnt");
