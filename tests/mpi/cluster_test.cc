@@ -8,6 +8,7 @@
 
 #include <dirent.h>
 #include <fcntl.h>
+#include <sys/mount.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <sys/xattr.h>
@@ -965,6 +966,68 @@ TEST_P(BulkPath, RemoteReadsAreExactSequentialAndRandom) {
 
 INSTANTIATE_TEST_SUITE_P(Modes, BulkPath, ::testing::Values("auto", "rma", "am"),
                          [](const auto& info) { return info.param; });
+
+// ---------------------------------------------------------------------------------------
+// A reader whose store fills up: the read that cannot be cached fails with ENOSPC, the copies
+// nobody holds make room for the next reads, and nothing crashes.
+
+// Reads the whole file; 0 or the errno of the failing read.
+int read_all(const std::string& p, std::string* out) {
+  out->clear();
+  int fd = ::open(p.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return errno;
+  char buf[1 << 16];
+  int rc = 0;
+  for (;;) {
+    ssize_t n = ::read(fd, buf, sizeof buf);
+    if (n < 0) {
+      rc = errno;
+      break;
+    }
+    if (n == 0) break;
+    out->append(buf, static_cast<size_t>(n));
+  }
+  ::close(fd);
+  return rc;
+}
+
+TEST(CacheDisk, AFullStoreGivesENOSPCAndUnusedCopiesMakeRoom) {
+  if (::geteuid() != 0) GTEST_SKIP() << "needs root to mount a small tmpfs as a store";
+  Cluster c(with_ranks(2));
+  const std::string store0 = c.store(0);
+  ASSERT_EQ(::mkdir(store0.c_str(), 0700), 0) << errno_text(errno);
+  ASSERT_EQ(::mount("dsdfs-test", store0.c_str(), "tmpfs", 0, "size=20m,mode=0700"), 0) << errno_text(errno);
+  struct Unmount {
+    std::string dir;
+    ~Unmount() { ::umount2(dir.c_str(), MNT_DETACH); }
+  } unmount{store0};
+  ASSERT_TRUE(c.start());
+  auto bytes = [](size_t n, int seed) {
+    std::string d(n, '\0');
+    for (size_t k = 0; k < n; ++k) d[k] = static_cast<char>((k * 37 + seed + k / 8192) & 0xff);
+    return d;
+  };
+  const std::string a = bytes(12 << 20, 1), b = bytes(12 << 20, 2), big = bytes(40 << 20, 3);
+  ASSERT_TRUE(write_file(c.path(1, "a"), a));
+  ASSERT_TRUE(write_file(c.path(1, "b"), b));
+  ASSERT_TRUE(write_file(c.path(1, "big"), big));
+  std::string got;
+  ASSERT_EQ(read_all(c.path(0, "a"), &got), 0);
+  EXPECT_TRUE(got == a) << "a read on rank 0";
+  // b does not fit beside a's copy: a's copy (no longer open) makes room.
+  ASSERT_EQ(read_all(c.path(0, "b"), &got), 0) << "the unused copy of a was not dropped";
+  EXPECT_TRUE(got == b) << "b read on rank 0";
+  // big cannot fit at all: a clean ENOSPC, after the bytes that did fit.
+  EXPECT_EQ(read_all(c.path(0, "big"), &got), ENOSPC);
+  EXPECT_TRUE(big.compare(0, got.size(), got) == 0) << "wrong bytes before the error";
+  // The rank keeps working, and room is made again for a file of a size that fits.
+  ASSERT_TRUE(write_file(c.path(1, "c"), bytes(8 << 20, 4)));
+  ASSERT_EQ(read_all(c.path(0, "c"), &got), 0);
+  EXPECT_TRUE(got == bytes(8 << 20, 4)) << "c read on rank 0";
+  std::vector<e2e::DirEntry> entries;
+  EXPECT_TRUE(e2e::list_dir(c.mnt(0), &entries));
+  EXPECT_EQ(entries.size(), 4u);
+}
 
 // ---------------------------------------------------------------------------------------
 // 5. a large file read remotely end to end
