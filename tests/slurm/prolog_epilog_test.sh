@@ -69,13 +69,16 @@ submit() { # submit MODE: the job as $user; sets $job, returns its exit status
     run_batch 150 "$work/out/$1.out" --export=ALL --uid="$user" --gid="$(id -g "$user")" \
     -N 1 -n 3 --ntasks-per-node=3 -t 3 -D "$work/out" "$(dirname "$0")/prolog_job.sh"
 }
-cp_out() { cp "$work/out/$1.out" "$work/$1.out" 2>/dev/null || true; }
+# run_mode MODE: submits the job, keeps its output as $work/MODE.out; the job must succeed.
+run_mode() {
+  local rc=0
+  submit "$1" || rc=$?
+  cp "$work/out/$1.out" "$work/$1.out" 2>/dev/null || true
+  ((rc == 0)) || fail "$1 job $job failed (exit $rc)"
+}
 
 # --- clean --------------------------------------------------------------------
-rc=0
-submit clean || rc=$?
-cp_out clean
-((rc == 0)) || fail "clean job $job failed (exit $rc)"
+run_mode clean
 expect_in "$work/clean.out" "job dir $work/jobs/$job: owner=$user mode=700"
 expect_in "$work/clean.out" "running as $user"
 expect_in "$work/clean.out" "dsdfs is mounted and ready on all 3 ranks"
@@ -87,10 +90,7 @@ check_clean "$work" "$job"
 log "clean: job dir prepared for $user and removed after the job"
 
 # --- crash --------------------------------------------------------------------
-rc=0
-submit crash || rc=$?
-cp_out crash
-((rc == 0)) || fail "crash job $job failed (exit $rc)"
+run_mode crash
 expect_in "$work/crash.out" "SIGKILL to rank 1"
 expect_in "$work/crash.out" "escaped dsdfs-launch mounted $work/jobs/$job/solo"
 expect_in "$work/epilog.log" "job $job: stopping dsdfs-launch processes of the job"

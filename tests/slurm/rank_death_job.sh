@@ -66,8 +66,18 @@ rank_pid() { # the dsdfs-launch of MPI rank $1 (PMIX_RANK, under srun and mpirun
   done
   return 1
 }
-if ! { p0=$(rank_pid 0) && p1=$(rank_pid 1) && p2=$(rank_pid 2); }; then
-  say "cannot find the ranks' pids"
+# Looked up a few times: one scan of /proc can miss a process (seen once in
+# about ten runs under mpirun).
+found=0
+for ((i = 0; i < 25; i++)); do
+  if p0=$(rank_pid 0) && p1=$(rank_pid 1) && p2=$(rank_pid 2); then
+    found=1
+    break
+  fi
+  sleep 0.2
+done
+if ((!found)); then
+  say "cannot find the ranks' pids (dsdfs-launch processes under $WORK with PMIX_RANK 0, 1, 2)"
   exit 1
 fi
 say "ranks: 0 pid $p0, 1 pid $p1, 2 pid $p2; killing rank 1 with SIGKILL"
