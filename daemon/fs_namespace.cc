@@ -217,10 +217,11 @@ Cluster::Reply Filesystem::on_dir_apply(int, std::span<const uint8_t> payload) {
         dirs_.remove(*replaced);
       }
       gate.unlock();
-      notifier_.entry(parent_node(), from == c.name ? c.name : c.name2, kNotifyWait);
+      // Both names changed, whichever way the rename went.
+      notifier_.entry(parent_node(), c.name, kNotifyWait);
       struct stat st;
       if (::fstat(parent2->get(), &st) == 0) {
-        notifier_.entry(inodes_.find_local(st.st_dev, st.st_ino), to, kNotifyWait);
+        notifier_.entry(inodes_.find_local(st.st_dev, st.st_ino), c.name2, kNotifyWait);
       }
       return std::vector<uint8_t>();
     }

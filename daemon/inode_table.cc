@@ -132,11 +132,17 @@ void InodeTable::note_file_handle(const std::shared_ptr<Inode>& inode) {
   std::vector<std::shared_ptr<UniqueFd>> closing;  // closed outside the lock
   std::lock_guard lock(evict_mu_);
   open_order_.push_back(inode);
-  while (open_order_.size() > budget_) {
-    if (auto victim = open_order_.front().lock(); victim && victim != inode && victim->open_files.load() == 0) {
-      if (auto h = victim->drop_handle()) closing.push_back(std::move(h));
-    }
+  // An inode with open files keeps its handle and goes to the back of the
+  // queue, so that it is evicted once closed (one pass at most).
+  for (size_t pass = open_order_.size(); open_order_.size() > budget_ && pass > 0; --pass) {
+    auto victim = open_order_.front().lock();
     open_order_.pop_front();
+    if (!victim || victim == inode) continue;
+    if (victim->open_files.load() != 0) {
+      open_order_.push_back(victim);
+      continue;
+    }
+    if (auto h = victim->drop_handle()) closing.push_back(std::move(h));
   }
 }
 
