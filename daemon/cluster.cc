@@ -41,15 +41,7 @@ Status Cluster::start() {
       auto status = transport_->register_handler(
           op_id, [this, op, inline_op = inline_ops_.count(op_id) != 0](int source, std::span<const uint8_t> payload,
                                                                          rdma::Responder responder) {
-            if (inline_op) {
-              stats_add(stats_->rpcs_served, 1);
-              Reply reply = Status::error(EIO);
-              int err = run_at_boundary("rpc handler", [&] { reply = run_handler(source, op, payload); });
-              if (err) reply = Status::error(err, "handler failed");
-              if (reply) responder.reply(std::move(reply).value());
-              else responder.reply_error(reply.err());
-              return;
-            }
+            if (inline_op) return serve(source, op, payload, std::move(responder));
             Task t{source, op, std::vector<uint8_t>(payload.begin(), payload.end()), std::move(responder)};
             std::lock_guard lock(mu_);
             if (stopping_) return;  // the dropped Responder answers EIO
@@ -88,19 +80,23 @@ void Cluster::worker_main() {
         task = std::move(tasks_.front());
         tasks_.pop_front();
       }
-      stats_add(stats_->rpcs_served, 1);
-      if (auto raw = raw_handlers_.find(static_cast<uint16_t>(task.op)); raw != raw_handlers_.end()) {
-        // A throw leaves the Responder to its destructor, which answers EIO.
-        run_at_boundary("rpc handler", [&] { raw->second(task.source, task.payload, std::move(task.responder)); });
-        continue;
-      }
-      Reply reply = Status::error(EIO);
-      int err = run_at_boundary("rpc handler", [&] { reply = run_handler(task.source, task.op, task.payload); });
-      if (err) reply = Status::error(err, "handler failed");
-      if (reply) task.responder.reply(std::move(reply).value());
-      else task.responder.reply_error(reply.err());
+      serve(task.source, task.op, task.payload, std::move(task.responder));
     }
   });
+}
+
+void Cluster::serve(int source, Op op, std::span<const uint8_t> payload, rdma::Responder responder) {
+  stats_add(stats_->rpcs_served, 1);
+  if (auto raw = raw_handlers_.find(static_cast<uint16_t>(op)); raw != raw_handlers_.end()) {
+    // A throw leaves the Responder to its destructor, which answers EIO.
+    run_at_boundary("rpc handler", [&] { raw->second(source, payload, std::move(responder)); });
+    return;
+  }
+  Reply reply = Status::error(EIO);
+  int err = run_at_boundary("rpc handler", [&] { reply = run_handler(source, op, payload); });
+  if (err) reply = Status::error(err, "handler failed");
+  if (reply) responder.reply(std::move(reply).value());
+  else responder.reply_error(reply.err());
 }
 
 Cluster::Reply Cluster::run_handler(int source, Op op, std::span<const uint8_t> payload) {

@@ -116,6 +116,8 @@ class Cluster {
     rdma::Responder responder;
   };
   Reply run_handler(int source, Op op, std::span<const uint8_t> payload);
+  // Runs op's handler (raw or not) for a request and answers it.
+  void serve(int source, Op op, std::span<const uint8_t> payload, rdma::Responder responder);
   void worker_main();
 
   const int rank_;

@@ -136,6 +136,8 @@ class Filesystem {
   // mount_path() of a file this rank owns (of global inode gino, if not 0);
   // ENOENT/ESTALE if it is not here.
   Result<std::string> owned_path(uint64_t dir, const std::string& name, uint64_t gino);
+  // That (dir, name) is a file held here (of gino, unless 0).
+  Status check_owned(uint64_t dir, const std::string& name, uint64_t gino);
   Result<std::string> store_relative_path(int dir_fd);
 
   // Claims `name` in `dir` for this rank, then runs make(dir_fd) (a syscall

@@ -49,18 +49,18 @@ bool decode_dir_name(WireReader& r, uint64_t* dir, std::string* name) {
 }  // namespace
 
 void Filesystem::register_rpcs() {
-  auto reg = [this](Op op, Cluster::Reply (Filesystem::*fn)(int, std::span<const uint8_t>)) {
-    cluster_->register_handler(op, [this, fn](int src, std::span<const uint8_t> p) { return (this->*fn)(src, p); });
+  // inline_op: answered on the progress thread (Cluster::register_inline_handler).
+  auto reg = [this](Op op, Cluster::Reply (Filesystem::*fn)(int, std::span<const uint8_t>), bool inline_op = false) {
+    Cluster::Handler h = [this, fn](int src, std::span<const uint8_t> p) { return (this->*fn)(src, p); };
+    if (inline_op) cluster_->register_inline_handler(op, std::move(h));
+    else cluster_->register_handler(op, std::move(h));
   };
   reg(Op::kDirMutate, &Filesystem::on_dir_mutate);
   reg(Op::kDirApply, &Filesystem::on_dir_apply);
   // The locator shard is in memory: its ops are answered on the progress thread.
-  auto reg_inline = [this](Op op, Cluster::Reply (Filesystem::*fn)(int, std::span<const uint8_t>)) {
-    cluster_->register_inline_handler(op, [this, fn](int src, std::span<const uint8_t> p) { return (this->*fn)(src, p); });
-  };
-  reg_inline(Op::kLocClaim, &Filesystem::on_loc_claim);
-  reg_inline(Op::kLocLookup, &Filesystem::on_loc_lookup);
-  reg_inline(Op::kLocRemove, &Filesystem::on_loc_remove);
+  reg(Op::kLocClaim, &Filesystem::on_loc_claim, true);
+  reg(Op::kLocLookup, &Filesystem::on_loc_lookup, true);
+  reg(Op::kLocRemove, &Filesystem::on_loc_remove, true);
   reg(Op::kOwnFind, &Filesystem::on_own_find);
   reg(Op::kFileStat, &Filesystem::on_file_stat);
   reg(Op::kFileWrite, &Filesystem::on_file_write);
@@ -107,7 +107,7 @@ Result<std::string> Filesystem::mount_path(uint64_t dir, const std::string& name
 }
 
 
-Result<std::string> Filesystem::owned_path(uint64_t dir, const std::string& name, uint64_t gino) {
+Status Filesystem::check_owned(uint64_t dir, const std::string& name, uint64_t gino) {
   // Owner-side handlers act only on a file this rank holds: going through the
   // mount to a name that has moved elsewhere would forward the request again
   // (and could come back here while the kernel holds that inode's lock).
@@ -117,6 +117,11 @@ Result<std::string> Filesystem::owned_path(uint64_t dir, const std::string& name
   if (::fstatat(dfd->get(), name.c_str(), &st, AT_SYMLINK_NOFOLLOW) != 0) return Status::from_errno("not here");
   if (S_ISDIR(st.st_mode)) return Status::error(EISDIR);
   if (gino != 0 && global_ino(st.st_ino) != gino) return Status::error(ESTALE, "replaced");
+  return Status::ok();
+}
+
+Result<std::string> Filesystem::owned_path(uint64_t dir, const std::string& name, uint64_t gino) {
+  if (Status s = check_owned(dir, name, gino); !s) return s;
   return mount_path(dir, name);
 }
 
@@ -476,7 +481,8 @@ int Filesystem::wait_chunks(const FileHandle& h, uint64_t first, uint64_t last) 
     // A chunk whose fetch failed is fetched once more by this thread.
     for (int attempt = 0; !c.present(k); ++attempt) {
       if (attempt == 2) return c.last_error() != 0 ? c.last_error() : EIO;
-      uint64_t run = c.claim_run(k, std::max<uint64_t>(kFetchChunks, last - k + 1));
+      // Only what this read needs: fetch_ahead() widens sequential reads.
+      uint64_t run = c.claim_run(k, last - k + 1);
       if (run > 0) start_fetch(h, k, run);
       if (!c.wait_fetched(k, cluster_->timeout() * 2)) return EIO;
     }
@@ -547,12 +553,7 @@ void Filesystem::remote_write(fuse_req_t req, FileHandle& h, struct fuse_bufvec*
 Result<WriteFds::Fd> Filesystem::forward_fd(uint64_t dir, const std::string& name, uint64_t gino, bool append) {
   // The name must still be this file here; a cached fd of that gino is then
   // of this very file (it keeps the inode, so its number is not reused).
-  auto dfd = local_dir(dir);
-  if (!dfd) return Status::error(ENOENT, "unknown directory");
-  struct stat sst;
-  if (::fstatat(dfd->get(), name.c_str(), &sst, AT_SYMLINK_NOFOLLOW) != 0) return Status::from_errno("not here");
-  if (S_ISDIR(sst.st_mode)) return Status::error(EISDIR);
-  if (global_ino(sst.st_ino) != gino) return Status::error(ESTALE, "replaced");
+  if (Status s = check_owned(dir, name, gino); !s) return s;
   if (auto fd = write_fds_.get(gino, append)) return fd;
   auto path = mount_path(dir, name);
   if (!path) return path.status();
@@ -750,8 +751,7 @@ int Filesystem::remote_open(fuse_req_t, const Inode& inode, struct fuse_file_inf
     mode_t mode = 0644;
     if (remote_stat(ref.owner, ref.dir, ref.name, &st, &version) == 0) mode = st.st_mode;
     int fd;
-    int acc = (fi->flags & O_ACCMODE) == O_RDONLY ? O_RDWR : O_RDWR;
-    if (int err = take_over(inode, ref.dir, ref.name, prev, mode, acc, &fd)) return err;
+    if (int err = take_over(inode, ref.dir, ref.name, prev, mode, O_RDWR, &fd)) return err;
     if (prev < 0 && ref.owner != rank_) {
       // The claim found the name already ours or free: still drop the old copy.
       WireWriter w;
@@ -792,8 +792,8 @@ int Filesystem::remote_open(fuse_req_t, const Inode& inode, struct fuse_file_inf
     stats_add(hit ? stats_->cache_hits : stats_->cache_misses, 1);
     h->cache = std::move(entry).value();
     remote_map(*h);
-    // Small files come whole with the open: one round trip, and an open
-    // handle keeps its bytes even if the owner drops the file right after.
+    // Small files come whole with the open, and an open handle keeps its
+    // bytes even if the owner drops the file right after.
     uint64_t chunks = (h->cache->size() + CacheEntry::kChunk - 1) / CacheEntry::kChunk;
     if (!hit && chunks > 0 && chunks <= kPrefetchChunks) {
       fetch_ahead(*h, 0, chunks);

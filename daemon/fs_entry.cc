@@ -440,13 +440,10 @@ int Filesystem::rename_local_file(uint64_t src_dir, const std::string& src_name,
     claimed_exclusive = claim->result == LocatorShard::ClaimResult::kNew;
   }
   int err = 0;
-  struct stat moved, victim;
+  struct stat moved;
   bool known = ::fstatat(src_fd, src_name.c_str(), &moved, AT_SYMLINK_NOFOLLOW) == 0;
-  // A file replaced by the rename keeps no fd for forwarded writes open.
-  if (!(flags & RENAME_NOREPLACE) && ::fstatat(dst_fd, dst_name.c_str(), &victim, AT_SYMLINK_NOFOLLOW) == 0 &&
-      S_ISREG(victim.st_mode)) {
-    write_fds_.drop(global_ino(victim.st_ino));
-  }
+  // A file replaced by the rename vanishes like an unlinked one.
+  if (!(flags & RENAME_NOREPLACE)) unexport(dst_fd, dst_name.c_str());
   {
     std::shared_lock gate(dir_gate_);
     if (dir_closing(dst_dir)) err = ENOENT;

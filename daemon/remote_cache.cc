@@ -38,8 +38,6 @@ uint64_t CacheEntry::claim_run(uint64_t first, uint64_t max) {
   return n;
 }
 
-void CacheEntry::finish(uint64_t first, uint64_t count, bool ok) { finish_with(first, count, ok ? 0 : EIO); }
-
 bool CacheEntry::present(uint64_t c) const {
   std::lock_guard lock(mu_);
   return c >= present_.size() || present_[c] == kPresent;
@@ -67,8 +65,6 @@ bool CacheEntry::wait_fetched(uint64_t c, std::chrono::milliseconds timeout) {
   std::unique_lock lock(mu_);
   return fetched_.wait_for(lock, timeout, [&] { return c >= present_.size() || present_[c] != kFetching; });
 }
-
-void CacheEntry::mark_present(uint64_t first, uint64_t count) { finish(first, count, true); }
 
 bool CacheEntry::complete() const {
   std::lock_guard lock(mu_);

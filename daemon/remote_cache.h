@@ -39,9 +39,8 @@ class CacheEntry {
   int64_t first_missing(uint64_t first, uint64_t last) const;
   // Marks up to max consecutive missing chunks from `first` as being fetched
   // by the caller and returns how many; 0 if `first` is present or another
-  // thread is fetching it (then wait_fetched()). The caller must finish().
+  // thread is fetching it (then wait_fetched()). The caller must finish_with().
   uint64_t claim_run(uint64_t first, uint64_t max);
-  void finish(uint64_t first, uint64_t count, bool ok);
   // Waits until chunk c is no longer being fetched; false on timeout.
   bool wait_fetched(uint64_t c, std::chrono::milliseconds timeout);
   bool present(uint64_t c) const;
@@ -49,7 +48,6 @@ class CacheEntry {
   // err is what last_error() reports to threads that waited for them.
   void finish_with(uint64_t first, uint64_t count, int err);
   int last_error() const;
-  void mark_present(uint64_t first, uint64_t count);
   bool complete() const;
   // One-sided gets from the owner failed: fetch with active messages.
   bool rma_failed() const { return rma_failed_.load(); }

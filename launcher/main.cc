@@ -29,9 +29,7 @@
 #include "launcher/info.h"
 #include "rdma/transport.h"
 
-#include <atomic>
 #include <condition_variable>
-#include <mutex>
 #include <random>
 #include <thread>
 

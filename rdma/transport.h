@@ -192,6 +192,11 @@ class Transport {
     uint8_t* dst = nullptr;
     size_t dst_capacity = 0;
     std::shared_ptr<void> keepalive;
+    // Ends the call with an error, through whichever callback it has.
+    void fail(Status s) {
+      if (done_into) done_into(std::move(s));
+      else done(std::move(s));
+    }
   };
   struct PendingGet;
   struct SendOp;
@@ -247,6 +252,8 @@ class Transport {
   void start_get(const std::shared_ptr<PendingGet>& op, uint64_t remote_addr,
                  const std::vector<uint8_t>& rkey);
   void finish_get(PendingGet* op, ucs_status_t status);
+  // Reports the end of a get: to its callback (get_async) or its waiter.
+  void complete_get(PendingGet& op, Status s);
   // Returns false if the send failed at once (the caller fails its call).
   bool send_message(Peer* peer, const WireHeader& header, OutPayload payload);
   bool send_bytes(Peer* peer, std::vector<uint8_t> header, OutPayload payload, uint64_t call_id);

@@ -84,18 +84,7 @@ void Transport::get_async(int rank, uint64_t remote_addr, std::span<const uint8_
 
 void Transport::start_get(const std::shared_ptr<PendingGet>& op, uint64_t remote_addr,
                           const std::vector<uint8_t>& blob) {
-  auto finish_now = [&](Status s) {
-    if (op->done_cb) {
-      auto cb = std::move(op->done_cb);
-      op->keepalive.reset();
-      run_at_boundary("rdma get callback", [&] { cb(std::move(s)); });
-      return;
-    }
-    std::lock_guard<std::mutex> lock(op->mu);
-    op->status = std::move(s);
-    op->done = true;
-    op->cv.notify_all();
-  };
+  auto finish_now = [&](Status s) { complete_get(*op, std::move(s)); };
   if (shutting_down_) return finish_now(Status::error(EIO, "get: transport is shut down"));
   Peer* peer = endpoints_.find(op->rank);
   if (peer == nullptr || peer->failed) {
@@ -150,16 +139,20 @@ void Transport::finish_get(PendingGet* op, ucs_status_t status) {
     s = Status::error(EIO, std::string("get from rank ") + std::to_string(op->rank) + ": " +
                                ucs_status_string(status));
   }
-  if (op->done_cb) {
-    auto cb = std::move(op->done_cb);
-    op->keepalive.reset();
+  complete_get(*op, std::move(s));
+}
+
+void Transport::complete_get(PendingGet& op, Status s) {
+  if (op.done_cb) {
+    auto cb = std::move(op.done_cb);
+    op.keepalive.reset();
     run_at_boundary("rdma get callback", [&] { cb(std::move(s)); });
     return;
   }
-  std::lock_guard<std::mutex> lock(op->mu);
-  op->status = std::move(s);
-  op->done = true;
-  op->cv.notify_all();
+  std::lock_guard<std::mutex> lock(op.mu);
+  op.status = std::move(s);
+  op.done = true;
+  op.cv.notify_all();
 }
 
 bool Transport::rma_is_native(int rank) {

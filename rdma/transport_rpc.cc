@@ -78,10 +78,7 @@ void Transport::call_into_async(int rank, uint16_t op, std::span<const uint8_t> 
 
 void Transport::call_async_impl(int rank, uint16_t op, std::span<const uint8_t> payload,
                                 std::chrono::milliseconds timeout, PendingCall call) {
-  auto fail = [&](Status s) {
-    if (call.done_into) call.done_into(std::move(s));
-    else call.done(std::move(s));
-  };
+  auto fail = [&](Status s) { call.fail(std::move(s)); };
   if (rank < 0 || rank >= options_.nranks) {
     return fail(Status::error(EIO, "unknown rank " + std::to_string(rank)));
   }
@@ -98,9 +95,7 @@ void Transport::call_async_impl(int rank, uint16_t op, std::span<const uint8_t> 
     start_call(rank, op, std::move(data), deadline, std::move(*shared));
   });
   if (!queued) {
-    Status s = Status::error(EIO, call_name(rank, op) + ": transport is shut down");
-    if (shared->done_into) shared->done_into(s);
-    else shared->done(s);
+    shared->fail(Status::error(EIO, call_name(rank, op) + ": transport is shut down"));
   }
 }
 
@@ -208,8 +203,7 @@ void Transport::complete_call(uint64_t request_id, CallResult result) {
   run_at_boundary("rdma call callback", [&] {
     if (!call.done_into) return call.done(std::move(result));
     // An into-call's payload never arrives here (see receive_into()).
-    call.done_into(result ? Status::error(EPROTO, "reply payload not received into the buffer")
-                          : result.status());
+    call.fail(result ? Status::error(EPROTO, "reply payload not received into the buffer") : result.status());
   });
 }
 
