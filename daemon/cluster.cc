@@ -1,6 +1,10 @@
 // SPDX-License-Identifier: Apache-2.0
 #include "daemon/cluster.h"
 
+#include <unistd.h>
+
+#include <algorithm>
+
 #include <cstring>
 
 #include "common/hash.h"
@@ -69,7 +73,16 @@ void Cluster::stop() {
   workers_.clear();
 }
 
+bool Cluster::is_worker_thread(pid_t tid) const {
+  std::lock_guard lock(tids_mu_);
+  return std::find(worker_tids_.begin(), worker_tids_.end(), tid) != worker_tids_.end();
+}
+
 void Cluster::worker_main() {
+  {
+    std::lock_guard lock(tids_mu_);
+    worker_tids_.push_back(static_cast<pid_t>(::gettid()));
+  }
   run_at_boundary("rpc worker", [this] {
     while (true) {
       Task task;

@@ -5,6 +5,7 @@
 #include <condition_variable>
 #include <cstdint>
 #include <deque>
+#include <sys/types.h>
 #include <functional>
 #include <mutex>
 #include <span>
@@ -44,6 +45,8 @@ enum class Op : uint16_t {
   kFileMap = 15,    // to the owner: register the file for one-sided reads
   kFileSetattr = 16,
   kFileUnmap = 17,
+  kFileTruncate = 18,
+  kFileLink = 19,      // to the owner: link its file under another name (the new name is its too)  // to the owner: `>` of its file; truncate it there if it is open, else give it away
 };
 
 // The ranks of the job and the RPCs between them, above rdma::Transport.
@@ -89,6 +92,10 @@ class Cluster {
   bool alive(int rank) const;
   std::chrono::milliseconds timeout() const { return timeout_; }
   rdma::Transport* transport() const { return transport_; }
+
+  // Whether `tid` is one of the RPC worker threads (whose requests to this
+  // rank's own mount are the daemon's, not a user's).
+  bool is_worker_thread(pid_t tid) const;
 
   // The rank that orders directory mutations: the lowest live rank.
   int coordinator() const;
@@ -136,6 +143,8 @@ class Cluster {
   std::deque<Task> tasks_;  // GUARDED_BY(mu_)
   bool stopping_ = false;   // GUARDED_BY(mu_)
   std::vector<std::thread> workers_;
+  mutable std::mutex tids_mu_;    // leaf lock
+  std::vector<pid_t> worker_tids_;  // GUARDED_BY(tids_mu_)
 };
 
 }  // namespace dsdfs::fs

@@ -5,6 +5,7 @@
 #include <unistd.h>
 
 #include <memory>
+#include <mutex>
 #include <vector>
 
 #include "daemon/inode_table.h"
@@ -21,7 +22,8 @@ struct FileHandle {
   bool remote = false;
   bool append = false;                // remote writes: append on the owner, ignore offsets
   std::shared_ptr<Inode> inode;       // local: `gone` makes I/O fail after a take-over elsewhere
-  RemoteRef ref;                      // remote
+  RemoteRef ref;                      // remote; writable handles: GUARDED_BY(ref_mu) (follows a moved file)
+  mutable std::mutex ref_mu;          // leaf lock
   struct stat attr {};                // remote: the attributes of the version opened
   std::shared_ptr<CacheEntry> cache;  // remote, read-only opens
   std::atomic<uint64_t> next_chunk{0};  // sequential-read detection for readahead
@@ -31,16 +33,33 @@ struct FileHandle {
   uint64_t rma_length = 0;
   std::vector<uint8_t> rma_rkey;
 
+  // A copy of ref, for handles whose ref may change (writable remote ones).
+  RemoteRef current_ref() const {
+    std::lock_guard lock(ref_mu);
+    return ref;
+  }
+  void set_ref(RemoteRef r) {
+    std::lock_guard lock(ref_mu);
+    ref = std::move(r);
+  }
+
   // Counts this handle as an open file of a local inode (see Inode::open_files).
-  void attach(std::shared_ptr<Inode> local_inode) {
+  // counted = false: a handle this daemon opened on its own mount (for
+  // another rank's forwarded writes) is not a user's open file; it does not
+  // keep the file from moving to another rank (see Inode::giving).
+  void attach(std::shared_ptr<Inode> local_inode, bool counted = true) {
     inode = std::move(local_inode);
-    if (inode) inode->open_files.fetch_add(1);
+    counted_ = counted;
+    if (inode && counted_) inode->open_files.fetch_add(1);
   }
 
   ~FileHandle() {
     if (fd >= 0) ::close(fd);
-    if (inode && !remote) inode->open_files.fetch_sub(1);
+    if (inode && !remote && counted_) inode->open_files.fetch_sub(1);
   }
+
+ private:
+  bool counted_ = false;
 };
 
 }  // namespace dsdfs::fs

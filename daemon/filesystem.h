@@ -20,6 +20,8 @@
 #include "daemon/locator.h"
 #include "daemon/notifier.h"
 #include "daemon/options.h"
+#include "daemon/moved_files.h"
+#include "daemon/pending_names.h"
 #include "daemon/protocol.h"
 #include "daemon/remote_cache.h"
 #include "daemon/rma_exports.h"
@@ -147,7 +149,8 @@ class Filesystem {
   // The merged listing of a directory (this replica plus every rank's files).
   int list_dir(const Inode& dir, int dir_fd, std::vector<DirEntryInfo>* out);
   // Locator client side.
-  Result<LocatorShard::Claim> loc_claim(uint64_t dir, const std::string& name, uint32_t flags);
+  // expect: the stale owner for LocatorShard::kReplaceIf.
+  Result<LocatorShard::Claim> loc_claim(uint64_t dir, const std::string& name, uint32_t flags, int expect = -1);
   void loc_remove(uint64_t dir, const std::string& name, int owner);
 
   // Directory mutations: ordered by the coordinator, applied everywhere.
@@ -157,19 +160,46 @@ class Filesystem {
   // Creating files in a directory being removed fails: creators hold dir_gate_ shared.
   bool dir_closing(uint64_t dir) const;
 
+  // Opening a name (daemon/fs_open.cc). What an open found: this rank's
+  // store file (handle->fd), or another rank's file (a remote handle).
+  struct OpenedFile {
+    std::unique_ptr<FileHandle> handle;
+    int owner = -1;          // rank_ for a file of this rank
+    bool created = false;    // made by this open (claimed new, or taken over)
+    bool direct_io = false;  // remote writes: every write goes to the owner
+    struct stat st {};       // attributes (global inode number)
+    uint64_t version = 0;    // remote: the owner's version opened
+  };
+  // Opens the file (dir, name) holds now, following the name while other
+  // ranks create, replace, move or remove it; with `create`, claims the name
+  // first (exactly one rank creates it; O_EXCL gives EEXIST to the others).
+  // owner_hint: the owner the caller believes, or -1 to ask the shard.
+  // ENOENT only when the name is gone (never with `create`).
+  Result<OpenedFile> open_name(uint64_t dir, const std::string& name, int owner_hint, int flags, mode_t mode,
+                               bool create);
+  int open_remote_handle(int owner, uint64_t dir, const std::string& name, const struct stat& st,
+                         uint64_t version, int flags, OpenedFile* out);
+  // open() of a kernel inode whose file may have changed or moved: opens
+  // what its name holds now and sets fi (direct_io where the kernel inode
+  // describes another version). ESTALE if the name is gone.
+  int open_moved(const Inode& inode, uint64_t dir, const std::string& name, int owner_hint,
+                 struct fuse_file_info* fi);
+  static int store_open_flags(int flags);
+
   // Remote file access.
-  int remote_open(fuse_req_t req, const Inode& inode, struct fuse_file_info* fi);
-  int take_over(const Inode& parent_or_null, uint64_t dir, const std::string& name, int prev_owner,
-                mode_t mode, int open_flags, int* fd_out);
+  int take_over(uint64_t dir, const std::string& name, int prev_owner, mode_t mode, int open_flags, int* fd_out);
   void remote_read(fuse_req_t req, FileHandle& h, size_t size, off_t off);
   void remote_write(fuse_req_t req, FileHandle& h, struct fuse_bufvec* in, off_t off);
   // Remote reads through the cache: start_fetch() fetches chunks the caller
   // claimed, asynchronously; fetch_ahead() claims and fetches the missing
   // chunks of [from, end); wait_chunks() returns once [first, last] are
   // present (fetching them itself if needed) or with the errno of the failure.
-  void start_fetch(const FileHandle& h, uint64_t first, uint64_t count);
-  void fetch_ahead(const FileHandle& h, uint64_t from, uint64_t end);
-  int wait_chunks(const FileHandle& h, uint64_t first, uint64_t last);
+  // exact_version: the owner serves only the version the handle opened
+  // (the whole-file fetch at open); otherwise any version of the same file
+  // that still has the bytes (a file appended to while it is read).
+  void start_fetch(const FileHandle& h, uint64_t first, uint64_t count, bool exact_version);
+  void fetch_ahead(const FileHandle& h, uint64_t from, uint64_t end, bool exact_version = false);
+  int wait_chunks(const FileHandle& h, uint64_t first, uint64_t last, bool exact_version = false);
   void forget_remote_file(uint64_t gino);
 
   // RPC handlers (run on Cluster workers).
@@ -188,6 +218,8 @@ class Filesystem {
   Cluster::Reply on_file_readlink(int source, std::span<const uint8_t> payload);
   Cluster::Reply on_file_setattr(int source, std::span<const uint8_t> payload);
   Cluster::Reply on_file_map(int source, std::span<const uint8_t> payload);
+  Cluster::Reply on_file_truncate(int source, std::span<const uint8_t> payload);
+  Cluster::Reply on_file_link(int source, std::span<const uint8_t> payload);
   // Reader side of the one-sided path: asks the owner to export the file.
   void remote_map(FileHandle& h);
   // Owner side: a file is about to shrink or vanish; no get may touch it,
@@ -234,6 +266,8 @@ class Filesystem {
   std::shared_ptr<BufferPool> read_buffers_ = BufferPool::create(kMaxIo, 8);
   RmaExports exports_;
   WriteFds write_fds_;
+  PendingNames pending_;
+  MovedFiles moved_;
   Notifier notifier_;
   Stats* const stats_;
   std::atomic<bool> ready_{false};

@@ -13,6 +13,7 @@
 
 #include "common/hash.h"
 #include "common/log.h"
+#include "daemon/errors.h"
 #include "daemon/file_handle.h"
 #include "daemon/filesystem.h"
 #include "daemon/protocol.h"
@@ -22,8 +23,6 @@ namespace dsdfs::fs {
 
 namespace {
 
-// Files of up to this many chunks are fetched whole at open.
-constexpr uint64_t kPrefetchChunks = 4;
 // Chunks per fetch request, and how many chunks a sequential reader keeps in
 // flight past the one it reads.
 constexpr uint64_t kFetchChunks = 4;
@@ -71,6 +70,8 @@ void Filesystem::register_rpcs() {
   reg(Op::kFileReadlink, &Filesystem::on_file_readlink);
   reg(Op::kFileSetattr, &Filesystem::on_file_setattr);
   reg(Op::kFileMap, &Filesystem::on_file_map);
+  reg(Op::kFileTruncate, &Filesystem::on_file_truncate);
+  reg(Op::kFileLink, &Filesystem::on_file_link);
   // Reads answer with borrowed bytes: the buffer goes out without a copy.
   cluster_->register_raw_handler(Op::kFileRead, [this](int, std::span<const uint8_t> p, rdma::Responder r) {
     auto buf = read_buffers_->get();
@@ -130,9 +131,10 @@ bool Filesystem::dir_closing(uint64_t dir) const { return closing_.count(dir) !=
 // ---------------------------------------------------------------------------
 // Locator
 
-Result<LocatorShard::Claim> Filesystem::loc_claim(uint64_t dir, const std::string& name, uint32_t flags) {
+Result<LocatorShard::Claim> Filesystem::loc_claim(uint64_t dir, const std::string& name, uint32_t flags,
+                                                  int expect) {
   WireWriter w;
-  w.u64(dir).str(name).i32(rank_).u32(flags);
+  w.u64(dir).str(name).i32(rank_).u32(flags).i32(expect);
   auto r = cluster_->call(cluster_->shard_of(dir, name), Op::kLocClaim, w.buffer());
   if (!r) return r.status();
   WireReader rd(r.value());
@@ -153,13 +155,13 @@ Cluster::Reply Filesystem::on_loc_claim(int, std::span<const uint8_t> payload) {
   WireReader r(payload);
   uint64_t dir;
   std::string name;
-  int32_t owner;
+  int32_t owner, expect;
   uint32_t flags;
-  if (!(decode_dir_name(r, &dir, &name) && r.i32(&owner) && r.u32(&flags) && r.done()) ||
-      owner < 0 || owner >= cluster_->nranks() || flags > 7) {
+  if (!(decode_dir_name(r, &dir, &name) && r.i32(&owner) && r.u32(&flags) && r.i32(&expect) && r.done()) ||
+      owner < 0 || owner >= cluster_->nranks() || flags > 15 || expect < -1 || expect >= cluster_->nranks()) {
     return bad_request("claim");
   }
-  auto c = shard_.claim(dir, name, owner, flags);
+  auto c = shard_.claim(dir, name, owner, flags, expect);
   if (!c) return c.status();
   WireWriter w;
   w.u8(static_cast<uint8_t>(c->result)).i32(c->prev_owner);
@@ -232,7 +234,7 @@ Result<int> Filesystem::find_owner(uint64_t dir, const std::string& name) {
 int Filesystem::remote_stat(int owner, uint64_t dir, const std::string& name, struct stat* st,
                             uint64_t* version) {
   auto r = cluster_->call(owner, Op::kFileStat, encode_dir_name(dir, name));
-  if (!r) return r.err() == ETIMEDOUT ? EIO : r.err();
+  if (!r) return r.err();
   WireReader rd(r.value());
   if (!get_stat(rd, st, version) || !rd.done()) return EPROTO;
   return 0;
@@ -243,7 +245,7 @@ int Filesystem::fill_remote_entry(int owner, uint64_t dir, const std::string& na
   uint64_t version;
   if (int err = remote_stat(owner, dir, name, &e->attr, &version)) return err;
   RemoteRef ref{owner, dir, name, static_cast<uint64_t>(e->attr.st_ino), version};
-  auto inode = inodes_.lookup_remote(ref, e->attr.st_mode);
+  auto inode = inodes_.lookup_remote(ref, e->attr.st_mode, e->attr);
   e->ino = inode->id;
   // Not cached: every path walk asks the owner, which is how a changed
   // version reaches this kernel as a new inode (close-to-open).
@@ -263,7 +265,7 @@ int Filesystem::lookup_any(const Inode& parent, const char* name, struct fuse_en
     auto owner = find_owner(parent.dir_id, name);
     if (!owner) {
       DSDFS_DEBUG("lookup of %s: no owner (%s)", name, owner.status().to_string().c_str());
-      return owner.err() == ETIMEDOUT ? EIO : owner.err();
+      return owner.err();
     }
     if (owner.value() == LocatorShard::kDirectory) return ENOENT;  // mkdir in flight
     if (owner.value() == rank_) {
@@ -289,7 +291,14 @@ Cluster::Reply Filesystem::on_file_stat(int, std::span<const uint8_t> payload) {
   auto dfd = local_dir(dir);
   if (!dfd) return Status::error(ENOENT);
   struct stat st;
-  if (::fstatat(dfd->get(), name.c_str(), &st, AT_SYMLINK_NOFOLLOW) != 0) return Status::from_errno("stat");
+  if (::fstatat(dfd->get(), name.c_str(), &st, AT_SYMLINK_NOFOLLOW) != 0) {
+    // Claimed here and being created right now: the shard already sends
+    // openers to us, so wait for the file rather than deny that it exists.
+    if (errno != ENOENT || !pending_.wait_while_pending(dir, name, cluster_->timeout() / 2) ||
+        ::fstatat(dfd->get(), name.c_str(), &st, AT_SYMLINK_NOFOLLOW) != 0) {
+      return Status::from_errno("stat");
+    }
+  }
   if (S_ISDIR(st.st_mode)) return Status::error(ENOENT);  // directories are never remote
   uint64_t version = file_version(st);
   translate(&st);
@@ -344,7 +353,11 @@ Result<size_t> Filesystem::read_for_peer(std::span<const uint8_t> payload, uint8
   if (!fd.valid()) return Status::from_errno("read");
   struct stat st;
   if (::fstat(fd.get(), &st) != 0) return Status::from_errno("read");
-  if (global_ino(st.st_ino) != gino || file_version(st) != version) return Status::error(ESTALE, "changed");
+  // version 0: any version of this file (a reader of a file that is being
+  // appended to); the reader treats a short read as a shrunk file.
+  if (global_ino(st.st_ino) != gino || (version != 0 && file_version(st) != version)) {
+    return Status::error(ESTALE, "changed");
+  }
   size_t done = 0;
   while (done < len) {
     ssize_t n = ::pread(fd.get(), buf + done, len - done, static_cast<off_t>(off + done));
@@ -414,7 +427,7 @@ void Filesystem::remote_map(FileHandle& h) {
   DSDFS_DEBUG("reading %s from rank %d with one-sided gets", h.ref.name.c_str(), h.ref.owner);
 }
 
-void Filesystem::start_fetch(const FileHandle& h, uint64_t first, uint64_t count) {
+void Filesystem::start_fetch(const FileHandle& h, uint64_t first, uint64_t count, bool exact_version) {
   std::shared_ptr<CacheEntry> c = h.cache;
   const uint64_t off = first * CacheEntry::kChunk;
   const uint64_t len = std::min<uint64_t>(count * CacheEntry::kChunk, c->size() - off);
@@ -456,7 +469,8 @@ void Filesystem::start_fetch(const FileHandle& h, uint64_t first, uint64_t count
     return;
   }
   WireWriter w;
-  w.u64(h.ref.dir).str(h.ref.name).u64(h.ref.gino).u64(h.ref.version).u64(off).u32(static_cast<uint32_t>(len));
+  w.u64(h.ref.dir).str(h.ref.name).u64(h.ref.gino).u64(exact_version ? h.ref.version : 0).u64(off)
+      .u32(static_cast<uint32_t>(len));
   cluster_->call_into_async(owner, Op::kFileRead, w.buffer(), std::span<uint8_t>(dst, len), c,
                             [done, len](Result<size_t> r) {
                               if (!r) return done(r.err() == ENOENT || r.err() == ESTALE ? ESTALE : EIO);
@@ -464,18 +478,18 @@ void Filesystem::start_fetch(const FileHandle& h, uint64_t first, uint64_t count
                             });
 }
 
-void Filesystem::fetch_ahead(const FileHandle& h, uint64_t from, uint64_t end) {
+void Filesystem::fetch_ahead(const FileHandle& h, uint64_t from, uint64_t end, bool exact_version) {
   auto& c = *h.cache;
   for (int64_t m = c.first_missing(from, end - 1); m >= 0; m = c.first_missing(from, end - 1)) {
     uint64_t k = static_cast<uint64_t>(m);
     uint64_t run = c.claim_run(k, std::min<uint64_t>(kFetchChunks, end - k));
-    if (run > 0) start_fetch(h, k, run);
+    if (run > 0) start_fetch(h, k, run, exact_version);
     from = k + std::max<uint64_t>(run, 1);
     if (from >= end) break;
   }
 }
 
-int Filesystem::wait_chunks(const FileHandle& h, uint64_t first, uint64_t last) {
+int Filesystem::wait_chunks(const FileHandle& h, uint64_t first, uint64_t last, bool exact_version) {
   auto& c = *h.cache;
   for (uint64_t k = first; k <= last; ++k) {
     // A chunk whose fetch failed is fetched once more by this thread.
@@ -483,7 +497,7 @@ int Filesystem::wait_chunks(const FileHandle& h, uint64_t first, uint64_t last) 
       if (attempt == 2) return c.last_error() != 0 ? c.last_error() : EIO;
       // Only what this read needs: fetch_ahead() widens sequential reads.
       uint64_t run = c.claim_run(k, last - k + 1);
-      if (run > 0) start_fetch(h, k, run);
+      if (run > 0) start_fetch(h, k, run, exact_version);
       if (!c.wait_fetched(k, cluster_->timeout() * 2)) return EIO;
     }
   }
@@ -492,16 +506,15 @@ int Filesystem::wait_chunks(const FileHandle& h, uint64_t first, uint64_t last) 
 
 void Filesystem::remote_read(fuse_req_t req, FileHandle& h, size_t size, off_t off) {
   if (!h.cache) {
-    // A writable remote handle: read through to the owner, uncached.
-    // Version checks need the current version: ask for it.
-    struct stat st;
-    uint64_t version;
-    if (int err = remote_stat(h.ref.owner, h.ref.dir, h.ref.name, &st, &version)) return (void)fuse_reply_err(req, err);
+    // A writable remote handle: read through to the owner, uncached, from
+    // whatever version the file has now (version 0).
     WireWriter q;
-    q.u64(h.ref.dir).str(h.ref.name).u64(static_cast<uint64_t>(st.st_ino)).u64(version)
+    RemoteRef ref = h.current_ref();
+    q.u64(ref.dir).str(ref.name).u64(ref.gino).u64(0)
         .u64(static_cast<uint64_t>(off)).u32(static_cast<uint32_t>(std::min<size_t>(size, kMaxIo)));
-    auto r = cluster_->call(h.ref.owner, Op::kFileRead, q.buffer());
-    if (!r) return (void)fuse_reply_err(req, r.err() == ETIMEDOUT ? EIO : r.err());
+    auto r = cluster_->call(ref.owner, Op::kFileRead, q.buffer());
+    // The file left its owner while open here (replaced, taken over): EIO.
+    if (!r) return (void)reply_err(req, r.err() == ENOENT || r.err() == ESTALE ? EIO : r.err());
     stats_add(stats_->bytes_read_remote, r->size());
     return (void)fuse_reply_buf(req, reinterpret_cast<const char*>(r->data()), r->size());
   }
@@ -517,7 +530,7 @@ void Filesystem::remote_read(fuse_req_t req, FileHandle& h, size_t size, off_t o
     uint64_t nchunks = (c.size() + CacheEntry::kChunk - 1) / CacheEntry::kChunk;
     fetch_ahead(h, first, std::min<uint64_t>(nchunks, last + 1 + kReadaheadChunks));
   }
-  if (int err = wait_chunks(h, first, last)) return (void)fuse_reply_err(req, err == ESTALE ? EIO : err);
+  if (int err = wait_chunks(h, first, last)) return (void)reply_err(req, err == ESTALE ? EIO : err);
   h.next_chunk.store(last + 1);
   struct fuse_bufvec buf = FUSE_BUFVEC_INIT(end - static_cast<uint64_t>(off));
   buf.buf[0].flags = static_cast<fuse_buf_flags>(FUSE_BUF_IS_FD | FUSE_BUF_FD_SEEK);
@@ -528,33 +541,70 @@ void Filesystem::remote_read(fuse_req_t req, FileHandle& h, size_t size, off_t o
 
 void Filesystem::remote_write(fuse_req_t req, FileHandle& h, struct fuse_bufvec* in, off_t off) {
   size_t size = fuse_buf_size(in);
-  if (size > kMaxIo) return (void)fuse_reply_err(req, EFBIG);
-  WireWriter w;
-  w.u64(h.ref.dir).str(h.ref.name).u64(h.ref.gino).u8(h.append ? 1 : 0).u64(static_cast<uint64_t>(off));
-  auto& buf = w.buffer();
-  w.u32(static_cast<uint32_t>(size));
-  size_t at = buf.size();
-  buf.resize(at + size);
+  if (size > kMaxIo) return (void)reply_err(req, EFBIG);
+  // The request is built once, the bytes copied straight into it; only a
+  // move (below) rebuilds its header.
+  auto build = [&](const RemoteRef& ref, std::span<const uint8_t> bytes_or_empty, size_t len) {
+    WireWriter w;
+    w.u64(ref.dir).str(ref.name).u64(ref.gino).u8(h.append ? 1 : 0).u64(static_cast<uint64_t>(off));
+    w.u32(static_cast<uint32_t>(len));
+    auto& b = w.buffer();
+    if (!bytes_or_empty.empty()) b.insert(b.end(), bytes_or_empty.begin(), bytes_or_empty.end());
+    return w.take();
+  };
+  std::vector<uint8_t> msg = build(h.current_ref(), {}, size);
+  const size_t header = msg.size();
+  msg.resize(header + size);
   struct fuse_bufvec dst = FUSE_BUFVEC_INIT(size);
-  dst.buf[0].mem = buf.data() + at;
+  dst.buf[0].mem = msg.data() + header;
   ssize_t got = fuse_buf_copy(&dst, in, static_cast<fuse_buf_copy_flags>(0));
-  if (got < 0) return (void)fuse_reply_err(req, static_cast<int>(-got));
-  buf.resize(at + static_cast<size_t>(got));
-  std::memcpy(buf.data() + at - 4, &got, 4);  // the u32 length: what was really copied
-  auto r = cluster_->call(h.ref.owner, Op::kFileWrite, buf);
-  if (!r) return (void)fuse_reply_err(req, r.err() == ETIMEDOUT ? EIO : r.err());
-  WireReader rd(r.value());
-  uint64_t written;
-  if (!(rd.u64(&written) && rd.done()) || written > static_cast<uint64_t>(got)) return (void)fuse_reply_err(req, EPROTO);
-  stats_add(stats_->bytes_forwarded, written);
-  fuse_reply_write(req, written);
+  if (got < 0) return (void)reply_err(req, static_cast<int>(-got));
+  msg.resize(header + static_cast<size_t>(got));
+  uint32_t got32 = static_cast<uint32_t>(got);
+  std::memcpy(msg.data() + header - 4, &got32, 4);  // the u32 length: what was really copied
+  // A file moved to another rank (`>` there) while open here: follow it, a
+  // few moves at most (each is another rank's completed O_TRUNC).
+  for (int hop = 0; hop < 8; ++hop) {
+    RemoteRef ref = h.current_ref();
+    if (hop > 0) {
+      std::vector<uint8_t> bytes(msg.begin() + static_cast<ptrdiff_t>(header), msg.end());
+      msg = build(ref, bytes, bytes.size());
+    }
+    auto r = cluster_->call(ref.owner, Op::kFileWrite, msg);
+    // The file left its owner otherwise (replaced, unlinked): EIO, as the
+    // user guide says for handles of a file that is gone.
+    if (!r) return (void)reply_err(req, r.err() == ENOENT || r.err() == ESTALE ? EIO : r.err());
+    WireReader rd(r.value());
+    uint64_t written;
+    if (!rd.u64(&written)) return (void)reply_err(req, EPROTO);
+    if (written == kWriteMoved) {
+      int32_t to;
+      if (!(rd.i32(&to) && rd.done()) || to < 0 || to >= cluster_->nranks()) return (void)reply_err(req, EPROTO);
+      struct stat st;
+      uint64_t version;
+      // (to may be this rank: the call then runs here, through our own mount.)
+      if (remote_stat(to, ref.dir, ref.name, &st, &version) != 0) return (void)reply_err(req, EIO);
+      DSDFS_DEBUG("%s moved from rank %d to %d while open for writing: following it", ref.name.c_str(),
+                  ref.owner, to);
+      ref.owner = to;
+      ref.gino = static_cast<uint64_t>(st.st_ino);
+      ref.version = version;
+      h.set_ref(std::move(ref));
+      continue;
+    }
+    if (!rd.done() || written > static_cast<uint64_t>(got)) return (void)reply_err(req, EPROTO);
+    stats_add(stats_->bytes_forwarded, written);
+    return (void)fuse_reply_write(req, written);
+  }
+  reply_err(req, EIO);
 }
 
 Result<WriteFds::Fd> Filesystem::forward_fd(uint64_t dir, const std::string& name, uint64_t gino, bool append) {
-  // The name must still be this file here; a cached fd of that gino is then
-  // of this very file (it keeps the inode, so its number is not reused).
-  if (Status s = check_owned(dir, name, gino); !s) return s;
+  // A cached fd of that gino is of this very file (it keeps the inode, so
+  // its number is not reused), wherever a rename has taken its name; it is
+  // dropped when the file is unlinked, replaced or given away.
   if (auto fd = write_fds_.get(gino, append)) return fd;
+  if (Status s = check_owned(dir, name, gino); !s) return s;
   auto path = mount_path(dir, name);
   if (!path) return path.status();
   // Through our own mount, with O_DIRECT: this kernel orders the write with
@@ -586,7 +636,17 @@ Cluster::Reply Filesystem::on_file_write(int, std::span<const uint8_t> payload) 
     return bad_request("write");
   }
   auto fd = forward_fd(dir, name, gino, append != 0);
-  if (!fd) return fd.status();
+  if (!fd) {
+    if (fd.err() == ENOENT || fd.err() == ESTALE) {
+      if (auto to = moved_.get(gino)) {
+        // Given away by an ownership move: tell the writer where it went.
+        WireWriter w;
+        w.u64(kWriteMoved).i32(*to);
+        return w.take();
+      }
+    }
+    return fd.status();
+  }
   const int wfd = fd.value()->get();
   ssize_t n = append ? ::write(wfd, data.data(), data.size())
                      : ::pwrite(wfd, data.data(), data.size(), static_cast<off_t>(off));
@@ -626,6 +686,64 @@ Cluster::Reply Filesystem::on_file_rename(int, std::span<const uint8_t> payload)
   if (!to) return to.status();
   if (::renameat2(AT_FDCWD, from->c_str(), AT_FDCWD, to->c_str(), flags) != 0) return Status::from_errno("rename");
   return std::vector<uint8_t>();
+}
+
+Cluster::Reply Filesystem::on_file_truncate(int, std::span<const uint8_t> payload) {
+  WireReader r(payload);
+  uint64_t dir, gino;
+  std::string name;
+  if (!(decode_dir_name(r, &dir, &name) && r.u64(&gino) && r.done())) return bad_request("truncate");
+  auto dfd = local_dir(dir);
+  if (!dfd) return Status::error(ENOENT);
+  struct stat st;
+  if (::fstatat(dfd->get(), name.c_str(), &st, AT_SYMLINK_NOFOLLOW) != 0) return Status::from_errno("truncate");
+  if (!S_ISREG(st.st_mode)) return Status::error(EISDIR);
+  if (global_ino(st.st_ino) != gino) return Status::error(ESTALE, "replaced");
+  // Open here by a local process: moving the file away would make those
+  // handles fail, so truncate it in place, as a local file system would. A
+  // file with several names is truncated in place too (its other names stay
+  // this file; an ownership move takes only one name). Otherwise the caller
+  // takes the name over.
+  bool busy = st.st_nlink > 1;
+  if (uint64_t id = inodes_.find_local(st.st_dev, st.st_ino)) {
+    if (auto inode = inodes_.get(id); inode && !busy) {
+      inode->giving.store(true);
+      busy = inode->open_files.load() > 0;
+      if (busy) inode->giving.store(false);
+    }
+  }
+  WireWriter w;
+  if (!busy) {
+    w.u8(0);
+    return w.take();
+  }
+  auto path = mount_path(dir, name);
+  if (!path) return path.status();
+  unexport(dfd->get(), name.c_str());
+  if (::truncate(path->c_str(), 0) != 0) return Status::from_errno("truncate");
+  if (::fstatat(dfd->get(), name.c_str(), &st, AT_SYMLINK_NOFOLLOW) != 0) return Status::from_errno("truncate");
+  uint64_t version = file_version(st);
+  translate(&st);
+  w.u8(1);
+  put_stat(w, st, version);
+  return w.take();
+}
+
+Cluster::Reply Filesystem::on_file_link(int, std::span<const uint8_t> payload) {
+  WireReader r(payload);
+  uint64_t dir, gino, dir2;
+  std::string name, name2;
+  if (!(decode_dir_name(r, &dir, &name) && r.u64(&gino) && decode_dir_name(r, &dir2, &name2) && r.done())) {
+    return bad_request("link");
+  }
+  auto from = owned_path(dir, name, gino);
+  if (!from) return from.status();
+  auto to = mount_path(dir2, name2);
+  if (!to) return to.status();
+  // Through our own mount: Filesystem::link claims the new name for this
+  // rank and links the store file, and this kernel learns the new count.
+  if (::link(from->c_str(), to->c_str()) != 0) return Status::from_errno("link");
+  return on_file_stat(rank_, encode_dir_name(dir2, name2));
 }
 
 Cluster::Reply Filesystem::on_file_readlink(int, std::span<const uint8_t> payload) {
@@ -685,12 +803,16 @@ void Filesystem::forget_remote_file(uint64_t gino) {
   }
 }
 
-Cluster::Reply Filesystem::on_file_drop(int, std::span<const uint8_t> payload) {
+Cluster::Reply Filesystem::on_file_drop(int source, std::span<const uint8_t> payload) {
   WireReader r(payload);
   uint64_t dir, gino;
   std::string name;
   int32_t old_owner;
-  if (!(decode_dir_name(r, &dir, &name) && r.i32(&old_owner) && r.u64(&gino) && r.done())) return bad_request("drop");
+  uint8_t reason;
+  if (!(decode_dir_name(r, &dir, &name) && r.i32(&old_owner) && r.u64(&gino) && r.u8(&reason) && r.done()) ||
+      reason > kDropMoved) {
+    return bad_request("drop");
+  }
   if (gino != 0) forget_remote_file(gino);
   if (old_owner != rank_) return std::vector<uint8_t>();
   auto dfd = local_dir(dir);
@@ -699,10 +821,17 @@ Cluster::Reply Filesystem::on_file_drop(int, std::span<const uint8_t> payload) {
   if (::fstatat(dfd->get(), name.c_str(), &st, AT_SYMLINK_NOFOLLOW) != 0 || S_ISDIR(st.st_mode)) {
     return std::vector<uint8_t>();  // already gone
   }
-  release_owned(global_ino(st.st_ino));
-  if (uint64_t id = inodes_.find_local(st.st_dev, st.st_ino)) {
-    if (auto inode = inodes_.get(id)) inode->gone.store(true);
-    notifier_.inode(id);
+  // A file with other names lives on under them; this name goes.
+  const bool last_name = st.st_nlink <= 1;
+  if (last_name) {
+    release_owned(global_ino(st.st_ino));
+    // Moved by O_TRUNC elsewhere: writers on other ranks with handles of it
+    // follow it to its new owner (remote_write).
+    if (reason == kDropMoved) moved_.put(global_ino(st.st_ino), source);
+    if (uint64_t id = inodes_.find_local(st.st_dev, st.st_ino)) {
+      if (auto inode = inodes_.get(id)) inode->gone.store(true);
+      notifier_.inode(id);
+    }
   }
   // Through the mount, so this kernel forgets the name; our unlink handler
   // leaves the locator alone, since the name is no longer ours there.
@@ -713,8 +842,8 @@ Cluster::Reply Filesystem::on_file_drop(int, std::span<const uint8_t> payload) {
   return std::vector<uint8_t>();
 }
 
-int Filesystem::take_over(const Inode&, uint64_t dir, const std::string& name, int prev_owner, mode_t mode,
-                          int open_flags, int* fd_out) {
+int Filesystem::take_over(uint64_t dir, const std::string& name, int prev_owner, mode_t mode, int open_flags,
+                          int* fd_out) {
   auto dfd = local_dir(dir);
   if (!dfd) return ENOENT;
   int fd;
@@ -727,83 +856,13 @@ int Filesystem::take_over(const Inode&, uint64_t dir, const std::string& name, i
   *fd_out = fd;
   if (prev_owner >= 0 && prev_owner != rank_) {
     WireWriter w;
-    w.u64(dir).str(name).i32(prev_owner).u64(0);
+    w.u64(dir).str(name).i32(prev_owner).u64(0).u8(kDropMoved);
     auto all = cluster_->call_all(Op::kFileDrop, w.buffer());
     if (!all[static_cast<size_t>(prev_owner)]) {
       DSDFS_WARN("old owner %d did not drop %s: %s", prev_owner, name.c_str(),
                  all[static_cast<size_t>(prev_owner)].status().to_string().c_str());
     }
   }
-  return 0;
-}
-
-int Filesystem::remote_open(fuse_req_t, const Inode& inode, struct fuse_file_info* fi) {
-  const RemoteRef& ref = inode.ref;
-  if (inode.gone.load()) return ESTALE;
-  if (!S_ISREG(inode.type)) return EINVAL;
-  if (fi->flags & O_TRUNC) {
-    // `>` from this rank: the name moves here with a new, empty file.
-    auto claim = loc_claim(ref.dir, ref.name, LocatorShard::kTakeOver);
-    if (!claim) return claim.err() == ETIMEDOUT ? EIO : claim.err();
-    int prev = claim->result == LocatorShard::ClaimResult::kMoved ? claim->prev_owner : -1;
-    struct stat st;
-    uint64_t version;
-    mode_t mode = 0644;
-    if (remote_stat(ref.owner, ref.dir, ref.name, &st, &version) == 0) mode = st.st_mode;
-    int fd;
-    if (int err = take_over(inode, ref.dir, ref.name, prev, mode, O_RDWR, &fd)) return err;
-    if (prev < 0 && ref.owner != rank_) {
-      // The claim found the name already ours or free: still drop the old copy.
-      WireWriter w;
-      w.u64(ref.dir).str(ref.name).i32(ref.owner).u64(ref.gino);
-      cluster_->call_all(Op::kFileDrop, w.buffer());
-    } else {
-      forget_remote_file(ref.gino);
-    }
-    auto h = std::make_unique<FileHandle>();
-    h->fd = fd;
-    fi->fh = reinterpret_cast<uint64_t>(h.release());
-    fi->direct_io = 1;  // this kernel inode still describes the old remote file
-    return 0;
-  }
-  struct stat st;
-  uint64_t version;
-  int err = remote_stat(ref.owner, ref.dir, ref.name, &st, &version);
-  // The name moved to another owner, or the file changed, since the kernel
-  // looked it up: ESTALE makes the kernel look the path up again and retry
-  // the open once, so the open gets an inode of the current version.
-  if (err == ENOENT || (err == 0 && (version != ref.version || static_cast<uint64_t>(st.st_ino) != ref.gino))) {
-    return ESTALE;
-  }
-  if (err) return err;
-  auto h = std::make_unique<FileHandle>();
-  h->remote = true;
-  h->ref = ref;
-  h->ref.gino = static_cast<uint64_t>(st.st_ino);
-  h->ref.version = version;
-  h->attr = st;
-  if ((fi->flags & O_ACCMODE) != O_RDONLY) {
-    h->append = (fi->flags & O_APPEND) != 0;
-    fi->direct_io = 1;  // every write goes to the owner before write() returns
-  } else {
-    bool hit = false;
-    auto entry = cache_.open(h->ref.gino, version, static_cast<uint64_t>(st.st_size), &hit);
-    if (!entry) return entry.err();
-    stats_add(hit ? stats_->cache_hits : stats_->cache_misses, 1);
-    h->cache = std::move(entry).value();
-    remote_map(*h);
-    // Small files come whole with the open, and an open handle keeps its
-    // bytes even if the owner drops the file right after.
-    uint64_t chunks = (h->cache->size() + CacheEntry::kChunk - 1) / CacheEntry::kChunk;
-    if (!hit && chunks > 0 && chunks <= kPrefetchChunks) {
-      fetch_ahead(*h, 0, chunks);
-      // ESTALE: changed since the stat; the kernel retries the open.
-      if (int err = wait_chunks(*h, 0, chunks - 1)) return err;
-    }
-    // This kernel inode is bound to one version, so its pages stay valid.
-    fi->keep_cache = 1;
-  }
-  fi->fh = reinterpret_cast<uint64_t>(h.release());
   return 0;
 }
 

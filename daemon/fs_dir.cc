@@ -11,6 +11,7 @@
 #include <string>
 #include <vector>
 
+#include "daemon/errors.h"
 #include "daemon/filesystem.h"
 #include "daemon/protocol.h"
 
@@ -42,11 +43,11 @@ bool is_dot_or_dotdot(const char* name) {
 
 void Filesystem::opendir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info* fi) {
   auto inode = inode_of(ino);
-  if (!inode) return (void)fuse_reply_err(req, ESTALE);
-  if (!S_ISDIR(inode->type)) return (void)fuse_reply_err(req, ENOTDIR);
+  if (!inode) return (void)reply_err(req, ESTALE);
+  if (!S_ISDIR(inode->type)) return (void)reply_err(req, ENOTDIR);
   auto d = std::make_unique<DirHandle>();
   d->fd.reset(::openat(inode->dir_fd(), ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC));
-  if (!d->fd.valid()) return (void)fuse_reply_err(req, errno);
+  if (!d->fd.valid()) return (void)reply_err(req, errno);
   fi->fh = reinterpret_cast<uint64_t>(d.get());
   fi->keep_cache = 0;
   fi->cache_readdir = 0;
@@ -97,11 +98,11 @@ int Filesystem::list_dir(const Inode& dir, int dir_fd, std::vector<DirEntryInfo>
 void Filesystem::readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
                          struct fuse_file_info* fi, bool plus) {
   auto inode = inode_of(ino);
-  if (!inode) return (void)fuse_reply_err(req, ESTALE);
+  if (!inode) return (void)reply_err(req, ESTALE);
   DirHandle* d = dir_handle(fi);
   if (off == 0 || !d->listed) {
     std::vector<DirEntryInfo> entries;
-    if (int err = list_dir(*inode, inode->dir_fd(), &entries)) return (void)fuse_reply_err(req, err);
+    if (int err = list_dir(*inode, inode->dir_fd(), &entries)) return (void)reply_err(req, err);
     d->entries.clear();
     for (auto& e : entries) d->entries.push_back({std::move(e.name), e.type, e.ino, e.local});
     d->listed = true;
@@ -146,13 +147,13 @@ void Filesystem::readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 
 void Filesystem::releasedir(fuse_req_t req, fuse_ino_t, struct fuse_file_info* fi) {
   delete dir_handle(fi);
-  fuse_reply_err(req, 0);
+  reply_err(req, 0);
 }
 
 void Filesystem::fsyncdir(fuse_req_t req, fuse_ino_t, int datasync, struct fuse_file_info* fi) {
   int fd = dir_handle(fi)->fd.get();
   int rc = datasync ? ::fdatasync(fd) : ::fsync(fd);
-  fuse_reply_err(req, rc == 0 ? 0 : errno);
+  reply_err(req, rc == 0 ? 0 : errno);
 }
 
 }  // namespace dsdfs::fs

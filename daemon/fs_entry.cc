@@ -12,6 +12,7 @@
 
 #include "common/hash.h"
 #include "common/log.h"
+#include "daemon/errors.h"
 #include "daemon/file_handle.h"
 #include "daemon/protocol.h"
 #include "daemon/filesystem.h"
@@ -119,7 +120,7 @@ int Filesystem::do_lookup(const Inode& parent, const char* name, struct fuse_ent
 void Filesystem::lookup(fuse_req_t req, fuse_ino_t parent, const char* name) {
   auto dir = inode_of(parent);
   if (!dir) {
-    fuse_reply_err(req, ESTALE);
+    reply_err(req, ESTALE);
     return;
   }
   struct fuse_entry_param e;
@@ -130,7 +131,7 @@ void Filesystem::lookup(fuse_req_t req, fuse_ino_t parent, const char* name) {
     e.entry_timeout = 0;
     fuse_reply_entry(req, &e);
   } else if (err) {
-    fuse_reply_err(req, err);
+    reply_err(req, err);
   } else {
     fuse_reply_entry(req, &e);
   }
@@ -148,7 +149,7 @@ void Filesystem::forget_multi(fuse_req_t req, size_t count, struct fuse_forget_d
 
 void Filesystem::getattr(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info* fi) {
   auto inode = inode_of(ino);
-  if (!inode) return (void)fuse_reply_err(req, ESTALE);
+  if (!inode) return (void)reply_err(req, ESTALE);
   struct stat st;
   FileHandle* fh = fi ? reinterpret_cast<FileHandle*>(fi->fh) : nullptr;
   if (fh && fh->remote && fh->cache) {
@@ -158,48 +159,56 @@ void Filesystem::getattr(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info* 
   }
   if (FileHandle* h = fh; h && !h->remote && h->fd >= 0) {
     // Through the open file: works for an unlinked file whose handle was evicted.
-    if (::fstat(h->fd, &st) != 0) return (void)fuse_reply_err(req, errno);
+    if (::fstat(h->fd, &st) != 0) return (void)reply_err(req, errno);
     translate(&st);
     return (void)fuse_reply_attr(req, &st, inode->remote ? 0 : kAttrTimeout);
+  }
+  if (fh && fh->remote) {
+    // A writable remote handle: the file it writes to, by its name at open;
+    // if a rename or replace has taken that name, what it was at open.
+    uint64_t version;
+    RemoteRef ref = fh->current_ref();
+    if (remote_stat(ref.owner, ref.dir, ref.name, &st, &version) != 0 ||
+        static_cast<uint64_t>(st.st_ino) != ref.gino) {
+      st = fh->attr;
+    }
+    return (void)fuse_reply_attr(req, &st, 0);
   }
   if (inode->remote) {
     uint64_t version;
     int err = remote_stat(inode->ref.owner, inode->ref.dir, inode->ref.name, &st, &version);
-    if (err == ENOENT) {
-      // Moved here (O_TRUNC on this rank) or renamed: what is at the name now?
-      auto dfd = local_dir(inode->ref.dir);
-      if (dfd && ::fstatat(dfd->get(), inode->ref.name.c_str(), &st, AT_SYMLINK_NOFOLLOW) == 0 &&
-          !S_ISDIR(st.st_mode)) {
-        translate(&st);
-        err = 0;
-      }
+    if (err == ENOENT || (err == 0 && static_cast<uint64_t>(st.st_ino) != inode->ref.gino)) {
+      // The file this inode shows is no longer at its name (renamed over,
+      // taken over, unlinked): answer what it was when looked up, as a local
+      // file system does for a file unlinked under an open handle. A path
+      // walk asks the owner again (zero entry timeout) and finds what the
+      // name holds now, so this never needs ESTALE and a retry.
+      st = inode->remote_attr();
+      err = 0;
     }
-    // Gone from its owner (renamed over, taken over, unlinked): ESTALE makes
-    // the kernel walk the path again (stat, open), which finds what the name
-    // holds now, or ENOENT.
-    if (err == ENOENT) err = ESTALE;
-    if (err) return (void)fuse_reply_err(req, err);
+    if (err) return (void)reply_err(req, err);
     return (void)fuse_reply_attr(req, &st, 0);
   }
-  if (int err = stat_inode(inode, &st)) return (void)fuse_reply_err(req, err);
+  if (int err = stat_inode(inode, &st)) return (void)reply_err(req, err);
   fuse_reply_attr(req, &st, kAttrTimeout);
 }
 
 void Filesystem::setattr(fuse_req_t req, fuse_ino_t ino, struct stat* attr, int to_set,
                          struct fuse_file_info* fi) {
   auto inode = inode_of(ino);
-  if (!inode) return (void)fuse_reply_err(req, ESTALE);
+  if (!inode) return (void)reply_err(req, ESTALE);
   FileHandle* h = fi ? reinterpret_cast<FileHandle*>(fi->fh) : nullptr;
   if (inode->remote && !(h && h->fd >= 0)) {
-    if (inode->gone.load()) return (void)fuse_reply_err(req, ESTALE);
-    if ((to_set & ~(FUSE_SET_ATTR_CTIME | FUSE_SET_ATTR_FORCE)) == 0) {
-      // Only the kernel's own ctime bookkeeping (e.g. for the inode a rename
-      // replaced): the owner keeps its times; nothing to forward.
-      struct stat st;
-      uint64_t version;
-      if (int err = remote_stat(inode->ref.owner, inode->ref.dir, inode->ref.name, &st, &version)) {
-        return (void)fuse_reply_err(req, err);
-      }
+    if (inode->gone.load()) return (void)reply_err(req, ESTALE);
+    const int bookkeeping = FUSE_SET_ATTR_CTIME | FUSE_SET_ATTR_FORCE | (h ? FUSE_SET_ATTR_MTIME : 0);
+    if ((to_set & ~bookkeeping) == 0) {
+      // Only the kernel's own time bookkeeping: ctime for the inode a rename
+      // replaced, or mtime and ctime written back at close of a handle that
+      // wrote (writeback cache). The owner set its times when it applied
+      // the writes; forwarding them would cost a round trip per close and
+      // fail if the file has moved since. Nothing to forward, nothing to
+      // ask: the attributes time out at once, the next stat asks the owner.
+      struct stat st = h && h->remote ? h->attr : inode->remote_attr();
       return (void)fuse_reply_attr(req, &st, 0);
     }
     WireWriter w;
@@ -208,11 +217,11 @@ void Filesystem::setattr(fuse_req_t req, fuse_ino_t ino, struct stat* attr, int 
     w.u32(attr->st_uid).u32(attr->st_gid).i64(attr->st_size);
     w.i64(attr->st_atim.tv_sec).i64(attr->st_atim.tv_nsec).i64(attr->st_mtim.tv_sec).i64(attr->st_mtim.tv_nsec);
     auto r = cluster_->call(inode->ref.owner, Op::kFileSetattr, w.buffer());
-    if (!r) return (void)fuse_reply_err(req, r.err() == ETIMEDOUT ? EIO : r.err());
+    if (!r) return (void)reply_err(req, r.err());
     WireReader rd(r.value());
     struct stat st;
     uint64_t version;
-    if (!get_stat(rd, &st, &version)) return (void)fuse_reply_err(req, EPROTO);
+    if (!get_stat(rd, &st, &version)) return (void)reply_err(req, EPROTO);
     return (void)fuse_reply_attr(req, &st, 0);
   }
   if (S_ISDIR(inode->type) && (to_set & (FUSE_SET_ATTR_MODE | FUSE_SET_ATTR_UID | FUSE_SET_ATTR_GID |
@@ -229,13 +238,13 @@ void Filesystem::setattr(fuse_req_t req, fuse_ino_t ino, struct stat* attr, int 
     c.atime_ns = attr->st_atim.tv_nsec;
     c.mtime_s = attr->st_mtim.tv_sec;
     c.mtime_ns = attr->st_mtim.tv_nsec;
-    if (int err = dir_mutate(c.encode())) return (void)fuse_reply_err(req, err);
+    if (int err = dir_mutate(c.encode())) return (void)reply_err(req, err);
     return getattr(req, ino, nullptr);
   }
   const int hfd = h ? h->fd : -1;
   // The open file if there is one (an unlinked file has no name to reopen).
   auto object = hfd >= 0 ? nullptr : object_fd(inode);
-  if (hfd < 0 && !object) return (void)fuse_reply_err(req, ESTALE);
+  if (hfd < 0 && !object) return (void)reply_err(req, ESTALE);
   const int ifd = object ? object->get() : -1;
   const bool is_symlink = S_ISLNK(inode->type);
   int rc = 0;
@@ -247,19 +256,19 @@ void Filesystem::setattr(fuse_req_t req, fuse_ino_t ino, struct stat* attr, int 
       rc = hfd >= 0 ? ::fchmod(hfd, attr->st_mode)
               : ::chmod(proc_path(ifd).c_str(), attr->st_mode);
     }
-    if (rc != 0) return (void)fuse_reply_err(req, errno);
+    if (rc != 0) return (void)reply_err(req, errno);
   }
   if (to_set & (FUSE_SET_ATTR_UID | FUSE_SET_ATTR_GID)) {
     uid_t uid = (to_set & FUSE_SET_ATTR_UID) ? attr->st_uid : static_cast<uid_t>(-1);
     gid_t gid = (to_set & FUSE_SET_ATTR_GID) ? attr->st_gid : static_cast<gid_t>(-1);
     int crc = hfd >= 0 ? ::fchown(hfd, uid, gid) : ::fchownat(ifd, "", uid, gid, AT_EMPTY_PATH | AT_SYMLINK_NOFOLLOW);
-    if (crc != 0) return (void)fuse_reply_err(req, errno);
+    if (crc != 0) return (void)reply_err(req, errno);
   }
   if (to_set & FUSE_SET_ATTR_SIZE) {
     if (!inode->remote) release_owned(global_ino(inode->src_ino));
     rc = hfd >= 0 ? ::ftruncate(hfd, attr->st_size)
             : ::truncate(proc_path(ifd).c_str(), attr->st_size);
-    if (rc != 0) return (void)fuse_reply_err(req, errno);
+    if (rc != 0) return (void)reply_err(req, errno);
     if (S_ISREG(inode->type)) {
       UniqueFd wfd(hfd >= 0 ? ::dup(hfd) : ::open(proc_path(ifd).c_str(), O_RDONLY | O_CLOEXEC));
       if (wfd.valid()) drop_setid_for_caller(req, wfd.get(), inode->id);
@@ -281,12 +290,12 @@ void Filesystem::setattr(fuse_req_t req, fuse_ino_t ino, struct stat* attr, int 
     } else {
       rc = ::utimensat(AT_FDCWD, proc_path(ifd).c_str(), tv, 0);
     }
-    if (rc != 0) return (void)fuse_reply_err(req, errno);
+    if (rc != 0) return (void)reply_err(req, errno);
   }
   if (hfd >= 0) {
     // Through the open file (taken over here, or unlinked while open).
     struct stat st;
-    if (::fstat(hfd, &st) != 0) return (void)fuse_reply_err(req, errno);
+    if (::fstat(hfd, &st) != 0) return (void)reply_err(req, errno);
     translate(&st);
     return (void)fuse_reply_attr(req, &st, inode->remote ? 0 : kAttrTimeout);
   }
@@ -295,22 +304,22 @@ void Filesystem::setattr(fuse_req_t req, fuse_ino_t ino, struct stat* attr, int 
 
 void Filesystem::readlink(fuse_req_t req, fuse_ino_t ino) {
   auto inode = inode_of(ino);
-  if (!inode) return (void)fuse_reply_err(req, ESTALE);
+  if (!inode) return (void)reply_err(req, ESTALE);
   if (inode->remote) {
     WireWriter w;
     w.u64(inode->ref.dir).str(inode->ref.name);
     auto r = cluster_->call(inode->ref.owner, Op::kFileReadlink, w.buffer());
-    if (!r) return (void)fuse_reply_err(req, r.err() == ETIMEDOUT ? EIO : r.err());
+    if (!r) return (void)reply_err(req, r.err());
     std::string target(r->begin(), r->end());
-    if (target.size() > PATH_MAX || target.find('\0') != std::string::npos) return (void)fuse_reply_err(req, EPROTO);
+    if (target.size() > PATH_MAX || target.find('\0') != std::string::npos) return (void)reply_err(req, EPROTO);
     return (void)fuse_reply_readlink(req, target.c_str());
   }
   auto object = object_fd(inode);
-  if (!object) return (void)fuse_reply_err(req, ESTALE);
+  if (!object) return (void)reply_err(req, ESTALE);
   char buf[PATH_MAX + 1];
   ssize_t n = ::readlinkat(object->get(), "", buf, sizeof buf);
-  if (n < 0) return (void)fuse_reply_err(req, errno);
-  if (n == static_cast<ssize_t>(sizeof buf)) return (void)fuse_reply_err(req, ENAMETOOLONG);
+  if (n < 0) return (void)reply_err(req, errno);
+  if (n == static_cast<ssize_t>(sizeof buf)) return (void)reply_err(req, ENAMETOOLONG);
   buf[n] = '\0';
   fuse_reply_readlink(req, buf);
 }
@@ -325,10 +334,10 @@ void Filesystem::adopt_for_caller(fuse_req_t req, const Inode& parent, const cha
 }
 
 void Filesystem::reply_new_entry(fuse_req_t req, const Inode& parent, const char* name, int saved_errno) {
-  if (saved_errno) return (void)fuse_reply_err(req, saved_errno);
+  if (saved_errno) return (void)reply_err(req, saved_errno);
   adopt_for_caller(req, parent, name);
   struct fuse_entry_param e;
-  if (int err = do_lookup(parent, name, &e)) return (void)fuse_reply_err(req, err);
+  if (int err = do_lookup(parent, name, &e)) return (void)reply_err(req, err);
   fuse_reply_entry(req, &e);
 }
 
@@ -337,8 +346,10 @@ void Filesystem::reply_new_entry(fuse_req_t req, const Inode& parent, const char
 // Replies with the entry.
 int Filesystem::claim_and_make(const Inode& dir, const char* name, uint32_t claim_flags,
                                const std::function<int(int dir_fd)>& make) {
+  // Openers that the shard sends here before the object exists wait for it.
+  auto creating = pending_.hold(dir.dir_id, name);
   auto claim = loc_claim(dir.dir_id, name, claim_flags);
-  if (!claim) return claim.err() == ETIMEDOUT ? EIO : claim.err();
+  if (!claim) return claim.err();
   if (claim->result == LocatorShard::ClaimResult::kExists && claim->prev_owner != rank_) return EEXIST;
   int err = 0;
   {
@@ -352,10 +363,14 @@ int Filesystem::claim_and_make(const Inode& dir, const char* name, uint32_t clai
 
 void Filesystem::mknod(fuse_req_t req, fuse_ino_t parent, const char* name, mode_t mode, dev_t rdev) {
   auto dir = inode_of(parent);
-  if (!dir) return (void)fuse_reply_err(req, ESTALE);
-  if (name_too_long(name)) return (void)fuse_reply_err(req, ENAMETOOLONG);
-  // Device nodes would be served by the local kernel, not by the owner: refuse them.
-  if (!S_ISREG(mode) && !S_ISFIFO(mode) && !S_ISSOCK(mode)) return (void)fuse_reply_err(req, EPERM);
+  if (!dir) return (void)reply_err(req, ESTALE);
+  if (name_too_long(name)) return (void)reply_err(req, ENAMETOOLONG);
+  // Device nodes: the kernel has already checked the caller's CAP_MKNOD; the
+  // store's file system decides for the daemon (EPERM for a user's daemon).
+  // Like FIFOs and sockets, they are used through each node's own kernel.
+  if (!S_ISREG(mode) && !S_ISFIFO(mode) && !S_ISSOCK(mode) && !S_ISCHR(mode) && !S_ISBLK(mode)) {
+    return (void)reply_err(req, EINVAL);
+  }
   int err = claim_and_make(*dir, name, LocatorShard::kExclusive,
                            [&](int dfd) { return ::mknodat(dfd, name, mode, rdev); });
   reply_new_entry(req, *dir, name, err);
@@ -363,8 +378,8 @@ void Filesystem::mknod(fuse_req_t req, fuse_ino_t parent, const char* name, mode
 
 void Filesystem::mkdir(fuse_req_t req, fuse_ino_t parent, const char* name, mode_t mode) {
   auto dir = inode_of(parent);
-  if (!dir) return (void)fuse_reply_err(req, ESTALE);
-  if (name_too_long(name)) return (void)fuse_reply_err(req, ENAMETOOLONG);
+  if (!dir) return (void)reply_err(req, ESTALE);
+  if (name_too_long(name)) return (void)reply_err(req, ENAMETOOLONG);
   DirChange c;
   c.kind = DirChange::kMkdir;
   c.dir = dir->dir_id;
@@ -374,55 +389,88 @@ void Filesystem::mkdir(fuse_req_t req, fuse_ino_t parent, const char* name, mode
   c.uid = run_as_root_ ? ctx->uid : ::geteuid();
   c.gid = run_as_root_ ? ctx->gid : ::getegid();
   int err = dir_mutate(c.encode());
-  if (err) return (void)fuse_reply_err(req, err);
+  if (err) return (void)reply_err(req, err);
   struct fuse_entry_param e;
-  if ((err = do_lookup(*dir, name, &e))) return (void)fuse_reply_err(req, err);
+  if ((err = do_lookup(*dir, name, &e))) return (void)reply_err(req, err);
   fuse_reply_entry(req, &e);
 }
 
 void Filesystem::symlink(fuse_req_t req, const char* link, fuse_ino_t parent, const char* name) {
   auto dir = inode_of(parent);
-  if (!dir) return (void)fuse_reply_err(req, ESTALE);
-  if (name_too_long(name)) return (void)fuse_reply_err(req, ENAMETOOLONG);
+  if (!dir) return (void)reply_err(req, ESTALE);
+  if (name_too_long(name)) return (void)reply_err(req, ENAMETOOLONG);
   int err = claim_and_make(*dir, name, LocatorShard::kExclusive,
                            [&](int dfd) { return ::symlinkat(link, dfd, name); });
   reply_new_entry(req, *dir, name, err);
 }
 
-void Filesystem::link(fuse_req_t req, fuse_ino_t, fuse_ino_t, const char*) {
-  // Hard links are not part of dsdfs: a name has exactly one owner (docs/user-guide.md).
-  fuse_reply_err(req, EPERM);
+void Filesystem::link(fuse_req_t req, fuse_ino_t ino, fuse_ino_t newparent, const char* newname) {
+  auto inode = inode_of(ino);
+  auto dir = inode_of(newparent);
+  if (!inode || !dir) return (void)reply_err(req, ESTALE);
+  if (name_too_long(newname)) return (void)reply_err(req, ENAMETOOLONG);
+  if (S_ISDIR(inode->type)) return (void)reply_err(req, EPERM);
+  struct fuse_entry_param e;
+  if (inode->remote) {
+    // Every name of a file belongs to its owner: the owner links it in its
+    // store (and claims the new name at its shard).
+    WireWriter w;
+    w.u64(inode->ref.dir).str(inode->ref.name).u64(inode->ref.gino).u64(dir->dir_id).str(newname);
+    auto r = cluster_->call(inode->ref.owner, Op::kFileLink, w.buffer());
+    if (!r) return (void)reply_err(req, r.err());
+    WireReader rd(r.value());
+    std::memset(&e, 0, sizeof e);
+    uint64_t version;
+    if (!get_stat(rd, &e.attr, &version) || !rd.done()) return (void)reply_err(req, EPROTO);
+    RemoteRef ref{inode->ref.owner, dir->dir_id, newname, static_cast<uint64_t>(e.attr.st_ino), version};
+    e.ino = inodes_.lookup_remote(ref, e.attr.st_mode, e.attr)->id;
+    e.attr_timeout = 0;
+    e.entry_timeout = 0;
+    return (void)fuse_reply_entry(req, &e);
+  }
+  auto object = object_fd(inode);
+  if (!object) return (void)reply_err(req, ESTALE);
+  // linkat of an O_PATH handle: through /proc with AT_SYMLINK_FOLLOW (AT_EMPTY_PATH
+  // would need CAP_DAC_READ_SEARCH, which a user's daemon has not).
+  const std::string src = proc_path(object->get());
+  int err = claim_and_make(*dir, newname, LocatorShard::kExclusive, [&](int dfd) {
+    return ::linkat(AT_FDCWD, src.c_str(), dfd, newname, AT_SYMLINK_FOLLOW);
+  });
+  if (err) return (void)reply_err(req, err);
+  // The same inode (same store object): the kernel's count and ours agree.
+  if ((err = do_lookup(*dir, newname, &e))) return (void)reply_err(req, err);
+  fuse_reply_entry(req, &e);
 }
 
 void Filesystem::unlink(fuse_req_t req, fuse_ino_t parent, const char* name) {
   auto dir = inode_of(parent);
-  if (!dir) return (void)fuse_reply_err(req, ESTALE);
+  if (!dir) return (void)reply_err(req, ESTALE);
   unexport(dir->dir_fd(), name);
   if (::unlinkat(dir->dir_fd(), name, 0) == 0) {
     loc_remove(dir->dir_id, name, rank_);  // a no-op if the name already moved to another rank
-    return (void)fuse_reply_err(req, 0);
+    return (void)reply_err(req, 0);
   }
   int err = errno;
-  if (err != ENOENT || cluster_->nranks() == 1) return (void)fuse_reply_err(req, err);
+  if (err != ENOENT || cluster_->nranks() == 1) return (void)reply_err(req, err);
   auto owner = find_owner(dir->dir_id, name);
-  if (!owner) return (void)fuse_reply_err(req, owner.err() == ETIMEDOUT ? EIO : owner.err());
-  if (owner.value() == rank_) return (void)fuse_reply_err(req, ENOENT);
-  if (owner.value() == LocatorShard::kDirectory) return (void)fuse_reply_err(req, EISDIR);
+  if (!owner) return (void)reply_err(req, owner.err());
+  if (owner.value() == rank_) return (void)reply_err(req, ENOENT);
+  if (owner.value() == LocatorShard::kDirectory) return (void)reply_err(req, EISDIR);
   WireWriter w;
   w.u64(dir->dir_id).str(name);
   auto r = cluster_->call(owner.value(), Op::kFileUnlink, w.buffer());
-  fuse_reply_err(req, r ? 0 : (r.err() == ETIMEDOUT ? EIO : r.err()));
+  reply_err(req, r ? 0 : (r.err()));
 }
 
 void Filesystem::rmdir(fuse_req_t req, fuse_ino_t parent, const char* name) {
   auto dir = inode_of(parent);
-  if (!dir) return (void)fuse_reply_err(req, ESTALE);
+  if (!dir) return (void)reply_err(req, ESTALE);
   DirChange c;
   c.kind = DirChange::kRmdir;
   c.dir = dir->dir_id;
   c.name = name;
-  if (!valid_name(c.name)) return (void)fuse_reply_err(req, EINVAL);
-  fuse_reply_err(req, dir_mutate(c.encode()));
+  if (!valid_name(c.name)) return (void)reply_err(req, EINVAL);
+  reply_err(req, dir_mutate(c.encode()));
 }
 
 int Filesystem::rename_local_file(uint64_t src_dir, const std::string& src_name, int src_fd, uint64_t dst_dir,
@@ -431,12 +479,24 @@ int Filesystem::rename_local_file(uint64_t src_dir, const std::string& src_name,
     // Both names must be owned here: ownership never swaps across ranks.
     struct stat st;
     if (::fstatat(dst_fd, dst_name.c_str(), &st, AT_SYMLINK_NOFOLLOW) != 0) return errno == ENOENT ? EINVAL : errno;
-    return ::renameat2(src_fd, src_name.c_str(), dst_fd, dst_name.c_str(), flags) == 0 ? 0 : errno;
+    struct stat sst;
+    if (::fstatat(src_fd, src_name.c_str(), &sst, AT_SYMLINK_NOFOLLOW) != 0) return errno;
+    if (::renameat2(src_fd, src_name.c_str(), dst_fd, dst_name.c_str(), flags) != 0) return errno;
+    // An evicted handle is reopened by name: both names changed.
+    if (uint64_t id = inodes_.find_local(sst.st_dev, sst.st_ino)) {
+      if (auto inode = inodes_.get(id); inode && !S_ISDIR(inode->type)) inode->set_place(dst_dir, dst_name);
+    }
+    if (uint64_t id = inodes_.find_local(st.st_dev, st.st_ino)) {
+      if (auto inode = inodes_.get(id); inode && !S_ISDIR(inode->type)) inode->set_place(src_dir, src_name);
+    }
+    return 0;
   }
   bool claimed_exclusive = false;
+  PendingNames::Guard arriving;
   if (flags & RENAME_NOREPLACE) {
+    arriving = pending_.hold(dst_dir, dst_name);
     auto claim = loc_claim(dst_dir, dst_name, LocatorShard::kExclusive);
-    if (!claim) return claim.err() == ETIMEDOUT ? EIO : claim.err();
+    if (!claim) return claim.err();
     claimed_exclusive = claim->result == LocatorShard::ClaimResult::kNew;
   }
   int err = 0;
@@ -467,9 +527,12 @@ int Filesystem::rename_local_file(uint64_t src_dir, const std::string& src_name,
       uint64_t old_gino = 0;
       struct stat ost;
       uint64_t oversion;
-      if (remote_stat(claim->prev_owner, dst_dir, dst_name, &ost, &oversion) == 0) old_gino = ost.st_ino;
+      // (Not if it has other names: it lives on under them.)
+      if (remote_stat(claim->prev_owner, dst_dir, dst_name, &ost, &oversion) == 0 && ost.st_nlink <= 1) {
+        old_gino = ost.st_ino;
+      }
       WireWriter w;
-      w.u64(dst_dir).str(dst_name).i32(claim->prev_owner).u64(old_gino);
+      w.u64(dst_dir).str(dst_name).i32(claim->prev_owner).u64(old_gino).u8(kDropReplaced);
       cluster_->call_all(Op::kFileDrop, w.buffer());
     } else if (!claim) {
       DSDFS_WARN("locator update for %s failed: %s", dst_name.c_str(), claim.status().to_string().c_str());
@@ -483,9 +546,9 @@ void Filesystem::rename(fuse_req_t req, fuse_ino_t parent, const char* name, fus
                         const char* newname, unsigned int flags) {
   auto from = inode_of(parent);
   auto to = inode_of(newparent);
-  if (!from || !to) return (void)fuse_reply_err(req, ESTALE);
-  if (name_too_long(newname)) return (void)fuse_reply_err(req, ENAMETOOLONG);
-  if (flags & ~(RENAME_NOREPLACE | RENAME_EXCHANGE)) return (void)fuse_reply_err(req, EINVAL);
+  if (!from || !to) return (void)reply_err(req, ESTALE);
+  if (name_too_long(newname)) return (void)reply_err(req, ENAMETOOLONG);
+  if (flags & ~(RENAME_NOREPLACE | RENAME_EXCHANGE)) return (void)reply_err(req, EINVAL);
   struct stat st;
   if (::fstatat(from->dir_fd(), name, &st, AT_SYMLINK_NOFOLLOW) == 0) {
     if (S_ISDIR(st.st_mode)) {
@@ -496,24 +559,24 @@ void Filesystem::rename(fuse_req_t req, fuse_ino_t parent, const char* name, fus
       c.dir2 = to->dir_id;
       c.name2 = newname;
       c.flags = flags;
-      return (void)fuse_reply_err(req, dir_mutate(c.encode()));
+      return (void)reply_err(req, dir_mutate(c.encode()));
     }
-    return (void)fuse_reply_err(req, rename_local_file(from->dir_id, name, from->dir_fd(), to->dir_id, newname,
+    return (void)reply_err(req, rename_local_file(from->dir_id, name, from->dir_fd(), to->dir_id, newname,
                                                        to->dir_fd(), flags));
   }
-  if (errno != ENOENT || cluster_->nranks() == 1) return (void)fuse_reply_err(req, errno);
+  if (errno != ENOENT || cluster_->nranks() == 1) return (void)reply_err(req, errno);
   auto owner = find_owner(from->dir_id, name);
-  if (!owner) return (void)fuse_reply_err(req, owner.err() == ETIMEDOUT ? EIO : owner.err());
-  if (owner.value() == rank_ || owner.value() == LocatorShard::kDirectory) return (void)fuse_reply_err(req, ENOENT);
+  if (!owner) return (void)reply_err(req, owner.err());
+  if (owner.value() == rank_ || owner.value() == LocatorShard::kDirectory) return (void)reply_err(req, ENOENT);
   WireWriter w;
   w.u64(from->dir_id).str(name).u64(to->dir_id).str(newname).u32(flags);
   auto r = cluster_->call(owner.value(), Op::kFileRename, w.buffer());
-  fuse_reply_err(req, r ? 0 : (r.err() == ETIMEDOUT ? EIO : r.err()));
+  reply_err(req, r ? 0 : (r.err()));
 }
 
 void Filesystem::statfs(fuse_req_t req, fuse_ino_t) {
   struct statvfs sv;
-  if (::fstatvfs(store_->files_fd(), &sv) != 0) return (void)fuse_reply_err(req, errno);
+  if (::fstatvfs(store_->files_fd(), &sv) != 0) return (void)reply_err(req, errno);
   fuse_reply_statfs(req, &sv);
 }
 

@@ -8,25 +8,12 @@
 #include <cstring>
 
 #include "common/log.h"
+#include "daemon/errors.h"
 #include "daemon/file_handle.h"
 #include "daemon/filesystem.h"
 #include "daemon/protocol.h"
 
 namespace dsdfs::fs {
-
-namespace {
-// The kernel's writeback cache decides write offsets itself, and may read
-// pages of a file opened write-only: open the store file read-write and
-// without O_APPEND (the kernel has already placed appended bytes at EOF).
-int store_open_flags(int flags) {
-  // O_DIRECT is between the caller and this kernel; the store file is written with
-  // whatever alignment FUSE hands us.
-  flags &= ~(O_NOFOLLOW | O_CREAT | O_EXCL | O_NOCTTY | O_DIRECT);
-  if ((flags & O_ACCMODE) == O_WRONLY) flags = (flags & ~O_ACCMODE) | O_RDWR;
-  flags &= ~O_APPEND;
-  return flags | O_CLOEXEC;
-}
-}  // namespace
 
 namespace {
 FileHandle* handle_of(struct fuse_file_info* fi) { return reinterpret_cast<FileHandle*>(fi->fh); }
@@ -35,73 +22,102 @@ FileHandle* handle_of(struct fuse_file_info* fi) { return reinterpret_cast<FileH
 void Filesystem::create(fuse_req_t req, fuse_ino_t parent, const char* name, mode_t mode,
                         struct fuse_file_info* fi) {
   auto dir = inode_of(parent);
-  if (!dir) return (void)fuse_reply_err(req, ESTALE);
-  if (std::strlen(name) > NAME_MAX) return (void)fuse_reply_err(req, ENAMETOOLONG);
-  uint32_t flags = (fi->flags & O_EXCL) ? uint32_t{LocatorShard::kExclusive} : 0u;
-  if (fi->flags & O_TRUNC) flags |= LocatorShard::kTakeOver;
-  auto claim = loc_claim(dir->dir_id, name, flags);
-  if (!claim) return (void)fuse_reply_err(req, claim.err() == ETIMEDOUT ? EIO : claim.err());
-  if (claim->result == LocatorShard::ClaimResult::kExists && claim->prev_owner != rank_) {
-    // Another rank created the name after our lookup: open theirs.
-    struct fuse_entry_param e;
-    if (int err = fill_remote_entry(claim->prev_owner, dir->dir_id, name, &e)) return (void)fuse_reply_err(req, err);
-    auto inode = inode_of(e.ino);
-    if (int err = inode ? remote_open(req, *inode, fi) : ESTALE) {
-      inodes_.forget(e.ino, 1);
-      return (void)fuse_reply_err(req, err);
-    }
-    if (fuse_reply_create(req, &e, fi) != 0) delete handle_of(fi);
-    return;
-  }
-  int fd;
-  {
-    std::shared_lock gate(dir_gate_);
-    fd = dir_closing(dir->dir_id) ? (errno = ENOENT, -1)
-                                  : ::openat(dir->dir_fd(), name, store_open_flags(fi->flags) | O_CREAT, mode);
-  }
-  if (fd < 0) {
-    int err = errno;
-    if (claim->result == LocatorShard::ClaimResult::kNew) loc_remove(dir->dir_id, name, rank_);
-    return (void)fuse_reply_err(req, err);
-  }
-  if (claim->result == LocatorShard::ClaimResult::kMoved && claim->prev_owner != rank_) {
-    WireWriter w;
-    w.u64(dir->dir_id).str(name).i32(claim->prev_owner).u64(0);
-    cluster_->call_all(Op::kFileDrop, w.buffer());
-  }
-  adopt_for_caller(req, *dir, name);
+  if (!dir) return (void)reply_err(req, ESTALE);
+  if (std::strlen(name) > NAME_MAX) return (void)reply_err(req, ENAMETOOLONG);
+  // Exactly one rank creates a name that many create at once (the shard
+  // decides); every other one opens that same file (open_name).
+  auto opened = open_name(dir->dir_id, name, -1, fi->flags, mode, /*create=*/true);
+  if (!opened) return (void)reply_err(req, opened.err());
+  OpenedFile& o = opened.value();
   struct fuse_entry_param e;
-  if (int err = do_lookup(*dir, name, &e)) {
-    ::close(fd);
-    return (void)fuse_reply_err(req, err);
+  if (o.owner == rank_) {
+    if (o.created) adopt_for_caller(req, *dir, name);
+    if (int err = do_lookup(*dir, name, &e)) return (void)reply_err(req, err);
+    o.handle->attach(inode_of(e.ino));
+    // Every change to an owned file passes through this kernel.
+    fi->keep_cache = 1;
+  } else {
+    std::memset(&e, 0, sizeof e);
+    e.attr = o.st;
+    RemoteRef ref{o.owner, dir->dir_id, name, static_cast<uint64_t>(o.st.st_ino), o.version};
+    e.ino = inodes_.lookup_remote(ref, o.st.st_mode, o.st)->id;
+    // Not cached: every path walk asks the owner (see fill_remote_entry).
+    e.attr_timeout = 0;
+    e.entry_timeout = 0;
+    fi->direct_io = o.direct_io;
+    fi->keep_cache = o.handle->cache ? 1 : 0;
   }
-  auto h = std::make_unique<FileHandle>();
-  h->fd = fd;
-  h->attach(inode_of(e.ino));
-  fi->fh = reinterpret_cast<uint64_t>(h.get());
-  fi->keep_cache = 1;
+  fi->fh = reinterpret_cast<uint64_t>(o.handle.get());
   // On failure the opener is gone (interrupted); nobody will release the handle.
-  if (fuse_reply_create(req, &e, fi) == 0) h.release();
+  if (fuse_reply_create(req, &e, fi) == 0) {
+    o.handle.release();
+  } else {
+    inodes_.forget(e.ino, 1);
+  }
+}
+
+int Filesystem::open_moved(const Inode& inode, uint64_t dir, const std::string& name, int owner_hint,
+                           struct fuse_file_info* fi) {
+  auto opened = open_name(dir, name, owner_hint, fi->flags, 0644, /*create=*/false);
+  if (!opened) {
+    // The name is gone: ESTALE makes the kernel look the path up again, which
+    // answers ENOENT (or, for O_CREAT, creates it).
+    return opened.err() == ENOENT ? ESTALE : opened.err();
+  }
+  OpenedFile& o = opened.value();
+  const bool same = inode.remote && o.owner == inode.ref.owner && o.owner != rank_ &&
+                    static_cast<uint64_t>(o.st.st_ino) == inode.ref.gino && o.version == inode.ref.version;
+  if (same) {
+    fi->direct_io = o.direct_io;
+    // This kernel inode is bound to this one version, so its pages stay valid.
+    fi->keep_cache = o.handle->cache ? 1 : 0;
+  } else {
+    // The kernel inode describes another version or file than the one opened
+    // (a new version, a replaced name, or a file that moved here): bypass its
+    // page cache and size, so the reader sees exactly the file opened.
+    fi->direct_io = 1;
+    fi->keep_cache = 0;
+  }
+  fi->fh = reinterpret_cast<uint64_t>(o.handle.release());
+  return 0;
 }
 
 void Filesystem::open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info* fi) {
   auto inode = inode_of(ino);
-  if (!inode) return (void)fuse_reply_err(req, ESTALE);
+  if (!inode) return (void)reply_err(req, ESTALE);
   if (inode->remote) {
-    if (int err = remote_open(req, *inode, fi)) return (void)fuse_reply_err(req, err);
+    if (!S_ISREG(inode->type)) return (void)reply_err(req, EINVAL);
+    // Whatever the name holds now: the file may have a new version, a new
+    // owner, or be replaced since the kernel looked it up.
+    if (int err = open_moved(*inode, inode->ref.dir, inode->ref.name, inode->ref.owner, fi)) {
+      return (void)reply_err(req, err);
+    }
     if (fuse_reply_open(req, fi) != 0) delete handle_of(fi);
     return;
   }
-  if (inode->gone.load()) return (void)fuse_reply_err(req, ESTALE);
-  if (fi->flags & O_TRUNC) release_owned(global_ino(inode->src_ino));
-  auto object = object_fd(inode);
-  if (!object) return (void)fuse_reply_err(req, ESTALE);
-  int fd = ::open(proc_path(object->get()).c_str(), store_open_flags(fi->flags));
-  if (fd < 0) return (void)fuse_reply_err(req, errno);
-  if ((fi->flags & O_ACCMODE) != O_RDONLY) drop_setid_for_caller(req, fd, inode->id);
+  // Counted as open before the check (see Inode::giving): a file offered
+  // to another rank is either kept here for this handle or followed there.
   auto h = std::make_unique<FileHandle>();
+  h->attach(inode, /*counted=*/!cluster_->is_worker_thread(fuse_req_ctx(req)->pid));
+  const bool moved_away = inode->gone.load() || inode->giving.load();
+  auto object = moved_away ? nullptr : object_fd(inode);
+  // An evicted handle whose file is no longer at its name here: the kernel
+  // looks the path up again.
+  if (!object && !moved_away) return (void)reply_err(req, ESTALE);
+  if (!object) {
+    // Taken over by another rank: open what the name holds now.
+    h.reset();
+    if (!S_ISREG(inode->type)) return (void)reply_err(req, ESTALE);
+    auto [dir, name] = inode->place();
+    if (int err = open_moved(*inode, dir, name, -1, fi)) return (void)reply_err(req, err);
+    if (fuse_reply_open(req, fi) != 0) delete handle_of(fi);
+    return;
+  }
+  if (fi->flags & O_TRUNC) release_owned(global_ino(inode->src_ino));
+  int fd = ::open(proc_path(object->get()).c_str(), store_open_flags(fi->flags));
+  if (fd < 0) return (void)reply_err(req, errno);
+  if ((fi->flags & O_ACCMODE) != O_RDONLY) drop_setid_for_caller(req, fd, inode->id);
   h->fd = fd;
-  h->attach(std::move(inode));
   fi->fh = reinterpret_cast<uint64_t>(h.get());
   // Every change to an owned file passes through this kernel (other ranks'
   // writes come in through the mount point), so its page cache stays valid.
@@ -126,7 +142,7 @@ void Filesystem::drop_setid_for_caller(fuse_req_t req, int fd, uint64_t ino) {
 void Filesystem::read(fuse_req_t req, fuse_ino_t, size_t size, off_t off, struct fuse_file_info* fi) {
   FileHandle& h = *handle_of(fi);
   if (h.remote) return remote_read(req, h, size, off);
-  if (h.inode && h.inode->gone.load(std::memory_order_relaxed)) return (void)fuse_reply_err(req, EIO);
+  if (h.inode && h.inode->gone.load(std::memory_order_relaxed)) return (void)reply_err(req, EIO);
   struct fuse_bufvec buf = FUSE_BUFVEC_INIT(size);
   buf.buf[0].flags = static_cast<fuse_buf_flags>(FUSE_BUF_IS_FD | FUSE_BUF_FD_SEEK);
   buf.buf[0].fd = h.fd;
@@ -140,36 +156,36 @@ void Filesystem::write_buf(fuse_req_t req, fuse_ino_t, struct fuse_bufvec* in, o
                            struct fuse_file_info* fi) {
   FileHandle& h = *handle_of(fi);
   if (h.remote) return remote_write(req, h, in, off);
-  if (h.inode && h.inode->gone.load(std::memory_order_relaxed)) return (void)fuse_reply_err(req, EIO);
+  if (h.inode && h.inode->gone.load(std::memory_order_relaxed)) return (void)reply_err(req, EIO);
   struct fuse_bufvec out = FUSE_BUFVEC_INIT(fuse_buf_size(in));
   out.buf[0].flags = static_cast<fuse_buf_flags>(FUSE_BUF_IS_FD | FUSE_BUF_FD_SEEK);
   out.buf[0].fd = h.fd;
   out.buf[0].pos = off;
   ssize_t n = fuse_buf_copy(&out, in, static_cast<fuse_buf_copy_flags>(0));
-  if (n < 0) return (void)fuse_reply_err(req, static_cast<int>(-n));
+  if (n < 0) return (void)reply_err(req, static_cast<int>(-n));
   stats_add(stats_->bytes_written_local, static_cast<uint64_t>(n));
   fuse_reply_write(req, static_cast<size_t>(n));
 }
 
 void Filesystem::release(fuse_req_t req, fuse_ino_t, struct fuse_file_info* fi) {
   delete handle_of(fi);
-  fuse_reply_err(req, 0);
+  reply_err(req, 0);
 }
 
 void Filesystem::fsync(fuse_req_t req, fuse_ino_t, int datasync, struct fuse_file_info* fi) {
   FileHandle& h = *handle_of(fi);
   // Remote writes are on the owner's disk before write() returns.
-  if (h.remote) return (void)fuse_reply_err(req, 0);
+  if (h.remote) return (void)reply_err(req, 0);
   int rc = datasync ? ::fdatasync(h.fd) : ::fsync(h.fd);
-  fuse_reply_err(req, rc == 0 ? 0 : errno);
+  reply_err(req, rc == 0 ? 0 : errno);
 }
 
 void Filesystem::fallocate(fuse_req_t req, fuse_ino_t, int mode, off_t off, off_t len,
                            struct fuse_file_info* fi) {
   FileHandle& h = *handle_of(fi);
-  if (h.remote) return (void)fuse_reply_err(req, EOPNOTSUPP);
+  if (h.remote) return (void)reply_err(req, EOPNOTSUPP);
   int rc = ::fallocate(h.fd, mode, off, len);
-  fuse_reply_err(req, rc == 0 ? 0 : errno);
+  reply_err(req, rc == 0 ? 0 : errno);
 }
 
 void Filesystem::copy_file_range(fuse_req_t req, fuse_ino_t, off_t off_in, struct fuse_file_info* fi_in,
@@ -178,10 +194,10 @@ void Filesystem::copy_file_range(fuse_req_t req, fuse_ino_t, off_t off_in, struc
   FileHandle& in_h = *handle_of(fi_in);
   FileHandle& out_h = *handle_of(fi_out);
   // Only between files of this rank; the kernel falls back to read + write.
-  if (in_h.remote || out_h.remote) return (void)fuse_reply_err(req, EXDEV);
+  if (in_h.remote || out_h.remote) return (void)reply_err(req, EXDEV);
   loff_t in = off_in, out = off_out;
   ssize_t n = ::copy_file_range(in_h.fd, &in, out_h.fd, &out, len, static_cast<unsigned>(flags));
-  if (n < 0) return (void)fuse_reply_err(req, errno);
+  if (n < 0) return (void)reply_err(req, errno);
   stats_add(stats_->bytes_written_local, static_cast<uint64_t>(n));
   fuse_reply_write(req, static_cast<size_t>(n));
 }

@@ -34,7 +34,7 @@ int first_error(const std::vector<Cluster::Reply>& replies, const Cluster& clust
 
 int Filesystem::dir_mutate(std::span<const uint8_t> change) {
   auto r = cluster_->call(cluster_->coordinator(), Op::kDirMutate, change);
-  if (!r) return r.err() == ETIMEDOUT ? EIO : r.err();
+  if (!r) return r.err();
   return 0;
 }
 

@@ -9,6 +9,7 @@
 #include <string>
 #include <vector>
 
+#include "daemon/errors.h"
 #include "daemon/filesystem.h"
 
 namespace dsdfs::fs {
@@ -42,75 +43,75 @@ std::string Filesystem::special_xattr(const Inode& inode, const std::string& nam
 void Filesystem::setxattr(fuse_req_t req, fuse_ino_t ino, const char* name, const char* value,
                           size_t size, int flags) {
   auto inode = inode_of(ino);
-  if (!inode) return (void)fuse_reply_err(req, ESTALE);
-  if (is_special(name)) return (void)fuse_reply_err(req, EPERM);
-  if (std::strcmp(name, kCapability) == 0) return (void)fuse_reply_err(req, ENOTSUP);
+  if (!inode) return (void)reply_err(req, ESTALE);
+  if (is_special(name)) return (void)reply_err(req, EPERM);
+  if (std::strcmp(name, kCapability) == 0) return (void)reply_err(req, ENOTSUP);
   // Extended attributes of other ranks' files are not forwarded (docs/user-guide.md).
-  if (S_ISLNK(inode->type) || inode->remote) return (void)fuse_reply_err(req, ENOTSUP);
+  if (S_ISLNK(inode->type) || inode->remote) return (void)reply_err(req, ENOTSUP);
   auto object = object_fd(inode);
-  if (!object) return (void)fuse_reply_err(req, ESTALE);
+  if (!object) return (void)reply_err(req, ESTALE);
   int rc = ::setxattr(proc_path(object->get()).c_str(), name, value, size, flags);
-  fuse_reply_err(req, rc == 0 ? 0 : errno);
+  reply_err(req, rc == 0 ? 0 : errno);
 }
 
 void Filesystem::getxattr(fuse_req_t req, fuse_ino_t ino, const char* name, size_t size) {
-  if (std::strcmp(name, kCapability) == 0) return (void)fuse_reply_err(req, ENODATA);
+  if (std::strcmp(name, kCapability) == 0) return (void)reply_err(req, ENODATA);
   auto inode = inode_of(ino);
-  if (!inode) return (void)fuse_reply_err(req, ESTALE);
+  if (!inode) return (void)reply_err(req, ESTALE);
   if (is_special(name)) {
     int err;
     std::string v = special_xattr(*inode, name, &err);
-    if (err) return (void)fuse_reply_err(req, err);
+    if (err) return (void)reply_err(req, err);
     if (size == 0) return (void)fuse_reply_xattr(req, v.size());
-    if (v.size() > size) return (void)fuse_reply_err(req, ERANGE);
+    if (v.size() > size) return (void)reply_err(req, ERANGE);
     return (void)fuse_reply_buf(req, v.data(), v.size());
   }
-  if (S_ISLNK(inode->type)) return (void)fuse_reply_err(req, ENOTSUP);
-  if (inode->remote) return (void)fuse_reply_err(req, ENODATA);
+  if (S_ISLNK(inode->type)) return (void)reply_err(req, ENOTSUP);
+  if (inode->remote) return (void)reply_err(req, ENODATA);
   auto object = object_fd(inode);
-  if (!object) return (void)fuse_reply_err(req, ESTALE);
+  if (!object) return (void)reply_err(req, ESTALE);
   std::string path = proc_path(object->get());
   if (size == 0) {
     ssize_t n = ::getxattr(path.c_str(), name, nullptr, 0);
-    if (n < 0) return (void)fuse_reply_err(req, errno);
+    if (n < 0) return (void)reply_err(req, errno);
     return (void)fuse_reply_xattr(req, static_cast<size_t>(n));
   }
   std::vector<char> buf(size);
   ssize_t n = ::getxattr(path.c_str(), name, buf.data(), size);
-  if (n < 0) return (void)fuse_reply_err(req, errno);
+  if (n < 0) return (void)reply_err(req, errno);
   fuse_reply_buf(req, buf.data(), static_cast<size_t>(n));
 }
 
 void Filesystem::listxattr(fuse_req_t req, fuse_ino_t ino, size_t size) {
   auto inode = inode_of(ino);
-  if (!inode) return (void)fuse_reply_err(req, ESTALE);
+  if (!inode) return (void)reply_err(req, ESTALE);
   if (S_ISLNK(inode->type) || inode->remote) {
     if (size == 0) return (void)fuse_reply_xattr(req, 0);
     return (void)fuse_reply_buf(req, nullptr, 0);
   }
   auto object = object_fd(inode);
-  if (!object) return (void)fuse_reply_err(req, ESTALE);
+  if (!object) return (void)reply_err(req, ESTALE);
   std::string path = proc_path(object->get());
   if (size == 0) {
     ssize_t n = ::listxattr(path.c_str(), nullptr, 0);
-    if (n < 0) return (void)fuse_reply_err(req, errno);
+    if (n < 0) return (void)reply_err(req, errno);
     return (void)fuse_reply_xattr(req, static_cast<size_t>(n));
   }
   std::vector<char> buf(size);
   ssize_t n = ::listxattr(path.c_str(), buf.data(), size);
-  if (n < 0) return (void)fuse_reply_err(req, errno);
+  if (n < 0) return (void)reply_err(req, errno);
   fuse_reply_buf(req, buf.data(), static_cast<size_t>(n));
 }
 
 void Filesystem::removexattr(fuse_req_t req, fuse_ino_t ino, const char* name) {
   auto inode = inode_of(ino);
-  if (!inode) return (void)fuse_reply_err(req, ESTALE);
-  if (is_special(name)) return (void)fuse_reply_err(req, EPERM);
-  if (S_ISLNK(inode->type) || inode->remote) return (void)fuse_reply_err(req, ENOTSUP);
+  if (!inode) return (void)reply_err(req, ESTALE);
+  if (is_special(name)) return (void)reply_err(req, EPERM);
+  if (S_ISLNK(inode->type) || inode->remote) return (void)reply_err(req, ENOTSUP);
   auto object = object_fd(inode);
-  if (!object) return (void)fuse_reply_err(req, ESTALE);
+  if (!object) return (void)reply_err(req, ESTALE);
   int rc = ::removexattr(proc_path(object->get()).c_str(), name);
-  fuse_reply_err(req, rc == 0 ? 0 : errno);
+  reply_err(req, rc == 0 ? 0 : errno);
 }
 
 }  // namespace dsdfs::fs

@@ -4,6 +4,7 @@
 
 #include "common/log.h"
 #include "common/noexcept_boundary.h"
+#include "daemon/errors.h"
 #include "daemon/filesystem.h"
 
 namespace dsdfs::fs {
@@ -21,7 +22,7 @@ void guarded(fuse_req_t req, const char* name, Fn&& fn) noexcept {
     fn();
     replied_by_op = true;
   });
-  if (err && !replied_by_op) fuse_reply_err(req, err);
+  if (err && !replied_by_op) reply_err(req, err);
 }
 
 #define DSDFS_OP(name, ...) guarded(req, #name, [&] { fs_of(req).name(req, __VA_ARGS__); })

@@ -70,18 +70,20 @@ std::shared_ptr<Inode> InodeTable::lookup(UniqueFd fd, const struct stat& st, ui
   return inode;
 }
 
-std::shared_ptr<Inode> InodeTable::lookup_remote(const RemoteRef& ref, mode_t type) {
+std::shared_ptr<Inode> InodeTable::lookup_remote(const RemoteRef& ref, mode_t type, const struct stat& st) {
   const std::pair<uint64_t, uint64_t> key{ref.gino, ref.version};
   std::lock_guard lock(mu_);
   if (auto it = by_remote_.find(key); it != by_remote_.end()) {
     auto& inode = by_id_.at(it->second);
     if (inode->ref.owner == ref.owner && inode->ref.dir == ref.dir && inode->ref.name == ref.name) {
       ++inode->nlookup;
+      inode->set_remote_attr(st);
       return inode;
     }
   }
   uint64_t id = next_id_++;
   auto inode = std::make_shared<Inode>(id, ref, type & S_IFMT);
+  inode->set_remote_attr(st);
   inode->nlookup = 1;
   by_id_.emplace(id, inode);
   by_remote_[key] = id;

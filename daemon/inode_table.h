@@ -74,6 +74,15 @@ struct Inode {
     std::lock_guard lock(mu_);
     return {place_dir_, place_name_};
   }
+  // Remote: the attributes of the version this inode shows, as last seen.
+  void set_remote_attr(const struct stat& st) {
+    std::lock_guard lock(mu_);
+    remote_attr_ = st;
+  }
+  struct stat remote_attr() const {
+    std::lock_guard lock(mu_);
+    return remote_attr_;
+  }
 
   const uint64_t id;     // FUSE node id; never reused, so no generation is needed
   const dev_t src_dev;   // local: identity in the store
@@ -85,6 +94,11 @@ struct Inode {
   // Set when this rank's copy was dropped because another rank took the file
   // over (O_TRUNC elsewhere): open handles fail instead of serving old bytes.
   std::atomic<bool> gone{false};
+  // Set while this rank offers the file to a rank that opened it with
+  // O_TRUNC (Filesystem::on_file_truncate): an open here either sees it and
+  // follows the name, or is counted in open_files first and keeps the file
+  // here (both sides write, then read: sequentially consistent atomics).
+  std::atomic<bool> giving{false};
   // Open files of this inode: its handle is never evicted while there are
   // any (an unlinked open file could not be reopened by name).
   std::atomic<int> open_files{0};
@@ -95,6 +109,7 @@ struct Inode {
   std::shared_ptr<UniqueFd> fd_;  // GUARDED_BY(mu_)
   uint64_t place_dir_ = 0;        // GUARDED_BY(mu_)
   std::string place_name_;        // GUARDED_BY(mu_)
+  struct stat remote_attr_ {};    // GUARDED_BY(mu_)
 };
 
 // Maps FUSE node ids to inodes, and store identities (dev, ino) to node ids.
@@ -114,8 +129,8 @@ class InodeTable {
   // Counts one lookup of the object `st` describes, opened as `fd`. If the
   // object is already known, `fd` is closed and the existing inode returned.
   std::shared_ptr<Inode> lookup(UniqueFd fd, const struct stat& st, uint64_t dir_id = 0);
-  // Counts one lookup of a remote file at ref.version.
-  std::shared_ptr<Inode> lookup_remote(const RemoteRef& ref, mode_t type);
+  // Counts one lookup of a remote file at ref.version, whose attributes were `st`.
+  std::shared_ptr<Inode> lookup_remote(const RemoteRef& ref, mode_t type, const struct stat& st);
   // The node id the kernel knows for a store object, or 0.
   uint64_t find_local(dev_t dev, ino_t ino) const;
   // Every inode (local or remote) that shows global inode gino... remote ones only.

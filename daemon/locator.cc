@@ -10,7 +10,7 @@ std::string LocatorShard::key(uint64_t dir, std::string_view name) {
 }
 
 Result<LocatorShard::Claim> LocatorShard::claim(uint64_t dir, std::string_view name, int rank,
-                                                uint32_t flags) {
+                                                uint32_t flags, int expect) {
   std::lock_guard lock(mu_);
   auto [it, inserted] = owners_.try_emplace(key(dir, name), (flags & kIsDir) ? kDirectory : rank);
   if (inserted) return Claim{ClaimResult::kNew, -1};
@@ -19,6 +19,10 @@ Result<LocatorShard::Claim> LocatorShard::claim(uint64_t dir, std::string_view n
     // The owner died with its files: the name is free.
     owner = (flags & kIsDir) ? kDirectory : rank;
     return Claim{ClaimResult::kNew, -1};
+  }
+  if ((flags & kReplaceIf) && !(flags & kIsDir) && owner == expect && expect >= 0 && expect != rank) {
+    owner = rank;
+    return Claim{ClaimResult::kMoved, expect};
   }
   if (flags & kIsDir) return Status::error(EEXIST, "name exists");
   if (owner == kDirectory) return Status::error(EISDIR, "name is a directory");

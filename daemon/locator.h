@@ -24,6 +24,10 @@ class LocatorShard {
     kExclusive = 1,  // fail with EEXIST if the name exists
     kTakeOver = 2,   // move an existing file name to the claimer (O_TRUNC, rename onto it)
     kIsDir = 4,      // claim for a directory (mkdir, directory rename)
+    // Take the name from `expect` if it still holds it: that owner answered
+    // that it has no such file (it is unlinking or renaming it away, and its
+    // remove has not reached the shard yet), so its entry is stale.
+    kReplaceIf = 8,
   };
   enum class ClaimResult : uint8_t { kNew = 0, kExists = 1, kMoved = 2 };
   struct Claim {
@@ -34,7 +38,8 @@ class LocatorShard {
   // is_alive(rank): a dead owner's names are free again.
   explicit LocatorShard(std::function<bool(int)> is_alive) : is_alive_(std::move(is_alive)) {}
 
-  Result<Claim> claim(uint64_t dir, std::string_view name, int rank, uint32_t flags);
+  // `expect` is the stale owner for kReplaceIf (ignored otherwise).
+  Result<Claim> claim(uint64_t dir, std::string_view name, int rank, uint32_t flags, int expect = -1);
   // The owner (or kDirectory), or ENOENT.
   Result<int> lookup(uint64_t dir, std::string_view name);
   // Forgets the name if `owner` still holds it; false otherwise.

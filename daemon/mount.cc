@@ -200,7 +200,9 @@ Status FuseMount::mount(const std::string& mountpoint, Filesystem* fs, const Opt
   // store's file system checks modes when the daemon acts as that user: the
   // kernel's own check would cost a GETATTR of the directory per create and
   // unlink.
-  if (::geteuid() == 0) args.back() += ",default_permissions,allow_other";
+  // Only root can make device nodes (the kernel checks CAP_MKNOD of the
+  // caller before asking us), and they work in the mount as in the store.
+  if (::geteuid() == 0) args.back() += ",default_permissions,allow_other,dev";
   if (options.debug_fuse) args.push_back("-d");
   std::vector<char*> argv;
   for (auto& a : args) argv.push_back(a.data());

@@ -16,6 +16,12 @@ namespace dsdfs::fs {
 constexpr size_t kMaxName = NAME_MAX;
 constexpr size_t kMaxLink = PATH_MAX;
 constexpr uint32_t kMaxIo = 16u << 20;  // largest read or write carried by one RPC
+// kFileWrite's reply instead of the count written: the file was moved to
+// another rank (an i32, the new owner, follows).
+constexpr uint64_t kWriteMoved = ~uint64_t{0};
+// Why kFileDrop asks the old owner to let a name go.
+constexpr uint8_t kDropReplaced = 0;  // a rename elsewhere replaced the name
+constexpr uint8_t kDropMoved = 1;     // O_TRUNC elsewhere moved the file (writers follow it)
 
 // The version of an owned file as remote readers see it: changes whenever
 // its size or mtime does (close-to-open: after close the kernel has written
@@ -36,7 +42,7 @@ inline void put_stat(WireWriter& w, const struct stat& st, uint64_t version) {
   w.u64(st.st_ino).u32(st.st_mode).u32(static_cast<uint32_t>(st.st_nlink)).u32(st.st_uid).u32(st.st_gid);
   w.i64(st.st_size).i64(st.st_blocks).u32(static_cast<uint32_t>(st.st_blksize));
   w.i64(st.st_atim.tv_sec).i64(st.st_atim.tv_nsec).i64(st.st_mtim.tv_sec).i64(st.st_mtim.tv_nsec);
-  w.i64(st.st_ctim.tv_sec).i64(st.st_ctim.tv_nsec).u64(version);
+  w.i64(st.st_ctim.tv_sec).i64(st.st_ctim.tv_nsec).u64(version).u64(st.st_rdev);
 }
 
 inline bool get_stat(WireReader& r, struct stat* st, uint64_t* version) {
@@ -49,6 +55,9 @@ inline bool get_stat(WireReader& r, struct stat* st, uint64_t* version) {
         r.i64(&cs) && r.i64(&cn) && r.u64(version))) {
     return false;
   }
+  uint64_t rdev;
+  if (!r.u64(&rdev)) return false;
+  st->st_rdev = static_cast<dev_t>(rdev);
   if (size < 0 || blocks < 0 || an < 0 || an >= 1000000000 || mn < 0 || mn >= 1000000000 || cn < 0 ||
       cn >= 1000000000) {
     return false;

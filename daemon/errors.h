@@ -1,0 +1,21 @@
+// SPDX-License-Identifier: Apache-2.0
+// The one place where an error becomes the errno an application sees.
+#pragma once
+
+#include <fuse_lowlevel.h>
+
+namespace dsdfs::fs {
+
+// The errno the kernel (and so the application) gets for `err`. Errors of
+// local system calls and the file-system errnos a peer reports pass as they
+// are; everything else -- transport and protocol failures such as
+// ETIMEDOUT, ECONNABORTED, ECONNRESET, ENOTCONN, EHOSTUNREACH, EPROTO,
+// ECANCELED, EMSGSIZE, EDEADLK -- becomes EIO (docs/user-guide.md, "Errors").
+// ENOSYS would make the kernel stop sending that operation for good, so it
+// is never passed on either.
+int kernel_errno(int err);
+
+// fuse_reply_err with kernel_errno applied (0 replies success).
+inline int reply_err(fuse_req_t req, int err) { return fuse_reply_err(req, kernel_errno(err)); }
+
+}  // namespace dsdfs::fs

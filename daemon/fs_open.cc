@@ -1,0 +1,230 @@
+// SPDX-License-Identifier: Apache-2.0
+// Opening a name that other ranks may create, replace, move or remove at the
+// same moment: one routine (open_name) resolves the name to the file it holds
+// now and opens it, for create (O_CREAT), open and O_TRUNC ownership moves.
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <cstring>
+#include <thread>
+
+#include "common/log.h"
+#include "daemon/errors.h"
+#include "daemon/file_handle.h"
+#include "daemon/filesystem.h"
+#include "daemon/protocol.h"
+
+namespace dsdfs::fs {
+
+namespace {
+
+// Files of up to this many chunks are fetched whole at open.
+constexpr uint64_t kPrefetchChunks = 4;
+// How often open_name() follows a name that moves under it before it gives
+// up with EIO. Every round is caused by another rank's change that completed
+// in between (a claim, an unlink, a rename, a new version), so reaching the
+// limit takes a name changed over and over again within one open.
+constexpr int kOpenRounds = 64;
+
+}  // namespace
+
+int Filesystem::store_open_flags(int flags) {
+  // The kernel's writeback cache decides write offsets itself, and may read
+  // pages of a file opened write-only: open the store file read-write and
+  // without O_APPEND (the kernel has already placed appended bytes at EOF).
+  // O_DIRECT is between the caller and this kernel; the store file is written
+  // with whatever alignment FUSE hands us.
+  flags &= ~(O_NOFOLLOW | O_CREAT | O_EXCL | O_NOCTTY | O_DIRECT);
+  if ((flags & O_ACCMODE) == O_WRONLY) flags = (flags & ~O_ACCMODE) | O_RDWR;
+  flags &= ~O_APPEND;
+  return flags | O_CLOEXEC;
+}
+
+int Filesystem::open_remote_handle(int owner, uint64_t dir, const std::string& name, const struct stat& st,
+                                   uint64_t version, int flags, OpenedFile* out) {
+  auto h = std::make_unique<FileHandle>();
+  h->remote = true;
+  h->ref = RemoteRef{owner, dir, name, static_cast<uint64_t>(st.st_ino), version};
+  h->attr = st;
+  if ((flags & O_ACCMODE) != O_RDONLY) {
+    // Every write goes to the owner before write() returns. Writes only need
+    // the file's identity: a new version (others appending) is no obstacle.
+    h->append = (flags & O_APPEND) != 0;
+    out->direct_io = true;
+  } else {
+    bool hit = false;
+    auto entry = cache_.open(h->ref.gino, version, static_cast<uint64_t>(st.st_size), &hit);
+    if (!entry) return entry.err();
+    stats_add(hit ? stats_->cache_hits : stats_->cache_misses, 1);
+    h->cache = std::move(entry).value();
+    remote_map(*h);
+    // Small files come whole with the open, as the version the stat saw (the
+    // owner refuses another version: ESTALE, and the caller tries again), so
+    // that a reader sees one complete version; an open handle keeps its
+    // bytes even if the owner drops the file right after.
+    uint64_t chunks = (h->cache->size() + CacheEntry::kChunk - 1) / CacheEntry::kChunk;
+    if (!hit && chunks > 0 && chunks <= kPrefetchChunks) {
+      fetch_ahead(*h, 0, chunks, /*exact_version=*/true);
+      if (int err = wait_chunks(*h, 0, chunks - 1, /*exact_version=*/true)) return err;
+    }
+  }
+  out->handle = std::move(h);
+  out->owner = owner;
+  out->st = st;
+  out->version = version;
+  return 0;
+}
+
+Result<Filesystem::OpenedFile> Filesystem::open_name(uint64_t dir, const std::string& name, int owner_hint,
+                                                     int flags, mode_t mode, bool create) {
+  auto dfd = local_dir(dir);
+  if (!dfd) return Status::error(ENOENT, "unknown directory");
+  int owner = owner_hint;
+  int stale = -1;           // an owner that said it has no such file (its shard entry is stale)
+  int last_missing = -2;    // plain opens: the owner that last answered ENOENT
+  for (int round = 0; round < kOpenRounds; ++round) {
+    PendingNames::Guard creating;
+    bool claimed_new = false;
+    int moved_from = -1;    // the claim took the name over from this rank
+    if (create) {
+      // Claim first: the shard decides who creates. Until our file exists,
+      // other ranks asking us for it wait (PendingNames) instead of missing it.
+      creating = pending_.hold(dir, name);
+      uint32_t cf = (flags & O_EXCL) ? uint32_t{LocatorShard::kExclusive} : 0u;
+      if (stale >= 0) cf |= LocatorShard::kReplaceIf;
+      auto claim = loc_claim(dir, name, cf, stale);
+      if (!claim) return claim.status();
+      if (claim->result == LocatorShard::ClaimResult::kExists && claim->prev_owner != rank_) {
+        owner = claim->prev_owner;
+        creating.release();
+      } else {
+        owner = rank_;
+        claimed_new = claim->result == LocatorShard::ClaimResult::kNew;
+        if (claim->result == LocatorShard::ClaimResult::kMoved) moved_from = claim->prev_owner;
+      }
+    } else if (owner < 0) {
+      auto found = find_owner(dir, name);
+      if (!found) return found.status();
+      if (found.value() == LocatorShard::kDirectory) return Status::error(EISDIR, "now a directory");
+      owner = found.value();
+    }
+
+    if (owner == rank_) {
+      // Ours: the store file itself.
+      if (flags & O_TRUNC) unexport(dfd->get(), name.c_str());
+      int fd;
+      {
+        std::shared_lock gate(dir_gate_);
+        fd = dir_closing(dir) ? (errno = ENOENT, -1)
+                              : ::openat(dfd->get(), name.c_str(), store_open_flags(flags) | (create ? O_CREAT : 0),
+                                         mode & 07777);
+      }
+      if (fd < 0) {
+        int err = errno;
+        if (claimed_new || moved_from >= 0) loc_remove(dir, name, rank_);
+        if (err == ENOENT && !create && last_missing != rank_) {
+          // Not here (any more): the shard may know better.
+          last_missing = rank_;
+          owner = -1;
+          continue;
+        }
+        return Status::error(err, "open in the store");
+      }
+      struct stat st;
+      if (::fstat(fd, &st) != 0 || S_ISDIR(st.st_mode)) {
+        int err = S_ISDIR(st.st_mode) ? EISDIR : errno;
+        ::close(fd);
+        return Status::error(err, "fstat");
+      }
+      OpenedFile out;
+      out.handle = std::make_unique<FileHandle>();
+      out.handle->fd = fd;
+      out.owner = rank_;
+      out.created = claimed_new || moved_from >= 0;
+      out.st = st;
+      translate(&out.st);
+      return out;
+    }
+
+    // Another rank's file: ask its owner what the name holds now.
+    struct stat st;
+    uint64_t version = 0;
+    int err = remote_stat(owner, dir, name, &st, &version);
+    if (err == ENOENT) {
+      if (create) {
+        // The shard names an owner that has no such file (it is unlinking or
+        // renaming it away): replace that stale entry if it is still there.
+        stale = owner;
+        continue;
+      }
+      if (owner == last_missing) return Status::error(ENOENT, "no such file");
+      last_missing = owner;
+      owner = -1;
+      continue;
+    }
+    if (err) return Status::error(err, "stat at the owner");
+    if (S_ISDIR(st.st_mode)) return Status::error(EISDIR);
+    if (!S_ISREG(st.st_mode)) return Status::error(EINVAL, "not a regular file");
+    if ((flags & O_TRUNC) && st.st_size > 0 && (flags & O_ACCMODE) != O_RDONLY) {
+      // `>` of another rank's non-empty file. If it is open on its owner,
+      // the owner truncates it in place (moving it would break those
+      // handles: a shared file opened with O_TRUNC by many ranks at once).
+      WireWriter tw;
+      tw.u64(dir).str(name).u64(static_cast<uint64_t>(st.st_ino));
+      auto tr = cluster_->call(owner, Op::kFileTruncate, tw.buffer());
+      if (!tr && (tr.err() == ENOENT || tr.err() == ESTALE)) {
+        owner = -1;  // the name changed: look again
+        continue;
+      }
+      if (!tr) return tr.status();
+      WireReader trd(tr.value());
+      uint8_t truncated;
+      if (!trd.u8(&truncated) || truncated > 1) return Status::error(EPROTO, "truncate reply");
+      if (truncated) {
+        if (!get_stat(trd, &st, &version) || !trd.done()) return Status::error(EPROTO, "truncate reply");
+      }
+    }
+    if ((flags & O_TRUNC) && st.st_size > 0 && (flags & O_ACCMODE) != O_RDONLY) {
+      // Not open on its owner: the name moves here with a new, empty file,
+      // if the owner still holds it (else follow the name). Truncating an
+      // empty file changes nothing: concurrent O_TRUNC opens of one name
+      // then share the file the first of them made.
+      PendingNames::Guard taking = pending_.hold(dir, name);
+      auto claim = loc_claim(dir, name, LocatorShard::kReplaceIf, owner);
+      if (!claim) return claim.status();
+      if (claim->result == LocatorShard::ClaimResult::kExists && claim->prev_owner != rank_) {
+        owner = claim->prev_owner;  // someone else moved it first
+        continue;
+      }
+      int prev = claim->result == LocatorShard::ClaimResult::kMoved ? claim->prev_owner : -1;
+      int fd;
+      if (int terr = take_over(dir, name, prev, st.st_mode, O_RDWR, &fd)) return Status::error(terr, "take over");
+      forget_remote_file(static_cast<uint64_t>(st.st_ino));
+      struct stat lst;
+      if (::fstat(fd, &lst) != 0) {
+        int ferr = errno;
+        ::close(fd);
+        return Status::error(ferr, "fstat");
+      }
+      OpenedFile out;
+      out.handle = std::make_unique<FileHandle>();
+      out.handle->fd = fd;
+      out.owner = rank_;
+      out.created = true;
+      out.st = lst;
+      translate(&out.st);
+      return out;
+    }
+    OpenedFile out;
+    err = open_remote_handle(owner, dir, name, st, version, flags, &out);
+    if (err == ESTALE || err == ENOENT) continue;  // changed while we fetched it: look again
+    if (err) return Status::error(err, "open of a remote file");
+    return out;
+  }
+  DSDFS_WARN("open of %s: the name changed %d times during one open", name.c_str(), kOpenRounds);
+  return Status::error(EIO, "name keeps changing");
+}
+
+}  // namespace dsdfs::fs
