@@ -1,0 +1,96 @@
+// SPDX-License-Identifier: Apache-2.0
+#include "daemon/locator.h"
+
+#include <gtest/gtest.h>
+
+#include <atomic>
+#include <chrono>
+#include <thread>
+
+#include "daemon/pending_names.h"
+
+namespace dsdfs::fs {
+namespace {
+
+using Result = LocatorShard::ClaimResult;
+
+LocatorShard all_alive() {
+  return LocatorShard([](int) { return true; });
+}
+
+TEST(LocatorShard, FirstClaimCreatesLaterClaimsSeeTheOwner) {
+  auto s = all_alive();
+  auto a = s.claim(0, "f", 1, 0);
+  ASSERT_TRUE(a);
+  EXPECT_EQ(a->result, Result::kNew);
+  auto b = s.claim(0, "f", 2, 0);
+  ASSERT_TRUE(b);
+  EXPECT_EQ(b->result, Result::kExists);
+  EXPECT_EQ(b->prev_owner, 1);
+  auto c = s.claim(0, "f", 2, LocatorShard::kExclusive);
+  ASSERT_FALSE(c);
+  EXPECT_EQ(c.err(), EEXIST);
+}
+
+TEST(LocatorShard, ReplaceIfTakesTheNameOnlyFromTheExpectedOwner) {
+  auto s = all_alive();
+  ASSERT_TRUE(s.claim(0, "f", 1, 0));
+  // Expected owner 3 does not hold it: a plain claim answer (exists, owner 1).
+  auto a = s.claim(0, "f", 2, LocatorShard::kReplaceIf, 3);
+  ASSERT_TRUE(a);
+  EXPECT_EQ(a->result, Result::kExists);
+  EXPECT_EQ(a->prev_owner, 1);
+  // Expected owner 1 holds it: moved to 2.
+  auto b = s.claim(0, "f", 2, LocatorShard::kReplaceIf, 1);
+  ASSERT_TRUE(b);
+  EXPECT_EQ(b->result, Result::kMoved);
+  EXPECT_EQ(b->prev_owner, 1);
+  EXPECT_EQ(s.lookup(0, "f").value(), 2);
+  // The old owner's late remove no longer touches the name.
+  EXPECT_FALSE(s.remove(0, "f", 1));
+  EXPECT_EQ(s.lookup(0, "f").value(), 2);
+  // A free name is simply claimed.
+  auto c = s.claim(0, "g", 2, LocatorShard::kReplaceIf, 1);
+  ASSERT_TRUE(c);
+  EXPECT_EQ(c->result, Result::kNew);
+}
+
+TEST(LocatorShard, ReplaceIfNeverTakesADirectoryName) {
+  auto s = all_alive();
+  ASSERT_TRUE(s.claim(0, "d", 0, LocatorShard::kIsDir));
+  auto a = s.claim(0, "d", 2, LocatorShard::kReplaceIf, LocatorShard::kDirectory);
+  ASSERT_FALSE(a);
+  EXPECT_EQ(a.err(), EISDIR);
+}
+
+TEST(PendingNames, WaitReturnsWhenTheCreateEnds) {
+  PendingNames p;
+  EXPECT_FALSE(p.wait_while_pending(1, "f", std::chrono::milliseconds(1)));
+  auto guard = p.hold(1, "f");
+  EXPECT_TRUE(p.pending(1, "f"));
+  EXPECT_FALSE(p.pending(1, "g"));
+  std::atomic<bool> released{false};
+  std::thread t([&] {
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+    released.store(true);
+    guard.release();
+  });
+  EXPECT_TRUE(p.wait_while_pending(1, "f", std::chrono::seconds(10)));
+  EXPECT_TRUE(released.load());
+  EXPECT_FALSE(p.pending(1, "f"));
+  t.join();
+}
+
+TEST(PendingNames, NestedHoldsOfOneNameEndWithTheLast) {
+  PendingNames p;
+  auto a = p.hold(1, "f");
+  {
+    auto b = p.hold(1, "f");
+  }
+  EXPECT_TRUE(p.pending(1, "f"));
+  a.release();
+  EXPECT_FALSE(p.pending(1, "f"));
+}
+
+}  // namespace
+}  // namespace dsdfs::fs
