@@ -18,7 +18,7 @@ namespace {
 TEST(Torture, RandomOperationsFromEveryRankKeepThePromises) {
   const Config cfg = Config::from_env();
   e2e::watchdog_extend_current_test(
-      std::chrono::seconds(static_cast<long>(cfg.seconds + 2 * cfg.hang_limit) + 240));
+      std::chrono::seconds(static_cast<long>(cfg.seconds + 2 * cfg.hang_limit) + 180));
   fprintf(stderr, "torture: %s\n", cfg.describe().c_str());
   Cluster c(with_ranks(cfg.ranks));
   ASSERT_TRUE(c.start());
