@@ -1,0 +1,619 @@
+// SPDX-License-Identifier: Apache-2.0
+// The torture test's driver: configuration, setup of the namespace, the run (workers, rounds,
+// the hang check) and the final checks once every worker has stopped (torture.h).
+
+#include "tests/mpi/torture.h"
+
+#include <cinttypes>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <random>
+#include <set>
+#include <thread>
+
+#include "tests/e2e/e2e_env.h"
+
+namespace dsdfs::mpitest::torture {
+
+// ---------------------------------------------------------------------------------------
+// configuration
+
+namespace {
+
+long env_long(const char* name, long fallback, long lo, long hi) {
+  const char* v = getenv(name);
+  if (v == nullptr || *v == '\0') return fallback;
+  char* end = nullptr;
+  long x = strtol(v, &end, 10);
+  if (*end != '\0' || x < lo || x > hi) {
+    ADD_FAILURE() << name << "=" << v << " is not a number in [" << lo << ", " << hi << "]; using "
+                  << fallback;
+    return fallback;
+  }
+  return x;
+}
+
+}  // namespace
+
+Config Config::from_env() {
+  Config c;
+  c.ranks = static_cast<int>(env_long("DSDFS_TORTURE_RANKS", c.ranks, 2, 16));
+  c.workers = static_cast<int>(env_long("DSDFS_TORTURE_WORKERS", c.workers, 1, 32));
+  c.seconds = static_cast<double>(env_long("DSDFS_TORTURE_SECONDS", 60, 1, 24 * 3600));
+  c.links = env_long("DSDFS_TORTURE_LINK", 1, 0, 1) == 1;
+  c.strict = env_long("DSDFS_TORTURE_STRICT", 0, 0, 1) == 1;
+  c.print_limit = static_cast<size_t>(env_long("DSDFS_TORTURE_PRINT", 25, 0, 100000));
+  c.hang_limit = static_cast<double>(env_long("DSDFS_TORTURE_HANG_S", 30, 1, 3600));
+  const char* seed = getenv("DSDFS_TORTURE_SEED");
+  if (seed != nullptr && *seed != '\0') {
+    char* end = nullptr;
+    c.seed = strtoull(seed, &end, 0);
+    if (*end != '\0') ADD_FAILURE() << "DSDFS_TORTURE_SEED=" << seed << " is not a number";
+  } else {
+    std::random_device rd;
+    c.seed = (uint64_t{rd()} << 32) ^ rd() ^
+             static_cast<uint64_t>(Clock::now().time_since_epoch().count());
+  }
+  return c;
+}
+
+std::string Config::describe() const {
+  char buf[300];
+  snprintf(buf, sizeof buf,
+           "seed 0x%016" PRIx64 " (replay: DSDFS_TORTURE_SEED=0x%016" PRIx64
+           "), %d ranks x %d workers, %.0f s, links %s, strict %s, UCX variant %s",
+           seed, seed, ranks, workers, seconds, links ? "on" : "off", strict ? "on" : "off",
+           ucx_tls_variant().c_str());
+  return buf;
+}
+
+// ---------------------------------------------------------------------------------------
+// I/O helpers
+
+// Names in a directory (without . and ..) with their d_type. Returns 0 or the errno of
+// opendir/readdir; *step says which.
+int list_names(const std::string& path, std::vector<std::pair<std::string, unsigned char>>* out,
+               const char** step) {
+  out->clear();
+  *step = "opendir";
+  DIR* d = opendir(path.c_str());
+  if (d == nullptr) return errno;
+  *step = "readdir";
+  int err = 0;
+  for (;;) {
+    errno = 0;
+    struct dirent* e = readdir(d);
+    if (e == nullptr) {
+      err = errno;
+      break;
+    }
+    if (strcmp(e->d_name, ".") == 0 || strcmp(e->d_name, "..") == 0) continue;
+    out->emplace_back(e->d_name, e->d_type);
+  }
+  closedir(d);
+  return err;
+}
+
+// Reads from `offset` to the end of the file with pread; 0 or the errno.
+int read_to_end(int fd, uint64_t offset, std::string* out) {
+  out->clear();
+  constexpr size_t kStep = 1 << 20;
+  for (;;) {
+    size_t have = out->size();
+    out->resize(have + kStep);
+    ssize_t n = pread(fd, out->data() + have, kStep, static_cast<off_t>(offset + have));
+    if (n < 0) {
+      int err = errno;
+      out->resize(have);
+      if (err == EINTR) continue;
+      return err;
+    }
+    out->resize(have + static_cast<size_t>(n));
+    if (n == 0) return 0;
+  }
+}
+
+// Opens, reads and closes a whole file; 0 or the errno of the step that failed.
+int read_path(const std::string& path, std::string* out) {
+  out->clear();
+  int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return errno;
+  int err = read_to_end(fd, 0, out);
+  if (::close(fd) != 0 && err == 0) err = errno;
+  return err;
+}
+
+// Writes all of `data` at `offset` (pwrite, looping over short writes); returns the bytes
+// written and *err (0, or the errno of the call that failed).
+size_t pwrite_full(int fd, std::string_view data, uint64_t offset, int* err) {
+  size_t done = 0;
+  *err = 0;
+  while (done < data.size()) {
+    ssize_t n =
+        pwrite(fd, data.data() + done, data.size() - done, static_cast<off_t>(offset + done));
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      *err = errno;
+      break;
+    }
+    if (n == 0) break;
+    done += static_cast<size_t>(n);
+  }
+  return done;
+}
+
+// ---------------------------------------------------------------------------------------
+// Torture: setup, the run, final checks
+
+Torture::Torture(const Config& config, Cluster& cluster)
+    : cfg(config),
+      c(cluster),
+      report(config.seed, config.print_limit, config.strict),
+      workers_total(config.ranks * config.workers),
+      t0_(Clock::now()),
+      barrier_(config.ranks * config.workers) {
+  for (int l = 0; l < cfg.ranks; ++l)
+    log_appends_.push_back(std::make_unique<std::atomic<uint64_t>>(0));
+  for (int i = 0; i < cfg.ranks * workers_total; ++i)
+    log_writers_.push_back(std::make_unique<LogWriter>());
+  for (int i = 0; i < cfg.ranks * cfg.ranks; ++i)
+    log_floor_.push_back(std::make_unique<std::atomic<uint64_t>>(0));
+  for (int r = 0; r < cfg.ranks; ++r) gfiles_.push_back(std::make_unique<GFile>());
+}
+
+Torture::~Torture() = default;
+
+namespace {
+
+::testing::AssertionResult create_with(const std::string& path, std::string_view data, int flags) {
+  int fd = ::open(path.c_str(), flags | O_CLOEXEC, 0644);
+  if (fd < 0)
+    return ::testing::AssertionFailure() << "open(" << path << "): " << e2e::errno_text(errno);
+  int err = 0;
+  size_t n = pwrite_full(fd, data, 0, &err);
+  if (::close(fd) != 0 && err == 0) err = errno;
+  if (err || n != data.size())
+    return ::testing::AssertionFailure() << "writing " << path << ": " << e2e::errno_text(err);
+  return ::testing::AssertionSuccess();
+}
+
+}  // namespace
+
+::testing::AssertionResult Torture::setup() {
+  const char* dirs[] = {"t", "t/f", "t/d", "t/log", "t/v", "t/g", "t/x"};
+  int r = 0;
+  for (const char* d : dirs) {
+    const std::string p = c.path(r, d);
+    if (::mkdir(p.c_str(), 0755) != 0)
+      return ::testing::AssertionFailure() << "mkdir(" << p << "): " << e2e::errno_text(errno);
+    r = (r + 1) % cfg.ranks;
+  }
+  if (::mkdir(c.path(0, d_rel(0)).c_str(), 0755) != 0)
+    return ::testing::AssertionFailure() << "mkdir t/d/d0: " << e2e::errno_text(errno);
+  for (int l = 0; l < cfg.ranks; ++l) {
+    auto ok = create_with(c.path(l, log_rel(l)), "", O_WRONLY | O_CREAT | O_EXCL);
+    if (!ok) return ok;
+    GFile& g = *gfiles_[static_cast<size_t>(l)];
+    g.lens.push_back(4096);
+    ok = create_with(c.path(l, g_rel(l)), grow_make(0, 0, 4096), O_WRONLY | O_CREAT | O_EXCL);
+    if (!ok) return ok;
+  }
+  for (int n = 0; n < kVNames; ++n) {
+    const int owner = n % cfg.ranks;
+    const uint64_t id = (uint64_t{0xFFFF} << 40) | static_cast<uint64_t>(n);
+    const std::string content =
+        version_make(static_cast<uint32_t>(n), id, 1000 + 100 * static_cast<size_t>(n));
+    const std::string tmp = c.path(owner, "t/v/.tmp.setup." + std::to_string(n));
+    auto ok = create_with(tmp, content, O_WRONLY | O_CREAT | O_EXCL);
+    if (!ok) return ok;
+    if (::rename(tmp.c_str(), c.path(owner, v_rel(n)).c_str()) != 0)
+      return ::testing::AssertionFailure()
+             << "rename onto " << v_rel(n) << ": " << e2e::errno_text(errno);
+    vnames_[n].versions.push_back({id, content.size(), 0, 0});
+  }
+  // every rank sees the layout before the run starts
+  for (int rank = 0; rank < cfg.ranks; ++rank) {
+    for (const char* d : dirs) {
+      struct stat st;
+      if (::stat(c.path(rank, d).c_str(), &st) != 0 || !S_ISDIR(st.st_mode))
+        return ::testing::AssertionFailure() << "rank " << rank << " does not see " << d;
+    }
+    for (int l = 0; l < cfg.ranks; ++l) {
+      struct stat st;
+      if (::stat(c.path(rank, log_rel(l)).c_str(), &st) != 0)
+        return ::testing::AssertionFailure() << "rank " << rank << " does not see " << log_rel(l)
+                                             << ": " << e2e::errno_text(errno);
+    }
+  }
+  t0_ = Clock::now();
+  return ::testing::AssertionSuccess();
+}
+
+void Torture::abort_run(const std::string& why) {
+  abort_.store(true);
+  barrier_.break_all();
+  if (abort_handled_) return;
+  abort_handled_ = true;
+  fprintf(stderr, "torture: aborting the run: %s\ntorture: processes of the job:\n%s", why.c_str(),
+          c.describe_stuck_processes().c_str());
+  // Stopping the job makes calls blocked on its mounts fail, so that the workers end.
+  auto stopped = c.stop();
+  if (!stopped)
+    fprintf(stderr, "torture: stopping the job: %s\n", stopped.message());
+  else
+    fprintf(stderr, "torture: job log:\n%s", c.log().c_str());
+}
+
+void Torture::check_hangs() {
+  const int64_t now = now_ns();
+  for (auto& w : workers_) {
+    const int64_t since = w->busy_since();
+    if (since == 0) continue;
+    const double blocked = static_cast<double>(now - (since - 1)) / 1e9;
+    if (blocked < cfg.hang_limit) continue;
+    char buf[80];
+    snprintf(buf, sizeof buf, "blocked for %.1f s", blocked);
+    report.violation(kHang, {w->rank(), w->index(), w->op_index(), elapsed()}, "hang",
+                     w->current_call(), "blocked", buf);
+    abort_run("a call has been blocked for " + std::to_string(static_cast<int>(blocked)) + " s");
+    return;
+  }
+}
+
+void Torture::run() {
+  for (int r = 0; r < cfg.ranks; ++r)
+    for (int i = 0; i < cfg.workers; ++i) workers_.push_back(std::make_unique<Worker>(*this, r, i));
+  std::vector<std::thread> threads;
+  std::atomic<int> finished{0};
+  for (auto& w : workers_)
+    threads.emplace_back([&finished, wp = w.get()] {
+      wp->main();
+      finished.fetch_add(1);
+    });
+  const auto deadline = t0_ + std::chrono::milliseconds(static_cast<int64_t>(cfg.seconds * 1000));
+  auto next_round = t0_ + std::chrono::milliseconds(static_cast<int64_t>(cfg.round_every * 1000));
+  auto next_job_check = Clock::now();
+  while (finished.load() < static_cast<int>(workers_.size())) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+    const auto now = Clock::now();
+    if (!stop_.load() && now >= deadline) stop_.store(true);
+    if (!stop_.load() && !abort_.load() && now >= next_round &&
+        rounds_done_.load() == round_requested_.load()) {
+      round_requested_.fetch_add(1);
+      next_round = now + std::chrono::milliseconds(static_cast<int64_t>(cfg.round_every * 1000));
+    }
+    check_hangs();
+    if (now >= next_job_check) {
+      next_job_check = now + std::chrono::seconds(1);
+      if (!abort_.load() && !c.running()) {
+        report.violation(kJobDied, main_where(-1, 0), "job", "mpirun", "exited",
+                         "the job ended during the run");
+        abort_run("the job ended");
+      }
+    }
+  }
+  for (auto& th : threads) th.join();
+  fprintf(stderr, "torture: run over after %.1f s: %d rounds, %" PRIu64 " operations\n", elapsed(),
+          rounds_done_.load(), report.operations());
+}
+
+// --- final checks: every worker stopped and closed its files ---
+
+void Torture::final_logs() {
+  const int G = workers_total;
+  for (int l = 0; l < cfg.ranks; ++l) {
+    // [gid][seq] outcome
+    std::vector<const std::vector<uint8_t>*> outcome(static_cast<size_t>(G));
+    for (auto& w : workers_)
+      outcome[static_cast<size_t>(w->rank() * cfg.workers + w->index())] =
+          &w->log_outcome()[static_cast<size_t>(l)];
+    const std::string rel = log_rel(l);
+    std::string first_data;
+    for (int r = 0; r < cfg.ranks; ++r) {
+      const Where where = main_where(r, 1);
+      const std::string op = "final.log";
+      std::string data;
+      int err = read_path(c.path(r, rel), &data);
+      report.count(op, err);
+      if (err) {
+        report.violation(rule_for(err, kExists), where, op, "read " + q(rel), errno_name(err),
+                         "-1 " + errno_name(err));
+        continue;
+      }
+      struct stat st;
+      if (::stat(c.path(r, rel).c_str(), &st) != 0 ||
+          static_cast<size_t>(st.st_size) != data.size())
+        report.violation(kFinalAgree, where, op, "stat " + q(rel), "size",
+                         "st_size differs from the " + std::to_string(data.size()) + " bytes read");
+      if (r == 0)
+        first_data = data;
+      else if (data != first_data)
+        report.violation(kFinalAgree, where, op, "read " + q(rel), "differs",
+                         "rank " + std::to_string(r) + " reads other bytes than rank 0 (" +
+                             std::to_string(data.size()) + " vs " +
+                             std::to_string(first_data.size()) + " bytes)");
+      std::vector<std::vector<int>> count(static_cast<size_t>(G));
+      for (int g = 0; g < G; ++g)
+        count[static_cast<size_t>(g)].assign(outcome[static_cast<size_t>(g)]->size(), 0);
+      size_t bad = 0, phantom = 0;
+      std::string first_bad;
+      for (size_t at = 0; at + kRecord <= data.size(); at += kRecord) {
+        auto id = record_parse(std::string_view(data).substr(at, kRecord));
+        if (!id || id->log != static_cast<uint32_t>(l) || id->writer >= static_cast<uint32_t>(G)) {
+          if (bad++ == 0)
+            first_bad = "offset " + std::to_string(at) + ": " +
+                        hex_of(std::string_view(data).substr(at, 32));
+          continue;
+        }
+        auto& cnt = count[id->writer];
+        if (id->seq >= cnt.size()) {
+          ++phantom;
+          continue;
+        }
+        ++cnt[id->seq];
+      }
+      if (bad || data.size() % kRecord)
+        report.violation(kLogRecord, where, op, "read " + q(rel), "torn record",
+                         std::to_string(bad) + " records not whole (first: " + first_bad +
+                             "), size " + std::to_string(data.size()));
+      if (phantom)
+        report.violation(kLogPhantom, where, op, "read " + q(rel), "phantom",
+                         std::to_string(phantom) + " records no append wrote");
+      size_t lost = 0, dup = 0, dup_failed = 0;
+      std::string first_lost;
+      for (int g = 0; g < G; ++g) {
+        auto& o = *outcome[static_cast<size_t>(g)];
+        for (size_t s = 0; s < o.size(); ++s) {
+          const int n = count[static_cast<size_t>(g)][s];
+          if (o[s] == 1 && n == 0 && lost++ == 0)
+            first_lost = "writer " + std::to_string(g) + " seq " + std::to_string(s);
+          if (n > 1) (o[s] == 1 ? dup : dup_failed)++;
+        }
+      }
+      if (lost)
+        report.violation(kLogLost, where, op, "read " + q(rel), "missing",
+                         std::to_string(lost) +
+                             " records whose write() succeeded are not in the "
+                             "log (first: " +
+                             first_lost + ")");
+      if (dup || dup_failed)
+        report.violation(kLogDuplicate, where, op, "read " + q(rel), "duplicate",
+                         std::to_string(dup + dup_failed) + " records more than once");
+    }
+    // the bytes live on the owner (rank l) only
+    struct stat st;
+    if (::stat(c.store_path(l, rel).c_str(), &st) != 0 ||
+        static_cast<size_t>(st.st_size) != first_data.size())
+      report.violation(kFinalStore, main_where(l, 1), "final.log",
+                       "stat of the store file of " + q(rel), "store size",
+                       "the owner's store does not hold the " + std::to_string(first_data.size()) +
+                           " bytes read");
+    for (int r = 0; r < cfg.ranks; ++r)
+      if (r != l && e2e::path_exists(c.store_path(r, rel)))
+        report.violation(kFinalStore, main_where(r, 1), "final.log",
+                         "lstat of the store file of " + q(rel), "copy",
+                         "rank " + std::to_string(r) + "'s store holds a copy of rank " +
+                             std::to_string(l) + "'s log");
+  }
+}
+
+void Torture::final_versions() {
+  for (int n = 0; n < kVNames; ++n) {
+    const std::string rel = v_rel(n);
+    std::vector<VersionEntry> versions = vnames_[n].versions;
+    std::set<uint64_t> current;  // versions not superseded by a later rename
+    for (auto& x : versions) {
+      bool superseded = false;
+      for (auto& y : versions)
+        if (y.id != x.id && x.rename_end != kPending && y.rename_end != kPending &&
+            y.rename_start >= x.rename_end)
+          superseded = true;
+      if (!superseded) current.insert(x.id);
+    }
+    uint64_t first_id = 0;
+    for (int r = 0; r < cfg.ranks; ++r) {
+      const Where where = main_where(r, 2);
+      std::string data;
+      int err = read_path(c.path(r, rel), &data);
+      report.count("final.v", err);
+      if (err) {
+        report.violation(rule_for(err, kExists), where, "final.v", "read " + q(rel),
+                         errno_name(err), "-1 " + errno_name(err));
+        continue;
+      }
+      VersionScan scan = version_check(data, static_cast<uint32_t>(n));
+      if (!scan.ok) {
+        report.violation(kVersionContent, where, "final.v", "read " + q(rel), "torn", scan.why);
+        continue;
+      }
+      char id[40];
+      snprintf(id, sizeof id, "0x%" PRIx64, scan.id);
+      if (!current.count(scan.id))
+        report.violation(kVersionStale, where, "final.v", "read " + q(rel), "stale",
+                         std::string("version ") + id + " was replaced by a later rename");
+      if (r == 0)
+        first_id = scan.id;
+      else if (scan.id != first_id)
+        report.violation(kFinalAgree, where, "final.v", "read " + q(rel), "differs",
+                         std::string("version ") + id + " differs from rank 0's");
+    }
+  }
+}
+
+void Torture::final_grown() {
+  for (int g = 0; g < cfg.ranks; ++g) {
+    GFile& f = *gfiles_[static_cast<size_t>(g)];
+    const std::string rel = g_rel(g);
+    const uint64_t k = f.completed.load();
+    if (f.started.load() != k) continue;  // the last version failed half-way: no exact content
+    const std::string want = grow_make(k, 0, f.lens[k]);
+    for (int r = 0; r < cfg.ranks; ++r) {
+      std::string data;
+      int err = read_path(c.path(r, rel), &data);
+      report.count("final.g", err);
+      if (err) {
+        report.violation(rule_for(err, kExists), main_where(r, 3), "final.g", "read " + q(rel),
+                         errno_name(err), "-1 " + errno_name(err));
+        continue;
+      }
+      if (data != want)
+        report.violation(kGrowStale, main_where(r, 3), "final.g", "read " + q(rel),
+                         "not the last version",
+                         "read " + std::to_string(data.size()) + " bytes; version " +
+                             std::to_string(k) + " has " + std::to_string(want.size()));
+    }
+  }
+}
+
+void Torture::final_chaos() {
+  for (int i = 0; i < kFNames; ++i) {
+    const std::string rel = f_rel(i);
+    std::vector<std::optional<struct stat>> st(static_cast<size_t>(cfg.ranks));
+    std::string summary;
+    for (int r = 0; r < cfg.ranks; ++r) {
+      int err = 0;
+      st[static_cast<size_t>(r)] = e2e::lstat_of(c.path(r, rel), &err);
+      report.count("final.f.stat", st[static_cast<size_t>(r)] ? 0 : err);
+      if (!st[static_cast<size_t>(r)] && err != ENOENT)
+        report.violation(rule_for(err, kNoFlags), main_where(r, 4), "final.f.stat",
+                         "lstat " + q(rel), errno_name(err), "-1 " + errno_name(err));
+      auto& s = st[static_cast<size_t>(r)];
+      summary += " rank " + std::to_string(r) + ": " +
+                 (s ? "ino " + std::to_string(s->st_ino) + " size " + std::to_string(s->st_size) +
+                          " nlink " + std::to_string(s->st_nlink)
+                    : std::string("absent"));
+    }
+    bool agree = true;
+    for (int r = 1; r < cfg.ranks; ++r) {
+      auto& a = st[0];
+      auto& b = st[static_cast<size_t>(r)];
+      if (a.has_value() != b.has_value() ||
+          (a && (a->st_ino != b->st_ino || a->st_size != b->st_size || a->st_nlink != b->st_nlink ||
+                 (a->st_mode & S_IFMT) != (b->st_mode & S_IFMT))))
+        agree = false;
+    }
+    if (!agree)
+      report.violation(kFinalAgree, main_where(-1, 4), "final.f.stat",
+                       "lstat " + q(rel) + " on every rank", "differs", summary);
+    bool exists = st[0].has_value();
+    if (exists) {
+      std::string first;
+      for (int r = 0; r < cfg.ranks; ++r) {
+        std::string data;
+        int err = read_path(c.path(r, rel), &data);
+        report.count("final.f.read", err);
+        if (err) {
+          report.violation(rule_for(err, kExists), main_where(r, 4), "final.f.read",
+                           "read " + q(rel), errno_name(err), "-1 " + errno_name(err));
+          continue;
+        }
+        CellScan scan = cells_check(data, 0);
+        if (!scan.ok())
+          report.violation(kCellContent, main_where(r, 4), "final.f.read", "read " + q(rel),
+                           "bad bytes", scan.describe());
+        if (r == 0)
+          first = data;
+        else if (data != first)
+          report.violation(kFinalAgree, main_where(r, 4), "final.f.read", "read " + q(rel),
+                           "differs", "other bytes than rank 0");
+      }
+    }
+    // exactly one store holds an existing name; none holds a removed one
+    std::string holders;
+    int count = 0;
+    for (int r = 0; r < cfg.ranks; ++r) {
+      if (e2e::path_exists(c.store_path(r, rel))) {
+        ++count;
+        holders += " " + std::to_string(r);
+      }
+    }
+    if (count != (exists ? 1 : 0))
+      report.violation(kFinalStore, main_where(-1, 4), "final.f.store",
+                       "lstat of " + q(rel) + " in every store",
+                       exists ? "stored " + std::to_string(count) + "x" : "ghost",
+                       std::string(exists ? "exists" : "absent on the mounts") +
+                           ", in the stores of ranks:" + (holders.empty() ? " none" : holders));
+  }
+  // readdir agrees with lstat, and no store keeps other names
+  std::vector<std::pair<std::string, unsigned char>> names;
+  const char* step = "";
+  for (int r = 0; r < cfg.ranks; ++r) {
+    int err = list_names(c.path(r, "t/f"), &names, &step);
+    report.count("final.f.readdir", err);
+    if (err) {
+      report.violation(rule_for(err, kExists), main_where(r, 4), "final.f.readdir",
+                       "readdir \"t/f\"", errno_name(err),
+                       std::string(step) + ": -1 " + errno_name(err));
+      continue;
+    }
+    std::set<std::string> listed;
+    for (auto& [n, type] : names)
+      if (!listed.insert(n).second)
+        report.violation(kReaddirDuplicate, main_where(r, 4), "final.f.readdir", "readdir \"t/f\"",
+                         "duplicate", q(n) + " twice");
+    for (int i = 0; i < kFNames; ++i) {
+      const bool there = e2e::path_exists(c.path(r, f_rel(i)));
+      if (there != (listed.count("f" + std::to_string(i)) > 0))
+        report.violation(
+            kFinalAgree, main_where(r, 4), "final.f.readdir", "readdir \"t/f\"", "readdir vs lstat",
+            q(f_rel(i)) + (there ? " exists but is not listed" : " is listed but absent"));
+    }
+    err = list_names(c.store_path(r, "t/f"), &names, &step);
+    for (auto& [n, type] : names) {
+      bool known = false;
+      for (int i = 0; i < kFNames; ++i) known = known || n == "f" + std::to_string(i);
+      if (!known)
+        report.violation(kFinalStore, main_where(r, 4), "final.f.store",
+                         "readdir of the store's t/f", "ghost", "the store holds " + q(n));
+    }
+  }
+}
+
+void Torture::final_dirs() {
+  std::set<std::string> first;
+  std::vector<std::pair<std::string, unsigned char>> names;
+  const char* step = "";
+  for (int r = 0; r < cfg.ranks; ++r) {
+    int err = list_names(c.path(r, "t/d"), &names, &step);
+    report.count("final.d.readdir", err);
+    if (err) {
+      report.violation(rule_for(err, kExists), main_where(r, 5), "final.d.readdir",
+                       "readdir \"t/d\"", errno_name(err),
+                       std::string(step) + ": -1 " + errno_name(err));
+      continue;
+    }
+    std::set<std::string> mine;
+    for (auto& [n, type] : names) mine.insert(n);
+    std::vector<std::pair<std::string, unsigned char>> stored;
+    list_names(c.store_path(r, "t/d"), &stored, &step);
+    std::set<std::string> in_store;
+    for (auto& [n, type] : stored) in_store.insert(n);
+    auto join = [](const std::set<std::string>& s) {
+      std::string out;
+      for (auto& n : s) out += " " + n;
+      return out.empty() ? std::string(" (none)") : out;
+    };
+    if (in_store != mine)
+      report.violation(kFinalStore, main_where(r, 5), "final.d.store", "readdir of the store's t/d",
+                       "replica", "store:" + join(in_store) + "; mount:" + join(mine));
+    if (r == 0)
+      first = mine;
+    else if (mine != first)
+      report.violation(kFinalAgree, main_where(r, 5), "final.d.readdir", "readdir \"t/d\"",
+                       "differs",
+                       "rank " + std::to_string(r) + ":" + join(mine) + "; rank 0:" + join(first));
+  }
+}
+
+void Torture::final_checks() {
+  report.print_more(cfg.print_limit);
+  fprintf(stderr, "torture: final checks\n");
+  final_logs();
+  final_versions();
+  final_grown();
+  final_chaos();
+  final_dirs();
+}
+
+}  // namespace dsdfs::mpitest::torture
