@@ -50,11 +50,16 @@ Status Cluster::start() {
             std::lock_guard lock(mu_);
             if (stopping_) return;  // the dropped Responder answers EIO
             tasks_.push_back(std::move(t));
-            cv_.notify_one();
+            // Every worker busy: another one, so that a request never waits
+            // for requests that may themselves wait for it (a handler can
+            // wait for another rank, which can wait for this rank).
+            if (idle_ == 0 && workers_.size() < kMaxWorkers) workers_.emplace_back([this] { worker_main(); });
+            else cv_.notify_one();
           });
       if (!status) return status;
     }
   }
+  std::lock_guard lock(mu_);
   for (unsigned i = 0; i < nworkers_; ++i) workers_.emplace_back([this] { worker_main(); });
   return Status::ok();
 }
@@ -69,8 +74,13 @@ void Cluster::stop() {
   }
   cv_.notify_all();
   for (auto& t : left) t.responder.reply_error(EIO);
-  for (auto& w : workers_) w.join();
-  workers_.clear();
+  // No worker is added once stopping_ is set.
+  std::vector<std::thread> workers;
+  {
+    std::lock_guard lock(mu_);
+    workers.swap(workers_);
+  }
+  for (auto& w : workers) w.join();
 }
 
 bool Cluster::is_worker_thread(pid_t tid) const {
@@ -88,7 +98,9 @@ void Cluster::worker_main() {
       Task task;
       {
         std::unique_lock lock(mu_);
+        ++idle_;
         cv_.wait(lock, [this] { return stopping_ || !tasks_.empty(); });
+        --idle_;
         if (tasks_.empty()) return;
         task = std::move(tasks_.front());
         tasks_.pop_front();

@@ -51,7 +51,7 @@ enum class Op : uint16_t {
 
 // The ranks of the job and the RPCs between them, above rdma::Transport.
 // Requests run on a pool of worker threads (never on the UCX progress
-// thread, since they do file I/O); a call to this rank itself runs the
+// thread, since they do file I/O) that grows while every worker is busy; a call to this rank itself runs the
 // handler in the calling thread without touching the network. With one rank
 // there is no transport at all. Thread-safe.
 class Cluster {
@@ -142,7 +142,11 @@ class Cluster {
   std::condition_variable cv_;
   std::deque<Task> tasks_;  // GUARDED_BY(mu_)
   bool stopping_ = false;   // GUARDED_BY(mu_)
-  std::vector<std::thread> workers_;
+  std::vector<std::thread> workers_;  // GUARDED_BY(mu_): nworkers_, more while all are busy
+  unsigned idle_ = 0;                 // GUARDED_BY(mu_): workers waiting for a task
+  // At most this many workers: far more than requests that can wait on
+  // other ranks at once (each holds one of another rank's FUSE or RPC threads).
+  static constexpr size_t kMaxWorkers = 512;
   mutable std::mutex tids_mu_;    // leaf lock
   std::vector<pid_t> worker_tids_;  // GUARDED_BY(tids_mu_)
 };

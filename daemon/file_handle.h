@@ -47,19 +47,23 @@ struct FileHandle {
   // counted = false: a handle this daemon opened on its own mount (for
   // another rank's forwarded writes) is not a user's open file; it does not
   // keep the file from moving to another rank (see Inode::giving).
-  void attach(std::shared_ptr<Inode> local_inode, bool counted = true) {
+  void attach(std::shared_ptr<Inode> local_inode, bool counted = true, bool writable = false) {
     inode = std::move(local_inode);
     counted_ = counted;
+    writer_ = counted && writable;
     if (inode && counted_) inode->open_files.fetch_add(1);
+    if (inode && writer_) inode->open_writers.fetch_add(1);
   }
 
   ~FileHandle() {
     if (fd >= 0) ::close(fd);
     if (inode && !remote && counted_) inode->open_files.fetch_sub(1);
+    if (inode && !remote && writer_) inode->open_writers.fetch_sub(1);
   }
 
  private:
   bool counted_ = false;
+  bool writer_ = false;
 };
 
 }  // namespace dsdfs::fs

@@ -144,7 +144,7 @@ class Filesystem {
 
   // Claims `name` in `dir` for this rank, then runs make(dir_fd) (a syscall
   // returning 0 or -1 with errno) unless the directory is being removed.
-  int claim_and_make(const Inode& dir, const char* name, uint32_t claim_flags,
+  int claim_and_make(uint64_t dir_id, int dir_fd, const char* name, uint32_t claim_flags,
                      const std::function<int(int dir_fd)>& make);
   // The merged listing of a directory (this replica plus every rank's files).
   int list_dir(const Inode& dir, int dir_fd, std::vector<DirEntryInfo>* out);
@@ -187,19 +187,22 @@ class Filesystem {
   static int store_open_flags(int flags);
 
   // Remote file access.
-  int take_over(uint64_t dir, const std::string& name, int prev_owner, mode_t mode, int open_flags, int* fd_out);
+  // Creates the new local file of a name just claimed from prev_owner (held
+  // under name_lock, which is released before the old copies are dropped).
+  int take_over(uint64_t dir, const std::string& name, int prev_owner, mode_t mode, int open_flags, int* fd_out,
+                std::unique_lock<std::mutex> name_lock = {});
   void remote_read(fuse_req_t req, FileHandle& h, size_t size, off_t off);
   void remote_write(fuse_req_t req, FileHandle& h, struct fuse_bufvec* in, off_t off);
   // Remote reads through the cache: start_fetch() fetches chunks the caller
   // claimed, asynchronously; fetch_ahead() claims and fetches the missing
   // chunks of [from, end); wait_chunks() returns once [first, last] are
   // present (fetching them itself if needed) or with the errno of the failure.
-  // exact_version: the owner serves only the version the handle opened
-  // (the whole-file fetch at open); otherwise any version of the same file
-  // that still has the bytes (a file appended to while it is read).
-  void start_fetch(const FileHandle& h, uint64_t first, uint64_t count, bool exact_version);
-  void fetch_ahead(const FileHandle& h, uint64_t from, uint64_t end, bool exact_version = false);
-  int wait_chunks(const FileHandle& h, uint64_t first, uint64_t last, bool exact_version = false);
+  // Fetches ask the owner for the bytes of the same file (global inode) in
+  // whatever version it has now: a file appended to while it is read keeps
+  // its first bytes; one that shrank gives a short read (ESTALE).
+  void start_fetch(const FileHandle& h, uint64_t first, uint64_t count);
+  void fetch_ahead(const FileHandle& h, uint64_t from, uint64_t end);
+  int wait_chunks(const FileHandle& h, uint64_t first, uint64_t last);
   void forget_remote_file(uint64_t gino);
 
   // RPC handlers (run on Cluster workers).
@@ -208,6 +211,9 @@ class Filesystem {
   Cluster::Reply on_loc_remove(int source, std::span<const uint8_t> payload);
   Cluster::Reply on_own_find(int source, std::span<const uint8_t> payload);
   Cluster::Reply on_file_stat(int source, std::span<const uint8_t> payload);
+  // Owner side of a peer's stat of a file open for writing here: writes this
+  // kernel's dirty pages back and reports the size and mtime it knows.
+  void flush_for_peer(uint64_t dir, const std::string& name, struct stat* st);
   // kFileRead: up to cap bytes into buf; the length read.
   Result<size_t> read_for_peer(std::span<const uint8_t> payload, uint8_t* buf, size_t cap);
   Cluster::Reply on_file_write(int source, std::span<const uint8_t> payload);
@@ -220,6 +226,14 @@ class Filesystem {
   Cluster::Reply on_file_map(int source, std::span<const uint8_t> payload);
   Cluster::Reply on_file_truncate(int source, std::span<const uint8_t> payload);
   Cluster::Reply on_file_link(int source, std::span<const uint8_t> payload);
+  // Owner side of another rank's unlink, rename, link or drop: the change is
+  // made in the store directly, never through our own mount, where it would
+  // wait for directory locks that FUSE requests on this mount hold while they
+  // wait for RPCs (to the rank now waiting for us: a deadlock until the
+  // timeout). Then this kernel is told, without waiting (Notifier).
+  uint64_t dir_node(uint64_t dir);
+  void kernel_names_changed(const std::vector<std::pair<uint64_t, std::string>>& names);
+  void kernel_attrs_changed(dev_t dev, ino_t ino);
   // Reader side of the one-sided path: asks the owner to export the file.
   void remote_map(FileHandle& h);
   // Owner side: a file is about to shrink or vanish; no get may touch it,
@@ -267,6 +281,7 @@ class Filesystem {
   RmaExports exports_;
   WriteFds write_fds_;
   PendingNames pending_;
+  NameLocks name_locks_;
   MovedFiles moved_;
   Notifier notifier_;
   Stats* const stats_;

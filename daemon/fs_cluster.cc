@@ -300,11 +300,35 @@ Cluster::Reply Filesystem::on_file_stat(int, std::span<const uint8_t> payload) {
     }
   }
   if (S_ISDIR(st.st_mode)) return Status::error(ENOENT);  // directories are never remote
+  if (S_ISREG(st.st_mode)) flush_for_peer(dir, name, &st);
   uint64_t version = file_version(st);
   translate(&st);
   WireWriter w;
   put_stat(w, st, version);
   return w.take();
+}
+
+void Filesystem::flush_for_peer(uint64_t dir, const std::string& name, struct stat* st) {
+  // Other ranks' appends to this file reach the store at once (O_DIRECT
+  // through our mount, at the end this kernel knows), while this rank's own
+  // writes may still be dirty pages below them (writeback cache): the store
+  // then has a hole the file never had. While such a forwarding fd is open,
+  // have this kernel write the file's dirty pages back before a peer learns
+  // the size. Through that fd (no path walk: a path walk can wait for a
+  // directory lock that a FUSE request holds while it waits for another
+  // rank); the writes are answered by FUSE workers (the pool grows).
+  auto fd = write_fds_.get_any(global_ino(st->st_ino));
+  if (!fd) return;
+  if (::sync_file_range(fd->get(), 0, 0,
+                        SYNC_FILE_RANGE_WAIT_BEFORE | SYNC_FILE_RANGE_WRITE | SYNC_FILE_RANGE_WAIT_AFTER) != 0) {
+    DSDFS_DEBUG("write-back of %s for a peer: %s", name.c_str(), std::strerror(errno));
+    return;
+  }
+  auto dfd = local_dir(dir);
+  struct stat now;
+  if (dfd && ::fstatat(dfd->get(), name.c_str(), &now, AT_SYMLINK_NOFOLLOW) == 0 && now.st_ino == st->st_ino) {
+    *st = now;
+  }
 }
 
 Cluster::Reply Filesystem::on_dir_list(int, std::span<const uint8_t> payload) {
@@ -427,7 +451,7 @@ void Filesystem::remote_map(FileHandle& h) {
   DSDFS_DEBUG("reading %s from rank %d with one-sided gets", h.ref.name.c_str(), h.ref.owner);
 }
 
-void Filesystem::start_fetch(const FileHandle& h, uint64_t first, uint64_t count, bool exact_version) {
+void Filesystem::start_fetch(const FileHandle& h, uint64_t first, uint64_t count) {
   std::shared_ptr<CacheEntry> c = h.cache;
   const uint64_t off = first * CacheEntry::kChunk;
   const uint64_t len = std::min<uint64_t>(count * CacheEntry::kChunk, c->size() - off);
@@ -469,7 +493,7 @@ void Filesystem::start_fetch(const FileHandle& h, uint64_t first, uint64_t count
     return;
   }
   WireWriter w;
-  w.u64(h.ref.dir).str(h.ref.name).u64(h.ref.gino).u64(exact_version ? h.ref.version : 0).u64(off)
+  w.u64(h.ref.dir).str(h.ref.name).u64(h.ref.gino).u64(0).u64(off)
       .u32(static_cast<uint32_t>(len));
   cluster_->call_into_async(owner, Op::kFileRead, w.buffer(), std::span<uint8_t>(dst, len), c,
                             [done, len](Result<size_t> r) {
@@ -478,18 +502,18 @@ void Filesystem::start_fetch(const FileHandle& h, uint64_t first, uint64_t count
                             });
 }
 
-void Filesystem::fetch_ahead(const FileHandle& h, uint64_t from, uint64_t end, bool exact_version) {
+void Filesystem::fetch_ahead(const FileHandle& h, uint64_t from, uint64_t end) {
   auto& c = *h.cache;
   for (int64_t m = c.first_missing(from, end - 1); m >= 0; m = c.first_missing(from, end - 1)) {
     uint64_t k = static_cast<uint64_t>(m);
     uint64_t run = c.claim_run(k, std::min<uint64_t>(kFetchChunks, end - k));
-    if (run > 0) start_fetch(h, k, run, exact_version);
+    if (run > 0) start_fetch(h, k, run);
     from = k + std::max<uint64_t>(run, 1);
     if (from >= end) break;
   }
 }
 
-int Filesystem::wait_chunks(const FileHandle& h, uint64_t first, uint64_t last, bool exact_version) {
+int Filesystem::wait_chunks(const FileHandle& h, uint64_t first, uint64_t last) {
   auto& c = *h.cache;
   for (uint64_t k = first; k <= last; ++k) {
     // A chunk whose fetch failed is fetched once more by this thread.
@@ -497,7 +521,7 @@ int Filesystem::wait_chunks(const FileHandle& h, uint64_t first, uint64_t last, 
       if (attempt == 2) return c.last_error() != 0 ? c.last_error() : EIO;
       // Only what this read needs: fetch_ahead() widens sequential reads.
       uint64_t run = c.claim_run(k, last - k + 1);
-      if (run > 0) start_fetch(h, k, run, exact_version);
+      if (run > 0) start_fetch(h, k, run);
       if (!c.wait_fetched(k, cluster_->timeout() * 2)) return EIO;
     }
   }
@@ -660,14 +684,36 @@ Cluster::Reply Filesystem::on_file_write(int, std::span<const uint8_t> payload) 
 // ---------------------------------------------------------------------------
 // Name changes of remote files, applied by their owner through its mount
 
+uint64_t Filesystem::dir_node(uint64_t dir) {
+  auto fd = local_dir(dir);
+  struct stat st;
+  if (!fd || ::fstat(fd->get(), &st) != 0) return 0;
+  return inodes_.find_local(st.st_dev, st.st_ino);
+}
+
+void Filesystem::kernel_names_changed(const std::vector<std::pair<uint64_t, std::string>>& names) {
+  for (const auto& [parent, name] : names) notifier_.entry(parent, name);
+}
+
+void Filesystem::kernel_attrs_changed(dev_t dev, ino_t ino) {
+  if (uint64_t id = inodes_.find_local(dev, ino)) notifier_.inode(id);
+}
+
 Cluster::Reply Filesystem::on_file_unlink(int, std::span<const uint8_t> payload) {
   WireReader r(payload);
   uint64_t dir;
   std::string name;
   if (!(decode_dir_name(r, &dir, &name) && r.done())) return bad_request("unlink");
-  auto path = owned_path(dir, name, 0);
-  if (!path) return path.status();
-  if (::unlink(path->c_str()) != 0) return Status::from_errno("unlink");
+  auto dfd = local_dir(dir);
+  if (!dfd) return Status::error(ENOENT, "unknown directory");
+  struct stat st;
+  if (::fstatat(dfd->get(), name.c_str(), &st, AT_SYMLINK_NOFOLLOW) != 0) return Status::from_errno("unlink");
+  if (S_ISDIR(st.st_mode)) return Status::error(EISDIR);
+  unexport(dfd->get(), name.c_str());
+  if (::unlinkat(dfd->get(), name.c_str(), 0) != 0) return Status::from_errno("unlink");
+  loc_remove(dir, name, rank_);  // a no-op if the name already moved to another rank
+  kernel_names_changed({{dir_node(dir), name}});
+  kernel_attrs_changed(st.st_dev, st.st_ino);  // its link count
   return std::vector<uint8_t>();
 }
 
@@ -680,11 +726,14 @@ Cluster::Reply Filesystem::on_file_rename(int, std::span<const uint8_t> payload)
       (flags & ~(RENAME_NOREPLACE | RENAME_EXCHANGE))) {
     return bad_request("rename");
   }
-  auto from = owned_path(dir, name, 0);
-  auto to = mount_path(dir2, name2);
-  if (!from) return from.status();
-  if (!to) return to.status();
-  if (::renameat2(AT_FDCWD, from->c_str(), AT_FDCWD, to->c_str(), flags) != 0) return Status::from_errno("rename");
+  if (Status ok = check_owned(dir, name, 0); !ok) return ok;
+  auto from = local_dir(dir);
+  auto to = local_dir(dir2);
+  if (!from || !to) return Status::error(ENOENT, "unknown directory");
+  if (int err = rename_local_file(dir, name, from->get(), dir2, name2, to->get(), flags)) {
+    return Status::error(err, "rename");
+  }
+  kernel_names_changed({{dir_node(dir), name}, {dir_node(dir2), name2}});
   return std::vector<uint8_t>();
 }
 
@@ -736,13 +785,20 @@ Cluster::Reply Filesystem::on_file_link(int, std::span<const uint8_t> payload) {
   if (!(decode_dir_name(r, &dir, &name) && r.u64(&gino) && decode_dir_name(r, &dir2, &name2) && r.done())) {
     return bad_request("link");
   }
-  auto from = owned_path(dir, name, gino);
-  if (!from) return from.status();
-  auto to = mount_path(dir2, name2);
-  if (!to) return to.status();
-  // Through our own mount: Filesystem::link claims the new name for this
-  // rank and links the store file, and this kernel learns the new count.
-  if (::link(from->c_str(), to->c_str()) != 0) return Status::from_errno("link");
+  if (Status ok = check_owned(dir, name, gino); !ok) return ok;
+  auto from = local_dir(dir);
+  auto to = local_dir(dir2);
+  if (!from || !to) return Status::error(ENOENT, "unknown directory");
+  UniqueFd src(::openat(from->get(), name.c_str(), O_PATH | O_NOFOLLOW | O_CLOEXEC));
+  struct stat st;
+  if (!src.valid() || ::fstat(src.get(), &st) != 0) return Status::from_errno("link");
+  if (global_ino(st.st_ino) != gino) return Status::error(ESTALE, "replaced");
+  const std::string src_path = proc_path(src.get());
+  int err = claim_and_make(dir2, to->get(), name2.c_str(), LocatorShard::kExclusive, [&](int dfd) {
+    return ::linkat(AT_FDCWD, src_path.c_str(), dfd, name2.c_str(), AT_SYMLINK_FOLLOW);
+  });
+  if (err) return Status::error(err, "link");
+  kernel_attrs_changed(st.st_dev, st.st_ino);  // its link count
   return on_file_stat(rank_, encode_dir_name(dir2, name2));
 }
 
@@ -817,6 +873,10 @@ Cluster::Reply Filesystem::on_file_drop(int source, std::span<const uint8_t> pay
   if (old_owner != rank_) return std::vector<uint8_t>();
   auto dfd = local_dir(dir);
   if (!dfd) return std::vector<uint8_t>();
+  // The name may have become ours again since the sender took it (a rename
+  // onto it here, right after): only drop it if the shard says it is not.
+  auto name_lock = name_locks_.lock(dir, name);
+  if (auto now = find_owner(dir, name); now && now.value() == rank_) return std::vector<uint8_t>();
   struct stat st;
   if (::fstatat(dfd->get(), name.c_str(), &st, AT_SYMLINK_NOFOLLOW) != 0 || S_ISDIR(st.st_mode)) {
     return std::vector<uint8_t>();  // already gone
@@ -833,17 +893,17 @@ Cluster::Reply Filesystem::on_file_drop(int source, std::span<const uint8_t> pay
       notifier_.inode(id);
     }
   }
-  // Through the mount, so this kernel forgets the name; our unlink handler
-  // leaves the locator alone, since the name is no longer ours there.
-  auto path = mount_path(dir, name);
-  if (path && ::unlink(path->c_str()) != 0 && errno != ENOENT) {
-    DSDFS_WARN("cannot drop %s after an ownership move: %s", path->c_str(), std::strerror(errno));
+  // In the store (the locator is left alone: the name is another rank's now).
+  if (::unlinkat(dfd->get(), name.c_str(), 0) != 0 && errno != ENOENT) {
+    DSDFS_WARN("cannot drop %s after an ownership move: %s", name.c_str(), std::strerror(errno));
   }
+  kernel_names_changed({{dir_node(dir), name}});
+  if (!last_name) kernel_attrs_changed(st.st_dev, st.st_ino);
   return std::vector<uint8_t>();
 }
 
 int Filesystem::take_over(uint64_t dir, const std::string& name, int prev_owner, mode_t mode, int open_flags,
-                          int* fd_out) {
+                          int* fd_out, std::unique_lock<std::mutex> name_lock) {
   auto dfd = local_dir(dir);
   if (!dfd) return ENOENT;
   int fd;
@@ -852,6 +912,7 @@ int Filesystem::take_over(uint64_t dir, const std::string& name, int prev_owner,
     if (dir_closing(dir)) return ENOENT;
     fd = ::openat(dfd->get(), name.c_str(), open_flags | O_CREAT | O_TRUNC | O_CLOEXEC, mode & 07777);
   }
+  if (name_lock.owns_lock()) name_lock.unlock();
   if (fd < 0) return errno;
   *fd_out = fd;
   if (prev_owner >= 0 && prev_owner != rank_) {

@@ -198,9 +198,18 @@ void Filesystem::setattr(fuse_req_t req, fuse_ino_t ino, struct stat* attr, int 
   auto inode = inode_of(ino);
   if (!inode) return (void)reply_err(req, ESTALE);
   FileHandle* h = fi ? reinterpret_cast<FileHandle*>(fi->fh) : nullptr;
-  if (inode->remote && !(h && h->fd >= 0)) {
-    if (inode->gone.load()) return (void)reply_err(req, ESTALE);
-    const int bookkeeping = FUSE_SET_ATTR_CTIME | FUSE_SET_ATTR_FORCE | (h ? FUSE_SET_ATTR_MTIME : 0);
+  // Through a handle: the file it has open (which can be another rank's
+  // file under a local kernel inode, or ours under a remote one, after a
+  // move); otherwise the file the inode shows.
+  const bool remote_target = h ? h->remote : inode->remote;
+  if (remote_target) {
+    const bool times_only = (to_set & ~(FUSE_SET_ATTR_CTIME | FUSE_SET_ATTR_FORCE | FUSE_SET_ATTR_MTIME)) == 0;
+    // The kernel writes back the times of an inode without a handle too
+    // (sync_inode_metadata, e.g. at fsync): for a file that has moved away
+    // that is only bookkeeping of a file no longer there.
+    if (!h && inode->gone.load() && !times_only) return (void)reply_err(req, ESTALE);
+    const int bookkeeping = FUSE_SET_ATTR_CTIME | FUSE_SET_ATTR_FORCE |
+                            (h || inode->gone.load() ? FUSE_SET_ATTR_MTIME : 0);
     if ((to_set & ~bookkeeping) == 0) {
       // Only the kernel's own time bookkeeping: ctime for the inode a rename
       // replaced, or mtime and ctime written back at close of a handle that
@@ -211,12 +220,22 @@ void Filesystem::setattr(fuse_req_t req, fuse_ino_t ino, struct stat* attr, int 
       struct stat st = h && h->remote ? h->attr : inode->remote_attr();
       return (void)fuse_reply_attr(req, &st, 0);
     }
+    const RemoteRef ref = h ? h->current_ref() : inode->ref;
     WireWriter w;
-    w.u64(inode->ref.dir).str(inode->ref.name).u64(inode->ref.gino).u32(static_cast<uint32_t>(to_set));
+    w.u64(ref.dir).str(ref.name).u64(ref.gino).u32(static_cast<uint32_t>(to_set));
     w.u32(attr->st_mode);
     w.u32(attr->st_uid).u32(attr->st_gid).i64(attr->st_size);
     w.i64(attr->st_atim.tv_sec).i64(attr->st_atim.tv_nsec).i64(attr->st_mtim.tv_sec).i64(attr->st_mtim.tv_nsec);
-    auto r = cluster_->call(inode->ref.owner, Op::kFileSetattr, w.buffer());
+    auto r = cluster_->call(ref.owner, Op::kFileSetattr, w.buffer());
+    // The file left its owner under this handle (replaced, unlinked): EIO,
+    // as for writes. Without a handle the kernel looks the path up again.
+    if (!r && h && (r.err() == ENOENT || r.err() == ESTALE)) return (void)reply_err(req, EIO);
+    if (!r && times_only && (r.err() == ENOENT || r.err() == ESTALE)) {
+      // Times of a file that left this name since: nothing left to set.
+      struct stat st = inode->remote_attr();
+      return (void)fuse_reply_attr(req, &st, 0);
+    }
+    if (!r && r.err() == ENOENT) return (void)reply_err(req, ESTALE);
     if (!r) return (void)reply_err(req, r.err());
     WireReader rd(r.value());
     struct stat st;
@@ -344,20 +363,20 @@ void Filesystem::reply_new_entry(fuse_req_t req, const Inode& parent, const char
 // Makes a new non-directory object named `name` in `dir`, owned by this rank:
 // claims the name at its shard, then creates it in the store with `make`.
 // Replies with the entry.
-int Filesystem::claim_and_make(const Inode& dir, const char* name, uint32_t claim_flags,
+int Filesystem::claim_and_make(uint64_t dir_id, int dir_fd, const char* name, uint32_t claim_flags,
                                const std::function<int(int dir_fd)>& make) {
   // Openers that the shard sends here before the object exists wait for it.
-  auto creating = pending_.hold(dir.dir_id, name);
-  auto claim = loc_claim(dir.dir_id, name, claim_flags);
+  auto creating = pending_.hold(dir_id, name);
+  auto claim = loc_claim(dir_id, name, claim_flags);
   if (!claim) return claim.err();
   if (claim->result == LocatorShard::ClaimResult::kExists && claim->prev_owner != rank_) return EEXIST;
   int err = 0;
   {
     std::shared_lock gate(dir_gate_);
-    if (dir_closing(dir.dir_id)) err = ENOENT;
-    else if (make(dir.dir_fd()) != 0) err = errno;
+    if (dir_closing(dir_id)) err = ENOENT;
+    else if (make(dir_fd) != 0) err = errno;
   }
-  if (err && claim->result == LocatorShard::ClaimResult::kNew) loc_remove(dir.dir_id, name, rank_);
+  if (err && claim->result == LocatorShard::ClaimResult::kNew) loc_remove(dir_id, name, rank_);
   return err;
 }
 
@@ -371,7 +390,7 @@ void Filesystem::mknod(fuse_req_t req, fuse_ino_t parent, const char* name, mode
   if (!S_ISREG(mode) && !S_ISFIFO(mode) && !S_ISSOCK(mode) && !S_ISCHR(mode) && !S_ISBLK(mode)) {
     return (void)reply_err(req, EINVAL);
   }
-  int err = claim_and_make(*dir, name, LocatorShard::kExclusive,
+  int err = claim_and_make(dir->dir_id, dir->dir_fd(), name, LocatorShard::kExclusive,
                            [&](int dfd) { return ::mknodat(dfd, name, mode, rdev); });
   reply_new_entry(req, *dir, name, err);
 }
@@ -399,7 +418,7 @@ void Filesystem::symlink(fuse_req_t req, const char* link, fuse_ino_t parent, co
   auto dir = inode_of(parent);
   if (!dir) return (void)reply_err(req, ESTALE);
   if (name_too_long(name)) return (void)reply_err(req, ENAMETOOLONG);
-  int err = claim_and_make(*dir, name, LocatorShard::kExclusive,
+  int err = claim_and_make(dir->dir_id, dir->dir_fd(), name, LocatorShard::kExclusive,
                            [&](int dfd) { return ::symlinkat(link, dfd, name); });
   reply_new_entry(req, *dir, name, err);
 }
@@ -433,7 +452,7 @@ void Filesystem::link(fuse_req_t req, fuse_ino_t ino, fuse_ino_t newparent, cons
   // linkat of an O_PATH handle: through /proc with AT_SYMLINK_FOLLOW (AT_EMPTY_PATH
   // would need CAP_DAC_READ_SEARCH, which a user's daemon has not).
   const std::string src = proc_path(object->get());
-  int err = claim_and_make(*dir, newname, LocatorShard::kExclusive, [&](int dfd) {
+  int err = claim_and_make(dir->dir_id, dir->dir_fd(), newname, LocatorShard::kExclusive, [&](int dfd) {
     return ::linkat(AT_FDCWD, src.c_str(), dfd, newname, AT_SYMLINK_FOLLOW);
   });
   if (err) return (void)reply_err(req, err);
@@ -504,6 +523,8 @@ int Filesystem::rename_local_file(uint64_t src_dir, const std::string& src_name,
   bool known = ::fstatat(src_fd, src_name.c_str(), &moved, AT_SYMLINK_NOFOLLOW) == 0;
   // A file replaced by the rename vanishes like an unlinked one.
   if (!(flags & RENAME_NOREPLACE)) unexport(dst_fd, dst_name.c_str());
+  // From the rename to the claim, a drop of the name here waits (NameLocks).
+  auto name_lock = name_locks_.lock(dst_dir, dst_name);
   {
     std::shared_lock gate(dir_gate_);
     if (dir_closing(dst_dir)) err = ENOENT;
@@ -516,12 +537,15 @@ int Filesystem::rename_local_file(uint64_t src_dir, const std::string& src_name,
     }
   }
   if (err) {
+    name_lock.unlock();
     if (claimed_exclusive) loc_remove(dst_dir, dst_name, rank_);
     return err;
   }
+  if (flags & RENAME_NOREPLACE) name_lock.unlock();
   if (!(flags & RENAME_NOREPLACE)) {
     // The new name is ours now: an older file of another rank under it is replaced.
     auto claim = loc_claim(dst_dir, dst_name, LocatorShard::kTakeOver);
+    name_lock.unlock();
     if (claim && claim->result == LocatorShard::ClaimResult::kMoved && claim->prev_owner != rank_) {
       // The replaced file's inode on this rank is stale from now on.
       uint64_t old_gino = 0;

@@ -33,7 +33,7 @@ void Filesystem::create(fuse_req_t req, fuse_ino_t parent, const char* name, mod
   if (o.owner == rank_) {
     if (o.created) adopt_for_caller(req, *dir, name);
     if (int err = do_lookup(*dir, name, &e)) return (void)reply_err(req, err);
-    o.handle->attach(inode_of(e.ino));
+    o.handle->attach(inode_of(e.ino), /*counted=*/true, /*writable=*/(fi->flags & O_ACCMODE) != O_RDONLY);
     // Every change to an owned file passes through this kernel.
     fi->keep_cache = 1;
   } else {
@@ -98,7 +98,8 @@ void Filesystem::open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info* fi)
   // Counted as open before the check (see Inode::giving): a file offered
   // to another rank is either kept here for this handle or followed there.
   auto h = std::make_unique<FileHandle>();
-  h->attach(inode, /*counted=*/!cluster_->is_worker_thread(fuse_req_ctx(req)->pid));
+  h->attach(inode, /*counted=*/!cluster_->is_worker_thread(fuse_req_ctx(req)->pid),
+            /*writable=*/(fi->flags & O_ACCMODE) != O_RDONLY);
   const bool moved_away = inode->gone.load() || inode->giving.load();
   auto object = moved_away ? nullptr : object_fd(inode);
   // An evicted handle whose file is no longer at its name here: the kernel

@@ -60,14 +60,15 @@ int Filesystem::open_remote_handle(int owner, uint64_t dir, const std::string& n
     stats_add(hit ? stats_->cache_hits : stats_->cache_misses, 1);
     h->cache = std::move(entry).value();
     remote_map(*h);
-    // Small files come whole with the open, as the version the stat saw (the
-    // owner refuses another version: ESTALE, and the caller tries again), so
-    // that a reader sees one complete version; an open handle keeps its
-    // bytes even if the owner drops the file right after.
+    // Small files come whole with the open, in one request, so that a reader
+    // sees one version (the owner made its bytes up to the size it reported
+    // complete on disk: on_file_stat); an open handle keeps its bytes even if
+    // the owner drops the file right after. A file that shrank since the
+    // stat gives ESTALE, and the caller looks again.
     uint64_t chunks = (h->cache->size() + CacheEntry::kChunk - 1) / CacheEntry::kChunk;
     if (!hit && chunks > 0 && chunks <= kPrefetchChunks) {
-      fetch_ahead(*h, 0, chunks, /*exact_version=*/true);
-      if (int err = wait_chunks(*h, 0, chunks - 1, /*exact_version=*/true)) return err;
+      fetch_ahead(*h, 0, chunks);
+      if (int err = wait_chunks(*h, 0, chunks - 1)) return err;
     }
   }
   out->handle = std::move(h);
@@ -192,6 +193,7 @@ Result<Filesystem::OpenedFile> Filesystem::open_name(uint64_t dir, const std::st
       // empty file changes nothing: concurrent O_TRUNC opens of one name
       // then share the file the first of them made.
       PendingNames::Guard taking = pending_.hold(dir, name);
+      auto name_lock = name_locks_.lock(dir, name);
       auto claim = loc_claim(dir, name, LocatorShard::kReplaceIf, owner);
       if (!claim) return claim.status();
       if (claim->result == LocatorShard::ClaimResult::kExists && claim->prev_owner != rank_) {
@@ -200,7 +202,10 @@ Result<Filesystem::OpenedFile> Filesystem::open_name(uint64_t dir, const std::st
       }
       int prev = claim->result == LocatorShard::ClaimResult::kMoved ? claim->prev_owner : -1;
       int fd;
-      if (int terr = take_over(dir, name, prev, st.st_mode, O_RDWR, &fd)) return Status::error(terr, "take over");
+      // (take_over creates the file, releases the lock, then drops the old copies.)
+      if (int terr = take_over(dir, name, prev, st.st_mode, O_RDWR, &fd, std::move(name_lock))) {
+        return Status::error(terr, "take over");
+      }
       forget_remote_file(static_cast<uint64_t>(st.st_ino));
       struct stat lst;
       if (::fstat(fd, &lst) != 0) {

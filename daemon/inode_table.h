@@ -102,6 +102,10 @@ struct Inode {
   // Open files of this inode: its handle is never evicted while there are
   // any (an unlinked open file could not be reopened by name).
   std::atomic<int> open_files{0};
+  // Of those, opened for writing: while there are any, this kernel may hold
+  // dirty pages of the file (writeback cache) that the store does not have
+  // yet, so another rank's stat first has them written back (on_file_stat).
+  std::atomic<int> open_writers{0};
   uint64_t nlookup = 0;  // GUARDED_BY(InodeTable::mu_)
 
  private:

@@ -12,6 +12,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
 #include <cstdio>
 #include <cstring>
@@ -75,6 +76,8 @@ int run_and_wait(const std::vector<std::string>& argv) {
 // opens a file for writing or truncates it (Filesystem::open, setattr), and
 // no file here can carry security.capability (setxattr refuses it).
 std::atomic<bool> g_init_patched{false};
+
+constexpr unsigned kMaxFuseThreads = 512;
 
 ssize_t io_writev(int fd, struct iovec* iov, int count, void*) {
   if (!g_init_patched.load(std::memory_order_relaxed) && count >= 2 &&
@@ -231,7 +234,12 @@ Status FuseMount::loop(const Options& options) {
   struct fuse_loop_config* config = fuse_loop_cfg_create();
   if (!config) return Status::error(ENOMEM, "fuse loop config");
   fuse_loop_cfg_set_clone_fd(config, 1);
-  fuse_loop_cfg_set_max_threads(config, options.threads);
+  // options.threads workers are kept; more start while every one is busy.
+  // A request can wait for another rank (a lookup, a forwarded write) whose
+  // handler may need a FUSE worker of this very mount (it writes through it,
+  // or the kernel writes pages back): a fixed small pool would let the ranks
+  // wait for each other until the timeout.
+  fuse_loop_cfg_set_max_threads(config, std::max(options.threads, kMaxFuseThreads));
   fuse_loop_cfg_set_idle_threads(config, options.threads);
   int rc = fuse_session_loop_mt(se_, config);
   fuse_loop_cfg_destroy(config);

@@ -91,4 +91,25 @@ class PendingNames {
   std::unordered_map<std::string, int> pending_;  // GUARDED_BY(mu_): creates in flight per name
 };
 
+// Serialises, per name on this rank, a change that makes this rank a name's
+// owner (a local rename onto it, an O_TRUNC take-over: the store change and
+// the claim at the shard) against another rank's request to drop this rank's
+// copy of that name (kFileDrop): the drop then asks the shard whether the name
+// is still another rank's, and cannot remove a file that has just become ours
+// again. Striped: names that share a stripe wait for each other briefly. No
+// RPC that can wait for another rank's NameLocks is made while one is held
+// (claims are answered in memory by the shard). Leaf locks.
+class NameLocks {
+ public:
+  std::unique_lock<std::mutex> lock(uint64_t dir, std::string_view name) {
+    uint64_t h = 0xcbf29ce484222325ULL ^ dir;
+    for (unsigned char c : name) h = (h ^ c) * 0x100000001b3ULL;
+    return std::unique_lock<std::mutex>(stripes_[h % kStripes]);
+  }
+
+ private:
+  static constexpr size_t kStripes = 64;
+  std::mutex stripes_[kStripes];
+};
+
 }  // namespace dsdfs::fs

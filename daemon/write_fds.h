@@ -56,6 +56,15 @@ class WriteFds {
     return it->second.fd;
   }
 
+  // Either mode's fd of gino (without touching its last use), or null.
+  Fd get_any(uint64_t gino) {
+    std::lock_guard lock(mu_);
+    for (bool append : {true, false}) {
+      if (auto it = fds_.find({gino, append}); it != fds_.end()) return it->second.fd;
+    }
+    return nullptr;
+  }
+
   void put(uint64_t gino, bool append, Fd fd) {
     std::vector<Fd> closing;
     std::lock_guard lock(mu_);
