@@ -87,6 +87,10 @@ struct Config {
   std::string describe() const;
 };
 
+// An integer from the environment, `fallback` when unset; out of [lo, hi]: a test failure
+// and the fallback.
+long env_long(const char* name, long fallback, long lo, long hi);
+
 // ---------------------------------------------------------------------------------------
 // the namespace
 
@@ -238,7 +242,10 @@ class Worker;
 
 class Torture {
  public:
-  Torture(const Config& cfg, Cluster& c);
+  // On a job: rank r's operations go through c->mnt(r). With c == nullptr, every "rank" uses
+  // the one directory `local_root` on a local file system: the oracle's own check (it must
+  // find nothing there); the store and owner checks are then skipped.
+  Torture(const Config& cfg, Cluster* c, std::string local_root = {});
   ~Torture();
 
   ::testing::AssertionResult setup();
@@ -250,14 +257,18 @@ class Torture {
     return std::chrono::duration_cast<std::chrono::nanoseconds>(Clock::now() - t0_).count();
   }
   Where main_where(int rank, uint64_t step) const { return {rank, -1, step, elapsed()}; }
+  bool local() const { return cluster_ == nullptr; }
+  std::string mnt(int r) const { return cluster_ ? cluster_->mnt(r) : local_root_; }
+  std::string path(int r, std::string_view rel) const { return mnt(r) + "/" + std::string(rel); }
 
   const Config cfg;
-  Cluster& c;
   Report report;
   const int workers_total;
 
  private:
   friend class Worker;
+  Cluster* const cluster_;
+  const std::string local_root_;
   void check_hangs();
   void abort_run(const std::string& why);
   void final_logs();
@@ -293,7 +304,7 @@ class Worker {
         rank_(rank),
         index_(index),
         gid_(rank * t.cfg.workers + index),
-        mnt_(t.c.mnt(rank) + "/"),
+        mnt_(t.mnt(rank) + "/"),
         log_fd_(t.cfg.ranks, -1),
         log_next_(t.cfg.ranks, 0),
         log_failed_(t.cfg.ranks, false),

@@ -22,7 +22,7 @@ TEST(Torture, RandomOperationsFromEveryRankKeepThePromises) {
   fprintf(stderr, "torture: %s\n", cfg.describe().c_str());
   Cluster c(with_ranks(cfg.ranks));
   ASSERT_TRUE(c.start());
-  Torture t(cfg, c);
+  Torture t(cfg, &c);
   t.report.set_slow_threshold(static_cast<int64_t>(c.options().rpc_timeout_s * 1e9));
   ASSERT_TRUE(t.setup());
   t.run();
@@ -36,6 +36,32 @@ TEST(Torture, RandomOperationsFromEveryRankKeepThePromises) {
   if (!t.aborted()) {
     EXPECT_TRUE(c.stop());
   }
+}
+
+// The same workload on one directory of the local file system, every "rank" in it: the
+// oracle must find nothing there, or it is the oracle that is wrong (the store and owner
+// checks are left out). Once per build: in the tcp variant only. DSDFS_TORTURE_LOCAL_SECONDS
+// (default 10) sets its length.
+TEST(TortureOracle, FindsNothingOnALocalFileSystem) {
+  if (ucx_tls_variant() != "tcp") GTEST_SKIP() << "runs in the tcp variant only";
+  Config cfg = Config::from_env();
+  cfg.seconds = static_cast<double>(env_long("DSDFS_TORTURE_LOCAL_SECONDS", 10, 1, 24 * 3600));
+  e2e::watchdog_extend_current_test(
+      std::chrono::seconds(static_cast<long>(cfg.seconds + 2 * cfg.hang_limit) + 60));
+  e2e::TempDir dir("dsdfs-torture-local");
+  ASSERT_FALSE(dir.path().empty());
+  fprintf(stderr, "torture: on the local file system under %s: %s\n", dir.path().c_str(),
+          cfg.describe().c_str());
+  Torture t(cfg, nullptr, dir.path());
+  ASSERT_TRUE(t.setup());
+  t.run();
+  if (!t.aborted()) t.final_checks();
+  fprintf(stderr, "%s", t.report.summary(t.elapsed()).c_str());
+  EXPECT_EQ(t.report.violations(), 0u)
+      << "the oracle reports violations on a local file system: a bug of the test (summary "
+         "above); "
+      << cfg.describe();
+  EXPECT_EQ(t.report.limits(), 0u) << "a local file system hit a documented dsdfs limit";
 }
 
 }  // namespace
