@@ -7,6 +7,7 @@
 #include <gtest/gtest.h>
 
 #include <cstdio>
+#include <cstdlib>
 
 #include "tests/e2e/e2e_env.h"
 #include "tests/mpi/cluster_fixture.h"
@@ -41,18 +42,24 @@ TEST(Torture, RandomOperationsFromEveryRankKeepThePromises) {
 // The same workload on one directory of the local file system, every "rank" in it: the
 // oracle must find nothing there, or it is the oracle that is wrong (the store and owner
 // checks are left out). Once per build: in the tcp variant only. DSDFS_TORTURE_LOCAL_SECONDS
-// (default 10) sets its length.
+// (default 10) sets its length, DSDFS_TORTURE_LOCAL_DIR the file system (default /tmp's).
 TEST(TortureOracle, FindsNothingOnALocalFileSystem) {
   if (ucx_tls_variant() != "tcp") GTEST_SKIP() << "runs in the tcp variant only";
   Config cfg = Config::from_env();
   cfg.seconds = static_cast<double>(env_long("DSDFS_TORTURE_LOCAL_SECONDS", 10, 1, 24 * 3600));
   e2e::watchdog_extend_current_test(
       std::chrono::seconds(static_cast<long>(cfg.seconds + 2 * cfg.hang_limit) + 60));
-  e2e::TempDir dir("dsdfs-torture-local");
-  ASSERT_FALSE(dir.path().empty());
-  fprintf(stderr, "torture: on the local file system under %s: %s\n", dir.path().c_str(),
+  // DSDFS_TORTURE_LOCAL_DIR: the file system to run on (default /tmp's)
+  const char* parent = getenv("DSDFS_TORTURE_LOCAL_DIR");
+  std::string templ = std::string(parent && *parent ? parent : "/tmp") + "/dsdfs-torture-XXXXXX";
+  ASSERT_NE(mkdtemp(templ.data()), nullptr) << templ << ": " << e2e::errno_text(errno);
+  struct RemoveAtEnd {
+    std::string path;
+    ~RemoveAtEnd() { e2e::remove_tree(path); }
+  } remove_at_end{templ};
+  fprintf(stderr, "torture: on the local file system under %s: %s\n", templ.c_str(),
           cfg.describe().c_str());
-  Torture t(cfg, nullptr, dir.path());
+  Torture t(cfg, nullptr, templ);
   ASSERT_TRUE(t.setup());
   t.run();
   if (!t.aborted()) t.final_checks();
