@@ -258,6 +258,11 @@ class Torture {
   }
   Where main_where(int rank, uint64_t step) const { return {rank, -1, step, elapsed()}; }
   bool local() const { return cluster_ == nullptr; }
+  // Aborts the FUSE connections of the job's mounts (fusectl; mounted first if missing and we
+  // are root): the only way out when a daemon is stuck in the kernel on its own mount, which
+  // SIGKILL cannot end. Blocked calls then fail with ENOTCONN and the ranks can exit. Returns
+  // what it did, for the output.
+  std::string abort_connections();
   std::string mnt(int r) const { return cluster_ ? cluster_->mnt(r) : local_root_; }
   std::string path(int r, std::string_view rel) const { return mnt(r) + "/" + std::string(rel); }
 
@@ -271,6 +276,9 @@ class Torture {
   const std::string local_root_;
   void check_hangs();
   void abort_run(const std::string& why);
+  // Threads of the ranks and of this program that are blocked, with their kernel stacks, and
+  // the ranks' user stacks where gdb can get them within 10 s each.
+  std::string describe_hang();
   void final_logs();
   void final_versions();
   void final_grown();
@@ -281,6 +289,7 @@ class Torture {
   std::atomic<bool> stop_{false};
   std::atomic<bool> abort_{false};
   bool abort_handled_ = false;
+  std::vector<unsigned> connections_;  // fusectl ids of the job's mounts (setup)
   std::atomic<uint64_t> f_changes_{0};
   std::vector<std::unique_ptr<std::atomic<uint64_t>>> log_appends_;  // per log
   std::vector<std::unique_ptr<LogWriter>> log_writers_;              // [log * G + gid]

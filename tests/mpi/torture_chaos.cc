@@ -14,6 +14,9 @@ bool Worker::judge(std::string_view op, const Res& r, std::initializer_list<int>
                    unsigned flags) {
   t_.report.count(op, r.err, r.ns);
   if (r.rc >= 0 || r.err == 0) return r.rc >= 0;
+  // After a hang the job's connections are aborted: what fails then is the abort, counted
+  // but not judged.
+  if (t_.abort_.load()) return false;
   for (int e : allowed)
     if (e == r.err) return false;
   const std::string result = "-1 " + errno_name(r.err);

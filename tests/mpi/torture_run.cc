@@ -4,6 +4,8 @@
 
 #include "tests/mpi/torture.h"
 
+#include <sys/mount.h>
+
 #include <cinttypes>
 #include <cstdio>
 #include <cstdlib>
@@ -223,8 +225,106 @@ namespace {
                                              << ": " << e2e::errno_text(errno);
     }
   }
+  if (!local()) {
+    for (int rank = 0; rank < cfg.ranks; ++rank) {
+      auto mounts = e2e::mounts_at(mnt(rank));
+      // fusectl names a connection by the superblock's dev_t (major 0: the minor)
+      if (!mounts.empty() && mounts.back().dev_major == 0)
+        connections_.push_back(mounts.back().dev_minor);
+    }
+  }
   t0_ = Clock::now();
   return ::testing::AssertionSuccess();
+}
+
+namespace {
+
+std::string trimmed(std::string s) {
+  while (!s.empty() && (s.back() == '\n' || s.back() == ' ')) s.pop_back();
+  return s;
+}
+
+// "S", "D", ... from /proc/PID/task/TID/stat.
+std::string thread_state(const std::string& task_dir) {
+  std::string stat = e2e::slurp(task_dir + "/stat");
+  size_t paren = stat.rfind(')');
+  return paren == std::string::npos || paren + 2 >= stat.size() ? "?" : stat.substr(paren + 2, 1);
+}
+
+// Every thread of `pid`: state and wait channel; the kernel stack of those in D state.
+std::string describe_threads(pid_t pid, const std::string& what) {
+  std::string out = "  " + what + " " + e2e::describe_pid(pid) + ":\n";
+  const std::string dir = "/proc/" + std::to_string(pid) + "/task";
+  DIR* d = opendir(dir.c_str());
+  if (d == nullptr) return out + "    (gone)\n";
+  while (struct dirent* e = readdir(d)) {
+    if (e->d_name[0] == '.') continue;
+    const std::string task = dir + "/" + e->d_name;
+    const std::string state = thread_state(task);
+    if (state != "D") continue;
+    out += "    thread " + std::string(e->d_name) + " D, wchan " +
+           trimmed(e2e::slurp(task + "/wchan")) + "\n";
+    for (auto& line : e2e::split_lines(e2e::slurp(task + "/stack"))) out += "      " + line + "\n";
+  }
+  closedir(d);
+  return out;
+}
+
+}  // namespace
+
+std::string Torture::describe_hang() {
+  std::string out = "torture: threads in uninterruptible sleep (D), with kernel stacks:\n";
+  for (int r = 0; r < cfg.ranks; ++r)
+    out += describe_threads(cluster_->rank_pid(r), "rank " + std::to_string(r));
+  out += describe_threads(getpid(), "this test program");
+  // User stacks: gdb waits for every thread to stop, which a thread in D state does not do;
+  // hence a short timeout.
+  for (int r = 0; r < cfg.ranks; ++r) {
+    CommandResult bt =
+        e2e::run_command({"/usr/bin/gdb", "-batch", "-nx", "-p",
+                          std::to_string(cluster_->rank_pid(r)), "-ex", "thread apply all bt 10"},
+                         cluster_->scratch(), std::chrono::seconds(10));
+    out += "torture: user stacks of rank " + std::to_string(r) + ":";
+    if (bt.timed_out) {
+      out += " (gdb did not get them within 10 s)\n";
+      continue;
+    }
+    out += "\n";
+    int lines = 0;
+    for (auto& line : e2e::split_lines(bt.out)) {
+      if (!(line.starts_with("Thread ") || line.starts_with("#"))) continue;
+      if (++lines > 200) {
+        out += "    ...\n";
+        break;
+      }
+      out += "    " + line.substr(0, 200) + "\n";
+    }
+  }
+  return out;
+}
+
+std::string Torture::abort_connections() {
+  if (local() || connections_.empty()) return "no FUSE connection to abort";
+  const std::string dir = "/sys/fs/fuse/connections";
+  std::string out;
+  struct stat st;
+  std::string probe = dir + "/" + std::to_string(connections_[0]);
+  if (::stat(probe.c_str(), &st) != 0 && geteuid() == 0) {
+    if (::mount("fusectl", dir.c_str(), "fusectl", 0, nullptr) == 0)
+      out += "mounted fusectl on " + dir + "; ";
+  }
+  for (unsigned id : connections_) {
+    const std::string abort_file = dir + "/" + std::to_string(id) + "/abort";
+    int fd = ::open(abort_file.c_str(), O_WRONLY | O_CLOEXEC);
+    if (fd < 0) {
+      out += abort_file + ": " + e2e::errno_text(errno) + "; ";
+      continue;
+    }
+    int rc = static_cast<int>(::write(fd, "1", 1));
+    out += abort_file + (rc == 1 ? ": aborted" : ": " + e2e::errno_text(errno)) + "; ";
+    ::close(fd);
+  }
+  return out;
 }
 
 void Torture::abort_run(const std::string& why) {
@@ -234,9 +334,10 @@ void Torture::abort_run(const std::string& why) {
   abort_handled_ = true;
   fprintf(stderr, "torture: aborting the run: %s\n", why.c_str());
   if (local()) return;
-  fprintf(stderr, "torture: processes of the job:\n%s",
-          cluster_->describe_stuck_processes().c_str());
-  // Stopping the job makes calls blocked on its mounts fail, so that the workers end.
+  fprintf(stderr, "%s", describe_hang().c_str());
+  // A daemon blocked on its own mount cannot be killed; aborting the job's FUSE connections
+  // makes every blocked call fail (ENOTCONN), so that the workers and the ranks can end.
+  fprintf(stderr, "torture: %s\n", abort_connections().c_str());
   auto stopped = cluster_->stop();
   if (!stopped)
     fprintf(stderr, "torture: stopping the job: %s\n", stopped.message());
