@@ -263,6 +263,11 @@ class Torture {
   // SIGKILL cannot end. Blocked calls then fail with ENOTCONN and the ranks can exit. Returns
   // what it did, for the output.
   std::string abort_connections();
+  // Runs f() on this thread; if it has not returned after `limit` (a call blocked on a rank
+  // stuck in the kernel), reports a hang and aborts the job's FUSE connections from another
+  // thread, which makes the blocked call fail so that f() can end.
+  void run_guarded(const std::string& what, std::chrono::seconds limit,
+                   const std::function<void()>& f);
   std::string mnt(int r) const { return cluster_ ? cluster_->mnt(r) : local_root_; }
   std::string path(int r, std::string_view rel) const { return mnt(r) + "/" + std::string(rel); }
 
@@ -277,7 +282,7 @@ class Torture {
   void check_hangs();
   void abort_run(const std::string& why);
   // Threads of the ranks and of this program that are blocked, with their kernel stacks, and
-  // the ranks' user stacks where gdb can get them within 10 s each.
+  // the ranks' user stacks where gdb may take them; what was found within 45 s.
   std::string describe_hang();
   void final_logs();
   void final_versions();

@@ -7,9 +7,12 @@
 #include <sys/mount.h>
 
 #include <cinttypes>
+#include <condition_variable>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <memory>
+#include <mutex>
 #include <random>
 #include <set>
 #include <thread>
@@ -251,8 +254,10 @@ std::string thread_state(const std::string& task_dir) {
   return paren == std::string::npos || paren + 2 >= stat.size() ? "?" : stat.substr(paren + 2, 1);
 }
 
-// Every thread of `pid`: state and wait channel; the kernel stack of those in D state.
-std::string describe_threads(pid_t pid, const std::string& what) {
+// Every thread of `pid` in D state, with its wait channel and kernel stack; *blocked tells
+// whether there was one. Reads only stat, wchan and stack: reading cmdline or memory of a
+// process whose thread is blocked in a page fault on FUSE can block the reader too.
+std::string describe_threads(pid_t pid, const std::string& what, bool* blocked) {
   std::string out = "  " + what + " " + e2e::describe_pid(pid) + ":\n";
   const std::string dir = "/proc/" + std::to_string(pid) + "/task";
   DIR* d = opendir(dir.c_str());
@@ -262,6 +267,7 @@ std::string describe_threads(pid_t pid, const std::string& what) {
     const std::string task = dir + "/" + e->d_name;
     const std::string state = thread_state(task);
     if (state != "D") continue;
+    *blocked = true;
     out += "    thread " + std::string(e->d_name) + " D, wchan " +
            trimmed(e2e::slurp(task + "/wchan")) + "\n";
     for (auto& line : e2e::split_lines(e2e::slurp(task + "/stack"))) out += "      " + line + "\n";
@@ -270,23 +276,45 @@ std::string describe_threads(pid_t pid, const std::string& what) {
   return out;
 }
 
-}  // namespace
+// What diagnose_hang() found so far; shared with a thread that may stay blocked.
+struct HangReport {
+  std::mutex mu;
+  std::condition_variable cv;
+  std::string text;   // guarded by mu
+  bool done = false;  // guarded by mu
+  void add(const std::string& more) {
+    std::lock_guard<std::mutex> lock(mu);
+    text += more;
+  }
+};
 
-std::string Torture::describe_hang() {
-  std::string out = "torture: threads in uninterruptible sleep (D), with kernel stacks:\n";
-  for (int r = 0; r < cfg.ranks; ++r)
-    out += describe_threads(cluster_->rank_pid(r), "rank " + std::to_string(r));
-  out += describe_threads(getpid(), "this test program");
-  // User stacks: gdb waits for every thread to stop, which a thread in D state does not do;
-  // hence a short timeout.
-  for (int r = 0; r < cfg.ranks; ++r) {
-    CommandResult bt =
-        e2e::run_command({"/usr/bin/gdb", "-batch", "-nx", "-p",
-                          std::to_string(cluster_->rank_pid(r)), "-ex", "thread apply all bt 10"},
-                         cluster_->scratch(), std::chrono::seconds(10));
-    out += "torture: user stacks of rank " + std::to_string(r) + ":";
+// Threads of the ranks and of this program that are blocked, with their kernel stacks, and
+// the user stacks of ranks without a blocked thread (gdb, 10 s each). Runs on its own
+// thread: any of this may block on a process stuck in the kernel, and the caller must go
+// on to free it.
+void diagnose_hang(std::vector<pid_t> ranks, std::string scratch,
+                   std::shared_ptr<HangReport> report) {
+  report->add("torture: threads in uninterruptible sleep (D), with kernel stacks:\n");
+  std::vector<bool> blocked(ranks.size(), false);
+  for (size_t r = 0; r < ranks.size(); ++r) {
+    bool b = false;
+    report->add(describe_threads(ranks[r], "rank " + std::to_string(r), &b));
+    blocked[r] = b;
+  }
+  bool ours = false;
+  report->add(describe_threads(getpid(), "this test program", &ours));
+  // gdb waits for every thread to stop, and reading the memory of a process with a thread
+  // blocked in the kernel can leave gdb itself blocked (and this thread waiting for it) until
+  // the caller aborts the connections: hence the kernel stacks first, and a caller that does
+  // not wait for the end.
+  for (size_t r = 0; r < ranks.size(); ++r) {
+    std::string out = "torture: user stacks of rank " + std::to_string(r) +
+                      (blocked[r] ? " (which has a thread in D state):" : ":");
+    CommandResult bt = e2e::run_command({"/usr/bin/gdb", "-batch", "-nx", "-p",
+                                         std::to_string(ranks[r]), "-ex", "thread apply all bt 10"},
+                                        scratch, std::chrono::seconds(10));
     if (bt.timed_out) {
-      out += " (gdb did not get them within 10 s)\n";
+      report->add(out + " (gdb did not get them within 10 s)\n");
       continue;
     }
     out += "\n";
@@ -299,8 +327,24 @@ std::string Torture::describe_hang() {
       }
       out += "    " + line.substr(0, 200) + "\n";
     }
+    report->add(out);
   }
-  return out;
+  std::lock_guard<std::mutex> lock(report->mu);
+  report->done = true;
+  report->cv.notify_all();
+}
+
+}  // namespace
+
+std::string Torture::describe_hang() {
+  std::vector<pid_t> ranks;
+  for (int r = 0; r < cfg.ranks; ++r) ranks.push_back(cluster_->rank_pid(r));
+  auto report = std::make_shared<HangReport>();
+  std::thread(diagnose_hang, ranks, cluster_->scratch(), report).detach();
+  std::unique_lock<std::mutex> lock(report->mu);
+  if (!report->cv.wait_for(lock, std::chrono::seconds(45), [&] { return report->done; }))
+    report->text += "torture: (collecting stacks blocked here; going on without the rest)\n";
+  return report->text;
 }
 
 std::string Torture::abort_connections() {
@@ -325,6 +369,28 @@ std::string Torture::abort_connections() {
     ::close(fd);
   }
   return out;
+}
+
+void Torture::run_guarded(const std::string& what, std::chrono::seconds limit,
+                          const std::function<void()>& f) {
+  std::mutex mu;
+  std::condition_variable cv;
+  bool done = false;
+  std::thread guard([&] {
+    std::unique_lock<std::mutex> lock(mu);
+    if (cv.wait_for(lock, limit, [&] { return done; })) return;
+    report.violation(kHang, main_where(-1, 0), "hang", what, "blocked",
+                     "not finished after " + std::to_string(limit.count()) + " s");
+    fprintf(stderr, "torture: %s blocked for %lld s; %s\n", what.c_str(),
+            static_cast<long long>(limit.count()), abort_connections().c_str());
+  });
+  f();
+  {
+    std::lock_guard<std::mutex> lock(mu);
+    done = true;
+  }
+  cv.notify_all();
+  guard.join();
 }
 
 void Torture::abort_run(const std::string& why) {
