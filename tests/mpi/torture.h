@@ -87,6 +87,10 @@ struct Config {
   std::string describe() const;
 };
 
+// An integer from the environment, `fallback` when unset; out of [lo, hi]: a test failure
+// and the fallback.
+long env_long(const char* name, long fallback, long lo, long hi);
+
 // ---------------------------------------------------------------------------------------
 // the namespace
 
@@ -238,7 +242,10 @@ class Worker;
 
 class Torture {
  public:
-  Torture(const Config& cfg, Cluster& c);
+  // On a job: rank r's operations go through c->mnt(r). With c == nullptr, every "rank" uses
+  // the one directory `local_root` on a local file system: the oracle's own check (it must
+  // find nothing there); the store and owner checks are then skipped.
+  Torture(const Config& cfg, Cluster* c, std::string local_root = {});
   ~Torture();
 
   ::testing::AssertionResult setup();
@@ -250,16 +257,33 @@ class Torture {
     return std::chrono::duration_cast<std::chrono::nanoseconds>(Clock::now() - t0_).count();
   }
   Where main_where(int rank, uint64_t step) const { return {rank, -1, step, elapsed()}; }
+  bool local() const { return cluster_ == nullptr; }
+  // Aborts the FUSE connections of the job's mounts (fusectl; mounted first if missing and we
+  // are root): the only way out when a daemon is stuck in the kernel on its own mount, which
+  // SIGKILL cannot end. Blocked calls then fail with ENOTCONN and the ranks can exit. Returns
+  // what it did, for the output.
+  std::string abort_connections();
+  // Runs f() on this thread; if it has not returned after `limit` (a call blocked on a rank
+  // stuck in the kernel), reports a hang and aborts the job's FUSE connections from another
+  // thread, which makes the blocked call fail so that f() can end.
+  void run_guarded(const std::string& what, std::chrono::seconds limit,
+                   const std::function<void()>& f);
+  std::string mnt(int r) const { return cluster_ ? cluster_->mnt(r) : local_root_; }
+  std::string path(int r, std::string_view rel) const { return mnt(r) + "/" + std::string(rel); }
 
   const Config cfg;
-  Cluster& c;
   Report report;
   const int workers_total;
 
  private:
   friend class Worker;
+  Cluster* const cluster_;
+  const std::string local_root_;
   void check_hangs();
   void abort_run(const std::string& why);
+  // Threads of the ranks and of this program that are blocked, with their kernel stacks, and
+  // the ranks' user stacks where gdb may take them; what was found within 45 s.
+  std::string describe_hang();
   void final_logs();
   void final_versions();
   void final_grown();
@@ -270,6 +294,7 @@ class Torture {
   std::atomic<bool> stop_{false};
   std::atomic<bool> abort_{false};
   bool abort_handled_ = false;
+  std::vector<unsigned> connections_;  // fusectl ids of the job's mounts (setup)
   std::atomic<uint64_t> f_changes_{0};
   std::vector<std::unique_ptr<std::atomic<uint64_t>>> log_appends_;  // per log
   std::vector<std::unique_ptr<LogWriter>> log_writers_;              // [log * G + gid]
@@ -293,7 +318,7 @@ class Worker {
         rank_(rank),
         index_(index),
         gid_(rank * t.cfg.workers + index),
-        mnt_(t.c.mnt(rank) + "/"),
+        mnt_(t.mnt(rank) + "/"),
         log_fd_(t.cfg.ranks, -1),
         log_next_(t.cfg.ranks, 0),
         log_failed_(t.cfg.ranks, false),
