@@ -83,26 +83,34 @@ class WriteFds {
     cv_.notify_all();  // the sweeper has something to watch
   }
 
+  // Forgets gino's fds at once (no new user gets them); they are closed
+  // later, on the sweeper thread. drop() is called while a FUSE request on
+  // this very file is in flight (a truncate holds the kernel's write barrier
+  // for the inode): closing there would wait for the inode's writeback,
+  // which waits for that request: a deadlock.
   void drop(uint64_t gino) {
-    std::vector<Fd> closing;
     std::lock_guard lock(mu_);
     for (bool append : {false, true}) {
       if (auto it = fds_.find({gino, append}); it != fds_.end()) {
-        closing.push_back(std::move(it->second.fd));
+        to_close_.push_back(std::move(it->second.fd));
         fds_.erase(it);
       }
     }
+    cv_.notify_all();
   }
 
   // Stops caching and closes every fd, waiting (up to `wait`) for writes
   // still using one to finish, so that the closes happen now.
   void close_all(std::chrono::milliseconds wait = std::chrono::seconds(2)) {
     std::map<std::pair<uint64_t, bool>, Entry> all;
+    std::vector<Fd> dropped;
     {
       std::lock_guard lock(mu_);
       caching_ = false;
       all.swap(fds_);
+      dropped.swap(to_close_);
     }
+    dropped.clear();
     const auto deadline = Clock::now() + wait;
     for (auto& [key, e] : all) {
       while (e.fd.use_count() > 1 && Clock::now() < deadline) {
@@ -126,11 +134,20 @@ class WriteFds {
   void sweeper_main() {
     std::unique_lock lock(mu_);
     while (!stopping_) {
+      if (!to_close_.empty()) {
+        std::vector<Fd> dropped;
+        dropped.swap(to_close_);
+        lock.unlock();
+        dropped.clear();  // the closes, outside the lock (each may wait for writeback)
+        lock.lock();
+        continue;
+      }
       if (fds_.empty()) {
         cv_.wait(lock);  // nothing cached: sleep until something is (no timer when idle)
         continue;
       }
       cv_.wait_for(lock, idle_ / 2);
+      if (!to_close_.empty()) continue;
       std::vector<Fd> closing;
       const auto now = Clock::now();
       for (auto it = fds_.begin(); it != fds_.end();) {
@@ -151,6 +168,7 @@ class WriteFds {
   std::mutex mu_;
   std::condition_variable cv_;
   std::map<std::pair<uint64_t, bool>, Entry> fds_;  // GUARDED_BY(mu_)
+  std::vector<Fd> to_close_;                        // GUARDED_BY(mu_): dropped, closed by the sweeper
   bool caching_ = true;                             // GUARDED_BY(mu_)
   bool stopping_ = false;                           // GUARDED_BY(mu_)
   std::thread sweeper_;  // last: starts once the members above exist
