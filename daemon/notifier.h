@@ -40,7 +40,8 @@ namespace dsdfs::fs {
 // - file attributes and pages (inode()): FUSE_NOTIFY_INVAL_INODE with the
 //   page range, which waits for page locks; queued.
 // The notifier thread can still block in the kernel (on older kernels, on a
-// directory lock, until the request holding it is answered).
+// directory lock): stop() must only be called once the FUSE connection is
+// aborted (FuseMount::abort), which ends every request holding such a lock.
 class Notifier {
  public:
   Notifier();
@@ -52,8 +53,9 @@ class Notifier {
   void set_method(DirNotify wanted, unsigned kernel_minor);
   DirNotify method() const { return method_.load(); }
   // Stops the thread and drops what is queued; later notifications are
-  // dropped. After it returns the session is no longer used. Waits for a
-  // notification the thread is sending.
+  // dropped. After it returns the session is no longer used, so it may be
+  // destroyed. REQUIRES: the FUSE connection is aborted or has no request in
+  // flight (the thread may be inside the kernel until then).
   void stop();
 
   // Names under directories whose kernel node ids are given changed (renamed,

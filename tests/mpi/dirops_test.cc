@@ -1,7 +1,8 @@
 // SPDX-License-Identifier: Apache-2.0
 // Directory mutations on a real multi-rank job (issue 8): visible on every rank when the call
 // returns, also where the other ranks' kernels had the names and entries below them cached;
-// directory renames from every rank in one parent at once.
+// directory renames from every rank in one parent at once; and a rank stopped while requests
+// on its own mount are blocked in flight still unmounts and exits.
 //
 // No test asserts a speed: directory mutation rates are bench/dirops's. The concurrent test
 // prints how long it took; before issue 8 each of its renames waited for one or two 200 ms
@@ -9,12 +10,16 @@
 
 #include <dirent.h>
 #include <fcntl.h>
+#include <poll.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <atomic>
 #include <chrono>
 #include <cstring>
+#include <functional>
 #include <set>
 #include <thread>
 
@@ -83,6 +88,111 @@ class SpinBarrier {
   const int n_;
   std::atomic<int> arrived_{0};
 };
+
+// One system call in a child process, started now and looked at later (run_bounded waits at
+// once). The child makes only system calls on data prepared before the fork.
+class AsyncOp {
+ public:
+  AsyncOp(const char* what, const std::function<int()>& op) : what_(what) {
+    int p[2];
+    if (::pipe2(p, O_CLOEXEC) != 0) {
+      done_ = true;
+      err_ = errno;
+      return;
+    }
+    pid_ = ::fork();
+    if (pid_ == 0) {
+      ::close(p[0]);
+      int err = op();
+      ssize_t ignored = ::write(p[1], &err, sizeof err);
+      (void)ignored;
+      ::_exit(0);
+    }
+    ::close(p[1]);
+    fd_ = p[0];
+    if (pid_ < 0) {
+      done_ = true;
+      err_ = errno;
+    }
+  }
+  AsyncOp(const AsyncOp&) = delete;
+  AsyncOp& operator=(const AsyncOp&) = delete;
+  ~AsyncOp() { kill_and_reap(); }
+
+  // True once the call returned (within `wait`); its errno in err().
+  bool finished(std::chrono::milliseconds wait = 0ms) {
+    if (done_) return true;
+    struct pollfd p = {fd_, POLLIN, 0};
+    int rc;
+    do {
+      rc = ::poll(&p, 1, static_cast<int>(wait.count()));
+    } while (rc < 0 && errno == EINTR);
+    if (rc == 1 && ::read(fd_, &err_, sizeof err_) == sizeof err_) {
+      done_ = true;
+      reap();
+    }
+    return done_;
+  }
+  int err() const { return err_; }
+  pid_t pid() const { return pid_; }
+  std::string describe() {
+    if (finished()) return std::string(what_) + ": " + (err_ ? errno_text(err_) : "succeeded");
+    return std::string(what_) + ": still blocked (" + e2e::describe_pid(pid_) + ", state " +
+           e2e::slurp("/proc/" + std::to_string(pid_) + "/wchan") + ")";
+  }
+  void kill_and_reap() {
+    if (pid_ > 0 && !reaped_) {
+      ::kill(pid_, SIGKILL);
+      reap();
+    }
+    if (fd_ >= 0) ::close(fd_);
+    fd_ = -1;
+  }
+
+ private:
+  void reap() {
+    if (pid_ <= 0 || reaped_) return;
+    int status;
+    while (::waitpid(pid_, &status, 0) < 0 && errno == EINTR) {
+    }
+    reaped_ = true;
+  }
+  const char* what_;
+  pid_t pid_ = -1;
+  int fd_ = -1;
+  int err_ = 0;
+  bool done_ = false;
+  bool reaped_ = false;
+};
+
+// State letter of /proc/PID/stat ('Z' zombie, 'D' uninterruptible, ...), or 0 when gone.
+char proc_state(pid_t pid) {
+  std::string stat = e2e::slurp("/proc/" + std::to_string(pid) + "/stat");
+  size_t p = stat.rfind(')');
+  if (p == std::string::npos || p + 2 >= stat.size()) return 0;
+  return stat[p + 2];
+}
+
+bool rank_ended(pid_t pid) {
+  char s = proc_state(pid);
+  return s == 0 || s == 'Z';
+}
+
+// Threads of `pid` in uninterruptible sleep, with their kernel wait channel.
+std::string threads_in_d_state(pid_t pid) {
+  std::string out;
+  std::string task = "/proc/" + std::to_string(pid) + "/task";
+  DIR* d = ::opendir(task.c_str());
+  if (!d) return out;
+  while (struct dirent* e = ::readdir(d)) {
+    if (e->d_name[0] == '.') continue;
+    pid_t tid = std::atoi(e->d_name);
+    if (proc_state(tid) == 'D')
+      out += std::to_string(tid) + " in " + e2e::slurp(task + "/" + e->d_name + "/wchan") + "; ";
+  }
+  ::closedir(d);
+  return out;
+}
 
 // ---------------------------------------------------------------------------------------
 // visibility
@@ -265,6 +375,88 @@ TEST(DirVisibility, ConcurrentDirectoryRenamesInOneParentFromEveryRankAllLand) {
     int err = 0;
     EXPECT_TRUE(listing(c.path(r, "p"), &err).empty()) << "rank " << r;
   }
+  EXPECT_TRUE(c.stop());
+}
+
+// ---------------------------------------------------------------------------------------
+// stopping with requests in flight
+
+// Rank 1 is stopped (SIGTERM) while requests on its own mount are in flight and will never be
+// answered by its FUSE loop, and while a directory change of another rank is being applied
+// to it: it must still unmount and exit, and leave nothing blocked in the kernel.
+//
+// How the scene is set: rank 2 is frozen (SIGSTOP), so a lookup on rank 1 of a file rank 2
+// owns keeps a FUSE worker of rank 1 busy until the RPC times out; meanwhile SIGTERM ends rank
+// 1's loop (no worker reads any more), and an mkdir in directory P on rank 1's mount is sent
+// by its kernel and stays queued, holding P's lock. Then rank 0 exchanges two directories in
+// P; applying that on rank 1 notifies rank 1's kernel, with FUSE_NOTIFY_INVAL_ENTRY
+// (--dir-notify entry: the method of kernels before 6.16, the one that takes the directory
+// lock), and that notification waits for P's lock. Before issue 8, rank 1's shutdown closed
+// /dev/fuse (which does not end the connection while a notification holds the file) and
+// then joined the notifier: forever, with the mkdir and the notifier in the kernel.
+TEST(JobStopInFlight, RankStoppedWithRequestsOfItsMountBlockedUnmountsAndExits) {
+  ClusterOptions o = with_ranks(3);
+  o.rpc_timeout_s = 4;
+  o.extra_args = {"--dir-notify", "entry"};
+  Cluster c(o);
+  ASSERT_TRUE(c.start());
+  const pid_t rank1 = c.rank_pid(1), rank2 = c.rank_pid(2);
+  ASSERT_GT(rank1, 0);
+  ASSERT_GT(rank2, 0);
+  ASSERT_SYS_OK(::mkdir(c.path(0, "P").c_str(), 0755));
+  ASSERT_SYS_OK(::mkdir(c.path(0, "P/d").c_str(), 0755));
+  ASSERT_SYS_OK(::mkdir(c.path(0, "P/e").c_str(), 0755));
+  ASSERT_TRUE(write_file(c.path(2, "f2"), "owned by rank 2\n"));
+  // rank 1's kernel knows P and its entries, so that a notification about them locks P
+  ASSERT_TRUE(is_directory(c.path(1, "P/d")));
+  ASSERT_TRUE(is_directory(c.path(1, "P/e")));
+  ASSERT_TRUE(file_has(c.path(1, "f2"), "owned by rank 2\n"));
+
+  ASSERT_EQ(::kill(rank2, SIGSTOP), 0) << errno_text(errno);
+  struct Continue {
+    pid_t pid;
+    ~Continue() { ::kill(pid, SIGCONT); }
+  } continue_rank2{rank2};
+
+  const std::string f2 = c.path(1, "f2"), px = c.path(1, "P/x");
+  const std::string pd = c.path(0, "P/d"), pe = c.path(0, "P/e");
+  AsyncOp busy("stat of a file of the frozen rank 2, on rank 1", [&] {
+    struct stat st;
+    return ::stat(f2.c_str(), &st) == 0 ? 0 : errno;
+  });
+  std::this_thread::sleep_for(300ms);
+  ASSERT_FALSE(busy.finished()) << busy.describe();
+  const auto t_term = std::chrono::steady_clock::now();
+  ASSERT_EQ(::kill(rank1, SIGTERM), 0) << errno_text(errno);
+  // the loop has ended its idle workers by now (the signal thread wakes it every 100 ms)
+  std::this_thread::sleep_for(500ms);
+  AsyncOp queued("mkdir P/x on rank 1", [&] { return ::mkdir(px.c_str(), 0755) == 0 ? 0 : errno; });
+  std::this_thread::sleep_for(300ms);
+  AsyncOp exchange("exchange of P/d and P/e on rank 0", [&] {
+    return ::syscall(SYS_renameat2, AT_FDCWD, pd.c_str(), AT_FDCWD, pe.c_str(), RENAME_EXCHANGE) == 0 ? 0 : errno;
+  });
+
+  // the busy lookup ends after at most two RPC timeouts; then rank 1 has to get out
+  const auto limit = std::chrono::seconds(2 * 4 + 12);
+  bool ended = e2e::wait_until([&] { return rank_ended(rank1); }, limit);
+  const auto took = std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - t_term);
+  std::string stuck;
+  if (!ended) {
+    stuck = "rank 1 (" + e2e::describe_pid(rank1) + ") threads in D state: " + threads_in_d_state(rank1) +
+            "\n" + c.describe_stuck_processes();
+  }
+  EXPECT_TRUE(ended) << "rank 1 did not exit within " << limit.count() << " s of SIGTERM\n"
+                     << queued.describe() << "\n" << stuck;
+  if (ended) fprintf(stderr, "mpi: rank 1 exited %lld ms after SIGTERM\n", static_cast<long long>(took.count()));
+  EXPECT_TRUE(queued.finished(5s)) << queued.describe();
+  EXPECT_FALSE(e2e::is_mounted(c.mnt(1))) << "rank 1 left its mount behind";
+
+  // unfreeze rank 2; the rest of the job must still work and stop cleanly
+  ::kill(rank2, SIGCONT);
+  EXPECT_TRUE(busy.finished(10s)) << busy.describe();
+  EXPECT_TRUE(exchange.finished(10s)) << exchange.describe();
+  queued.kill_and_reap();
+  EXPECT_TRUE(is_directory(c.path(0, "P")));
   EXPECT_TRUE(c.stop());
 }
 
