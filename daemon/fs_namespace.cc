@@ -67,10 +67,18 @@ Cluster::Reply Filesystem::on_dir_mutate(int source, std::span<const uint8_t> pa
       int err = first_error(apply_all(prep), *cluster_);
       DirChange fin = c;
       fin.kind = err ? DirChange::kRmdirAbort : DirChange::kRmdirCommit;
-      int err2 = first_error(apply_all(fin), *cluster_);
+      // The locator shard forgets the name while it commits, instead of in
+      // a round trip of its own afterwards. A create of a file of that name
+      // racing this rmdir finds either the directory or no name.
+      const int shard = cluster_->shard_of(c.dir, c.name);
+      if (!err) fin.locator = shard;
+      auto replies = apply_all(fin);
       if (err) return Status::error(err);
-      if (err2) return Status::error(err2);
-      loc_remove(c.dir, c.name, LocatorShard::kDirectory);
+      if (int err2 = first_error(replies, *cluster_)) return Status::error(err2);
+      // The shard did not commit (it died, or is no live rank's any more).
+      if (shard < 0 || shard >= static_cast<int>(replies.size()) || !replies[shard]) {
+        loc_remove(c.dir, c.name, LocatorShard::kDirectory);
+      }
       return std::vector<uint8_t>();
     }
     case DirChange::kRename: {
@@ -197,6 +205,7 @@ Cluster::Reply Filesystem::on_dir_apply(int, std::span<const uint8_t> payload) {
         dirs_.remove(*id);
       }
       gate.unlock();
+      if (c.locator == rank_) shard_.remove(c.dir, c.name, LocatorShard::kDirectory);
       if (tell_kernel) {
         const uint64_t pnode = parent_node();
         notifier_.names_changed({{pnode, c.name}});

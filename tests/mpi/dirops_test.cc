@@ -268,6 +268,10 @@ TEST(DirVisibility, RenameChmodRmdirOfCachedDirectoriesAreSeenEverywhereWhenTheC
     }
     ASSERT_SYS_OK(::rmdir(c.path(origin, b).c_str()));
     for (int r : others) EXPECT_TRUE(is_absent(c.path(r, b))) << "rank " << r << " after rmdir " << b;
+    // the name is free everywhere at once: a file of that name can be made on another rank
+    EXPECT_TRUE(write_file(c.path(others[0], b), "now a file\n"));
+    for (int r = 0; r < 3; ++r) EXPECT_TRUE(file_has(c.path(r, b), "now a file\n")) << "rank " << r;
+    EXPECT_SYS_OK(::unlink(c.path(origin, b).c_str()));
   }
   for (int r = 0; r < 3; ++r) {
     int err = 0;

@@ -22,6 +22,7 @@ TEST(DirChange, RoundTripKeepsEveryFieldAndTheOrigin) {
   c.mtime_s = 12;
   c.mtime_ns = 13;
   c.origin = 2;
+  c.locator = 1;
   DirChange d;
   ASSERT_TRUE(d.decode(c.encode()));
   EXPECT_EQ(d.kind, c.kind);
@@ -33,23 +34,28 @@ TEST(DirChange, RoundTripKeepsEveryFieldAndTheOrigin) {
   EXPECT_EQ(d.flags, 4u);
   EXPECT_EQ(d.mtime_ns, 13);
   EXPECT_EQ(d.origin, 2);
+  EXPECT_EQ(d.locator, 1);
   DirChange unset;
   unset.kind = DirChange::kMkdir;
   unset.name = "x";
   ASSERT_TRUE(d.decode(unset.encode()));
   EXPECT_EQ(d.origin, -1);
+  EXPECT_EQ(d.locator, -1);
 }
 
-TEST(DirChange, BadOriginKindOrLengthIsRefused) {
+TEST(DirChange, BadRankKindOrLengthIsRefused) {
   DirChange c;
   c.kind = DirChange::kSetattr;
   c.origin = -2;
   DirChange d;
   EXPECT_FALSE(d.decode(c.encode()));
   c.origin = 0;
+  c.locator = -5;
+  EXPECT_FALSE(d.decode(c.encode()));
+  c.locator = -1;
   auto bytes = c.encode();
   EXPECT_TRUE(d.decode(bytes));
-  bytes.resize(bytes.size() - 4);  // without origin: protocol 1
+  bytes.resize(bytes.size() - 8);  // without origin and locator: protocol 1
   EXPECT_FALSE(d.decode(bytes));
   c.kind = 0;
   EXPECT_FALSE(d.decode(c.encode()));
