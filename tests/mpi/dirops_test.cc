@@ -440,8 +440,11 @@ TEST(JobStopInFlight, RankStoppedWithRequestsOfItsMountBlockedUnmountsAndExits) 
     return ::syscall(SYS_renameat2, AT_FDCWD, pd.c_str(), AT_FDCWD, pe.c_str(), RENAME_EXCHANGE) == 0 ? 0 : errno;
   });
 
-  // the busy lookup ends after at most two RPC timeouts; then rank 1 has to get out
-  const auto limit = std::chrono::seconds(2 * 4 + 12);
+  // The busy lookup ends after at most two RPC timeouts. Then rank 1 serves nothing any more
+  // and has to be gone within a stop's time (its transport's shutdown waits up to 2 s for the
+  // frozen rank 2), whatever its kernel still holds.
+  EXPECT_TRUE(busy.finished(std::chrono::seconds(2 * 4 + 4))) << busy.describe();
+  const auto limit = 8s;
   bool ended = e2e::wait_until([&] { return rank_ended(rank1); }, limit);
   const auto took = std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - t_term);
   std::string stuck;
@@ -449,7 +452,8 @@ TEST(JobStopInFlight, RankStoppedWithRequestsOfItsMountBlockedUnmountsAndExits) 
     stuck = "rank 1 (" + e2e::describe_pid(rank1) + ") threads in D state: " + threads_in_d_state(rank1) +
             "\n" + c.describe_stuck_processes();
   }
-  EXPECT_TRUE(ended) << "rank 1 did not exit within " << limit.count() << " s of SIGTERM\n"
+  EXPECT_TRUE(ended) << "rank 1 did not exit within " << limit.count() << " s of its last request ("
+                     << took.count() << " ms after SIGTERM)\n"
                      << queued.describe() << "\n" << stuck;
   if (ended) fprintf(stderr, "mpi: rank 1 exited %lld ms after SIGTERM\n", static_cast<long long>(took.count()));
   EXPECT_TRUE(queued.finished(5s)) << queued.describe();
@@ -457,7 +461,6 @@ TEST(JobStopInFlight, RankStoppedWithRequestsOfItsMountBlockedUnmountsAndExits) 
 
   // unfreeze rank 2; the rest of the job must still work and stop cleanly
   ::kill(rank2, SIGCONT);
-  EXPECT_TRUE(busy.finished(10s)) << busy.describe();
   EXPECT_TRUE(exchange.finished(10s)) << exchange.describe();
   queued.kill_and_reap();
   EXPECT_TRUE(is_directory(c.path(0, "P")));
