@@ -6,6 +6,8 @@
 #include <algorithm>
 
 #include <cstring>
+#include <memory>
+#include <optional>
 
 #include "common/hash.h"
 #include "common/log.h"
@@ -188,22 +190,48 @@ void Cluster::call_into_async(int rank, Op op, std::span<const uint8_t> payload,
 
 std::vector<Cluster::Reply> Cluster::call_all(Op op, std::span<const uint8_t> payload) {
   std::vector<Reply> out(static_cast<size_t>(nranks_), Reply(Status::error(EIO, "rank is dead")));
+  // The remote calls go out first; this rank's handler runs while they are
+  // in flight.
+  struct Waiter {
+    std::mutex mu;  // leaf lock
+    std::condition_variable cv;
+    std::vector<std::optional<rdma::Transport::CallResult>> results;
+    size_t remaining = 0;
+  };
+  auto w = std::make_shared<Waiter>();
+  std::vector<int> peers;
   if (transport_) {
-    std::vector<int> peers;
     for (int r = 0; r < nranks_; ++r) {
       if (r != rank_ && alive(r)) peers.push_back(r);
     }
-    if (!peers.empty()) {
-      stats_add(stats_->rpcs_sent, peers.size());
-      auto results = transport_->call_many(peers, static_cast<uint16_t>(op), payload, timeout_);
-      for (size_t i = 0; i < peers.size(); ++i) {
-        if (!results[i]) stats_add(stats_->rpc_failures, 1);
-        out[static_cast<size_t>(peers[i])] = results[i] ? Reply(std::move(results[i]).value())
-                                                        : Reply(Status::error(results[i].err()));
-      }
+    w->results.resize(peers.size());
+    w->remaining = peers.size();
+    stats_add(stats_->rpcs_sent, peers.size());
+    for (size_t i = 0; i < peers.size(); ++i) {
+      transport_->call_async(peers[i], static_cast<uint16_t>(op), payload, timeout_,
+                             [w, i](rdma::Transport::CallResult r) {
+                               std::lock_guard<std::mutex> lock(w->mu);
+                               w->results[i].emplace(std::move(r));
+                               if (--w->remaining == 0) w->cv.notify_all();
+                             });
     }
   }
   out[static_cast<size_t>(rank_)] = run_handler(rank_, op, payload);
+  if (!peers.empty()) {
+    std::unique_lock<std::mutex> lock(w->mu);
+    // The transport fails every call by its deadline; the grace only guards
+    // against a progress thread that stopped.
+    if (!w->cv.wait_for(lock, timeout_ + rdma::Transport::kWaitGrace, [&] { return w->remaining == 0; })) {
+      DSDFS_ERROR("call_all(op %u): no completion from the progress thread", static_cast<unsigned>(op));
+    }
+    for (size_t i = 0; i < peers.size(); ++i) {
+      auto& r = w->results[i];
+      if (!r || !*r) stats_add(stats_->rpc_failures, 1);
+      out[static_cast<size_t>(peers[i])] = !r ? Reply(Status::error(ETIMEDOUT, "no completion"))
+                                           : *r ? Reply(std::move(*r).value())
+                                                : Reply(Status::error(r->err()));
+    }
+  }
   return out;
 }
 

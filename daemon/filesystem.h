@@ -60,7 +60,9 @@ class Filesystem {
   void set_session(struct fuse_session* se) { notifier_.set_session(se); }
   // Every rank has mounted: user.dsdfs.ready appears on the root.
   void set_ready() { ready_.store(true); }
-  // Stops background threads. REQUIRES: after the FUSE loop ended.
+  // Stops background threads; the session is not used after it returns.
+  // REQUIRES: the FUSE loop ended and the connection is aborted
+  // (FuseMount::abort), so that no notification can be blocked in the kernel.
   void stop() {
     notifier_.stop();
     write_fds_.close_all(std::chrono::milliseconds(0));

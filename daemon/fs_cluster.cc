@@ -692,11 +692,12 @@ uint64_t Filesystem::dir_node(uint64_t dir) {
 }
 
 void Filesystem::kernel_names_changed(const std::vector<std::pair<uint64_t, std::string>>& names) {
-  for (const auto& [parent, name] : names) notifier_.entry(parent, name);
+  notifier_.names_changed(names);
 }
 
 void Filesystem::kernel_attrs_changed(dev_t dev, ino_t ino) {
-  if (uint64_t id = inodes_.find_local(dev, ino)) notifier_.inode(id);
+  // Attributes only (the link count): takes no lock, cannot block.
+  if (uint64_t id = inodes_.find_local(dev, ino)) notifier_.dir_attrs_changed(id);
 }
 
 Cluster::Reply Filesystem::on_file_unlink(int, std::span<const uint8_t> payload) {

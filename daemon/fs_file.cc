@@ -136,7 +136,7 @@ void Filesystem::drop_setid_for_caller(fuse_req_t req, int fd, uint64_t ino) {
   struct stat st;
   if (::fstat(fd, &st) != 0 || !(st.st_mode & (S_ISUID | S_ISGID))) return;
   if (::fchmod(fd, st.st_mode & 07777 & ~static_cast<mode_t>(S_ISUID | S_ISGID)) == 0) {
-    notifier_.inode(ino, std::chrono::milliseconds(200));
+    notifier_.dir_attrs_changed(ino);  // the mode only: cannot block
   }
 }
 

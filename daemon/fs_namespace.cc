@@ -18,10 +18,6 @@ namespace dsdfs::fs {
 
 namespace {
 
-// How long a rank waits for its kernel to drop entries a directory change
-// made stale before it answers the coordinator (Notifier::entry).
-constexpr std::chrono::milliseconds kNotifyWait{200};
-
 // The first error among the live ranks' replies (dead ranks do not vote).
 int first_error(const std::vector<Cluster::Reply>& replies, const Cluster& cluster) {
   for (int r = 0; r < static_cast<int>(replies.size()); ++r) {
@@ -38,12 +34,15 @@ int Filesystem::dir_mutate(std::span<const uint8_t> change) {
   return 0;
 }
 
-Cluster::Reply Filesystem::on_dir_mutate(int, std::span<const uint8_t> payload) {
+Cluster::Reply Filesystem::on_dir_mutate(int source, std::span<const uint8_t> payload) {
   DirChange c;
   if (!c.decode(payload)) {
     DSDFS_WARN("malformed directory mutation dropped");
     return Status::error(EPROTO);
   }
+  // The rank whose request this is: it needs no notification (on_dir_apply).
+  // The transport's source rank, not a payload field.
+  c.origin = source;
   std::lock_guard order(coord_mu_);
   auto apply_all = [&](const DirChange& change) { return cluster_->call_all(Op::kDirApply, change.encode()); };
   switch (c.kind) {
@@ -68,10 +67,18 @@ Cluster::Reply Filesystem::on_dir_mutate(int, std::span<const uint8_t> payload) 
       int err = first_error(apply_all(prep), *cluster_);
       DirChange fin = c;
       fin.kind = err ? DirChange::kRmdirAbort : DirChange::kRmdirCommit;
-      int err2 = first_error(apply_all(fin), *cluster_);
+      // The locator shard forgets the name while it commits, instead of in
+      // a round trip of its own afterwards. A create of a file of that name
+      // racing this rmdir finds either the directory or no name.
+      const int shard = cluster_->shard_of(c.dir, c.name);
+      if (!err) fin.locator = shard;
+      auto replies = apply_all(fin);
       if (err) return Status::error(err);
-      if (err2) return Status::error(err2);
-      loc_remove(c.dir, c.name, LocatorShard::kDirectory);
+      if (int err2 = first_error(replies, *cluster_)) return Status::error(err2);
+      // The shard did not commit (it died, or is no live rank's any more).
+      if (shard < 0 || shard >= static_cast<int>(replies.size()) || !replies[shard]) {
+        loc_remove(c.dir, c.name, LocatorShard::kDirectory);
+      }
       return std::vector<uint8_t>();
     }
     case DirChange::kRename: {
@@ -144,6 +151,12 @@ Cluster::Reply Filesystem::on_dir_apply(int, std::span<const uint8_t> payload) {
     if (::fstat(pfd, &st) != 0) return 0;
     return inodes_.find_local(st.st_dev, st.st_ino);
   };
+  // What the other ranks' kernels may have cached is stale now. The rank that
+  // asked for the change updates its own cache from the reply: its kernel
+  // holds the directories it changes locked until then (no lookup there can
+  // race it) and takes new attributes from the reply. Never waits for the
+  // kernel (Notifier).
+  const bool tell_kernel = c.origin != rank_;
   auto id_of_child = [&](int dfd, const std::string& name) -> std::optional<uint64_t> {
     struct stat st;
     if (::fstatat(dfd, name.c_str(), &st, AT_SYMLINK_NOFOLLOW) != 0 || !S_ISDIR(st.st_mode)) return std::nullopt;
@@ -162,6 +175,9 @@ Cluster::Reply Filesystem::on_dir_apply(int, std::span<const uint8_t> payload) {
       struct stat st;
       if (!fd->valid() || ::fstat(fd->get(), &st) != 0) return Status::from_errno("mkdir open");
       dirs_.add(c.dir2, std::move(fd), st.st_dev, st.st_ino);
+      // The name was not cached (negative entries never are); the parent's
+      // link count and times were.
+      if (tell_kernel) notifier_.dir_attrs_changed(parent_node());
       return std::vector<uint8_t>();
     }
     case DirChange::kRmdirPrepare: {
@@ -189,7 +205,12 @@ Cluster::Reply Filesystem::on_dir_apply(int, std::span<const uint8_t> payload) {
         dirs_.remove(*id);
       }
       gate.unlock();
-      notifier_.entry(parent_node(), c.name, kNotifyWait);
+      if (c.locator == rank_) shard_.remove(c.dir, c.name, LocatorShard::kDirectory);
+      if (tell_kernel) {
+        const uint64_t pnode = parent_node();
+        notifier_.names_changed({{pnode, c.name}});
+        notifier_.dir_attrs_changed(pnode);
+      }
       return std::vector<uint8_t>();
     }
     case DirChange::kRmdirAbort: {
@@ -217,11 +238,15 @@ Cluster::Reply Filesystem::on_dir_apply(int, std::span<const uint8_t> payload) {
         dirs_.remove(*replaced);
       }
       gate.unlock();
-      // Both names changed, whichever way the rename went.
-      notifier_.entry(parent_node(), c.name, kNotifyWait);
-      struct stat st;
-      if (::fstat(parent2->get(), &st) == 0) {
-        notifier_.entry(inodes_.find_local(st.st_dev, st.st_ino), c.name2, kNotifyWait);
+      if (tell_kernel) {
+        // Both names changed, whichever way the rename went.
+        const uint64_t pnode = parent_node();
+        uint64_t pnode2 = 0;
+        struct stat st;
+        if (::fstat(parent2->get(), &st) == 0) pnode2 = inodes_.find_local(st.st_dev, st.st_ino);
+        notifier_.names_changed({{pnode, c.name}, {pnode2, c.name2}});
+        notifier_.dir_attrs_changed(pnode);
+        if (pnode2 != pnode) notifier_.dir_attrs_changed(pnode2);
       }
       return std::vector<uint8_t>();
     }
@@ -243,7 +268,7 @@ Cluster::Reply Filesystem::on_dir_apply(int, std::span<const uint8_t> payload) {
         else if (c.flags & FUSE_SET_ATTR_MTIME) tv[1] = {c.mtime_s, c.mtime_ns};
         if (::utimensat(AT_FDCWD, path.c_str(), tv, 0) != 0) return Status::from_errno("utimens");
       }
-      notifier_.inode(parent_node(), kNotifyWait);
+      if (tell_kernel) notifier_.dir_attrs_changed(parent_node());
       return std::vector<uint8_t>();
     }
     default:

@@ -160,6 +160,7 @@ void Filesystem::init(struct fuse_conn_info* conn) {
   // Locks are local to each node's kernel (docs/user-guide.md).
   conn->want &= ~(FUSE_CAP_POSIX_LOCKS | FUSE_CAP_FLOCK_LOCKS);
   conn->time_gran = 1;
+  notifier_.set_method(options_.dir_notify, conn->proto_minor);
   DSDFS_INFO("FUSE connection: protocol %u.%u, max_write %u, writeback cache %s", conn->proto_major,
              conn->proto_minor, conn->max_write, (conn->want & FUSE_CAP_WRITEBACK_CACHE) ? "on" : "off");
 }

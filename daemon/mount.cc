@@ -2,6 +2,8 @@
 #include "daemon/mount.h"
 
 #include <fcntl.h>
+#include <poll.h>
+#include <sys/eventfd.h>
 #include <fuse.h>
 #include <linux/fuse.h>
 #include <sys/uio.h>
@@ -21,6 +23,7 @@
 #include <vector>
 
 #include "common/log.h"
+#include "common/noexcept_boundary.h"
 #include "daemon/filesystem.h"
 #include "daemon/store.h"
 
@@ -107,21 +110,40 @@ void fuse_log_to_ours(enum fuse_log_level level, const char* fmt, va_list ap) {
 
 }  // namespace
 
-std::string mount_type_at(const std::string& path) {
+namespace {
+
+// The fstype and device ("major:minor") of the last (topmost) mount at exactly
+// `path` in /proc/self/mountinfo; false if there is none.
+bool top_mount_at(const std::string& path, std::string* type, std::string* dev) {
   std::ifstream in("/proc/self/mountinfo");
-  std::string line, type;
+  std::string line;
+  bool found = false;
   while (std::getline(in, line)) {
     // id parent major:minor root mountpoint options [optional...] - fstype source superopts
     std::istringstream ls(line);
-    std::string id, parent, dev, root, mnt;
-    ls >> id >> parent >> dev >> root >> mnt;
+    std::string id, parent, majmin, root, mnt;
+    ls >> id >> parent >> majmin >> root >> mnt;
     if (unescape_mountinfo(mnt) != path) continue;
     size_t dash = line.find(" - ");
     if (dash == std::string::npos) continue;
     std::istringstream rest(line.substr(dash + 3));
-    rest >> type;  // the last mount at a path wins, as it covers the others
+    rest >> *type;  // the last mount at a path wins, as it covers the others
+    *dev = majmin;
+    found = true;
   }
-  return type;
+  return found;
+}
+
+}  // namespace
+
+std::string mount_type_at(const std::string& path) {
+  std::string type, dev;
+  return top_mount_at(path, &type, &dev) ? type : std::string();
+}
+
+std::string mount_dev_at(const std::string& path) {
+  std::string type, dev;
+  return top_mount_at(path, &type, &dev) ? dev : std::string();
 }
 
 Status fuse_unmount_lazy(const std::string& path) {
@@ -224,6 +246,8 @@ Status FuseMount::mount(const std::string& mountpoint, Filesystem* fs, const Opt
   }
   mounted_ = true;
   mountpoint_ = mountpoint;
+  // Read now, while the mount is certainly ours: abort() and unmount() use it.
+  dev_ = mount_dev_at(mountpoint);
   if (fuse_session_custom_io(se_, &kPatchingIo, fuse_session_fd(se_)) != 0) {
     DSDFS_WARN("cannot install the session I/O hooks; writes will cost an extra round trip");
   }
@@ -252,11 +276,122 @@ void FuseMount::exit() {
   if (se_) fuse_session_exit(se_);
 }
 
+namespace {
+
+// POLLERR on /dev/fuse: the connection is aborted (fuse_dev_poll).
+bool connection_aborted(int fd) {
+  struct pollfd p = {fd, 0, 0};
+  return ::poll(&p, 1, 0) == 1 && (p.revents & POLLERR) != 0;
+}
+
+// fusectl names a connection by the kernel's dev_t of its super block
+// (MKDEV: major << 20 | minor).
+std::string fusectl_abort_path(const std::string& majmin) {
+  unsigned major = 0, minor = 0;
+  if (std::sscanf(majmin.c_str(), "%u:%u", &major, &minor) != 2) return {};
+  return "/sys/fs/fuse/connections/" + std::to_string((major << 20) | minor) + "/abort";
+}
+
+// Reads requests from `fd` (non-blocking) and answers each with ENOTCONN, as
+// an aborted connection would, until `stop_fd` is readable or the connection
+// ends. Requests that take no answer (FORGET, BATCH_FORGET, INTERRUPT) are
+// dropped.
+void drain_requests(int fd, int stop_fd) {
+  // The kernel refuses reads into less than a header plus max_write (1 MiB);
+  // requests that do not fit are failed by the kernel itself.
+  std::vector<char> buf((1u << 20) + (64u << 10));
+  while (true) {
+    struct pollfd p[2] = {{fd, POLLIN, 0}, {stop_fd, POLLIN, 0}};
+    if (::poll(p, 2, -1) < 0) {
+      if (errno == EINTR) continue;
+      return;
+    }
+    if (p[1].revents != 0 || (p[0].revents & (POLLERR | POLLHUP | POLLNVAL)) != 0) return;
+    ssize_t n = ::read(fd, buf.data(), buf.size());
+    if (n < 0) {
+      // EAGAIN: nothing after all; ENOENT: the request was interrupted meanwhile.
+      if (errno == EAGAIN || errno == EINTR || errno == ENOENT) continue;
+      return;  // ENODEV: the connection is gone
+    }
+    if (static_cast<size_t>(n) < sizeof(struct fuse_in_header)) continue;
+    struct fuse_in_header in;
+    std::memcpy(&in, buf.data(), sizeof in);
+    if (in.opcode == FUSE_FORGET || in.opcode == FUSE_BATCH_FORGET || in.opcode == FUSE_INTERRUPT) continue;
+    struct fuse_out_header out = {};
+    out.len = sizeof out;
+    out.error = -ENOTCONN;
+    out.unique = in.unique;
+    if (::write(fd, &out, sizeof out) < 0 && errno == ENODEV) return;
+  }
+}
+
+}  // namespace
+
+void FuseMount::abort() {
+  if (!se_ || !mounted_ || aborted_ || drain_.joinable()) return;
+  const int fd = fuse_session_fd(se_);
+  const char* how = nullptr;
+  if (std::string path = fusectl_abort_path(dev_); !path.empty()) {
+    int afd = ::open(path.c_str(), O_WRONLY | O_CLOEXEC);
+    if (afd >= 0) {
+      if (::write(afd, "1", 1) == 1) how = "fusectl";
+      ::close(afd);
+    }
+  }
+  if (!connection_aborted(fd) && ::geteuid() == 0 && mount_dev_at(mountpoint_) == dev_) {
+    // The kernel's umount_begin for FUSE aborts the connection, whether or
+    // not the mount is busy (then EBUSY, and unmount() detaches it).
+    ::umount2(mountpoint_.c_str(), MNT_FORCE);
+    how = "umount2(MNT_FORCE)";
+  }
+  if (connection_aborted(fd)) {
+    aborted_ = true;
+    DSDFS_DEBUG("FUSE connection aborted (%s)", how ? how : "already");
+    return;
+  }
+  DSDFS_DEBUG("cannot abort the FUSE connection (no fusectl, not root): answering requests until unmounted");
+  drain_start();
+}
+
+void FuseMount::drain_start() {
+  const int fd = fuse_session_fd(se_);
+  drain_stop_fd_ = ::eventfd(0, EFD_CLOEXEC);
+  if (drain_stop_fd_ < 0) {
+    DSDFS_WARN("cannot answer the FUSE requests left: eventfd: %s", std::strerror(errno));
+    return;
+  }
+  ::fcntl(fd, F_SETFL, ::fcntl(fd, F_GETFL) | O_NONBLOCK);
+  drain_ = std::thread([fd, stop_fd = drain_stop_fd_] {
+    run_at_boundary("FUSE drain", [&] { drain_requests(fd, stop_fd); });
+  });
+}
+
+void FuseMount::drain_stop() {
+  if (!drain_.joinable()) return;
+  uint64_t one = 1;
+  if (::write(drain_stop_fd_, &one, sizeof one) != sizeof one) {
+    DSDFS_WARN("cannot stop the FUSE drain thread: %s", std::strerror(errno));
+  }
+  drain_.join();
+  ::close(drain_stop_fd_);
+  drain_stop_fd_ = -1;
+}
+
 void FuseMount::unmount() {
   if (!se_) return;
-  // libfuse unmounts lazily (MNT_DETACH / fusermount3 -z), so a job that ends
-  // with files still open leaves no stale mount behind.
-  if (mounted_) fuse_session_unmount(se_);
+  // Its poll and read must end before the session's fd is closed.
+  drain_stop();
+  if (mounted_) {
+    // libfuse does not unmount an aborted connection (its poll sees POLLERR),
+    // and MNT_FORCE unmounted it only if nothing used it: detach it here.
+    if (aborted_ && !dev_.empty() && mount_dev_at(mountpoint_) == dev_) {
+      if (auto s = fuse_unmount_lazy(mountpoint_); !s) DSDFS_WARN("%s", s.to_string().c_str());
+    }
+    // libfuse unmounts lazily (MNT_DETACH / fusermount3 -z), so a job that
+    // ends with files still open leaves no stale mount behind. Closing the
+    // last fd of the connection ends whatever a drain left.
+    fuse_session_unmount(se_);
+  }
   mounted_ = false;
   fuse_session_destroy(se_);
   se_ = nullptr;

@@ -4,6 +4,7 @@
 #include <fuse_lowlevel.h>
 
 #include <string>
+#include <thread>
 
 #include "common/status.h"
 #include "daemon/options.h"
@@ -25,8 +26,16 @@ std::string mount_type_at(const std::string& path);
 // Lazily unmounts a FUSE mount (umount2 MNT_DETACH as root, else fusermount3 -u -z).
 Status fuse_unmount_lazy(const std::string& path);
 
+// The device number ("major:minor") of the mount at exactly `path` as
+// /proc/self/mountinfo shows it, or "" if `path` is not a mount point.
+std::string mount_dev_at(const std::string& path);
+
 // A mounted FUSE session serving a Filesystem. Unwinds in reverse order of
 // creation (session, mount) like libfuse's main. Not thread-safe except exit().
+//
+// Stopping: loop() returns, then abort() (nothing can stay blocked in the
+// kernel on this mount any more), then the threads that may have been
+// blocked there are joined, then unmount().
 class FuseMount {
  public:
   FuseMount() = default;
@@ -40,13 +49,35 @@ class FuseMount {
   Status loop(const Options& options);
   // Makes loop() return soon; callable from any thread (see launcher signals).
   void exit();
+  // Ends the FUSE connection: every request in flight or queued fails at once,
+  // and so does every later one. A request holds the locks of its directories
+  // until it is answered, and once loop() has returned nobody answers it: a
+  // thread waiting for such a lock (the notifier in a kernel notification, an
+  // application) would wait forever, in D state, and closing /dev/fuse does
+  // not help while a notification in progress holds the file. Through
+  // fusectl's abort file where it is mounted, else (root) umount2(MNT_FORCE);
+  // where neither is possible (a user's daemon without fusectl), a thread
+  // answers every request with ENOTCONN until unmount() closes the session,
+  // which ends the connection for good. Fast: call it first when stopping.
+  // REQUIRES: loop() has returned.
+  void abort();
+  // Detaches the mount point (lazily: files still open elsewhere keep it
+  // alive until closed) and destroys the session. REQUIRES: no thread uses
+  // the session any more (Notifier::stop).
   void unmount();
   struct fuse_session* session() const { return se_; }
 
  private:
+  void drain_start();
+  void drain_stop();
+
   struct fuse_session* se_ = nullptr;
   bool mounted_ = false;
+  bool aborted_ = false;
   std::string mountpoint_;
+  std::string dev_;     // "major:minor" of the mount, from mountinfo
+  int drain_stop_fd_ = -1;  // eventfd that ends the drain thread
+  std::thread drain_;
 };
 
 }  // namespace dsdfs::fs

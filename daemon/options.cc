@@ -50,6 +50,9 @@ std::string options_usage() {
       "  --timeout SECONDS     timeout of every remote call (default 5)\n"
       "  --bulk auto|rma|am    remote read path: one-sided RMA gets, owner-pushed\n"
       "                        active messages, or automatic (default auto)\n"
+      "  --dir-notify auto|epoch|entry\n"
+      "                        how the kernel learns of directory changes made on\n"
+      "                        other ranks (default auto: epoch on Linux >= 6.16)\n"
       "  --bootstrap-timeout S give up if not every rank has started within S seconds\n"
       "                        (default 120)\n"
       "  --wait[=SECONDS]      do not mount; wait until dsdfs is mounted on every\n"
@@ -148,6 +151,13 @@ Result<Options> options_parse(const std::vector<std::string>& args) {
       else if (*v == "rma") o.bulk = BulkMode::kRma;
       else if (*v == "am") o.bulk = BulkMode::kAm;
       else return usage_error("--bulk needs auto, rma or am, not '" + *v + "'");
+    } else if (a == "--dir-notify") {
+      auto v = need_value();
+      if (!v) return v.status();
+      if (*v == "auto") o.dir_notify = DirNotify::kAuto;
+      else if (*v == "epoch") o.dir_notify = DirNotify::kEpoch;
+      else if (*v == "entry") o.dir_notify = DirNotify::kEntry;
+      else return usage_error("--dir-notify needs auto, epoch or entry, not '" + *v + "'");
     } else if (a == "--log-level") {
       auto v = need_value();
       if (!v) return v.status();

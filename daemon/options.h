@@ -11,6 +11,14 @@ namespace dsdfs::fs {
 
 enum class BulkMode { kAuto, kRma, kAm };
 
+// How this rank's kernel learns that directory names changed on another rank
+// (daemon/notifier.h).
+enum class DirNotify {
+  kAuto,   // kEpoch where the kernel has it (FUSE 7.44, Linux >= 6.16), else kEntry
+  kEpoch,  // FUSE_NOTIFY_INC_EPOCH: every cached name is looked up again on its next use
+  kEntry,  // FUSE_NOTIFY_INVAL_ENTRY per name, queued, never waited for (older kernels)
+};
+
 // The default number of FUSE worker threads: the CPUs of this node, at least
 // 2 and at most 16 (more threads than cores only add context switches).
 unsigned default_threads();
@@ -28,6 +36,7 @@ struct Options {
   double wait_s = 0;           // --wait: seconds to wait for every rank to mount
   double bootstrap_timeout_s = 120;  // give up if not every rank arrives
   BulkMode bulk = BulkMode::kAuto;
+  DirNotify dir_notify = DirNotify::kAuto;
   LogLevel log_level = LogLevel::kWarn;
   bool show_help = false;
   bool show_version = false;

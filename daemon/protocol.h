@@ -98,19 +98,27 @@ struct DirChange {
   uint32_t gid = 0;
   uint32_t flags = 0;      // rename flags; setattr: FUSE_SET_ATTR_* mask
   int64_t atime_s = 0, atime_ns = 0, mtime_s = 0, mtime_ns = 0;
+  // The rank whose FUSE request asked for the change (set by the coordinator
+  // from the sender of kDirMutate), or -1. That rank's kernel updates its own
+  // cache from the reply; every other rank tells its kernel (on_dir_apply).
+  int32_t origin = -1;
+  // kRmdirCommit: the rank that is the locator shard of (dir, name), chosen
+  // by the coordinator; it forgets the name while it commits (saves a round
+  // trip). -1: none does.
+  int32_t locator = -1;
 
   std::vector<uint8_t> encode() const {
     WireWriter w;
     w.u8(kind).u64(dir).str(name).u64(dir2).str(name2).u32(mode).u32(uid).u32(gid).u32(flags);
-    w.i64(atime_s).i64(atime_ns).i64(mtime_s).i64(mtime_ns);
+    w.i64(atime_s).i64(atime_ns).i64(mtime_s).i64(mtime_ns).i32(origin).i32(locator);
     return w.take();
   }
   bool decode(std::span<const uint8_t> data) {
     WireReader r(data);
     r.u8(&kind) && r.u64(&dir) && r.str(&name, kMaxName) && r.u64(&dir2) && r.str(&name2, kMaxName) &&
         r.u32(&mode) && r.u32(&uid) && r.u32(&gid) && r.u32(&flags) && r.i64(&atime_s) &&
-        r.i64(&atime_ns) && r.i64(&mtime_s) && r.i64(&mtime_ns);
-    return r.done() && kind >= kMkdir && kind <= kRenameBack;
+        r.i64(&atime_ns) && r.i64(&mtime_s) && r.i64(&mtime_ns) && r.i32(&origin) && r.i32(&locator);
+    return r.done() && kind >= kMkdir && kind <= kRenameBack && origin >= -1 && locator >= -1;
   }
 };
 

@@ -318,9 +318,16 @@ int serve(int argc, char** argv, const fs::Options& options) {
   status.state = "stopping";
   status_file_write(status_path, status);
   // Fast first: mpirun sends SIGKILL soon after SIGTERM (Open MPI's
-  // odls_base_sigkill_timeout, 1 s by default; docs/slurm.md).
-  mount.unmount();
+  // odls_base_sigkill_timeout, 1 s by default; docs/slurm.md). Nothing below
+  // may wait for the kernel: requests still in flight on our mount hold
+  // directory locks that the notifier, the RPC workers (which act through
+  // the mount) or applications may be waiting for, and nobody answers them
+  // now. So the connection is aborted first (ends them all), then the
+  // threads that may have been waiting are joined: the notifier before the
+  // session is destroyed (it uses the session), the RPC workers after.
+  mount.abort();
   filesystem.stop();
+  mount.unmount();
   cluster.stop();
   int rc = 0;
   if (!loop_status) {

@@ -49,6 +49,19 @@ TEST(Options, BadNumbersAreRefused) {
   EXPECT_FALSE(options_parse({"/m", "--log-level", "loud"}).is_ok());
 }
 
+TEST(Options, DirNotifyMethod) {
+  auto o = options_parse({"/m"});
+  ASSERT_TRUE(o.is_ok());
+  EXPECT_EQ(o->dir_notify, DirNotify::kAuto);
+  o = options_parse({"/m", "--dir-notify", "entry"});
+  ASSERT_TRUE(o.is_ok());
+  EXPECT_EQ(o->dir_notify, DirNotify::kEntry);
+  o = options_parse({"/m", "--dir-notify=epoch"});
+  ASSERT_TRUE(o.is_ok());
+  EXPECT_EQ(o->dir_notify, DirNotify::kEpoch);
+  EXPECT_FALSE(options_parse({"/m", "--dir-notify", "wait"}).is_ok());
+}
+
 TEST(Placeholders, RankHostAndPercent) {
   auto r = expand_placeholders("/tmp/mnt%r-%h-100%%", 3, "node7");
   ASSERT_TRUE(r.is_ok());
