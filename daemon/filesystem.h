@@ -179,6 +179,8 @@ class Filesystem {
   // ENOENT only when the name is gone (never with `create`).
   Result<OpenedFile> open_name(uint64_t dir, const std::string& name, int owner_hint, int flags, mode_t mode,
                                bool create);
+  // An OpenedFile for the store file fd (of this rank), which it takes.
+  Result<OpenedFile> opened_here(int fd, bool created);
   int open_remote_handle(int owner, uint64_t dir, const std::string& name, const struct stat& st,
                          uint64_t version, int flags, OpenedFile* out);
   // open() of a kernel inode whose file may have changed or moved: opens

@@ -78,6 +78,23 @@ int Filesystem::open_remote_handle(int owner, uint64_t dir, const std::string& n
   return 0;
 }
 
+Result<Filesystem::OpenedFile> Filesystem::opened_here(int fd, bool created) {
+  struct stat st;
+  if (::fstat(fd, &st) != 0 || S_ISDIR(st.st_mode)) {
+    int err = S_ISDIR(st.st_mode) ? EISDIR : errno;
+    ::close(fd);
+    return Status::error(err, "fstat");
+  }
+  OpenedFile out;
+  out.handle = std::make_unique<FileHandle>();
+  out.handle->fd = fd;
+  out.owner = rank_;
+  out.created = created;
+  out.st = st;
+  translate(&out.st);
+  return out;
+}
+
 Result<Filesystem::OpenedFile> Filesystem::open_name(uint64_t dir, const std::string& name, int owner_hint,
                                                      int flags, mode_t mode, bool create) {
   auto dfd = local_dir(dir);
@@ -133,20 +150,7 @@ Result<Filesystem::OpenedFile> Filesystem::open_name(uint64_t dir, const std::st
         }
         return Status::error(err, "open in the store");
       }
-      struct stat st;
-      if (::fstat(fd, &st) != 0 || S_ISDIR(st.st_mode)) {
-        int err = S_ISDIR(st.st_mode) ? EISDIR : errno;
-        ::close(fd);
-        return Status::error(err, "fstat");
-      }
-      OpenedFile out;
-      out.handle = std::make_unique<FileHandle>();
-      out.handle->fd = fd;
-      out.owner = rank_;
-      out.created = claimed_new || moved_from >= 0;
-      out.st = st;
-      translate(&out.st);
-      return out;
+      return opened_here(fd, claimed_new || moved_from >= 0);
     }
 
     // Another rank's file: ask its owner what the name holds now.
@@ -207,20 +211,7 @@ Result<Filesystem::OpenedFile> Filesystem::open_name(uint64_t dir, const std::st
         return Status::error(terr, "take over");
       }
       forget_remote_file(static_cast<uint64_t>(st.st_ino));
-      struct stat lst;
-      if (::fstat(fd, &lst) != 0) {
-        int ferr = errno;
-        ::close(fd);
-        return Status::error(ferr, "fstat");
-      }
-      OpenedFile out;
-      out.handle = std::make_unique<FileHandle>();
-      out.handle->fd = fd;
-      out.owner = rank_;
-      out.created = true;
-      out.st = lst;
-      translate(&out.st);
-      return out;
+      return opened_here(fd, /*created=*/true);
     }
     OpenedFile out;
     err = open_remote_handle(owner, dir, name, st, version, flags, &out);

@@ -23,6 +23,7 @@
 #include <gtest/gtest.h>
 #include <sys/types.h>
 
+#include <atomic>
 #include <chrono>
 #include <cstdint>
 #include <functional>
@@ -31,6 +32,7 @@
 #include <ostream>
 #include <string>
 #include <string_view>
+#include <thread>
 #include <vector>
 
 #include "tests/e2e/mount_fixture.h"
@@ -192,6 +194,21 @@ struct BoundedOutcome {
 // Forks a child that runs `op` (returning 0 or an errno; it must only make system calls on
 // data prepared before the fork) and waits at most `limit` for it.
 BoundedOutcome run_bounded(const std::function<int()>& op, std::chrono::milliseconds limit);
+
+// A start barrier for threads: every thread spins until all have arrived, so that the racing
+// system calls are issued as close together as the scheduler allows. One use.
+class SpinBarrier {
+ public:
+  explicit SpinBarrier(int n) : n_(n) {}
+  void arrive_and_wait() {
+    arrived_.fetch_add(1);
+    while (arrived_.load() < n_) std::this_thread::yield();
+  }
+
+ private:
+  const int n_;
+  std::atomic<int> arrived_{0};
+};
 
 // Polls pred every 10 ms until true or timeout.
 using e2e::wait_until;

@@ -97,20 +97,6 @@ bool is_dir(const std::string& path, int* err) {
 
 std::string host_suffix() { return " " + e2e::short_hostname(); }
 
-// A start barrier for threads: every thread spins until all have arrived, so that the racing
-// system calls are issued as close together as the scheduler allows.
-class SpinBarrier {
- public:
-  explicit SpinBarrier(int n) : n_(n) {}
-  void arrive_and_wait() {
-    arrived_.fetch_add(1);
-    while (arrived_.load() < n_) std::this_thread::yield();
-  }
-
- private:
-  const int n_;
-  std::atomic<int> arrived_{0};
-};
 
 // Word-wise 64-bit hash for large data (FNV-1a per byte would cost seconds per GiB).
 uint64_t hash_words(const char* data, size_t size, uint64_t h) {

@@ -75,19 +75,6 @@ std::set<std::string> listing(const std::string& dir, int* err) {
   return out;
 }
 
-// A start barrier for threads (the racing calls are issued as close together as possible).
-class SpinBarrier {
- public:
-  explicit SpinBarrier(int n) : n_(n) {}
-  void arrive_and_wait() {
-    arrived_.fetch_add(1);
-    while (arrived_.load() < n_) std::this_thread::yield();
-  }
-
- private:
-  const int n_;
-  std::atomic<int> arrived_{0};
-};
 
 // One system call in a child process, started now and looked at later (run_bounded waits at
 // once). The child makes only system calls on data prepared before the fork.

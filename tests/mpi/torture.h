@@ -55,6 +55,7 @@
 #include <functional>
 #include <memory>
 #include <mutex>
+#include <set>
 #include <string>
 #include <string_view>
 #include <utility>
@@ -79,6 +80,8 @@ struct Config {
   uint64_t seed = 0;
   bool links = true;
   bool strict = false;
+  // Rules that are known open bugs of dsdfs (DSDFS_TORTURE_KNOWN; see Report::set_known).
+  std::set<std::string> known;
   size_t print_limit = 25;
   double round_every = 3;  // seconds of random operations between two rounds
   double hang_limit = 30;  // seconds one call may block before the run counts as hung
@@ -210,6 +213,7 @@ struct VName {
   std::mutex mu;
   std::vector<VersionEntry> versions;  // guarded by mu
   std::atomic<uint64_t> renames_started{0};
+  std::atomic<uint64_t> renames_done{0};  // returned (either way)
 };
 
 // A file its owner overwrites in place, one version at a time.

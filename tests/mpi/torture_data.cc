@@ -250,6 +250,7 @@ void Worker::v_replace(Rng& rng) {
     Res rr = sys("rename(" + q(tmp) + ", " + q(v_rel(n)) + ")",
                  [&] { return ::rename(path(tmp).c_str(), path(v_rel(n)).c_str()); });
     const int64_t end = t_.now_ns();
+    v.renames_done.fetch_add(1);
     if (judge("v.rename", rr, {}, kExists)) {
       std::lock_guard<std::mutex> lock(v.mu);
       for (auto& e : v.versions)
@@ -265,7 +266,12 @@ void Worker::v_cat(Rng& rng) {
   const int n = static_cast<int>(rng.below(kVNames));
   const std::string rel = v_rel(n);
   VName& v = t_.vnames_[n];
+  // A rename in flight when the open starts, or started before the read ends, can replace
+  // the file under the open handle: parts of it not yet fetched then fail with EIO (user
+  // guide, "Handles of a replaced or moved file").
+  const uint64_t done_before = v.renames_done.load();
   const uint64_t renames = v.renames_started.load();
+  const bool in_flight_at_open = renames != done_before;
   const int64_t t_open = t_.now_ns();
   Res r = sys("open(" + q(rel) + ", O_RDONLY)",
               [&] { return ::open(path(rel).c_str(), O_RDONLY | O_CLOEXEC); });
@@ -277,7 +283,7 @@ void Worker::v_cat(Rng& rng) {
     errno = err;
     return err ? -1 : 0;
   });
-  const unsigned limit = v.renames_started.load() != renames ? kLimitEioOk : kNoFlags;
+  const unsigned limit = in_flight_at_open || v.renames_started.load() != renames ? kLimitEioOk : kNoFlags;
   const bool read_ok = judge("v.cat.read", rr, {}, kFdOp | limit);
   Res rc = sys("close(" + q(rel) + " opened O_RDONLY)", [&] { return ::close(fd); });
   judge("v.cat.close", rc, {}, kFdOp);  // read-only: nothing to write back, no EIO

@@ -42,9 +42,19 @@ std::string Report::line_locked(const Rule& rule, const Where& where, std::strin
 void Report::violation(const Rule& rule, const Where& where, std::string_view op,
                        std::string_view call, std::string_view key, std::string_view result) {
   std::lock_guard<std::mutex> lock(mu_);
+  const bool known = !strict_ && known_rules_.count(std::string(rule.id)) != 0;
+  rule_texts_.emplace(std::string(rule.id), std::string(rule.text));
+  if (known) {
+    ++known_;
+    ++known_groups_[{std::string(rule.id), std::string(op), std::string(key)}];
+    if (known_ <= 10) {
+      fprintf(stderr, "torture: KNOWN OPEN BUG #%zu %s\n", known_,
+              line_locked(rule, where, call, result).c_str());
+    }
+    return;
+  }
   ++violations_;
   ++violation_groups_[{std::string(rule.id), std::string(op), std::string(key)}];
-  rule_texts_.emplace(std::string(rule.id), std::string(rule.text));
   if (first_.size() < print_limit_) {
     std::string line = line_locked(rule, where, call, result);
     first_.push_back(line);
@@ -81,6 +91,11 @@ size_t Report::violations() const {
   return violations_;
 }
 
+size_t Report::known_bugs() const {
+  std::lock_guard<std::mutex> lock(mu_);
+  return known_;
+}
+
 size_t Report::limits() const {
   std::lock_guard<std::mutex> lock(mu_);
   return limits_;
@@ -97,8 +112,8 @@ std::string Report::summary(double seconds) const {
   snprintf(buf, sizeof buf,
            "torture: summary of seed 0x%016" PRIx64 ": %" PRIu64
            " operations in %.1f s, %zu "
-           "violations, %zu documented limits hit%s\n",
-           seed_, operations_, seconds, violations_, limits_,
+           "violations, %zu known open bugs, %zu documented limits hit%s\n",
+           seed_, operations_, seconds, violations_, known_, limits_,
            strict_ ? " (strict: limits count as violations)" : "");
   std::string out = buf;
   out += "torture: operations (mean / max latency in ms; result: count)\n";
@@ -143,6 +158,9 @@ std::string Report::summary(double seconds) const {
     out += buf + slow + "\n";
   }
   groups("VIOLATIONS", violation_groups_);
+  groups("KNOWN OPEN BUGS (issue 8 stays open; not failures unless DSDFS_TORTURE_STRICT=1 or "
+         "DSDFS_TORTURE_KNOWN leaves the rule out)",
+         known_groups_);
   groups("documented limits hit (not failures; DSDFS_TORTURE_STRICT=1 fails on them)",
          limit_groups_);
   for (auto& n : notes_) out += "torture: note: " + n + "\n";

@@ -15,6 +15,7 @@
 #include <cstdint>
 #include <map>
 #include <mutex>
+#include <set>
 #include <string>
 #include <string_view>
 #include <tuple>
@@ -63,7 +64,14 @@ class Report {
   // A note printed at the end (e.g. what a round could not check).
   void note(std::string text);
 
+  // Rules whose violations are open bugs of dsdfs, known and tracked (issue 8 stays open
+  // while any is listed): they are printed and counted as "known open bugs", and do not fail
+  // the test unless in strict mode. Every other rule fails it. DSDFS_TORTURE_KNOWN sets the
+  // list (comma-separated rule ids; empty: none).
+  void set_known(std::set<std::string> rules) { known_rules_ = std::move(rules); }
+
   size_t violations() const;
+  size_t known_bugs() const;
   size_t limits() const;
   uint64_t operations() const;
   // Counts per operation and result (with mean and maximum latency), violations and limits grouped
@@ -93,6 +101,9 @@ class Report {
   std::vector<std::string> first_;  // the first print_limit_ violations, in full
   std::vector<std::string> notes_;
   size_t violations_ = 0;
+  size_t known_ = 0;                  // guarded by mu_: violations of known open bugs
+  std::set<std::string> known_rules_;  // immutable after set_known
+  std::map<Group, uint64_t> known_groups_;  // guarded by mu_
   size_t limits_ = 0;
   uint64_t operations_ = 0;
 };

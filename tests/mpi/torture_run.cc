@@ -21,6 +21,11 @@
 
 namespace dsdfs::mpitest::torture {
 
+// Rules whose violations are open bugs of dsdfs today, each listed in the user guide's
+// limits and in issue 8's closing note: counted and printed, not failures (DSDFS_TORTURE_KNOWN
+// overrides the list, DSDFS_TORTURE_STRICT=1 fails on them).
+constexpr const char* kKnownOpenBugs = "";
+
 // ---------------------------------------------------------------------------------------
 // configuration
 
@@ -44,6 +49,18 @@ Config Config::from_env() {
   c.seconds = static_cast<double>(env_long("DSDFS_TORTURE_SECONDS", 60, 1, 24 * 3600));
   c.links = env_long("DSDFS_TORTURE_LINK", 1, 0, 1) == 1;
   c.strict = env_long("DSDFS_TORTURE_STRICT", 0, 0, 1) == 1;
+  {
+    // The open bugs that issue 8 still lists (docs/user-guide.md, "Limits"; tests/mpi/README.md).
+    const char* known = getenv("DSDFS_TORTURE_KNOWN");
+    std::string list = known ? known : kKnownOpenBugs;
+    size_t at = 0;
+    while (at <= list.size()) {
+      size_t comma = list.find(',', at);
+      if (comma == std::string::npos) comma = list.size();
+      if (comma > at) c.known.insert(list.substr(at, comma - at));
+      at = comma + 1;
+    }
+  }
   c.print_limit = static_cast<size_t>(env_long("DSDFS_TORTURE_PRINT", 25, 0, 100000));
   c.hang_limit = static_cast<double>(env_long("DSDFS_TORTURE_HANG_S", 30, 1, 3600));
   const char* seed = getenv("DSDFS_TORTURE_SEED");
@@ -155,6 +172,8 @@ Torture::Torture(const Config& config, Cluster* cluster, std::string local_root)
       local_root_(std::move(local_root)),
       t0_(Clock::now()),
       barrier_(config.ranks * config.workers) {
+  // On the local file system (the oracle's self-check) nothing is a known bug.
+  if (cluster_ != nullptr) report.set_known(cfg.known);
   for (int l = 0; l < cfg.ranks; ++l)
     log_appends_.push_back(std::make_unique<std::atomic<uint64_t>>(0));
   for (int i = 0; i < cfg.ranks * workers_total; ++i)
