@@ -430,7 +430,7 @@ void Torture::abort_run(const std::string& why) {
   fprintf(stderr, "%s", describe_hang().c_str());
   // A daemon blocked on its own mount cannot be killed; aborting the job's FUSE connections
   // makes every blocked call fail (ENOTCONN), so that the workers and the ranks can end.
-  fprintf(stderr, "torture: %s\n", abort_connections().c_str());
+  fprintf(stderr, "torture: %s\ntorture: stopping the job\n", abort_connections().c_str());
   auto stopped = cluster_->stop();
   if (!stopped)
     fprintf(stderr, "torture: stopping the job: %s\n", stopped.message());
@@ -467,6 +467,7 @@ void Torture::run() {
   const auto deadline = t0_ + std::chrono::milliseconds(static_cast<int64_t>(cfg.seconds * 1000));
   auto next_round = t0_ + std::chrono::milliseconds(static_cast<int64_t>(cfg.round_every * 1000));
   auto next_job_check = Clock::now();
+  int abort_seconds = 0;
   while (finished.load() < static_cast<int>(workers_.size())) {
     std::this_thread::sleep_for(std::chrono::milliseconds(20));
     const auto now = Clock::now();
@@ -479,11 +480,23 @@ void Torture::run() {
     check_hangs();
     if (now >= next_job_check) {
       next_job_check = now + std::chrono::seconds(1);
-      if (!local() && !abort_.load() && !cluster_->running()) {
-        report.violation(kJobDied, main_where(-1, 0), "job", "mpirun", "exited",
-                         "the job ended during the run");
-        abort_run("the job ended");
+      if (abort_.load() && ++abort_seconds % 10 == 0) {
+        std::string busy;
+        for (auto& w : workers_)
+          if (w->busy_since())
+            busy += "\n  rank " + std::to_string(w->rank()) + " worker " +
+                    std::to_string(w->index()) + ": " + w->current_call();
+        fprintf(stderr, "torture: %d s after the abort, calls still blocked:%s\n", abort_seconds,
+                busy.empty() ? " none" : busy.c_str());
       }
+    }
+    // Every time round: once the job is gone, the workers act on the bare mount point
+    // directories, and everything they see from then on is noise.
+    if (!local() && !abort_.load() && !cluster_->running()) {
+      abort_.store(true);
+      report.violation(kJobDied, main_where(-1, 0), "job", "mpirun", "exited",
+                       "the job ended during the run (its log says why)");
+      abort_run("the job ended");
     }
   }
   for (auto& th : threads) th.join();
