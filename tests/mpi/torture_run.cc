@@ -35,9 +35,11 @@ namespace dsdfs::mpitest::torture {
 // Also EIO from a read of a chaos file although the oracle recorded no change of the chaos
 // files between its open and the read (eio: a few per run; the move or replace behind it is
 // not yet found).
+// And, with the final-* family, a chaos name missing on some ranks after quiescence
+// (always-exists in the final checks).
 constexpr const char* kKnownOpenBugs =
     "log-record,estale,creat-enoent,short-io,version-content,version-stale,grow-stale,"
-    "unexpected-errno,final-agree,final-store,eio";
+    "unexpected-errno,final-agree,final-store,always-exists,eio";
 
 // ---------------------------------------------------------------------------------------
 // configuration
