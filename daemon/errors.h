@@ -4,6 +4,8 @@
 
 #include <fuse_lowlevel.h>
 
+#include <cerrno>
+
 namespace dsdfs::fs {
 
 // The errno the kernel (and so the application) gets for `err`. Errors of
@@ -14,6 +16,10 @@ namespace dsdfs::fs {
 // ENOSYS would make the kernel stop sending that operation for good, so it
 // is never passed on either.
 int kernel_errno(int err);
+
+// An owner's answer that the file a handle refers to is no longer there
+// (unlinked, replaced, taken over): ENOENT or ESTALE.
+inline bool file_left_owner(int err) { return err == ENOENT || err == ESTALE; }
 
 // fuse_reply_err with kernel_errno applied (0 replies success).
 inline int reply_err(fuse_req_t req, int err) { return fuse_reply_err(req, kernel_errno(err)); }

@@ -235,8 +235,8 @@ class Filesystem {
   // wait for directory locks that FUSE requests on this mount hold while they
   // wait for RPCs (to the rank now waiting for us: a deadlock until the
   // timeout). Then this kernel is told, without waiting (Notifier).
+  // The kernel node id of directory `dir`'s replica here, or 0.
   uint64_t dir_node(uint64_t dir);
-  void kernel_names_changed(const std::vector<std::pair<uint64_t, std::string>>& names);
   void kernel_attrs_changed(dev_t dev, ino_t ino);
   // Reader side of the one-sided path: asks the owner to export the file.
   void remote_map(FileHandle& h);

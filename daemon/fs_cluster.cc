@@ -497,7 +497,7 @@ void Filesystem::start_fetch(const FileHandle& h, uint64_t first, uint64_t count
       .u32(static_cast<uint32_t>(len));
   cluster_->call_into_async(owner, Op::kFileRead, w.buffer(), std::span<uint8_t>(dst, len), c,
                             [done, len](Result<size_t> r) {
-                              if (!r) return done(r.err() == ENOENT || r.err() == ESTALE ? ESTALE : EIO);
+                              if (!r) return done(file_left_owner(r.err()) ? ESTALE : EIO);
                               done(*r == len ? 0 : ESTALE);  // short: the file shrank, a new version
                             });
 }
@@ -538,7 +538,7 @@ void Filesystem::remote_read(fuse_req_t req, FileHandle& h, size_t size, off_t o
         .u64(static_cast<uint64_t>(off)).u32(static_cast<uint32_t>(std::min<size_t>(size, kMaxIo)));
     auto r = cluster_->call(ref.owner, Op::kFileRead, q.buffer());
     // The file left its owner while open here (replaced, taken over): EIO.
-    if (!r) return (void)reply_err(req, r.err() == ENOENT || r.err() == ESTALE ? EIO : r.err());
+    if (!r) return (void)reply_err(req, file_left_owner(r.err()) ? EIO : r.err());
     stats_add(stats_->bytes_read_remote, r->size());
     return (void)fuse_reply_buf(req, reinterpret_cast<const char*>(r->data()), r->size());
   }
@@ -597,7 +597,7 @@ void Filesystem::remote_write(fuse_req_t req, FileHandle& h, struct fuse_bufvec*
     auto r = cluster_->call(ref.owner, Op::kFileWrite, msg);
     // The file left its owner otherwise (replaced, unlinked): EIO, as the
     // user guide says for handles of a file that is gone.
-    if (!r) return (void)reply_err(req, r.err() == ENOENT || r.err() == ESTALE ? EIO : r.err());
+    if (!r) return (void)reply_err(req, file_left_owner(r.err()) ? EIO : r.err());
     WireReader rd(r.value());
     uint64_t written;
     if (!rd.u64(&written)) return (void)reply_err(req, EPROTO);
@@ -661,7 +661,7 @@ Cluster::Reply Filesystem::on_file_write(int, std::span<const uint8_t> payload) 
   }
   auto fd = forward_fd(dir, name, gino, append != 0);
   if (!fd) {
-    if (fd.err() == ENOENT || fd.err() == ESTALE) {
+    if (file_left_owner(fd.err())) {
       if (auto to = moved_.get(gino)) {
         // Given away by an ownership move: tell the writer where it went.
         WireWriter w;
@@ -691,10 +691,6 @@ uint64_t Filesystem::dir_node(uint64_t dir) {
   return inodes_.find_local(st.st_dev, st.st_ino);
 }
 
-void Filesystem::kernel_names_changed(const std::vector<std::pair<uint64_t, std::string>>& names) {
-  notifier_.names_changed(names);
-}
-
 void Filesystem::kernel_attrs_changed(dev_t dev, ino_t ino) {
   // Attributes only (the link count): takes no lock, cannot block.
   if (uint64_t id = inodes_.find_local(dev, ino)) notifier_.dir_attrs_changed(id);
@@ -713,7 +709,7 @@ Cluster::Reply Filesystem::on_file_unlink(int, std::span<const uint8_t> payload)
   unexport(dfd->get(), name.c_str());
   if (::unlinkat(dfd->get(), name.c_str(), 0) != 0) return Status::from_errno("unlink");
   loc_remove(dir, name, rank_);  // a no-op if the name already moved to another rank
-  kernel_names_changed({{dir_node(dir), name}});
+  notifier_.names_changed({{dir_node(dir), name}});
   kernel_attrs_changed(st.st_dev, st.st_ino);  // its link count
   return std::vector<uint8_t>();
 }
@@ -734,7 +730,7 @@ Cluster::Reply Filesystem::on_file_rename(int, std::span<const uint8_t> payload)
   if (int err = rename_local_file(dir, name, from->get(), dir2, name2, to->get(), flags)) {
     return Status::error(err, "rename");
   }
-  kernel_names_changed({{dir_node(dir), name}, {dir_node(dir2), name2}});
+  notifier_.names_changed({{dir_node(dir), name}, {dir_node(dir2), name2}});
   return std::vector<uint8_t>();
 }
 
@@ -898,7 +894,7 @@ Cluster::Reply Filesystem::on_file_drop(int source, std::span<const uint8_t> pay
   if (::unlinkat(dfd->get(), name.c_str(), 0) != 0 && errno != ENOENT) {
     DSDFS_WARN("cannot drop %s after an ownership move: %s", name.c_str(), std::strerror(errno));
   }
-  kernel_names_changed({{dir_node(dir), name}});
+  notifier_.names_changed({{dir_node(dir), name}});
   if (!last_name) kernel_attrs_changed(st.st_dev, st.st_ino);
   return std::vector<uint8_t>();
 }

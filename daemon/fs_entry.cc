@@ -229,8 +229,8 @@ void Filesystem::setattr(fuse_req_t req, fuse_ino_t ino, struct stat* attr, int 
     auto r = cluster_->call(ref.owner, Op::kFileSetattr, w.buffer());
     // The file left its owner under this handle (replaced, unlinked): EIO,
     // as for writes. Without a handle the kernel looks the path up again.
-    if (!r && h && (r.err() == ENOENT || r.err() == ESTALE)) return (void)reply_err(req, EIO);
-    if (!r && times_only && (r.err() == ENOENT || r.err() == ESTALE)) {
+    if (!r && h && file_left_owner(r.err())) return (void)reply_err(req, EIO);
+    if (!r && times_only && file_left_owner(r.err())) {
       // Times of a file that left this name since: nothing left to set.
       struct stat st = inode->remote_attr();
       return (void)fuse_reply_attr(req, &st, 0);

@@ -145,12 +145,6 @@ Cluster::Reply Filesystem::on_dir_apply(int, std::span<const uint8_t> payload) {
   auto parent = local_dir(c.dir);
   if (!parent) return Status::error(ENOENT, "unknown directory");
   const int pfd = parent->get();
-  // The kernel's node id of the parent, to drop its cached entries.
-  auto parent_node = [&]() -> uint64_t {
-    struct stat st;
-    if (::fstat(pfd, &st) != 0) return 0;
-    return inodes_.find_local(st.st_dev, st.st_ino);
-  };
   // What the other ranks' kernels may have cached is stale now. The rank that
   // asked for the change updates its own cache from the reply: its kernel
   // holds the directories it changes locked until then (no lookup there can
@@ -177,7 +171,7 @@ Cluster::Reply Filesystem::on_dir_apply(int, std::span<const uint8_t> payload) {
       dirs_.add(c.dir2, std::move(fd), st.st_dev, st.st_ino);
       // The name was not cached (negative entries never are); the parent's
       // link count and times were.
-      if (tell_kernel) notifier_.dir_attrs_changed(parent_node());
+      if (tell_kernel) notifier_.dir_attrs_changed(dir_node(c.dir));
       return std::vector<uint8_t>();
     }
     case DirChange::kRmdirPrepare: {
@@ -207,7 +201,7 @@ Cluster::Reply Filesystem::on_dir_apply(int, std::span<const uint8_t> payload) {
       gate.unlock();
       if (c.locator == rank_) shard_.remove(c.dir, c.name, LocatorShard::kDirectory);
       if (tell_kernel) {
-        const uint64_t pnode = parent_node();
+        const uint64_t pnode = dir_node(c.dir);
         notifier_.names_changed({{pnode, c.name}});
         notifier_.dir_attrs_changed(pnode);
       }
@@ -240,7 +234,7 @@ Cluster::Reply Filesystem::on_dir_apply(int, std::span<const uint8_t> payload) {
       gate.unlock();
       if (tell_kernel) {
         // Both names changed, whichever way the rename went.
-        const uint64_t pnode = parent_node();
+        const uint64_t pnode = dir_node(c.dir);
         uint64_t pnode2 = 0;
         struct stat st;
         if (::fstat(parent2->get(), &st) == 0) pnode2 = inodes_.find_local(st.st_dev, st.st_ino);
@@ -268,7 +262,7 @@ Cluster::Reply Filesystem::on_dir_apply(int, std::span<const uint8_t> payload) {
         else if (c.flags & FUSE_SET_ATTR_MTIME) tv[1] = {c.mtime_s, c.mtime_ns};
         if (::utimensat(AT_FDCWD, path.c_str(), tv, 0) != 0) return Status::from_errno("utimens");
       }
-      if (tell_kernel) notifier_.dir_attrs_changed(parent_node());
+      if (tell_kernel) notifier_.dir_attrs_changed(dir_node(c.dir));
       return std::vector<uint8_t>();
     }
     default:
