@@ -27,6 +27,9 @@ struct FileHandle {
   struct stat attr {};                // remote: the attributes of the version opened
   std::shared_ptr<CacheEntry> cache;  // remote, read-only opens
   std::atomic<uint64_t> next_chunk{0};  // sequential-read detection for readahead
+  // Remote, read-only: read through the kernel's page cache (not direct_io),
+  // so the kernel asks for pages up to its own idea of the size.
+  bool page_cache = false;
   // One-sided path (set at open when the transport does RMA natively to the owner).
   bool use_rma = false;
   uint64_t rma_address = 0;

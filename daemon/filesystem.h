@@ -195,7 +195,10 @@ class Filesystem {
   // under name_lock, which is released before the old copies are dropped).
   int take_over(uint64_t dir, const std::string& name, int prev_owner, mode_t mode, int open_flags, int* fd_out,
                 std::unique_lock<std::mutex> name_lock = {});
-  void remote_read(fuse_req_t req, FileHandle& h, size_t size, off_t off);
+  void remote_read(fuse_req_t req, const Inode* inode, FileHandle& h, size_t size, off_t off);
+  // Bytes [off, off + len) of the file h reads, as the owner has them now
+  // (any version, written back first): what lies past h's version.
+  Result<std::vector<uint8_t>> read_through(const RemoteRef& ref, uint64_t off, size_t len);
   void remote_write(fuse_req_t req, FileHandle& h, struct fuse_bufvec* in, off_t off);
   // Remote reads through the cache: start_fetch() fetches chunks the caller
   // claimed, asynchronously; fetch_ahead() claims and fetches the missing
@@ -218,6 +221,9 @@ class Filesystem {
   // Owner side of a peer's stat of a file open for writing here: writes this
   // kernel's dirty pages back and reports the size and mtime it knows.
   void flush_for_peer(uint64_t dir, const std::string& name, struct stat* st);
+  // Has this kernel write the file's dirty pages back to the store if other
+  // ranks write to it through a forwarding fd; whether it did.
+  bool write_back_for_peer(uint64_t gino);
   // kFileRead: up to cap bytes into buf; the length read.
   Result<size_t> read_for_peer(std::span<const uint8_t> payload, uint8_t* buf, size_t cap);
   Cluster::Reply on_file_write(int source, std::span<const uint8_t> payload);

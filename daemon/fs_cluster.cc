@@ -308,7 +308,7 @@ Cluster::Reply Filesystem::on_file_stat(int, std::span<const uint8_t> payload) {
   return w.take();
 }
 
-void Filesystem::flush_for_peer(uint64_t dir, const std::string& name, struct stat* st) {
+bool Filesystem::write_back_for_peer(uint64_t gino) {
   // Other ranks' appends to this file reach the store at once (O_DIRECT
   // through our mount, at the end this kernel knows), while this rank's own
   // writes may still be dirty pages below them (writeback cache): the store
@@ -317,13 +317,18 @@ void Filesystem::flush_for_peer(uint64_t dir, const std::string& name, struct st
   // the size. Through that fd (no path walk: a path walk can wait for a
   // directory lock that a FUSE request holds while it waits for another
   // rank); the writes are answered by FUSE workers (the pool grows).
-  auto fd = write_fds_.get_any(global_ino(st->st_ino));
-  if (!fd) return;
+  auto fd = write_fds_.get_any(gino);
+  if (!fd) return false;
   if (::sync_file_range(fd->get(), 0, 0,
                         SYNC_FILE_RANGE_WAIT_BEFORE | SYNC_FILE_RANGE_WRITE | SYNC_FILE_RANGE_WAIT_AFTER) != 0) {
-    DSDFS_DEBUG("write-back of %s for a peer: %s", name.c_str(), std::strerror(errno));
-    return;
+    DSDFS_DEBUG("write-back of file %" PRIx64 " for a peer: %s", gino, std::strerror(errno));
+    return false;
   }
+  return true;
+}
+
+void Filesystem::flush_for_peer(uint64_t dir, const std::string& name, struct stat* st) {
+  if (!write_back_for_peer(global_ino(st->st_ino))) return;
   auto dfd = local_dir(dir);
   struct stat now;
   if (dfd && ::fstatat(dfd->get(), name.c_str(), &now, AT_SYMLINK_NOFOLLOW) == 0 && now.st_ino == st->st_ino) {
@@ -382,6 +387,9 @@ Result<size_t> Filesystem::read_for_peer(std::span<const uint8_t> payload, uint8
   if (global_ino(st.st_ino) != gino || (version != 0 && file_version(st) != version)) {
     return Status::error(ESTALE, "changed");
   }
+  // Any version: bytes this rank wrote may still be dirty pages below bytes
+  // other ranks appended since (see write_back_for_peer).
+  if (version == 0) (void)write_back_for_peer(gino);
   size_t done = 0;
   while (done < len) {
     ssize_t n = ::pread(fd.get(), buf + done, len - done, static_cast<off_t>(off + done));
@@ -528,22 +536,48 @@ int Filesystem::wait_chunks(const FileHandle& h, uint64_t first, uint64_t last) 
   return 0;
 }
 
-void Filesystem::remote_read(fuse_req_t req, FileHandle& h, size_t size, off_t off) {
+Result<std::vector<uint8_t>> Filesystem::read_through(const RemoteRef& ref, uint64_t off, size_t len) {
+  WireWriter q;
+  q.u64(ref.dir).str(ref.name).u64(ref.gino).u64(0).u64(off).u32(static_cast<uint32_t>(std::min<size_t>(len, kMaxIo)));
+  auto r = cluster_->call(ref.owner, Op::kFileRead, q.buffer());
+  // The file left its owner while open here (replaced, taken over): EIO.
+  if (!r) return Status::error(file_left_owner(r.err()) ? EIO : r.err(), "read through");
+  stats_add(stats_->bytes_read_remote, r->size());
+  return std::move(r).value();
+}
+
+void Filesystem::remote_read(fuse_req_t req, const Inode* inode, FileHandle& h, size_t size, off_t off) {
   if (!h.cache) {
     // A writable remote handle: read through to the owner, uncached, from
-    // whatever version the file has now (version 0).
-    WireWriter q;
-    RemoteRef ref = h.current_ref();
-    q.u64(ref.dir).str(ref.name).u64(ref.gino).u64(0)
-        .u64(static_cast<uint64_t>(off)).u32(static_cast<uint32_t>(std::min<size_t>(size, kMaxIo)));
-    auto r = cluster_->call(ref.owner, Op::kFileRead, q.buffer());
-    // The file left its owner while open here (replaced, taken over): EIO.
-    if (!r) return (void)reply_err(req, file_left_owner(r.err()) ? EIO : r.err());
-    stats_add(stats_->bytes_read_remote, r->size());
+    // whatever version the file has now.
+    auto r = read_through(h.current_ref(), static_cast<uint64_t>(off), size);
+    if (!r) return (void)reply_err(req, r.err());
     return (void)fuse_reply_buf(req, reinterpret_cast<const char*>(r->data()), r->size());
   }
   auto& c = *h.cache;
   uint64_t end = std::min<uint64_t>(static_cast<uint64_t>(off) + size, c.size());
+  // Writes through this kernel inode (an appender on this node) made the
+  // kernel extend its size past the version's end, and it reads pages up to
+  // there: serve those bytes as the owner has them now. A short answer would
+  // be filled with zeros (writeback cache), which no version of the file had.
+  const uint64_t extent = h.page_cache && inode ? inode->kernel_extent.load() : 0;
+  if (extent > c.size() && static_cast<uint64_t>(off) + size > c.size()) {
+    const uint64_t from = std::max<uint64_t>(static_cast<uint64_t>(off), c.size());
+    const uint64_t to = std::min<uint64_t>(static_cast<uint64_t>(off) + size, extent);
+    std::vector<uint8_t> out;
+    if (static_cast<uint64_t>(off) < end) {
+      if (int err = wait_chunks(h, static_cast<uint64_t>(off) / CacheEntry::kChunk, (end - 1) / CacheEntry::kChunk)) {
+        return (void)reply_err(req, err == ESTALE ? EIO : err);
+      }
+      out.assign(c.data() + off, c.data() + end);
+    }
+    if (from < to) {
+      auto r = read_through(h.ref, from, to - from);
+      if (!r) return (void)reply_err(req, r.err());
+      out.insert(out.end(), r->begin(), r->end());
+    }
+    return (void)fuse_reply_buf(req, reinterpret_cast<const char*>(out.data()), out.size());
+  }
   if (static_cast<uint64_t>(off) >= end) return (void)fuse_reply_buf(req, nullptr, 0);
   uint64_t first = static_cast<uint64_t>(off) / CacheEntry::kChunk;
   uint64_t last = (end - 1) / CacheEntry::kChunk;

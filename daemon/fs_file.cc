@@ -46,6 +46,7 @@ void Filesystem::create(fuse_req_t req, fuse_ino_t parent, const char* name, mod
     e.entry_timeout = 0;
     fi->direct_io = o.direct_io;
     fi->keep_cache = o.handle->cache ? 1 : 0;
+    o.handle->page_cache = o.handle->cache && !fi->direct_io;
   }
   fi->fh = reinterpret_cast<uint64_t>(o.handle.get());
   // On failure the opener is gone (interrupted); nobody will release the handle.
@@ -78,6 +79,7 @@ int Filesystem::open_moved(const Inode& inode, uint64_t dir, const std::string& 
     fi->direct_io = 1;
     fi->keep_cache = 0;
   }
+  o.handle->page_cache = o.handle->cache && !fi->direct_io;
   fi->fh = reinterpret_cast<uint64_t>(o.handle.release());
   return 0;
 }
@@ -140,9 +142,9 @@ void Filesystem::drop_setid_for_caller(fuse_req_t req, int fd, uint64_t ino) {
   }
 }
 
-void Filesystem::read(fuse_req_t req, fuse_ino_t, size_t size, off_t off, struct fuse_file_info* fi) {
+void Filesystem::read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, struct fuse_file_info* fi) {
   FileHandle& h = *handle_of(fi);
-  if (h.remote) return remote_read(req, h, size, off);
+  if (h.remote) return remote_read(req, inode_of(ino).get(), h, size, off);
   if (h.inode && h.inode->gone.load(std::memory_order_relaxed)) return (void)reply_err(req, EIO);
   struct fuse_bufvec buf = FUSE_BUFVEC_INIT(size);
   buf.buf[0].flags = static_cast<fuse_buf_flags>(FUSE_BUF_IS_FD | FUSE_BUF_FD_SEEK);
@@ -153,10 +155,19 @@ void Filesystem::read(fuse_req_t req, fuse_ino_t, size_t size, off_t off, struct
   fuse_reply_data(req, &buf, FUSE_BUF_SPLICE_MOVE);
 }
 
-void Filesystem::write_buf(fuse_req_t req, fuse_ino_t, struct fuse_bufvec* in, off_t off,
+void Filesystem::write_buf(fuse_req_t req, fuse_ino_t ino, struct fuse_bufvec* in, off_t off,
                            struct fuse_file_info* fi) {
   FileHandle& h = *handle_of(fi);
-  if (h.remote) return remote_write(req, h, in, off);
+  if (h.remote) {
+    // Before the reply: the kernel extends the inode's size when it comes.
+    if (auto inode = inode_of(ino); inode && inode->remote) {
+      const uint64_t end = static_cast<uint64_t>(off) + fuse_buf_size(in);
+      uint64_t cur = inode->kernel_extent.load();
+      while (end > cur && !inode->kernel_extent.compare_exchange_weak(cur, end)) {
+      }
+    }
+    return remote_write(req, h, in, off);
+  }
   if (h.inode && h.inode->gone.load(std::memory_order_relaxed)) return (void)reply_err(req, EIO);
   struct fuse_bufvec out = FUSE_BUFVEC_INIT(fuse_buf_size(in));
   out.buf[0].flags = static_cast<fuse_buf_flags>(FUSE_BUF_IS_FD | FUSE_BUF_FD_SEEK);

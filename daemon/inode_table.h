@@ -106,6 +106,11 @@ struct Inode {
   // dirty pages of the file (writeback cache) that the store does not have
   // yet, so another rank's stat first has them written back (on_file_stat).
   std::atomic<int> open_writers{0};
+  // Remote: the end of the furthest write made through this kernel inode.
+  // The kernel extends the inode's size to it after the write, beyond the
+  // size of the version the inode shows (remote writes set no size: the
+  // owner places them), and then reads pages up to there (remote_read).
+  std::atomic<uint64_t> kernel_extent{0};
   uint64_t nlookup = 0;  // GUARDED_BY(InodeTable::mu_)
 
  private:

@@ -25,8 +25,7 @@ namespace dsdfs::mpitest::torture {
 // limits and in issue 8's closing note: counted and printed, not failures (DSDFS_TORTURE_KNOWN
 // overrides the list, DSDFS_TORTURE_STRICT=1 fails on them).
 // Found by this test after the fixes of issue 8 (seed 0x309, tcp, about 250,000 operations
-// per minute): reads of a log seeing a block of zeros where its owner was writing it back
-// (log-record), an open racing renames and unlinks of its name twice (estale, creat-enoent),
+// per minute): an open racing renames and unlinks of its name twice (estale, creat-enoent),
 // a forwarded write reported short (short-io), a version read torn or stale (version-*), a
 // mkdir racing a directory rename (unexpected-errno), a name left in two stores after
 // concurrent renames onto it and ownership moves (final-*), and a reader served an older
@@ -38,7 +37,7 @@ namespace dsdfs::mpitest::torture {
 // And, with the final-* family, a chaos name missing on some ranks after quiescence
 // (always-exists in the final checks).
 constexpr const char* kKnownOpenBugs =
-    "log-record,estale,creat-enoent,short-io,version-content,version-stale,grow-stale,"
+    "estale,creat-enoent,short-io,version-content,version-stale,grow-stale,"
     "unexpected-errno,final-agree,final-store,always-exists,eio";
 
 // ---------------------------------------------------------------------------------------
