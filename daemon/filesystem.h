@@ -127,6 +127,10 @@ class Filesystem {
 
   // Looks `name` up under `parent` in the store and fills `e` (counts a lookup).
   int do_lookup(const Inode& parent, const char* name, struct fuse_entry_param* e);
+  // The entry for the object fd (an O_PATH handle) found as parent/name.
+  // known_dir_id: the directory's id (it may already be removed).
+  int entry_of(const Inode& parent, const char* name, UniqueFd fd, struct fuse_entry_param* e,
+               uint64_t known_dir_id = 0);
   // Looks `name` up in the whole namespace: the local store, else its owner.
   int lookup_any(const Inode& parent, const char* name, struct fuse_entry_param* e);
   // The owner of (dir, name) if another rank owns it: asks the shard (or,
@@ -156,7 +160,8 @@ class Filesystem {
   void loc_remove(uint64_t dir, const std::string& name, int owner);
 
   // Directory mutations: ordered by the coordinator, applied everywhere.
-  int dir_mutate(std::span<const uint8_t> change);
+  // made: for a mkdir, the new directory's id.
+  int dir_mutate(std::span<const uint8_t> change, uint64_t* made = nullptr);
   Cluster::Reply on_dir_mutate(int source, std::span<const uint8_t> payload);
   Cluster::Reply on_dir_apply(int source, std::span<const uint8_t> payload);
   // Creating files in a directory being removed fails: creators hold dir_gate_ shared.
@@ -300,6 +305,11 @@ class Filesystem {
   // Lock order: coord_mu_ (coordinator only) -> dir_gate_ -> closing_mu_.
   std::mutex coord_mu_;          // serialises directory mutations on the coordinator
   std::atomic<uint64_t> next_dir_id_{1};
+  // Directories this rank's replica made for its own mkdirs, until the mkdir
+  // answers (take_made_dir); undone ones are dropped by their rmdir commit.
+  std::mutex made_mu_;  // leaf lock
+  std::unordered_map<uint64_t, std::shared_ptr<UniqueFd>> made_dirs_;  // GUARDED_BY(made_mu_)
+  std::shared_ptr<UniqueFd> take_made_dir(uint64_t id);
   mutable std::shared_mutex dir_gate_;  // creators shared, rmdir prepare exclusive
   std::set<uint64_t> closing_;   // GUARDED_BY(dir_gate_): directories being removed
 };

@@ -706,12 +706,20 @@ Cluster::Reply Filesystem::on_file_write(int, std::span<const uint8_t> payload) 
     return fd.status();
   }
   const int wfd = fd.value()->get();
-  ssize_t n = append ? ::write(wfd, data.data(), data.size())
-                     : ::pwrite(wfd, data.data(), data.size(), static_cast<off_t>(off));
-  if (n < 0) return Status::from_errno("forwarded write");
-  stats_add(stats_->bytes_applied_for_peers, static_cast<uint64_t>(n));
+  // A write to a regular file is whole or fails: go on after a partial one
+  // (an append's rest lands at the new end, as a writer's retry would put it).
+  size_t done = 0;
+  while (done < data.size()) {
+    ssize_t n = append ? ::write(wfd, data.data() + done, data.size() - done)
+                       : ::pwrite(wfd, data.data() + done, data.size() - done, static_cast<off_t>(off + done));
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0 && done == 0) return Status::from_errno("forwarded write");
+    if (n <= 0) break;  // the part written stands; the writer sees a short write
+    done += static_cast<size_t>(n);
+  }
+  stats_add(stats_->bytes_applied_for_peers, done);
   WireWriter w;
-  w.u64(static_cast<uint64_t>(n));
+  w.u64(static_cast<uint64_t>(done));
   return w.take();
 }
 

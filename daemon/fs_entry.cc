@@ -97,9 +97,16 @@ int Filesystem::do_lookup(const Inode& parent, const char* name, struct fuse_ent
   if (name_too_long(name)) return ENAMETOOLONG;
   UniqueFd fd(::openat(parent.dir_fd(), name, O_PATH | O_NOFOLLOW | O_CLOEXEC));
   if (!fd.valid()) return errno;
+  return entry_of(parent, name, std::move(fd), e);
+}
+
+int Filesystem::entry_of(const Inode& parent, const char* name, UniqueFd fd, struct fuse_entry_param* e,
+                         uint64_t known_dir_id) {
   if (::fstatat(fd.get(), "", &e->attr, AT_EMPTY_PATH | AT_SYMLINK_NOFOLLOW) != 0) return errno;
   uint64_t dir_id = 0;
-  if (S_ISDIR(e->attr.st_mode)) {
+  if (known_dir_id != 0) {
+    dir_id = known_dir_id;
+  } else if (S_ISDIR(e->attr.st_mode)) {
     if (auto id = dirs_.id_of(e->attr.st_dev, e->attr.st_ino)) {
       dir_id = *id;
     } else {
@@ -407,11 +414,31 @@ void Filesystem::mkdir(fuse_req_t req, fuse_ino_t parent, const char* name, mode
   const struct fuse_ctx* ctx = fuse_req_ctx(req);
   c.uid = run_as_root_ ? ctx->uid : ::geteuid();
   c.gid = run_as_root_ ? ctx->gid : ::getegid();
-  int err = dir_mutate(c.encode());
+  uint64_t made = 0;
+  int err = dir_mutate(c.encode(), &made);
+  auto made_fd = take_made_dir(made);  // kept for us when our replica made it
   if (err) return (void)reply_err(req, err);
   struct fuse_entry_param e;
-  if ((err = do_lookup(*dir, name, &e))) return (void)reply_err(req, err);
+  if ((err = do_lookup(*dir, name, &e)) == 0 && inode_of(e.ino)->dir_id == made) return (void)fuse_reply_entry(req, &e);
+  // Another rank renamed or removed the new directory between our mkdir and
+  // this lookup: mkdir succeeded all the same, as on a local file system
+  // where the rename or rmdir came right after it. Answer with the directory
+  // it made, by its id, and have the kernel look the name up again next time.
+  if (!made_fd) return (void)reply_err(req, err ? err : EIO);
+  UniqueFd fd(::fcntl(made_fd->get(), F_DUPFD_CLOEXEC, 0));
+  if (!fd.valid()) return (void)reply_err(req, errno);
+  if ((err = entry_of(*dir, name, std::move(fd), &e, made))) return (void)reply_err(req, err);
+  e.entry_timeout = 0;
   fuse_reply_entry(req, &e);
+}
+
+std::shared_ptr<UniqueFd> Filesystem::take_made_dir(uint64_t id) {
+  std::lock_guard lock(made_mu_);
+  auto it = made_dirs_.find(id);
+  if (it == made_dirs_.end()) return nullptr;
+  auto fd = std::move(it->second);
+  made_dirs_.erase(it);
+  return fd;
 }
 
 void Filesystem::symlink(fuse_req_t req, const char* link, fuse_ino_t parent, const char* name) {

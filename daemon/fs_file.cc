@@ -170,7 +170,10 @@ void Filesystem::write_buf(fuse_req_t req, fuse_ino_t ino, struct fuse_bufvec* i
   }
   if (h.inode && h.inode->gone.load(std::memory_order_relaxed)) return (void)reply_err(req, EIO);
   struct fuse_bufvec out = FUSE_BUFVEC_INIT(fuse_buf_size(in));
-  out.buf[0].flags = static_cast<fuse_buf_flags>(FUSE_BUF_IS_FD | FUSE_BUF_FD_SEEK);
+  // FD_RETRY: one splice from the request's pipe into the store file may move
+  // only part of it (it stops at a page boundary); a write to a regular file
+  // is whole or fails.
+  out.buf[0].flags = static_cast<fuse_buf_flags>(FUSE_BUF_IS_FD | FUSE_BUF_FD_SEEK | FUSE_BUF_FD_RETRY);
   out.buf[0].fd = h.fd;
   out.buf[0].pos = off;
   ssize_t n = fuse_buf_copy(&out, in, static_cast<fuse_buf_copy_flags>(0));

@@ -28,9 +28,13 @@ int first_error(const std::vector<Cluster::Reply>& replies, const Cluster& clust
 
 }  // namespace
 
-int Filesystem::dir_mutate(std::span<const uint8_t> change) {
+int Filesystem::dir_mutate(std::span<const uint8_t> change, uint64_t* made) {
   auto r = cluster_->call(cluster_->coordinator(), Op::kDirMutate, change);
   if (!r) return r.err();
+  if (made) {
+    WireReader rd(r.value());
+    if (!(rd.u64(made) && rd.done())) return EPROTO;
+  }
   return 0;
 }
 
@@ -59,7 +63,9 @@ Cluster::Reply Filesystem::on_dir_mutate(int source, std::span<const uint8_t> pa
         loc_remove(c.dir, c.name, LocatorShard::kDirectory);
         return Status::error(err);
       }
-      return std::vector<uint8_t>();
+      WireWriter w;
+      w.u64(c.dir2);  // the new directory's id: the caller answers with it
+      return w.take();
     }
     case DirChange::kRmdir: {
       DirChange prep = c;
@@ -168,6 +174,12 @@ Cluster::Reply Filesystem::on_dir_apply(int, std::span<const uint8_t> payload) {
       auto fd = std::make_shared<UniqueFd>(::openat(pfd, c.name.c_str(), O_PATH | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC));
       struct stat st;
       if (!fd->valid() || ::fstat(fd->get(), &st) != 0) return Status::from_errno("mkdir open");
+      if (c.origin == rank_) {
+        // For our mkdir's answer, even if the directory is renamed or
+        // removed before it is sent (Filesystem::mkdir).
+        std::lock_guard lock(made_mu_);
+        made_dirs_[c.dir2] = fd;
+      }
       dirs_.add(c.dir2, std::move(fd), st.st_dev, st.st_ino);
       // The name was not cached (negative entries never are); the parent's
       // link count and times were.
@@ -199,6 +211,11 @@ Cluster::Reply Filesystem::on_dir_apply(int, std::span<const uint8_t> payload) {
         dirs_.remove(*id);
       }
       gate.unlock();
+      if (c.dir2 != 0) {
+        // The undo of a mkdir that failed elsewhere (on_dir_mutate).
+        std::lock_guard lock(made_mu_);
+        made_dirs_.erase(c.dir2);
+      }
       if (c.locator == rank_) shard_.remove(c.dir, c.name, LocatorShard::kDirectory);
       if (tell_kernel) {
         const uint64_t pnode = dir_node(c.dir);

@@ -56,6 +56,7 @@
 #include <memory>
 #include <mutex>
 #include <set>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <utility>
@@ -429,6 +430,8 @@ class Worker {
   void chaos_op();
   Op pick(Rng& rng) const;
   bool changed_since(const FFd& f) const { return t_.f_changes_.load() != f.changes_at_open; }
+  void short_write(std::string_view op, const FFd& f, const std::string& data, size_t done,
+                   std::optional<uint64_t> offset);
   int pick_fd(Rng& rng, int need) const;  // index into ffds_ or -1; need: 0 any, 1 read, 2 write
 
   void f_open(Rng& rng, int forced_flags = -1);  // -1: random flags

@@ -26,8 +26,7 @@ namespace dsdfs::mpitest::torture {
 // overrides the list, DSDFS_TORTURE_STRICT=1 fails on them).
 // Found by this test after the fixes of issue 8 (seed 0x309, tcp, about 250,000 operations
 // per minute): an open racing renames and unlinks of its name twice (estale, creat-enoent),
-// a forwarded write reported short (short-io), a version read torn or stale (version-*), a
-// mkdir racing a directory rename (unexpected-errno), a name left in two stores after
+// a version read torn or stale (version-*), a name left in two stores after
 // concurrent renames onto it and ownership moves (final-*), and a reader served an older
 // version of a file rewritten in place, when two versions of one size were closed within the
 // store's timestamp granularity (grow-stale: the version is size, mtime and inode only).
@@ -37,8 +36,8 @@ namespace dsdfs::mpitest::torture {
 // And, with the final-* family, a chaos name missing on some ranks after quiescence
 // (always-exists in the final checks).
 constexpr const char* kKnownOpenBugs =
-    "estale,creat-enoent,short-io,version-content,version-stale,grow-stale,"
-    "unexpected-errno,final-agree,final-store,always-exists,eio";
+    "estale,creat-enoent,version-content,version-stale,grow-stale,"
+    "final-agree,final-store,always-exists,eio";
 
 // ---------------------------------------------------------------------------------------
 // configuration
