@@ -115,10 +115,13 @@ Result<std::shared_ptr<CacheEntry>> RemoteCache::open(uint64_t gino, uint64_t ve
     entries_.erase(it);
   }
   *hit = false;
-  char name[64];
-  std::snprintf(name, sizeof name, "/%016" PRIx64 "-%016" PRIx64, gino, version);
+  // A name of its own: an entry of the same version that was dropped (a
+  // fetch found the file changed) may still be read by open handles, and
+  // reusing its file (O_TRUNC) would turn the bytes they read into zeros.
+  char name[80];
+  std::snprintf(name, sizeof name, "/%016" PRIx64 "-%016" PRIx64 "-%" PRIu64, gino, version, ++files_made_);
   std::string path = dir_ + name;
-  UniqueFd fd(::open(path.c_str(), O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0600));
+  UniqueFd fd(::open(path.c_str(), O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0600));
   if (!fd.valid()) return Status::from_errno("cannot create cache file " + path);
   if (::ftruncate(fd.get(), static_cast<off_t>(size)) != 0) return Status::from_errno("cache file size");
   void* map = nullptr;

@@ -101,6 +101,7 @@ class RemoteCache {
   std::mutex mu_;
   std::unordered_map<uint64_t, std::shared_ptr<CacheEntry>> entries_;  // GUARDED_BY(mu_)
   std::vector<std::shared_ptr<CacheEntry>> retired_;                  // GUARDED_BY(mu_)
+  uint64_t files_made_ = 0;                                            // GUARDED_BY(mu_): cache file names
   bool stopping_ = false;                                              // GUARDED_BY(mu_)
   std::condition_variable reap_;
   std::thread reaper_;

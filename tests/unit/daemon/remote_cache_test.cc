@@ -36,6 +36,28 @@ class RemoteCacheTest : public testing::TempDirTest {
   }
 };
 
+// A fetch that finds the file changed drops its entry while other handles still read it;
+// the next open of that same version makes a new entry. Before the fix both used one cache
+// file (named by file and version), whose O_TRUNC turned the old handles' bytes into zeros:
+// the torture test's torn reads of files replaced by rename ("version-content").
+TEST_F(RemoteCacheTest, AnEntryStillReadKeepsItsBytesWhenItsVersionIsOpenedAgain) {
+  RemoteCache cache(dir_);
+  bool hit = true;
+  auto a = cache.open(7, 70, 2 << 20, &hit);
+  ASSERT_TRUE(a.is_ok()) << a.status().to_string();
+  std::shared_ptr<CacheEntry> old = a.value();
+  for (size_t i = 0; i < (2u << 20); i += 4096) old->data()[i] = 0x5a;
+  cache.drop(7, 70);
+  auto b = cache.open(7, 70, 2 << 20, &hit);
+  ASSERT_TRUE(b.is_ok()) << b.status().to_string();
+  EXPECT_FALSE(hit);
+  EXPECT_NE(b.value(), old);
+  size_t zeros = 0;
+  for (size_t i = 0; i < (2u << 20); i += 4096) zeros += old->data()[i] != 0x5a;
+  EXPECT_EQ(zeros, 0u) << "pages of the entry still in use lost their bytes";
+  EXPECT_EQ(b.value()->data()[4096], 0) << "the new entry starts empty";
+}
+
 TEST_F(RemoteCacheTest, EntriesAreMappedAndKeyedByVersion) {
   RemoteCache cache(dir_);
   bool hit = true;
