@@ -27,15 +27,40 @@ void Filesystem::create(fuse_req_t req, fuse_ino_t parent, const char* name, mod
   // Exactly one rank creates a name that many create at once (the shard
   // decides); every other one opens that same file (open_name).
   auto opened = open_name(dir->dir_id, name, -1, fi->flags, mode, /*create=*/true);
+  // Opened here, then counted as open (see Inode::giving): a file given to
+  // another rank in between (its O_TRUNC) is followed there, as open() does.
+  for (int round = 0; opened && opened->owner == rank_ && round < 8; ++round) {
+    OpenedFile& o = opened.value();
+    if (o.created) adopt_for_caller(req, *dir, name);
+    struct fuse_entry_param e;
+    if (int err = do_lookup(*dir, name, &e)) {
+      if (err != ENOENT) return (void)reply_err(req, err);
+    } else {
+      auto inode = inode_of(e.ino);
+      o.handle->attach(inode, /*counted=*/true, /*writable=*/(fi->flags & O_ACCMODE) != O_RDONLY);
+      struct stat now;
+      const bool same = ::fstat(o.handle->fd, &now) == 0 && now.st_ino == inode->src_ino;
+      if (same && !inode->gone.load() && !inode->giving.load()) {
+        // Every change to an owned file passes through this kernel.
+        fi->keep_cache = 1;
+        fi->fh = reinterpret_cast<uint64_t>(o.handle.get());
+        if (fuse_reply_create(req, &e, fi) == 0) {
+          o.handle.release();
+        } else {
+          inodes_.forget(e.ino, 1);
+        }
+        return;
+      }
+      inodes_.forget(e.ino, 1);
+    }
+    // This open's create and truncation have happened: follow without them.
+    opened = open_name(dir->dir_id, name, -1, fi->flags & ~(O_EXCL | O_TRUNC), mode, /*create=*/true);
+  }
   if (!opened) return (void)reply_err(req, opened.err());
   OpenedFile& o = opened.value();
   struct fuse_entry_param e;
   if (o.owner == rank_) {
-    if (o.created) adopt_for_caller(req, *dir, name);
-    if (int err = do_lookup(*dir, name, &e)) return (void)reply_err(req, err);
-    o.handle->attach(inode_of(e.ino), /*counted=*/true, /*writable=*/(fi->flags & O_ACCMODE) != O_RDONLY);
-    // Every change to an owned file passes through this kernel.
-    fi->keep_cache = 1;
+    return (void)reply_err(req, EIO);  // moved away and back more than 8 times within this open
   } else {
     std::memset(&e, 0, sizeof e);
     e.attr = o.st;

@@ -301,6 +301,9 @@ class Torture {
   bool abort_handled_ = false;
   std::vector<unsigned> connections_;  // fusectl ids of the job's mounts (setup)
   std::atomic<uint64_t> f_changes_{0};
+  // Of those, the ones whose call has returned: a change still in flight when a file is
+  // opened can take effect after the open.
+  std::atomic<uint64_t> f_changes_done_{0};
   std::vector<std::unique_ptr<std::atomic<uint64_t>>> log_appends_;  // per log
   std::vector<std::unique_ptr<LogWriter>> log_writers_;              // [log * G + gid]
   std::vector<std::unique_ptr<std::atomic<uint64_t>>> log_floor_;    // [rank * K + log]
@@ -430,6 +433,13 @@ class Worker {
   void chaos_op();
   Op pick(Rng& rng) const;
   bool changed_since(const FFd& f) const { return t_.f_changes_.load() != f.changes_at_open; }
+  // What an open records as its start (changes_at_open): the count of chaos changes started,
+  // or a value no count reaches while a change started before is still in flight.
+  uint64_t change_mark() const {
+    const uint64_t done = t_.f_changes_done_.load();
+    const uint64_t started = t_.f_changes_.load();
+    return started == done ? started : ~uint64_t{0};
+  }
   void short_write(std::string_view op, const FFd& f, const std::string& data, size_t done,
                    std::optional<uint64_t> offset);
   int pick_fd(Rng& rng, int need) const;  // index into ffds_ or -1; need: 0 any, 1 read, 2 write

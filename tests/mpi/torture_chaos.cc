@@ -191,10 +191,11 @@ void Worker::f_open(Rng& rng, int forced_flags) {
   if (ffds_.size() >= kMaxFds) f_close(rng.below(ffds_.size()));
   const std::string rel = f_rel(name);
   const std::string op = "f.open(" + flags_label(flags) + ")";
-  const uint64_t changes = t_.f_changes_.load();
+  const uint64_t changes = change_mark();
   if (flags & O_TRUNC) t_.f_changes_.fetch_add(1);
   Res r = sys("open(" + q(rel) + ", " + flags_text(flags) + ")",
               [&] { return ::open(path(rel).c_str(), flags | O_CLOEXEC, 0644); });
+  if (flags & O_TRUNC) t_.f_changes_done_.fetch_add(1);
   bool ok;
   if (flags & O_EXCL)
     ok = judge(op, r, {EEXIST}, kCreat);
@@ -252,6 +253,7 @@ void Worker::f_pwrite(Rng& rng) {
   Res r = sys("pwrite(fd of " + q(f_rel(f.name)) + " " + flags_text(f.flags) + ", " +
                   std::to_string(data.size()) + ", " + std::to_string(offset) + ")",
               [&] { return ::pwrite(f.fd, data.data(), data.size(), static_cast<off_t>(offset)); });
+  t_.f_changes_done_.fetch_add(1);
   if (judge("f.pwrite", r, {}, kFdOp | (changed_since(f) ? kLimitEioOk : kNoFlags)) &&
       static_cast<size_t>(r.rc) != data.size())
     short_write("f.pwrite", f, data, static_cast<size_t>(r.rc), offset);
@@ -289,6 +291,7 @@ void Worker::f_append(Rng& rng) {
   Res r = sys("write(fd of " + q(f_rel(f.name)) + " " + flags_text(f.flags) + ", " +
                   std::to_string(data.size()) + ")",
               [&] { return ::write(f.fd, data.data(), data.size()); });
+  t_.f_changes_done_.fetch_add(1);
   if (judge("f.append", r, {}, kFdOp | (changed_since(f) ? kLimitEioOk : kNoFlags)) &&
       static_cast<size_t>(r.rc) != data.size())
     short_write("f.append", f, data, static_cast<size_t>(r.rc), std::nullopt);
@@ -302,6 +305,7 @@ void Worker::f_truncate(Rng& rng) {
   t_.f_changes_.fetch_add(1);
   Res r = sys("ftruncate(fd of " + q(f_rel(f.name)) + ", " + std::to_string(size) + ")",
               [&] { return ::ftruncate(f.fd, static_cast<off_t>(size)); });
+  t_.f_changes_done_.fetch_add(1);
   judge("f.ftruncate", r, {}, kFdOp | (changed_since(f) ? kLimitEioOk : kNoFlags));
 }
 
@@ -352,6 +356,7 @@ void Worker::f_rename(Rng& rng) {
               [&] {
                 return ::renameat2(AT_FDCWD, path(f_rel(a)).c_str(), AT_FDCWD,
                                    path(f_rel(b)).c_str(), noreplace ? RENAME_NOREPLACE : 0);
+  t_.f_changes_done_.fetch_add(1);
               });
   if (noreplace)
     judge(op, r, {ENOENT, EEXIST});
@@ -371,6 +376,7 @@ void Worker::f_unlink(Rng& rng) {
   const std::string rel = f_rel(static_cast<int>(rng.below(kFNames)));
   t_.f_changes_.fetch_add(1);
   Res r = sys("unlink(" + q(rel) + ")", [&] { return ::unlink(path(rel).c_str()); });
+  t_.f_changes_done_.fetch_add(1);
   judge("f.unlink", r, {ENOENT});
 }
 
@@ -412,7 +418,7 @@ void Worker::f_readdir() {
 
 void Worker::f_cat(Rng& rng) {
   const std::string rel = f_rel(static_cast<int>(rng.below(kFNames)));
-  const uint64_t changes = t_.f_changes_.load();
+  const uint64_t changes = change_mark();
   Res r = sys("open(" + q(rel) + ", O_RDONLY)",
               [&] { return ::open(path(rel).c_str(), O_RDONLY | O_CLOEXEC); });
   if (!judge("f.cat.open", r, {ENOENT})) return;
