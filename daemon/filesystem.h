@@ -162,6 +162,8 @@ class Filesystem {
   // Directory mutations: ordered by the coordinator, applied everywhere.
   // made: for a mkdir, the new directory's id.
   int dir_mutate(std::span<const uint8_t> change, uint64_t* made = nullptr);
+  // Unlinks a name of this rank's store and forgets it at its shard; 0 or errno.
+  int unlink_here(uint64_t dir_id, int dir_fd, const char* name);
   Cluster::Reply on_dir_mutate(int source, std::span<const uint8_t> payload);
   Cluster::Reply on_dir_apply(int source, std::span<const uint8_t> payload);
   // Creating files in a directory being removed fails: creators hold dir_gate_ shared.

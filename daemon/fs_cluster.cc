@@ -748,9 +748,7 @@ Cluster::Reply Filesystem::on_file_unlink(int, std::span<const uint8_t> payload)
   struct stat st;
   if (::fstatat(dfd->get(), name.c_str(), &st, AT_SYMLINK_NOFOLLOW) != 0) return Status::from_errno("unlink");
   if (S_ISDIR(st.st_mode)) return Status::error(EISDIR);
-  unexport(dfd->get(), name.c_str());
-  if (::unlinkat(dfd->get(), name.c_str(), 0) != 0) return Status::from_errno("unlink");
-  loc_remove(dir, name, rank_);  // a no-op if the name already moved to another rank
+  if (int err = unlink_here(dir, dfd->get(), name.c_str())) return Status::error(err, "unlink");
   notifier_.names_changed({{dir_node(dir), name}});
   kernel_attrs_changed(st.st_dev, st.st_ino);  // its link count
   return std::vector<uint8_t>();

@@ -374,6 +374,9 @@ int Filesystem::claim_and_make(uint64_t dir_id, int dir_fd, const char* name, ui
                                const std::function<int(int dir_fd)>& make) {
   // Openers that the shard sends here before the object exists wait for it.
   auto creating = pending_.hold(dir_id, name);
+  // From the claim to the new object, an unlink of the name here (which then
+  // forgets it at the shard) waits: see unlink_here().
+  auto name_lock = name_locks_.lock(dir_id, name);
   auto claim = loc_claim(dir_id, name, claim_flags);
   if (!claim) return claim.err();
   if (claim->result == LocatorShard::ClaimResult::kExists && claim->prev_owner != rank_) return EEXIST;
@@ -491,12 +494,8 @@ void Filesystem::link(fuse_req_t req, fuse_ino_t ino, fuse_ino_t newparent, cons
 void Filesystem::unlink(fuse_req_t req, fuse_ino_t parent, const char* name) {
   auto dir = inode_of(parent);
   if (!dir) return (void)reply_err(req, ESTALE);
-  unexport(dir->dir_fd(), name);
-  if (::unlinkat(dir->dir_fd(), name, 0) == 0) {
-    loc_remove(dir->dir_id, name, rank_);  // a no-op if the name already moved to another rank
-    return (void)reply_err(req, 0);
-  }
-  int err = errno;
+  int err = unlink_here(dir->dir_id, dir->dir_fd(), name);
+  if (err == 0) return (void)reply_err(req, 0);
   if (err != ENOENT || cluster_->nranks() == 1) return (void)reply_err(req, err);
   auto owner = find_owner(dir->dir_id, name);
   if (!owner) return (void)reply_err(req, owner.err());
@@ -506,6 +505,20 @@ void Filesystem::unlink(fuse_req_t req, fuse_ino_t parent, const char* name) {
   w.u64(dir->dir_id).str(name);
   auto r = cluster_->call(owner.value(), Op::kFileUnlink, w.buffer());
   reply_err(req, r ? 0 : (r.err()));
+}
+
+int Filesystem::unlink_here(uint64_t dir_id, int dir_fd, const char* name) {
+  unexport(dir_fd, name);
+  // The name's removal from the store and from the shard are one step for
+  // the creators of the name on this rank (claim_and_make, open_name,
+  // take_over and renames onto it hold the same lock from their claim to
+  // their new object): one of them in between would see the stale shard
+  // entry as its own claim, make its object, and lose the name when this
+  // removal reached the shard (a file in the store that no rank could find).
+  auto name_lock = name_locks_.lock(dir_id, name);
+  if (::unlinkat(dir_fd, name, 0) != 0) return errno;
+  loc_remove(dir_id, name, rank_);  // a no-op if the name already moved to another rank
+  return 0;
 }
 
 void Filesystem::rmdir(fuse_req_t req, fuse_ino_t parent, const char* name) {
@@ -589,7 +602,12 @@ int Filesystem::rename_local_file(uint64_t src_dir, const std::string& src_name,
       DSDFS_WARN("locator update for %s failed: %s", dst_name.c_str(), claim.status().to_string().c_str());
     }
   }
-  if (src_dir != dst_dir || src_name != dst_name) loc_remove(src_dir, src_name, rank_);
+  if (src_dir != dst_dir || src_name != dst_name) {
+    // Unless the name was made here again since (see unlink_here).
+    auto src_lock = name_locks_.lock(src_dir, src_name);
+    struct stat again;
+    if (::fstatat(src_fd, src_name.c_str(), &again, AT_SYMLINK_NOFOLLOW) != 0) loc_remove(src_dir, src_name, rank_);
+  }
   return 0;
 }
 

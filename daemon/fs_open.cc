@@ -104,12 +104,14 @@ Result<Filesystem::OpenedFile> Filesystem::open_name(uint64_t dir, const std::st
   int last_missing = -2;    // plain opens: the owner that last answered ENOENT
   for (int round = 0; round < kOpenRounds; ++round) {
     PendingNames::Guard creating;
+    std::unique_lock<std::mutex> name_lock;  // claim to file, when ours (see unlink_here)
     bool claimed_new = false;
     int moved_from = -1;    // the claim took the name over from this rank
     if (create) {
       // Claim first: the shard decides who creates. Until our file exists,
       // other ranks asking us for it wait (PendingNames) instead of missing it.
       creating = pending_.hold(dir, name);
+      name_lock = name_locks_.lock(dir, name);
       uint32_t cf = (flags & O_EXCL) ? uint32_t{LocatorShard::kExclusive} : 0u;
       if (stale >= 0) cf |= LocatorShard::kReplaceIf;
       auto claim = loc_claim(dir, name, cf, stale);
@@ -117,6 +119,7 @@ Result<Filesystem::OpenedFile> Filesystem::open_name(uint64_t dir, const std::st
       if (claim->result == LocatorShard::ClaimResult::kExists && claim->prev_owner != rank_) {
         owner = claim->prev_owner;
         creating.release();
+        name_lock.unlock();  // no RPC to another rank with it held
       } else {
         owner = rank_;
         claimed_new = claim->result == LocatorShard::ClaimResult::kNew;
@@ -142,6 +145,7 @@ Result<Filesystem::OpenedFile> Filesystem::open_name(uint64_t dir, const std::st
       if (fd < 0) {
         int err = errno;
         if (claimed_new || moved_from >= 0) loc_remove(dir, name, rank_);
+        if (name_lock.owns_lock()) name_lock.unlock();
         if (err == ENOENT && !create && last_missing != rank_) {
           // Not here (any more): the shard may know better.
           last_missing = rank_;
@@ -150,6 +154,7 @@ Result<Filesystem::OpenedFile> Filesystem::open_name(uint64_t dir, const std::st
         }
         return Status::error(err, "open in the store");
       }
+      if (name_lock.owns_lock()) name_lock.unlock();
       return opened_here(fd, claimed_new || moved_from >= 0);
     }
 

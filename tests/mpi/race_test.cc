@@ -448,6 +448,52 @@ TEST(HardLinks, ConcurrentLinksToOneNameHaveOneWinner) {
   EXPECT_EQ(st.st_nlink, nlink_t{1 + kRounds});
 }
 
+// An unlink and a link of one name, both sent to the name's owner by other ranks at once.
+// Either order is fine (the link then fails with EEXIST, or the name exists afterwards), but
+// every rank must agree on whether the name exists. Before the fix the owner removed the name
+// from its store, the link then saw the shard's still-current entry as its own, made the name,
+// and the unlink's removal at the shard came last: a file in the owner's store that only the
+// owner could see (the torture test's final-agree/final-store "ghost", about once in a few
+// runs). This test checks the agreement, but its timing rarely hits that window: it passed
+// before the fix too (in 300 rounds the unlink won 300 times and the link 289 times after it).
+TEST(HardLinks, UnlinkAndLinkOfOneNameAtOnceLeaveEveryRankAgreeing) {
+  constexpr int kRounds = 300;
+  Cluster c(with_ranks(kRanks));
+  ASSERT_TRUE(c.start());
+  Failures failures;
+  int ghosts = 0, linked = 0, unlinked = 0;
+  for (int n = 0; n < 4; ++n) {  // a few names: their shards are on different ranks
+    const std::string src = "src" + std::to_string(n), name = "name" + std::to_string(n);
+    ASSERT_TRUE(write_file(c.path(1, src), "x"));  // rank 1 owns both names
+    std::barrier sync(2);
+    for (int round = 0; round < kRounds / 4; ++round) {
+      if (::link(c.path(1, src).c_str(), c.path(1, name).c_str()) != 0 && errno != EEXIST)
+        failures.add("setup link: " + errno_text(errno));
+      std::thread unlinker([&] {
+        sync.arrive_and_wait();
+        if (::unlink(c.path(0, name).c_str()) == 0) ++unlinked;
+        else if (errno != ENOENT) failures.add("unlink: " + errno_text(errno));
+      });
+      sync.arrive_and_wait();
+      if (::link(c.path(2, src).c_str(), c.path(2, name).c_str()) == 0) ++linked;
+      else if (errno != EEXIST) failures.add("link: " + errno_text(errno));
+      unlinker.join();
+      struct stat st;
+      const bool on_owner = ::lstat(c.path(1, name).c_str(), &st) == 0;
+      const bool on_other = ::lstat(c.path(0, name).c_str(), &st) == 0;
+      if (on_owner != on_other) {
+        ++ghosts;
+        failures.add(name + " round " + std::to_string(round) + ": rank 1 " +
+                     (on_owner ? "sees" : "does not see") + " it, rank 0 " + (on_other ? "does" : "does not"));
+        // Put it right for the next round: remove the name from the owner's side.
+        (void)::unlink(c.path(1, name).c_str());
+      }
+    }
+  }
+  failures.report();
+  EXPECT_EQ(ghosts, 0) << linked << " links and " << unlinked << " unlinks won their race";
+}
+
 // Device nodes made by root on one rank are device nodes on every rank (used through each
 // node's own kernel).
 TEST(DeviceNodes, ACharacterDeviceMadeOnOneRankIsOneEverywhere) {
