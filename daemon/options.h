@@ -6,10 +6,11 @@
 
 #include "common/log.h"
 #include "common/status.h"
+#include "rdma/options.h"
 
 namespace dsdfs::fs {
 
-enum class BulkMode { kAuto, kRma, kAm };
+using rdma::BulkMode;  // --bulk: the transport's own setting
 
 // How this rank's kernel learns that directory names changed on another rank
 // (daemon/notifier.h).

@@ -15,6 +15,7 @@
 #include <string>
 #include <vector>
 
+#include "common/host.h"
 #include "common/log.h"
 #include "daemon/cluster.h"
 #include "daemon/filesystem.h"
@@ -43,13 +44,6 @@ struct StartupError : std::runtime_error {
 };
 
 [[noreturn]] void fail(const Status& s) { throw StartupError(1, s.context().empty() ? s.to_string() : s.context()); }
-
-std::string short_host_name() {
-  char buf[256] = {};
-  if (::gethostname(buf, sizeof buf - 1) != 0) return "unknown";
-  std::string h = buf;
-  return h.substr(0, h.find('.'));
-}
 
 Status write_ready_file(const std::string& path, int nranks, const std::string& mountpoint) {
   std::string tmp = path + ".tmp." + std::to_string(::getpid());
@@ -256,9 +250,7 @@ int serve(int argc, char** argv, const fs::Options& options) {
     if (!key) fail(key.status());
     topts.job_key = key.value();
     topts.default_timeout = std::chrono::milliseconds(static_cast<int64_t>(options.timeout_s * 1000));
-    topts.bulk_mode = options.bulk == fs::BulkMode::kRma  ? rdma::BulkMode::kRma
-                      : options.bulk == fs::BulkMode::kAm ? rdma::BulkMode::kAm
-                                                          : rdma::BulkMode::kAuto;
+    topts.bulk_mode = options.bulk;
     // The progress thread starts inside create(): bind this thread near the
     // NIC for that moment so the progress thread inherits the placement.
     std::string placement = bind_near_nic();

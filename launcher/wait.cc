@@ -8,6 +8,7 @@
 #include <cstdio>
 #include <thread>
 
+#include "common/host.h"
 #include "daemon/mount.h"
 #include "daemon/store.h"
 #include "daemon/wire_codec.h"
@@ -33,18 +34,11 @@ std::string describe_not_ready(const std::string& mnt) {
   return "state " + st.state;
 }
 
-std::string short_host() {
-  char buf[256] = {};
-  if (::gethostname(buf, sizeof buf - 1) != 0) return "unknown";
-  std::string h = buf;
-  return h.substr(0, h.find('.'));
-}
-
 }  // namespace
 
 int run_wait(int argc, char** argv, const fs::Options& options) {
   MpiEnvironment mpi(&argc, &argv);
-  const std::string host = short_host();
+  const std::string host = short_host_name();
   auto expanded = fs::expand_placeholders(options.mountpoint, mpi.rank(), host);
   if (!expanded) {
     std::fprintf(stderr, "dsdfs-launch: error: %s\n", expanded.status().context().c_str());
