@@ -1,5 +1,5 @@
 // SPDX-License-Identifier: Apache-2.0
-// small_files: one metadata phase over N small files, timed, for bench/run.
+// small_files: one metadata phase over N small files, timed, for bench/run.py.
 //
 //   small_files DIR N create|stat|unlink [SIZE]
 //
@@ -10,7 +10,7 @@
 // Files are DIR/f0000000 ... in one directory. Prints one line
 // "PHASE N SECONDS OPS_PER_S" on stdout; exits 1 on the first failing call.
 // Plain C and one process, so the time is the file system's, not an
-// interpreter's: bench/run compiles it with cc -O2 into its temp directory.
+// interpreter's: bench/run.py compiles it with cc -O2 into its temp directory.
 #include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>

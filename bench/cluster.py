@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
 # SPDX-License-Identifier: Apache-2.0
-"""bench/cluster: dsdfs with many ranks on one machine, against its limits, in one run.
+"""bench/cluster.py: dsdfs with many ranks on one machine, against its limits, in one run.
 
 Starts dsdfs jobs under mpirun (several ranks on this machine, each with its
 own mount point and store, UCX on loopback only: scripts/loopback-env.sh) and
@@ -31,17 +31,17 @@ Writes a markdown section between <!-- bench/cluster:results:begin --> and
 --no-doc only prints). Needs root (FUSE mounts, drop_caches), mpirun,
 ucx_perftest, dd and a built build/launcher/dsdfs-launch. Installs nothing.
 Every job is stopped by the PID of its mpirun (then its ranks by PID, then
-any mount left is unmounted) on exit, failure, Ctrl-C or SIGTERM.
+any mount left is unmounted) on exit, failure, Ctrl-C or SIGTERM. The
+shared helpers (and the job machinery bench/dirops.py uses too) are the
+package bench/dsdfsbench.
 """
 
 import argparse
 import datetime
 import json
 import os
-import platform
 import re
 import shutil
-import signal
 import socket
 import statistics
 import subprocess
@@ -49,75 +49,19 @@ import sys
 import tempfile
 import time
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-MIB = 1 << 20
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+from dsdfsbench import docs, jobs, tables, timing  # noqa: E402
+from dsdfsbench.caches import drop_caches  # noqa: E402
+from dsdfsbench.common import DEFAULT_DOC, DEFAULT_LAUNCHER, MIB, BenchError, log, run, set_log  # noqa: E402
+from dsdfsbench.facts import cluster_facts  # noqa: E402
+from dsdfsbench.mpijob import Job, loopback_env  # noqa: E402
+from dsdfsbench.tables import fmt_x, median, median_range as fmt_range, ratio, verdict  # noqa: E402
+
+PROG = "bench/cluster.py"
+DOC_TOOL, DOC_SECTION = "bench/cluster", "results"  # the doc's markers keep the name they were written with
 CLK_TCK = os.sysconf("SC_CLK_TCK")
-MARK_BEGIN = "<!-- bench/cluster:results:begin -->"
-MARK_END = "<!-- bench/cluster:results:end -->"
 ALL_TESTS = ["read", "cached", "idle", "write", "meta"]
-
-
-class BenchError(Exception):
-    pass
-
-
-T0 = time.monotonic()
-
-
-def log(msg):
-    print(f"[cluster {time.monotonic() - T0:6.1f}s] {msg}", file=sys.stderr, flush=True)
-
-
-def run(cmd, timeout=None, env=None, check=True):
-    r = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, timeout=timeout, env=env)
-    if check and r.returncode != 0:
-        raise BenchError(f"{' '.join(cmd)} failed ({r.returncode}): {(r.stdout + r.stderr).strip()[-2000:]}")
-    return r
-
-
-def tail(path, n=30):
-    try:
-        with open(path, errors="replace") as f:
-            return "".join(f.readlines()[-n:])
-    except OSError:
-        return ""
-
-
-def loadavg():
-    with open("/proc/loadavg") as f:
-        return float(f.read().split()[0])
-
-
-def cpu_busy(interval):
-    """Fraction of all CPUs busy (not idle or iowait) over interval seconds."""
-    def sample():
-        with open("/proc/stat") as f:
-            v = [int(x) for x in f.readline().split()[1:]]
-        return sum(v), v[3] + v[4]
-    t0, i0 = sample()
-    time.sleep(interval)
-    t1, i1 = sample()
-    return 1.0 - (i1 - i0) / max(1, t1 - t0)
-
-
-def mount_points():
-    with open("/proc/self/mountinfo") as f:
-        return [line.split()[4].encode().decode("unicode_escape") for line in f]
-
-
-def mounted(path):
-    return os.path.realpath(path) in mount_points()
-
-
-def mounts_under(root):
-    root = os.path.realpath(root).rstrip("/") + "/"
-    return [m for m in mount_points() if m.startswith(root)]
-
-
-def drop_caches():
-    os.sync()
-    with open("/proc/sys/vm/drop_caches", "w") as f:
-        f.write("3\n")
 
 
 def proc_cpu_ticks(pid):
@@ -142,45 +86,6 @@ def proc_ctx_switches(pid):
     return total
 
 
-def children_of(pid):
-    """Direct children of pid, from /proc/PID/task/TID/children: reads nothing of
-    unrelated processes (a /proc/PID/stat read of a process stuck in the kernel
-    can block the reader)."""
-    out = []
-    try:
-        tids = os.listdir(f"/proc/{pid}/task")
-    except OSError:
-        return out
-    for tid in tids:
-        try:
-            with open(f"/proc/{pid}/task/{tid}/children") as f:
-                out += [int(x) for x in f.read().split()]
-        except (OSError, ValueError):
-            pass
-    return out
-
-
-def descendants(pid):
-    out, todo = [], [pid]
-    while todo:
-        p = todo.pop()
-        for c in children_of(p):
-            out.append(c)
-            todo.append(c)
-    return out
-
-
-def loopback_env():
-    """The environment scripts/loopback-env.sh gives (sourced by bash, so it stays the one truth)."""
-    r = run(["bash", "-c", f". '{REPO}/scripts/loopback-env.sh' && env -0"])
-    env = {}
-    for item in r.stdout.split("\0"):
-        if "=" in item:
-            k, v = item.split("=", 1)
-            env[k] = v
-    return env
-
-
 def free_port():
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
         s.bind(("127.0.0.1", 0))
@@ -202,131 +107,7 @@ def listening(port):
     return False
 
 
-def median(xs):
-    xs = [x for x in xs if x is not None]
-    return statistics.median(xs) if xs else None
-
-
 # ---------------------------------------------------------------- processes
-
-LIVE = []  # jobs and servers to stop on exit
-
-
-class Job:
-    """One mpirun of dsdfs-launch: N ranks on this machine, their mounts and stores."""
-
-    def __init__(self, root, name, n, tls, bulk, base_env, launcher, threads=None):
-        self.name, self.n, self.tls, self.bulk = name, n, tls, bulk
-        self.dir = os.path.join(root, name)
-        self.launcher = launcher
-        self.env = dict(base_env)
-        self.env["UCX_TLS"] = tls
-        self.threads = threads
-        self.proc = None
-        self.pids = {}
-        self.stores_left = []
-        self.log_path = os.path.join(self.dir, "job.log")
-
-    def mnt(self, r):
-        return os.path.join(self.dir, f"mnt{r}")
-
-    def store(self, r):
-        return os.path.join(self.dir, f"store{r}")
-
-    def start(self):
-        os.makedirs(self.dir)
-        for r in range(self.n):
-            os.makedirs(self.mnt(r))
-        cmd = ["mpirun", "-np", str(self.n), "--enable-recovery", self.launcher, os.path.join(self.dir, "mnt%r"),
-               "--store", os.path.join(self.dir, "store%r"), "--ready-file", os.path.join(self.dir, "ready%r")]
-        if self.bulk:
-            cmd += ["--bulk", self.bulk]
-        if self.threads:
-            cmd += ["--threads", str(self.threads)]
-        log(f"{self.name}: UCX_TLS={self.tls} {' '.join(cmd)}")
-        with open(self.log_path, "w") as lf:
-            # Own session: our Ctrl-C handler stops it, by PID.
-            self.proc = subprocess.Popen(cmd, stdout=lf, stderr=subprocess.STDOUT, env=self.env,
-                                         start_new_session=True, cwd=self.dir)
-        LIVE.append(self)
-        deadline = time.monotonic() + 60
-        ready = [os.path.join(self.dir, f"ready{r}") for r in range(self.n)]
-        while not all(os.path.exists(f) for f in ready):
-            self.check()
-            if time.monotonic() > deadline:
-                raise BenchError(f"{self.name}: not every rank ready after 60 s; log:\n{tail(self.log_path)}")
-            time.sleep(0.05)
-        # Rank -> PID of its dsdfs-launch (a descendant of our mpirun).
-        for pid in descendants(self.proc.pid):
-            try:
-                with open(f"/proc/{pid}/comm") as f:
-                    if f.read().strip() != "dsdfs-launch":
-                        continue
-                with open(f"/proc/{pid}/environ", "rb") as f:
-                    env = dict(x.split(b"=", 1) for x in f.read().split(b"\0") if b"=" in x)
-                self.pids[int(env[b"OMPI_COMM_WORLD_RANK"])] = pid
-            except (OSError, KeyError, ValueError):
-                continue
-        if sorted(self.pids) != list(range(self.n)):
-            raise BenchError(f"{self.name}: found rank PIDs {self.pids}, expected {self.n} ranks")
-        for r in range(self.n):
-            if not mounted(self.mnt(r)):
-                raise BenchError(f"{self.name}: {self.mnt(r)} is not mounted")
-        return self
-
-    def check(self):
-        if self.proc is not None and self.proc.poll() is not None:
-            raise BenchError(f"{self.name}: mpirun exited with {self.proc.returncode}; log:\n{tail(self.log_path)}")
-
-    def stats(self, r):
-        raw = os.getxattr(self.mnt(r), "user.dsdfs.stats").decode()
-        return {k: int(v) for k, v in (line.split() for line in raw.splitlines() if line.strip())}
-
-    def stop(self):
-        if self.proc is None:
-            return
-        try:
-            if self.proc.poll() is None:
-                self.proc.send_signal(signal.SIGTERM)
-                try:
-                    self.proc.wait(timeout=30)
-                except subprocess.TimeoutExpired:
-                    log(f"{self.name}: mpirun {self.proc.pid} ignored SIGTERM for 30 s; SIGKILL")
-                    self.proc.kill()
-                    self.proc.wait(timeout=10)
-        except ProcessLookupError:
-            pass
-        for r, pid in self.pids.items():
-            # Still there (mpirun was killed)? Only if it is still our rank's dsdfs-launch.
-            try:
-                with open(f"/proc/{pid}/cmdline", "rb") as f:
-                    mine = self.dir.encode() in f.read()
-            except OSError:
-                continue
-            if mine:
-                log(f"{self.name}: rank {r} (PID {pid}) outlived mpirun; SIGTERM")
-                try:
-                    os.kill(pid, signal.SIGTERM)
-                    for _ in range(100):
-                        time.sleep(0.1)
-                        os.kill(pid, 0)
-                    os.kill(pid, signal.SIGKILL)
-                except ProcessLookupError:
-                    pass
-        for r in range(self.n):
-            if os.path.exists(self.store(r)):
-                log(f"{self.name}: rank {r} left its store {self.store(r)} behind")
-                self.stores_left.append(r)
-            m = self.mnt(r)
-            if mounted(m):
-                log(f"{self.name}: {m} still mounted; lazy unmount")
-                subprocess.run(["fusermount3", "-u", "-z", m], stderr=subprocess.DEVNULL)
-                if mounted(m):
-                    subprocess.run(["umount", "-l", m], stderr=subprocess.DEVNULL)
-        if self in LIVE:
-            LIVE.remove(self)
-        self.proc = None
-
 
 class Server:
     """A ucx_perftest server waiting for one client."""
@@ -335,23 +116,8 @@ class Server:
         self.proc = proc
 
     def stop(self):
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(timeout=5)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-        if self in LIVE:
-            LIVE.remove(self)
-
-
-def stop_all():
-    for x in list(reversed(LIVE)):
-        try:
-            x.stop()
-        except Exception as e:  # keep stopping the others
-            log(f"cleanup: {e}")
+        jobs.stop_process(self.proc, "ucx_perftest server", timeout=5)
+        jobs.unregister(self)
 
 
 def perftest(env, test, size, iters, warmup):
@@ -359,8 +125,7 @@ def perftest(env, test, size, iters, warmup):
     port = free_port()
     srv = subprocess.Popen(["ucx_perftest", "-p", str(port)], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
                            env=env, start_new_session=True, text=True)
-    s = Server(srv)
-    LIVE.append(s)
+    s = jobs.register(Server(srv))
     try:
         deadline = time.monotonic() + 10
         while not listening(port):
@@ -403,11 +168,7 @@ def dd_write(path, mib):
 
 def quiet(max_wait=1.5, limit=0.15):
     """Waits up to max_wait s for the CPUs to be idle; returns how busy they were."""
-    deadline = time.monotonic() + max_wait
-    busy = cpu_busy(0.2)
-    while busy > limit and time.monotonic() < deadline:
-        busy = cpu_busy(0.5)
-    return busy
+    return timing.quiet(max_wait, limit)
 
 
 def delta(a, b):
@@ -430,7 +191,7 @@ class Bench:
         return j.start()
 
     def note_load(self, where):
-        self.loads.append((where, loadavg()))
+        self.loads.append((where, timing.loadavg()))
 
     def ucx_env(self, tls):
         env = dict(self.base_env)
@@ -703,36 +464,12 @@ class Bench:
 
 # ------------------------------------------------------------------ report
 
-def fmt_range(xs, digits=0):
-    xs = [x for x in xs if x is not None]
-    if not xs:
-        return "n/a"
-    m = statistics.median(xs)
-    if len(xs) == 1:
-        return f"{m:,.{digits}f}"
-    return f"{m:,.{digits}f} ({min(xs):,.{digits}f}–{max(xs):,.{digits}f})"
-
-
-def ratio(a, b):
-    return None if a is None or b is None or b == 0 else a / b
-
-
-def fmt_x(r):
-    return "n/a" if r is None else f"{r:.2f}x"
-
-
-def verdict(r, target, above=True):
-    if r is None:
-        return "n/a"
-    ok = r >= target if above else r < target
-    return "yes" if ok else "**no**"
-
-
 def report(b, facts, elapsed):
     o = b.o
     res = b.res
+    row, header = tables.row, tables.header
     L = []
-    L.append(f"Run of `bench/cluster{' --quick' if o.quick else ''}` on {datetime.date.today().isoformat()}, "
+    L.append(f"Run of `{PROG}{' --quick' if o.quick else ''}` on {datetime.date.today().isoformat()}, "
              f"{elapsed / 60:.1f} min. Medians, with (min–max) over the repetitions; MiB/s are 2^20 bytes/s "
              f"(ucx_perftest's \"MB/s\" are the same unit).")
     L.append("")
@@ -754,11 +491,11 @@ def report(b, facts, elapsed):
                  f"`dd bs=1M` after `drop_caches`; {o.reps} repetitions; perftest at 1 MiB messages, "
                  f"{o.size_mib} iterations, interleaved with the reads). Target: 0.8x of the better perftest.")
         L.append("")
-        L.append("| UCX_TLS | --bulk | path taken | dsdfs MiB/s | ucp_am_bw MiB/s | ucp_get MiB/s | "
-                 "dsdfs / better | ≥ 0.8x | owner's disk, cold MiB/s | dsdfs / min(better, disk) | "
-                 "dsdfs, owner warm MiB/s | warm / better | page-cache fill MiB/s | "
-                 "CPU s per GiB reader / owner | RPCs |")
-        L.append("| --- | --- | --- | ---: | ---: | ---: | ---: | :---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
+        L += header([("UCX_TLS", "l"), ("--bulk", "l"), ("path taken", "l"), ("dsdfs MiB/s", "r"),
+                     ("ucp_am_bw MiB/s", "r"), ("ucp_get MiB/s", "r"), ("dsdfs / better", "r"), ("≥ 0.8x", "c"),
+                     ("owner's disk, cold MiB/s", "r"), ("dsdfs / min(better, disk)", "r"),
+                     ("dsdfs, owner warm MiB/s", "r"), ("warm / better", "r"), ("page-cache fill MiB/s", "r"),
+                     ("CPU s per GiB reader / owner", "r"), ("RPCs", "r")])
         for key, rows in res["read"].items():
             tls, bulk = key.split("|")
             perf = res["read"].get(f"{tls}|auto", [])
@@ -767,16 +504,18 @@ def report(b, facts, elapsed):
             best = max([x for x in (median(am), median(get)) if x is not None], default=None)
             d = [r["dsdfs"] for r in rows]
             warm = [r.get("dsdfs_warm") for r in rows]
+            disk = [r["disk"] for r in rows]
             rt = ratio(median(d), best)
             gib = o.size_mib / 1024
             paths = sorted({r["path"] for r in rows})
-            L.append(f"| {tls} | {bulk} | {'/'.join(paths)} | {fmt_range(d)} | {fmt_range(am)} | {fmt_range(get)} | "
-                     f"{rt:.2f}x | {verdict(rt, 0.8)} | {fmt_range([r['disk'] for r in rows])} | "
-                     f"{fmt_x(ratio(median(d), min(best, median([r['disk'] for r in rows])) if best else None))} | "
-                     f"{fmt_range(warm)} | {fmt_x(ratio(median(warm), best))} | "
-                     f"{fmt_range([r.get('fill') for r in perf])} | "
-                     f"{median([r['cpu_reader'] for r in rows]) / gib:.2f} / "
-                     f"{median([r['cpu_owner'] for r in rows]) / gib:.2f} | {median([r['rpcs'] for r in rows]):.0f} |")
+            L.append(row([tls, bulk, "/".join(paths), fmt_range(d), fmt_range(am), fmt_range(get),
+                          fmt_x(rt), verdict(rt, 0.8), fmt_range(disk),
+                          fmt_x(ratio(median(d), min(best, median(disk)) if best else None)),
+                          fmt_range(warm), fmt_x(ratio(median(warm), best)),
+                          fmt_range([r.get("fill") for r in perf]),
+                          f"{median([r['cpu_reader'] for r in rows]) / gib:.2f} / "
+                          f"{median([r['cpu_owner'] for r in rows]) / gib:.2f}",
+                          f"{median([r['rpcs'] for r in rows]):.0f}"]))
         L.append("")
         L.append("\"path taken\" is read off the owner's counters: `am` when its `bytes_served_to_peers` grew by "
                  "the file size, `rma` when it did not move (one-sided gets). perftest and page-cache fill figures of "
@@ -789,13 +528,13 @@ def report(b, facts, elapsed):
         L.append("")
 
     if "cached" in res:
-        L.append(f"**Cached read** (second open of the remote file on rank 0, owner unchanged) against an owned "
-                 f"file of the same size on rank 0; warm = read right after a first read, cold = after "
-                 f"`drop_caches`. Target 0.9x.")
+        L.append("**Cached read** (second open of the remote file on rank 0, owner unchanged) against an owned "
+                 "file of the same size on rank 0; warm = read right after a first read, cold = after "
+                 "`drop_caches`. Target 0.9x.")
         L.append("")
-        L.append("| UCX_TLS | state | cached remote MiB/s | owned MiB/s | cached / owned | ≥ 0.9x | "
-                 "proof (per cached read: bytes fetched, cache hits, misses, RPCs, owner bytes served) |")
-        L.append("| --- | --- | ---: | ---: | ---: | :---: | --- |")
+        L += header([("UCX_TLS", "l"), ("state", "l"), ("cached remote MiB/s", "r"), ("owned MiB/s", "r"),
+                     ("cached / owned", "r"), ("≥ 0.9x", "c"),
+                     ("proof (per cached read: bytes fetched, cache hits, misses, RPCs, owner bytes served)", "l")])
         for tls, rows in res["cached"].items():
             for state in ("warm", "cold"):
                 c = [r[f"cached_{state}"] for r in rows]
@@ -805,21 +544,21 @@ def report(b, facts, elapsed):
                 proof = "; ".join(f"{p['bytes_read_remote']} B, {p['cache_hits']} hit, {p['cache_misses']} miss, "
                                   f"{p['rpcs_sent']} RPC, {p['owner_bytes_served']} B" for p in pr[:1])
                 allzero = all(p["bytes_read_remote"] == 0 and p["cache_hits"] >= 1 for p in pr)
-                L.append(f"| {tls} | {state} | {fmt_range(c)} | {fmt_range(w)} | {rt:.2f}x | {verdict(rt, 0.9)} | "
-                         f"{proof}{' (same in every repetition)' if allzero else ' (**not** all from cache)'} |")
+                L.append(row([tls, state, fmt_range(c), fmt_range(w), fmt_x(rt), verdict(rt, 0.9),
+                              proof + (" (same in every repetition)" if allzero else " (**not** all from cache)")]))
         L.append("")
 
     if "idle" in res:
-        L.append(f"**Idle CPU** of each rank of a 3-rank job (utime + stime of its `dsdfs-launch` from "
-                 f"`/proc/PID/stat`, all threads): the jobs of the read tests of both transports, watched "
-                 f"together after all reads, nothing else of the bench running. Target < 0.1 s.")
+        L.append("**Idle CPU** of each rank of a 3-rank job (utime + stime of its `dsdfs-launch` from "
+                 "`/proc/PID/stat`, all threads): the jobs of the read tests of both transports, watched "
+                 "together after all reads, nothing else of the bench running. Target < 0.1 s.")
         L.append("")
-        L.append("| UCX_TLS | rank | seconds watched | CPU seconds | < 0.1 s | context switches (all threads) |")
-        L.append("| --- | ---: | ---: | ---: | :---: | ---: |")
+        L += header([("UCX_TLS", "l"), ("rank", "r"), ("seconds watched", "r"), ("CPU seconds", "r"),
+                     ("< 0.1 s", "c"), ("context switches (all threads)", "r")])
         for tls, rows in res["idle"].items():
             for r, v in sorted(rows.items()):
-                L.append(f"| {tls} | {r} | {v['seconds']:.0f} | {v['cpu_s']:.2f} | "
-                         f"{verdict(v['cpu_s'], 0.1, above=False)} | {v['ctx']} |")
+                L.append(row([tls, r, f"{v['seconds']:.0f}", f"{v['cpu_s']:.2f}",
+                              verdict(v["cpu_s"], 0.1, above=False), v["ctx"]]))
         L.append("")
 
     if "write" in res:
@@ -830,19 +569,18 @@ def report(b, facts, elapsed):
                  f"one rank at a time; jobs of 1, 2 and 4 ranks alive at once, UCX_TLS={o.scale_tls}; "
                  f"{o.reps_write} repetitions, order rotated). Target: every rank ≥ 0.95x of N=1.")
         L.append("")
-        L.append("| job | rank | MiB/s | / N=1 | ≥ 0.95x | / native | "
-                 "RPCs during the writes: sent by the writer, served by the others |")
-        L.append("| --- | ---: | ---: | ---: | :---: | ---: | --- |")
+        L += header([("job", "l"), ("rank", "r"), ("MiB/s", "r"), ("/ N=1", "r"), ("≥ 0.95x", "c"),
+                     ("/ native", "r"), ("RPCs during the writes: sent by the writer, served by the others", "l")])
         for key, recs in rows.items():
             name, r = key.split("|")
             v = [x["mibs"] for x in recs]
             if name == "native":
-                L.append(f"| native (store's fs) | – | {fmt_range(v)} | – | – | 1.00x | – |")
+                L.append(row(["native (store's fs)", "–", fmt_range(v), "–", "–", "1.00x", "–"]))
                 continue
             rt = ratio(median(v), base)
             rpc = f"{sum(x['rpcs_sent'] for x in recs)}, {sum(x['rpcs_served_others'] for x in recs)}"
-            L.append(f"| {name} | {r} | {fmt_range(v)} | {rt:.2f}x | "
-                     f"{verdict(rt, 0.95) if name != 'N=1' else '–'} | {ratio(median(v), nat) or 0:.2f}x | {rpc} |")
+            L.append(row([name, r, fmt_range(v), fmt_x(rt), verdict(rt, 0.95) if name != "N=1" else "–",
+                          f"{ratio(median(v), nat) or 0:.2f}x", rpc]))
         L.append("")
 
     if "meta" in res:
@@ -851,8 +589,8 @@ def report(b, facts, elapsed):
                  f"{o.files} files in a new directory by rank 0; appends: 64-byte `write`s to one `O_APPEND` fd, "
                  f"{o.appends} per run, or open + write + close each ({o.appends // 5}); {o.reps_meta} repetitions).")
         L.append("")
-        L.append("| what | job | ops/s | / N=1 (creates) or / own (appends) | RPCs per op sent by rank 0 |")
-        L.append("| --- | --- | ---: | ---: | ---: |")
+        L += header([("what", "l"), ("job", "l"), ("ops/s", "r"), ("/ N=1 (creates) or / own (appends)", "r"),
+                     ("RPCs per op sent by rank 0", "r")])
         cbase = median([x["rate"] for x in rows.get("create|N=1", [])])
         abase = median([x["rate"] for x in rows.get("append|own", [])])
         labels = {"create": "create + 4 KiB + close", "append": "append 64 B (one fd)",
@@ -872,75 +610,21 @@ def report(b, facts, elapsed):
             jobname = {"own": "N=2, rank 1 into its own file (writeback cache)",
                        "native": "native (store's fs)"}.get(
                 job, f"{job}, rank 0 into rank 1's file" if what != "create" else job)
-            L.append(f"| {labels[what]} | {jobname} | {fmt_range(v)} | "
-                     f"{'–' if rt is None else f'{rt:.2f}x'} | {f'{median(rp):.2f}' if rp else '–'} |")
+            L.append(row([labels[what], jobname, fmt_range(v), "–" if rt is None else f"{rt:.2f}x",
+                          f"{median(rp):.2f}" if rp else "–"]))
         L.append("")
     return "\n".join(L)
 
 
 def write_doc(path, text):
-    if not os.path.exists(path):
-        with open(path, "w") as f:
-            f.write(f"# bench/cluster results\n\n{MARK_BEGIN}\n{MARK_END}\n")
-    with open(path) as f:
-        doc = f.read()
-    if MARK_BEGIN not in doc or MARK_END not in doc:
-        raise BenchError(f"{path} has no {MARK_BEGIN} ... {MARK_END} markers; add them where the results go")
-    a = doc.index(MARK_BEGIN) + len(MARK_BEGIN)
-    z = doc.index(MARK_END)
-    with open(path + ".tmp", "w") as f:
-        f.write(doc[:a] + "\n" + text.rstrip() + "\n" + doc[z:])
-    os.replace(path + ".tmp", path)
-
-
-def machine_facts(o, launcher, root):
-    facts = []
-    u = platform.uname()
-    cpu = "?"
-    with open("/proc/cpuinfo") as f:
-        for line in f:
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    facts.append(("machine", f"{u.system} {u.release}, {os.cpu_count()} x {cpu}"))
-    src = "?"
-    best = ""
-    with open("/proc/self/mountinfo") as f:
-        for line in f:
-            p = line.split()
-            m = p[4]
-            if (root == m or root.startswith(m.rstrip("/") + "/")) and len(m) >= len(best):
-                dash = p.index("-")
-                best, src = m, f"{p[dash + 1]} on {p[dash + 2]}"
-    facts.append(("stores", f"{src} (under {os.path.dirname(root)})"))
-    ucx = run(["ucx_info", "-v"]).stdout.splitlines()[0].lstrip("# ")
-    ompi = run(["mpirun", "--version"]).stdout.splitlines()[0]
-    facts.append(("transport", f"UCX {ucx}, {ompi}, UCX_NET_DEVICES=lo (scripts/loopback-env.sh)"))
-    ver = run([launcher, "--version"]).stdout.strip()
-    try:
-        top = run(["git", "-C", REPO, "rev-parse", "--short", "HEAD"]).stdout.strip()
-        dirty = run(["git", "-C", REPO, "status", "--porcelain", "--untracked-files=no"]).stdout.strip()
-        ver += f", tree at {top}{' with uncommitted changes' if dirty else ''}"
-    except BenchError:
-        pass
-    facts.append(("dsdfs", ver))
-    return facts
-
-
-def wait_for_quiet(o):
-    load = loadavg()
-    deadline = time.monotonic() + o.load_wait
-    while load >= o.max_load and time.monotonic() < deadline:
-        log(f"load average {load:.2f} >= {o.max_load}: waiting (up to {deadline - time.monotonic():.0f} s more)")
-        time.sleep(30)
-        load = loadavg()
-    if load >= o.max_load:
-        log(f"load average still {load:.2f}: running anyway (the report says so)")
-    return load
+    """The results section of --doc; a missing file is made with just that section."""
+    begin, end = docs.markers(DOC_TOOL, DOC_SECTION)
+    docs.write_section(path, DOC_TOOL, DOC_SECTION, text, new_file=f"# bench/cluster results\n\n{begin}\n{end}\n")
 
 
 def main():
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    set_log("cluster", elapsed=True)
+    ap = argparse.ArgumentParser(prog=PROG, description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--quick", action="store_true", help="small sizes, fewer repetitions, 10 s idle (~3 min)")
     ap.add_argument("--tests", default=",".join(ALL_TESTS), help=f"comma list of {','.join(ALL_TESTS)}")
     ap.add_argument("--tls", default="tcp,sm", help="transports for read/cached/idle: tcp and/or sm (sm,self)")
@@ -954,7 +638,7 @@ def main():
     ap.add_argument("--scale-tls", default="tcp", help="UCX_TLS of the N=1,2,4 jobs (default tcp)")
     ap.add_argument("--max-load", type=float, default=1.5, help="wait for a load average below this (1.5)")
     ap.add_argument("--load-wait", type=float, default=1200, help="wait at most this long for it (s, 1200)")
-    ap.add_argument("--doc", default=os.path.join(REPO, "docs", "performance.md"), help="file with the markers")
+    ap.add_argument("--doc", default=DEFAULT_DOC, help="file with the markers")
     ap.add_argument("--no-doc", action="store_true", help="only print the results")
     ap.add_argument("--json", help="also write the raw figures to this file")
     ap.add_argument("--keep", action="store_true", help="keep the temporary directory")
@@ -982,27 +666,24 @@ def main():
             ap.error(f"--tls: tcp or sm, not {t}")
 
     if os.geteuid() != 0:
-        sys.exit("bench/cluster: needs root (FUSE mounts with allow_other, drop_caches)")
-    launcher = os.path.join(REPO, "build", "launcher", "dsdfs-launch")
+        sys.exit(f"{PROG}: needs root (FUSE mounts with allow_other, drop_caches)")
+    launcher = DEFAULT_LAUNCHER
     for tool in ("mpirun", "ucx_perftest", "ucx_info", "dd", "fusermount3"):
         if not shutil.which(tool):
-            sys.exit(f"bench/cluster: {tool} not found")
+            sys.exit(f"{PROG}: {tool} not found")
     if not os.access(launcher, os.X_OK):
-        sys.exit(f"bench/cluster: {launcher} not built (ninja -C build)")
+        sys.exit(f"{PROG}: {launcher} not built (ninja -C build)")
 
-    def on_signal(sig, _frame):
-        raise KeyboardInterrupt(f"signal {sig}")
-    signal.signal(signal.SIGTERM, on_signal)
-    signal.signal(signal.SIGHUP, on_signal)
+    jobs.install_signal_handlers()
 
-    start_load = wait_for_quiet(o)
+    start_load = timing.wait_for_load(o.max_load, o.load_wait, log=log)
     root = tempfile.mkdtemp(prefix="dsdfs-cluster.", dir=o.dir)
     b = Bench(o, root, loopback_env(), launcher)
     b.loads.append(("at start", start_load))
     t_start = time.monotonic()
     ok = False
     try:
-        facts = machine_facts(o, launcher, root)
+        facts = cluster_facts(launcher, root)
         if "read" in o.tests or "cached" in o.tests or "idle" in o.tests:
             idle_jobs = []
             for tls, forced in tls_list:
@@ -1023,12 +704,7 @@ def main():
     except BenchError as e:
         log(f"error: {e}")
     finally:
-        stop_all()
-        left = mounts_under(root)
-        if left:
-            log(f"still mounted, not removing {root}: {left}")
-        elif not o.keep:
-            shutil.rmtree(root, ignore_errors=True)
+        jobs.cleanup(root, keep=o.keep)
     if not ok:
         sys.exit(1)
     text = report(b, facts, time.monotonic() - t_start)
@@ -1037,7 +713,10 @@ def main():
         with open(o.json, "w") as f:
             json.dump({"results": b.res, "loads": b.loads, "busy": b.busy}, f, indent=1, default=str)
     if not o.no_doc:
-        write_doc(o.doc, text)
+        try:
+            write_doc(o.doc, text)
+        except BenchError as e:
+            sys.exit(f"{PROG}: {e}; printed only")
         log(f"results written to {o.doc}")
 
 

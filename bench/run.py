@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
 # SPDX-License-Identifier: Apache-2.0
-"""bench/run: dsdfs against the file system under its store, in one run.
+"""bench/run.py: dsdfs against the file system under its store, in one run.
 
 Mounts dsdfs (one mount per --threads value) and, unless --no-bindfs, bindfs
 (a plain FUSE passthrough, as a reference) over directories of the same file
@@ -19,10 +19,12 @@ repetitions and reports medians and the ratios target/native:
 
 Prints a markdown table and writes it into docs/performance.md between the
 markers <!-- bench/run:SECTION:begin --> and <!-- bench/run:SECTION:end -->
-(SECTION is "results" unless --section; --no-doc leaves the doc alone).
+(SECTION is "results" unless --section, a new one is appended; --no-doc
+leaves the doc alone).
 Needs root for drop_caches (without it the cold tests are skipped), fio, cc,
 and bindfs for the reference line. Installs nothing. Every mount and daemon
 it starts is stopped by PID on exit, failure, Ctrl-C or SIGTERM.
+The shared helpers are the package bench/dsdfsbench.
 """
 
 import argparse
@@ -32,15 +34,20 @@ import os
 import platform
 import re
 import shutil
-import signal
-import statistics
-import subprocess
 import sys
 import tempfile
 import time
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-MIB = 1 << 20
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+from dsdfsbench import docs, jobs, mounts, timing  # noqa: E402
+from dsdfsbench.caches import can_drop as can_drop_caches, drop_caches, settle  # noqa: E402
+from dsdfsbench.common import DEFAULT_DOC, DEFAULT_LAUNCHER, MIB, REPO, BenchError, log, run, set_log, tail  # noqa: E402
+from dsdfsbench.facts import cpu_model, git_tree  # noqa: E402
+from dsdfsbench.tables import header, median, ratio, row  # noqa: E402
+
+PROG = "bench/run.py"
+DOC_TOOL = "bench/run"  # the doc's markers keep the name they were written with
 
 # (test id, label, unit, target ratio or None)
 TESTS = [
@@ -61,70 +68,6 @@ GROUPS = {  # command-line group -> tests it runs
 }
 
 
-class BenchError(Exception):
-    pass
-
-
-def log(msg):
-    print(f"[bench {time.strftime('%H:%M:%S')}] {msg}", file=sys.stderr, flush=True)
-
-
-def run(cmd, **kw):
-    """Runs cmd, returns its stdout; raises BenchError on failure."""
-    r = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, **kw)
-    if r.returncode != 0:
-        raise BenchError(f"{' '.join(cmd)} failed ({r.returncode}): {r.stderr.strip()[-2000:]}")
-    return r.stdout
-
-
-def mounts():
-    """Mount points and fs types from /proc/self/mountinfo, in mount order."""
-    out = []
-    with open("/proc/self/mountinfo") as f:
-        for line in f:
-            fields = line.split()
-            mnt = fields[4].encode().decode("unicode_escape")
-            dash = fields.index("-")
-            out.append((mnt, fields[dash + 1], fields[dash + 2]))
-    return out
-
-
-def is_mounted(path):
-    return any(m == path for m, _, _ in mounts())
-
-
-def fs_of(path):
-    """(mount point, fs type, source) of the file system holding path."""
-    path = os.path.realpath(path)
-    best = ("/", "?", "?")
-    for m, t, s in mounts():
-        if (path == m or path.startswith(m.rstrip("/") + "/")) and len(m) >= len(best[0]):
-            best = (m, t, s)
-    return best
-
-
-def drop_caches():
-    os.sync()
-    with open("/proc/sys/vm/drop_caches", "w") as f:
-        f.write("3\n")
-
-
-def cpu_busy(interval):
-    """Fraction of all CPUs busy (not idle or iowait) over interval seconds."""
-    def sample():
-        with open("/proc/stat") as f:
-            v = [int(x) for x in f.readline().split()[1:]]
-        return sum(v), v[3] + v[4]
-    t0, i0 = sample()
-    time.sleep(interval)
-    t1, i1 = sample()
-    return 1.0 - (i1 - i0) / max(1, t1 - t0)
-
-
-def median(xs):
-    return statistics.median(xs) if xs else None
-
-
 class Target:
     """A directory to benchmark; for FUSE targets, the daemon serving it."""
 
@@ -140,31 +83,23 @@ class Target:
             raise BenchError(f"{self.name}: daemon exited with {self.proc.returncode}; "
                              f"log {self.log_path}:\n{tail(self.log_path)}")
 
+    def start(self, cmd, ready, what):
+        """Starts the daemon (registered for cleanup at once) and waits until ready() is true."""
+        log(f"{self.name}: {' '.join(cmd)}")
+        # Own session: a Ctrl-C on the terminal reaches us, and we stop the daemon.
+        self.proc = jobs.start_logged(cmd, self.log_path)
+        jobs.register(self)
+        jobs.wait_until(ready, 30, f"{self.name}: {what}", check=self.check_alive,
+                        detail=lambda: f"; log:\n{tail(self.log_path)}")
+        return self
+
     def stop(self):
         """Stops the daemon by PID, then makes sure nothing stays mounted."""
-        if self.proc is not None and self.proc.poll() is None:
-            try:
-                self.proc.send_signal(signal.SIGTERM)
-                self.proc.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                log(f"{self.name}: daemon {self.proc.pid} ignored SIGTERM; killing it")
-                self.proc.kill()
-                self.proc.wait(timeout=10)
-            except ProcessLookupError:
-                pass
-        if self.mountpoint and is_mounted(self.mountpoint):
+        jobs.stop_process(self.proc, f"{self.name}: daemon", timeout=20)
+        if self.mountpoint and mounts.is_mounted(self.mountpoint):
             log(f"{self.name}: {self.mountpoint} still mounted; lazy unmount")
-            subprocess.run(["umount", "-l", self.mountpoint], stderr=subprocess.DEVNULL)
-            if is_mounted(self.mountpoint):
-                subprocess.run(["fusermount3", "-u", "-z", self.mountpoint], stderr=subprocess.DEVNULL)
-
-
-def tail(path, n=20):
-    try:
-        with open(path, errors="replace") as f:
-            return "".join(f.readlines()[-n:])
-    except OSError:
-        return ""
+            mounts.unmount_lazy(self.mountpoint)
+        jobs.unregister(self)
 
 
 def start_dsdfs(binary, work, threads, name):
@@ -174,19 +109,9 @@ def start_dsdfs(binary, work, threads, name):
     ready = os.path.join(work, f"ready-{name}")
     t.log_path = os.path.join(work, f"{name}.log")
     os.makedirs(t.path)
-    cmd = [binary, t.path, "--store", store, "--ready-file", ready, "--threads", str(threads)]
-    log(f"{name}: {' '.join(cmd)}")
-    with open(t.log_path, "w") as lf:
-        # Own session: a Ctrl-C on the terminal reaches us, and we stop the daemon.
-        t.proc = subprocess.Popen(cmd, stdout=lf, stderr=subprocess.STDOUT, start_new_session=True)
-    deadline = time.time() + 30
-    while not os.path.exists(ready):
-        t.check_alive()
-        if time.time() > deadline:
-            raise BenchError(f"{name}: no ready file after 30 s; log:\n{tail(t.log_path)}")
-        time.sleep(0.05)
     t.store_files = os.path.join(store, "files")
-    return t
+    cmd = [binary, t.path, "--store", store, "--ready-file", ready, "--threads", str(threads)]
+    return t.start(cmd, lambda: os.path.exists(ready), "no ready file")
 
 
 def start_bindfs(work):
@@ -196,23 +121,13 @@ def start_bindfs(work):
     t.log_path = os.path.join(work, "bindfs.log")
     os.makedirs(src)
     os.makedirs(t.path)
-    cmd = ["bindfs", "-f", src, t.path]
-    log(f"bindfs: {' '.join(cmd)}")
-    with open(t.log_path, "w") as lf:
-        t.proc = subprocess.Popen(cmd, stdout=lf, stderr=subprocess.STDOUT, start_new_session=True)
-    deadline = time.time() + 30
-    while not is_mounted(t.path):
-        t.check_alive()
-        if time.time() > deadline:
-            raise BenchError(f"bindfs: not mounted after 30 s; log:\n{tail(t.log_path)}")
-        time.sleep(0.05)
-    return t
+    return t.start(["bindfs", "-f", src, t.path], lambda: mounts.is_mounted(t.path), "not mounted")
 
 
 def fio(args, rw_key):
     """Runs one fio job; returns bytes/s of rw_key ('read' or 'write')."""
     out = run(["fio", "--output-format=json", "--ioengine=psync", "--invalidate=0",
-               "--fallocate=none", "--name=bench"] + args)
+               "--fallocate=none", "--name=bench"] + args).stdout
     j = json.loads(out[out.index("{"):])
     job = j["jobs"][0]
     if job.get("error", 0):
@@ -237,10 +152,7 @@ class Bench:
         self.results.setdefault((target.name, test), []).append(value)
 
     def settle(self):
-        if self.can_drop:
-            drop_caches()
-        else:
-            os.sync()
+        settle(self.can_drop)
 
     def quiet(self):
         """Waits (up to --max-wait s) until other processes leave the CPUs idle.
@@ -248,11 +160,7 @@ class Bench:
         Other work on a 2-core machine (a compiler, a test suite) halves what
         a FUSE daemon gets; such measurements are counted and reported.
         """
-        deadline = time.time() + self.o.max_wait
-        busy = cpu_busy(0.3)
-        while busy > self.o.busy_limit and time.time() < deadline:
-            busy = cpu_busy(1.0)
-        self.busy_samples.append(busy)
+        self.busy_samples.append(timing.quiet(self.o.max_wait, self.o.busy_limit, first=0.3, then=1.0))
 
     def seq_file(self, t, tag):
         return os.path.join(t.path, f"seq-{tag}.dat")
@@ -275,7 +183,7 @@ class Bench:
 
     def small(self, t, phase, sub, size=4096):
         self.quiet()
-        out = run([self.small_bin, sub, str(self.o.files), phase, str(size)])
+        out = run([self.small_bin, sub, str(self.o.files), phase, str(size)]).stdout
         return float(out.split()[3])
 
     def group(self, targets, group):
@@ -331,20 +239,11 @@ def machine_facts(opts, work, binary):
     facts = []
     uname = platform.uname()
     facts.append(("kernel", f"{uname.system} {uname.release} {uname.machine}"))
-    cpu = "?"
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    cpu = line.split(":", 1)[1].strip()
-                    break
-    except OSError:
-        pass
-    facts.append(("CPUs", f"{os.cpu_count()} x {cpu}"))
+    facts.append(("CPUs", f"{os.cpu_count()} x {cpu_model()}"))
     with open("/proc/meminfo") as f:
         mem_kb = int(f.readline().split()[1])
     facts.append(("memory", f"{mem_kb / 1024 / 1024:.1f} GiB"))
-    mnt, fstype, src = fs_of(work)
+    mnt, fstype, src = mounts.fs_of(work)
     dev = os.path.basename(os.path.realpath(src)) if src.startswith("/dev/") else ""
     rot = ""
     if dev and os.path.exists(f"/sys/class/block/{dev}/queue/rotational"):
@@ -352,21 +251,19 @@ def machine_facts(opts, work, binary):
             rot = ", rotational" if f.read().strip() == "1" else ", non-rotational"
     facts.append(("store file system", f"{fstype} on {src} (mounted at {mnt}{rot}); "
                   f"native dir, dsdfs store and bindfs source all under {work}"))
-    facts.append(("fio", run(["fio", "--version"]).strip()))
+    facts.append(("fio", run(["fio", "--version"]).stdout.strip()))
     if shutil.which("bindfs"):
-        facts.append(("bindfs", run(["bindfs", "--version"]).strip().splitlines()[0]))
+        facts.append(("bindfs", run(["bindfs", "--version"]).stdout.strip().splitlines()[0]))
     try:
-        facts.append(("libfuse", run(["pkg-config", "--modversion", "fuse3"]).strip()))
+        facts.append(("libfuse", run(["pkg-config", "--modversion", "fuse3"]).stdout.strip()))
     except (BenchError, FileNotFoundError):
         pass
-    ver = run([binary, "--version"]).strip()
+    ver = run([binary, "--version"]).stdout.strip()
     commit = ""
-    try:
-        top = run(["git", "-C", os.path.dirname(os.path.realpath(binary)), "rev-parse", "--short", "HEAD"]).strip()
-        dirty = run(["git", "-C", REPO, "status", "--porcelain", "--untracked-files=no"]).strip()
-        commit = f", tree at {top}{' (with uncommitted changes)' if dirty else ''}"
-    except (BenchError, FileNotFoundError):
-        pass
+    # The commit and the uncommitted changes of the tree the binary was built in.
+    tree = git_tree(os.path.dirname(os.path.realpath(binary)))
+    if tree:
+        commit = f", tree at {tree[0]}{' (with uncommitted changes)' if tree[1] else ''}"
     label = f", {opts.label}" if opts.label else ""
     facts.append(("dsdfs", f"{ver}: {binary}{commit}{label}"))
     return facts
@@ -383,29 +280,23 @@ def fmt(v, unit):
 def report(bench, targets, opts, facts, elapsed):
     native = targets[0]
     others = targets[1:]
-    lines = []
-    head = "| test | native |"
-    sep = "| --- | ---: |"
-    for t in others:
-        head += f" {t.name} | {t.name}/native |"
-        sep += " ---: | ---: |"
-    head += " target |"
-    sep += " ---: |"
-    lines += [head, sep]
+    lines = header([("test", "l"), ("native", "r")]
+                   + [c for t in others for c in ((t.name, "r"), (f"{t.name}/native", "r"))]
+                   + [("target", "r")])
     wanted = [t for g in opts.groups for t in GROUPS[g]]
     for test, label, unit, goal in TESTS:
         if test not in wanted or (native.name, test) not in bench.results:
             continue
         nat = median(bench.results[(native.name, test)])
-        row = f"| {label} | {fmt(nat, unit)} |"
+        cells = [label, fmt(nat, unit)]
         for t in others:
             v = median(bench.results.get((t.name, test), []))
-            ratio = f"**{v / nat:.2f}x**" if v and nat else "n/a"
-            row += f" {fmt(v, unit)} | {ratio} |"
-        row += f" {'>= %.1fx' % goal if goal and test.startswith(('write', 'read', 'create')) else ''} |"
-        lines.append(row)
+            r = ratio(v, nat)
+            cells += [fmt(v, unit), f"**{r:.2f}x**" if r else "n/a"]
+        cells.append(">= %.1fx" % goal if goal and test.startswith(("write", "read", "create")) else "")
+        lines.append(row(cells))
     out = []
-    out.append(f"Run of `bench/run {' '.join(opts.argv)}` on {datetime.datetime.now().strftime('%Y-%m-%d %H:%M')}, "
+    out.append(f"Run of `{PROG} {' '.join(opts.argv)}` on {datetime.datetime.now().strftime('%Y-%m-%d %H:%M')}, "
                f"{elapsed / 60:.1f} min; median of {opts.reps} interleaved repetitions. "
                f"Sizes: {opts.size_1m // MIB} MiB for 1 MiB blocks, {opts.size_4k // MIB} MiB for 4 KiB blocks, "
                f"{opts.files} small files. Ratios are target/native; the target column is the goal "
@@ -428,36 +319,21 @@ def report(bench, targets, opts, facts, elapsed):
     out.append("")
     out.append("<details><summary>Every repetition</summary>")
     out.append("")
-    out.append("| test | target | values, in run order |")
-    out.append("| --- | --- | --- |")
+    out += header([("test", "l"), ("target", "l"), ("values, in run order", "l")])
     for test, label, unit, _ in TESTS:
         for t in targets:
             vals = bench.results.get((t.name, test))
             if vals:
-                out.append(f"| {label} | {t.name} | {', '.join(fmt(v, unit) for v in vals)} |")
+                out.append(row([label, t.name, ", ".join(fmt(v, unit) for v in vals)]))
     out.append("")
     out.append("</details>")
     return "\n".join(out) + "\n"
 
 
 def write_doc(path, section, text):
-    begin = f"<!-- bench/run:{section}:begin -->"
-    end = f"<!-- bench/run:{section}:end -->"
-    block = f"{begin}\n{text}{end}"
-    doc = ""
-    if os.path.exists(path):
-        with open(path) as f:
-            doc = f.read()
-    if begin in doc and end in doc and doc.index(begin) < doc.index(end):
-        doc = doc[:doc.index(begin)] + block + doc[doc.index(end) + len(end):]
-    else:
-        if not doc:
-            doc = "# dsdfs performance\n"
-        doc = doc.rstrip("\n") + f"\n\n## Results: {section}\n\n{block}\n"
-    tmp = path + ".tmp"
-    with open(tmp, "w") as f:
-        f.write(doc)
-    os.replace(tmp, path)
+    """Replaces the section's text in the doc; a section without markers yet is appended."""
+    docs.write_section(path, DOC_TOOL, section, text, append_title=f"Results: {section}",
+                       new_file="# dsdfs performance\n")
     log(f"wrote {path} (section {section})")
 
 
@@ -469,7 +345,7 @@ def parse_size(s):
 
 
 def parse_args(argv):
-    p = argparse.ArgumentParser(prog="bench/run", description=__doc__.split("\n\n")[0],
+    p = argparse.ArgumentParser(prog=PROG, description=__doc__.split("\n\n")[0],
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--quick", action="store_true", help="about 2 minutes: smaller sizes, 3 repetitions")
     p.add_argument("--dir", default=os.environ.get("TMPDIR", "/tmp"),
@@ -478,14 +354,14 @@ def parse_args(argv):
     p.add_argument("--size-1m", type=parse_size, help="bytes for 1 MiB-block tests (default 1G, --quick 512M)")
     p.add_argument("--size-4k", type=parse_size, help="bytes for 4 KiB-block tests (default 256M, --quick 128M)")
     p.add_argument("--files", type=int, help="small files (default 10000, --quick 3000)")
-    p.add_argument("--dsdfs", default=os.path.join(REPO, "build", "launcher", "dsdfs-launch"),
+    p.add_argument("--dsdfs", default=DEFAULT_LAUNCHER,
                    help="dsdfs-launch binary (default build/launcher/dsdfs-launch)")
     p.add_argument("--threads", default="8",
                    help="comma-separated --threads values; one dsdfs mount each (default 8, the daemon default)")
     p.add_argument("--no-bindfs", action="store_true", help="leave out the bindfs reference line")
     p.add_argument("--tests", default="write1m,read1m,write4k,small",
                    help="comma-separated groups: write1m, read1m (needs write1m), write4k, small")
-    p.add_argument("--doc", default=os.path.join(REPO, "docs", "performance.md"), help="markdown file to update")
+    p.add_argument("--doc", default=DEFAULT_DOC, help="markdown file to update")
     p.add_argument("--section", default="results", help="marker name of the section to regenerate")
     p.add_argument("--no-doc", action="store_true", help="print only, do not touch the doc")
     p.add_argument("--busy-limit", type=float, default=0.25,
@@ -515,21 +391,18 @@ def parse_args(argv):
 
 
 def main(argv):
+    set_log("bench")
     opts = parse_args(argv)
     for tool in ["fio", "cc"] + ([] if opts.no_bindfs else ["bindfs"]):
         if not shutil.which(tool):
             raise BenchError(f"{tool} not found (apt-get install {tool}; or --no-bindfs)")
     if not os.access(opts.dsdfs, os.X_OK):
         raise BenchError(f"{opts.dsdfs} is not an executable: build it (ninja -C build) or pass --dsdfs")
-    can_drop = os.geteuid() == 0
+    can_drop = can_drop_caches()
     if not can_drop:
-        log("not root: cannot drop caches, so the cold read and cold stat tests are skipped")
+        log("cannot drop caches (not root, or /proc/sys read-only), so the cold read and cold stat tests are skipped")
 
-    def on_signal(signum, _frame):
-        raise KeyboardInterrupt(f"signal {signum}")
-
-    signal.signal(signal.SIGTERM, on_signal)
-    signal.signal(signal.SIGHUP, on_signal)
+    jobs.install_signal_handlers()
 
     os.makedirs(opts.dir, exist_ok=True)
     work = tempfile.mkdtemp(prefix="dsdfs-bench.", dir=opts.dir)
@@ -568,28 +441,21 @@ def main(argv):
             write_doc(opts.doc, opts.section, text)
         return 0
     except BaseException:
-        for t in targets:
-            if t.proc is None:
-                continue
+        for t in [x for x in jobs.LIVE if isinstance(x, Target)]:
             state = "running" if t.proc.poll() is None else f"exited with {t.proc.returncode}"
             log(f"{t.name}: daemon {t.proc.pid} {state}; last lines of its log:\n{tail(t.log_path)}")
         raise
     finally:
-        for t in reversed(targets):
-            t.stop()
-        leftover = [m for m, _, _ in mounts() if m == work or m.startswith(work + "/")]
-        if leftover:
-            log(f"NOT removing {work}: still mounted: {leftover}")
-        else:
-            shutil.rmtree(work, ignore_errors=True)
+        # Every daemon started (also one that never became ready), newest first.
+        jobs.cleanup(work)
 
 
 if __name__ == "__main__":
     try:
         sys.exit(main(sys.argv[1:]))
     except BenchError as e:
-        print(f"bench/run: error: {e}", file=sys.stderr)
+        print(f"{PROG}: error: {e}", file=sys.stderr)
         sys.exit(1)
     except KeyboardInterrupt as e:
-        print(f"bench/run: interrupted ({e or 'Ctrl-C'}); mounts and daemons stopped", file=sys.stderr)
+        print(f"{PROG}: interrupted ({e or 'Ctrl-C'}); mounts and daemons stopped", file=sys.stderr)
         sys.exit(130)

@@ -1,9 +1,10 @@
 #!/usr/bin/env python3
 # SPDX-License-Identifier: Apache-2.0
-"""bench/dirops: directory mutation rates of an idle 3-rank job on this machine.
+"""bench/dirops.py: directory mutation rates of an idle 3-rank job on this machine.
 
 Starts one dsdfs job under mpirun (3 ranks, UCX over TCP on loopback:
-scripts/loopback-env.sh; the job machinery is bench/cluster's) and measures,
+scripts/loopback-env.sh; the job machinery it shares with bench/cluster.py,
+bench/dsdfsbench/mpijob.py) and measures,
 for --reps repetitions, four phases on fresh names:
 
   mkdir    mkdir of COUNT new directories
@@ -38,37 +39,33 @@ mount left is unmounted) on exit, failure, Ctrl-C or SIGTERM.
 """
 
 import argparse
-import importlib.machinery
-import importlib.util
 import json
 import os
 import shutil
-import signal
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+from dsdfsbench import docs, jobs, tables, timing  # noqa: E402
+from dsdfsbench.common import DEFAULT_LAUNCHER, DEFAULT_DOC, BenchError, log, set_log, tail  # noqa: E402
+from dsdfsbench.facts import cluster_facts  # noqa: E402
+from dsdfsbench.mpijob import Job, loopback_env  # noqa: E402
+from dsdfsbench.tables import fmt_rate, min_max as fmt_range  # noqa: E402
+
+PROG = "bench/dirops.py"
+DOC_TOOL = "bench/dirops"  # the doc's markers keep the name they were written with
 PHASES = ["mkdir", "chmod", "rename", "rmdir"]
 WAYS = ["one", "all"]
 TARGETS = {"rename": 1000.0, "rmdir": 1000.0}
 
 
-def load_cluster_module():
-    """bench/cluster (a script without .py) as a module: its Job, log and helpers."""
-    path = os.path.join(REPO, "bench", "cluster")
-    loader = importlib.machinery.SourceFileLoader("dsdfs_bench_cluster", path)
-    spec = importlib.util.spec_from_loader(loader.name, loader)
-    mod = importlib.util.module_from_spec(spec)
-    loader.exec_module(mod)
-    return mod
-
-
 # ------------------------------------------------------------------ worker
 #
-# `bench/dirops --worker PARENT PREFIX COUNT START_FILE DONE_DIR ID` runs in its
+# `bench/dirops.py --worker PARENT PREFIX COUNT START_FILE DONE_DIR ID` runs in its
 # own process: for each phase it waits for START_FILE.<phase> (written by the
 # parent once every worker has finished the previous phase), then does COUNT
 # operations on PARENT/PREFIX<i>, and writes DONE_DIR/<ID>.<phase> with its
@@ -114,8 +111,8 @@ def worker(parent, prefix, count, start_file, done_dir, wid):
 class Run:
     """One repetition of one way: workers started, phases released one by one."""
 
-    def __init__(self, cl, job, way, rep, o):
-        self.cl, self.job, self.way, self.rep, self.o = cl, job, way, rep, o
+    def __init__(self, job, way, rep, o):
+        self.job, self.way, self.rep, self.o = job, way, rep, o
         self.dir = os.path.join(job.dir, f"ctl-{way}-{rep}")
         os.makedirs(self.dir)
         self.procs = []
@@ -147,11 +144,11 @@ class Run:
         while not all(os.path.exists(d) for d in done):
             for p in self.procs:
                 if p.poll() is not None and p.returncode != 0:
-                    raise self.cl.BenchError(f"{self.way} rep {self.rep}: a worker failed in {phase} "
-                                             f"(exit {p.returncode}); job log:\n{self.cl.tail(self.job.log_path)}")
+                    raise BenchError(f"{self.way} rep {self.rep}: a worker failed in {phase} "
+                                     f"(exit {p.returncode}); job log:\n{tail(self.job.log_path, 30)}")
             self.job.check()
             if time.monotonic() > deadline:
-                raise self.cl.BenchError(f"{self.way} rep {self.rep}: {phase} not done after {self.o.phase_timeout} s")
+                raise BenchError(f"{self.way} rep {self.rep}: {phase} not done after {self.o.phase_timeout} s")
             time.sleep(0.01)
         res = []
         for d in done:
@@ -166,33 +163,22 @@ class Run:
 
     def finish(self):
         for p in self.procs:
-            try:
-                p.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                p.kill()
-                p.wait()
+            jobs.reap(p, timeout=30)
         self.procs = []
 
-    def kill(self):
+    def stop(self):
+        """Kills the workers at once (a run cut short; registered with jobs while it lasts)."""
         for p in self.procs:
             if p.poll() is None:
                 p.kill()
                 p.wait()
         self.procs = []
-
-
-def fmt_rate(x):
-    return f"{x:.1f}" if x < 10 else f"{x:.0f}"
-
-
-def fmt_range(xs, digits=None):
-    f = fmt_rate if digits is None else (lambda x: f"{x:.{digits}f}")
-    return f"{f(min(xs))}–{f(max(xs))}" if len(xs) > 1 else f(xs[0])
+        jobs.unregister(self)
 
 
 def report(res, o, facts, elapsed, loads, busy):
     lines = []
-    lines.append(f"bench/dirops, {time.strftime('%Y-%m-%d %H:%M')}, {elapsed:.0f} s; "
+    lines.append(f"{PROG}, {time.strftime('%Y-%m-%d %H:%M')}, {elapsed:.0f} s; "
                  f"3 ranks, UCX_TLS={o.tls}; {o.count} operations per process per phase, "
                  f"{o.reps} repetitions; `one`: 1 process on rank {o.from_rank}; "
                  f"`all`: {o.procs} processes on each rank, one shared parent directory.")
@@ -203,8 +189,8 @@ def report(res, o, facts, elapsed, loads, busy):
     lines.append(f"- CPUs busy before each run (other users of the machine): median {statistics.median(busy):.0%}, "
                  f"max {max(busy):.0%}")
     lines.append("")
-    lines.append("| operation | issued from | ops/s (median) | range | ms/op (median of medians) | range | target |")
-    lines.append("| --- | --- | ---: | --- | ---: | --- | --- |")
+    lines += tables.header([("operation", "l"), ("issued from", "l"), ("ops/s (median)", "r"), ("range", "l"),
+                            ("ms/op (median of medians)", "r"), ("range", "l"), ("target", "l")])
     for phase in PHASES:
         for way in WAYS:
             rows = res.get(way, {}).get(phase, [])
@@ -217,24 +203,14 @@ def report(res, o, facts, elapsed, loads, busy):
             if target:
                 verdict = f">= {target:.0f}/s: " + ("met" if statistics.median(rates) >= target else "NOT met")
             who = f"1 process, rank {o.from_rank}" if way == "one" else f"{o.procs} x 3 processes"
-            lines.append(f"| {phase} | {who} | {fmt_rate(statistics.median(rates))} | {fmt_range(rates)} | "
-                         f"{statistics.median(ms):.2f} | {fmt_range(ms, 2)} | {verdict} |")
+            lines.append(tables.row([phase, who, fmt_rate(statistics.median(rates)), fmt_range(rates),
+                                     f"{statistics.median(ms):.2f}", fmt_range(ms, 2), verdict]))
     return "\n".join(lines) + "\n"
 
 
 def write_doc(path, section, text):
-    begin = f"<!-- bench/dirops:{section}:begin -->"
-    end = f"<!-- bench/dirops:{section}:end -->"
-    with open(path) as f:
-        doc = f.read()
-    a = doc.find(begin)
-    z = doc.find(end)
-    if a < 0 or z < a:
-        raise SystemExit(f"bench/dirops: {path} has no {begin} ... {end} markers; printed only")
-    a += len(begin)
-    with open(path + ".tmp", "w") as f:
-        f.write(doc[:a] + "\n" + text.rstrip() + "\n" + doc[z:])
-    os.replace(path + ".tmp", path)
+    """Replaces the section's text in --doc; DocError if its markers are not there."""
+    docs.write_section(path, DOC_TOOL, section, text)
 
 
 def main():
@@ -242,21 +218,22 @@ def main():
         parent, prefix, count, start_file, done_dir, wid = sys.argv[2:8]
         worker(parent, prefix, int(count), start_file, done_dir, wid)
         return
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    set_log("dirops", elapsed=True)
+    ap = argparse.ArgumentParser(prog=PROG, description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--count", type=int, default=300, help="operations per process per phase (300)")
     ap.add_argument("--reps", type=int, default=5, help="repetitions of each way (5)")
     ap.add_argument("--procs", type=int, default=2, help="processes per rank in the `all` way (2)")
     ap.add_argument("--from-rank", type=int, default=1, help="the rank of the `one` way (1)")
     ap.add_argument("--ways", default=",".join(WAYS), help="comma list of one,all")
     ap.add_argument("--tls", default="tcp", help="UCX_TLS of the job (tcp)")
-    ap.add_argument("--launcher", default=os.path.join(REPO, "build", "launcher", "dsdfs-launch"),
+    ap.add_argument("--launcher", default=DEFAULT_LAUNCHER,
                     help="the dsdfs-launch to measure (build/launcher/dsdfs-launch)")
     ap.add_argument("--phase-timeout", type=float, default=900, help="seconds a phase may take (900)")
     ap.add_argument("--dir", default=os.environ.get("TMPDIR", "/tmp"), help="where the temporary directory goes")
     ap.add_argument("--max-busy", type=float, default=0.25,
                     help="before each run, wait for the CPUs to be at most this busy (0.25)")
     ap.add_argument("--busy-wait", type=float, default=30, help="wait at most this long for it (s, 30)")
-    ap.add_argument("--doc", default=os.path.join(REPO, "docs", "performance.md"), help="file with the markers")
+    ap.add_argument("--doc", default=DEFAULT_DOC, help="file with the markers")
     ap.add_argument("--section", default="results", help="marker name in --doc (results)")
     ap.add_argument("--no-doc", action="store_true", help="only print the results")
     ap.add_argument("--json", help="also write the raw figures to this file")
@@ -268,22 +245,17 @@ def main():
     if not 0 <= o.from_rank < 3:
         ap.error("--from-rank: 0, 1 or 2")
     if os.geteuid() != 0:
-        sys.exit("bench/dirops: needs root (FUSE mounts with allow_other)")
+        sys.exit(f"{PROG}: needs root (FUSE mounts with allow_other)")
     for tool in ("mpirun", "fusermount3"):
         if not shutil.which(tool):
-            sys.exit(f"bench/dirops: {tool} not found")
+            sys.exit(f"{PROG}: {tool} not found")
     launcher = os.path.abspath(o.launcher)
     if not os.access(launcher, os.X_OK):
-        sys.exit(f"bench/dirops: {launcher} not built (ninja -C build)")
+        sys.exit(f"{PROG}: {launcher} not built (ninja -C build)")
 
-    cl = load_cluster_module()
+    jobs.install_signal_handlers()
 
-    def on_signal(sig, _frame):
-        raise KeyboardInterrupt(f"signal {sig}")
-    signal.signal(signal.SIGTERM, on_signal)
-    signal.signal(signal.SIGHUP, on_signal)
-
-    loads = [("at start", cl.loadavg())]
+    loads = [("at start", timing.loadavg())]
     busy = []
     root = tempfile.mkdtemp(prefix="dsdfs-dirops.", dir=o.dir)
     res = {}
@@ -291,40 +263,34 @@ def main():
     ok = False
     current = None
     try:
-        facts = cl.machine_facts(o, launcher, root)
-        if launcher != os.path.join(REPO, "build", "launcher", "dsdfs-launch"):
+        facts = cluster_facts(launcher, root)
+        if launcher != DEFAULT_LAUNCHER:
             # machine_facts names this tree's commit, which says nothing about another build.
             facts = [(k, v) if k != "dsdfs" else (k, v.split(", tree at")[0]) for k, v in facts]
         facts.append(("launcher", launcher))
-        job = cl.Job(root, "job", 3, o.tls, None, cl.loopback_env(), launcher).start()
+        job = Job(root, "job", 3, o.tls, None, loopback_env(), launcher).start()
         for rep in range(o.reps):
             for way in o.ways:  # interleaved, so both see the same machine
                 # The load average counts tasks blocked in the kernel too; CPU time is what matters here.
-                busy.append(cl.quiet(max_wait=o.busy_wait, limit=o.max_busy))
-                current = Run(cl, job, way, rep, o)
+                busy.append(timing.quiet(o.busy_wait, o.max_busy))
+                current = jobs.register(Run(job, way, rep, o))
                 n = current.start_workers()
                 for phase in PHASES:
                     r = current.phase(phase, n)
                     res.setdefault(way, {}).setdefault(phase, []).append(r)
-                    cl.log(f"rep {rep} {way:3} {phase:6}: {r['rate']:8.1f} ops/s, {r['ms_per_op']:7.2f} ms/op "
-                           f"(mean {r['mean_ms']:.2f}, max {r['max_ms']:.1f})")
+                    log(f"rep {rep} {way:3} {phase:6}: {r['rate']:8.1f} ops/s, {r['ms_per_op']:7.2f} ms/op "
+                        f"(mean {r['mean_ms']:.2f}, max {r['max_ms']:.1f})")
                 current.finish()
-                current = None
-        loads.append(("at end", cl.loadavg()))
+                jobs.unregister(current)
+        loads.append(("at end", timing.loadavg()))
         ok = True
     except KeyboardInterrupt as e:
-        cl.log(f"interrupted ({e}); cleaning up")
-    except cl.BenchError as e:
-        cl.log(f"error: {e}")
+        log(f"interrupted ({e}); cleaning up")
+    except BenchError as e:
+        log(f"error: {e}")
     finally:
-        if current:
-            current.kill()
-        cl.stop_all()
-        left = cl.mounts_under(root)
-        if left:
-            cl.log(f"still mounted, not removing {root}: {left}")
-        else:
-            shutil.rmtree(root, ignore_errors=True)
+        # Workers of a run cut short first (registered last), then the job.
+        jobs.cleanup(root)
     if not ok:
         sys.exit(1)
     text = report(res, o, facts, time.monotonic() - t0, loads, busy)
@@ -333,8 +299,11 @@ def main():
         with open(o.json, "w") as f:
             json.dump(res, f, indent=1)
     if not o.no_doc:
-        write_doc(o.doc, o.section, text)
-        cl.log(f"results written to {o.doc} ({o.section})")
+        try:
+            write_doc(o.doc, o.section, text)
+        except BenchError as e:
+            sys.exit(f"{PROG}: {e}; printed only")
+        log(f"results written to {o.doc} ({o.section})")
 
 
 if __name__ == "__main__":
