@@ -26,7 +26,8 @@ class Transport;
 
 namespace dsdfs::fs {
 
-// RPC operations between ranks. Payload layouts: docs/architecture.md.
+// RPC operations between ranks. Payloads: daemon/messages.h (kOpMessages
+// names each op's request and reply), layouts in docs/architecture.md.
 enum class Op : uint16_t {
   kDirMutate = 1,   // to the coordinator: order a directory mutation
   kDirApply = 2,    // coordinator to every rank: apply it to the local replica
@@ -44,9 +45,9 @@ enum class Op : uint16_t {
   kFileReadlink = 14,
   kFileMap = 15,    // to the owner: register the file for one-sided reads
   kFileSetattr = 16,
-  kFileUnmap = 17,
-  kFileTruncate = 18,
-  kFileLink = 19,      // to the owner: link its file under another name (the new name is its too)  // to the owner: `>` of its file; truncate it there if it is open, else give it away
+  // 17: unused (an unmap request of protocol 1; exports go with the file).
+  kFileTruncate = 18,  // to the owner: `>` of its file; truncate it there if it is open, else give it away
+  kFileLink = 19,      // to the owner: link its file under another name (the new name is its too)
 };
 
 // The ranks of the job and the RPCs between them, above rdma::Transport.

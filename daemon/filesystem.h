@@ -18,6 +18,7 @@
 #include "daemon/dir_index.h"
 #include "daemon/inode_table.h"
 #include "daemon/locator.h"
+#include "daemon/messages.h"
 #include "daemon/notifier.h"
 #include "daemon/options.h"
 #include "daemon/moved_files.h"
@@ -164,8 +165,8 @@ class Filesystem {
   int dir_mutate(std::span<const uint8_t> change, uint64_t* made = nullptr);
   // Unlinks a name of this rank's store and forgets it at its shard; 0 or errno.
   int unlink_here(uint64_t dir_id, int dir_fd, const char* name);
-  Cluster::Reply on_dir_mutate(int source, std::span<const uint8_t> payload);
-  Cluster::Reply on_dir_apply(int source, std::span<const uint8_t> payload);
+  Cluster::Reply on_dir_mutate(int source, const DirChange& change);
+  Cluster::Reply on_dir_apply(int source, const DirChange& c);
   // Creating files in a directory being removed fails: creators hold dir_gate_ shared.
   bool dir_closing(uint64_t dir) const;
 
@@ -220,11 +221,11 @@ class Filesystem {
   void forget_remote_file(uint64_t gino);
 
   // RPC handlers (run on Cluster workers).
-  Cluster::Reply on_loc_claim(int source, std::span<const uint8_t> payload);
-  Cluster::Reply on_loc_lookup(int source, std::span<const uint8_t> payload);
-  Cluster::Reply on_loc_remove(int source, std::span<const uint8_t> payload);
-  Cluster::Reply on_own_find(int source, std::span<const uint8_t> payload);
-  Cluster::Reply on_file_stat(int source, std::span<const uint8_t> payload);
+  Cluster::Reply on_loc_claim(int source, const msg::Claim& m);
+  Cluster::Reply on_loc_lookup(int source, const msg::Name& m);
+  Cluster::Reply on_loc_remove(int source, const msg::LocRemove& m);
+  Cluster::Reply on_own_find(int source, const msg::Name& m);
+  Cluster::Reply on_file_stat(int source, const msg::Name& m);
   // Owner side of a peer's stat of a file open for writing here: writes this
   // kernel's dirty pages back and reports the size and mtime it knows.
   void flush_for_peer(uint64_t dir, const std::string& name, struct stat* st);
@@ -233,16 +234,16 @@ class Filesystem {
   bool write_back_for_peer(uint64_t gino);
   // kFileRead: up to cap bytes into buf; the length read.
   Result<size_t> read_for_peer(std::span<const uint8_t> payload, uint8_t* buf, size_t cap);
-  Cluster::Reply on_file_write(int source, std::span<const uint8_t> payload);
-  Cluster::Reply on_dir_list(int source, std::span<const uint8_t> payload);
-  Cluster::Reply on_file_unlink(int source, std::span<const uint8_t> payload);
-  Cluster::Reply on_file_rename(int source, std::span<const uint8_t> payload);
-  Cluster::Reply on_file_drop(int source, std::span<const uint8_t> payload);
-  Cluster::Reply on_file_readlink(int source, std::span<const uint8_t> payload);
-  Cluster::Reply on_file_setattr(int source, std::span<const uint8_t> payload);
-  Cluster::Reply on_file_map(int source, std::span<const uint8_t> payload);
-  Cluster::Reply on_file_truncate(int source, std::span<const uint8_t> payload);
-  Cluster::Reply on_file_link(int source, std::span<const uint8_t> payload);
+  Cluster::Reply on_file_write(int source, const msg::Write& m);
+  Cluster::Reply on_dir_list(int source, const msg::DirList& m);
+  Cluster::Reply on_file_unlink(int source, const msg::Name& m);
+  Cluster::Reply on_file_rename(int source, const msg::Rename& m);
+  Cluster::Reply on_file_drop(int source, const msg::Drop& m);
+  Cluster::Reply on_file_readlink(int source, const msg::Name& m);
+  Cluster::Reply on_file_setattr(int source, const msg::Setattr& m);
+  Cluster::Reply on_file_map(int source, const msg::Map& m);
+  Cluster::Reply on_file_truncate(int source, const msg::Truncate& m);
+  Cluster::Reply on_file_link(int source, const msg::Link& m);
   // Owner side of another rank's unlink, rename, link or drop: the change is
   // made in the store directly, never through our own mount, where it would
   // wait for directory locks that FUSE requests on this mount hold while they

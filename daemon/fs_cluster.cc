@@ -16,6 +16,7 @@
 #include "daemon/errors.h"
 #include "daemon/file_handle.h"
 #include "daemon/filesystem.h"
+#include "daemon/messages.h"
 #include "daemon/protocol.h"
 #include "rdma/transport.h"
 
@@ -35,22 +36,18 @@ Status bad_request(const char* what) {
   return Status::error(EPROTO, what);
 }
 
-std::vector<uint8_t> encode_dir_name(uint64_t dir, const std::string& name) {
-  WireWriter w;
-  w.u64(dir).str(name);
-  return w.take();
-}
-
-bool decode_dir_name(WireReader& r, uint64_t* dir, std::string* name) {
-  return r.u64(dir) && r.str(name, kMaxName) && valid_name(*name);
-}
-
 }  // namespace
 
 void Filesystem::register_rpcs() {
-  // inline_op: answered on the progress thread (Cluster::register_inline_handler).
-  auto reg = [this](Op op, Cluster::Reply (Filesystem::*fn)(int, std::span<const uint8_t>), bool inline_op = false) {
-    Cluster::Handler h = [this, fn](int src, std::span<const uint8_t> p) { return (this->*fn)(src, p); };
+  // Every handler gets its request decoded and validated (daemon/messages.h);
+  // a malformed one is answered EPROTO here. inline_op: answered on the
+  // progress thread (Cluster::register_inline_handler).
+  auto reg = [this]<typename M>(Op op, Cluster::Reply (Filesystem::*fn)(int, const M&), bool inline_op = false) {
+    Cluster::Handler h = [this, fn](int src, std::span<const uint8_t> p) -> Cluster::Reply {
+      M m;
+      if (!msg::decode(p, &m)) return bad_request(M::kName);
+      return (this->*fn)(src, m);
+    };
     if (inline_op) cluster_->register_inline_handler(op, std::move(h));
     else cluster_->register_handler(op, std::move(h));
   };
@@ -133,95 +130,62 @@ bool Filesystem::dir_closing(uint64_t dir) const { return closing_.count(dir) !=
 
 Result<LocatorShard::Claim> Filesystem::loc_claim(uint64_t dir, const std::string& name, uint32_t flags,
                                                   int expect) {
-  WireWriter w;
-  w.u64(dir).str(name).i32(rank_).u32(flags).i32(expect);
-  auto r = cluster_->call(cluster_->shard_of(dir, name), Op::kLocClaim, w.buffer());
+  auto r = cluster_->call(cluster_->shard_of(dir, name), Op::kLocClaim,
+                         msg::encode(msg::Claim{{dir, name}, rank_, flags, expect}));
   if (!r) return r.status();
-  WireReader rd(r.value());
-  uint8_t result;
-  int32_t prev;
-  if (!(rd.u8(&result) && rd.i32(&prev) && rd.done()) || result > 2) return Status::error(EPROTO, "claim reply");
-  return LocatorShard::Claim{static_cast<LocatorShard::ClaimResult>(result), prev};
+  msg::ClaimReply reply;
+  if (!msg::decode(r.value(), &reply)) return Status::error(EPROTO, "claim reply");
+  return LocatorShard::Claim{static_cast<LocatorShard::ClaimResult>(reply.result), reply.prev_owner};
 }
 
 void Filesystem::loc_remove(uint64_t dir, const std::string& name, int owner) {
-  WireWriter w;
-  w.u64(dir).str(name).i32(owner);
-  auto r = cluster_->call(cluster_->shard_of(dir, name), Op::kLocRemove, w.buffer());
+  auto r = cluster_->call(cluster_->shard_of(dir, name), Op::kLocRemove, msg::encode(msg::LocRemove{{dir, name}, owner}));
   if (!r && r.err() != ENOENT) DSDFS_WARN("locator remove of %s: %s", name.c_str(), r.status().to_string().c_str());
 }
 
-Cluster::Reply Filesystem::on_loc_claim(int, std::span<const uint8_t> payload) {
-  WireReader r(payload);
-  uint64_t dir;
-  std::string name;
-  int32_t owner, expect;
-  uint32_t flags;
-  if (!(decode_dir_name(r, &dir, &name) && r.i32(&owner) && r.u32(&flags) && r.i32(&expect) && r.done()) ||
-      owner < 0 || owner >= cluster_->nranks() || flags > 15 || expect < -1 || expect >= cluster_->nranks()) {
-    return bad_request("claim");
-  }
-  auto c = shard_.claim(dir, name, owner, flags, expect);
+Cluster::Reply Filesystem::on_loc_claim(int, const msg::Claim& m) {
+  if (m.owner >= cluster_->nranks() || m.expect >= cluster_->nranks()) return bad_request("claim");
+  auto c = shard_.claim(m.at.dir, m.at.name, m.owner, m.flags, m.expect);
   if (!c) return c.status();
-  WireWriter w;
-  w.u8(static_cast<uint8_t>(c->result)).i32(c->prev_owner);
-  return w.take();
+  return msg::encode(msg::ClaimReply{static_cast<uint8_t>(c->result), c->prev_owner});
 }
 
-Cluster::Reply Filesystem::on_loc_lookup(int, std::span<const uint8_t> payload) {
-  WireReader r(payload);
-  uint64_t dir;
-  std::string name;
-  if (!(decode_dir_name(r, &dir, &name) && r.done())) return bad_request("lookup");
-  auto owner = shard_.lookup(dir, name);
+Cluster::Reply Filesystem::on_loc_lookup(int, const msg::Name& m) {
+  auto owner = shard_.lookup(m.dir, m.name);
   if (!owner) return owner.status();
-  WireWriter w;
-  w.i32(owner.value());
-  return w.take();
+  return msg::encode(msg::Owner{owner.value()});
 }
 
-Cluster::Reply Filesystem::on_loc_remove(int, std::span<const uint8_t> payload) {
-  WireReader r(payload);
-  uint64_t dir;
-  std::string name;
-  int32_t owner;
-  if (!(decode_dir_name(r, &dir, &name) && r.i32(&owner) && r.done())) return bad_request("remove");
-  if (!shard_.remove(dir, name, owner)) return Status::error(ENOENT);
+Cluster::Reply Filesystem::on_loc_remove(int, const msg::LocRemove& m) {
+  if (!shard_.remove(m.at.dir, m.at.name, m.owner)) return Status::error(ENOENT);
   return std::vector<uint8_t>();
 }
 
-Cluster::Reply Filesystem::on_own_find(int, std::span<const uint8_t> payload) {
-  WireReader r(payload);
-  uint64_t dir;
-  std::string name;
-  if (!(decode_dir_name(r, &dir, &name) && r.done())) return bad_request("find");
-  auto dfd = local_dir(dir);
+Cluster::Reply Filesystem::on_own_find(int, const msg::Name& m) {
+  auto dfd = local_dir(m.dir);
   struct stat st;
-  if (!dfd || ::fstatat(dfd->get(), name.c_str(), &st, AT_SYMLINK_NOFOLLOW) != 0 || S_ISDIR(st.st_mode)) {
+  if (!dfd || ::fstatat(dfd->get(), m.name.c_str(), &st, AT_SYMLINK_NOFOLLOW) != 0 || S_ISDIR(st.st_mode)) {
     return Status::error(ENOENT);
   }
-  WireWriter w;
-  w.i32(rank_);
-  return w.take();
+  return msg::encode(msg::Owner{rank_});
 }
 
 Result<int> Filesystem::find_owner(uint64_t dir, const std::string& name) {
   const int n = cluster_->nranks();
   const int home = static_cast<int>(Cluster::placement_hash(dir, name) % static_cast<uint64_t>(n));
   if (cluster_->alive(home)) {
-    auto r = cluster_->call(home, Op::kLocLookup, encode_dir_name(dir, name));
+    auto r = cluster_->call(home, Op::kLocLookup, msg::encode(msg::Name{dir, name}));
     if (r) {
-      WireReader rd(r.value());
-      int32_t owner;
-      if (!(rd.i32(&owner) && rd.done()) || owner < LocatorShard::kDirectory || owner >= n) {
+      msg::Owner owner;
+      if (!msg::decode(r.value(), &owner) || owner.rank < LocatorShard::kDirectory || owner.rank >= n) {
         return Status::error(EPROTO, "lookup reply");
       }
-      return owner;
+      return owner.rank;
     }
     if (r.err() != EIO && r.err() != ETIMEDOUT) return r.status();
   }
   // The shard is gone: its index died with it, so ask the owners themselves.
-  auto all = cluster_->call_all(Op::kOwnFind, encode_dir_name(dir, name));
+  auto all = cluster_->call_all(Op::kOwnFind, msg::encode(msg::Name{dir, name}));
   for (int rk = 0; rk < n; ++rk) {
     if (all[rk] && rk != rank_) return rk;
   }
@@ -233,10 +197,12 @@ Result<int> Filesystem::find_owner(uint64_t dir, const std::string& name) {
 
 int Filesystem::remote_stat(int owner, uint64_t dir, const std::string& name, struct stat* st,
                             uint64_t* version) {
-  auto r = cluster_->call(owner, Op::kFileStat, encode_dir_name(dir, name));
+  auto r = cluster_->call(owner, Op::kFileStat, msg::encode(msg::Name{dir, name}));
   if (!r) return r.err();
-  WireReader rd(r.value());
-  if (!get_stat(rd, st, version) || !rd.done()) return EPROTO;
+  msg::Stat reply;
+  if (!msg::decode(r.value(), &reply)) return EPROTO;
+  *st = reply.st;
+  *version = reply.version;
   return 0;
 }
 
@@ -283,11 +249,9 @@ int Filesystem::lookup_any(const Inode& parent, const char* name, struct fuse_en
   return ENOENT;
 }
 
-Cluster::Reply Filesystem::on_file_stat(int, std::span<const uint8_t> payload) {
-  WireReader r(payload);
-  uint64_t dir;
-  std::string name;
-  if (!(decode_dir_name(r, &dir, &name) && r.done())) return bad_request("stat");
+Cluster::Reply Filesystem::on_file_stat(int, const msg::Name& m) {
+  const uint64_t dir = m.dir;
+  const std::string& name = m.name;
   auto dfd = local_dir(dir);
   if (!dfd) return Status::error(ENOENT);
   struct stat st;
@@ -303,9 +267,7 @@ Cluster::Reply Filesystem::on_file_stat(int, std::span<const uint8_t> payload) {
   if (S_ISREG(st.st_mode)) flush_for_peer(dir, name, &st);
   uint64_t version = file_version(st);
   translate(&st);
-  WireWriter w;
-  put_stat(w, st, version);
-  return w.take();
+  return msg::encode(msg::Stat{st, version});
 }
 
 bool Filesystem::write_back_for_peer(uint64_t gino) {
@@ -336,11 +298,8 @@ void Filesystem::flush_for_peer(uint64_t dir, const std::string& name, struct st
   }
 }
 
-Cluster::Reply Filesystem::on_dir_list(int, std::span<const uint8_t> payload) {
-  WireReader r(payload);
-  uint64_t dir;
-  if (!(r.u64(&dir) && r.done())) return bad_request("list");
-  auto dfd = local_dir(dir);
+Cluster::Reply Filesystem::on_dir_list(int, const msg::DirList& m) {
+  auto dfd = local_dir(m.dir);
   if (!dfd) return Status::error(ENOENT);
   int fd = ::openat(dfd->get(), ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
   if (fd < 0) return Status::from_errno("list");
@@ -349,33 +308,24 @@ Cluster::Reply Filesystem::on_dir_list(int, std::span<const uint8_t> payload) {
     ::close(fd);
     return Status::from_errno("list");
   }
-  WireWriter body;
-  uint32_t count = 0;
+  msg::DirListReply reply;
   while (struct dirent* d = ::readdir(dp)) {
     if (d->d_type == DT_DIR) continue;  // directories are replicated: the caller has them
-    body.str(d->d_name).u8(d->d_type).u64(global_ino(d->d_ino));
-    ++count;
+    reply.entries.push_back({d->d_name, d->d_type, global_ino(d->d_ino)});
   }
   ::closedir(dp);
-  WireWriter w;
-  w.u32(count);
-  auto& out = w.buffer();
-  out.insert(out.end(), body.buffer().begin(), body.buffer().end());
-  return w.take();
+  return msg::encode(reply);
 }
 
 // ---------------------------------------------------------------------------
 // Remote data: reads through the cache, writes through the owner
 
 Result<size_t> Filesystem::read_for_peer(std::span<const uint8_t> payload, uint8_t* buf, size_t cap) {
-  WireReader r(payload);
-  uint64_t dir, gino, version, off;
-  uint32_t len;
-  std::string name;
-  if (!(decode_dir_name(r, &dir, &name) && r.u64(&gino) && r.u64(&version) && r.u64(&off) && r.u32(&len) &&
-        r.done()) || len > kMaxIo || len > cap || off > (uint64_t{1} << 62)) {
-    return bad_request("read");
-  }
+  msg::Read m;
+  if (!msg::decode(payload, &m) || m.len > cap) return bad_request("read");
+  const uint64_t dir = m.at.dir, gino = m.gino, version = m.version, off = m.off;
+  const uint32_t len = m.len;
+  const std::string& name = m.at.name;
   auto dfd = local_dir(dir);
   if (!dfd) return Status::error(ENOENT);
   UniqueFd fd(::openat(dfd->get(), name.c_str(), O_RDONLY | O_NOFOLLOW | O_CLOEXEC));
@@ -418,11 +368,9 @@ void Filesystem::unexport(int dir_fd, const char* name) {
   }
 }
 
-Cluster::Reply Filesystem::on_file_map(int, std::span<const uint8_t> payload) {
-  WireReader r(payload);
-  uint64_t dir, gino, version;
-  std::string name;
-  if (!(decode_dir_name(r, &dir, &name) && r.u64(&gino) && r.u64(&version) && r.done())) return bad_request("map");
+Cluster::Reply Filesystem::on_file_map(int, const msg::Map& m) {
+  const uint64_t dir = m.at.dir, gino = m.gino, version = m.version;
+  const std::string& name = m.at.name;
   auto dfd = local_dir(dir);
   if (!dfd) return Status::error(ENOENT);
   UniqueFd fd(::openat(dfd->get(), name.c_str(), O_RDONLY | O_NOFOLLOW | O_CLOEXEC));
@@ -432,29 +380,24 @@ Cluster::Reply Filesystem::on_file_map(int, std::span<const uint8_t> payload) {
   if (global_ino(st.st_ino) != gino || file_version(st) != version) return Status::error(ESTALE, "changed");
   auto e = exports_.get_or_create(gino, version, fd.get(), static_cast<uint64_t>(st.st_size));
   if (!e) return e.status();
-  WireWriter w;
-  w.u64(e->address).u64(e->length).bytes(e->rkey);
-  return w.take();
+  return msg::encode(msg::MapReply{e->address, e->length, e->rkey});
 }
 
 void Filesystem::remote_map(FileHandle& h) {
   rdma::Transport* t = cluster_->transport();
   if (!t || !h.cache || h.cache->size() == 0 || h.cache->complete() || !t->bulk_uses_rma(h.ref.owner)) return;
-  WireWriter w;
-  w.u64(h.ref.dir).str(h.ref.name).u64(h.ref.gino).u64(h.ref.version);
-  auto r = cluster_->call(h.ref.owner, Op::kFileMap, w.buffer());
+  auto r = cluster_->call(h.ref.owner, Op::kFileMap,
+                         msg::encode(msg::Map{{h.ref.dir, h.ref.name}, h.ref.gino, h.ref.version}));
   if (!r) {
     DSDFS_INFO("owner %d did not export %s for RMA (%s): active messages instead", h.ref.owner, h.ref.name.c_str(),
                r.status().to_string().c_str());
     return;
   }
-  WireReader rd(r.value());
-  std::span<const uint8_t> rkey;
-  if (!(rd.u64(&h.rma_address) && rd.u64(&h.rma_length) && rd.bytes(&rkey, 1 << 16) && rd.done()) ||
-      h.rma_length < h.cache->size()) {
-    return;
-  }
-  h.rma_rkey.assign(rkey.begin(), rkey.end());
+  msg::MapReply reply;
+  if (!msg::decode(r.value(), &reply) || reply.length < h.cache->size()) return;
+  h.rma_address = reply.address;
+  h.rma_length = reply.length;
+  h.rma_rkey.assign(reply.rkey.begin(), reply.rkey.end());
   h.use_rma = true;
   DSDFS_DEBUG("reading %s from rank %d with one-sided gets", h.ref.name.c_str(), h.ref.owner);
 }
@@ -500,10 +443,8 @@ void Filesystem::start_fetch(const FileHandle& h, uint64_t first, uint64_t count
                                      });
     return;
   }
-  WireWriter w;
-  w.u64(h.ref.dir).str(h.ref.name).u64(h.ref.gino).u64(0).u64(off)
-      .u32(static_cast<uint32_t>(len));
-  cluster_->call_into_async(owner, Op::kFileRead, w.buffer(), std::span<uint8_t>(dst, len), c,
+  auto request = msg::encode(msg::Read{{h.ref.dir, h.ref.name}, h.ref.gino, 0, off, static_cast<uint32_t>(len)});
+  cluster_->call_into_async(owner, Op::kFileRead, request, std::span<uint8_t>(dst, len), c,
                             [done, len](Result<size_t> r) {
                               if (!r) return done(file_left_owner(r.err()) ? ESTALE : EIO);
                               done(*r == len ? 0 : ESTALE);  // short: the file shrank, a new version
@@ -537,9 +478,9 @@ int Filesystem::wait_chunks(const FileHandle& h, uint64_t first, uint64_t last) 
 }
 
 Result<std::vector<uint8_t>> Filesystem::read_through(const RemoteRef& ref, uint64_t off, size_t len) {
-  WireWriter q;
-  q.u64(ref.dir).str(ref.name).u64(ref.gino).u64(0).u64(off).u32(static_cast<uint32_t>(std::min<size_t>(len, kMaxIo)));
-  auto r = cluster_->call(ref.owner, Op::kFileRead, q.buffer());
+  auto r = cluster_->call(ref.owner, Op::kFileRead,
+                         msg::encode(msg::Read{{ref.dir, ref.name}, ref.gino, 0, off,
+                                               static_cast<uint32_t>(std::min<size_t>(len, kMaxIo))}));
   // The file left its owner while open here (replaced, taken over): EIO.
   if (!r) return Status::error(file_left_owner(r.err()) ? EIO : r.err(), "read through");
   stats_add(stats_->bytes_read_remote, r->size());
@@ -600,44 +541,49 @@ void Filesystem::remote_read(fuse_req_t req, const Inode* inode, FileHandle& h, 
 void Filesystem::remote_write(fuse_req_t req, FileHandle& h, struct fuse_bufvec* in, off_t off) {
   size_t size = fuse_buf_size(in);
   if (size > kMaxIo) return (void)reply_err(req, EFBIG);
-  // The request is built once, the bytes copied straight into it; only a
-  // move (below) rebuilds its header.
-  auto build = [&](const RemoteRef& ref, std::span<const uint8_t> bytes_or_empty, size_t len) {
+  // The request is built once, the bytes copied straight into it after its
+  // header; a move (below) only writes a new header.
+  auto header_of = [&](const RemoteRef& ref, uint32_t len) {
     WireWriter w;
-    w.u64(ref.dir).str(ref.name).u64(ref.gino).u8(h.append ? 1 : 0).u64(static_cast<uint64_t>(off));
-    w.u32(static_cast<uint32_t>(len));
-    auto& b = w.buffer();
-    if (!bytes_or_empty.empty()) b.insert(b.end(), bytes_or_empty.begin(), bytes_or_empty.end());
+    msg::Write{{ref.dir, ref.name}, ref.gino, h.append, static_cast<uint64_t>(off), {}}.put_header(w, len);
     return w.take();
   };
-  std::vector<uint8_t> msg = build(h.current_ref(), {}, size);
-  const size_t header = msg.size();
-  msg.resize(header + size);
+  std::vector<uint8_t> request = header_of(h.current_ref(), static_cast<uint32_t>(size));
+  size_t header = request.size();
+  request.resize(header + size);
   struct fuse_bufvec dst = FUSE_BUFVEC_INIT(size);
-  dst.buf[0].mem = msg.data() + header;
+  dst.buf[0].mem = request.data() + header;
   ssize_t got = fuse_buf_copy(&dst, in, static_cast<fuse_buf_copy_flags>(0));
   if (got < 0) return (void)reply_err(req, static_cast<int>(-got));
-  msg.resize(header + static_cast<size_t>(got));
-  uint32_t got32 = static_cast<uint32_t>(got);
-  std::memcpy(msg.data() + header - 4, &got32, 4);  // the u32 length: what was really copied
+  request.resize(header + static_cast<size_t>(got));
+  const uint32_t got32 = static_cast<uint32_t>(got);
+  auto set_header = [&](const RemoteRef& ref) {
+    // The length is what was really copied; the header of a moved file may
+    // differ in size only if its name did (it does not: moves keep names).
+    std::vector<uint8_t> head = header_of(ref, got32);
+    if (head.size() != header) {
+      head.insert(head.end(), request.begin() + static_cast<ptrdiff_t>(header), request.end());
+      request = std::move(head);
+      header = request.size() - got32;
+    } else {
+      std::copy(head.begin(), head.end(), request.begin());
+    }
+  };
   // A file moved to another rank (`>` there) while open here: follow it, a
   // few moves at most (each is another rank's completed O_TRUNC).
   for (int hop = 0; hop < 8; ++hop) {
     RemoteRef ref = h.current_ref();
-    if (hop > 0) {
-      std::vector<uint8_t> bytes(msg.begin() + static_cast<ptrdiff_t>(header), msg.end());
-      msg = build(ref, bytes, bytes.size());
-    }
-    auto r = cluster_->call(ref.owner, Op::kFileWrite, msg);
+    set_header(ref);
+    auto r = cluster_->call(ref.owner, Op::kFileWrite, request);
     // The file left its owner otherwise (replaced, unlinked): EIO, as the
     // user guide says for handles of a file that is gone.
     if (!r) return (void)reply_err(req, file_left_owner(r.err()) ? EIO : r.err());
-    WireReader rd(r.value());
-    uint64_t written;
-    if (!rd.u64(&written)) return (void)reply_err(req, EPROTO);
+    msg::WriteReply reply;
+    if (!msg::decode(r.value(), &reply)) return (void)reply_err(req, EPROTO);
+    const uint64_t written = reply.written;
     if (written == kWriteMoved) {
-      int32_t to;
-      if (!(rd.i32(&to) && rd.done()) || to < 0 || to >= cluster_->nranks()) return (void)reply_err(req, EPROTO);
+      const int32_t to = reply.moved_to;
+      if (to >= cluster_->nranks()) return (void)reply_err(req, EPROTO);
       struct stat st;
       uint64_t version;
       // (to may be this rank: the call then runs here, through our own mount.)
@@ -650,7 +596,7 @@ void Filesystem::remote_write(fuse_req_t req, FileHandle& h, struct fuse_bufvec*
       h.set_ref(std::move(ref));
       continue;
     }
-    if (!rd.done() || written > static_cast<uint64_t>(got)) return (void)reply_err(req, EPROTO);
+    if (written > static_cast<uint64_t>(got)) return (void)reply_err(req, EPROTO);
     stats_add(stats_->bytes_forwarded, written);
     return (void)fuse_reply_write(req, written);
   }
@@ -683,25 +629,15 @@ void Filesystem::release_owned(uint64_t gino) {
   write_fds_.drop(gino);
 }
 
-Cluster::Reply Filesystem::on_file_write(int, std::span<const uint8_t> payload) {
-  WireReader r(payload);
-  uint64_t dir, gino, off;
-  uint8_t append;
-  std::string name;
-  std::span<const uint8_t> data;
-  if (!(decode_dir_name(r, &dir, &name) && r.u64(&gino) && r.u8(&append) && r.u64(&off) &&
-        r.bytes(&data, kMaxIo) && r.done()) || append > 1 || off > (uint64_t{1} << 62)) {
-    return bad_request("write");
-  }
-  auto fd = forward_fd(dir, name, gino, append != 0);
+Cluster::Reply Filesystem::on_file_write(int, const msg::Write& m) {
+  const uint64_t off = m.off;
+  const bool append = m.append;
+  const std::span<const uint8_t> data = m.data;
+  auto fd = forward_fd(m.at.dir, m.at.name, m.gino, append);
   if (!fd) {
     if (file_left_owner(fd.err())) {
-      if (auto to = moved_.get(gino)) {
-        // Given away by an ownership move: tell the writer where it went.
-        WireWriter w;
-        w.u64(kWriteMoved).i32(*to);
-        return w.take();
-      }
+      // Given away by an ownership move: tell the writer where it went.
+      if (auto to = moved_.get(m.gino)) return msg::encode(msg::WriteReply{kWriteMoved, *to});
     }
     return fd.status();
   }
@@ -718,9 +654,7 @@ Cluster::Reply Filesystem::on_file_write(int, std::span<const uint8_t> payload) 
     done += static_cast<size_t>(n);
   }
   stats_add(stats_->bytes_applied_for_peers, done);
-  WireWriter w;
-  w.u64(static_cast<uint64_t>(done));
-  return w.take();
+  return msg::encode(msg::WriteReply{done, -1});
 }
 
 // ---------------------------------------------------------------------------
@@ -738,11 +672,9 @@ void Filesystem::kernel_attrs_changed(dev_t dev, ino_t ino) {
   if (uint64_t id = inodes_.find_local(dev, ino)) notifier_.dir_attrs_changed(id);
 }
 
-Cluster::Reply Filesystem::on_file_unlink(int, std::span<const uint8_t> payload) {
-  WireReader r(payload);
-  uint64_t dir;
-  std::string name;
-  if (!(decode_dir_name(r, &dir, &name) && r.done())) return bad_request("unlink");
+Cluster::Reply Filesystem::on_file_unlink(int, const msg::Name& m) {
+  const uint64_t dir = m.dir;
+  const std::string& name = m.name;
   auto dfd = local_dir(dir);
   if (!dfd) return Status::error(ENOENT, "unknown directory");
   struct stat st;
@@ -754,15 +686,10 @@ Cluster::Reply Filesystem::on_file_unlink(int, std::span<const uint8_t> payload)
   return std::vector<uint8_t>();
 }
 
-Cluster::Reply Filesystem::on_file_rename(int, std::span<const uint8_t> payload) {
-  WireReader r(payload);
-  uint64_t dir, dir2;
-  std::string name, name2;
-  uint32_t flags;
-  if (!(decode_dir_name(r, &dir, &name) && decode_dir_name(r, &dir2, &name2) && r.u32(&flags) && r.done()) ||
-      (flags & ~(RENAME_NOREPLACE | RENAME_EXCHANGE))) {
-    return bad_request("rename");
-  }
+Cluster::Reply Filesystem::on_file_rename(int, const msg::Rename& m) {
+  const uint64_t dir = m.from.dir, dir2 = m.to.dir;
+  const std::string &name = m.from.name, &name2 = m.to.name;
+  const uint32_t flags = m.flags;
   if (Status ok = check_owned(dir, name, 0); !ok) return ok;
   auto from = local_dir(dir);
   auto to = local_dir(dir2);
@@ -774,11 +701,9 @@ Cluster::Reply Filesystem::on_file_rename(int, std::span<const uint8_t> payload)
   return std::vector<uint8_t>();
 }
 
-Cluster::Reply Filesystem::on_file_truncate(int, std::span<const uint8_t> payload) {
-  WireReader r(payload);
-  uint64_t dir, gino;
-  std::string name;
-  if (!(decode_dir_name(r, &dir, &name) && r.u64(&gino) && r.done())) return bad_request("truncate");
+Cluster::Reply Filesystem::on_file_truncate(int, const msg::Truncate& m) {
+  const uint64_t dir = m.at.dir, gino = m.gino;
+  const std::string& name = m.at.name;
   auto dfd = local_dir(dir);
   if (!dfd) return Status::error(ENOENT);
   struct stat st;
@@ -798,11 +723,7 @@ Cluster::Reply Filesystem::on_file_truncate(int, std::span<const uint8_t> payloa
       if (busy) inode->giving.store(false);
     }
   }
-  WireWriter w;
-  if (!busy) {
-    w.u8(0);
-    return w.take();
-  }
+  if (!busy) return msg::encode(msg::TruncateReply{false, {}});
   auto path = mount_path(dir, name);
   if (!path) return path.status();
   unexport(dfd->get(), name.c_str());
@@ -810,18 +731,12 @@ Cluster::Reply Filesystem::on_file_truncate(int, std::span<const uint8_t> payloa
   if (::fstatat(dfd->get(), name.c_str(), &st, AT_SYMLINK_NOFOLLOW) != 0) return Status::from_errno("truncate");
   uint64_t version = file_version(st);
   translate(&st);
-  w.u8(1);
-  put_stat(w, st, version);
-  return w.take();
+  return msg::encode(msg::TruncateReply{true, {st, version}});
 }
 
-Cluster::Reply Filesystem::on_file_link(int, std::span<const uint8_t> payload) {
-  WireReader r(payload);
-  uint64_t dir, gino, dir2;
-  std::string name, name2;
-  if (!(decode_dir_name(r, &dir, &name) && r.u64(&gino) && decode_dir_name(r, &dir2, &name2) && r.done())) {
-    return bad_request("link");
-  }
+Cluster::Reply Filesystem::on_file_link(int, const msg::Link& m) {
+  const uint64_t dir = m.from.dir, gino = m.gino, dir2 = m.to.dir;
+  const std::string &name = m.from.name, &name2 = m.to.name;
   if (Status ok = check_owned(dir, name, gino); !ok) return ok;
   auto from = local_dir(dir);
   auto to = local_dir(dir2);
@@ -836,34 +751,22 @@ Cluster::Reply Filesystem::on_file_link(int, std::span<const uint8_t> payload) {
   });
   if (err) return Status::error(err, "link");
   kernel_attrs_changed(st.st_dev, st.st_ino);  // its link count
-  return on_file_stat(rank_, encode_dir_name(dir2, name2));
+  return on_file_stat(rank_, m.to);
 }
 
-Cluster::Reply Filesystem::on_file_readlink(int, std::span<const uint8_t> payload) {
-  WireReader r(payload);
-  uint64_t dir;
-  std::string name;
-  if (!(decode_dir_name(r, &dir, &name) && r.done())) return bad_request("readlink");
-  auto dfd = local_dir(dir);
+Cluster::Reply Filesystem::on_file_readlink(int, const msg::Name& m) {
+  auto dfd = local_dir(m.dir);
   if (!dfd) return Status::error(ENOENT);
   char buf[PATH_MAX + 1];
-  ssize_t n = ::readlinkat(dfd->get(), name.c_str(), buf, PATH_MAX);
+  ssize_t n = ::readlinkat(dfd->get(), m.name.c_str(), buf, PATH_MAX);
   if (n < 0) return Status::from_errno("readlink");
   return std::vector<uint8_t>(buf, buf + n);
 }
 
-Cluster::Reply Filesystem::on_file_setattr(int, std::span<const uint8_t> payload) {
-  WireReader r(payload);
-  uint64_t dir, gino;
-  std::string name;
-  uint32_t to_set, mode, uid, gid;
-  int64_t size, as, an, ms, mn;
-  if (!(decode_dir_name(r, &dir, &name) && r.u64(&gino) && r.u32(&to_set) && r.u32(&mode) && r.u32(&uid) &&
-        r.u32(&gid) && r.i64(&size) && r.i64(&as) && r.i64(&an) && r.i64(&ms) && r.i64(&mn) && r.done()) ||
-      size < 0) {
-    return bad_request("setattr");
-  }
-  auto path = owned_path(dir, name, gino);
+Cluster::Reply Filesystem::on_file_setattr(int, const msg::Setattr& m) {
+  const uint32_t to_set = m.to_set, mode = m.mode, uid = m.uid, gid = m.gid;
+  const int64_t size = m.size, as = m.atime_s, an = m.atime_ns, ms = m.mtime_s, mn = m.mtime_ns;
+  auto path = owned_path(m.at.dir, m.at.name, m.gino);
   if (!path) return path.status();
   const char* p = path->c_str();
   if ((to_set & FUSE_SET_ATTR_MODE) && ::chmod(p, mode) != 0) return Status::from_errno("chmod");
@@ -882,7 +785,7 @@ Cluster::Reply Filesystem::on_file_setattr(int, std::span<const uint8_t> payload
     else if (to_set & FUSE_SET_ATTR_MTIME) tv[1] = {ms, mn};
     if (::utimensat(AT_FDCWD, p, tv, AT_SYMLINK_NOFOLLOW) != 0) return Status::from_errno("utimens");
   }
-  return on_file_stat(rank_, encode_dir_name(dir, name));
+  return on_file_stat(rank_, m.at);
 }
 
 // ---------------------------------------------------------------------------
@@ -896,16 +799,11 @@ void Filesystem::forget_remote_file(uint64_t gino) {
   }
 }
 
-Cluster::Reply Filesystem::on_file_drop(int source, std::span<const uint8_t> payload) {
-  WireReader r(payload);
-  uint64_t dir, gino;
-  std::string name;
-  int32_t old_owner;
-  uint8_t reason;
-  if (!(decode_dir_name(r, &dir, &name) && r.i32(&old_owner) && r.u64(&gino) && r.u8(&reason) && r.done()) ||
-      reason > kDropMoved) {
-    return bad_request("drop");
-  }
+Cluster::Reply Filesystem::on_file_drop(int source, const msg::Drop& m) {
+  const uint64_t dir = m.at.dir, gino = m.gino;
+  const std::string& name = m.at.name;
+  const int32_t old_owner = m.old_owner;
+  const uint8_t reason = m.reason;
   if (gino != 0) forget_remote_file(gino);
   if (old_owner != rank_) return std::vector<uint8_t>();
   auto dfd = local_dir(dir);
@@ -953,9 +851,7 @@ int Filesystem::take_over(uint64_t dir, const std::string& name, int prev_owner,
   if (fd < 0) return errno;
   *fd_out = fd;
   if (prev_owner >= 0 && prev_owner != rank_) {
-    WireWriter w;
-    w.u64(dir).str(name).i32(prev_owner).u64(0).u8(kDropMoved);
-    auto all = cluster_->call_all(Op::kFileDrop, w.buffer());
+    auto all = cluster_->call_all(Op::kFileDrop, msg::encode(msg::Drop{{dir, name}, prev_owner, 0, kDropMoved}));
     if (!all[static_cast<size_t>(prev_owner)]) {
       DSDFS_WARN("old owner %d did not drop %s: %s", prev_owner, name.c_str(),
                  all[static_cast<size_t>(prev_owner)].status().to_string().c_str());

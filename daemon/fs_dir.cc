@@ -76,20 +76,16 @@ int Filesystem::list_dir(const Inode& dir, int dir_fd, std::vector<DirEntryInfo>
   if (cluster_->nranks() == 1) return 0;
   // Every other rank's files in this directory, asked in parallel. A dead
   // rank's files are gone with it: the listing goes on without them.
-  WireWriter w;
-  w.u64(dir.dir_id);
-  auto replies = cluster_->call_all(Op::kDirList, w.buffer());
+  auto replies = cluster_->call_all(Op::kDirList, msg::encode(msg::DirList{dir.dir_id}));
   for (int r = 0; r < cluster_->nranks(); ++r) {
     if (r == rank_ || !replies[r]) continue;
-    WireReader rd(replies[r].value());
-    uint32_t count;
-    if (!rd.u32(&count)) continue;
-    for (uint32_t i = 0; i < count; ++i) {
-      std::string name;
-      uint8_t type;
-      uint64_t gino;
-      if (!(rd.str(&name, kMaxName) && rd.u8(&type) && rd.u64(&gino)) || !valid_name(name)) break;
-      if (seen.insert(name).second) out->push_back({std::move(name), type, gino, false});
+    msg::DirListReply list;
+    if (!msg::decode(replies[r].value(), &list)) {
+      DSDFS_WARN("malformed directory listing from rank %d ignored", r);
+      continue;
+    }
+    for (auto& f : list.entries) {
+      if (seen.insert(f.name).second) out->push_back({std::move(f.name), f.type, f.gino, false});
     }
   }
   return 0;

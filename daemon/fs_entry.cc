@@ -228,12 +228,10 @@ void Filesystem::setattr(fuse_req_t req, fuse_ino_t ino, struct stat* attr, int 
       return (void)fuse_reply_attr(req, &st, 0);
     }
     const RemoteRef ref = h ? h->current_ref() : inode->ref;
-    WireWriter w;
-    w.u64(ref.dir).str(ref.name).u64(ref.gino).u32(static_cast<uint32_t>(to_set));
-    w.u32(attr->st_mode);
-    w.u32(attr->st_uid).u32(attr->st_gid).i64(attr->st_size);
-    w.i64(attr->st_atim.tv_sec).i64(attr->st_atim.tv_nsec).i64(attr->st_mtim.tv_sec).i64(attr->st_mtim.tv_nsec);
-    auto r = cluster_->call(ref.owner, Op::kFileSetattr, w.buffer());
+    msg::Setattr m{{ref.dir, ref.name}, ref.gino, static_cast<uint32_t>(to_set), attr->st_mode, attr->st_uid,
+                   attr->st_gid, attr->st_size, attr->st_atim.tv_sec, attr->st_atim.tv_nsec,
+                   attr->st_mtim.tv_sec, attr->st_mtim.tv_nsec};
+    auto r = cluster_->call(ref.owner, Op::kFileSetattr, msg::encode(m));
     // The file left its owner under this handle (replaced, unlinked): EIO,
     // as for writes. Without a handle the kernel looks the path up again.
     if (!r && h && file_left_owner(r.err())) return (void)reply_err(req, EIO);
@@ -244,11 +242,9 @@ void Filesystem::setattr(fuse_req_t req, fuse_ino_t ino, struct stat* attr, int 
     }
     if (!r && r.err() == ENOENT) return (void)reply_err(req, ESTALE);
     if (!r) return (void)reply_err(req, r.err());
-    WireReader rd(r.value());
-    struct stat st;
-    uint64_t version;
-    if (!get_stat(rd, &st, &version)) return (void)reply_err(req, EPROTO);
-    return (void)fuse_reply_attr(req, &st, 0);
+    msg::Stat now;
+    if (!msg::decode(r.value(), &now)) return (void)reply_err(req, EPROTO);
+    return (void)fuse_reply_attr(req, &now.st, 0);
   }
   if (S_ISDIR(inode->type) && (to_set & (FUSE_SET_ATTR_MODE | FUSE_SET_ATTR_UID | FUSE_SET_ATTR_GID |
                                          FUSE_SET_ATTR_ATIME | FUSE_SET_ATTR_MTIME))) {
@@ -332,9 +328,7 @@ void Filesystem::readlink(fuse_req_t req, fuse_ino_t ino) {
   auto inode = inode_of(ino);
   if (!inode) return (void)reply_err(req, ESTALE);
   if (inode->remote) {
-    WireWriter w;
-    w.u64(inode->ref.dir).str(inode->ref.name);
-    auto r = cluster_->call(inode->ref.owner, Op::kFileReadlink, w.buffer());
+    auto r = cluster_->call(inode->ref.owner, Op::kFileReadlink, msg::encode(msg::Name{inode->ref.dir, inode->ref.name}));
     if (!r) return (void)reply_err(req, r.err());
     std::string target(r->begin(), r->end());
     if (target.size() > PATH_MAX || target.find('\0') != std::string::npos) return (void)reply_err(req, EPROTO);
@@ -463,14 +457,15 @@ void Filesystem::link(fuse_req_t req, fuse_ino_t ino, fuse_ino_t newparent, cons
   if (inode->remote) {
     // Every name of a file belongs to its owner: the owner links it in its
     // store (and claims the new name at its shard).
-    WireWriter w;
-    w.u64(inode->ref.dir).str(inode->ref.name).u64(inode->ref.gino).u64(dir->dir_id).str(newname);
-    auto r = cluster_->call(inode->ref.owner, Op::kFileLink, w.buffer());
+    auto r = cluster_->call(inode->ref.owner, Op::kFileLink,
+                            msg::encode(msg::Link{{inode->ref.dir, inode->ref.name}, inode->ref.gino,
+                                                  {dir->dir_id, newname}}));
     if (!r) return (void)reply_err(req, r.err());
-    WireReader rd(r.value());
     std::memset(&e, 0, sizeof e);
-    uint64_t version;
-    if (!get_stat(rd, &e.attr, &version) || !rd.done()) return (void)reply_err(req, EPROTO);
+    msg::Stat linked;
+    if (!msg::decode(r.value(), &linked)) return (void)reply_err(req, EPROTO);
+    e.attr = linked.st;
+    const uint64_t version = linked.version;
     RemoteRef ref{inode->ref.owner, dir->dir_id, newname, static_cast<uint64_t>(e.attr.st_ino), version};
     e.ino = inodes_.lookup_remote(ref, e.attr.st_mode, e.attr)->id;
     e.attr_timeout = 0;
@@ -501,9 +496,7 @@ void Filesystem::unlink(fuse_req_t req, fuse_ino_t parent, const char* name) {
   if (!owner) return (void)reply_err(req, owner.err());
   if (owner.value() == rank_) return (void)reply_err(req, ENOENT);
   if (owner.value() == LocatorShard::kDirectory) return (void)reply_err(req, EISDIR);
-  WireWriter w;
-  w.u64(dir->dir_id).str(name);
-  auto r = cluster_->call(owner.value(), Op::kFileUnlink, w.buffer());
+  auto r = cluster_->call(owner.value(), Op::kFileUnlink, msg::encode(msg::Name{dir->dir_id, name}));
   reply_err(req, r ? 0 : (r.err()));
 }
 
@@ -595,9 +588,8 @@ int Filesystem::rename_local_file(uint64_t src_dir, const std::string& src_name,
       if (remote_stat(claim->prev_owner, dst_dir, dst_name, &ost, &oversion) == 0 && ost.st_nlink <= 1) {
         old_gino = ost.st_ino;
       }
-      WireWriter w;
-      w.u64(dst_dir).str(dst_name).i32(claim->prev_owner).u64(old_gino).u8(kDropReplaced);
-      cluster_->call_all(Op::kFileDrop, w.buffer());
+      cluster_->call_all(Op::kFileDrop,
+                         msg::encode(msg::Drop{{dst_dir, dst_name}, claim->prev_owner, old_gino, kDropReplaced}));
     } else if (!claim) {
       DSDFS_WARN("locator update for %s failed: %s", dst_name.c_str(), claim.status().to_string().c_str());
     }
@@ -637,9 +629,8 @@ void Filesystem::rename(fuse_req_t req, fuse_ino_t parent, const char* name, fus
   auto owner = find_owner(from->dir_id, name);
   if (!owner) return (void)reply_err(req, owner.err());
   if (owner.value() == rank_ || owner.value() == LocatorShard::kDirectory) return (void)reply_err(req, ENOENT);
-  WireWriter w;
-  w.u64(from->dir_id).str(name).u64(to->dir_id).str(newname).u32(flags);
-  auto r = cluster_->call(owner.value(), Op::kFileRename, w.buffer());
+  auto r = cluster_->call(owner.value(), Op::kFileRename,
+                          msg::encode(msg::Rename{{from->dir_id, name}, {to->dir_id, newname}, flags}));
   reply_err(req, r ? 0 : (r.err()));
 }
 

@@ -32,18 +32,15 @@ int Filesystem::dir_mutate(std::span<const uint8_t> change, uint64_t* made) {
   auto r = cluster_->call(cluster_->coordinator(), Op::kDirMutate, change);
   if (!r) return r.err();
   if (made) {
-    WireReader rd(r.value());
-    if (!(rd.u64(made) && rd.done())) return EPROTO;
+    msg::MadeDir reply;
+    if (!msg::decode(r.value(), &reply)) return EPROTO;
+    *made = reply.dir;
   }
   return 0;
 }
 
-Cluster::Reply Filesystem::on_dir_mutate(int source, std::span<const uint8_t> payload) {
-  DirChange c;
-  if (!c.decode(payload)) {
-    DSDFS_WARN("malformed directory mutation dropped");
-    return Status::error(EPROTO);
-  }
+Cluster::Reply Filesystem::on_dir_mutate(int source, const DirChange& change) {
+  DirChange c = change;
   // The rank whose request this is: it needs no notification (on_dir_apply).
   // The transport's source rank, not a payload field.
   c.origin = source;
@@ -63,9 +60,7 @@ Cluster::Reply Filesystem::on_dir_mutate(int source, std::span<const uint8_t> pa
         loc_remove(c.dir, c.name, LocatorShard::kDirectory);
         return Status::error(err);
       }
-      WireWriter w;
-      w.u64(c.dir2);  // the new directory's id: the caller answers with it
-      return w.take();
+      return msg::encode(msg::MadeDir{c.dir2});  // the caller answers its kernel with it
     }
     case DirChange::kRmdir: {
       DirChange prep = c;
@@ -142,12 +137,7 @@ Cluster::Reply Filesystem::on_dir_mutate(int source, std::span<const uint8_t> pa
   }
 }
 
-Cluster::Reply Filesystem::on_dir_apply(int, std::span<const uint8_t> payload) {
-  DirChange c;
-  if (!c.decode(payload)) {
-    DSDFS_WARN("malformed directory change dropped");
-    return Status::error(EPROTO);
-  }
+Cluster::Reply Filesystem::on_dir_apply(int, const DirChange& c) {
   auto parent = local_dir(c.dir);
   if (!parent) return Status::error(ENOENT, "unknown directory");
   const int pfd = parent->get();

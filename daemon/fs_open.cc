@@ -181,19 +181,18 @@ Result<Filesystem::OpenedFile> Filesystem::open_name(uint64_t dir, const std::st
       // `>` of another rank's non-empty file. If it is open on its owner,
       // the owner truncates it in place (moving it would break those
       // handles: a shared file opened with O_TRUNC by many ranks at once).
-      WireWriter tw;
-      tw.u64(dir).str(name).u64(static_cast<uint64_t>(st.st_ino));
-      auto tr = cluster_->call(owner, Op::kFileTruncate, tw.buffer());
+      auto tr = cluster_->call(owner, Op::kFileTruncate,
+                               msg::encode(msg::Truncate{{dir, name}, static_cast<uint64_t>(st.st_ino)}));
       if (!tr && (tr.err() == ENOENT || tr.err() == ESTALE)) {
         owner = -1;  // the name changed: look again
         continue;
       }
       if (!tr) return tr.status();
-      WireReader trd(tr.value());
-      uint8_t truncated;
-      if (!trd.u8(&truncated) || truncated > 1) return Status::error(EPROTO, "truncate reply");
-      if (truncated) {
-        if (!get_stat(trd, &st, &version) || !trd.done()) return Status::error(EPROTO, "truncate reply");
+      msg::TruncateReply reply;
+      if (!msg::decode(tr.value(), &reply)) return Status::error(EPROTO, "truncate reply");
+      if (reply.truncated) {
+        st = reply.now.st;
+        version = reply.now.version;
       }
     }
     if ((flags & O_TRUNC) && st.st_size > 0 && (flags & O_ACCMODE) != O_RDONLY) {

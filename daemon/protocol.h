@@ -107,18 +107,26 @@ struct DirChange {
   // trip). -1: none does.
   int32_t locator = -1;
 
-  std::vector<uint8_t> encode() const {
-    WireWriter w;
+  // A typed message (daemon/messages.h): kDirMutate and kDirApply.
+  static constexpr const char* kName = "DirChange";
+  void put(WireWriter& w) const {
     w.u8(kind).u64(dir).str(name).u64(dir2).str(name2).u32(mode).u32(uid).u32(gid).u32(flags);
     w.i64(atime_s).i64(atime_ns).i64(mtime_s).i64(mtime_ns).i32(origin).i32(locator);
+  }
+  bool get(WireReader& r) {
+    return r.u8(&kind) && r.u64(&dir) && r.str(&name, kMaxName) && r.u64(&dir2) && r.str(&name2, kMaxName) &&
+           r.u32(&mode) && r.u32(&uid) && r.u32(&gid) && r.u32(&flags) && r.i64(&atime_s) && r.i64(&atime_ns) &&
+           r.i64(&mtime_s) && r.i64(&mtime_ns) && r.i32(&origin) && r.i32(&locator) && kind >= kMkdir &&
+           kind <= kRenameBack && origin >= -1 && locator >= -1;
+  }
+  std::vector<uint8_t> encode() const {
+    WireWriter w;
+    put(w);
     return w.take();
   }
   bool decode(std::span<const uint8_t> data) {
     WireReader r(data);
-    r.u8(&kind) && r.u64(&dir) && r.str(&name, kMaxName) && r.u64(&dir2) && r.str(&name2, kMaxName) &&
-        r.u32(&mode) && r.u32(&uid) && r.u32(&gid) && r.u32(&flags) && r.i64(&atime_s) &&
-        r.i64(&atime_ns) && r.i64(&mtime_s) && r.i64(&mtime_ns) && r.i32(&origin) && r.i32(&locator);
-    return r.done() && kind >= kMkdir && kind <= kRenameBack && origin >= -1 && locator >= -1;
+    return get(r) && r.done();
   }
 };
 
