@@ -4,7 +4,7 @@
 // directory renames from every rank in one parent at once; and a rank stopped while requests
 // on its own mount are blocked in flight still unmounts and exits.
 //
-// No test asserts a speed: directory mutation rates are bench/dirops's. The concurrent test
+// No test asserts a speed: directory mutation rates are bench/dirops.py's. The concurrent test
 // prints how long it took; before issue 8 each of its renames waited for one or two 200 ms
 // timeouts of a kernel notification that could not complete.
 
