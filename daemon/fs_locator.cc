@@ -1,0 +1,178 @@
+// SPDX-License-Identifier: Apache-2.0
+// Names across ranks: the store's directories by id, the locator shard of a
+// name (claims, lookups, the owners' fallback when a shard died), lookups of
+// names owned elsewhere, and the routine every ownership move ends with
+// (take_over).
+#include <dirent.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cinttypes>
+#include <cstring>
+
+#include "common/hash.h"
+#include "common/log.h"
+#include "daemon/errors.h"
+#include "daemon/file_handle.h"
+#include "daemon/filesystem.h"
+#include "daemon/messages.h"
+#include "daemon/protocol.h"
+
+namespace dsdfs::fs {
+
+std::shared_ptr<UniqueFd> Filesystem::local_dir(uint64_t dir) { return dirs_.fd_of(dir); }
+
+Result<std::string> Filesystem::store_relative_path(int dir_fd) {
+  char buf[PATH_MAX + 1];
+  ssize_t n = ::readlink(proc_path(dir_fd).c_str(), buf, PATH_MAX);
+  if (n < 0) return Status::from_errno("readlink of a store directory");
+  buf[n] = '\0';
+  std::string full = buf;
+  const std::string root = store_->files_path();
+  if (full == root) return std::string();
+  if (full.compare(0, root.size() + 1, root + "/") != 0) return Status::error(ESTALE, "directory left the store");
+  return full.substr(root.size());
+}
+
+Result<std::string> Filesystem::mount_path(uint64_t dir, const std::string& name) {
+  auto fd = local_dir(dir);
+  if (!fd) return Status::error(ENOENT, "unknown directory");
+  auto rel = store_relative_path(fd->get());
+  if (!rel) return rel.status();
+  return mountpoint_ + rel.value() + "/" + name;
+}
+
+Status Filesystem::check_owned(uint64_t dir, const std::string& name, uint64_t gino) {
+  // Owner-side handlers act only on a file this rank holds: going through the
+  // mount to a name that has moved elsewhere would forward the request again
+  // (and could come back here while the kernel holds that inode's lock).
+  auto dfd = local_dir(dir);
+  if (!dfd) return Status::error(ENOENT, "unknown directory");
+  struct stat st;
+  if (::fstatat(dfd->get(), name.c_str(), &st, AT_SYMLINK_NOFOLLOW) != 0) return Status::from_errno("not here");
+  if (S_ISDIR(st.st_mode)) return Status::error(EISDIR);
+  if (gino != 0 && global_ino(st.st_ino) != gino) return Status::error(ESTALE, "replaced");
+  return Status::ok();
+}
+
+Result<std::string> Filesystem::owned_path(uint64_t dir, const std::string& name, uint64_t gino) {
+  if (Status s = check_owned(dir, name, gino); !s) return s;
+  return mount_path(dir, name);
+}
+
+bool Filesystem::dir_closing(uint64_t dir) const { return closing_.count(dir) != 0; }
+
+Result<LocatorShard::Claim> Filesystem::loc_claim(uint64_t dir, const std::string& name, uint32_t flags,
+                                                  int expect) {
+  auto r = cluster_->call(cluster_->shard_of(dir, name), Op::kLocClaim,
+                         msg::encode(msg::Claim{{dir, name}, rank_, flags, expect}));
+  if (!r) return r.status();
+  msg::ClaimReply reply;
+  if (!msg::decode(r.value(), &reply)) return Status::error(EPROTO, "claim reply");
+  return LocatorShard::Claim{static_cast<LocatorShard::ClaimResult>(reply.result), reply.prev_owner};
+}
+
+void Filesystem::loc_remove(uint64_t dir, const std::string& name, int owner) {
+  auto r = cluster_->call(cluster_->shard_of(dir, name), Op::kLocRemove, msg::encode(msg::LocRemove{{dir, name}, owner}));
+  if (!r && r.err() != ENOENT) DSDFS_WARN("locator remove of %s: %s", name.c_str(), r.status().to_string().c_str());
+}
+
+Result<int> Filesystem::find_owner(uint64_t dir, const std::string& name) {
+  const int n = cluster_->nranks();
+  const int home = static_cast<int>(Cluster::placement_hash(dir, name) % static_cast<uint64_t>(n));
+  if (cluster_->alive(home)) {
+    auto r = cluster_->call(home, Op::kLocLookup, msg::encode(msg::Name{dir, name}));
+    if (r) {
+      msg::Owner owner;
+      if (!msg::decode(r.value(), &owner) || owner.rank < LocatorShard::kDirectory || owner.rank >= n) {
+        return Status::error(EPROTO, "lookup reply");
+      }
+      return owner.rank;
+    }
+    if (r.err() != EIO && r.err() != ETIMEDOUT) return r.status();
+  }
+  // The shard is gone: its index died with it, so ask the owners themselves.
+  auto all = cluster_->call_all(Op::kOwnFind, msg::encode(msg::Name{dir, name}));
+  for (int rk = 0; rk < n; ++rk) {
+    if (all[rk] && rk != rank_) return rk;
+  }
+  return Status::error(ENOENT);
+}
+
+int Filesystem::lookup_any(const Inode& parent, const char* name, struct fuse_entry_param* e) {
+  int err = do_lookup(parent, name, e);
+  if (err != ENOENT || cluster_->nranks() == 1) return err;
+  // The name can move between asking its shard and asking its owner (a
+  // rename onto it, an O_TRUNC elsewhere): then ask the shard again, so a
+  // reader sees the old or the new file, never none.
+  int last_owner = -2;
+  for (int attempt = 0; attempt < 4; ++attempt) {
+    auto owner = find_owner(parent.dir_id, name);
+    if (!owner) {
+      DSDFS_DEBUG("lookup of %s: no owner (%s)", name, owner.status().to_string().c_str());
+      return owner.err();
+    }
+    if (owner.value() == LocatorShard::kDirectory) return ENOENT;  // mkdir in flight
+    if (owner.value() == rank_) {
+      // Claimed here: the file may have just arrived in the store.
+      err = do_lookup(parent, name, e);
+      if (err != ENOENT) return err;
+    } else {
+      err = fill_remote_entry(owner.value(), parent.dir_id, name, e);
+      if (err != ENOENT) return err;
+    }
+    DSDFS_DEBUG("lookup of %s: owner %d answered %d (attempt %d)", name, owner.value(), err, attempt);
+    if (owner.value() == last_owner) break;
+    last_owner = owner.value();
+  }
+  return ENOENT;
+}
+
+uint64_t Filesystem::dir_node(uint64_t dir) {
+  auto fd = local_dir(dir);
+  struct stat st;
+  if (!fd || ::fstat(fd->get(), &st) != 0) return 0;
+  return inodes_.find_local(st.st_dev, st.st_ino);
+}
+
+void Filesystem::kernel_attrs_changed(dev_t dev, ino_t ino) {
+  // Attributes only (the link count): takes no lock, cannot block.
+  if (uint64_t id = inodes_.find_local(dev, ino)) notifier_.dir_attrs_changed(id);
+}
+
+void Filesystem::forget_remote_file(uint64_t gino) {
+  cache_.drop(gino);
+  for (auto& inode : inodes_.find_remote(gino)) {
+    inode->gone.store(true);
+    notifier_.inode(inode->id);
+  }
+}
+
+int Filesystem::take_over(uint64_t dir, const std::string& name, int prev_owner, mode_t mode, int open_flags,
+                          int* fd_out, std::unique_lock<std::mutex> name_lock) {
+  auto dfd = local_dir(dir);
+  if (!dfd) return ENOENT;
+  int fd;
+  {
+    std::shared_lock gate(dir_gate_);
+    if (dir_closing(dir)) return ENOENT;
+    fd = ::openat(dfd->get(), name.c_str(), open_flags | O_CREAT | O_TRUNC | O_CLOEXEC, mode & 07777);
+  }
+  if (name_lock.owns_lock()) name_lock.unlock();
+  if (fd < 0) return errno;
+  *fd_out = fd;
+  if (prev_owner >= 0 && prev_owner != rank_) {
+    auto all = cluster_->call_all(Op::kFileDrop, msg::encode(msg::Drop{{dir, name}, prev_owner, 0, kDropMoved}));
+    if (!all[static_cast<size_t>(prev_owner)]) {
+      DSDFS_WARN("old owner %d did not drop %s: %s", prev_owner, name.c_str(),
+                 all[static_cast<size_t>(prev_owner)].status().to_string().c_str());
+    }
+  }
+  return 0;
+}
+
+}  // namespace dsdfs::fs

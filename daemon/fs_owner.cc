@@ -1,0 +1,448 @@
+// SPDX-License-Identifier: Apache-2.0
+// The owner service: every RPC another rank sends to this one, each handler
+// given its request decoded and validated (daemon/messages.h). The owner of a
+// file serves its attributes and bytes, applies forwarded writes through its
+// own mount, and applies name changes and ownership moves of its files; the
+// locator shard answers claims and lookups from memory.
+#include <dirent.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cinttypes>
+#include <cstring>
+
+#include "common/hash.h"
+#include "common/log.h"
+#include "daemon/errors.h"
+#include "daemon/file_handle.h"
+#include "daemon/filesystem.h"
+#include "daemon/messages.h"
+#include "daemon/protocol.h"
+
+namespace dsdfs::fs {
+
+namespace {
+
+// How far past a served read the owner asks its kernel to read ahead: what a
+// sequential reader keeps in flight (fs_remote.cc: 16 chunks of 1 MiB).
+constexpr uint64_t kOwnerReadahead = 16 * CacheEntry::kChunk;
+
+Status bad_request(const char* what) {
+  DSDFS_WARN("malformed %s request dropped", what);
+  return Status::error(EPROTO, what);
+}
+
+}  // namespace
+
+void Filesystem::register_rpcs() {
+  // Every handler gets its request decoded and validated (daemon/messages.h);
+  // a malformed one is answered EPROTO here. inline_op: answered on the
+  // progress thread (Cluster::register_inline_handler).
+  auto reg = [this]<typename M>(Op op, Cluster::Reply (Filesystem::*fn)(int, const M&), bool inline_op = false) {
+    Cluster::Handler h = [this, fn](int src, std::span<const uint8_t> p) -> Cluster::Reply {
+      M m;
+      if (!msg::decode(p, &m)) return bad_request(M::kName);
+      return (this->*fn)(src, m);
+    };
+    if (inline_op) cluster_->register_inline_handler(op, std::move(h));
+    else cluster_->register_handler(op, std::move(h));
+  };
+  reg(Op::kDirMutate, &Filesystem::on_dir_mutate);
+  reg(Op::kDirApply, &Filesystem::on_dir_apply);
+  // The locator shard is in memory: its ops are answered on the progress thread.
+  reg(Op::kLocClaim, &Filesystem::on_loc_claim, true);
+  reg(Op::kLocLookup, &Filesystem::on_loc_lookup, true);
+  reg(Op::kLocRemove, &Filesystem::on_loc_remove, true);
+  reg(Op::kOwnFind, &Filesystem::on_own_find);
+  reg(Op::kFileStat, &Filesystem::on_file_stat);
+  reg(Op::kFileWrite, &Filesystem::on_file_write);
+  reg(Op::kDirList, &Filesystem::on_dir_list);
+  reg(Op::kFileUnlink, &Filesystem::on_file_unlink);
+  reg(Op::kFileRename, &Filesystem::on_file_rename);
+  reg(Op::kFileDrop, &Filesystem::on_file_drop);
+  reg(Op::kFileReadlink, &Filesystem::on_file_readlink);
+  reg(Op::kFileSetattr, &Filesystem::on_file_setattr);
+  reg(Op::kFileMap, &Filesystem::on_file_map);
+  reg(Op::kFileTruncate, &Filesystem::on_file_truncate);
+  reg(Op::kFileLink, &Filesystem::on_file_link);
+  // Reads answer with borrowed bytes: the buffer goes out without a copy.
+  cluster_->register_raw_handler(Op::kFileRead, [this](int, std::span<const uint8_t> p, rdma::Responder r) {
+    auto buf = read_buffers_->get();
+    auto n = read_for_peer(p, buf.get(), read_buffers_->buffer_size());
+    if (!n) return r.reply_error(n.err());
+    std::span<const uint8_t> bytes(buf.get(), n.value());  // before buf is moved
+    r.reply(bytes, std::move(buf));
+  });
+}
+
+Cluster::Reply Filesystem::on_loc_claim(int, const msg::Claim& m) {
+  if (m.owner >= cluster_->nranks() || m.expect >= cluster_->nranks()) return bad_request("claim");
+  auto c = shard_.claim(m.at.dir, m.at.name, m.owner, m.flags, m.expect);
+  if (!c) return c.status();
+  return msg::encode(msg::ClaimReply{static_cast<uint8_t>(c->result), c->prev_owner});
+}
+
+Cluster::Reply Filesystem::on_loc_lookup(int, const msg::Name& m) {
+  auto owner = shard_.lookup(m.dir, m.name);
+  if (!owner) return owner.status();
+  return msg::encode(msg::Owner{owner.value()});
+}
+
+Cluster::Reply Filesystem::on_loc_remove(int, const msg::LocRemove& m) {
+  if (!shard_.remove(m.at.dir, m.at.name, m.owner)) return Status::error(ENOENT);
+  return std::vector<uint8_t>();
+}
+
+Cluster::Reply Filesystem::on_own_find(int, const msg::Name& m) {
+  auto dfd = local_dir(m.dir);
+  struct stat st;
+  if (!dfd || ::fstatat(dfd->get(), m.name.c_str(), &st, AT_SYMLINK_NOFOLLOW) != 0 || S_ISDIR(st.st_mode)) {
+    return Status::error(ENOENT);
+  }
+  return msg::encode(msg::Owner{rank_});
+}
+
+Cluster::Reply Filesystem::on_file_stat(int, const msg::Name& m) {
+  const uint64_t dir = m.dir;
+  const std::string& name = m.name;
+  auto dfd = local_dir(dir);
+  if (!dfd) return Status::error(ENOENT);
+  struct stat st;
+  if (::fstatat(dfd->get(), name.c_str(), &st, AT_SYMLINK_NOFOLLOW) != 0) {
+    // Claimed here and being created right now: the shard already sends
+    // openers to us, so wait for the file rather than deny that it exists.
+    if (errno != ENOENT || !pending_.wait_while_pending(dir, name, cluster_->timeout() / 2) ||
+        ::fstatat(dfd->get(), name.c_str(), &st, AT_SYMLINK_NOFOLLOW) != 0) {
+      return Status::from_errno("stat");
+    }
+  }
+  if (S_ISDIR(st.st_mode)) return Status::error(ENOENT);  // directories are never remote
+  if (S_ISREG(st.st_mode)) flush_for_peer(dir, name, &st);
+  uint64_t version = file_version(st);
+  translate(&st);
+  return msg::encode(msg::Stat{st, version});
+}
+
+bool Filesystem::write_back_for_peer(uint64_t gino) {
+  // Other ranks' appends to this file reach the store at once (O_DIRECT
+  // through our mount, at the end this kernel knows), while this rank's own
+  // writes may still be dirty pages below them (writeback cache): the store
+  // then has a hole the file never had. While such a forwarding fd is open,
+  // have this kernel write the file's dirty pages back before a peer learns
+  // the size. Through that fd (no path walk: a path walk can wait for a
+  // directory lock that a FUSE request holds while it waits for another
+  // rank); the writes are answered by FUSE workers (the pool grows).
+  auto fd = write_fds_.get_any(gino);
+  if (!fd) return false;
+  if (::sync_file_range(fd->get(), 0, 0,
+                        SYNC_FILE_RANGE_WAIT_BEFORE | SYNC_FILE_RANGE_WRITE | SYNC_FILE_RANGE_WAIT_AFTER) != 0) {
+    DSDFS_DEBUG("write-back of file %" PRIx64 " for a peer: %s", gino, std::strerror(errno));
+    return false;
+  }
+  return true;
+}
+
+void Filesystem::flush_for_peer(uint64_t dir, const std::string& name, struct stat* st) {
+  if (!write_back_for_peer(global_ino(st->st_ino))) return;
+  auto dfd = local_dir(dir);
+  struct stat now;
+  if (dfd && ::fstatat(dfd->get(), name.c_str(), &now, AT_SYMLINK_NOFOLLOW) == 0 && now.st_ino == st->st_ino) {
+    *st = now;
+  }
+}
+
+Cluster::Reply Filesystem::on_dir_list(int, const msg::DirList& m) {
+  auto dfd = local_dir(m.dir);
+  if (!dfd) return Status::error(ENOENT);
+  int fd = ::openat(dfd->get(), ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  if (fd < 0) return Status::from_errno("list");
+  DIR* dp = ::fdopendir(fd);
+  if (!dp) {
+    ::close(fd);
+    return Status::from_errno("list");
+  }
+  msg::DirListReply reply;
+  while (struct dirent* d = ::readdir(dp)) {
+    if (d->d_type == DT_DIR) continue;  // directories are replicated: the caller has them
+    reply.entries.push_back({d->d_name, d->d_type, global_ino(d->d_ino)});
+  }
+  ::closedir(dp);
+  return msg::encode(reply);
+}
+
+Result<size_t> Filesystem::read_for_peer(std::span<const uint8_t> payload, uint8_t* buf, size_t cap) {
+  msg::Read m;
+  if (!msg::decode(payload, &m) || m.len > cap) return bad_request("read");
+  const uint64_t dir = m.at.dir, gino = m.gino, version = m.version, off = m.off;
+  const uint32_t len = m.len;
+  const std::string& name = m.at.name;
+  auto dfd = local_dir(dir);
+  if (!dfd) return Status::error(ENOENT);
+  UniqueFd fd(::openat(dfd->get(), name.c_str(), O_RDONLY | O_NOFOLLOW | O_CLOEXEC));
+  if (!fd.valid()) return Status::from_errno("read");
+  struct stat st;
+  if (::fstat(fd.get(), &st) != 0) return Status::from_errno("read");
+  // version 0: any version of this file (a reader of a file that is being
+  // appended to); the reader treats a short read as a shrunk file.
+  if (global_ino(st.st_ino) != gino || (version != 0 && file_version(st) != version)) {
+    return Status::error(ESTALE, "changed");
+  }
+  // Any version: bytes this rank wrote may still be dirty pages below bytes
+  // other ranks appended since (see write_back_for_peer).
+  if (version == 0) (void)write_back_for_peer(gino);
+  size_t done = 0;
+  while (done < len) {
+    ssize_t n = ::pread(fd.get(), buf + done, len - done, static_cast<off_t>(off + done));
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      return Status::from_errno("read");
+    }
+    if (n == 0) break;
+    done += static_cast<size_t>(n);
+  }
+  stats_add(stats_->bytes_served_to_peers, done);
+  // Each request opens the file anew, so the kernel's readahead starts small
+  // every time: ask for what a sequential reader will want next, so that the
+  // disk works ahead while these bytes travel.
+  if (done == len && off + done < static_cast<uint64_t>(st.st_size)) {
+    (void)::posix_fadvise(fd.get(), static_cast<off_t>(off + done), static_cast<off_t>(kOwnerReadahead),
+                          POSIX_FADV_WILLNEED);
+  }
+  return done;
+}
+
+void Filesystem::unexport(int dir_fd, const char* name) {
+  struct stat st;
+  if (::fstatat(dir_fd, name, &st, AT_SYMLINK_NOFOLLOW) == 0 && S_ISREG(st.st_mode)) {
+    release_owned(global_ino(st.st_ino));
+  }
+}
+
+Cluster::Reply Filesystem::on_file_map(int, const msg::Map& m) {
+  const uint64_t dir = m.at.dir, gino = m.gino, version = m.version;
+  const std::string& name = m.at.name;
+  auto dfd = local_dir(dir);
+  if (!dfd) return Status::error(ENOENT);
+  UniqueFd fd(::openat(dfd->get(), name.c_str(), O_RDONLY | O_NOFOLLOW | O_CLOEXEC));
+  if (!fd.valid()) return Status::from_errno("map");
+  struct stat st;
+  if (::fstat(fd.get(), &st) != 0) return Status::from_errno("map");
+  if (global_ino(st.st_ino) != gino || file_version(st) != version) return Status::error(ESTALE, "changed");
+  auto e = exports_.get_or_create(gino, version, fd.get(), static_cast<uint64_t>(st.st_size));
+  if (!e) return e.status();
+  return msg::encode(msg::MapReply{e->address, e->length, e->rkey});
+}
+
+Result<WriteFds::Fd> Filesystem::forward_fd(uint64_t dir, const std::string& name, uint64_t gino, bool append) {
+  // A cached fd of that gino is of this very file (it keeps the inode, so
+  // its number is not reused), wherever a rename has taken its name; it is
+  // dropped when the file is unlinked, replaced or given away.
+  if (auto fd = write_fds_.get(gino, append)) return fd;
+  if (Status s = check_owned(dir, name, gino); !s) return s;
+  auto path = mount_path(dir, name);
+  if (!path) return path.status();
+  // Through our own mount, with O_DIRECT: this kernel orders the write with
+  // local writers (O_APPEND is atomic under its inode lock), keeps its size
+  // right, and drops stale pages; the bytes are in the store on return.
+  int flags = O_WRONLY | O_DIRECT | O_NOFOLLOW | O_CLOEXEC | (append ? O_APPEND : 0);
+  auto fd = std::make_shared<UniqueFd>(::open(path->c_str(), flags));
+  if (!fd->valid()) return Status::from_errno("open for a forwarded write");
+  struct stat st;
+  if (::fstat(fd->get(), &st) != 0) return Status::from_errno("fstat");
+  if (static_cast<uint64_t>(st.st_ino) != gino) return Status::error(ESTALE, "replaced");
+  write_fds_.put(gino, append, fd);
+  return fd;
+}
+
+void Filesystem::release_owned(uint64_t gino) {
+  exports_.drop(gino);
+  write_fds_.drop(gino);
+}
+
+Cluster::Reply Filesystem::on_file_write(int, const msg::Write& m) {
+  const uint64_t off = m.off;
+  const bool append = m.append;
+  const std::span<const uint8_t> data = m.data;
+  auto fd = forward_fd(m.at.dir, m.at.name, m.gino, append);
+  if (!fd) {
+    if (file_left_owner(fd.err())) {
+      // Given away by an ownership move: tell the writer where it went.
+      if (auto to = moved_.get(m.gino)) return msg::encode(msg::WriteReply{kWriteMoved, *to});
+    }
+    return fd.status();
+  }
+  const int wfd = fd.value()->get();
+  // A write to a regular file is whole or fails: go on after a partial one
+  // (an append's rest lands at the new end, as a writer's retry would put it).
+  size_t done = 0;
+  while (done < data.size()) {
+    ssize_t n = append ? ::write(wfd, data.data() + done, data.size() - done)
+                       : ::pwrite(wfd, data.data() + done, data.size() - done, static_cast<off_t>(off + done));
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0 && done == 0) return Status::from_errno("forwarded write");
+    if (n <= 0) break;  // the part written stands; the writer sees a short write
+    done += static_cast<size_t>(n);
+  }
+  stats_add(stats_->bytes_applied_for_peers, done);
+  return msg::encode(msg::WriteReply{done, -1});
+}
+
+Cluster::Reply Filesystem::on_file_unlink(int, const msg::Name& m) {
+  const uint64_t dir = m.dir;
+  const std::string& name = m.name;
+  auto dfd = local_dir(dir);
+  if (!dfd) return Status::error(ENOENT, "unknown directory");
+  struct stat st;
+  if (::fstatat(dfd->get(), name.c_str(), &st, AT_SYMLINK_NOFOLLOW) != 0) return Status::from_errno("unlink");
+  if (S_ISDIR(st.st_mode)) return Status::error(EISDIR);
+  if (int err = unlink_here(dir, dfd->get(), name.c_str())) return Status::error(err, "unlink");
+  notifier_.names_changed({{dir_node(dir), name}});
+  kernel_attrs_changed(st.st_dev, st.st_ino);  // its link count
+  return std::vector<uint8_t>();
+}
+
+Cluster::Reply Filesystem::on_file_rename(int, const msg::Rename& m) {
+  const uint64_t dir = m.from.dir, dir2 = m.to.dir;
+  const std::string &name = m.from.name, &name2 = m.to.name;
+  const uint32_t flags = m.flags;
+  if (Status ok = check_owned(dir, name, 0); !ok) return ok;
+  auto from = local_dir(dir);
+  auto to = local_dir(dir2);
+  if (!from || !to) return Status::error(ENOENT, "unknown directory");
+  if (int err = rename_local_file(dir, name, from->get(), dir2, name2, to->get(), flags)) {
+    return Status::error(err, "rename");
+  }
+  notifier_.names_changed({{dir_node(dir), name}, {dir_node(dir2), name2}});
+  return std::vector<uint8_t>();
+}
+
+Cluster::Reply Filesystem::on_file_truncate(int, const msg::Truncate& m) {
+  const uint64_t dir = m.at.dir, gino = m.gino;
+  const std::string& name = m.at.name;
+  auto dfd = local_dir(dir);
+  if (!dfd) return Status::error(ENOENT);
+  struct stat st;
+  if (::fstatat(dfd->get(), name.c_str(), &st, AT_SYMLINK_NOFOLLOW) != 0) return Status::from_errno("truncate");
+  if (!S_ISREG(st.st_mode)) return Status::error(EISDIR);
+  if (global_ino(st.st_ino) != gino) return Status::error(ESTALE, "replaced");
+  // Open here by a local process: moving the file away would make those
+  // handles fail, so truncate it in place, as a local file system would. A
+  // file with several names is truncated in place too (its other names stay
+  // this file; an ownership move takes only one name). Otherwise the caller
+  // takes the name over.
+  bool busy = st.st_nlink > 1;
+  if (uint64_t id = inodes_.find_local(st.st_dev, st.st_ino)) {
+    if (auto inode = inodes_.get(id); inode && !busy) {
+      inode->giving.store(true);
+      busy = inode->open_files.load() > 0;
+      if (busy) inode->giving.store(false);
+    }
+  }
+  if (!busy) return msg::encode(msg::TruncateReply{false, {}});
+  auto path = mount_path(dir, name);
+  if (!path) return path.status();
+  unexport(dfd->get(), name.c_str());
+  if (::truncate(path->c_str(), 0) != 0) return Status::from_errno("truncate");
+  if (::fstatat(dfd->get(), name.c_str(), &st, AT_SYMLINK_NOFOLLOW) != 0) return Status::from_errno("truncate");
+  uint64_t version = file_version(st);
+  translate(&st);
+  return msg::encode(msg::TruncateReply{true, {st, version}});
+}
+
+Cluster::Reply Filesystem::on_file_link(int, const msg::Link& m) {
+  const uint64_t dir = m.from.dir, gino = m.gino, dir2 = m.to.dir;
+  const std::string &name = m.from.name, &name2 = m.to.name;
+  if (Status ok = check_owned(dir, name, gino); !ok) return ok;
+  auto from = local_dir(dir);
+  auto to = local_dir(dir2);
+  if (!from || !to) return Status::error(ENOENT, "unknown directory");
+  UniqueFd src(::openat(from->get(), name.c_str(), O_PATH | O_NOFOLLOW | O_CLOEXEC));
+  struct stat st;
+  if (!src.valid() || ::fstat(src.get(), &st) != 0) return Status::from_errno("link");
+  if (global_ino(st.st_ino) != gino) return Status::error(ESTALE, "replaced");
+  const std::string src_path = proc_path(src.get());
+  int err = claim_and_make(dir2, to->get(), name2.c_str(), LocatorShard::kExclusive, [&](int dfd) {
+    return ::linkat(AT_FDCWD, src_path.c_str(), dfd, name2.c_str(), AT_SYMLINK_FOLLOW);
+  });
+  if (err) return Status::error(err, "link");
+  kernel_attrs_changed(st.st_dev, st.st_ino);  // its link count
+  return on_file_stat(rank_, m.to);
+}
+
+Cluster::Reply Filesystem::on_file_readlink(int, const msg::Name& m) {
+  auto dfd = local_dir(m.dir);
+  if (!dfd) return Status::error(ENOENT);
+  char buf[PATH_MAX + 1];
+  ssize_t n = ::readlinkat(dfd->get(), m.name.c_str(), buf, PATH_MAX);
+  if (n < 0) return Status::from_errno("readlink");
+  return std::vector<uint8_t>(buf, buf + n);
+}
+
+Cluster::Reply Filesystem::on_file_setattr(int, const msg::Setattr& m) {
+  const uint32_t to_set = m.to_set, mode = m.mode, uid = m.uid, gid = m.gid;
+  const int64_t size = m.size, as = m.atime_s, an = m.atime_ns, ms = m.mtime_s, mn = m.mtime_ns;
+  auto path = owned_path(m.at.dir, m.at.name, m.gino);
+  if (!path) return path.status();
+  const char* p = path->c_str();
+  if ((to_set & FUSE_SET_ATTR_MODE) && ::chmod(p, mode) != 0) return Status::from_errno("chmod");
+  if (to_set & (FUSE_SET_ATTR_UID | FUSE_SET_ATTR_GID)) {
+    if (::lchown(p, (to_set & FUSE_SET_ATTR_UID) ? uid : static_cast<uid_t>(-1),
+                 (to_set & FUSE_SET_ATTR_GID) ? gid : static_cast<gid_t>(-1)) != 0) {
+      return Status::from_errno("chown");
+    }
+  }
+  if ((to_set & FUSE_SET_ATTR_SIZE) && ::truncate(p, size) != 0) return Status::from_errno("truncate");
+  if (to_set & (FUSE_SET_ATTR_ATIME | FUSE_SET_ATTR_MTIME)) {
+    struct timespec tv[2] = {{0, UTIME_OMIT}, {0, UTIME_OMIT}};
+    if (to_set & FUSE_SET_ATTR_ATIME_NOW) tv[0].tv_nsec = UTIME_NOW;
+    else if (to_set & FUSE_SET_ATTR_ATIME) tv[0] = {as, an};
+    if (to_set & FUSE_SET_ATTR_MTIME_NOW) tv[1].tv_nsec = UTIME_NOW;
+    else if (to_set & FUSE_SET_ATTR_MTIME) tv[1] = {ms, mn};
+    if (::utimensat(AT_FDCWD, p, tv, AT_SYMLINK_NOFOLLOW) != 0) return Status::from_errno("utimens");
+  }
+  return on_file_stat(rank_, m.at);
+}
+
+Cluster::Reply Filesystem::on_file_drop(int source, const msg::Drop& m) {
+  const uint64_t dir = m.at.dir, gino = m.gino;
+  const std::string& name = m.at.name;
+  const int32_t old_owner = m.old_owner;
+  const uint8_t reason = m.reason;
+  if (gino != 0) forget_remote_file(gino);
+  if (old_owner != rank_) return std::vector<uint8_t>();
+  auto dfd = local_dir(dir);
+  if (!dfd) return std::vector<uint8_t>();
+  // The name may have become ours again since the sender took it (a rename
+  // onto it here, right after): only drop it if the shard says it is not.
+  auto name_lock = name_locks_.lock(dir, name);
+  if (auto now = find_owner(dir, name); now && now.value() == rank_) return std::vector<uint8_t>();
+  struct stat st;
+  if (::fstatat(dfd->get(), name.c_str(), &st, AT_SYMLINK_NOFOLLOW) != 0 || S_ISDIR(st.st_mode)) {
+    return std::vector<uint8_t>();  // already gone
+  }
+  // A file with other names lives on under them; this name goes.
+  const bool last_name = st.st_nlink <= 1;
+  if (last_name) {
+    release_owned(global_ino(st.st_ino));
+    // Moved by O_TRUNC elsewhere: writers on other ranks with handles of it
+    // follow it to its new owner (remote_write).
+    if (reason == kDropMoved) moved_.put(global_ino(st.st_ino), source);
+    if (uint64_t id = inodes_.find_local(st.st_dev, st.st_ino)) {
+      if (auto inode = inodes_.get(id)) inode->gone.store(true);
+      notifier_.inode(id);
+    }
+  }
+  // In the store (the locator is left alone: the name is another rank's now).
+  if (::unlinkat(dfd->get(), name.c_str(), 0) != 0 && errno != ENOENT) {
+    DSDFS_WARN("cannot drop %s after an ownership move: %s", name.c_str(), std::strerror(errno));
+  }
+  notifier_.names_changed({{dir_node(dir), name}});
+  if (!last_name) kernel_attrs_changed(st.st_dev, st.st_ino);
+  return std::vector<uint8_t>();
+}
+
+}  // namespace dsdfs::fs

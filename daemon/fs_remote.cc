@@ -1,0 +1,281 @@
+// SPDX-License-Identifier: Apache-2.0
+// Remote files, the client side: attributes from the owner, reads through the
+// local cache (chunks fetched with one-sided gets or active messages), and
+// writes forwarded to the owner (following a file that moves).
+#include <dirent.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cinttypes>
+#include <cstring>
+
+#include "common/hash.h"
+#include "common/log.h"
+#include "daemon/errors.h"
+#include "daemon/file_handle.h"
+#include "daemon/filesystem.h"
+#include "daemon/messages.h"
+#include "daemon/protocol.h"
+#include "rdma/transport.h"
+
+namespace dsdfs::fs {
+
+namespace {
+
+// Chunks per fetch request, and how many chunks a sequential reader keeps in
+// flight past the one it reads.
+constexpr uint64_t kFetchChunks = 4;
+constexpr uint64_t kReadaheadChunks = 16;
+
+}  // namespace
+
+int Filesystem::remote_stat(int owner, uint64_t dir, const std::string& name, struct stat* st,
+                            uint64_t* version) {
+  auto r = cluster_->call(owner, Op::kFileStat, msg::encode(msg::Name{dir, name}));
+  if (!r) return r.err();
+  msg::Stat reply;
+  if (!msg::decode(r.value(), &reply)) return EPROTO;
+  *st = reply.st;
+  *version = reply.version;
+  return 0;
+}
+
+int Filesystem::fill_remote_entry(int owner, uint64_t dir, const std::string& name, struct fuse_entry_param* e) {
+  std::memset(e, 0, sizeof *e);
+  uint64_t version;
+  if (int err = remote_stat(owner, dir, name, &e->attr, &version)) return err;
+  RemoteRef ref{owner, dir, name, static_cast<uint64_t>(e->attr.st_ino), version};
+  auto inode = inodes_.lookup_remote(ref, e->attr.st_mode, e->attr);
+  e->ino = inode->id;
+  // Not cached: every path walk asks the owner, which is how a changed
+  // version reaches this kernel as a new inode (close-to-open).
+  e->attr_timeout = 0;
+  e->entry_timeout = 0;
+  return 0;
+}
+
+void Filesystem::remote_map(FileHandle& h) {
+  rdma::Transport* t = cluster_->transport();
+  if (!t || !h.cache || h.cache->size() == 0 || h.cache->complete() || !t->bulk_uses_rma(h.ref.owner)) return;
+  auto r = cluster_->call(h.ref.owner, Op::kFileMap,
+                         msg::encode(msg::Map{{h.ref.dir, h.ref.name}, h.ref.gino, h.ref.version}));
+  if (!r) {
+    DSDFS_INFO("owner %d did not export %s for RMA (%s): active messages instead", h.ref.owner, h.ref.name.c_str(),
+               r.status().to_string().c_str());
+    return;
+  }
+  msg::MapReply reply;
+  if (!msg::decode(r.value(), &reply) || reply.length < h.cache->size()) return;
+  h.rma_address = reply.address;
+  h.rma_length = reply.length;
+  h.rma_rkey.assign(reply.rkey.begin(), reply.rkey.end());
+  h.use_rma = true;
+  DSDFS_DEBUG("reading %s from rank %d with one-sided gets", h.ref.name.c_str(), h.ref.owner);
+}
+
+void Filesystem::start_fetch(const FileHandle& h, uint64_t first, uint64_t count) {
+  std::shared_ptr<CacheEntry> c = h.cache;
+  const uint64_t off = first * CacheEntry::kChunk;
+  const uint64_t len = std::min<uint64_t>(count * CacheEntry::kChunk, c->size() - off);
+  uint8_t* dst = c->data() + off;
+  // The bytes arrive through the mapping, where a full disk would be a
+  // SIGBUS: reserve the blocks first, so that it is an ENOSPC for this read.
+  auto reserve = [&] { return ::fallocate(c->fd(), 0, static_cast<off_t>(off), static_cast<off_t>(len)) == 0; };
+  bool reserved = reserve();
+  if (!reserved && errno == ENOSPC && cache_.evict_unused(c->gino()) > 0) {
+    DSDFS_INFO("cache disk full: dropped the cached copies of files no longer open");
+    reserved = reserve();
+  }
+  if (!reserved && errno != EOPNOTSUPP) {
+    int err = errno;
+    DSDFS_WARN("cannot cache %s from rank %d: %s", h.ref.name.c_str(), h.ref.owner, std::strerror(err));
+    return c->finish_with(first, count, err);
+  }
+  // Fault the pages in here rather than on the progress thread while it
+  // receives: that thread is the one every byte passes through.
+  (void)::madvise(dst, len, MADV_POPULATE_WRITE);  // dst is page-aligned; older kernels: EINVAL
+  // Runs on the progress thread: bookkeeping only. The bytes are already in
+  // the cache file's pages (the transport wrote them into its mapping).
+  auto done = [this, c, first, count, len](int err) {
+    if (err == 0) stats_add(stats_->bytes_read_remote, len);
+    if (err == ESTALE) cache_.drop(c->gino(), c->version());  // a new version exists
+    c->finish_with(first, count, err);
+  };
+  const int owner = h.ref.owner;
+  if (h.use_rma && !c->rma_failed()) {
+    // One-sided: the owner's CPU is not involved.
+    cluster_->transport()->get_async(owner, h.rma_address + off, h.rma_rkey, dst, len, c, cluster_->timeout(),
+                                     [c, owner, done](Status s) {
+                                       if (s) return done(0);
+                                       DSDFS_INFO("RMA get from rank %d failed (%s): active messages instead",
+                                                  owner, s.to_string().c_str());
+                                       c->set_rma_failed();
+                                       done(EIO);  // a waiter retries, with active messages
+                                     });
+    return;
+  }
+  auto request = msg::encode(msg::Read{{h.ref.dir, h.ref.name}, h.ref.gino, 0, off, static_cast<uint32_t>(len)});
+  cluster_->call_into_async(owner, Op::kFileRead, request, std::span<uint8_t>(dst, len), c,
+                            [done, len](Result<size_t> r) {
+                              if (!r) return done(file_left_owner(r.err()) ? ESTALE : EIO);
+                              done(*r == len ? 0 : ESTALE);  // short: the file shrank, a new version
+                            });
+}
+
+void Filesystem::fetch_ahead(const FileHandle& h, uint64_t from, uint64_t end) {
+  auto& c = *h.cache;
+  for (int64_t m = c.first_missing(from, end - 1); m >= 0; m = c.first_missing(from, end - 1)) {
+    uint64_t k = static_cast<uint64_t>(m);
+    uint64_t run = c.claim_run(k, std::min<uint64_t>(kFetchChunks, end - k));
+    if (run > 0) start_fetch(h, k, run);
+    from = k + std::max<uint64_t>(run, 1);
+    if (from >= end) break;
+  }
+}
+
+int Filesystem::wait_chunks(const FileHandle& h, uint64_t first, uint64_t last) {
+  auto& c = *h.cache;
+  for (uint64_t k = first; k <= last; ++k) {
+    // A chunk whose fetch failed is fetched once more by this thread.
+    for (int attempt = 0; !c.present(k); ++attempt) {
+      if (attempt == 2) return c.last_error() != 0 ? c.last_error() : EIO;
+      // Only what this read needs: fetch_ahead() widens sequential reads.
+      uint64_t run = c.claim_run(k, last - k + 1);
+      if (run > 0) start_fetch(h, k, run);
+      if (!c.wait_fetched(k, cluster_->timeout() * 2)) return EIO;
+    }
+  }
+  return 0;
+}
+
+Result<std::vector<uint8_t>> Filesystem::read_through(const RemoteRef& ref, uint64_t off, size_t len) {
+  auto r = cluster_->call(ref.owner, Op::kFileRead,
+                         msg::encode(msg::Read{{ref.dir, ref.name}, ref.gino, 0, off,
+                                               static_cast<uint32_t>(std::min<size_t>(len, kMaxIo))}));
+  // The file left its owner while open here (replaced, taken over): EIO.
+  if (!r) return Status::error(file_left_owner(r.err()) ? EIO : r.err(), "read through");
+  stats_add(stats_->bytes_read_remote, r->size());
+  return std::move(r).value();
+}
+
+void Filesystem::remote_read(fuse_req_t req, const Inode* inode, FileHandle& h, size_t size, off_t off) {
+  if (!h.cache) {
+    // A writable remote handle: read through to the owner, uncached, from
+    // whatever version the file has now.
+    auto r = read_through(h.current_ref(), static_cast<uint64_t>(off), size);
+    if (!r) return (void)reply_err(req, r.err());
+    return (void)fuse_reply_buf(req, reinterpret_cast<const char*>(r->data()), r->size());
+  }
+  auto& c = *h.cache;
+  uint64_t end = std::min<uint64_t>(static_cast<uint64_t>(off) + size, c.size());
+  // Writes through this kernel inode (an appender on this node) made the
+  // kernel extend its size past the version's end, and it reads pages up to
+  // there: serve those bytes as the owner has them now. A short answer would
+  // be filled with zeros (writeback cache), which no version of the file had.
+  const uint64_t extent = h.page_cache && inode ? inode->kernel_extent.load() : 0;
+  if (extent > c.size() && static_cast<uint64_t>(off) + size > c.size()) {
+    const uint64_t from = std::max<uint64_t>(static_cast<uint64_t>(off), c.size());
+    const uint64_t to = std::min<uint64_t>(static_cast<uint64_t>(off) + size, extent);
+    std::vector<uint8_t> out;
+    if (static_cast<uint64_t>(off) < end) {
+      if (int err = wait_chunks(h, static_cast<uint64_t>(off) / CacheEntry::kChunk, (end - 1) / CacheEntry::kChunk)) {
+        return (void)reply_err(req, err == ESTALE ? EIO : err);
+      }
+      out.assign(c.data() + off, c.data() + end);
+    }
+    if (from < to) {
+      auto r = read_through(h.ref, from, to - from);
+      if (!r) return (void)reply_err(req, r.err());
+      out.insert(out.end(), r->begin(), r->end());
+    }
+    return (void)fuse_reply_buf(req, reinterpret_cast<const char*>(out.data()), out.size());
+  }
+  if (static_cast<uint64_t>(off) >= end) return (void)fuse_reply_buf(req, nullptr, 0);
+  uint64_t first = static_cast<uint64_t>(off) / CacheEntry::kChunk;
+  uint64_t last = (end - 1) / CacheEntry::kChunk;
+  // A sequential reader keeps kReadaheadChunks past its read in flight, so
+  // the owner's disk, the network and this reader work at the same time.
+  uint64_t expected = h.next_chunk.load();
+  if (first == expected || first + 1 == expected || first == 0) {
+    uint64_t nchunks = (c.size() + CacheEntry::kChunk - 1) / CacheEntry::kChunk;
+    fetch_ahead(h, first, std::min<uint64_t>(nchunks, last + 1 + kReadaheadChunks));
+  }
+  if (int err = wait_chunks(h, first, last)) return (void)reply_err(req, err == ESTALE ? EIO : err);
+  h.next_chunk.store(last + 1);
+  struct fuse_bufvec buf = FUSE_BUFVEC_INIT(end - static_cast<uint64_t>(off));
+  buf.buf[0].flags = static_cast<fuse_buf_flags>(FUSE_BUF_IS_FD | FUSE_BUF_FD_SEEK);
+  buf.buf[0].fd = c.fd();
+  buf.buf[0].pos = off;
+  fuse_reply_data(req, &buf, FUSE_BUF_SPLICE_MOVE);
+}
+
+void Filesystem::remote_write(fuse_req_t req, FileHandle& h, struct fuse_bufvec* in, off_t off) {
+  size_t size = fuse_buf_size(in);
+  if (size > kMaxIo) return (void)reply_err(req, EFBIG);
+  // The request is built once, the bytes copied straight into it after its
+  // header; a move (below) only writes a new header.
+  auto header_of = [&](const RemoteRef& ref, uint32_t len) {
+    WireWriter w;
+    msg::Write{{ref.dir, ref.name}, ref.gino, h.append, static_cast<uint64_t>(off), {}}.put_header(w, len);
+    return w.take();
+  };
+  std::vector<uint8_t> request = header_of(h.current_ref(), static_cast<uint32_t>(size));
+  size_t header = request.size();
+  request.resize(header + size);
+  struct fuse_bufvec dst = FUSE_BUFVEC_INIT(size);
+  dst.buf[0].mem = request.data() + header;
+  ssize_t got = fuse_buf_copy(&dst, in, static_cast<fuse_buf_copy_flags>(0));
+  if (got < 0) return (void)reply_err(req, static_cast<int>(-got));
+  request.resize(header + static_cast<size_t>(got));
+  const uint32_t got32 = static_cast<uint32_t>(got);
+  auto set_header = [&](const RemoteRef& ref) {
+    // The length is what was really copied; the header of a moved file may
+    // differ in size only if its name did (it does not: moves keep names).
+    std::vector<uint8_t> head = header_of(ref, got32);
+    if (head.size() != header) {
+      head.insert(head.end(), request.begin() + static_cast<ptrdiff_t>(header), request.end());
+      request = std::move(head);
+      header = request.size() - got32;
+    } else {
+      std::copy(head.begin(), head.end(), request.begin());
+    }
+  };
+  // A file moved to another rank (`>` there) while open here: follow it, a
+  // few moves at most (each is another rank's completed O_TRUNC).
+  for (int hop = 0; hop < 8; ++hop) {
+    RemoteRef ref = h.current_ref();
+    set_header(ref);
+    auto r = cluster_->call(ref.owner, Op::kFileWrite, request);
+    // The file left its owner otherwise (replaced, unlinked): EIO, as the
+    // user guide says for handles of a file that is gone.
+    if (!r) return (void)reply_err(req, file_left_owner(r.err()) ? EIO : r.err());
+    msg::WriteReply reply;
+    if (!msg::decode(r.value(), &reply)) return (void)reply_err(req, EPROTO);
+    const uint64_t written = reply.written;
+    if (written == kWriteMoved) {
+      const int32_t to = reply.moved_to;
+      if (to >= cluster_->nranks()) return (void)reply_err(req, EPROTO);
+      struct stat st;
+      uint64_t version;
+      // (to may be this rank: the call then runs here, through our own mount.)
+      if (remote_stat(to, ref.dir, ref.name, &st, &version) != 0) return (void)reply_err(req, EIO);
+      DSDFS_DEBUG("%s moved from rank %d to %d while open for writing: following it", ref.name.c_str(),
+                  ref.owner, to);
+      ref.owner = to;
+      ref.gino = static_cast<uint64_t>(st.st_ino);
+      ref.version = version;
+      h.set_ref(std::move(ref));
+      continue;
+    }
+    if (written > static_cast<uint64_t>(got)) return (void)reply_err(req, EPROTO);
+    stats_add(stats_->bytes_forwarded, written);
+    return (void)fuse_reply_write(req, written);
+  }
+  reply_err(req, EIO);
+}
+
+}  // namespace dsdfs::fs
