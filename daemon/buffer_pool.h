@@ -1,6 +1,8 @@
 // SPDX-License-Identifier: Apache-2.0
 #pragma once
 
+#include "common/mutex.h"
+
 #include <cstddef>
 #include <cstdint>
 #include <memory>
@@ -24,7 +26,7 @@ class BufferPool : public std::enable_shared_from_this<BufferPool> {
   std::shared_ptr<uint8_t> get() {
     uint8_t* p = nullptr;
     {
-      std::lock_guard lock(mu_);
+      MutexLock lock(mu_);
       if (!free_.empty()) {
         p = free_.back().release();
         free_.pop_back();
@@ -41,14 +43,14 @@ class BufferPool : public std::enable_shared_from_this<BufferPool> {
   BufferPool(size_t size, size_t keep) : size_(size), keep_(keep) {}
   void put(uint8_t* b) {
     std::unique_ptr<uint8_t[]> owned(b);
-    std::lock_guard lock(mu_);
+    MutexLock lock(mu_);
     if (free_.size() < keep_) free_.push_back(std::move(owned));
   }
 
   const size_t size_;
   const size_t keep_;
-  std::mutex mu_;
-  std::vector<std::unique_ptr<uint8_t[]>> free_;  // GUARDED_BY(mu_)
+  Mutex mu_;
+  std::vector<std::unique_ptr<uint8_t[]>> free_ GUARDED_BY(mu_);
 };
 
 }  // namespace dsdfs::fs

@@ -1,4 +1,5 @@
 // SPDX-License-Identifier: Apache-2.0
+#include "common/mutex.h"
 #include "daemon/cluster.h"
 
 #include <unistd.h>
@@ -49,7 +50,7 @@ Status Cluster::start() {
                                                                          rdma::Responder responder) {
             if (inline_op) return serve(source, op, payload, std::move(responder));
             Task t{source, op, std::vector<uint8_t>(payload.begin(), payload.end()), std::move(responder)};
-            std::lock_guard lock(mu_);
+            MutexLock lock(mu_);
             if (stopping_) return;  // the dropped Responder answers EIO
             tasks_.push_back(std::move(t));
             // Every worker busy: another one, so that a request never waits
@@ -61,7 +62,7 @@ Status Cluster::start() {
       if (!status) return status;
     }
   }
-  std::lock_guard lock(mu_);
+  MutexLock lock(mu_);
   for (unsigned i = 0; i < nworkers_; ++i) workers_.emplace_back([this] { worker_main(); });
   return Status::ok();
 }
@@ -69,7 +70,7 @@ Status Cluster::start() {
 void Cluster::stop() {
   std::deque<Task> left;
   {
-    std::lock_guard lock(mu_);
+    MutexLock lock(mu_);
     if (stopping_ && workers_.empty()) return;
     stopping_ = true;
     left.swap(tasks_);
@@ -79,29 +80,32 @@ void Cluster::stop() {
   // No worker is added once stopping_ is set.
   std::vector<std::thread> workers;
   {
-    std::lock_guard lock(mu_);
+    MutexLock lock(mu_);
     workers.swap(workers_);
   }
   for (auto& w : workers) w.join();
 }
 
 bool Cluster::is_worker_thread(pid_t tid) const {
-  std::lock_guard lock(tids_mu_);
+  MutexLock lock(tids_mu_);
   return std::find(worker_tids_.begin(), worker_tids_.end(), tid) != worker_tids_.end();
 }
 
 void Cluster::worker_main() {
   {
-    std::lock_guard lock(tids_mu_);
+    MutexLock lock(tids_mu_);
     worker_tids_.push_back(static_cast<pid_t>(::gettid()));
   }
   run_at_boundary("rpc worker", [this] {
     while (true) {
       Task task;
       {
-        std::unique_lock lock(mu_);
+        UniqueMutexLock lock(mu_);
         ++idle_;
-        cv_.wait(lock, [this] { return stopping_ || !tasks_.empty(); });
+        cv_.wait(lock, [this] {
+          mu_.assert_held();
+          return stopping_ || !tasks_.empty();
+        });
         --idle_;
         if (tasks_.empty()) return;
         task = std::move(tasks_.front());
@@ -193,8 +197,8 @@ std::vector<Cluster::Reply> Cluster::call_all(Op op, std::span<const uint8_t> pa
   // The remote calls go out first; this rank's handler runs while they are
   // in flight.
   struct Waiter {
-    std::mutex mu;  // leaf lock
-    std::condition_variable cv;
+    Mutex mu;  // leaf lock
+    std::condition_variable_any cv;
     std::vector<std::optional<rdma::Transport::CallResult>> results;
     size_t remaining = 0;
   };
@@ -210,7 +214,7 @@ std::vector<Cluster::Reply> Cluster::call_all(Op op, std::span<const uint8_t> pa
     for (size_t i = 0; i < peers.size(); ++i) {
       transport_->call_async(peers[i], static_cast<uint16_t>(op), payload, timeout_,
                              [w, i](rdma::Transport::CallResult r) {
-                               std::lock_guard<std::mutex> lock(w->mu);
+                               MutexLock lock(w->mu);
                                w->results[i].emplace(std::move(r));
                                if (--w->remaining == 0) w->cv.notify_all();
                              });
@@ -218,7 +222,7 @@ std::vector<Cluster::Reply> Cluster::call_all(Op op, std::span<const uint8_t> pa
   }
   out[static_cast<size_t>(rank_)] = run_handler(rank_, op, payload);
   if (!peers.empty()) {
-    std::unique_lock<std::mutex> lock(w->mu);
+    UniqueMutexLock lock(w->mu);
     // The transport fails every call by its deadline; the grace only guards
     // against a progress thread that stopped.
     if (!w->cv.wait_for(lock, timeout_ + rdma::Transport::kWaitGrace, [&] { return w->remaining == 0; })) {

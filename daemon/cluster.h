@@ -16,6 +16,7 @@
 #include <unordered_set>
 #include <vector>
 
+#include "common/mutex.h"
 #include "common/status.h"
 #include "rdma/responder.h"
 #include "daemon/stats.h"
@@ -139,17 +140,17 @@ class Cluster {
   std::unordered_set<uint16_t> inline_ops_;                // immutable after start()
   std::vector<std::string> hosts_;                  // immutable after start()
 
-  std::mutex mu_;
-  std::condition_variable cv_;
-  std::deque<Task> tasks_;  // GUARDED_BY(mu_)
-  bool stopping_ = false;   // GUARDED_BY(mu_)
-  std::vector<std::thread> workers_;  // GUARDED_BY(mu_): nworkers_, more while all are busy
-  unsigned idle_ = 0;                 // GUARDED_BY(mu_): workers waiting for a task
+  Mutex mu_;
+  std::condition_variable_any cv_;
+  std::deque<Task> tasks_ GUARDED_BY(mu_);
+  bool stopping_ GUARDED_BY(mu_) = false;
+  std::vector<std::thread> workers_ GUARDED_BY(mu_);  // nworkers_, more while all are busy
+  unsigned idle_ GUARDED_BY(mu_) = 0;  // workers waiting for a task
   // At most this many workers: far more than requests that can wait on
   // other ranks at once (each holds one of another rank's FUSE or RPC threads).
   static constexpr size_t kMaxWorkers = 512;
-  mutable std::mutex tids_mu_;    // leaf lock
-  std::vector<pid_t> worker_tids_;  // GUARDED_BY(tids_mu_)
+  mutable Mutex tids_mu_;    // leaf lock
+  std::vector<pid_t> worker_tids_ GUARDED_BY(tids_mu_);
 };
 
 }  // namespace dsdfs::fs

@@ -1,10 +1,11 @@
 // SPDX-License-Identifier: Apache-2.0
+#include "common/mutex.h"
 #include "daemon/dir_index.h"
 
 namespace dsdfs::fs {
 
 void DirIndex::add(uint64_t id, std::shared_ptr<UniqueFd> fd, dev_t dev, ino_t ino) {
-  std::lock_guard lock(mu_);
+  MutexLock lock(mu_);
   if (auto it = by_id_.find(id); it != by_id_.end()) by_src_.erase({it->second.dev, it->second.ino});
   by_id_[id] = Entry{std::move(fd), dev, ino};
   by_src_[{dev, ino}] = id;
@@ -12,7 +13,7 @@ void DirIndex::add(uint64_t id, std::shared_ptr<UniqueFd> fd, dev_t dev, ino_t i
 
 void DirIndex::remove(uint64_t id) {
   std::shared_ptr<UniqueFd> doomed;  // closed outside the lock
-  std::lock_guard lock(mu_);
+  MutexLock lock(mu_);
   auto it = by_id_.find(id);
   if (it == by_id_.end()) return;
   doomed = std::move(it->second.fd);
@@ -22,13 +23,13 @@ void DirIndex::remove(uint64_t id) {
 }
 
 std::shared_ptr<UniqueFd> DirIndex::fd_of(uint64_t id) const {
-  std::lock_guard lock(mu_);
+  MutexLock lock(mu_);
   auto it = by_id_.find(id);
   return it == by_id_.end() ? nullptr : it->second.fd;
 }
 
 std::optional<uint64_t> DirIndex::id_of(dev_t dev, ino_t ino) const {
-  std::lock_guard lock(mu_);
+  MutexLock lock(mu_);
   auto it = by_src_.find({dev, ino});
   if (it == by_src_.end()) return std::nullopt;
   return it->second;

@@ -10,6 +10,7 @@
 #include <optional>
 #include <unordered_map>
 
+#include "common/mutex.h"
 #include "common/unique_fd.h"
 
 namespace dsdfs::fs {
@@ -33,9 +34,9 @@ class DirIndex {
     dev_t dev;
     ino_t ino;
   };
-  mutable std::mutex mu_;
-  std::unordered_map<uint64_t, Entry> by_id_;                 // GUARDED_BY(mu_)
-  std::map<std::pair<dev_t, ino_t>, uint64_t> by_src_;        // GUARDED_BY(mu_)
+  mutable Mutex mu_;
+  std::unordered_map<uint64_t, Entry> by_id_ GUARDED_BY(mu_);
+  std::map<std::pair<dev_t, ino_t>, uint64_t> by_src_ GUARDED_BY(mu_);
 };
 
 }  // namespace dsdfs::fs

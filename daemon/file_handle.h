@@ -8,6 +8,7 @@
 #include <mutex>
 #include <vector>
 
+#include "common/mutex.h"
 #include "daemon/inode_table.h"
 #include "daemon/remote_cache.h"
 
@@ -23,7 +24,7 @@ struct FileHandle {
   bool append = false;                // remote writes: append on the owner, ignore offsets
   std::shared_ptr<Inode> inode;       // local: `gone` makes I/O fail after a take-over elsewhere
   RemoteRef ref;                      // remote; writable handles: GUARDED_BY(ref_mu) (follows a moved file)
-  mutable std::mutex ref_mu;          // leaf lock
+  mutable Mutex ref_mu;          // leaf lock
   struct stat attr {};                // remote: the attributes of the version opened
   std::shared_ptr<CacheEntry> cache;  // remote, read-only opens
   std::atomic<uint64_t> next_chunk{0};  // sequential-read detection for readahead
@@ -38,11 +39,11 @@ struct FileHandle {
 
   // A copy of ref, for handles whose ref may change (writable remote ones).
   RemoteRef current_ref() const {
-    std::lock_guard lock(ref_mu);
+    MutexLock lock(ref_mu);
     return ref;
   }
   void set_ref(RemoteRef r) {
-    std::lock_guard lock(ref_mu);
+    MutexLock lock(ref_mu);
     ref = std::move(r);
   }
 

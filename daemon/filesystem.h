@@ -13,6 +13,7 @@
 #include <span>
 #include <vector>
 
+#include "common/mutex.h"
 #include "daemon/buffer_pool.h"
 #include "daemon/cluster.h"
 #include "daemon/dir_index.h"
@@ -168,7 +169,7 @@ class Filesystem {
   Cluster::Reply on_dir_mutate(int source, const DirChange& change);
   Cluster::Reply on_dir_apply(int source, const DirChange& c);
   // Creating files in a directory being removed fails: creators hold dir_gate_ shared.
-  bool dir_closing(uint64_t dir) const;
+  bool dir_closing(uint64_t dir) const REQUIRES_SHARED(dir_gate_);
 
   // Opening a name (daemon/fs_open.cc). What an open found: this rank's
   // store file (handle->fd), or another rank's file (a remote handle).
@@ -202,7 +203,7 @@ class Filesystem {
   // Creates the new local file of a name just claimed from prev_owner (held
   // under name_lock, which is released before the old copies are dropped).
   int take_over(uint64_t dir, const std::string& name, int prev_owner, mode_t mode, int open_flags, int* fd_out,
-                std::unique_lock<std::mutex> name_lock = {});
+                NameLock name_lock = {});
   void remote_read(fuse_req_t req, const Inode* inode, FileHandle& h, size_t size, off_t off);
   // Bytes [off, off + len) of the file h reads, as the owner has them now
   // (any version, written back first): what lies past h's version.
@@ -305,16 +306,17 @@ class Filesystem {
   Stats* const stats_;
   std::atomic<bool> ready_{false};
 
-  // Lock order: coord_mu_ (coordinator only) -> dir_gate_ -> closing_mu_.
-  std::mutex coord_mu_;          // serialises directory mutations on the coordinator
+  // Lock order: coord_mu_ (coordinator only) -> dir_gate_; a NameLocks stripe
+  // -> dir_gate_. made_mu_: a leaf. (docs/architecture.md, "Locks".)
+  Mutex coord_mu_;          // serialises directory mutations on the coordinator
   std::atomic<uint64_t> next_dir_id_{1};
   // Directories this rank's replica made for its own mkdirs, until the mkdir
   // answers (take_made_dir); undone ones are dropped by their rmdir commit.
-  std::mutex made_mu_;  // leaf lock
-  std::unordered_map<uint64_t, std::shared_ptr<UniqueFd>> made_dirs_;  // GUARDED_BY(made_mu_)
+  Mutex made_mu_;  // leaf lock
+  std::unordered_map<uint64_t, std::shared_ptr<UniqueFd>> made_dirs_ GUARDED_BY(made_mu_);
   std::shared_ptr<UniqueFd> take_made_dir(uint64_t id);
-  mutable std::shared_mutex dir_gate_;  // creators shared, rmdir prepare exclusive
-  std::set<uint64_t> closing_;   // GUARDED_BY(dir_gate_): directories being removed
+  mutable SharedMutex dir_gate_;  // creators shared, rmdir prepare exclusive
+  std::set<uint64_t> closing_ GUARDED_BY(dir_gate_);  // directories being removed
 };
 
 }  // namespace dsdfs::fs

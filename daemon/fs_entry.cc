@@ -10,6 +10,7 @@
 #include <algorithm>
 #include <cstring>
 
+#include "common/mutex.h"
 #include "common/hash.h"
 #include "common/log.h"
 #include "daemon/errors.h"
@@ -376,7 +377,7 @@ int Filesystem::claim_and_make(uint64_t dir_id, int dir_fd, const char* name, ui
   if (claim->result == LocatorShard::ClaimResult::kExists && claim->prev_owner != rank_) return EEXIST;
   int err = 0;
   {
-    std::shared_lock gate(dir_gate_);
+    ReaderLock gate(dir_gate_);
     if (dir_closing(dir_id)) err = ENOENT;
     else if (make(dir_fd) != 0) err = errno;
   }
@@ -430,7 +431,7 @@ void Filesystem::mkdir(fuse_req_t req, fuse_ino_t parent, const char* name, mode
 }
 
 std::shared_ptr<UniqueFd> Filesystem::take_made_dir(uint64_t id) {
-  std::lock_guard lock(made_mu_);
+  MutexLock lock(made_mu_);
   auto it = made_dirs_.find(id);
   if (it == made_dirs_.end()) return nullptr;
   auto fd = std::move(it->second);
@@ -559,7 +560,7 @@ int Filesystem::rename_local_file(uint64_t src_dir, const std::string& src_name,
   // From the rename to the claim, a drop of the name here waits (NameLocks).
   auto name_lock = name_locks_.lock(dst_dir, dst_name);
   {
-    std::shared_lock gate(dir_gate_);
+    ReaderLock gate(dir_gate_);
     if (dir_closing(dst_dir)) err = ENOENT;
     else if (::renameat2(src_fd, src_name.c_str(), dst_fd, dst_name.c_str(), flags) != 0) err = errno;
   }

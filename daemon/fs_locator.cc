@@ -14,6 +14,7 @@
 #include <cinttypes>
 #include <cstring>
 
+#include "common/mutex.h"
 #include "common/hash.h"
 #include "common/log.h"
 #include "daemon/errors.h"
@@ -153,12 +154,12 @@ void Filesystem::forget_remote_file(uint64_t gino) {
 }
 
 int Filesystem::take_over(uint64_t dir, const std::string& name, int prev_owner, mode_t mode, int open_flags,
-                          int* fd_out, std::unique_lock<std::mutex> name_lock) {
+                          int* fd_out, NameLock name_lock) {
   auto dfd = local_dir(dir);
   if (!dfd) return ENOENT;
   int fd;
   {
-    std::shared_lock gate(dir_gate_);
+    ReaderLock gate(dir_gate_);
     if (dir_closing(dir)) return ENOENT;
     fd = ::openat(dfd->get(), name.c_str(), open_flags | O_CREAT | O_TRUNC | O_CLOEXEC, mode & 07777);
   }

@@ -9,6 +9,7 @@
 #include <cstring>
 #include <mutex>
 
+#include "common/mutex.h"
 #include "common/log.h"
 #include "daemon/filesystem.h"
 #include "daemon/protocol.h"
@@ -44,7 +45,7 @@ Cluster::Reply Filesystem::on_dir_mutate(int source, const DirChange& change) {
   // The rank whose request this is: it needs no notification (on_dir_apply).
   // The transport's source rank, not a payload field.
   c.origin = source;
-  std::lock_guard order(coord_mu_);
+  MutexLock order(coord_mu_);
   auto apply_all = [&](const DirChange& change) { return cluster_->call_all(Op::kDirApply, change.encode()); };
   switch (c.kind) {
     case DirChange::kMkdir: {
@@ -167,7 +168,7 @@ Cluster::Reply Filesystem::on_dir_apply(int, const DirChange& c) {
       if (c.origin == rank_) {
         // For our mkdir's answer, even if the directory is renamed or
         // removed before it is sent (Filesystem::mkdir).
-        std::lock_guard lock(made_mu_);
+        MutexLock lock(made_mu_);
         made_dirs_[c.dir2] = fd;
       }
       dirs_.add(c.dir2, std::move(fd), st.st_dev, st.st_ino);
@@ -177,7 +178,7 @@ Cluster::Reply Filesystem::on_dir_apply(int, const DirChange& c) {
       return std::vector<uint8_t>();
     }
     case DirChange::kRmdirPrepare: {
-      std::unique_lock gate(dir_gate_);
+      WriterLock gate(dir_gate_);
       auto id = id_of_child(pfd, c.name);
       if (!id) {
         struct stat st;
@@ -190,7 +191,7 @@ Cluster::Reply Filesystem::on_dir_apply(int, const DirChange& c) {
       return std::vector<uint8_t>();
     }
     case DirChange::kRmdirCommit: {
-      std::unique_lock gate(dir_gate_);
+      WriterLock gate(dir_gate_);
       auto id = id_of_child(pfd, c.name);
       if (::unlinkat(pfd, c.name.c_str(), AT_REMOVEDIR) != 0) {
         if (id) closing_.erase(*id);
@@ -203,7 +204,7 @@ Cluster::Reply Filesystem::on_dir_apply(int, const DirChange& c) {
       gate.unlock();
       if (c.dir2 != 0) {
         // The undo of a mkdir that failed elsewhere (on_dir_mutate).
-        std::lock_guard lock(made_mu_);
+        MutexLock lock(made_mu_);
         made_dirs_.erase(c.dir2);
       }
       if (c.locator == rank_) shard_.remove(c.dir, c.name, LocatorShard::kDirectory);
@@ -215,7 +216,7 @@ Cluster::Reply Filesystem::on_dir_apply(int, const DirChange& c) {
       return std::vector<uint8_t>();
     }
     case DirChange::kRmdirAbort: {
-      std::unique_lock gate(dir_gate_);
+      WriterLock gate(dir_gate_);
       if (auto id = id_of_child(pfd, c.name)) closing_.erase(*id);
       return std::vector<uint8_t>();
     }
@@ -231,7 +232,7 @@ Cluster::Reply Filesystem::on_dir_apply(int, const DirChange& c) {
         std::swap(from, to);
         flags &= RENAME_EXCHANGE;
       }
-      std::unique_lock gate(dir_gate_);
+      WriterLock gate(dir_gate_);
       auto replaced = (flags & RENAME_EXCHANGE) ? std::nullopt : id_of_child(to_fd, to);
       if (::renameat2(from_fd, from.c_str(), to_fd, to.c_str(), flags) != 0) return Status::from_errno("rename");
       if (replaced) {

@@ -10,6 +10,7 @@
 #include <cstring>
 #include <thread>
 
+#include "common/mutex.h"
 #include "common/log.h"
 #include "daemon/errors.h"
 #include "daemon/file_handle.h"
@@ -104,7 +105,7 @@ Result<Filesystem::OpenedFile> Filesystem::open_name(uint64_t dir, const std::st
   int last_missing = -2;    // plain opens: the owner that last answered ENOENT
   for (int round = 0; round < kOpenRounds; ++round) {
     PendingNames::Guard creating;
-    std::unique_lock<std::mutex> name_lock;  // claim to file, when ours (see unlink_here)
+    NameLock name_lock;  // claim to file, when ours (see unlink_here)
     bool claimed_new = false;
     int moved_from = -1;    // the claim took the name over from this rank
     if (create) {
@@ -137,7 +138,7 @@ Result<Filesystem::OpenedFile> Filesystem::open_name(uint64_t dir, const std::st
       if (flags & O_TRUNC) unexport(dfd->get(), name.c_str());
       int fd;
       {
-        std::shared_lock gate(dir_gate_);
+        ReaderLock gate(dir_gate_);
         fd = dir_closing(dir) ? (errno = ENOENT, -1)
                               : ::openat(dfd->get(), name.c_str(), store_open_flags(flags) | (create ? O_CREAT : 0),
                                          mode & 07777);

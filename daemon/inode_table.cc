@@ -1,4 +1,5 @@
 // SPDX-License-Identifier: Apache-2.0
+#include "common/mutex.h"
 #include "daemon/inode_table.h"
 
 #include <fcntl.h>
@@ -14,14 +15,14 @@ InodeTable::InodeTable() = default;
 void InodeTable::set_root(UniqueFd root_fd, const struct stat& st) {
   auto root = std::make_shared<Inode>(kRootId, std::move(root_fd), st.st_dev, st.st_ino,
                                       st.st_mode & S_IFMT, 0);
-  std::lock_guard lock(mu_);
+  MutexLock lock(mu_);
   root->nlookup = 1;  // the kernel never forgets the root
   by_id_[kRootId] = root;
   by_src_[{st.st_dev, st.st_ino}] = kRootId;
 }
 
 std::shared_ptr<Inode> InodeTable::get(uint64_t id) const {
-  std::lock_guard lock(mu_);
+  MutexLock lock(mu_);
   auto it = by_id_.find(id);
   return it == by_id_.end() ? nullptr : it->second;
 }
@@ -33,7 +34,7 @@ std::shared_ptr<Inode> InodeTable::lookup(UniqueFd fd, const struct stat& st, ui
   // if its handle is still linked; check outside the lock (no syscalls under it).
   std::shared_ptr<Inode> candidate;
   {
-    std::lock_guard lock(mu_);
+    MutexLock lock(mu_);
     if (auto it = by_src_.find(key); it != by_src_.end()) candidate = by_id_.at(it->second);
   }
   bool candidate_live = false;
@@ -50,7 +51,7 @@ std::shared_ptr<Inode> InodeTable::lookup(UniqueFd fd, const struct stat& st, ui
   }
   std::shared_ptr<Inode> inode;
   {
-    std::lock_guard lock(mu_);
+    MutexLock lock(mu_);
     auto it = by_src_.find(key);
     if (it != by_src_.end() && candidate_live && candidate && it->second == candidate->id &&
         by_id_.count(candidate->id)) {
@@ -72,7 +73,7 @@ std::shared_ptr<Inode> InodeTable::lookup(UniqueFd fd, const struct stat& st, ui
 
 std::shared_ptr<Inode> InodeTable::lookup_remote(const RemoteRef& ref, mode_t type, const struct stat& st) {
   const std::pair<uint64_t, uint64_t> key{ref.gino, ref.version};
-  std::lock_guard lock(mu_);
+  MutexLock lock(mu_);
   if (auto it = by_remote_.find(key); it != by_remote_.end()) {
     auto& inode = by_id_.at(it->second);
     if (inode->ref.owner == ref.owner && inode->ref.dir == ref.dir && inode->ref.name == ref.name) {
@@ -91,14 +92,14 @@ std::shared_ptr<Inode> InodeTable::lookup_remote(const RemoteRef& ref, mode_t ty
 }
 
 uint64_t InodeTable::find_local(dev_t dev, ino_t ino) const {
-  std::lock_guard lock(mu_);
+  MutexLock lock(mu_);
   auto it = by_src_.find({dev, ino});
   return it == by_src_.end() ? 0 : it->second;
 }
 
 std::vector<std::shared_ptr<Inode>> InodeTable::find_remote(uint64_t gino) const {
   std::vector<std::shared_ptr<Inode>> out;
-  std::lock_guard lock(mu_);
+  MutexLock lock(mu_);
   for (auto it = by_remote_.lower_bound({gino, 0}); it != by_remote_.end() && it->first.first == gino; ++it) {
     out.push_back(by_id_.at(it->second));
   }
@@ -108,7 +109,7 @@ std::vector<std::shared_ptr<Inode>> InodeTable::find_remote(uint64_t gino) const
 void InodeTable::forget(uint64_t id, uint64_t n) {
   std::shared_ptr<Inode> doomed;
   {
-    std::lock_guard lock(mu_);
+    MutexLock lock(mu_);
     auto it = by_id_.find(id);
     if (it == by_id_.end()) return;
     Inode& inode = *it->second;
@@ -132,7 +133,7 @@ void InodeTable::forget(uint64_t id, uint64_t n) {
 void InodeTable::note_file_handle(const std::shared_ptr<Inode>& inode) {
   if (budget_ == SIZE_MAX || S_ISDIR(inode->type)) return;
   std::vector<std::shared_ptr<UniqueFd>> closing;  // closed outside the lock
-  std::lock_guard lock(evict_mu_);
+  MutexLock lock(evict_mu_);
   open_order_.push_back(inode);
   // An inode with open files keeps its handle and goes to the back of the
   // queue, so that it is evicted once closed (one pass at most).
@@ -149,7 +150,7 @@ void InodeTable::note_file_handle(const std::shared_ptr<Inode>& inode) {
 }
 
 size_t InodeTable::size() const {
-  std::lock_guard lock(mu_);
+  MutexLock lock(mu_);
   return by_id_.size();
 }
 

@@ -17,6 +17,7 @@
 #include <utility>
 #include <vector>
 
+#include "common/mutex.h"
 #include "common/unique_fd.h"
 
 namespace dsdfs::fs {
@@ -49,38 +50,39 @@ struct Inode {
       : id(id), src_dev(0), src_ino(0), type(type), dir_id(0), remote(true), ref(std::move(ref)) {}
 
   // The O_PATH handle of a local directory (never evicted).
-  int dir_fd() const { return fd_->get(); }
+  // Unlocked: a directory's handle is set once and never replaced.
+  int dir_fd() const NO_THREAD_SAFETY_ANALYSIS { return fd_->get(); }
   // The O_PATH handle of a local object, or nullptr if it was evicted to stay
   // within the descriptor budget (files only; see Filesystem::object_fd).
   std::shared_ptr<UniqueFd> handle() const {
-    std::lock_guard lock(mu_);
+    MutexLock lock(mu_);
     return fd_;
   }
   void set_handle(std::shared_ptr<UniqueFd> fd) {
-    std::lock_guard lock(mu_);
+    MutexLock lock(mu_);
     fd_ = std::move(fd);
   }
   std::shared_ptr<UniqueFd> drop_handle() {
-    std::lock_guard lock(mu_);
+    MutexLock lock(mu_);
     return std::move(fd_);
   }
   // Where a local file is in the store, to reopen an evicted handle.
   void set_place(uint64_t dir, std::string name) {
-    std::lock_guard lock(mu_);
+    MutexLock lock(mu_);
     place_dir_ = dir;
     place_name_ = std::move(name);
   }
   std::pair<uint64_t, std::string> place() const {
-    std::lock_guard lock(mu_);
+    MutexLock lock(mu_);
     return {place_dir_, place_name_};
   }
   // Remote: the attributes of the version this inode shows, as last seen.
   void set_remote_attr(const struct stat& st) {
-    std::lock_guard lock(mu_);
+    MutexLock lock(mu_);
     remote_attr_ = st;
   }
   struct stat remote_attr() const {
-    std::lock_guard lock(mu_);
+    MutexLock lock(mu_);
     return remote_attr_;
   }
 
@@ -114,11 +116,11 @@ struct Inode {
   uint64_t nlookup = 0;  // GUARDED_BY(InodeTable::mu_)
 
  private:
-  mutable std::mutex mu_;  // leaf lock
-  std::shared_ptr<UniqueFd> fd_;  // GUARDED_BY(mu_)
-  uint64_t place_dir_ = 0;        // GUARDED_BY(mu_)
-  std::string place_name_;        // GUARDED_BY(mu_)
-  struct stat remote_attr_ {};    // GUARDED_BY(mu_)
+  mutable Mutex mu_;  // leaf lock
+  std::shared_ptr<UniqueFd> fd_ GUARDED_BY(mu_);
+  uint64_t place_dir_ GUARDED_BY(mu_) = 0;
+  std::string place_name_ GUARDED_BY(mu_);
+  struct stat remote_attr_ GUARDED_BY(mu_) {};
 };
 
 // Maps FUSE node ids to inodes, and store identities (dev, ino) to node ids.
@@ -158,13 +160,13 @@ class InodeTable {
 
  private:
   size_t budget_ = SIZE_MAX;
-  std::mutex evict_mu_;                       // leaf lock
-  std::deque<std::weak_ptr<Inode>> open_order_;  // GUARDED_BY(evict_mu_)
-  mutable std::mutex mu_;
-  uint64_t next_id_ = 2;  // GUARDED_BY(mu_); 1 is FUSE_ROOT_ID
-  std::unordered_map<uint64_t, std::shared_ptr<Inode>> by_id_;       // GUARDED_BY(mu_)
-  std::map<std::pair<dev_t, ino_t>, uint64_t> by_src_;               // GUARDED_BY(mu_)
-  std::map<std::pair<uint64_t, uint64_t>, uint64_t> by_remote_;      // GUARDED_BY(mu_)
+  Mutex evict_mu_;                       // leaf lock
+  std::deque<std::weak_ptr<Inode>> open_order_ GUARDED_BY(evict_mu_);
+  mutable Mutex mu_;
+  uint64_t next_id_ GUARDED_BY(mu_) = 2;  // 1 is FUSE_ROOT_ID
+  std::unordered_map<uint64_t, std::shared_ptr<Inode>> by_id_ GUARDED_BY(mu_);
+  std::map<std::pair<dev_t, ino_t>, uint64_t> by_src_ GUARDED_BY(mu_);
+  std::map<std::pair<uint64_t, uint64_t>, uint64_t> by_remote_ GUARDED_BY(mu_);
 };
 
 }  // namespace dsdfs::fs

@@ -1,4 +1,5 @@
 // SPDX-License-Identifier: Apache-2.0
+#include "common/mutex.h"
 #include "daemon/locator.h"
 
 namespace dsdfs::fs {
@@ -11,7 +12,7 @@ std::string LocatorShard::key(uint64_t dir, std::string_view name) {
 
 Result<LocatorShard::Claim> LocatorShard::claim(uint64_t dir, std::string_view name, int rank,
                                                 uint32_t flags, int expect) {
-  std::lock_guard lock(mu_);
+  MutexLock lock(mu_);
   auto [it, inserted] = owners_.try_emplace(key(dir, name), (flags & kIsDir) ? kDirectory : rank);
   if (inserted) return Claim{ClaimResult::kNew, -1};
   int& owner = it->second;
@@ -37,7 +38,7 @@ Result<LocatorShard::Claim> LocatorShard::claim(uint64_t dir, std::string_view n
 }
 
 Result<int> LocatorShard::lookup(uint64_t dir, std::string_view name) {
-  std::lock_guard lock(mu_);
+  MutexLock lock(mu_);
   auto it = owners_.find(key(dir, name));
   if (it == owners_.end()) return Status::error(ENOENT);
   if (it->second != kDirectory && !is_alive_(it->second)) {
@@ -48,7 +49,7 @@ Result<int> LocatorShard::lookup(uint64_t dir, std::string_view name) {
 }
 
 bool LocatorShard::remove(uint64_t dir, std::string_view name, int owner) {
-  std::lock_guard lock(mu_);
+  MutexLock lock(mu_);
   auto it = owners_.find(key(dir, name));
   if (it == owners_.end() || it->second != owner) return false;
   owners_.erase(it);
@@ -56,7 +57,7 @@ bool LocatorShard::remove(uint64_t dir, std::string_view name, int owner) {
 }
 
 size_t LocatorShard::size() const {
-  std::lock_guard lock(mu_);
+  MutexLock lock(mu_);
   return owners_.size();
 }
 

@@ -8,6 +8,7 @@
 #include <string_view>
 #include <unordered_map>
 
+#include "common/mutex.h"
 #include "common/status.h"
 
 namespace dsdfs::fs {
@@ -49,8 +50,8 @@ class LocatorShard {
  private:
   static std::string key(uint64_t dir, std::string_view name);
   std::function<bool(int)> is_alive_;
-  mutable std::mutex mu_;
-  std::unordered_map<std::string, int> owners_;  // GUARDED_BY(mu_)
+  mutable Mutex mu_;
+  std::unordered_map<std::string, int> owners_ GUARDED_BY(mu_);
 };
 
 }  // namespace dsdfs::fs

@@ -1,6 +1,8 @@
 // SPDX-License-Identifier: Apache-2.0
 #pragma once
 
+#include "common/mutex.h"
+
 #include <cstddef>
 #include <cstdint>
 #include <deque>
@@ -21,7 +23,7 @@ class MovedFiles {
   static constexpr size_t kMax = 4096;
 
   void put(uint64_t gino, int new_owner) {
-    std::lock_guard lock(mu_);
+    MutexLock lock(mu_);
     if (to_.insert_or_assign(gino, new_owner).second) order_.push_back(gino);
     while (order_.size() > kMax) {
       to_.erase(order_.front());
@@ -29,16 +31,16 @@ class MovedFiles {
     }
   }
   std::optional<int> get(uint64_t gino) const {
-    std::lock_guard lock(mu_);
+    MutexLock lock(mu_);
     auto it = to_.find(gino);
     if (it == to_.end()) return std::nullopt;
     return it->second;
   }
 
  private:
-  mutable std::mutex mu_;
-  std::unordered_map<uint64_t, int> to_;  // GUARDED_BY(mu_)
-  std::deque<uint64_t> order_;            // GUARDED_BY(mu_): oldest first
+  mutable Mutex mu_;
+  std::unordered_map<uint64_t, int> to_ GUARDED_BY(mu_);
+  std::deque<uint64_t> order_ GUARDED_BY(mu_);  // oldest first
 };
 
 }  // namespace dsdfs::fs

@@ -1,4 +1,5 @@
 // SPDX-License-Identifier: Apache-2.0
+#include "common/mutex.h"
 #include "daemon/notifier.h"
 
 #include <linux/fuse.h>
@@ -25,7 +26,7 @@ Notifier::Notifier() : thread_([this] { run_at_boundary("notifier", [this] { run
 Notifier::~Notifier() { stop(); }
 
 void Notifier::set_session(struct fuse_session* se) {
-  std::unique_lock lock(session_mu_);
+  WriterLock lock(session_mu_);
   se_ = se;
 }
 
@@ -46,7 +47,7 @@ void Notifier::set_method(DirNotify wanted, unsigned kernel_minor) {
 
 void Notifier::stop() {
   {
-    std::lock_guard lock(mu_);
+    MutexLock lock(mu_);
     if (stop_) return;
     stop_ = true;
     items_.clear();
@@ -55,7 +56,7 @@ void Notifier::stop() {
   {
     // Waits for inline notifications in progress (they cannot block) and for
     // the thread's (it cannot block once the connection is aborted).
-    std::unique_lock lock(session_mu_);
+    WriterLock lock(session_mu_);
     se_ = nullptr;
   }
   thread_.join();
@@ -78,7 +79,7 @@ void Notifier::names_changed(const std::vector<std::pair<uint64_t, std::string>>
   if (method_.load() == DirNotify::kEpoch) {
     int rc;
     {
-      std::shared_lock lock(session_mu_);
+      ReaderLock lock(session_mu_);
       if (!se_) return;
       rc = send_inc_epoch_locked(se_);
     }
@@ -102,7 +103,7 @@ void Notifier::names_changed(const std::vector<std::pair<uint64_t, std::string>>
 
 void Notifier::dir_attrs_changed(uint64_t ino) {
   if (ino == 0) return;
-  std::shared_lock lock(session_mu_);
+  ReaderLock lock(session_mu_);
   if (!se_) return;
   // A negative offset: attributes only. The kernel then takes no inode lock
   // and no page lock (fuse_reverse_inval_inode), so this cannot block.
@@ -122,7 +123,7 @@ void Notifier::push(Item item, std::chrono::milliseconds wait) {
     done = item.done->get_future();
   }
   {
-    std::lock_guard lock(mu_);
+    MutexLock lock(mu_);
     if (stop_) return;
     items_.push_back(std::move(item));
   }
@@ -134,15 +135,18 @@ void Notifier::run() {
   while (true) {
     Item item;
     {
-      std::unique_lock lock(mu_);
-      cv_.wait(lock, [this] { return stop_ || !items_.empty(); });
+      UniqueMutexLock lock(mu_);
+      cv_.wait(lock, [this] {
+        mu_.assert_held();
+        return stop_ || !items_.empty();
+      });
       if (stop_) return;
       item = std::move(items_.front());
       items_.pop_front();
     }
     int rc = 0;
     {
-      std::shared_lock lock(session_mu_);
+      ReaderLock lock(session_mu_);
       if (se_) {
         // Either can wait in the kernel: the entry for the parent directory's
         // lock, the inode for page locks (see the class comment).

@@ -17,6 +17,7 @@
 #include <utility>
 #include <vector>
 
+#include "common/mutex.h"
 #include "daemon/options.h"
 
 namespace dsdfs::fs {
@@ -82,13 +83,13 @@ class Notifier {
 
   // Held shared while a notification is being sent inline, exclusively by
   // stop() to retire the session: so the session is never used after stop().
-  std::shared_mutex session_mu_;
-  struct fuse_session* se_ = nullptr;  // GUARDED_BY(session_mu_)
+  SharedMutex session_mu_;
+  struct fuse_session* se_ GUARDED_BY(session_mu_) = nullptr;
   std::atomic<DirNotify> method_{DirNotify::kEntry};
-  std::mutex mu_;
-  std::condition_variable cv_;
-  std::deque<Item> items_;  // GUARDED_BY(mu_)
-  bool stop_ = false;       // GUARDED_BY(mu_)
+  Mutex mu_;
+  std::condition_variable_any cv_;
+  std::deque<Item> items_ GUARDED_BY(mu_);
+  bool stop_ GUARDED_BY(mu_) = false;
   std::thread thread_;
 };
 

@@ -1,6 +1,8 @@
 // SPDX-License-Identifier: Apache-2.0
 #pragma once
 
+#include "common/mutex.h"
+
 #include <chrono>
 #include <condition_variable>
 #include <cstdint>
@@ -50,7 +52,7 @@ class PendingNames {
   Guard hold(uint64_t dir, std::string_view name) {
     std::string k = key(dir, name);
     {
-      std::lock_guard lock(mu_);
+      MutexLock lock(mu_);
       ++pending_[k];
     }
     return Guard(this, std::move(k));
@@ -60,14 +62,17 @@ class PendingNames {
   // was pending at the call (the caller should look again).
   bool wait_while_pending(uint64_t dir, std::string_view name, std::chrono::milliseconds limit) {
     std::string k = key(dir, name);
-    std::unique_lock lock(mu_);
+    UniqueMutexLock lock(mu_);
     if (pending_.find(k) == pending_.end()) return false;
-    cv_.wait_for(lock, limit, [&] { return pending_.find(k) == pending_.end(); });
+    cv_.wait_for(lock, limit, [&] {
+      mu_.assert_held();
+      return pending_.find(k) == pending_.end();
+    });
     return true;
   }
 
   bool pending(uint64_t dir, std::string_view name) const {
-    std::lock_guard lock(mu_);
+    MutexLock lock(mu_);
     return pending_.find(key(dir, name)) != pending_.end();
   }
 
@@ -79,16 +84,16 @@ class PendingNames {
   }
   void end(const std::string& k) {
     {
-      std::lock_guard lock(mu_);
+      MutexLock lock(mu_);
       auto it = pending_.find(k);
       if (it != pending_.end() && --it->second == 0) pending_.erase(it);
     }
     cv_.notify_all();
   }
 
-  mutable std::mutex mu_;
-  std::condition_variable cv_;
-  std::unordered_map<std::string, int> pending_;  // GUARDED_BY(mu_): creates in flight per name
+  mutable Mutex mu_;
+  std::condition_variable_any cv_;
+  std::unordered_map<std::string, int> pending_ GUARDED_BY(mu_);  // creates in flight per name
 };
 
 // Serialises, per name on this rank, a change that makes this rank a name's
@@ -98,13 +103,16 @@ class PendingNames {
 // is still another rank's, and cannot remove a file that has just become ours
 // again. Striped: names that share a stripe wait for each other briefly. No
 // RPC that can wait for another rank's NameLocks is made while one is held
-// (claims are answered in memory by the shard). Leaf locks.
+// (claims are answered in memory by the shard). Leaf locks. Outside the
+// compile-time lock analysis (common/mutex.h): the stripe is chosen at run
+// time, which it cannot follow.
+using NameLock = std::unique_lock<std::mutex>;
 class NameLocks {
  public:
-  std::unique_lock<std::mutex> lock(uint64_t dir, std::string_view name) {
+  NameLock lock(uint64_t dir, std::string_view name) {
     uint64_t h = 0xcbf29ce484222325ULL ^ dir;
     for (unsigned char c : name) h = (h ^ c) * 0x100000001b3ULL;
-    return std::unique_lock<std::mutex>(stripes_[h % kStripes]);
+    return NameLock(stripes_[h % kStripes]);
   }
 
  private:

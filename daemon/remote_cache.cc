@@ -1,4 +1,5 @@
 // SPDX-License-Identifier: Apache-2.0
+#include "common/mutex.h"
 #include "daemon/remote_cache.h"
 
 #include <fcntl.h>
@@ -21,7 +22,7 @@ CacheEntry::~CacheEntry() {
 }
 
 int64_t CacheEntry::first_missing(uint64_t first, uint64_t last) const {
-  std::lock_guard lock(mu_);
+  MutexLock lock(mu_);
   for (uint64_t c = first; c <= last && c < present_.size(); ++c) {
     if (present_[c] != kPresent) return static_cast<int64_t>(c);
   }
@@ -29,7 +30,7 @@ int64_t CacheEntry::first_missing(uint64_t first, uint64_t last) const {
 }
 
 uint64_t CacheEntry::claim_run(uint64_t first, uint64_t max) {
-  std::lock_guard lock(mu_);
+  MutexLock lock(mu_);
   uint64_t n = 0;
   while (n < max && first + n < present_.size() && present_[first + n] == kMissing) {
     present_[first + n] = kFetching;
@@ -39,19 +40,19 @@ uint64_t CacheEntry::claim_run(uint64_t first, uint64_t max) {
 }
 
 bool CacheEntry::present(uint64_t c) const {
-  std::lock_guard lock(mu_);
+  MutexLock lock(mu_);
   return c >= present_.size() || present_[c] == kPresent;
 }
 
 int CacheEntry::last_error() const {
-  std::lock_guard lock(mu_);
+  MutexLock lock(mu_);
   return last_error_;
 }
 
 void CacheEntry::finish_with(uint64_t first, uint64_t count, int err) {
   const bool ok = err == 0;
   {
-    std::lock_guard lock(mu_);
+    MutexLock lock(mu_);
     if (!ok) last_error_ = err;
     for (uint64_t c = first; c < first + count && c < present_.size(); ++c) {
       if (ok && present_[c] != kPresent) ++npresent_;
@@ -62,12 +63,15 @@ void CacheEntry::finish_with(uint64_t first, uint64_t count, int err) {
 }
 
 bool CacheEntry::wait_fetched(uint64_t c, std::chrono::milliseconds timeout) {
-  std::unique_lock lock(mu_);
-  return fetched_.wait_for(lock, timeout, [&] { return c >= present_.size() || present_[c] != kFetching; });
+  UniqueMutexLock lock(mu_);
+  return fetched_.wait_for(lock, timeout, [&] {
+    mu_.assert_held();
+    return c >= present_.size() || present_[c] != kFetching;
+  });
 }
 
 bool CacheEntry::complete() const {
-  std::lock_guard lock(mu_);
+  MutexLock lock(mu_);
   return npresent_ == present_.size();
 }
 
@@ -75,7 +79,7 @@ RemoteCache::RemoteCache(std::string dir) : dir_(std::move(dir)), reaper_([this]
 
 RemoteCache::~RemoteCache() {
   {
-    std::lock_guard lock(mu_);
+    MutexLock lock(mu_);
     stopping_ = true;
   }
   reap_.notify_all();
@@ -83,15 +87,17 @@ RemoteCache::~RemoteCache() {
 }
 
 void RemoteCache::retire(std::shared_ptr<CacheEntry> entry) {
-  // REQUIRES: mu_ held.
   retired_.push_back(std::move(entry));
   reap_.notify_one();
 }
 
 void RemoteCache::reaper_main() {
-  std::unique_lock lock(mu_);
+  UniqueMutexLock lock(mu_);
   for (;;) {
-    reap_.wait(lock, [this] { return stopping_ || !retired_.empty(); });
+    reap_.wait(lock, [this] {
+      mu_.assert_held();
+      return stopping_ || !retired_.empty();
+    });
     std::vector<std::shared_ptr<CacheEntry>> batch;
     batch.swap(retired_);
     lock.unlock();
@@ -103,7 +109,7 @@ void RemoteCache::reaper_main() {
 
 Result<std::shared_ptr<CacheEntry>> RemoteCache::open(uint64_t gino, uint64_t version, uint64_t size,
                                                       bool* hit) {
-  std::lock_guard lock(mu_);
+  MutexLock lock(mu_);
   auto it = entries_.find(gino);
   if (it != entries_.end()) {
     if (it->second->version() == version && it->second->size() == size) {
@@ -137,7 +143,7 @@ Result<std::shared_ptr<CacheEntry>> RemoteCache::open(uint64_t gino, uint64_t ve
 }
 
 void RemoteCache::drop(uint64_t gino) {
-  std::lock_guard lock(mu_);
+  MutexLock lock(mu_);
   if (auto it = entries_.find(gino); it != entries_.end()) {
     retire(std::move(it->second));
     entries_.erase(it);
@@ -147,7 +153,7 @@ void RemoteCache::drop(uint64_t gino) {
 size_t RemoteCache::evict_unused(uint64_t keep_gino) {
   std::vector<std::shared_ptr<CacheEntry>> evicted;
   {
-    std::lock_guard lock(mu_);
+    MutexLock lock(mu_);
     for (auto it = entries_.begin(); it != entries_.end();) {
       if (it->first != keep_gino && it->second.use_count() == 1) {
         evicted.push_back(std::move(it->second));
@@ -161,7 +167,7 @@ size_t RemoteCache::evict_unused(uint64_t keep_gino) {
 }
 
 void RemoteCache::drop(uint64_t gino, uint64_t version) {
-  std::lock_guard lock(mu_);
+  MutexLock lock(mu_);
   if (auto it = entries_.find(gino); it != entries_.end() && it->second->version() == version) {
     retire(std::move(it->second));
     entries_.erase(it);

@@ -12,6 +12,7 @@
 #include <unordered_map>
 #include <vector>
 
+#include "common/mutex.h"
 #include "common/status.h"
 #include "common/unique_fd.h"
 
@@ -66,11 +67,11 @@ class CacheEntry {
   std::atomic<bool> rma_failed_{false};
   bool discard_ = false;
   enum State : uint8_t { kMissing = 0, kFetching = 1, kPresent = 2 };
-  mutable std::mutex mu_;
-  std::condition_variable fetched_;
-  std::vector<uint8_t> present_;  // GUARDED_BY(mu_): State per chunk
-  uint64_t npresent_ = 0;      // GUARDED_BY(mu_)
-  int last_error_ = 0;         // GUARDED_BY(mu_)
+  mutable Mutex mu_;
+  std::condition_variable_any fetched_;
+  std::vector<uint8_t> present_ GUARDED_BY(mu_);  // State per chunk
+  uint64_t npresent_ GUARDED_BY(mu_) = 0;
+  int last_error_ GUARDED_BY(mu_) = 0;
 };
 
 // All cached remote files of this rank, one version per file: a newer
@@ -94,16 +95,16 @@ class RemoteCache {
 
  private:
   // Hands a displaced entry to the reaper (it may still be in use).
-  void retire(std::shared_ptr<CacheEntry> entry);
+  void retire(std::shared_ptr<CacheEntry> entry) REQUIRES(mu_);
   void reaper_main();
 
   const std::string dir_;
-  std::mutex mu_;
-  std::unordered_map<uint64_t, std::shared_ptr<CacheEntry>> entries_;  // GUARDED_BY(mu_)
-  std::vector<std::shared_ptr<CacheEntry>> retired_;                  // GUARDED_BY(mu_)
-  uint64_t files_made_ = 0;                                            // GUARDED_BY(mu_): cache file names
-  bool stopping_ = false;                                              // GUARDED_BY(mu_)
-  std::condition_variable reap_;
+  Mutex mu_;
+  std::unordered_map<uint64_t, std::shared_ptr<CacheEntry>> entries_ GUARDED_BY(mu_);
+  std::vector<std::shared_ptr<CacheEntry>> retired_ GUARDED_BY(mu_);
+  uint64_t files_made_ GUARDED_BY(mu_) = 0;  // cache file names
+  bool stopping_ GUARDED_BY(mu_) = false;
+  std::condition_variable_any reap_;
   std::thread reaper_;
 };
 

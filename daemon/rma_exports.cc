@@ -1,4 +1,5 @@
 // SPDX-License-Identifier: Apache-2.0
+#include "common/mutex.h"
 #include "daemon/rma_exports.h"
 
 #include <sys/mman.h>
@@ -19,7 +20,7 @@ struct RmaExports::Entry {
 };
 
 RmaExports::~RmaExports() {
-  std::lock_guard lock(mu_);
+  MutexLock lock(mu_);
   by_key_.clear();
 }
 
@@ -28,7 +29,7 @@ Result<RmaExports::Export> RmaExports::get_or_create(uint64_t gino, uint64_t ver
   if (size == 0) return Status::error(EINVAL, "empty file");
   const std::pair<uint64_t, uint64_t> key{gino, version};
   {
-    std::lock_guard lock(mu_);
+    MutexLock lock(mu_);
     if (auto it = by_key_.find(key); it != by_key_.end()) {
       lru_.remove(key);
       lru_.push_front(key);
@@ -47,7 +48,7 @@ Result<RmaExports::Export> RmaExports::get_or_create(uint64_t gino, uint64_t ver
              std::vector<uint8_t>(entry->region->rkey().begin(), entry->region->rkey().end())};
   std::vector<std::shared_ptr<Entry>> evicted;  // released outside the lock
   {
-    std::lock_guard lock(mu_);
+    MutexLock lock(mu_);
     // Older versions of the same file are obsolete.
     for (auto it = by_key_.lower_bound({gino, 0}); it != by_key_.end() && it->first.first == gino;) {
       lru_.remove(it->first);
@@ -68,7 +69,7 @@ Result<RmaExports::Export> RmaExports::get_or_create(uint64_t gino, uint64_t ver
 
 void RmaExports::drop(uint64_t gino) {
   std::vector<std::shared_ptr<Entry>> evicted;
-  std::lock_guard lock(mu_);
+  MutexLock lock(mu_);
   for (auto it = by_key_.lower_bound({gino, 0}); it != by_key_.end() && it->first.first == gino;) {
     lru_.remove(it->first);
     evicted.push_back(std::move(it->second));

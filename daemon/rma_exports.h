@@ -8,6 +8,7 @@
 #include <mutex>
 #include <vector>
 
+#include "common/mutex.h"
 #include "common/status.h"
 
 namespace dsdfs::rdma {
@@ -44,9 +45,9 @@ class RmaExports {
  private:
   struct Entry;
   rdma::Transport* const transport_;
-  std::mutex mu_;
-  std::map<std::pair<uint64_t, uint64_t>, std::shared_ptr<Entry>> by_key_;  // GUARDED_BY(mu_)
-  std::list<std::pair<uint64_t, uint64_t>> lru_;                          // GUARDED_BY(mu_)
+  Mutex mu_;
+  std::map<std::pair<uint64_t, uint64_t>, std::shared_ptr<Entry>> by_key_ GUARDED_BY(mu_);
+  std::list<std::pair<uint64_t, uint64_t>> lru_ GUARDED_BY(mu_);
 };
 
 }  // namespace dsdfs::fs

@@ -11,6 +11,7 @@
 #include <utility>
 #include <vector>
 
+#include "common/mutex.h"
 #include "common/unique_fd.h"
 
 namespace dsdfs::fs {
@@ -39,7 +40,7 @@ class WriteFds {
   explicit WriteFds(std::chrono::milliseconds idle = kIdle) : idle_(idle), sweeper_([this] { sweeper_main(); }) {}
   ~WriteFds() {
     {
-      std::lock_guard lock(mu_);
+      MutexLock lock(mu_);
       stopping_ = true;
     }
     cv_.notify_all();
@@ -49,7 +50,7 @@ class WriteFds {
   WriteFds& operator=(const WriteFds&) = delete;
 
   Fd get(uint64_t gino, bool append) {
-    std::lock_guard lock(mu_);
+    MutexLock lock(mu_);
     auto it = fds_.find({gino, append});
     if (it == fds_.end()) return nullptr;
     it->second.last_used = Clock::now();
@@ -58,7 +59,7 @@ class WriteFds {
 
   // Either mode's fd of gino (without touching its last use), or null.
   Fd get_any(uint64_t gino) {
-    std::lock_guard lock(mu_);
+    MutexLock lock(mu_);
     for (bool append : {true, false}) {
       if (auto it = fds_.find({gino, append}); it != fds_.end()) return it->second.fd;
     }
@@ -67,7 +68,7 @@ class WriteFds {
 
   void put(uint64_t gino, bool append, Fd fd) {
     std::vector<Fd> closing;
-    std::lock_guard lock(mu_);
+    MutexLock lock(mu_);
     if (!caching_) return;
     auto& e = fds_[{gino, append}];
     if (e.fd) closing.push_back(std::move(e.fd));
@@ -89,7 +90,7 @@ class WriteFds {
   // for the inode): closing there would wait for the inode's writeback,
   // which waits for that request: a deadlock.
   void drop(uint64_t gino) {
-    std::lock_guard lock(mu_);
+    MutexLock lock(mu_);
     for (bool append : {false, true}) {
       if (auto it = fds_.find({gino, append}); it != fds_.end()) {
         to_close_.push_back(std::move(it->second.fd));
@@ -105,7 +106,7 @@ class WriteFds {
     std::map<std::pair<uint64_t, bool>, Entry> all;
     std::vector<Fd> dropped;
     {
-      std::lock_guard lock(mu_);
+      MutexLock lock(mu_);
       caching_ = false;
       all.swap(fds_);
       dropped.swap(to_close_);
@@ -120,7 +121,7 @@ class WriteFds {
   }
 
   size_t size() {
-    std::lock_guard lock(mu_);
+    MutexLock lock(mu_);
     return fds_.size();
   }
 
@@ -132,7 +133,7 @@ class WriteFds {
   };
 
   void sweeper_main() {
-    std::unique_lock lock(mu_);
+    UniqueMutexLock lock(mu_);
     while (!stopping_) {
       if (!to_close_.empty()) {
         std::vector<Fd> dropped;
@@ -165,12 +166,12 @@ class WriteFds {
   }
 
   const std::chrono::milliseconds idle_;
-  std::mutex mu_;
-  std::condition_variable cv_;
-  std::map<std::pair<uint64_t, bool>, Entry> fds_;  // GUARDED_BY(mu_)
-  std::vector<Fd> to_close_;                        // GUARDED_BY(mu_): dropped, closed by the sweeper
-  bool caching_ = true;                             // GUARDED_BY(mu_)
-  bool stopping_ = false;                           // GUARDED_BY(mu_)
+  Mutex mu_;
+  std::condition_variable_any cv_;
+  std::map<std::pair<uint64_t, bool>, Entry> fds_ GUARDED_BY(mu_);
+  std::vector<Fd> to_close_ GUARDED_BY(mu_);  // dropped, closed by the sweeper
+  bool caching_ GUARDED_BY(mu_) = true;
+  bool stopping_ GUARDED_BY(mu_) = false;
   std::thread sweeper_;  // last: starts once the members above exist
 };
 

@@ -1,4 +1,5 @@
 // SPDX-License-Identifier: Apache-2.0
+#include "common/mutex.h"
 #include "rdma/submit_queue.h"
 
 #include "common/log.h"
@@ -6,7 +7,7 @@
 namespace dsdfs::rdma {
 
 bool SubmitQueue::push(Task* task) {
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(mu_);
   if (closed_) return false;
   tasks_.push_back(std::move(*task));
   // Signal under the lock: close() cannot complete (and the worker cannot be
@@ -20,14 +21,14 @@ bool SubmitQueue::push(Task* task) {
 }
 
 std::deque<SubmitQueue::Task> SubmitQueue::take_all() {
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(mu_);
   std::deque<Task> out;
   out.swap(tasks_);
   return out;
 }
 
 void SubmitQueue::close() {
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(mu_);
   closed_ = true;
 }
 

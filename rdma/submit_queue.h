@@ -1,6 +1,8 @@
 // SPDX-License-Identifier: Apache-2.0
 #pragma once
 
+#include "common/mutex.h"
+
 #include <ucp/api/ucp.h>
 
 #include <deque>
@@ -37,7 +39,7 @@ class SubmitQueue {
   void close();
 
  private:
-  std::mutex mu_;
+  Mutex mu_;
   std::deque<Task> tasks_;  // guarded by mu_
   bool closed_ = false;     // guarded by mu_
   ucp_worker_h const worker_;

@@ -1,5 +1,6 @@
 // SPDX-License-Identifier: Apache-2.0
 // Transport lifecycle and the progress loop.
+#include "common/mutex.h"
 #include "rdma/transport.h"
 
 #include <poll.h>
@@ -116,7 +117,7 @@ Status Transport::init() {
 Transport::~Transport() {
   bool forgot;
   {
-    std::lock_guard<std::mutex> lock(shutdown_mu_);
+    MutexLock lock(shutdown_mu_);
     forgot = !shut_down_;
   }
   if (forgot) {
@@ -138,22 +139,22 @@ Status Transport::run_on_progress_thread(std::function<void()> fn) {
     return err == 0 ? Status::ok() : Status::error(err, "progress task failed");
   }
   struct Done {
-    std::mutex mu;
-    std::condition_variable cv;
+    Mutex mu;
+    std::condition_variable_any cv;
     bool done = false;
     int err = 0;
   };
   auto state = std::make_shared<Done>();
   bool queued = submit([fn = std::move(fn), state] {
     int err = run_at_boundary("rdma progress task", fn);
-    std::lock_guard<std::mutex> lock(state->mu);
+    MutexLock lock(state->mu);
     state->done = true;
     state->err = err;
     state->cv.notify_all();
   });
   if (!queued) return Status::error(EIO, "transport is shut down");
   auto bound = std::max(options_.default_timeout, options_.shutdown_timeout) + kWaitGrace;
-  std::unique_lock<std::mutex> lock(state->mu);
+  UniqueMutexLock lock(state->mu);
   if (!state->cv.wait_for(lock, bound, [&] { return state->done; })) {
     DSDFS_ERROR("progress thread did not run a task within %lld ms; is a handler blocking?",
                 static_cast<long long>(bound.count()));
@@ -319,7 +320,7 @@ void Transport::shutdown_impl(bool graceful) {
     DSDFS_ERROR("INTERNAL ERROR: Transport::shutdown() called on the progress thread");
     return;
   }
-  std::lock_guard<std::mutex> lock(shutdown_mu_);
+  MutexLock lock(shutdown_mu_);
   if (shut_down_) return;
   shut_down_ = true;
   if (progress_thread_.joinable()) {

@@ -18,6 +18,7 @@
 #include <unordered_map>
 #include <vector>
 
+#include "common/mutex.h"
 #include "common/status.h"
 #include "rdma/endpoint_table.h"
 #include "rdma/log_limiter.h"
@@ -309,7 +310,7 @@ class Transport {
   LogLimiter arm_error_log_;
 
   // Shutdown and thread control.
-  std::mutex shutdown_mu_;
+  Mutex shutdown_mu_;
   bool shut_down_ = false;  // guarded by shutdown_mu_
   std::atomic<bool> stop_{false};
   std::atomic<std::thread::id> progress_id_{};

@@ -10,6 +10,7 @@
 #include <mutex>
 #include <vector>
 
+#include "common/mutex.h"
 #include "rdma/transport.h"
 
 namespace dsdfs::rdma {
@@ -52,8 +53,8 @@ struct Transport::PendingGet {
   std::function<void(Status)> done_cb;
   std::shared_ptr<void> keepalive;
 
-  std::mutex mu;  // leaf lock
-  std::condition_variable cv;
+  Mutex mu;  // leaf lock
+  std::condition_variable_any cv;
   bool done = false;  // guarded by mu
   Status status;      // guarded by mu
 };

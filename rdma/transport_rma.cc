@@ -4,6 +4,7 @@
 #include <cstdlib>
 #include <string>
 
+#include "common/mutex.h"
 #include "common/log.h"
 #include "common/noexcept_boundary.h"
 #include "rdma/rma_probe.h"
@@ -55,7 +56,7 @@ Status Transport::get(int rank, uint64_t remote_addr, std::span<const uint8_t> r
   auto op = new_get(rank, local, len, timeout);
   if (!queue_get(op, remote_addr, rkey)) return Status::error(EIO, "get: transport is shut down");
 
-  std::unique_lock<std::mutex> lock(op->mu);
+  UniqueMutexLock lock(op->mu);
   if (!op->cv.wait_for(lock, timeout + kWaitGrace, [&] { return op->done; })) {
     // Only reachable if UCX did not complete the get after its endpoint was
     // force-closed (or the progress thread is stuck). UCX may still write
@@ -149,7 +150,7 @@ void Transport::complete_get(PendingGet& op, Status s) {
     run_at_boundary("rdma get callback", [&] { cb(std::move(s)); });
     return;
   }
-  std::lock_guard<std::mutex> lock(op.mu);
+  MutexLock lock(op.mu);
   op.status = std::move(s);
   op.done = true;
   op.cv.notify_all();

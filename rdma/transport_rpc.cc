@@ -7,6 +7,7 @@
 #include <optional>
 #include <string>
 
+#include "common/mutex.h"
 #include "common/log.h"
 #include "common/noexcept_boundary.h"
 #include "rdma/status_map.h"
@@ -107,14 +108,14 @@ Transport::CallResult Transport::call(int rank, uint16_t op, std::span<const uin
     return Status::error(EDEADLK, "blocking call on the progress thread");
   }
   struct Waiter {
-    std::mutex mu;  // leaf lock
-    std::condition_variable cv;
+    Mutex mu;  // leaf lock
+    std::condition_variable_any cv;
     std::optional<CallResult> result;
     std::atomic<bool> done{false};
   };
   auto w = std::make_shared<Waiter>();
   call_async(rank, op, payload, timeout, [w](CallResult r) {
-    std::lock_guard<std::mutex> lock(w->mu);
+    MutexLock lock(w->mu);
     w->result.emplace(std::move(r));
     w->done.store(true, std::memory_order_release);
     w->cv.notify_all();
@@ -125,7 +126,7 @@ Transport::CallResult Transport::call(int rank, uint16_t op, std::span<const uin
        !w->done.load(std::memory_order_acquire) && Clock::now() < spin_end;) {
     std::this_thread::yield();
   }
-  std::unique_lock<std::mutex> lock(w->mu);
+  UniqueMutexLock lock(w->mu);
   // The progress thread enforces the timeout; the grace only guards against
   // a progress thread that is itself stuck.
   if (!w->cv.wait_for(lock, timeout + kWaitGrace, [&] { return w->result.has_value(); })) {
@@ -143,8 +144,8 @@ std::vector<Transport::CallResult> Transport::call_many(std::span<const int> ran
                                    Status::error(EDEADLK, "blocking call on the progress thread"));
   }
   struct Waiter {
-    std::mutex mu;  // leaf lock
-    std::condition_variable cv;
+    Mutex mu;  // leaf lock
+    std::condition_variable_any cv;
     std::vector<std::optional<CallResult>> results;
     size_t remaining = 0;
   };
@@ -153,12 +154,12 @@ std::vector<Transport::CallResult> Transport::call_many(std::span<const int> ran
   w->remaining = ranks.size();
   for (size_t i = 0; i < ranks.size(); ++i) {
     call_async(ranks[i], op, payload, timeout, [w, i](CallResult r) {
-      std::lock_guard<std::mutex> lock(w->mu);
+      MutexLock lock(w->mu);
       w->results[i].emplace(std::move(r));
       if (--w->remaining == 0) w->cv.notify_all();
     });
   }
-  std::unique_lock<std::mutex> lock(w->mu);
+  UniqueMutexLock lock(w->mu);
   if (!w->cv.wait_for(lock, timeout + kWaitGrace, [&] { return w->remaining == 0; })) {
     DSDFS_ERROR("call_many(op %u): no completion from the progress thread", op);
   }

@@ -18,8 +18,8 @@
 set -euo pipefail
 
 PACKAGES=(
-  # build
-  build-essential pkg-config meson ninja-build python3
+  # build (clang: the compile-time lock check, scripts/check-locks.sh)
+  build-essential pkg-config meson ninja-build python3 clang
   # libraries the code links against
   libfuse3-dev libucx-dev libopenmpi-dev libhwloc-dev libibverbs-dev
   librdmacm-dev libgtest-dev libpmix-dev

@@ -12,6 +12,8 @@
 #   6. ninja -C build-test
 #   7. DSDFS_REQUIRE_ALL=1 meson test -C build-test --print-errorlogs
 #      --num-processes 1               (suites unit, e2e, mpi)
+#   8. scripts/check-locks.sh          clang -Wthread-safety build (build-clang)
+#   9. scripts/check-sanitizers.sh     unit tests under ASan + UBSan (build-asan)
 #
 # The run fails if the build fails, if any test fails, times out or is
 # SKIPPED (build-test/meson-logs/testlog.json, read by testlog-summary.py),
@@ -119,6 +121,18 @@ if [[ -s "$log" ]]; then
 else
   say "no $log: meson test ran no test"
 fi
+
+# --- compile-time lock check and sanitizers ----------------------------------------------
+# clang -Wthread-safety over every annotated lock (common/mutex.h), and the unit
+# tests under AddressSanitizer + UndefinedBehaviorSanitizer. One result each.
+for check in check-locks check-sanitizers; do
+  if timeout -k 30 900 "$here/$check.sh"; then
+    passed=$((passed + 1))
+  else
+    say "FAIL: $check"
+    failed=$((failed + 1))
+  fi
+done
 
 # --- the RDMA variant ------------------------------------------------------------------
 # The multi-rank tests once more over verbs, where libibverbs lists a device
