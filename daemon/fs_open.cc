@@ -64,10 +64,13 @@ int Filesystem::open_remote_handle(int owner, uint64_t dir, const std::string& n
     // Small files come whole with the open, in one request, so that a reader
     // sees one version (the owner made its bytes up to the size it reported
     // complete on disk: on_file_stat); an open handle keeps its bytes even if
-    // the owner drops the file right after. A file that shrank since the
-    // stat gives ESTALE, and the caller looks again.
+    // the owner drops the file right after. A file that shrank or was
+    // replaced since the stat gives ESTALE, and the caller looks again. Also
+    // on a cache hit: the entry may still be being fetched by an earlier
+    // open, whose fetch can fail that way (the reads of this handle would
+    // then fail with EIO, on a file opened after the version it shows).
     uint64_t chunks = (h->cache->size() + CacheEntry::kChunk - 1) / CacheEntry::kChunk;
-    if (!hit && chunks > 0 && chunks <= kPrefetchChunks) {
+    if (chunks > 0 && chunks <= kPrefetchChunks && !h->cache->complete()) {
       fetch_ahead(*h, 0, chunks);
       if (int err = wait_chunks(*h, 0, chunks - 1)) return err;
     }

@@ -432,7 +432,10 @@ Cluster::Reply Filesystem::on_file_drop(int source, const msg::Drop& m) {
     // follow it to its new owner (remote_write).
     if (reason == kDropMoved) moved_.put(global_ino(st.st_ino), source);
     if (uint64_t id = inodes_.find_local(st.st_dev, st.st_ino)) {
-      if (auto inode = inodes_.get(id)) inode->gone.store(true);
+      // Moved: its bytes live on elsewhere, and handles here fail (writes
+      // would be lost). Replaced by a rename: this is a local rename over an
+      // open file, whose handles keep the old file (the store fd stays).
+      if (auto inode = inodes_.get(id); inode && reason == kDropMoved) inode->gone.store(true);
       notifier_.inode(id);
     }
   }
