@@ -49,6 +49,7 @@ enum class Op : uint16_t {
   // 17: unused (an unmap request of protocol 1; exports go with the file).
   kFileTruncate = 18,  // to the owner: `>` of its file; truncate it there if it is open, else give it away
   kFileLink = 19,      // to the owner: link its file under another name (the new name is its too)
+  kFileFind = 20,      // to the owner: which name in a directory holds this file now (after a rename)
 };
 
 // The ranks of the job and the RPCs between them, above rdma::Transport.

@@ -245,6 +245,7 @@ class Filesystem {
   Cluster::Reply on_file_map(int source, const msg::Map& m);
   Cluster::Reply on_file_truncate(int source, const msg::Truncate& m);
   Cluster::Reply on_file_link(int source, const msg::Link& m);
+  Cluster::Reply on_file_find(int source, const msg::Find& m);
   // Owner side of another rank's unlink, rename, link or drop: the change is
   // made in the store directly, never through our own mount, where it would
   // wait for directory locks that FUSE requests on this mount hold while they

@@ -85,6 +85,18 @@ void Filesystem::create(fuse_req_t req, fuse_ino_t parent, const char* name, mod
 int Filesystem::open_moved(const Inode& inode, uint64_t dir, const std::string& name, int owner_hint,
                            struct fuse_file_info* fi) {
   auto opened = open_name(dir, name, owner_hint, fi->flags, 0644, /*create=*/false);
+  // The path walk found this file, and a rename took it from that name
+  // before this open: it is still that file under its new name (a local file
+  // system opens what the walk found, too). Ask its owner where it is now,
+  // a few times if renames keep moving it.
+  for (int round = 0; !opened && opened.err() == ENOENT && inode.remote && round < 8; ++round) {
+    auto r = cluster_->call(inode.ref.owner, Op::kFileFind, msg::encode(msg::Find{dir, inode.ref.gino}));
+    msg::Name now;
+    if (!r || !msg::decode(r.value(), &now) || now.dir != dir) break;  // gone: unlinked or moved
+    auto again = open_name(dir, now.name, inode.ref.owner, fi->flags, 0644, /*create=*/false);
+    if (again && static_cast<uint64_t>(again->st.st_ino) != inode.ref.gino) break;  // another file took the name
+    opened = std::move(again);
+  }
   if (!opened) {
     // The name is gone: ESTALE makes the kernel look the path up again, which
     // answers ENOENT (or, for O_CREAT, creates it).

@@ -69,6 +69,7 @@ void Filesystem::register_rpcs() {
   reg(Op::kFileMap, &Filesystem::on_file_map);
   reg(Op::kFileTruncate, &Filesystem::on_file_truncate);
   reg(Op::kFileLink, &Filesystem::on_file_link);
+  reg(Op::kFileFind, &Filesystem::on_file_find);
   // Reads answer with borrowed bytes: the buffer goes out without a copy.
   cluster_->register_raw_handler(Op::kFileRead, [this](int, std::span<const uint8_t> p, rdma::Responder r) {
     auto buf = read_buffers_->get();
@@ -371,6 +372,30 @@ Cluster::Reply Filesystem::on_file_link(int, const msg::Link& m) {
   if (err) return Status::error(err, "link");
   kernel_attrs_changed(st.st_dev, st.st_ino);  // its link count
   return on_file_stat(rank_, m.to);
+}
+
+Cluster::Reply Filesystem::on_file_find(int, const msg::Find& m) {
+  // Scans the directory: only asked when an open lost a race with a rename
+  // of the file it looked up (Filesystem::open_moved).
+  auto dfd = local_dir(m.dir);
+  if (!dfd) return Status::error(ENOENT, "unknown directory");
+  int fd = ::openat(dfd->get(), ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  if (fd < 0) return Status::from_errno("find");
+  DIR* dp = ::fdopendir(fd);
+  if (!dp) {
+    ::close(fd);
+    return Status::from_errno("find");
+  }
+  std::string found;
+  while (struct dirent* d = ::readdir(dp)) {
+    if (d->d_type != DT_DIR && global_ino(d->d_ino) == m.gino) {
+      found = d->d_name;
+      break;
+    }
+  }
+  ::closedir(dp);
+  if (found.empty()) return Status::error(ENOENT);
+  return msg::encode(msg::Name{m.dir, found});
 }
 
 Cluster::Reply Filesystem::on_file_readlink(int, const msg::Name& m) {

@@ -298,6 +298,16 @@ struct MadeDir {
   bool get(WireReader& r) { return r.u64(&dir) && dir != 0; }
 };
 
+// kFileFind: the name in directory `dir` that holds the owner's file gino
+// now (answered with a Name; ENOENT: none).
+struct Find {
+  static constexpr const char* kName = "Find";
+  uint64_t dir = 0;
+  uint64_t gino = 0;
+  void put(WireWriter& w) const { w.u64(dir).u64(gino); }
+  bool get(WireReader& r) { return r.u64(&dir) && r.u64(&gino) && gino != 0; }
+};
+
 // kDirList: the files a rank owns in directory `dir`.
 struct DirList {
   static constexpr const char* kName = "DirList";
@@ -360,6 +370,7 @@ inline constexpr OpMessages kOpMessages[] = {
     {16, "FileSetattr", Setattr::kName, Stat::kName},
     {18, "FileTruncate", Truncate::kName, TruncateReply::kName},
     {19, "FileLink", Link::kName, Stat::kName},
+    {20, "FileFind", Find::kName, Name::kName},
 };
 
 }  // namespace dsdfs::fs::msg

@@ -479,6 +479,57 @@ TEST(SameName, AnOpenFileReplacedByARenameFromAnotherNodeKeepsItsBytes) {
   EXPECT_EQ(now, std::string(1000, 'n')) << "the name shows the new file";
 }
 
+// Opens from other nodes of a name that a process on the owner's node renames back and forth
+// (a -> b -> a): each open succeeds or fails with ENOENT (the name was absent at that moment),
+// never ESTALE. An open whose file was renamed away between the kernel's lookup and the open
+// follows it to its new name (kFileFind), as a local file system opens what the path walk
+// found. Before the fix the open answered ESTALE; the kernel retries once, and a second rename
+// in that window reached the application (hundreds per minute with this loop).
+TEST(SameName, OpensOfAFileBeingRenamedNeverFailWithESTALE) {
+  constexpr auto kRun = std::chrono::seconds(6);
+  Cluster c(with_ranks(kRanks));
+  ASSERT_TRUE(c.start());
+  ASSERT_TRUE(write_file(c.path(0, "a"), std::string(100, 'x')));
+  std::atomic<bool> stop{false};
+  std::atomic<int> opened{0}, absent{0}, estale{0};
+  Failures failures;
+  std::vector<std::thread> threads;
+  threads.emplace_back([&] {
+    while (!stop.load()) {
+      if (::rename(c.path(0, "a").c_str(), c.path(0, "b").c_str()) != 0 ||
+          ::rename(c.path(0, "b").c_str(), c.path(0, "a").c_str()) != 0) {
+        failures.add("rename: " + errno_text(errno));
+        return;
+      }
+    }
+  });
+  for (int r = 1; r < kRanks; ++r) {
+    for (const char* name : {"a", "b"}) {
+      threads.emplace_back([&, r, name] {
+        while (!stop.load()) {
+          int fd = ::open(c.path(r, name).c_str(), O_RDONLY | O_CLOEXEC);
+          if (fd >= 0) {
+            ::close(fd);
+            opened.fetch_add(1);
+          } else if (errno == ENOENT) {
+            absent.fetch_add(1);
+          } else if (errno == ESTALE) {
+            estale.fetch_add(1);
+          } else {
+            failures.add(std::string("open of ") + name + ": " + errno_text(errno));
+          }
+        }
+      });
+    }
+  }
+  std::this_thread::sleep_for(kRun);
+  stop.store(true);
+  for (auto& t : threads) t.join();
+  failures.report();
+  EXPECT_EQ(estale.load(), 0) << "of " << (opened.load() + absent.load() + estale.load()) << " opens";
+  EXPECT_GT(opened.load(), 100) << "the race was not exercised";
+}
+
 // Hard links from any rank for any file: the new name belongs to the file's owner, and every
 // rank agrees on st_ino and st_nlink; one file under every name, through the cache too.
 TEST(HardLinks, FromEveryRankTheNewNameIsTheOwnersAndEveryRankAgrees) {

@@ -63,6 +63,7 @@ TEST(Messages, EveryRequestAndReplyRoundTripsAndRefusesTruncation) {
   expect_framing(TruncateReply{true, {st, 99}});
   expect_framing(Link{{7, "a"}, 42, {8, "b"}});
   expect_framing(MadeDir{(uint64_t{1} << 48) | 3});
+  expect_framing(Find{7, 42});
   expect_framing(DirList{7});
   expect_framing(DirListReply{{{"a", DT_REG, 1}, {"b", DT_LNK, 2}}});
   expect_framing(DirListReply{});
@@ -89,6 +90,7 @@ TEST(Messages, FieldsOutOfRangeAreRefused) {
   EXPECT_TRUE(refused(Drop{{7, "f"}, 1, 42, 2}));
   EXPECT_TRUE(refused(Setattr{{7, "f"}, 42, 1, 0, 0, 0, -1, 0, 0, 0, 0}));  // negative size
   EXPECT_TRUE(refused(MadeDir{0}));
+  EXPECT_TRUE(refused(Find{7, 0}));
   EXPECT_TRUE(refused(DirListReply{{{"a/b", DT_REG, 1}}}));
   // An append flag other than 0 or 1.
   std::vector<uint8_t> w = encode(Write{{7, "f"}, 42, true, 0, {}});
@@ -120,14 +122,15 @@ TEST(Messages, AWriteHeaderFollowedByItsBytesIsTheWholeMessage) {
 // docs/architecture.md's wire table names, for every op, the same request and reply
 // messages as kOpMessages, and kOpMessages's numbers are Op's.
 TEST(Messages, TheWireTableInTheDocsListsEveryOpWithItsMessages) {
-  static_assert(static_cast<uint16_t>(Op::kDirMutate) == 1 && static_cast<uint16_t>(Op::kFileLink) == 19);
+  static_assert(static_cast<uint16_t>(Op::kDirMutate) == 1 && static_cast<uint16_t>(Op::kFileFind) == 20);
   const std::map<std::string, Op> ops = {
       {"DirMutate", Op::kDirMutate},       {"DirApply", Op::kDirApply},     {"LocClaim", Op::kLocClaim},
       {"LocLookup", Op::kLocLookup},       {"LocRemove", Op::kLocRemove},   {"OwnFind", Op::kOwnFind},
       {"FileStat", Op::kFileStat},         {"FileRead", Op::kFileRead},     {"FileWrite", Op::kFileWrite},
       {"DirList", Op::kDirList},           {"FileUnlink", Op::kFileUnlink}, {"FileRename", Op::kFileRename},
       {"FileDrop", Op::kFileDrop},         {"FileReadlink", Op::kFileReadlink}, {"FileMap", Op::kFileMap},
-      {"FileSetattr", Op::kFileSetattr},   {"FileTruncate", Op::kFileTruncate}, {"FileLink", Op::kFileLink}};
+      {"FileSetattr", Op::kFileSetattr},   {"FileTruncate", Op::kFileTruncate}, {"FileLink", Op::kFileLink},
+      {"FileFind", Op::kFileFind}};
   std::ifstream in(std::string(DSDFS_SOURCE_ROOT) + "/docs/architecture.md");
   ASSERT_TRUE(in) << "docs/architecture.md not found under " << DSDFS_SOURCE_ROOT;
   std::stringstream text;

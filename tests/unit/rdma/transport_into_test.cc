@@ -3,6 +3,8 @@
 // buffer (call_into_async), replies sent from borrowed bytes, and get_async.
 #include <gtest/gtest.h>
 
+#include <algorithm>
+
 #include <cerrno>
 #include <condition_variable>
 #include <cstring>
@@ -85,7 +87,7 @@ TEST(TransportInto, RepliesLandInTheCallersBuffer) {
     ASSERT_TRUE(r.is_ok()) << n << ": " << r.status().to_string();
     EXPECT_EQ(r.value(), n);
     auto want = pattern(n, 9);
-    EXPECT_EQ(0, std::memcmp(dst->data(), want.data(), n)) << n << " bytes corrupted";
+    EXPECT_TRUE(std::equal(want.begin(), want.end(), dst->begin())) << n << " bytes corrupted";
     EXPECT_EQ((*dst)[n], 0xee) << "written past the reply";
   }
   testing::shutdown_all(ts);
