@@ -14,6 +14,7 @@
 #include <algorithm>
 #include <cinttypes>
 #include <cstring>
+#include <functional>
 
 #include "common/hash.h"
 #include "common/log.h"
@@ -30,6 +31,23 @@ namespace {
 // How far past a served read the owner asks its kernel to read ahead: what a
 // sequential reader keeps in flight (fs_remote.cc: 16 chunks of 1 MiB).
 constexpr uint64_t kOwnerReadahead = 16 * CacheEntry::kChunk;
+
+// Calls fn for each entry of the store directory dir_fd until it returns
+// false (without "." and ".." filtered: callers skip directories).
+Status for_each_entry(int dir_fd, const char* what, const std::function<bool(const struct dirent&)>& fn) {
+  int fd = ::openat(dir_fd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  if (fd < 0) return Status::from_errno(what);
+  DIR* dp = ::fdopendir(fd);
+  if (!dp) {
+    ::close(fd);
+    return Status::from_errno(what);
+  }
+  while (struct dirent* d = ::readdir(dp)) {
+    if (!fn(*d)) break;
+  }
+  ::closedir(dp);
+  return Status::ok();
+}
 
 Status bad_request(const char* what) {
   DSDFS_WARN("malformed %s request dropped", what);
@@ -159,19 +177,13 @@ void Filesystem::flush_for_peer(uint64_t dir, const std::string& name, struct st
 Cluster::Reply Filesystem::on_dir_list(int, const msg::DirList& m) {
   auto dfd = local_dir(m.dir);
   if (!dfd) return Status::error(ENOENT);
-  int fd = ::openat(dfd->get(), ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-  if (fd < 0) return Status::from_errno("list");
-  DIR* dp = ::fdopendir(fd);
-  if (!dp) {
-    ::close(fd);
-    return Status::from_errno("list");
-  }
   msg::DirListReply reply;
-  while (struct dirent* d = ::readdir(dp)) {
-    if (d->d_type == DT_DIR) continue;  // directories are replicated: the caller has them
-    reply.entries.push_back({d->d_name, d->d_type, global_ino(d->d_ino)});
-  }
-  ::closedir(dp);
+  Status s = for_each_entry(dfd->get(), "list", [&](const struct dirent& d) {
+    // Directories are replicated: the caller has them.
+    if (d.d_type != DT_DIR) reply.entries.push_back({d.d_name, d.d_type, global_ino(d.d_ino)});
+    return true;
+  });
+  if (!s) return s;
   return msg::encode(reply);
 }
 
@@ -379,21 +391,13 @@ Cluster::Reply Filesystem::on_file_find(int, const msg::Find& m) {
   // of the file it looked up (Filesystem::open_moved).
   auto dfd = local_dir(m.dir);
   if (!dfd) return Status::error(ENOENT, "unknown directory");
-  int fd = ::openat(dfd->get(), ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-  if (fd < 0) return Status::from_errno("find");
-  DIR* dp = ::fdopendir(fd);
-  if (!dp) {
-    ::close(fd);
-    return Status::from_errno("find");
-  }
   std::string found;
-  while (struct dirent* d = ::readdir(dp)) {
-    if (d->d_type != DT_DIR && global_ino(d->d_ino) == m.gino) {
-      found = d->d_name;
-      break;
-    }
-  }
-  ::closedir(dp);
+  Status s = for_each_entry(dfd->get(), "find", [&](const struct dirent& d) {
+    if (d.d_type == DT_DIR || global_ino(d.d_ino) != m.gino) return true;
+    found = d.d_name;
+    return false;
+  });
+  if (!s) return s;
   if (found.empty()) return Status::error(ENOENT);
   return msg::encode(msg::Name{m.dir, found});
 }

@@ -32,18 +32,8 @@ SIM=$SRC/scripts/cluster-sim.sh
 NODES=${DSDFS_SIM_TEST_NODES:-4}
 t_start=$SECONDS
 
-log() { echo "[$T $(date +%T)] $*"; }
-fail() {
-  echo "[$T $(date +%T)] FAIL: $*" >&2
-  exit 1
-}
-skip() {
-  if [[ "${DSDFS_REQUIRE_ALL:-0}" == 1 ]]; then
-    fail "$* (DSDFS_REQUIRE_ALL=1 turns this skip into a failure)"
-  fi
-  echo "[$T] SKIP: $*"
-  exit 77
-}
+# shellcheck source=../report.sh
+. "$SRC/tests/report.sh"
 
 # --- what it needs -------------------------------------------------------------------
 ((NODES >= 2)) || fail "DSDFS_SIM_TEST_NODES must be at least 2"

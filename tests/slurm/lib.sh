@@ -31,18 +31,8 @@ _pids=()
 _jobs=()
 _hooks=()
 
-log() { echo "[$T $(date +%T)] $*"; }
-fail() {
-  echo "[$T $(date +%T)] FAIL: $*" >&2
-  exit 1
-}
-skip() {
-  if [[ "${DSDFS_REQUIRE_ALL:-0}" == 1 ]]; then
-    fail "$* (DSDFS_REQUIRE_ALL=1 turns this skip into a failure)"
-  fi
-  echo "[$T] SKIP: $*"
-  exit 77
-}
+# shellcheck source=../report.sh
+. "$SRC/tests/report.sh"
 
 # need_slurm: every tool, FUSE and a Slurm that answers; else skip.
 need_slurm() {
