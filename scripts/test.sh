@@ -11,7 +11,7 @@
 #   5. meson setup/reconfigure build-test --werror -Dbuildtype=debugoptimized
 #   6. ninja -C build-test
 #   7. DSDFS_REQUIRE_ALL=1 meson test -C build-test --print-errorlogs
-#      --num-processes 1               (suites unit, e2e, mpi)
+#      --num-processes 1               (suites unit, e2e, mpi, slurm, sim)
 #   8. scripts/check-locks.sh          clang -Wthread-safety build (build-clang)
 #   9. scripts/check-sanitizers.sh     unit tests under ASan + UBSan (build-asan)
 #
