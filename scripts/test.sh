@@ -13,7 +13,8 @@
 #   7. DSDFS_REQUIRE_ALL=1 meson test -C build-test --print-errorlogs
 #      --num-processes 1               (suites unit, e2e, mpi, slurm, sim)
 #   8. scripts/check-locks.sh          clang -Wthread-safety build (build-clang)
-#   9. scripts/check-sanitizers.sh     unit tests under ASan + UBSan (build-asan)
+#   9. scripts/check-sanitizers.sh     unit tests under ASan + UBSan, and TSan
+#                                      (build-asan, build-tsan)
 #
 # The run fails if the build fails, if any test fails, times out or is
 # SKIPPED (build-test/meson-logs/testlog.json, read by testlog-summary.py),
@@ -124,7 +125,8 @@ fi
 
 # --- compile-time lock check and sanitizers ----------------------------------------------
 # clang -Wthread-safety over every annotated lock (common/mutex.h), and the unit
-# tests under AddressSanitizer + UndefinedBehaviorSanitizer. One result each.
+# tests under AddressSanitizer + UndefinedBehaviorSanitizer and under
+# ThreadSanitizer. One result each.
 for check in check-locks check-sanitizers; do
   if timeout -k 30 900 "$here/$check.sh"; then
     passed=$((passed + 1))
