@@ -20,8 +20,9 @@
 # Commands
 #   up                 make the nodes (fails if a cluster with this --dir or
 #                      --prefix is up; a failed up removes what it made)
-#   down [--force]     stop the dsdfs job and every process in the nodes (by
-#                      PID), remove the namespaces, veths, bridge, /shared (if a
+#   down [--force]     stop the cluster's Slurm (scripts/cluster-sim-slurm.sh),
+#                      the dsdfs job and every process in the nodes (by PID),
+#                      remove the namespaces, veths, bridge, /shared (if a
 #                      cluster made it and no cluster uses it any more) and DIR.
 #                      Idempotent; works after a partial or failed up. Touches
 #                      only namespaces and links that carry this cluster's token
@@ -541,6 +542,11 @@ remove_shared() {
 
 down_all() {
   local k rec ns
+  # a Slurm of scripts/cluster-sim-slurm.sh for this cluster: its daemons by their PIDs
+  # (slurmctld and munged run in this machine's namespace; their files are in DIR)
+  if [[ -d "$DIR/slurm/pids" && -x "$here/cluster-sim-slurm.sh" ]]; then
+    "$here/cluster-sim-slurm.sh" --dir "$DIR" down || say "cluster-sim-slurm.sh down failed"
+  fi
   # the dsdfs job first, so that the daemons stop cleanly (unmount, remove stores)
   if [[ -r "$STATE/job" ]] && alive "$(cat "$STATE/job")"; then
     stop_job 30 || true
