@@ -37,32 +37,13 @@ t_start=$SECONDS
 
 # --- what it needs -------------------------------------------------------------------
 ((NODES >= 2)) || fail "DSDFS_SIM_TEST_NODES must be at least 2"
-(($(id -u) == 0)) || skip "needs root (network and mount namespaces, veths, mounts)"
-for t in ip nsenter unshare setsid flock setfattr getfattr mpirun timeout sha256sum; do
-  command -v "$t" >/dev/null || skip "$t is not on PATH (scripts/install-deps.sh)"
-done
-[[ -c /dev/fuse ]] || skip "/dev/fuse is missing"
-# namespaces, a veth pair and a bridge, tried in a throwaway namespace
-unshare --net --mount sh -c 'ip link add t0 type veth peer name t1 && ip link add b0 type bridge' \
-  >/dev/null 2>&1 || skip "cannot make network namespaces, veth pairs and bridges here"
-LAUNCH=${DSDFS_LAUNCH:-$SRC/build-test/launcher/dsdfs-launch}
-[[ -x "$LAUNCH" ]] || fail "DSDFS_LAUNCH ('$LAUNCH') is not an executable; run through meson test"
-export DSDFS_LAUNCH=$LAUNCH
+# shellcheck source=lib.sh
+. "$SRC/tests/sim/lib.sh"
+sim_require setfattr getfattr mpirun sha256sum
+LAUNCH=$DSDFS_LAUNCH
 
 # --- a cluster of its own ----------------------------------------------------------------
-export DSDFS_SIM_PREFIX
-DSDFS_SIM_PREFIX=ts$(printf %x $$)
-DSDFS_SIM_PREFIX=${DSDFS_SIM_PREFIX:0:8}
-export DSDFS_SIM_NET=""
-for ((i = 0; i < 100; i++)); do
-  n="10.77.$((100 + ($$ + i) % 100))"
-  if ! ip -4 -o addr show | awk -v net="$n." '{ if (index($4, net) == 1) found = 1 } END { exit !found }'; then
-    DSDFS_SIM_NET=$n
-    break
-  fi
-done
-[[ -n "$DSDFS_SIM_NET" ]] || fail "no free subnet in 10.77.100-199"
-export DSDFS_SIM_DIR=/tmp/dsdfs-simtest-$DSDFS_SIM_PREFIX
+sim_own_cluster ts 100 100
 export DSDFS_SIM_NODES=$NODES
 DIR=$DSDFS_SIM_DIR
 NET=$DSDFS_SIM_NET

@@ -36,32 +36,15 @@ t_start=$SECONDS
 . "$SRC/tests/report.sh"
 
 # --- what it needs -------------------------------------------------------------------
-(($(id -u) == 0)) || skip "needs root (network and mount namespaces, veths, mounts, Slurm daemons)"
-for t in ip nsenter unshare setsid flock setfattr getfattr mpirun timeout ss \
-  munged mungekey munge unmunge setpriv slurmctld slurmd sbatch srun squeue scancel sinfo scontrol; do
-  command -v "$t" >/dev/null || skip "$t is not on PATH (scripts/install-deps.sh)"
-done
+# shellcheck source=lib.sh
+. "$SRC/tests/sim/lib.sh"
+sim_require setfattr getfattr mpirun ss munged mungekey munge unmunge setpriv slurmctld slurmd \
+  sbatch srun squeue scancel sinfo scontrol
 id munge >/dev/null 2>&1 || skip "user munge missing (scripts/install-deps.sh)"
-[[ -c /dev/fuse ]] || skip "/dev/fuse is missing"
-unshare --net --mount sh -c 'ip link add t0 type veth peer name t1 && ip link add b0 type bridge' \
-  >/dev/null 2>&1 || skip "cannot make network namespaces, veth pairs and bridges here"
-LAUNCH=${DSDFS_LAUNCH:-$SRC/build-test/launcher/dsdfs-launch}
-[[ -x "$LAUNCH" ]] || fail "DSDFS_LAUNCH ('$LAUNCH') is not an executable; run through meson test"
-export DSDFS_LAUNCH=$LAUNCH
+LAUNCH=$DSDFS_LAUNCH
 
 # --- a cluster and a Slurm of its own -------------------------------------------------
-export DSDFS_SIM_PREFIX
-DSDFS_SIM_PREFIX=tl$(printf %x $$)
-DSDFS_SIM_PREFIX=${DSDFS_SIM_PREFIX:0:8}
-export DSDFS_SIM_NET=""
-for ((i = 0; i < 50; i++)); do
-  n="10.77.$((200 + ($$ + i) % 50))"
-  if ! ip -4 -o addr show | awk -v net="$n." '{ if (index($4, net) == 1) found = 1 } END { exit !found }'; then
-    DSDFS_SIM_NET=$n
-    break
-  fi
-done
-[[ -n "$DSDFS_SIM_NET" ]] || fail "no free subnet in 10.77.200-249"
+sim_own_cluster tl 200 50
 export DSDFS_SIM_SLURMCTLD_PORT=""
 for ((i = 0; i < 100; i++)); do
   p=$((17000 + ($$ * 7 + i) % 10000))
@@ -72,7 +55,6 @@ for ((i = 0; i < 100; i++)); do
 done
 [[ -n "$DSDFS_SIM_SLURMCTLD_PORT" ]] || fail "no free port for slurmctld"
 export DSDFS_SIM_SLURMD_PORT=$((DSDFS_SIM_SLURMCTLD_PORT + 1))
-export DSDFS_SIM_DIR=/tmp/dsdfs-simtest-$DSDFS_SIM_PREFIX
 export DSDFS_SIM_NODES=$NODES
 DIR=$DSDFS_SIM_DIR
 up=0 slurm_up=0 job=""
