@@ -95,23 +95,9 @@ load_cluster() {
   [[ "$NODES" =~ ^[0-9]+$ && -n "$NET" ]] || die "cannot read $DIR/state/config"
 }
 
-# --- processes, by PID and start time (as cluster-sim.sh) ----------------------------
-starttime() {
-  local s
-  s=$(cat "/proc/$1/stat" 2>/dev/null) || return 0
-  s=${s##*) }
-  # shellcheck disable=SC2086
-  set -- $s
-  echo "${20}"
-}
-alive() {
-  local pid=${1%% *} start=${1##* } s
-  [[ "$pid" =~ ^[0-9]+$ ]] || return 1
-  [[ "$(starttime "$pid")" == "$start" ]] || return 1
-  s=$(cat "/proc/$pid/stat" 2>/dev/null) || return 1
-  s=${s##*) }
-  [[ "${s:0:1}" != Z ]]
-}
+# --- processes, by PID and start time ---------------------------------------------------
+# shellcheck source=pids.sh
+. "$(dirname "${BASH_SOURCE[0]}")/pids.sh"
 rec_of() { cat "$PIDS/$1" 2>/dev/null || true; }
 # stop_rec NAME GRACE: SIGTERM the recorded process, GRACE s, then SIGKILL.
 stop_rec() {

@@ -208,24 +208,8 @@ ours() {
 node_ns_ours() { [[ -e "/run/netns/$PREFIX-node$1" ]] && ours "$PREFIX-node$1" eth0; }
 
 # --- processes, by PID and start time ---------------------------------------------------
-# starttime PID: field 22 of /proc/PID/stat (clock ticks after boot), or nothing.
-starttime() {
-  local s
-  s=$(cat "/proc/$1/stat" 2>/dev/null) || return 0
-  s=${s##*) }
-  # shellcheck disable=SC2086
-  set -- $s
-  echo "${20}"
-}
-# alive "PID START": the process recorded is still the same one and not a zombie.
-alive() {
-  local pid=${1%% *} start=${1##* } s
-  [[ "$pid" =~ ^[0-9]+$ ]] || return 1
-  [[ "$(starttime "$pid")" == "$start" ]] || return 1
-  s=$(cat "/proc/$pid/stat" 2>/dev/null) || return 1
-  s=${s##*) }
-  [[ "${s:0:1}" != Z ]]
-}
+# shellcheck source=pids.sh
+. "$(dirname "${BASH_SOURCE[0]}")/pids.sh"
 # record_pid PID: "PID START"
 record_pid() { echo "$1 $(starttime "$1")"; }
 # wait_gone "PID START" SECONDS: 0 once it has exited.
