@@ -181,7 +181,10 @@ void Filesystem::drop_setid_for_caller(fuse_req_t req, int fd, uint64_t ino) {
 
 void Filesystem::read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, struct fuse_file_info* fi) {
   FileHandle& h = *handle_of(fi);
-  if (h.remote) return remote_read(req, inode_of(ino).get(), h, size, off);
+  // The kernel inode matters only to reads through its page cache (its size
+  // may have grown with this node's writes: remote_read); spare the others
+  // the inode table's lock.
+  if (h.remote) return remote_read(req, h.page_cache ? inode_of(ino).get() : nullptr, h, size, off);
   if (h.inode && h.inode->gone.load(std::memory_order_relaxed)) return (void)reply_err(req, EIO);
   struct fuse_bufvec buf = FUSE_BUFVEC_INIT(size);
   buf.buf[0].flags = static_cast<fuse_buf_flags>(FUSE_BUF_IS_FD | FUSE_BUF_FD_SEEK);

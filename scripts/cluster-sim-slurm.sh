@@ -125,13 +125,6 @@ any_alive() {
   done
   return 1
 }
-close_extra_fds() {
-  local fd
-  for fd in /proc/"$BASHPID"/fd/*; do
-    fd=${fd##*/}
-    if ((fd > 2)); then eval "exec $fd>&-" 2>/dev/null || true; fi
-  done
-}
 # start NAME CMD...: CMD in its own session, stdio on LOGS/NAME.out, recorded.
 start() {
   local name=$1 pid

@@ -408,16 +408,6 @@ up() {
 }
 
 # --- down --------------------------------------------------------------------------
-# close_extra_fds: in a subshell that becomes a long-lived process (holder, mpirun):
-# close every descriptor but 0-2, so that it keeps no caller's pipe or lock open.
-close_extra_fds() {
-  local fd
-  for fd in /proc/"$BASHPID"/fd/*; do
-    fd=${fd##*/}
-    if ((fd > 2)); then eval "exec $fd>&-" 2>/dev/null || true; fi
-  done
-}
-
 # kill_pids SIGNAL PID...: by PID, ignoring ones that are gone.
 kill_pids() {
   local sig=$1 p

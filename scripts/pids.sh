@@ -23,3 +23,13 @@ alive() {
   s=${s##*) }
   [[ "${s:0:1}" != Z ]]
 }
+# close_extra_fds: in a subshell that becomes a long-lived process (holder,
+# mpirun, a daemon): close every descriptor but 0-2, so that it keeps no
+# caller's pipe or lock open.
+close_extra_fds() {
+  local fd
+  for fd in /proc/"$BASHPID"/fd/*; do
+    fd=${fd##*/}
+    if ((fd > 2)); then eval "exec $fd>&-" 2>/dev/null || true; fi
+  done
+}
