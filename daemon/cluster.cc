@@ -10,17 +10,16 @@
 #include <memory>
 #include <optional>
 
-#include "common/hash.h"
 #include "common/log.h"
 #include "common/noexcept_boundary.h"
+#include "rdma/memory.h"
 #include "rdma/transport.h"
 
 namespace dsdfs::fs {
 
 Cluster::Cluster(int rank, int nranks, rdma::Transport* transport, std::chrono::milliseconds timeout,
                  unsigned workers, Stats* stats)
-    : rank_(rank), nranks_(nranks), transport_(transport), timeout_(timeout), nworkers_(workers),
-      stats_(stats) {}
+    : Peers(rank, nranks, timeout), transport_(transport), nworkers_(workers), stats_(stats) {}
 
 Cluster::~Cluster() { stop(); }
 
@@ -33,15 +32,15 @@ void Cluster::register_inline_handler(Op op, Handler handler) {
   register_handler(op, std::move(handler));
 }
 
-void Cluster::register_raw_handler(Op op, RawHandler handler) {
-  raw_handlers_[static_cast<uint16_t>(op)] = std::move(handler);
+void Cluster::register_lending_handler(Op op, LendingHandler handler) {
+  lending_handlers_[static_cast<uint16_t>(op)] = std::move(handler);
 }
 
 Status Cluster::start() {
   if (transport_) {
     std::vector<uint16_t> ops;
     for (auto& [op_id, unused] : handlers_) ops.push_back(op_id);
-    for (auto& [op_id, unused] : raw_handlers_) ops.push_back(op_id);
+    for (auto& [op_id, unused] : lending_handlers_) ops.push_back(op_id);
     for (uint16_t op_id : ops) {
       Op op = static_cast<Op>(op_id);
       // Runs on the progress thread: only queue the work (UCX iodemo pattern).
@@ -118,10 +117,12 @@ void Cluster::worker_main() {
 
 void Cluster::serve(int source, Op op, std::span<const uint8_t> payload, rdma::Responder responder) {
   stats_add(stats_->rpcs_served, 1);
-  if (auto raw = raw_handlers_.find(static_cast<uint16_t>(op)); raw != raw_handlers_.end()) {
-    // A throw leaves the Responder to its destructor, which answers EIO.
-    run_at_boundary("rpc handler", [&] { raw->second(source, payload, std::move(responder)); });
-    return;
+  if (auto lend = lending_handlers_.find(static_cast<uint16_t>(op)); lend != lending_handlers_.end()) {
+    Result<Lent> lent = Status::error(EIO);
+    int err = run_at_boundary("rpc handler", [&] { lent = lend->second(source, payload); });
+    if (err) return responder.reply_error(err);
+    if (!lent) return responder.reply_error(lent.err());
+    return responder.reply(lent->bytes, std::move(lent->keepalive));
   }
   Reply reply = Status::error(EIO);
   int err = run_at_boundary("rpc handler", [&] { reply = run_handler(source, op, payload); });
@@ -137,41 +138,15 @@ Cluster::Reply Cluster::run_handler(int source, Op op, std::span<const uint8_t> 
 }
 
 bool Cluster::alive(int rank) const {
-  if (rank < 0 || rank >= nranks_) return false;
-  if (rank == rank_ || !transport_) return true;
+  if (rank < 0 || rank >= nranks()) return false;
+  if (rank == this->rank() || !transport_) return true;
   return transport_->peer_alive(rank);
-}
-
-int Cluster::coordinator() const {
-  for (int r = 0; r < nranks_; ++r) {
-    if (alive(r)) return r;
-  }
-  return rank_;
-}
-
-uint64_t Cluster::placement_hash(uint64_t dir, std::string_view name) {
-  char le[8];
-  for (int i = 0; i < 8; ++i) le[i] = static_cast<char>((dir >> (8 * i)) & 0xff);
-  return fnv1a64(name, fnv1a64(std::string_view(le, 8)));
-}
-
-int Cluster::shard_of(uint64_t dir, std::string_view name) const {
-  int home = static_cast<int>(placement_hash(dir, name) % static_cast<uint64_t>(nranks_));
-  for (int i = 0; i < nranks_; ++i) {
-    int r = (home + i) % nranks_;
-    if (alive(r)) return r;
-  }
-  return rank_;
-}
-
-Cluster::Reply Cluster::call(int rank, Op op, std::span<const uint8_t> payload) {
-  return call(rank, op, payload, timeout_);
 }
 
 Cluster::Reply Cluster::call(int rank, Op op, std::span<const uint8_t> payload,
                              std::chrono::milliseconds timeout) {
-  if (rank == rank_) return run_handler(rank, op, payload);
-  if (!transport_ || rank < 0 || rank >= nranks_) return Status::error(EIO, "no such rank");
+  if (rank == this->rank()) return run_handler(rank, op, payload);
+  if (!transport_ || rank < 0 || rank >= nranks()) return Status::error(EIO, "no such rank");
   stats_add(stats_->rpcs_sent, 1);
   auto r = transport_->call(rank, static_cast<uint16_t>(op), payload, timeout);
   if (!r && r.err() != ENOENT && r.err() != EEXIST && r.err() != ENOTEMPTY) {
@@ -183,9 +158,9 @@ Cluster::Reply Cluster::call(int rank, Op op, std::span<const uint8_t> payload,
 
 void Cluster::call_into_async(int rank, Op op, std::span<const uint8_t> payload, std::span<uint8_t> dst,
                               std::shared_ptr<void> keepalive, std::function<void(Result<size_t>)> done) {
-  if (!transport_ || rank == rank_ || rank < 0 || rank >= nranks_) return done(Status::error(EIO, "no such peer"));
+  if (!transport_ || rank == this->rank() || rank < 0 || rank >= nranks()) return done(Status::error(EIO, "no such peer"));
   stats_add(stats_->rpcs_sent, 1);
-  transport_->call_into_async(rank, static_cast<uint16_t>(op), payload, dst, std::move(keepalive), timeout_,
+  transport_->call_into_async(rank, static_cast<uint16_t>(op), payload, dst, std::move(keepalive), timeout(),
                               [this, done = std::move(done)](Result<size_t> r) {
                                 if (!r && r.err() != ENOENT) stats_add(stats_->rpc_failures, 1);
                                 done(std::move(r));
@@ -193,7 +168,7 @@ void Cluster::call_into_async(int rank, Op op, std::span<const uint8_t> payload,
 }
 
 std::vector<Cluster::Reply> Cluster::call_all(Op op, std::span<const uint8_t> payload) {
-  std::vector<Reply> out(static_cast<size_t>(nranks_), Reply(Status::error(EIO, "rank is dead")));
+  std::vector<Reply> out(static_cast<size_t>(nranks()), Reply(Status::error(EIO, "rank is dead")));
   // The remote calls go out first; this rank's handler runs while they are
   // in flight.
   struct Waiter {
@@ -205,14 +180,14 @@ std::vector<Cluster::Reply> Cluster::call_all(Op op, std::span<const uint8_t> pa
   auto w = std::make_shared<Waiter>();
   std::vector<int> peers;
   if (transport_) {
-    for (int r = 0; r < nranks_; ++r) {
-      if (r != rank_ && alive(r)) peers.push_back(r);
+    for (int r = 0; r < nranks(); ++r) {
+      if (r != rank() && alive(r)) peers.push_back(r);
     }
     w->results.resize(peers.size());
     w->remaining = peers.size();
     stats_add(stats_->rpcs_sent, peers.size());
     for (size_t i = 0; i < peers.size(); ++i) {
-      transport_->call_async(peers[i], static_cast<uint16_t>(op), payload, timeout_,
+      transport_->call_async(peers[i], static_cast<uint16_t>(op), payload, timeout(),
                              [w, i](rdma::Transport::CallResult r) {
                                MutexLock lock(w->mu);
                                w->results[i].emplace(std::move(r));
@@ -220,12 +195,12 @@ std::vector<Cluster::Reply> Cluster::call_all(Op op, std::span<const uint8_t> pa
                              });
     }
   }
-  out[static_cast<size_t>(rank_)] = run_handler(rank_, op, payload);
+  out[static_cast<size_t>(rank())] = run_handler(rank(), op, payload);
   if (!peers.empty()) {
     UniqueMutexLock lock(w->mu);
     // The transport fails every call by its deadline; the grace only guards
     // against a progress thread that stopped.
-    if (!w->cv.wait_for(lock, timeout_ + rdma::Transport::kWaitGrace, [&] { return w->remaining == 0; })) {
+    if (!w->cv.wait_for(lock, timeout() + rdma::Transport::kWaitGrace, [&] { return w->remaining == 0; })) {
       DSDFS_ERROR("call_all(op %u): no completion from the progress thread", static_cast<unsigned>(op));
     }
     for (size_t i = 0; i < peers.size(); ++i) {
@@ -237,6 +212,35 @@ std::vector<Cluster::Reply> Cluster::call_all(Op op, std::span<const uint8_t> pa
     }
   }
   return out;
+}
+
+bool Cluster::bulk_uses_rma(int rank) { return transport_ && rank != this->rank() && transport_->bulk_uses_rma(rank); }
+
+namespace {
+
+class UcxRegion final : public RmaRegion {
+ public:
+  explicit UcxRegion(rdma::MemoryRegion region) : region_(std::move(region)) {}
+  uint64_t remote_address() const override { return region_.remote_address(); }
+  std::span<const uint8_t> rkey() const override { return region_.rkey(); }
+
+ private:
+  rdma::MemoryRegion region_;
+};
+
+}  // namespace
+
+Result<std::unique_ptr<RmaRegion>> Cluster::export_region(void* addr, size_t length) {
+  if (!transport_) return Status::error(EOPNOTSUPP, "no transport");
+  auto region = rdma::MemoryRegion::map(*transport_, addr, length);
+  if (!region) return region.status();
+  return std::unique_ptr<RmaRegion>(std::make_unique<UcxRegion>(std::move(region).value()));
+}
+
+void Cluster::get_async(int rank, uint64_t remote_addr, std::span<const uint8_t> rkey, void* dst, size_t len,
+                        std::shared_ptr<void> keepalive, std::function<void(Status)> done) {
+  if (!transport_ || rank == this->rank()) return done(Status::error(EIO, "no such peer"));
+  transport_->get_async(rank, remote_addr, rkey, dst, len, std::move(keepalive), timeout(), std::move(done));
 }
 
 }  // namespace dsdfs::fs

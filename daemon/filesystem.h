@@ -15,7 +15,7 @@
 
 #include "common/mutex.h"
 #include "daemon/buffer_pool.h"
-#include "daemon/cluster.h"
+#include "daemon/peers.h"
 #include "daemon/dir_index.h"
 #include "daemon/inode_table.h"
 #include "daemon/locator.h"
@@ -34,6 +34,9 @@
 namespace dsdfs::fs {
 
 struct FileHandle;  // daemon/file_handle.h
+namespace testing {
+class InProcessCluster;  // tests/unit/daemon/in_process_cluster.h: ranks in one process, no FUSE
+}
 
 // One name of a merged directory listing.
 struct DirEntryInfo {
@@ -52,7 +55,7 @@ class Filesystem {
   // `mountpoint` is this rank's expanded, canonical mount point: the owner
   // applies writes that other ranks forward through it, so that its own
   // kernel's page cache and sizes stay right.
-  Filesystem(Options options, Store* store, Cluster* cluster, Stats* stats, std::string host,
+  Filesystem(Options options, Store* store, Peers* peers, Stats* stats, std::string host,
              std::string mountpoint);
   ~Filesystem();
 
@@ -84,7 +87,7 @@ class Filesystem {
   }
 
   int rank() const { return rank_; }
-  Cluster& cluster() { return *cluster_; }
+  Peers& peers() { return *peers_; }
   const std::string& host() const { return host_; }
   const Options& options() const { return options_; }
   Stats& stats() { return *stats_; }
@@ -126,6 +129,7 @@ class Filesystem {
   void removexattr(fuse_req_t req, fuse_ino_t ino, const char* name);
 
  private:
+  friend class testing::InProcessCluster;
 
   // Looks `name` up under `parent` in the store and fills `e` (counts a lookup).
   int do_lookup(const Inode& parent, const char* name, struct fuse_entry_param* e);
@@ -138,6 +142,9 @@ class Filesystem {
   // The owner of (dir, name) if another rank owns it: asks the shard (or,
   // if the shard is dead, every rank). ENOENT if nobody does.
   Result<int> find_owner(uint64_t dir, const std::string& name);
+  // Another live rank whose store holds a file (dir, name), asked directly
+  // (kOwnFind to every rank); -1 if none does.
+  int owner_by_asking_all(uint64_t dir, const std::string& name);
   // Attributes and version of (dir, name) from its owner.
   int remote_stat(int owner, uint64_t dir, const std::string& name, struct stat* st, uint64_t* version);
   int fill_remote_entry(int owner, uint64_t dir, const std::string& name, struct fuse_entry_param* e);
@@ -166,8 +173,21 @@ class Filesystem {
   int dir_mutate(std::span<const uint8_t> change, uint64_t* made = nullptr);
   // Unlinks a name of this rank's store and forgets it at its shard; 0 or errno.
   int unlink_here(uint64_t dir_id, int dir_fd, const char* name);
-  Cluster::Reply on_dir_mutate(int source, const DirChange& change);
-  Cluster::Reply on_dir_apply(int source, const DirChange& c);
+  // The namespace operations behind unlink, rmdir and rename, wherever the
+  // name lives (dir_fd: the directory's replica here); 0 or an errno.
+  int unlink_name(uint64_t dir_id, int dir_fd, const char* name);
+  int remove_dir(uint64_t dir_id, const std::string& name);
+  // mkdir: the new directory's id, and its replica here if this rank made it
+  // (kept even if another rank renames or removes it at once).
+  struct MadeDir {
+    uint64_t id;
+    std::shared_ptr<UniqueFd> fd;
+  };
+  Result<MadeDir> make_dir(uint64_t dir_id, const std::string& name, mode_t mode, uid_t uid, gid_t gid);
+  int rename_name(uint64_t from_id, int from_fd, const char* name, uint64_t to_id, int to_fd, const char* newname,
+                  unsigned flags);
+  Peers::Reply on_dir_mutate(int source, const DirChange& change);
+  Peers::Reply on_dir_apply(int source, const DirChange& c);
   // Creating files in a directory being removed fails: creators hold dir_gate_ shared.
   bool dir_closing(uint64_t dir) const REQUIRES_SHARED(dir_gate_);
 
@@ -221,12 +241,12 @@ class Filesystem {
   int wait_chunks(const FileHandle& h, uint64_t first, uint64_t last);
   void forget_remote_file(uint64_t gino);
 
-  // RPC handlers (run on Cluster workers).
-  Cluster::Reply on_loc_claim(int source, const msg::Claim& m);
-  Cluster::Reply on_loc_lookup(int source, const msg::Name& m);
-  Cluster::Reply on_loc_remove(int source, const msg::LocRemove& m);
-  Cluster::Reply on_own_find(int source, const msg::Name& m);
-  Cluster::Reply on_file_stat(int source, const msg::Name& m);
+  // RPC handlers (run on the peers' workers).
+  Peers::Reply on_loc_claim(int source, const msg::Claim& m);
+  Peers::Reply on_loc_lookup(int source, const msg::Name& m);
+  Peers::Reply on_loc_remove(int source, const msg::LocRemove& m);
+  Peers::Reply on_own_find(int source, const msg::Name& m);
+  Peers::Reply on_file_stat(int source, const msg::Name& m);
   // Owner side of a peer's stat of a file open for writing here: writes this
   // kernel's dirty pages back and reports the size and mtime it knows.
   void flush_for_peer(uint64_t dir, const std::string& name, struct stat* st);
@@ -235,17 +255,17 @@ class Filesystem {
   bool write_back_for_peer(uint64_t gino);
   // kFileRead: up to cap bytes into buf; the length read.
   Result<size_t> read_for_peer(std::span<const uint8_t> payload, uint8_t* buf, size_t cap);
-  Cluster::Reply on_file_write(int source, const msg::Write& m);
-  Cluster::Reply on_dir_list(int source, const msg::DirList& m);
-  Cluster::Reply on_file_unlink(int source, const msg::Name& m);
-  Cluster::Reply on_file_rename(int source, const msg::Rename& m);
-  Cluster::Reply on_file_drop(int source, const msg::Drop& m);
-  Cluster::Reply on_file_readlink(int source, const msg::Name& m);
-  Cluster::Reply on_file_setattr(int source, const msg::Setattr& m);
-  Cluster::Reply on_file_map(int source, const msg::Map& m);
-  Cluster::Reply on_file_truncate(int source, const msg::Truncate& m);
-  Cluster::Reply on_file_link(int source, const msg::Link& m);
-  Cluster::Reply on_file_find(int source, const msg::Find& m);
+  Peers::Reply on_file_write(int source, const msg::Write& m);
+  Peers::Reply on_dir_list(int source, const msg::DirList& m);
+  Peers::Reply on_file_unlink(int source, const msg::Name& m);
+  Peers::Reply on_file_rename(int source, const msg::Rename& m);
+  Peers::Reply on_file_drop(int source, const msg::Drop& m);
+  Peers::Reply on_file_readlink(int source, const msg::Name& m);
+  Peers::Reply on_file_setattr(int source, const msg::Setattr& m);
+  Peers::Reply on_file_map(int source, const msg::Map& m);
+  Peers::Reply on_file_truncate(int source, const msg::Truncate& m);
+  Peers::Reply on_file_link(int source, const msg::Link& m);
+  Peers::Reply on_file_find(int source, const msg::Find& m);
   // Owner side of another rank's unlink, rename, link or drop: the change is
   // made in the store directly, never through our own mount, where it would
   // wait for directory locks that FUSE requests on this mount hold while they
@@ -286,7 +306,7 @@ class Filesystem {
 
   const Options options_;
   Store* const store_;
-  Cluster* const cluster_;
+  Peers* const peers_;
   const int rank_;
   const std::string host_;
   const std::string mountpoint_;

@@ -73,11 +73,11 @@ int Filesystem::list_dir(const Inode& dir, int dir_fd, std::vector<DirEntryInfo>
   int err = errno;
   ::closedir(dp);
   if (err) return err;
-  if (cluster_->nranks() == 1) return 0;
+  if (peers_->nranks() == 1) return 0;
   // Every other rank's files in this directory, asked in parallel. A dead
   // rank's files are gone with it: the listing goes on without them.
-  auto replies = cluster_->call_all(Op::kDirList, msg::encode(msg::DirList{dir.dir_id}));
-  for (int r = 0; r < cluster_->nranks(); ++r) {
+  auto replies = peers_->call_all(Op::kDirList, msg::encode(msg::DirList{dir.dir_id}));
+  for (int r = 0; r < peers_->nranks(); ++r) {
     if (r == rank_ || !replies[r]) continue;
     msg::DirListReply list;
     if (!msg::decode(replies[r].value(), &list)) {

@@ -28,19 +28,19 @@ constexpr double kAttrTimeout = 86400.0;
 bool name_too_long(const char* name) { return std::strlen(name) > NAME_MAX; }
 }  // namespace
 
-Filesystem::Filesystem(Options options, Store* store, Cluster* cluster, Stats* stats, std::string host,
+Filesystem::Filesystem(Options options, Store* store, Peers* peers, Stats* stats, std::string host,
                        std::string mountpoint)
     : options_(std::move(options)),
       store_(store),
-      cluster_(cluster),
-      rank_(cluster->rank()),
+      peers_(peers),
+      rank_(peers->rank()),
       host_(std::move(host)),
       mountpoint_(std::move(mountpoint)),
       run_as_root_(::geteuid() == 0),
       entry_timeout_(kAttrTimeout),
-      shard_([cluster](int r) { return cluster->alive(r); }),
+      shard_([peers](int r) { return peers->alive(r); }),
       cache_(store->cache_path()),
-      exports_(cluster->transport()),
+      exports_(peers),
       stats_(stats) {
   struct stat st;
   UniqueFd root(::open(store_->files_path().c_str(), O_PATH | O_DIRECTORY | O_CLOEXEC));
@@ -232,7 +232,7 @@ void Filesystem::setattr(fuse_req_t req, fuse_ino_t ino, struct stat* attr, int 
     msg::Setattr m{{ref.dir, ref.name}, ref.gino, static_cast<uint32_t>(to_set), attr->st_mode, attr->st_uid,
                    attr->st_gid, attr->st_size, attr->st_atim.tv_sec, attr->st_atim.tv_nsec,
                    attr->st_mtim.tv_sec, attr->st_mtim.tv_nsec};
-    auto r = cluster_->call(ref.owner, Op::kFileSetattr, msg::encode(m));
+    auto r = peers_->call(ref.owner, Op::kFileSetattr, msg::encode(m));
     // The file left its owner under this handle (replaced, unlinked): EIO,
     // as for writes. Without a handle the kernel looks the path up again.
     if (!r && h && file_left_owner(r.err())) return (void)reply_err(req, EIO);
@@ -329,7 +329,7 @@ void Filesystem::readlink(fuse_req_t req, fuse_ino_t ino) {
   auto inode = inode_of(ino);
   if (!inode) return (void)reply_err(req, ESTALE);
   if (inode->remote) {
-    auto r = cluster_->call(inode->ref.owner, Op::kFileReadlink, msg::encode(msg::Name{inode->ref.dir, inode->ref.name}));
+    auto r = peers_->call(inode->ref.owner, Op::kFileReadlink, msg::encode(msg::Name{inode->ref.dir, inode->ref.name}));
     if (!r) return (void)reply_err(req, r.err());
     std::string target(r->begin(), r->end());
     if (target.size() > PATH_MAX || target.find('\0') != std::string::npos) return (void)reply_err(req, EPROTO);
@@ -404,20 +404,15 @@ void Filesystem::mkdir(fuse_req_t req, fuse_ino_t parent, const char* name, mode
   auto dir = inode_of(parent);
   if (!dir) return (void)reply_err(req, ESTALE);
   if (name_too_long(name)) return (void)reply_err(req, ENAMETOOLONG);
-  DirChange c;
-  c.kind = DirChange::kMkdir;
-  c.dir = dir->dir_id;
-  c.name = name;
-  c.mode = mode & 07777;
   const struct fuse_ctx* ctx = fuse_req_ctx(req);
-  c.uid = run_as_root_ ? ctx->uid : ::geteuid();
-  c.gid = run_as_root_ ? ctx->gid : ::getegid();
-  uint64_t made = 0;
-  int err = dir_mutate(c.encode(), &made);
-  auto made_fd = take_made_dir(made);  // kept for us when our replica made it
-  if (err) return (void)reply_err(req, err);
+  auto made_dir = make_dir(dir->dir_id, name, mode, run_as_root_ ? ctx->uid : ::geteuid(),
+                           run_as_root_ ? ctx->gid : ::getegid());
+  if (!made_dir) return (void)reply_err(req, made_dir.err());
+  const uint64_t made = made_dir->id;
+  auto made_fd = std::move(made_dir->fd);
   struct fuse_entry_param e;
-  if ((err = do_lookup(*dir, name, &e)) == 0 && inode_of(e.ino)->dir_id == made) return (void)fuse_reply_entry(req, &e);
+  int err = do_lookup(*dir, name, &e);
+  if (err == 0 && inode_of(e.ino)->dir_id == made) return (void)fuse_reply_entry(req, &e);
   // Another rank renamed or removed the new directory between our mkdir and
   // this lookup: mkdir succeeded all the same, as on a local file system
   // where the rename or rmdir came right after it. Answer with the directory
@@ -428,6 +423,22 @@ void Filesystem::mkdir(fuse_req_t req, fuse_ino_t parent, const char* name, mode
   if ((err = entry_of(*dir, name, std::move(fd), &e, made))) return (void)reply_err(req, err);
   e.entry_timeout = 0;
   fuse_reply_entry(req, &e);
+}
+
+Result<Filesystem::MadeDir> Filesystem::make_dir(uint64_t dir_id, const std::string& name, mode_t mode, uid_t uid,
+                                                 gid_t gid) {
+  DirChange c;
+  c.kind = DirChange::kMkdir;
+  c.dir = dir_id;
+  c.name = name;
+  c.mode = mode & 07777;
+  c.uid = uid;
+  c.gid = gid;
+  uint64_t made = 0;
+  int err = dir_mutate(c.encode(), &made);
+  auto made_fd = take_made_dir(made);  // kept for us when our replica made it
+  if (err) return Status::error(err, "mkdir");
+  return MadeDir{made, std::move(made_fd)};
 }
 
 std::shared_ptr<UniqueFd> Filesystem::take_made_dir(uint64_t id) {
@@ -458,7 +469,7 @@ void Filesystem::link(fuse_req_t req, fuse_ino_t ino, fuse_ino_t newparent, cons
   if (inode->remote) {
     // Every name of a file belongs to its owner: the owner links it in its
     // store (and claims the new name at its shard).
-    auto r = cluster_->call(inode->ref.owner, Op::kFileLink,
+    auto r = peers_->call(inode->ref.owner, Op::kFileLink,
                             msg::encode(msg::Link{{inode->ref.dir, inode->ref.name}, inode->ref.gino,
                                                   {dir->dir_id, newname}}));
     if (!r) return (void)reply_err(req, r.err());
@@ -490,15 +501,19 @@ void Filesystem::link(fuse_req_t req, fuse_ino_t ino, fuse_ino_t newparent, cons
 void Filesystem::unlink(fuse_req_t req, fuse_ino_t parent, const char* name) {
   auto dir = inode_of(parent);
   if (!dir) return (void)reply_err(req, ESTALE);
-  int err = unlink_here(dir->dir_id, dir->dir_fd(), name);
-  if (err == 0) return (void)reply_err(req, 0);
-  if (err != ENOENT || cluster_->nranks() == 1) return (void)reply_err(req, err);
-  auto owner = find_owner(dir->dir_id, name);
-  if (!owner) return (void)reply_err(req, owner.err());
-  if (owner.value() == rank_) return (void)reply_err(req, ENOENT);
-  if (owner.value() == LocatorShard::kDirectory) return (void)reply_err(req, EISDIR);
-  auto r = cluster_->call(owner.value(), Op::kFileUnlink, msg::encode(msg::Name{dir->dir_id, name}));
-  reply_err(req, r ? 0 : (r.err()));
+  reply_err(req, unlink_name(dir->dir_id, dir->dir_fd(), name));
+}
+
+int Filesystem::unlink_name(uint64_t dir_id, int dir_fd, const char* name) {
+  int err = unlink_here(dir_id, dir_fd, name);
+  if (err == 0) return 0;
+  if (err != ENOENT || peers_->nranks() == 1) return err;
+  auto owner = find_owner(dir_id, name);
+  if (!owner) return owner.err();
+  if (owner.value() == rank_) return ENOENT;
+  if (owner.value() == LocatorShard::kDirectory) return EISDIR;
+  auto r = peers_->call(owner.value(), Op::kFileUnlink, msg::encode(msg::Name{dir_id, name}));
+  return r ? 0 : r.err();
 }
 
 int Filesystem::unlink_here(uint64_t dir_id, int dir_fd, const char* name) {
@@ -518,12 +533,16 @@ int Filesystem::unlink_here(uint64_t dir_id, int dir_fd, const char* name) {
 void Filesystem::rmdir(fuse_req_t req, fuse_ino_t parent, const char* name) {
   auto dir = inode_of(parent);
   if (!dir) return (void)reply_err(req, ESTALE);
+  reply_err(req, remove_dir(dir->dir_id, name));
+}
+
+int Filesystem::remove_dir(uint64_t dir_id, const std::string& name) {
   DirChange c;
   c.kind = DirChange::kRmdir;
-  c.dir = dir->dir_id;
+  c.dir = dir_id;
   c.name = name;
-  if (!valid_name(c.name)) return (void)reply_err(req, EINVAL);
-  reply_err(req, dir_mutate(c.encode()));
+  if (!valid_name(c.name)) return EINVAL;
+  return dir_mutate(c.encode());
 }
 
 int Filesystem::rename_local_file(uint64_t src_dir, const std::string& src_name, int src_fd, uint64_t dst_dir,
@@ -589,7 +608,7 @@ int Filesystem::rename_local_file(uint64_t src_dir, const std::string& src_name,
       if (remote_stat(claim->prev_owner, dst_dir, dst_name, &ost, &oversion) == 0 && ost.st_nlink <= 1) {
         old_gino = ost.st_ino;
       }
-      cluster_->call_all(Op::kFileDrop,
+      peers_->call_all(Op::kFileDrop,
                          msg::encode(msg::Drop{{dst_dir, dst_name}, claim->prev_owner, old_gino, kDropReplaced}));
     } else if (!claim) {
       DSDFS_WARN("locator update for %s failed: %s", dst_name.c_str(), claim.status().to_string().c_str());
@@ -610,29 +629,32 @@ void Filesystem::rename(fuse_req_t req, fuse_ino_t parent, const char* name, fus
   auto to = inode_of(newparent);
   if (!from || !to) return (void)reply_err(req, ESTALE);
   if (name_too_long(newname)) return (void)reply_err(req, ENAMETOOLONG);
-  if (flags & ~(RENAME_NOREPLACE | RENAME_EXCHANGE)) return (void)reply_err(req, EINVAL);
+  reply_err(req, rename_name(from->dir_id, from->dir_fd(), name, to->dir_id, to->dir_fd(), newname, flags));
+}
+
+int Filesystem::rename_name(uint64_t from_id, int from_fd, const char* name, uint64_t to_id, int to_fd,
+                            const char* newname, unsigned flags) {
+  if (flags & ~(RENAME_NOREPLACE | RENAME_EXCHANGE)) return EINVAL;
   struct stat st;
-  if (::fstatat(from->dir_fd(), name, &st, AT_SYMLINK_NOFOLLOW) == 0) {
+  if (::fstatat(from_fd, name, &st, AT_SYMLINK_NOFOLLOW) == 0) {
     if (S_ISDIR(st.st_mode)) {
       DirChange c;
       c.kind = DirChange::kRename;
-      c.dir = from->dir_id;
+      c.dir = from_id;
       c.name = name;
-      c.dir2 = to->dir_id;
+      c.dir2 = to_id;
       c.name2 = newname;
       c.flags = flags;
-      return (void)reply_err(req, dir_mutate(c.encode()));
+      return dir_mutate(c.encode());
     }
-    return (void)reply_err(req, rename_local_file(from->dir_id, name, from->dir_fd(), to->dir_id, newname,
-                                                       to->dir_fd(), flags));
+    return rename_local_file(from_id, name, from_fd, to_id, newname, to_fd, flags);
   }
-  if (errno != ENOENT || cluster_->nranks() == 1) return (void)reply_err(req, errno);
-  auto owner = find_owner(from->dir_id, name);
-  if (!owner) return (void)reply_err(req, owner.err());
-  if (owner.value() == rank_ || owner.value() == LocatorShard::kDirectory) return (void)reply_err(req, ENOENT);
-  auto r = cluster_->call(owner.value(), Op::kFileRename,
-                          msg::encode(msg::Rename{{from->dir_id, name}, {to->dir_id, newname}, flags}));
-  reply_err(req, r ? 0 : (r.err()));
+  if (errno != ENOENT || peers_->nranks() == 1) return errno;
+  auto owner = find_owner(from_id, name);
+  if (!owner) return owner.err();
+  if (owner.value() == rank_ || owner.value() == LocatorShard::kDirectory) return ENOENT;
+  auto r = peers_->call(owner.value(), Op::kFileRename, msg::encode(msg::Rename{{from_id, name}, {to_id, newname}, flags}));
+  return r ? 0 : r.err();
 }
 
 void Filesystem::statfs(fuse_req_t req, fuse_ino_t) {

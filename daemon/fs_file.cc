@@ -90,7 +90,7 @@ int Filesystem::open_moved(const Inode& inode, uint64_t dir, const std::string& 
   // system opens what the walk found, too). Ask its owner where it is now,
   // a few times if renames keep moving it.
   for (int round = 0; !opened && opened.err() == ENOENT && inode.remote && round < 8; ++round) {
-    auto r = cluster_->call(inode.ref.owner, Op::kFileFind, msg::encode(msg::Find{dir, inode.ref.gino}));
+    auto r = peers_->call(inode.ref.owner, Op::kFileFind, msg::encode(msg::Find{dir, inode.ref.gino}));
     msg::Name now;
     if (!r || !msg::decode(r.value(), &now) || now.dir != dir) break;  // gone: unlinked or moved
     auto again = open_name(dir, now.name, inode.ref.owner, fi->flags, 0644, /*create=*/false);
@@ -137,7 +137,7 @@ void Filesystem::open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info* fi)
   // Counted as open before the check (see Inode::giving): a file offered
   // to another rank is either kept here for this handle or followed there.
   auto h = std::make_unique<FileHandle>();
-  h->attach(inode, /*counted=*/!cluster_->is_worker_thread(fuse_req_ctx(req)->pid),
+  h->attach(inode, /*counted=*/!peers_->is_worker_thread(fuse_req_ctx(req)->pid),
             /*writable=*/(fi->flags & O_ACCMODE) != O_RDONLY);
   const bool moved_away = inode->gone.load() || inode->giving.load();
   auto object = moved_away ? nullptr : object_fd(inode);

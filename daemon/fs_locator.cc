@@ -69,24 +69,47 @@ bool Filesystem::dir_closing(uint64_t dir) const { return closing_.count(dir) !=
 
 Result<LocatorShard::Claim> Filesystem::loc_claim(uint64_t dir, const std::string& name, uint32_t flags,
                                                   int expect) {
-  auto r = cluster_->call(cluster_->shard_of(dir, name), Op::kLocClaim,
-                         msg::encode(msg::Claim{{dir, name}, rank_, flags, expect}));
+  const int shard = peers_->shard_of(dir, name);
+  auto r = peers_->call(shard, Op::kLocClaim, msg::encode(msg::Claim{{dir, name}, rank_, flags, expect}));
   if (!r) return r.status();
   msg::ClaimReply reply;
   if (!msg::decode(r.value(), &reply)) return Status::error(EPROTO, "claim reply");
-  return LocatorShard::Claim{static_cast<LocatorShard::ClaimResult>(reply.result), reply.prev_owner};
+  LocatorShard::Claim claim{static_cast<LocatorShard::ClaimResult>(reply.result), reply.prev_owner};
+  if (claim.result != LocatorShard::ClaimResult::kNew || (flags & LocatorShard::kIsDir) ||
+      shard == peers_->home_of(dir, name)) {
+    return claim;
+  }
+  // This shard took a dead shard's place and started with no names: before
+  // a file is made under a name it was just given, the owners' stores (the
+  // truth) are asked whether a live rank already has one. If so, the name
+  // is that rank's, at this shard too.
+  const int holder = owner_by_asking_all(dir, name);
+  if (holder < 0) return claim;
+  auto back = peers_->call(shard, Op::kLocClaim,
+                           msg::encode(msg::Claim{{dir, name}, holder, LocatorShard::kReplaceIf, rank_}));
+  if (!back) DSDFS_WARN("locator claim of %s for rank %d: %s", name.c_str(), holder, back.status().to_string().c_str());
+  if (flags & LocatorShard::kExclusive) return Status::error(EEXIST, "exists on rank " + std::to_string(holder));
+  return LocatorShard::Claim{LocatorShard::ClaimResult::kExists, holder};
+}
+
+int Filesystem::owner_by_asking_all(uint64_t dir, const std::string& name) {
+  auto all = peers_->call_all(Op::kOwnFind, msg::encode(msg::Name{dir, name}));
+  for (int rk = 0; rk < peers_->nranks(); ++rk) {
+    if (all[rk] && rk != rank_) return rk;
+  }
+  return -1;
 }
 
 void Filesystem::loc_remove(uint64_t dir, const std::string& name, int owner) {
-  auto r = cluster_->call(cluster_->shard_of(dir, name), Op::kLocRemove, msg::encode(msg::LocRemove{{dir, name}, owner}));
+  auto r = peers_->call(peers_->shard_of(dir, name), Op::kLocRemove, msg::encode(msg::LocRemove{{dir, name}, owner}));
   if (!r && r.err() != ENOENT) DSDFS_WARN("locator remove of %s: %s", name.c_str(), r.status().to_string().c_str());
 }
 
 Result<int> Filesystem::find_owner(uint64_t dir, const std::string& name) {
-  const int n = cluster_->nranks();
-  const int home = static_cast<int>(Cluster::placement_hash(dir, name) % static_cast<uint64_t>(n));
-  if (cluster_->alive(home)) {
-    auto r = cluster_->call(home, Op::kLocLookup, msg::encode(msg::Name{dir, name}));
+  const int n = peers_->nranks();
+  const int home = peers_->home_of(dir, name);
+  if (peers_->alive(home)) {
+    auto r = peers_->call(home, Op::kLocLookup, msg::encode(msg::Name{dir, name}));
     if (r) {
       msg::Owner owner;
       if (!msg::decode(r.value(), &owner) || owner.rank < LocatorShard::kDirectory || owner.rank >= n) {
@@ -97,16 +120,13 @@ Result<int> Filesystem::find_owner(uint64_t dir, const std::string& name) {
     if (r.err() != EIO && r.err() != ETIMEDOUT) return r.status();
   }
   // The shard is gone: its index died with it, so ask the owners themselves.
-  auto all = cluster_->call_all(Op::kOwnFind, msg::encode(msg::Name{dir, name}));
-  for (int rk = 0; rk < n; ++rk) {
-    if (all[rk] && rk != rank_) return rk;
-  }
+  if (int holder = owner_by_asking_all(dir, name); holder >= 0) return holder;
   return Status::error(ENOENT);
 }
 
 int Filesystem::lookup_any(const Inode& parent, const char* name, struct fuse_entry_param* e) {
   int err = do_lookup(parent, name, e);
-  if (err != ENOENT || cluster_->nranks() == 1) return err;
+  if (err != ENOENT || peers_->nranks() == 1) return err;
   // The name can move between asking its shard and asking its owner (a
   // rename onto it, an O_TRUNC elsewhere): then ask the shard again, so a
   // reader sees the old or the new file, never none.
@@ -167,7 +187,7 @@ int Filesystem::take_over(uint64_t dir, const std::string& name, int prev_owner,
   if (fd < 0) return errno;
   *fd_out = fd;
   if (prev_owner >= 0 && prev_owner != rank_) {
-    auto all = cluster_->call_all(Op::kFileDrop, msg::encode(msg::Drop{{dir, name}, prev_owner, 0, kDropMoved}));
+    auto all = peers_->call_all(Op::kFileDrop, msg::encode(msg::Drop{{dir, name}, prev_owner, 0, kDropMoved}));
     if (!all[static_cast<size_t>(prev_owner)]) {
       DSDFS_WARN("old owner %d did not drop %s: %s", prev_owner, name.c_str(),
                  all[static_cast<size_t>(prev_owner)].status().to_string().c_str());

@@ -20,9 +20,9 @@ namespace dsdfs::fs {
 namespace {
 
 // The first error among the live ranks' replies (dead ranks do not vote).
-int first_error(const std::vector<Cluster::Reply>& replies, const Cluster& cluster) {
+int first_error(const std::vector<Peers::Reply>& replies, const Peers& peers) {
   for (int r = 0; r < static_cast<int>(replies.size()); ++r) {
-    if (!replies[r] && cluster.alive(r)) return replies[r].err();
+    if (!replies[r] && peers.alive(r)) return replies[r].err();
   }
   return 0;
 }
@@ -30,7 +30,7 @@ int first_error(const std::vector<Cluster::Reply>& replies, const Cluster& clust
 }  // namespace
 
 int Filesystem::dir_mutate(std::span<const uint8_t> change, uint64_t* made) {
-  auto r = cluster_->call(cluster_->coordinator(), Op::kDirMutate, change);
+  auto r = peers_->call(peers_->coordinator(), Op::kDirMutate, change);
   if (!r) return r.err();
   if (made) {
     msg::MadeDir reply;
@@ -40,13 +40,13 @@ int Filesystem::dir_mutate(std::span<const uint8_t> change, uint64_t* made) {
   return 0;
 }
 
-Cluster::Reply Filesystem::on_dir_mutate(int source, const DirChange& change) {
+Peers::Reply Filesystem::on_dir_mutate(int source, const DirChange& change) {
   DirChange c = change;
   // The rank whose request this is: it needs no notification (on_dir_apply).
   // The transport's source rank, not a payload field.
   c.origin = source;
   MutexLock order(coord_mu_);
-  auto apply_all = [&](const DirChange& change) { return cluster_->call_all(Op::kDirApply, change.encode()); };
+  auto apply_all = [&](const DirChange& change) { return peers_->call_all(Op::kDirApply, change.encode()); };
   switch (c.kind) {
     case DirChange::kMkdir: {
       if (!valid_name(c.name)) return Status::error(EINVAL);
@@ -54,7 +54,7 @@ Cluster::Reply Filesystem::on_dir_mutate(int source, const DirChange& change) {
       if (!claim) return claim.status();
       c.dir2 = (static_cast<uint64_t>(rank_) << 48) | next_dir_id_.fetch_add(1);
       auto replies = apply_all(c);
-      if (int err = first_error(replies, *cluster_)) {
+      if (int err = first_error(replies, *peers_)) {
         DirChange undo = c;
         undo.kind = DirChange::kRmdirCommit;
         apply_all(undo);
@@ -66,17 +66,17 @@ Cluster::Reply Filesystem::on_dir_mutate(int source, const DirChange& change) {
     case DirChange::kRmdir: {
       DirChange prep = c;
       prep.kind = DirChange::kRmdirPrepare;
-      int err = first_error(apply_all(prep), *cluster_);
+      int err = first_error(apply_all(prep), *peers_);
       DirChange fin = c;
       fin.kind = err ? DirChange::kRmdirAbort : DirChange::kRmdirCommit;
       // The locator shard forgets the name while it commits, instead of in
       // a round trip of its own afterwards. A create of a file of that name
       // racing this rmdir finds either the directory or no name.
-      const int shard = cluster_->shard_of(c.dir, c.name);
+      const int shard = peers_->shard_of(c.dir, c.name);
       if (!err) fin.locator = shard;
       auto replies = apply_all(fin);
       if (err) return Status::error(err);
-      if (int err2 = first_error(replies, *cluster_)) return Status::error(err2);
+      if (int err2 = first_error(replies, *peers_)) return Status::error(err2);
       // The shard did not commit (it died, or is no live rank's any more).
       if (shard < 0 || shard >= static_cast<int>(replies.size()) || !replies[shard]) {
         loc_remove(c.dir, c.name, LocatorShard::kDirectory);
@@ -96,7 +96,7 @@ Cluster::Reply Filesystem::on_dir_mutate(int source, const DirChange& change) {
         auto owner = find_owner(c.dir2, c.name2);
         if (owner && owner.value() == LocatorShard::kDirectory) {
           had_target = true;
-          int err = first_error(apply_all(target), *cluster_);
+          int err = first_error(apply_all(target), *peers_);
           if (err) {
             target.kind = DirChange::kRmdirAbort;
             apply_all(target);
@@ -109,12 +109,12 @@ Cluster::Reply Filesystem::on_dir_mutate(int source, const DirChange& change) {
         }
       }
       auto replies = apply_all(c);
-      int err = first_error(replies, *cluster_);
+      int err = first_error(replies, *peers_);
       if (err) {
         DirChange back = c;
         back.kind = DirChange::kRenameBack;
         for (int r = 0; r < static_cast<int>(replies.size()); ++r) {
-          if (replies[r]) cluster_->call(r, Op::kDirApply, back.encode());
+          if (replies[r]) peers_->call(r, Op::kDirApply, back.encode());
         }
         if (had_target) {
           target.kind = DirChange::kRmdirAbort;
@@ -129,7 +129,7 @@ Cluster::Reply Filesystem::on_dir_mutate(int source, const DirChange& change) {
       return std::vector<uint8_t>();
     }
     case DirChange::kSetattr: {
-      int err = first_error(apply_all(c), *cluster_);
+      int err = first_error(apply_all(c), *peers_);
       if (err) return Status::error(err);
       return std::vector<uint8_t>();
     }
@@ -138,7 +138,7 @@ Cluster::Reply Filesystem::on_dir_mutate(int source, const DirChange& change) {
   }
 }
 
-Cluster::Reply Filesystem::on_dir_apply(int, const DirChange& c) {
+Peers::Reply Filesystem::on_dir_apply(int, const DirChange& c) {
   auto parent = local_dir(c.dir);
   if (!parent) return Status::error(ENOENT, "unknown directory");
   const int pfd = parent->get();

@@ -185,7 +185,7 @@ Result<Filesystem::OpenedFile> Filesystem::open_name(uint64_t dir, const std::st
       // `>` of another rank's non-empty file. If it is open on its owner,
       // the owner truncates it in place (moving it would break those
       // handles: a shared file opened with O_TRUNC by many ranks at once).
-      auto tr = cluster_->call(owner, Op::kFileTruncate,
+      auto tr = peers_->call(owner, Op::kFileTruncate,
                                msg::encode(msg::Truncate{{dir, name}, static_cast<uint64_t>(st.st_ino)}));
       if (!tr && (tr.err() == ENOENT || tr.err() == ESTALE)) {
         owner = -1;  // the name changed: look again

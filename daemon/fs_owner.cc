@@ -59,15 +59,15 @@ Status bad_request(const char* what) {
 void Filesystem::register_rpcs() {
   // Every handler gets its request decoded and validated (daemon/messages.h);
   // a malformed one is answered EPROTO here. inline_op: answered on the
-  // progress thread (Cluster::register_inline_handler).
-  auto reg = [this]<typename M>(Op op, Cluster::Reply (Filesystem::*fn)(int, const M&), bool inline_op = false) {
-    Cluster::Handler h = [this, fn](int src, std::span<const uint8_t> p) -> Cluster::Reply {
+  // progress thread (Peers::register_inline_handler).
+  auto reg = [this]<typename M>(Op op, Peers::Reply (Filesystem::*fn)(int, const M&), bool inline_op = false) {
+    Peers::Handler h = [this, fn](int src, std::span<const uint8_t> p) -> Peers::Reply {
       M m;
       if (!msg::decode(p, &m)) return bad_request(M::kName);
       return (this->*fn)(src, m);
     };
-    if (inline_op) cluster_->register_inline_handler(op, std::move(h));
-    else cluster_->register_handler(op, std::move(h));
+    if (inline_op) peers_->register_inline_handler(op, std::move(h));
+    else peers_->register_handler(op, std::move(h));
   };
   reg(Op::kDirMutate, &Filesystem::on_dir_mutate);
   reg(Op::kDirApply, &Filesystem::on_dir_apply);
@@ -89,34 +89,34 @@ void Filesystem::register_rpcs() {
   reg(Op::kFileLink, &Filesystem::on_file_link);
   reg(Op::kFileFind, &Filesystem::on_file_find);
   // Reads answer with borrowed bytes: the buffer goes out without a copy.
-  cluster_->register_raw_handler(Op::kFileRead, [this](int, std::span<const uint8_t> p, rdma::Responder r) {
+  peers_->register_lending_handler(Op::kFileRead, [this](int, std::span<const uint8_t> p) -> Result<Peers::Lent> {
     auto buf = read_buffers_->get();
     auto n = read_for_peer(p, buf.get(), read_buffers_->buffer_size());
-    if (!n) return r.reply_error(n.err());
+    if (!n) return n.status();
     std::span<const uint8_t> bytes(buf.get(), n.value());  // before buf is moved
-    r.reply(bytes, std::move(buf));
+    return Peers::Lent{bytes, std::move(buf)};
   });
 }
 
-Cluster::Reply Filesystem::on_loc_claim(int, const msg::Claim& m) {
-  if (m.owner >= cluster_->nranks() || m.expect >= cluster_->nranks()) return bad_request("claim");
+Peers::Reply Filesystem::on_loc_claim(int, const msg::Claim& m) {
+  if (m.owner >= peers_->nranks() || m.expect >= peers_->nranks()) return bad_request("claim");
   auto c = shard_.claim(m.at.dir, m.at.name, m.owner, m.flags, m.expect);
   if (!c) return c.status();
   return msg::encode(msg::ClaimReply{static_cast<uint8_t>(c->result), c->prev_owner});
 }
 
-Cluster::Reply Filesystem::on_loc_lookup(int, const msg::Name& m) {
+Peers::Reply Filesystem::on_loc_lookup(int, const msg::Name& m) {
   auto owner = shard_.lookup(m.dir, m.name);
   if (!owner) return owner.status();
   return msg::encode(msg::Owner{owner.value()});
 }
 
-Cluster::Reply Filesystem::on_loc_remove(int, const msg::LocRemove& m) {
+Peers::Reply Filesystem::on_loc_remove(int, const msg::LocRemove& m) {
   if (!shard_.remove(m.at.dir, m.at.name, m.owner)) return Status::error(ENOENT);
   return std::vector<uint8_t>();
 }
 
-Cluster::Reply Filesystem::on_own_find(int, const msg::Name& m) {
+Peers::Reply Filesystem::on_own_find(int, const msg::Name& m) {
   auto dfd = local_dir(m.dir);
   struct stat st;
   if (!dfd || ::fstatat(dfd->get(), m.name.c_str(), &st, AT_SYMLINK_NOFOLLOW) != 0 || S_ISDIR(st.st_mode)) {
@@ -125,7 +125,7 @@ Cluster::Reply Filesystem::on_own_find(int, const msg::Name& m) {
   return msg::encode(msg::Owner{rank_});
 }
 
-Cluster::Reply Filesystem::on_file_stat(int, const msg::Name& m) {
+Peers::Reply Filesystem::on_file_stat(int, const msg::Name& m) {
   const uint64_t dir = m.dir;
   const std::string& name = m.name;
   auto dfd = local_dir(dir);
@@ -134,7 +134,7 @@ Cluster::Reply Filesystem::on_file_stat(int, const msg::Name& m) {
   if (::fstatat(dfd->get(), name.c_str(), &st, AT_SYMLINK_NOFOLLOW) != 0) {
     // Claimed here and being created right now: the shard already sends
     // openers to us, so wait for the file rather than deny that it exists.
-    if (errno != ENOENT || !pending_.wait_while_pending(dir, name, cluster_->timeout() / 2) ||
+    if (errno != ENOENT || !pending_.wait_while_pending(dir, name, peers_->timeout() / 2) ||
         ::fstatat(dfd->get(), name.c_str(), &st, AT_SYMLINK_NOFOLLOW) != 0) {
       return Status::from_errno("stat");
     }
@@ -174,7 +174,7 @@ void Filesystem::flush_for_peer(uint64_t dir, const std::string& name, struct st
   }
 }
 
-Cluster::Reply Filesystem::on_dir_list(int, const msg::DirList& m) {
+Peers::Reply Filesystem::on_dir_list(int, const msg::DirList& m) {
   auto dfd = local_dir(m.dir);
   if (!dfd) return Status::error(ENOENT);
   msg::DirListReply reply;
@@ -235,7 +235,7 @@ void Filesystem::unexport(int dir_fd, const char* name) {
   }
 }
 
-Cluster::Reply Filesystem::on_file_map(int, const msg::Map& m) {
+Peers::Reply Filesystem::on_file_map(int, const msg::Map& m) {
   const uint64_t dir = m.at.dir, gino = m.gino, version = m.version;
   const std::string& name = m.at.name;
   auto dfd = local_dir(dir);
@@ -276,7 +276,7 @@ void Filesystem::release_owned(uint64_t gino) {
   write_fds_.drop(gino);
 }
 
-Cluster::Reply Filesystem::on_file_write(int, const msg::Write& m) {
+Peers::Reply Filesystem::on_file_write(int, const msg::Write& m) {
   const uint64_t off = m.off;
   const bool append = m.append;
   const std::span<const uint8_t> data = m.data;
@@ -304,7 +304,7 @@ Cluster::Reply Filesystem::on_file_write(int, const msg::Write& m) {
   return msg::encode(msg::WriteReply{done, -1});
 }
 
-Cluster::Reply Filesystem::on_file_unlink(int, const msg::Name& m) {
+Peers::Reply Filesystem::on_file_unlink(int, const msg::Name& m) {
   const uint64_t dir = m.dir;
   const std::string& name = m.name;
   auto dfd = local_dir(dir);
@@ -318,7 +318,7 @@ Cluster::Reply Filesystem::on_file_unlink(int, const msg::Name& m) {
   return std::vector<uint8_t>();
 }
 
-Cluster::Reply Filesystem::on_file_rename(int, const msg::Rename& m) {
+Peers::Reply Filesystem::on_file_rename(int, const msg::Rename& m) {
   const uint64_t dir = m.from.dir, dir2 = m.to.dir;
   const std::string &name = m.from.name, &name2 = m.to.name;
   const uint32_t flags = m.flags;
@@ -333,7 +333,7 @@ Cluster::Reply Filesystem::on_file_rename(int, const msg::Rename& m) {
   return std::vector<uint8_t>();
 }
 
-Cluster::Reply Filesystem::on_file_truncate(int, const msg::Truncate& m) {
+Peers::Reply Filesystem::on_file_truncate(int, const msg::Truncate& m) {
   const uint64_t dir = m.at.dir, gino = m.gino;
   const std::string& name = m.at.name;
   auto dfd = local_dir(dir);
@@ -366,7 +366,7 @@ Cluster::Reply Filesystem::on_file_truncate(int, const msg::Truncate& m) {
   return msg::encode(msg::TruncateReply{true, {st, version}});
 }
 
-Cluster::Reply Filesystem::on_file_link(int, const msg::Link& m) {
+Peers::Reply Filesystem::on_file_link(int, const msg::Link& m) {
   const uint64_t dir = m.from.dir, gino = m.gino, dir2 = m.to.dir;
   const std::string &name = m.from.name, &name2 = m.to.name;
   if (Status ok = check_owned(dir, name, gino); !ok) return ok;
@@ -386,7 +386,7 @@ Cluster::Reply Filesystem::on_file_link(int, const msg::Link& m) {
   return on_file_stat(rank_, m.to);
 }
 
-Cluster::Reply Filesystem::on_file_find(int, const msg::Find& m) {
+Peers::Reply Filesystem::on_file_find(int, const msg::Find& m) {
   // Scans the directory: only asked when an open lost a race with a rename
   // of the file it looked up (Filesystem::open_moved).
   auto dfd = local_dir(m.dir);
@@ -402,7 +402,7 @@ Cluster::Reply Filesystem::on_file_find(int, const msg::Find& m) {
   return msg::encode(msg::Name{m.dir, found});
 }
 
-Cluster::Reply Filesystem::on_file_readlink(int, const msg::Name& m) {
+Peers::Reply Filesystem::on_file_readlink(int, const msg::Name& m) {
   auto dfd = local_dir(m.dir);
   if (!dfd) return Status::error(ENOENT);
   char buf[PATH_MAX + 1];
@@ -411,7 +411,7 @@ Cluster::Reply Filesystem::on_file_readlink(int, const msg::Name& m) {
   return std::vector<uint8_t>(buf, buf + n);
 }
 
-Cluster::Reply Filesystem::on_file_setattr(int, const msg::Setattr& m) {
+Peers::Reply Filesystem::on_file_setattr(int, const msg::Setattr& m) {
   const uint32_t to_set = m.to_set, mode = m.mode, uid = m.uid, gid = m.gid;
   const int64_t size = m.size, as = m.atime_s, an = m.atime_ns, ms = m.mtime_s, mn = m.mtime_ns;
   auto path = owned_path(m.at.dir, m.at.name, m.gino);
@@ -436,7 +436,7 @@ Cluster::Reply Filesystem::on_file_setattr(int, const msg::Setattr& m) {
   return on_file_stat(rank_, m.at);
 }
 
-Cluster::Reply Filesystem::on_file_drop(int source, const msg::Drop& m) {
+Peers::Reply Filesystem::on_file_drop(int source, const msg::Drop& m) {
   const uint64_t dir = m.at.dir, gino = m.gino;
   const std::string& name = m.at.name;
   const int32_t old_owner = m.old_owner;

@@ -20,7 +20,6 @@
 #include "daemon/filesystem.h"
 #include "daemon/messages.h"
 #include "daemon/protocol.h"
-#include "rdma/transport.h"
 
 namespace dsdfs::fs {
 
@@ -35,7 +34,7 @@ constexpr uint64_t kReadaheadChunks = 16;
 
 int Filesystem::remote_stat(int owner, uint64_t dir, const std::string& name, struct stat* st,
                             uint64_t* version) {
-  auto r = cluster_->call(owner, Op::kFileStat, msg::encode(msg::Name{dir, name}));
+  auto r = peers_->call(owner, Op::kFileStat, msg::encode(msg::Name{dir, name}));
   if (!r) return r.err();
   msg::Stat reply;
   if (!msg::decode(r.value(), &reply)) return EPROTO;
@@ -59,9 +58,8 @@ int Filesystem::fill_remote_entry(int owner, uint64_t dir, const std::string& na
 }
 
 void Filesystem::remote_map(FileHandle& h) {
-  rdma::Transport* t = cluster_->transport();
-  if (!t || !h.cache || h.cache->size() == 0 || h.cache->complete() || !t->bulk_uses_rma(h.ref.owner)) return;
-  auto r = cluster_->call(h.ref.owner, Op::kFileMap,
+  if (!h.cache || h.cache->size() == 0 || h.cache->complete() || !peers_->bulk_uses_rma(h.ref.owner)) return;
+  auto r = peers_->call(h.ref.owner, Op::kFileMap,
                          msg::encode(msg::Map{{h.ref.dir, h.ref.name}, h.ref.gino, h.ref.version}));
   if (!r) {
     DSDFS_INFO("owner %d did not export %s for RMA (%s): active messages instead", h.ref.owner, h.ref.name.c_str(),
@@ -108,18 +106,16 @@ void Filesystem::start_fetch(const FileHandle& h, uint64_t first, uint64_t count
   const int owner = h.ref.owner;
   if (h.use_rma && !c->rma_failed()) {
     // One-sided: the owner's CPU is not involved.
-    cluster_->transport()->get_async(owner, h.rma_address + off, h.rma_rkey, dst, len, c, cluster_->timeout(),
-                                     [c, owner, done](Status s) {
-                                       if (s) return done(0);
-                                       DSDFS_INFO("RMA get from rank %d failed (%s): active messages instead",
-                                                  owner, s.to_string().c_str());
-                                       c->set_rma_failed();
-                                       done(EIO);  // a waiter retries, with active messages
-                                     });
+    peers_->get_async(owner, h.rma_address + off, h.rma_rkey, dst, len, c, [c, owner, done](Status s) {
+      if (s) return done(0);
+      DSDFS_INFO("RMA get from rank %d failed (%s): active messages instead", owner, s.to_string().c_str());
+      c->set_rma_failed();
+      done(EIO);  // a waiter retries, with active messages
+    });
     return;
   }
   auto request = msg::encode(msg::Read{{h.ref.dir, h.ref.name}, h.ref.gino, 0, off, static_cast<uint32_t>(len)});
-  cluster_->call_into_async(owner, Op::kFileRead, request, std::span<uint8_t>(dst, len), c,
+  peers_->call_into_async(owner, Op::kFileRead, request, std::span<uint8_t>(dst, len), c,
                             [done, len](Result<size_t> r) {
                               if (!r) return done(file_left_owner(r.err()) ? ESTALE : EIO);
                               done(*r == len ? 0 : ESTALE);  // short: the file shrank, a new version
@@ -146,14 +142,14 @@ int Filesystem::wait_chunks(const FileHandle& h, uint64_t first, uint64_t last) 
       // Only what this read needs: fetch_ahead() widens sequential reads.
       uint64_t run = c.claim_run(k, last - k + 1);
       if (run > 0) start_fetch(h, k, run);
-      if (!c.wait_fetched(k, cluster_->timeout() * 2)) return EIO;
+      if (!c.wait_fetched(k, peers_->timeout() * 2)) return EIO;
     }
   }
   return 0;
 }
 
 Result<std::vector<uint8_t>> Filesystem::read_through(const RemoteRef& ref, uint64_t off, size_t len) {
-  auto r = cluster_->call(ref.owner, Op::kFileRead,
+  auto r = peers_->call(ref.owner, Op::kFileRead,
                          msg::encode(msg::Read{{ref.dir, ref.name}, ref.gino, 0, off,
                                                static_cast<uint32_t>(std::min<size_t>(len, kMaxIo))}));
   // The file left its owner while open here (replaced, taken over): EIO.
@@ -249,7 +245,7 @@ void Filesystem::remote_write(fuse_req_t req, FileHandle& h, struct fuse_bufvec*
   for (int hop = 0; hop < 8; ++hop) {
     RemoteRef ref = h.current_ref();
     set_header(ref);
-    auto r = cluster_->call(ref.owner, Op::kFileWrite, request);
+    auto r = peers_->call(ref.owner, Op::kFileWrite, request);
     // The file left its owner otherwise (replaced, unlinked): EIO, as the
     // user guide says for handles of a file that is gone.
     if (!r) return (void)reply_err(req, file_left_owner(r.err()) ? EIO : r.err());
@@ -258,7 +254,7 @@ void Filesystem::remote_write(fuse_req_t req, FileHandle& h, struct fuse_bufvec*
     const uint64_t written = reply.written;
     if (written == kWriteMoved) {
       const int32_t to = reply.moved_to;
-      if (to >= cluster_->nranks()) return (void)reply_err(req, EPROTO);
+      if (to >= peers_->nranks()) return (void)reply_err(req, EPROTO);
       struct stat st;
       uint64_t version;
       // (to may be this rank: the call then runs here, through our own mount.)

@@ -29,12 +29,12 @@ std::string Filesystem::special_xattr(const Inode& inode, const std::string& nam
       *err = ENODATA;  // directories are replicated on every rank, they have no owner
       return {};
     }
-    if (inode.remote) return std::to_string(inode.ref.owner) + " " + cluster_->host_of(inode.ref.owner);
+    if (inode.remote) return std::to_string(inode.ref.owner) + " " + peers_->host_of(inode.ref.owner);
     return std::to_string(rank_) + " " + host_;
   }
   if (name == "user.dsdfs.stats" && inode.id == FUSE_ROOT_ID) return stats_->to_text();
   if (name == "user.dsdfs.ready" && inode.id == FUSE_ROOT_ID && ready_.load()) {
-    return "ranks " + std::to_string(cluster_->nranks()) + "\n";
+    return "ranks " + std::to_string(peers_->nranks()) + "\n";
   }
   *err = ENODATA;
   return {};

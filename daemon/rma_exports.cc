@@ -4,15 +4,14 @@
 
 #include <sys/mman.h>
 
-#include "rdma/memory.h"
-#include "rdma/transport.h"
+#include "daemon/peers.h"
 
 namespace dsdfs::fs {
 
 struct RmaExports::Entry {
   void* map = MAP_FAILED;
   size_t length = 0;
-  std::unique_ptr<rdma::MemoryRegion> region;  // deregistered before the unmap
+  std::unique_ptr<RmaRegion> region;  // deregistered before the unmap
   ~Entry() {
     region.reset();
     if (map != MAP_FAILED) ::munmap(map, length);
@@ -25,7 +24,6 @@ RmaExports::~RmaExports() {
 }
 
 Result<RmaExports::Export> RmaExports::get_or_create(uint64_t gino, uint64_t version, int fd, uint64_t size) {
-  if (!transport_) return Status::error(EOPNOTSUPP, "no transport");
   if (size == 0) return Status::error(EINVAL, "empty file");
   const std::pair<uint64_t, uint64_t> key{gino, version};
   {
@@ -41,9 +39,9 @@ Result<RmaExports::Export> RmaExports::get_or_create(uint64_t gino, uint64_t ver
   entry->length = size;
   entry->map = ::mmap(nullptr, size, PROT_READ, MAP_SHARED, fd, 0);
   if (entry->map == MAP_FAILED) return Status::from_errno("mmap for RMA");
-  auto region = rdma::MemoryRegion::map(*transport_, entry->map, size);
+  auto region = peers_->export_region(entry->map, size);
   if (!region) return region.status();
-  entry->region = std::make_unique<rdma::MemoryRegion>(std::move(region).value());
+  entry->region = std::move(region).value();
   Export out{entry->region->remote_address(), size,
              std::vector<uint8_t>(entry->region->rkey().begin(), entry->region->rkey().end())};
   std::vector<std::shared_ptr<Entry>> evicted;  // released outside the lock

@@ -11,15 +11,12 @@
 #include "common/mutex.h"
 #include "common/status.h"
 
-namespace dsdfs::rdma {
-class Transport;
-class MemoryRegion;
-}  // namespace dsdfs::rdma
-
 namespace dsdfs::fs {
 
+class Peers;
+
 // Owned files exposed for one-sided reads: each one mmap'd read-only and
-// registered with UCX once per version, so readers on fabrics with native RMA
+// registered (Peers::export_region) once per version, so readers on fabrics with native RMA
 // pull the bytes with ucp_get_nbx and the owner's CPU does nothing.
 // An export is dropped before the owner shrinks, truncates or unlinks the
 // file (a get into a vanished page must never happen), and evicted
@@ -34,7 +31,7 @@ class RmaExports {
     std::vector<uint8_t> rkey;
   };
 
-  explicit RmaExports(rdma::Transport* transport) : transport_(transport) {}
+  explicit RmaExports(Peers* peers) : peers_(peers) {}
   ~RmaExports();
 
   // Maps and registers `fd` (the file gino at version) if not already.
@@ -44,7 +41,7 @@ class RmaExports {
 
  private:
   struct Entry;
-  rdma::Transport* const transport_;
+  Peers* const peers_;
   Mutex mu_;
   std::map<std::pair<uint64_t, uint64_t>, std::shared_ptr<Entry>> by_key_ GUARDED_BY(mu_);
   std::list<std::pair<uint64_t, uint64_t>> lru_ GUARDED_BY(mu_);

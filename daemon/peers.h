@@ -1,0 +1,145 @@
+// SPDX-License-Identifier: Apache-2.0
+// The seam under the distributed logic: how the file system of one rank
+// reaches the other ranks of the job (LevelDB's Env, for the network).
+// Cluster (daemon/cluster.h) implements it over UCX; an in-process
+// implementation (tests/unit/daemon/in_process_peers.h) runs several ranks'
+// file-system logic in one unit-test binary, without FUSE and without UCX.
+// Nothing above this seam includes rdma/.
+#pragma once
+
+#include <sys/types.h>
+
+#include <chrono>
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <span>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "common/status.h"
+
+namespace dsdfs::fs {
+
+// RPC operations between ranks. Payloads: daemon/messages.h (kOpMessages
+// names each op's request and reply), layouts in docs/architecture.md.
+enum class Op : uint16_t {
+  kDirMutate = 1,   // to the coordinator: order a directory mutation
+  kDirApply = 2,    // coordinator to every rank: apply it to the local replica
+  kLocClaim = 3,    // to a locator shard: claim or move a file name
+  kLocLookup = 4,   // to a locator shard: who owns (dir, name)?
+  kLocRemove = 5,   // to a locator shard: forget (dir, name) if still owned by rank
+  kOwnFind = 6,     // to every rank: do you own (dir, name)? (fallback when a shard is dead)
+  kFileStat = 7,    // to the owner: attributes and version
+  kFileRead = 8,    // to the owner: bytes (active-message path)
+  kFileWrite = 9,   // to the owner: apply a forwarded write or append
+  kDirList = 10,    // to every rank: the files you own in a directory
+  kFileUnlink = 11, // to the owner
+  kFileRename = 12, // to the owner of the source
+  kFileDrop = 13,   // to the old owner: ownership moved away, drop your copy
+  kFileReadlink = 14,
+  kFileMap = 15,    // to the owner: register the file for one-sided reads
+  kFileSetattr = 16,
+  // 17: unused (an unmap request of protocol 1; exports go with the file).
+  kFileTruncate = 18,  // to the owner: `>` of its file; truncate it there if it is open, else give it away
+  kFileLink = 19,      // to the owner: link its file under another name (the new name is its too)
+  kFileFind = 20,      // to the owner: which name in a directory holds this file now (after a rename)
+};
+
+// A memory range exported for one-sided reads by other ranks. Deregistered
+// when the last reference goes.
+class RmaRegion {
+ public:
+  virtual ~RmaRegion() = default;
+  virtual uint64_t remote_address() const = 0;
+  virtual std::span<const uint8_t> rkey() const = 0;
+};
+
+// The other ranks of the job. Thread-safe. Every call ends by its timeout:
+// a dead or silent rank gives an error, never a hang. Errors are errnos
+// (ETIMEDOUT or EIO for a rank that does not answer; the handler's own
+// errno otherwise).
+class Peers {
+ public:
+  using Reply = Result<std::vector<uint8_t>>;
+  // Runs a request from source_rank; its reply goes back to the caller.
+  using Handler = std::function<Reply(int source_rank, std::span<const uint8_t> payload)>;
+  // Bytes a handler lends to its reply instead of copying them: keepalive
+  // keeps them valid and unchanged until they are sent.
+  struct Lent {
+    std::span<const uint8_t> bytes;
+    std::shared_ptr<const void> keepalive;
+  };
+  using LendingHandler = std::function<Result<Lent>(int source_rank, std::span<const uint8_t> payload)>;
+
+  Peers(int rank, int nranks, std::chrono::milliseconds timeout)
+      : rank_(rank), nranks_(nranks), timeout_(timeout) {}
+  virtual ~Peers() = default;
+  Peers(const Peers&) = delete;
+  Peers& operator=(const Peers&) = delete;
+
+  // Handlers, registered before the peers start. A handler runs on a worker
+  // thread and may block (file I/O, calls to other ranks).
+  virtual void register_handler(Op op, Handler handler) = 0;
+  // A handler cheap and non-blocking enough (in-memory, short locks, no I/O)
+  // to run where the request arrives (the transport's progress thread).
+  virtual void register_inline_handler(Op op, Handler handler) = 0;
+  // For requests only other ranks make (this rank's own call gets ENOSYS).
+  virtual void register_lending_handler(Op op, LendingHandler handler) = 0;
+
+  int rank() const { return rank_; }
+  int nranks() const { return nranks_; }
+  std::chrono::milliseconds timeout() const { return timeout_; }
+  virtual bool alive(int rank) const = 0;
+  // The short host name of rank ("?" if unknown).
+  virtual std::string host_of(int rank) const = 0;
+  // Whether `tid` is a thread that runs handlers (whose requests to this
+  // rank's own mount are the daemon's, not a user's).
+  virtual bool is_worker_thread(pid_t tid) const = 0;
+
+  // The rank that orders directory mutations: the lowest live rank.
+  int coordinator() const;
+  // The locator shard of (dir, name): placement_hash modulo the number of
+  // ranks. If that rank is dead, the next live rank upward (wrapping) takes
+  // its place.
+  int shard_of(uint64_t dir, std::string_view name) const;
+  // The shard of (dir, name) when every rank is alive.
+  int home_of(uint64_t dir, std::string_view name) const {
+    return static_cast<int>(placement_hash(dir, name) % static_cast<uint64_t>(nranks_));
+  }
+  // FNV-1a 64 of the 8 little-endian bytes of dir followed by name.
+  static uint64_t placement_hash(uint64_t dir, std::string_view name);
+
+  // A call to rank (this rank's own handler runs in the calling thread).
+  virtual Reply call(int rank, Op op, std::span<const uint8_t> payload, std::chrono::milliseconds timeout) = 0;
+  Reply call(int rank, Op op, std::span<const uint8_t> payload) { return call(rank, op, payload, timeout_); }
+  // The same request to every live rank (self included, run here), in
+  // parallel; results indexed by rank (dead ranks: EIO).
+  virtual std::vector<Reply> call_all(Op op, std::span<const uint8_t> payload) = 0;
+  // A call to another rank whose reply lands in dst; done runs exactly once
+  // (possibly on another thread, where it must be short) with the length.
+  // keepalive is held until nothing writes into dst any more.
+  virtual void call_into_async(int rank, Op op, std::span<const uint8_t> payload, std::span<uint8_t> dst,
+                               std::shared_ptr<void> keepalive, std::function<void(Result<size_t>)> done) = 0;
+
+  // One-sided reads. Whether reads of rank's files should use get_async.
+  virtual bool bulk_uses_rma(int /*rank*/) { return false; }
+  // Registers [addr, addr + length) for other ranks' gets.
+  virtual Result<std::unique_ptr<RmaRegion>> export_region(void* /*addr*/, size_t /*length*/) {
+    return Status::error(EOPNOTSUPP, "no one-sided reads");
+  }
+  // Reads len bytes of rank's region (address and rkey from its export) into
+  // dst; done runs exactly once, like call_into_async's.
+  virtual void get_async(int /*rank*/, uint64_t /*remote_addr*/, std::span<const uint8_t> /*rkey*/, void* /*dst*/,
+                         size_t /*len*/, std::shared_ptr<void> /*keepalive*/, std::function<void(Status)> done) {
+    done(Status::error(EOPNOTSUPP, "no one-sided reads"));
+  }
+
+ private:
+  const int rank_;
+  const int nranks_;
+  const std::chrono::milliseconds timeout_;
+};
+
+}  // namespace dsdfs::fs

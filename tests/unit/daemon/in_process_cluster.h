@@ -1,0 +1,68 @@
+// SPDX-License-Identifier: Apache-2.0
+// Several ranks' file-system logic in one process: a Filesystem per rank,
+// each with its own store under one test directory, joined by InProcessPeers.
+// No FUSE and no UCX: the operations below are those the FUSE front end runs
+// for a user on that rank's node (by directory id and name instead of kernel
+// inodes). What needs a kernel is not here: page caches, reverse
+// invalidations, and writes another rank forwards to an owner (applied
+// through the owner's own mount). The mpi and e2e suites cover those.
+#pragma once
+
+#include <chrono>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "common/status.h"
+#include "daemon/filesystem.h"
+#include "daemon/stats.h"
+#include "daemon/store.h"
+#include "tests/unit/daemon/in_process_peers.h"
+
+namespace dsdfs::fs::testing {
+
+class InProcessCluster {
+ public:
+  static constexpr uint64_t kRoot = 0;  // the root directory's id
+
+  // nranks ranks with stores under dir (which must exist).
+  InProcessCluster(const std::string& dir, int nranks,
+                   std::chrono::milliseconds timeout = std::chrono::milliseconds(2000));
+  ~InProcessCluster();
+
+  int size() const { return static_cast<int>(ranks_.size()); }
+  InProcessNet& net() { return net_; }
+  Peers& peers(int r) { return *ranks_.at(r)->peers; }
+
+  // A user's operations on rank r's node; 0 or an errno.
+  Result<uint64_t> mkdir(int r, uint64_t dir, const std::string& name);  // the new directory's id
+  int rmdir(int r, uint64_t dir, const std::string& name);
+  int rename(int r, uint64_t dir, const std::string& name, uint64_t dir2, const std::string& name2,
+             unsigned flags = 0);
+  int unlink(int r, uint64_t dir, const std::string& name);
+  // open(2) of dir/name with flags (O_CREAT makes it a create) and, if it
+  // succeeds and text is not empty, a write of text at offset 0 (owned files
+  // only). The rank that owns the file it opened.
+  Result<int> open(int r, uint64_t dir, const std::string& name, int flags, const std::string& text = "");
+  // The whole file as rank r reads it (open read-only, read, close).
+  Result<std::string> read(int r, uint64_t dir, const std::string& name);
+  // The owner of dir/name as rank r's lookup finds it (ENOENT: nobody).
+  Result<int> owner_of(int r, uint64_t dir, const std::string& name);
+  // The names of rank r's store replica of directory dir (owned files and
+  // directories), sorted.
+  std::vector<std::string> stored(int r, uint64_t dir);
+
+ private:
+  struct Rank {
+    std::unique_ptr<Store> store;
+    Stats stats;
+    std::unique_ptr<InProcessPeers> peers;
+    std::unique_ptr<Filesystem> fs;
+  };
+  Filesystem& fs(int r) { return *ranks_.at(r)->fs; }
+
+  InProcessNet net_;
+  std::vector<std::unique_ptr<Rank>> ranks_;
+};
+
+}  // namespace dsdfs::fs::testing

@@ -1,0 +1,310 @@
+// SPDX-License-Identifier: Apache-2.0
+// The distributed logic of several ranks in one process (InProcessCluster):
+// locator placement and takeover, directory changes and their rollback,
+// ownership moves and the same-name races, without FUSE or UCX.
+#include <fcntl.h>
+#include <gtest/gtest.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <barrier>
+#include <random>
+#include <set>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "daemon/locator.h"
+#include "tests/unit/daemon/in_process_cluster.h"
+#include "tests/unit/daemon/temp_dir_test.h"
+
+namespace dsdfs::fs::testing {
+namespace {
+
+constexpr uint64_t kRoot = InProcessCluster::kRoot;
+using std::chrono::milliseconds;
+
+class InProcessClusterTest : public TempDirTest {};
+
+// A name of directory dir whose locator shard is rank `shard` (of n ranks).
+std::string name_homed_at(uint64_t dir, int shard, int n, const std::string& prefix = "f") {
+  for (int i = 0;; ++i) {
+    std::string name = prefix + std::to_string(i);
+    if (static_cast<int>(Peers::placement_hash(dir, name) % static_cast<uint64_t>(n)) == shard) return name;
+  }
+}
+
+// Runs fn(rank, thread) on `threads` threads per rank, all released at once.
+template <typename Fn>
+void on_every_rank_at_once(int nranks, int threads, Fn fn) {
+  std::barrier start(nranks * threads);
+  std::vector<std::thread> all;
+  for (int r = 0; r < nranks; ++r) {
+    for (int t = 0; t < threads; ++t) {
+      all.emplace_back([&, r, t] {
+        start.arrive_and_wait();
+        fn(r, t);
+      });
+    }
+  }
+  for (auto& th : all) th.join();
+}
+
+// The ranks whose store holds dir/name as a file.
+std::vector<int> holders(InProcessCluster& c, uint64_t dir, const std::string& name) {
+  std::vector<int> out;
+  for (int r = 0; r < c.size(); ++r) {
+    for (auto& n : c.stored(r, dir)) {
+      if (n == name) out.push_back(r);
+    }
+  }
+  return out;
+}
+
+TEST_F(InProcessClusterTest, PlacementIsTheSameOnEveryRankAndMovesOnlyTheDeadShardsNames) {
+  InProcessCluster c(dir_, 4);
+  std::vector<int> home;
+  for (int i = 0; i < 1000; ++i) {
+    std::string name = "n" + std::to_string(i);
+    const int s = c.peers(0).shard_of(7, name);
+    for (int r = 1; r < 4; ++r) ASSERT_EQ(c.peers(r).shard_of(7, name), s);
+    home.push_back(s);
+  }
+  EXPECT_EQ(c.peers(3).coordinator(), 0);
+  c.net().kill(2);
+  c.net().kill(0);
+  EXPECT_EQ(c.peers(3).coordinator(), 1);  // the lowest live rank
+  for (int i = 0; i < 1000; ++i) {
+    const int now = c.peers(1).shard_of(7, "n" + std::to_string(i));
+    const int expect = home[i] == 2 ? 3 : home[i] == 0 ? 1 : home[i];  // the next live rank upward
+    ASSERT_EQ(now, expect) << i;
+  }
+}
+
+TEST_F(InProcessClusterTest, AFileIsStoredOnlyOnItsOwnerAndReadFromEveryRank) {
+  InProcessCluster c(dir_, 3);
+  ASSERT_EQ(c.open(1, kRoot, "ckpt", O_CREAT | O_WRONLY, "hello from rank 1").value(), 1);
+  EXPECT_EQ(holders(c, kRoot, "ckpt"), std::vector<int>{1});
+  for (int r = 0; r < 3; ++r) {
+    EXPECT_EQ(c.owner_of(r, kRoot, "ckpt").value(), 1) << "rank " << r;
+    EXPECT_EQ(c.read(r, kRoot, "ckpt").value(), "hello from rank 1") << "rank " << r;
+  }
+  EXPECT_EQ(c.owner_of(2, kRoot, "nothing").err(), ENOENT);
+  // Unlinked from another rank: gone everywhere.
+  EXPECT_EQ(c.unlink(2, kRoot, "ckpt"), 0);
+  EXPECT_TRUE(holders(c, kRoot, "ckpt").empty());
+  for (int r = 0; r < 3; ++r) EXPECT_EQ(c.owner_of(r, kRoot, "ckpt").err(), ENOENT);
+  EXPECT_EQ(c.unlink(0, kRoot, "ckpt"), ENOENT);
+}
+
+TEST_F(InProcessClusterTest, ConcurrentCreatesOfOneNameOpenOneFile) {
+  // The N-1 checkpoint: every rank opens the same names with O_CREAT at once.
+  constexpr int kRanks = 3, kThreads = 3, kNames = 30;
+  InProcessCluster c(dir_, kRanks);
+  std::vector<std::vector<int>> owner(kRanks * kThreads, std::vector<int>(kNames, -2));
+  std::atomic<int> failures{0};
+  on_every_rank_at_once(kRanks, kThreads, [&](int r, int t) {
+    for (int i = 0; i < kNames; ++i) {
+      auto o = c.open(r, kRoot, "shared" + std::to_string(i), O_CREAT | O_RDWR);
+      if (!o) {
+        ADD_FAILURE() << "rank " << r << " open shared" << i << ": " << o.status().to_string();
+        failures++;
+        continue;
+      }
+      owner[r * kThreads + t][i] = o.value();
+    }
+  });
+  ASSERT_EQ(failures.load(), 0);
+  for (int i = 0; i < kNames; ++i) {
+    const std::string name = "shared" + std::to_string(i);
+    auto h = holders(c, kRoot, name);
+    ASSERT_EQ(h.size(), 1u) << name << ": one file, on one rank";
+    for (auto& o : owner) EXPECT_EQ(o[i], h[0]) << name << ": every open opened that file";
+    for (int r = 0; r < kRanks; ++r) EXPECT_EQ(c.owner_of(r, kRoot, name).value(), h[0]);
+  }
+}
+
+TEST_F(InProcessClusterTest, ConcurrentExclusiveCreatesOfOneNameSucceedOnce) {
+  constexpr int kRanks = 3, kThreads = 2, kNames = 20;
+  InProcessCluster c(dir_, kRanks);
+  std::vector<std::atomic<int>> wins(kNames), exists(kNames);
+  on_every_rank_at_once(kRanks, kThreads, [&](int r, int) {
+    for (int i = 0; i < kNames; ++i) {
+      auto o = c.open(r, kRoot, "lock" + std::to_string(i), O_CREAT | O_EXCL | O_WRONLY);
+      if (o) wins[i]++;
+      else if (o.err() == EEXIST) exists[i]++;
+      else ADD_FAILURE() << "rank " << r << ": " << o.status().to_string();
+    }
+  });
+  for (int i = 0; i < kNames; ++i) {
+    EXPECT_EQ(wins[i].load(), 1) << "lock" << i;
+    EXPECT_EQ(exists[i].load(), kRanks * kThreads - 1) << "lock" << i;
+    EXPECT_EQ(holders(c, kRoot, "lock" + std::to_string(i)).size(), 1u);
+  }
+}
+
+TEST_F(InProcessClusterTest, ConcurrentMkdirsOfOneNameMakeOneDirectoryOnEveryReplica) {
+  constexpr int kRanks = 3;
+  InProcessCluster c(dir_, kRanks);
+  for (int i = 0; i < 10; ++i) {
+    const std::string name = "d" + std::to_string(i);
+    std::atomic<int> made{0}, exists{0};
+    on_every_rank_at_once(kRanks, 1, [&](int r, int) {
+      auto m = c.mkdir(r, kRoot, name);
+      if (m) made++;
+      else if (m.err() == EEXIST) exists++;
+      else ADD_FAILURE() << "rank " << r << " mkdir " << name << ": " << m.status().to_string();
+    });
+    EXPECT_EQ(made.load(), 1) << name;
+    EXPECT_EQ(exists.load(), kRanks - 1) << name;
+    for (int r = 0; r < kRanks; ++r) {
+      EXPECT_EQ(holders(c, kRoot, name).size(), static_cast<size_t>(kRanks)) << name << ": on every replica";
+      EXPECT_EQ(c.owner_of(r, kRoot, name).value(), LocatorShard::kDirectory);
+    }
+  }
+}
+
+TEST_F(InProcessClusterTest, AMkdirOneReplicaRefusesIsRolledBackOnEveryRank) {
+  InProcessCluster c(dir_, 3);
+  // Rank 2's replica holds an object of that name that no rank knows about.
+  const std::string obstacle = dir_ + "/store2/files/results";
+  int fd = ::open(obstacle.c_str(), O_CREAT | O_WRONLY, 0600);
+  ASSERT_GE(fd, 0);
+  ::close(fd);
+  EXPECT_EQ(c.mkdir(1, kRoot, "results").err(), EEXIST);
+  EXPECT_TRUE(c.stored(0, kRoot).empty()) << "rolled back on rank 0";
+  EXPECT_TRUE(c.stored(1, kRoot).empty()) << "rolled back on rank 1";
+  EXPECT_EQ(c.owner_of(0, kRoot, "results").err(), ENOENT) << "the locator forgot the name";
+  // Once the obstacle is gone, the same mkdir works everywhere.
+  ASSERT_EQ(::unlink(obstacle.c_str()), 0);
+  auto made = c.mkdir(1, kRoot, "results");
+  ASSERT_TRUE(made) << made.status().to_string();
+  EXPECT_EQ(holders(c, kRoot, "results"), (std::vector<int>{0, 1, 2}));
+}
+
+TEST_F(InProcessClusterTest, FilesKeepTheirDirectoryThroughADirectoryRename) {
+  InProcessCluster c(dir_, 3);
+  auto d = c.mkdir(0, kRoot, "run1");
+  ASSERT_TRUE(d);
+  ASSERT_EQ(c.open(1, d.value(), "log", O_CREAT | O_WRONLY, "epoch 1\n").value(), 1);
+  ASSERT_EQ(c.rename(2, kRoot, "run1", kRoot, "run1.done"), 0);
+  for (int r = 0; r < 3; ++r) {
+    EXPECT_EQ(c.stored(r, kRoot), std::vector<std::string>{"run1.done"}) << "rank " << r;
+    EXPECT_EQ(c.read(r, d.value(), "log").value(), "epoch 1\n") << "rank " << r;
+  }
+  // rmdir of a directory with a file on one rank fails on every rank.
+  EXPECT_EQ(c.rmdir(0, kRoot, "run1.done"), ENOTEMPTY);
+  EXPECT_EQ(holders(c, kRoot, "run1.done").size(), 3u);
+  ASSERT_EQ(c.unlink(0, d.value(), "log"), 0);
+  EXPECT_EQ(c.rmdir(0, kRoot, "run1.done"), 0);
+  for (int r = 0; r < 3; ++r) EXPECT_TRUE(c.stored(r, kRoot).empty()) << "rank " << r;
+}
+
+TEST_F(InProcessClusterTest, TruncatingOpenFromAnotherRankMovesTheFileThere) {
+  // `>` of another node's file makes a new local file on the writer's node.
+  InProcessCluster c(dir_, 3);
+  ASSERT_EQ(c.open(0, kRoot, "out", O_CREAT | O_WRONLY, "old contents").value(), 0);
+  auto o = c.open(1, kRoot, "out", O_CREAT | O_WRONLY | O_TRUNC, "new");
+  ASSERT_TRUE(o) << o.status().to_string();
+  EXPECT_EQ(o.value(), 1);
+  EXPECT_EQ(holders(c, kRoot, "out"), std::vector<int>{1}) << "the old owner dropped its copy";
+  for (int r = 0; r < 3; ++r) {
+    EXPECT_EQ(c.owner_of(r, kRoot, "out").value(), 1);
+    EXPECT_EQ(c.read(r, kRoot, "out").value(), "new");
+  }
+  // A file rename by a rank that does not own it happens on the owner.
+  ASSERT_EQ(c.rename(2, kRoot, "out", kRoot, "out.1"), 0);
+  EXPECT_EQ(holders(c, kRoot, "out.1"), std::vector<int>{1});
+  EXPECT_EQ(c.owner_of(0, kRoot, "out").err(), ENOENT);
+  EXPECT_EQ(c.read(0, kRoot, "out.1").value(), "new");
+}
+
+TEST_F(InProcessClusterTest, CreatesAndUnlinksOfOneNameAtOnceLeaveNoFileOnlyItsOwnerSees) {
+  // Every rank creates and unlinks the same names at once. Whatever the
+  // interleaving, at the end each name is either gone or one file that
+  // every rank finds at its owner (the torture test's final-store check).
+  constexpr int kRanks = 3, kThreads = 2, kRounds = 150, kNames = 3;
+  InProcessCluster c(dir_, kRanks);
+  on_every_rank_at_once(kRanks, kThreads, [&](int r, int t) {
+    std::mt19937 rng(static_cast<unsigned>(r * 100 + t));
+    for (int i = 0; i < kRounds; ++i) {
+      const std::string name = "x" + std::to_string(rng() % kNames);
+      if (rng() % 2) {
+        auto o = c.open(r, kRoot, name, O_CREAT | O_WRONLY);
+        if (!o) ADD_FAILURE() << "rank " << r << " create " << name << ": " << o.status().to_string();
+      } else {
+        int err = c.unlink(r, kRoot, name);
+        if (err != 0 && err != ENOENT) ADD_FAILURE() << "rank " << r << " unlink " << name << ": " << err;
+      }
+    }
+  });
+  for (int i = 0; i < kNames; ++i) {
+    const std::string name = "x" + std::to_string(i);
+    auto h = holders(c, kRoot, name);
+    ASSERT_LE(h.size(), 1u) << name << " is stored on several ranks";
+    for (int r = 0; r < kRanks; ++r) {
+      auto owner = c.owner_of(r, kRoot, name);
+      if (h.empty()) EXPECT_EQ(owner.err(), ENOENT) << name << " from rank " << r;
+      else EXPECT_EQ(owner.value(), h[0]) << name << " from rank " << r;
+    }
+  }
+}
+
+TEST_F(InProcessClusterTest, ADeadShardsNamesAreFoundAtTheirOwnersAndNotCreatedTwice) {
+  constexpr int kRanks = 4;
+  InProcessCluster c(dir_, kRanks);
+  const std::string name = name_homed_at(kRoot, 2, kRanks);
+  ASSERT_EQ(c.open(1, kRoot, name, O_CREAT | O_WRONLY, "rank 1's").value(), 1);
+  c.net().kill(2);  // the shard that knew the name
+  EXPECT_EQ(c.owner_of(0, kRoot, name).value(), 1) << "found by asking the owners";
+  EXPECT_EQ(c.read(3, kRoot, name).value(), "rank 1's");
+  // The rank now in the dead shard's place does not know the name: a create
+  // must still open rank 1's file, not make a second one.
+  auto o = c.open(0, kRoot, name, O_CREAT | O_RDWR);
+  ASSERT_TRUE(o) << o.status().to_string();
+  EXPECT_EQ(o.value(), 1);
+  EXPECT_EQ(holders(c, kRoot, name), std::vector<int>{1});
+  EXPECT_EQ(c.open(3, kRoot, name, O_CREAT | O_EXCL | O_WRONLY).err(), EEXIST);
+  // New names homed at the dead shard work.
+  const std::string fresh = name_homed_at(kRoot, 2, kRanks, "new");
+  ASSERT_EQ(c.open(3, kRoot, fresh, O_CREAT | O_WRONLY, "x").value(), 3);
+  EXPECT_EQ(c.owner_of(0, kRoot, fresh).value(), 3);
+  // The coordinator and directory changes go on without rank 2.
+  c.net().kill(0);
+  auto d = c.mkdir(3, kRoot, "after");
+  ASSERT_TRUE(d) << d.status().to_string();
+  EXPECT_EQ(c.owner_of(1, kRoot, "after").value(), LocatorShard::kDirectory);
+}
+
+TEST_F(InProcessClusterTest, ADeadOwnersFilesAreGoneAndTheirNamesFree) {
+  InProcessCluster c(dir_, 3);
+  ASSERT_EQ(c.open(2, kRoot, "lost", O_CREAT | O_WRONLY, "x").value(), 2);
+  c.net().kill(2);
+  auto read = c.read(0, kRoot, "lost");
+  EXPECT_FALSE(read) << "read " << read.value();
+  auto o = c.open(1, kRoot, "lost", O_CREAT | O_WRONLY, "again");
+  ASSERT_TRUE(o) << o.status().to_string();
+  EXPECT_EQ(o.value(), 1);
+  EXPECT_EQ(c.read(0, kRoot, "lost").value(), "again");
+}
+
+TEST_F(InProcessClusterTest, ASilentShardCostsATimeoutThenTheOwnersAreAsked) {
+  constexpr int kRanks = 3;
+  InProcessCluster c(dir_, kRanks, milliseconds(200));
+  const std::string name = name_homed_at(kRoot, 2, kRanks);
+  ASSERT_EQ(c.open(1, kRoot, name, O_CREAT | O_WRONLY, "y").value(), 1);
+  c.net().silence(2, true);  // a cut link: no answer, no error
+  auto owner = c.owner_of(0, kRoot, name);
+  ASSERT_TRUE(owner) << owner.status().to_string();
+  EXPECT_EQ(owner.value(), 1);
+  // A create needs the shard: it fails (no hang) while the link is cut.
+  auto o = c.open(0, kRoot, name_homed_at(kRoot, 2, kRanks, "g"), O_CREAT | O_WRONLY);
+  ASSERT_FALSE(o);
+  EXPECT_TRUE(o.err() == ETIMEDOUT || o.err() == EIO) << o.status().to_string();
+  c.net().silence(2, false);
+  EXPECT_EQ(c.open(0, kRoot, name_homed_at(kRoot, 2, kRanks, "g"), O_CREAT | O_WRONLY).value(), 0);
+}
+
+}  // namespace
+}  // namespace dsdfs::fs::testing

@@ -1,0 +1,105 @@
+// SPDX-License-Identifier: Apache-2.0
+// Peers without a network: several ranks of one job inside one process.
+// Each request runs its handler on a thread of its own, as a worker of the
+// target rank would, and the caller waits for it no longer than its timeout,
+// so a rank that waits on a rank that waits on it ends in a timeout as on a
+// real job instead of a deadlock. Ranks can be killed (calls fail at once,
+// as after UCX reported the peer down) or silenced (calls get no answer and
+// end by their timeout, as across a cut link).
+#pragma once
+
+#include <sys/types.h>
+
+#include <atomic>
+#include <condition_variable>
+#include <list>
+#include <memory>
+#include <thread>
+#include <unordered_map>
+#include <unordered_set>
+#include <vector>
+
+#include "common/mutex.h"
+#include "daemon/peers.h"
+
+namespace dsdfs::fs::testing {
+
+class InProcessNet {
+ public:
+  explicit InProcessNet(int nranks);
+  ~InProcessNet();  // shutdown()
+  InProcessNet(const InProcessNet&) = delete;
+  InProcessNet& operator=(const InProcessNet&) = delete;
+
+  int size() const { return nranks_; }
+  // Rank r is down: calls to it fail at once (EIO), alive(r) is false everywhere.
+  void kill(int r);
+  // Rank r gets no request any more (nor sends replies): calls to it end by
+  // their timeout (ETIMEDOUT); alive(r) stays true, as across a cut link
+  // before the transport notices.
+  void silence(int r, bool silent);
+  bool alive(int r) const;
+  // Requests are refused from now on (EIO); waits for the threads running
+  // requests. REQUIRES: no handler waits for something only the test does.
+  void shutdown();
+  // Requests served so far, by target rank.
+  uint64_t served(int r) const;
+
+ private:
+  friend class InProcessPeers;
+  struct Rank {
+    std::unordered_map<uint16_t, Peers::Handler> handlers;
+    std::unordered_map<uint16_t, Peers::LendingHandler> lending;
+    std::atomic<bool> dead{false};
+    std::atomic<bool> silent{false};
+    std::atomic<uint64_t> served{0};
+    mutable Mutex tids_mu;
+    std::unordered_set<pid_t> tids GUARDED_BY(tids_mu);
+  };
+  struct Thread {
+    std::thread thread;
+    std::shared_ptr<std::atomic<bool>> done;
+  };
+  // Runs fn on a new thread, a worker of rank `to` (none if -1). false if
+  // the net is shut down.
+  bool spawn(int to, std::function<void()> fn);
+  // A request from `from` to `to`, answered by its handler on a thread of
+  // `to`, or an error by the deadline.
+  Peers::Reply request(int from, int to, Op op, std::span<const uint8_t> payload, std::chrono::milliseconds timeout);
+  // Runs op's handler of rank `to` in this thread (lending ones too if
+  // `lending`: their bytes are copied).
+  Peers::Reply serve(int from, int to, Op op, std::span<const uint8_t> payload, bool lending);
+
+  const int nranks_;
+  std::vector<std::unique_ptr<Rank>> ranks_;  // handlers: immutable once requests flow
+  Mutex threads_mu_;
+  std::condition_variable_any stop_cv_;
+  bool stopping_ GUARDED_BY(threads_mu_) = false;
+  std::list<Thread> threads_ GUARDED_BY(threads_mu_);
+};
+
+// One rank's view of an InProcessNet.
+class InProcessPeers final : public Peers {
+ public:
+  InProcessPeers(InProcessNet* net, int rank, std::chrono::milliseconds timeout)
+      : Peers(rank, net->size(), timeout), net_(net) {}
+
+  void register_handler(Op op, Handler handler) override;
+  void register_inline_handler(Op op, Handler handler) override { register_handler(op, std::move(handler)); }
+  void register_lending_handler(Op op, LendingHandler handler) override;
+
+  bool alive(int r) const override { return net_->alive(r); }
+  std::string host_of(int r) const override { return "node" + std::to_string(r + 1); }
+  bool is_worker_thread(pid_t tid) const override;
+
+  using Peers::call;
+  Reply call(int r, Op op, std::span<const uint8_t> payload, std::chrono::milliseconds timeout) override;
+  std::vector<Reply> call_all(Op op, std::span<const uint8_t> payload) override;
+  void call_into_async(int r, Op op, std::span<const uint8_t> payload, std::span<uint8_t> dst,
+                       std::shared_ptr<void> keepalive, std::function<void(Result<size_t>)> done) override;
+
+ private:
+  InProcessNet* const net_;
+};
+
+}  // namespace dsdfs::fs::testing
