@@ -274,6 +274,13 @@ class Filesystem {
   // The kernel node id of directory `dir`'s replica here, or 0.
   uint64_t dir_node(uint64_t dir);
   void kernel_attrs_changed(dev_t dev, ino_t ino);
+  // A store file lost its last name by another rank's request (unlink,
+  // rename over it, ownership move). This kernel was not told its link
+  // count, so it may keep the inode cached for long, and our O_PATH handle
+  // of it would keep its blocks on the disk: the handle is closed, unless
+  // the file is open here (then release() lets go of it after the last close).
+  void let_go_if_unlinked(dev_t dev, ino_t ino);
+  void let_go_if_unlinked(const std::shared_ptr<Inode>& inode);
   // Reader side of the one-sided path: asks the owner to export the file.
   void remote_map(FileHandle& h);
   // Owner side: a file is about to shrink or vanish; no get may touch it,

@@ -223,7 +223,10 @@ void Filesystem::write_buf(fuse_req_t req, fuse_ino_t ino, struct fuse_bufvec* i
 }
 
 void Filesystem::release(fuse_req_t req, fuse_ino_t, struct fuse_file_info* fi) {
-  delete handle_of(fi);
+  FileHandle* h = handle_of(fi);
+  std::shared_ptr<Inode> local = h->remote ? nullptr : h->inode;
+  delete h;
+  let_go_if_unlinked(local);  // the last close of a file unlinked by another rank
   reply_err(req, 0);
 }
 

@@ -315,6 +315,7 @@ Peers::Reply Filesystem::on_file_unlink(int, const msg::Name& m) {
   if (int err = unlink_here(dir, dfd->get(), name.c_str())) return Status::error(err, "unlink");
   notifier_.names_changed({{dir_node(dir), name}});
   kernel_attrs_changed(st.st_dev, st.st_ino);  // its link count
+  let_go_if_unlinked(st.st_dev, st.st_ino);
   return std::vector<uint8_t>();
 }
 
@@ -326,10 +327,13 @@ Peers::Reply Filesystem::on_file_rename(int, const msg::Rename& m) {
   auto from = local_dir(dir);
   auto to = local_dir(dir2);
   if (!from || !to) return Status::error(ENOENT, "unknown directory");
+  struct stat replaced;  // a file the rename replaces here loses its last name
+  const bool replaces = ::fstatat(to->get(), name2.c_str(), &replaced, AT_SYMLINK_NOFOLLOW) == 0;
   if (int err = rename_local_file(dir, name, from->get(), dir2, name2, to->get(), flags)) {
     return Status::error(err, "rename");
   }
   notifier_.names_changed({{dir_node(dir), name}, {dir_node(dir2), name2}});
+  if (replaces) let_go_if_unlinked(replaced.st_dev, replaced.st_ino);
   return std::vector<uint8_t>();
 }
 
@@ -474,7 +478,22 @@ Peers::Reply Filesystem::on_file_drop(int source, const msg::Drop& m) {
   }
   notifier_.names_changed({{dir_node(dir), name}});
   if (!last_name) kernel_attrs_changed(st.st_dev, st.st_ino);
+  else let_go_if_unlinked(st.st_dev, st.st_ino);
   return std::vector<uint8_t>();
+}
+
+void Filesystem::let_go_if_unlinked(dev_t dev, ino_t ino) {
+  if (uint64_t id = inodes_.find_local(dev, ino)) let_go_if_unlinked(inodes_.get(id));
+}
+
+void Filesystem::let_go_if_unlinked(const std::shared_ptr<Inode>& inode) {
+  if (!inode || inode->remote || S_ISDIR(inode->type) || inode->open_files.load() > 0) return;
+  auto fd = inode->handle();
+  struct stat st;
+  if (!fd || ::fstat(fd->get(), &st) != 0 || st.st_nlink > 0) return;
+  // Not open here and without a name: nothing can reach it by this handle
+  // that a reopen by name would not refuse too (ESTALE).
+  inode->drop_handle();
 }
 
 }  // namespace dsdfs::fs

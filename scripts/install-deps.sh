@@ -27,8 +27,9 @@ PACKAGES=(
   fuse3 ucx-utils openmpi-bin hwloc ibverbs-utils rdma-core fio bindfs attr
   # a real single-node Slurm (slurm-wlm brings slurmctld, slurmd, slurm-client)
   slurm-wlm slurmctld slurmd slurm-client munge
-  # system tools used by the scripts (ip, modprobe, ps/pgrep, fuser, mount)
-  iproute2 kmod procps psmisc util-linux passwd
+  # system tools used by the scripts (ip, tc, modprobe, ps/pgrep, fuser, mount;
+  # nft: packet loss on the emulated cluster's links, tests/sim/faults.sh)
+  iproute2 kmod procps psmisc util-linux passwd nftables
 )
 
 if [[ "${DSDFS_DEPS_PRINT:-0}" == 1 ]]; then

@@ -1,0 +1,241 @@
+#!/usr/bin/env bash
+# SPDX-License-Identifier: Apache-2.0
+#
+# sim-faults: what the user guide promises when the network or a node misbehaves,
+# on an emulated cluster of 4 nodes (scripts/cluster-sim.sh) with dsdfs at /shared
+# (--timeout 2):
+#   - a workload of ordinary tools (every node writes a 1 MiB file that the next node
+#     reads back with the same sha256; 4 nodes append 100 records each with `>>` to one
+#     log, every record exactly once; `ls /shared` the same on every node) stays correct
+#     on a clean network, with 1 % of the packets each node sends dropped (nftables,
+#     random), and with every node's link limited to 100 Mbit/s (tc tbf); the time of
+#     each run is reported beside the clean one;
+#   - a node whose store's disk is full (node3's store on a 24 MiB tmpfs): its writes
+#     fail with ENOSPC, its earlier files keep their bytes, other nodes write on, and
+#     once a file is removed (from another node) node3 writes again;
+#   - a node whose daemon is frozen (SIGSTOP) for longer than the timeout: commands on
+#     the survivors end within the bound (a frozen rank's files give EIO, the others'
+#     files read), a directory change is made everywhere or nowhere, and after SIGCONT
+#     the frozen node's file reads back with its bytes and new directories appear on
+#     every node.
+# Every command is bounded by `timeout` (a command that hangs fails the test). Exit 0
+# pass, 1 fail, 77 skip (no root, tools or namespaces; a failure with
+# DSDFS_REQUIRE_ALL=1). DSDFS_SIM_TEST_KEEP=1 keeps the cluster up at the end.
+# tc netem is not in this kernel (CONFIG_NET_SCH_NETEM unset), so added latency is not
+# tested here; loss comes from nftables' random numgen instead.
+set -euo pipefail
+
+T=sim-faults
+SRC=${DSDFS_SOURCE_ROOT:-$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)}
+SIM=$SRC/scripts/cluster-sim.sh
+NODES=4
+TIMEOUT_S=2
+t_start=$SECONDS
+
+# shellcheck source=../report.sh
+. "$SRC/tests/report.sh"
+# shellcheck source=lib.sh
+. "$SRC/tests/sim/lib.sh"
+sim_require mpirun sha256sum nft tc
+LAUNCH=$DSDFS_LAUNCH
+
+sim_own_cluster tf 150 50
+export DSDFS_SIM_NODES=$NODES
+DIR=$DSDFS_SIM_DIR
+NET=$DSDFS_SIM_NET
+up=0
+frozen=""
+
+cleanup() {
+  local rc=$?
+  trap - EXIT TERM INT
+  [[ -n "$frozen" ]] && kill -CONT "$frozen" 2>/dev/null
+  if ((up)); then
+    if ((rc != 0)) && [[ -r "$DIR/dsdfs.log" ]]; then
+      echo "----- $DIR/dsdfs.log (last 60 lines) -----"
+      tail -n 60 "$DIR/dsdfs.log"
+      echo "-----"
+    fi
+    if [[ "${DSDFS_SIM_TEST_KEEP:-0}" == 1 ]]; then
+      log "keeping the cluster (DSDFS_SIM_TEST_KEEP=1): DSDFS_SIM_DIR=$DIR $SIM down"
+    else
+      timeout -k 5 90 "$SIM" stop-dsdfs >/dev/null 2>&1 || true
+      timeout -k 5 30 "$SIM" exec 3 umount -l "$DIR/node3/store" >/dev/null 2>&1 || true
+      timeout -k 5 90 "$SIM" down || rc=1
+    fi
+  fi
+  exit "$rc"
+}
+trap cleanup EXIT
+trap 'exit 143' TERM
+trap 'exit 130' INT
+
+# on K CMD...: CMD on node K, bounded by 30 s
+on() {
+  local k=$1
+  shift
+  timeout -k 5 30 "$SIM" exec "$k" "$@"
+}
+sh_on() { on "$1" sh -c "$2"; }
+expect_eq() {
+  [[ "$2" == "$3" ]] || fail "$1: expected '$3', got '$2'"
+}
+# bounded LIMIT K SCRIPT: SCRIPT on node K; its status, 124 (a failure of the test)
+# if it did not end within LIMIT seconds
+bounded() {
+  local limit=$1 k=$2 rc=0
+  timeout -k 2 "$limit" "$SIM" exec "$k" sh -c "$3" >"$DIR/out" 2>"$DIR/err" || rc=$?
+  ((rc != 124 && rc != 137)) || fail "node $k: '$3' did not end within $limit s (the timeout is $TIMEOUT_S s)"
+  return "$rc"
+}
+
+now_ms() { echo $(($(date +%s%N) / 1000000)); }
+
+# workload TAG: every node writes /shared/TAG.K, the next node reads it back; all
+# nodes append to /shared/TAG.log; every node lists the same names. Prints seconds.
+workload() {
+  local tag=$1 k next t0 sum pids=()
+  t0=$(now_ms)
+  for ((k = 1; k <= NODES; k++)); do
+    sh_on "$k" "head -c 1048576 /dev/urandom > /shared/$tag.$k && sha256sum < /shared/$tag.$k" \
+      >"$DIR/sum.$k" || fail "$tag: node $k could not write /shared/$tag.$k"
+  done
+  for ((k = 1; k <= NODES; k++)); do
+    next=$((k % NODES + 1))
+    sum=$(sh_on "$next" "sha256sum < /shared/$tag.$k") || fail "$tag: node $next could not read /shared/$tag.$k"
+    expect_eq "$tag: sha256 of /shared/$tag.$k on node $next" "$sum" "$(cat "$DIR/sum.$k")"
+  done
+  sh_on 1 ": > /shared/$tag.log" || fail "$tag: node 1 could not create /shared/$tag.log"
+  for ((k = 1; k <= NODES; k++)); do
+    timeout -k 5 60 "$SIM" exec "$k" sh -c \
+      "i=0; while [ \$i -lt 100 ]; do i=\$((i+1)); echo \"node$k record \$i\" >> /shared/$tag.log || exit 1; done" &
+    pids+=($!)
+  done
+  for k in "${!pids[@]}"; do
+    wait "${pids[$k]}" || fail "$tag: the appends of node $((k + 1)) failed"
+  done
+  local n dups
+  n=$(sh_on 3 "wc -l < /shared/$tag.log")
+  dups=$(sh_on 3 "sort /shared/$tag.log | uniq -d | head -3")
+  expect_eq "$tag: records in /shared/$tag.log" "$n" "$((NODES * 100))"
+  expect_eq "$tag: records appended twice" "$dups" ""
+  local first
+  first=$(on 1 ls /shared | tr '\n' ' ')
+  for ((k = 2; k <= NODES; k++)); do
+    expect_eq "$tag: ls /shared on node $k" "$(on "$k" ls /shared | tr '\n' ' ')" "$first"
+  done
+  local ms=$(($(now_ms) - t0))
+  printf '%d.%02d\n' $((ms / 1000)) $((ms % 1000 / 10))
+}
+
+# daemon_pid K: node K's dsdfs-launch (the process of that name in its network namespace)
+daemon_pid() {
+  local p exe
+  exe=$(readlink -f "$LAUNCH")
+  for p in $(ip netns pids "$DSDFS_SIM_PREFIX-node$1"); do
+    [[ "$(readlink "/proc/$p/exe" 2>/dev/null)" == "$exe" ]] && { echo "$p"; return 0; }
+  done
+  return 1
+}
+
+log "cluster: $NODES nodes, prefix $DSDFS_SIM_PREFIX, subnet $NET.0/24, directory $DIR"
+up=1
+timeout -k 5 60 "$SIM" up || fail "cluster-sim.sh up failed"
+# node3's store on a small disk of its own (a tmpfs in its mount namespace)
+mkdir -p "$DIR/node3/store"
+on 3 mount -t tmpfs -o size=24m,mode=0700 dsdfs-small-disk "$DIR/node3/store" ||
+  fail "cannot mount a tmpfs for node3's store"
+timeout -k 5 120 "$SIM" start-dsdfs -t 90 -- --timeout "$TIMEOUT_S" || fail "start-dsdfs failed"
+log "dsdfs at /shared on $NODES nodes (--timeout $TIMEOUT_S); node3's store on a 24 MiB disk"
+
+# --- a lossy and a slow network ------------------------------------------------------------
+t_clean=$(workload clean)
+log "clean network: the workload is correct, in $t_clean s"
+for ((k = 1; k <= NODES; k++)); do
+  on "$k" nft -f - <<'EOF' || fail "node $k: nft rule for 1 % loss failed"
+table inet dsdfs_loss {
+  chain out {
+    type filter hook output priority 0; policy accept;
+    oifname "eth0" numgen random mod 100 < 1 counter drop
+  }
+}
+EOF
+done
+t_loss=$(workload loss)
+dropped=0
+for ((k = 1; k <= NODES; k++)); do
+  d=$(on "$k" nft list chain inet dsdfs_loss out | grep -o 'packets [0-9]*' | awk '{ s += $2 } END { print s + 0 }' || true)
+  dropped=$((dropped + ${d:-0}))
+  on "$k" nft delete table inet dsdfs_loss || fail "node $k: cannot remove the loss rule"
+done
+log "1 % of sent packets dropped: the workload is correct, in $t_loss s (clean: $t_clean s)"
+
+for ((k = 1; k <= NODES; k++)); do
+  on "$k" tc qdisc add dev eth0 root tbf rate 100mbit burst 64kb latency 50ms ||
+    fail "node $k: tc tbf failed"
+done
+t_slow=$(workload slow)
+for ((k = 1; k <= NODES; k++)); do on "$k" tc qdisc del dev eth0 root || fail "node $k: cannot remove tbf"; done
+log "every link at 100 Mbit/s: the workload is correct, in $t_slow s (clean: $t_clean s)"
+
+# --- a full disk --------------------------------------------------------------------------------
+sum_keep=$(sh_on 3 'head -c 1048576 /dev/urandom > /shared/keep.3 && sha256sum < /shared/keep.3') ||
+  fail "node 3: cannot write /shared/keep.3"
+rc=0
+bounded 60 3 'head -c 64M /dev/zero > /shared/fill.3' || rc=$?
+((rc != 0)) || fail "node 3 wrote 64 MiB to a 24 MiB store"
+grep -q "No space left on device" "$DIR/err" || fail "node 3's full disk did not give ENOSPC: $(cat "$DIR/err")"
+expect_eq "sha256 of node3's /shared/keep.3 on node 1 (disk full)" "$(sh_on 1 'sha256sum < /shared/keep.3')" "$sum_keep"
+sh_on 1 'head -c 8M /dev/zero > /shared/big.1' || fail "node 1 could not write while node 3's disk was full"
+on 2 rm /shared/fill.3 || fail "node 2: rm /shared/fill.3 (node3's file) failed"
+sh_on 3 'head -c 8M /dev/zero > /shared/again.3' || fail "node 3 could not write after the file was removed"
+on 3 rm /shared/again.3 /shared/big.1 || fail "node 3: rm failed"
+log "node3's store full: ENOSPC there, its files intact, node1 writes on; after rm from node2, node3 writes again"
+
+# --- a frozen daemon ---------------------------------------------------------------------------------
+sum_frozen=$(sh_on 4 'head -c 65536 /dev/urandom > /shared/frozen.4 && sha256sum < /shared/frozen.4') ||
+  fail "node 4: cannot write /shared/frozen.4"
+sum_alive=$(sh_on 2 'head -c 65536 /dev/urandom > /shared/alive.2 && sha256sum < /shared/alive.2') ||
+  fail "node 2: cannot write /shared/alive.2"
+frozen=$(daemon_pid 4) || fail "cannot find node4's dsdfs-launch"
+kill -STOP "$frozen"
+t0=$SECONDS
+limit=$((6 * TIMEOUT_S + 5))
+bounded "$limit" 1 'sha256sum < /shared/alive.2' || fail "node 1: node2's file unreadable while node4 is frozen: $(cat "$DIR/err")"
+expect_eq "sha256 of node2's file on node 1 (node4 frozen)" "$(cat "$DIR/out")" "$sum_alive"
+rc=0
+bounded "$limit" 1 'cat /shared/frozen.4 > /dev/null' || rc=$?
+((rc != 0)) || fail "node 1 read node4's file while node4's daemon was frozen"
+err_frozen=$(cat "$DIR/err")
+rc=0
+bounded "$limit" 1 'mkdir /shared/during' || rc=$?
+mkdir_rc=$rc
+rc=0
+bounded "$limit" 2 'ls /shared > /dev/null' || rc=$?
+ls_rc=$rc
+t_frozen=$((SECONDS - t0))
+kill -CONT "$frozen"
+frozen=""
+log "node4 frozen for $t_frozen s: node2's file read on node1, node4's file failed ($err_frozen), mkdir status $mkdir_rc, ls status $ls_rc; nothing hung"
+expect_eq "sha256 of node4's file on node 1 after SIGCONT" "$(sh_on 1 'sha256sum < /shared/frozen.4')" "$sum_frozen"
+seen=""
+for ((k = 1; k <= NODES; k++)); do
+  if on "$k" test -d /shared/during; then seen+="$k"; fi
+done
+[[ -z "$seen" || "$seen" == 1234 ]] || fail "mkdir during the freeze is on nodes $seen only (split)"
+on 3 mkdir /shared/after || fail "node 3: mkdir after SIGCONT failed"
+for ((k = 1; k <= NODES; k++)); do
+  on "$k" test -d /shared/after || fail "node $k: /shared/after missing after SIGCONT"
+done
+log "after SIGCONT: node4's file reads back with its bytes; /shared/during is on ${seen:-no} node(s) of 1234; a new mkdir is on every node"
+
+timeout -k 5 90 "$SIM" stop-dsdfs || fail "stop-dsdfs failed"
+for ((k = 1; k <= NODES; k++)); do
+  if m=$(on "$k" findmnt -n -o FSTYPE /shared); then fail "node $k: /shared is still mounted ($m)"; fi
+done
+on 3 umount "$DIR/node3/store" || fail "cannot unmount node3's small disk"
+if [[ "${DSDFS_SIM_TEST_KEEP:-0}" != 1 ]]; then
+  timeout -k 5 90 "$SIM" down || fail "cluster-sim.sh down failed"
+  up=0
+fi
+log "PASS in $((SECONDS - t_start)) s (workload: clean $t_clean s, 1 % loss $t_loss s ($dropped packets dropped), 100 Mbit/s $t_slow s; frozen node $t_frozen s)"
