@@ -32,6 +32,11 @@ void Cluster::register_inline_handler(Op op, Handler handler) {
   register_handler(op, std::move(handler));
 }
 
+void Cluster::register_ordered_handler(Op op, Handler handler) {
+  ordered_ops_.insert(static_cast<uint16_t>(op));
+  register_handler(op, std::move(handler));
+}
+
 void Cluster::register_lending_handler(Op op, LendingHandler handler) {
   lending_handlers_[static_cast<uint16_t>(op)] = std::move(handler);
 }
@@ -45,24 +50,31 @@ Status Cluster::start() {
       Op op = static_cast<Op>(op_id);
       // Runs on the progress thread: only queue the work (UCX iodemo pattern).
       auto status = transport_->register_handler(
-          op_id, [this, op, inline_op = inline_ops_.count(op_id) != 0](int source, std::span<const uint8_t> payload,
-                                                                         rdma::Responder responder) {
+          op_id, [this, op, inline_op = inline_ops_.count(op_id) != 0, ordered = ordered_ops_.count(op_id) != 0](
+                     int source, std::span<const uint8_t> payload, rdma::Responder responder) {
             if (inline_op) return serve(source, op, payload, std::move(responder));
             Task t{source, op, std::vector<uint8_t>(payload.begin(), payload.end()), std::move(responder)};
             MutexLock lock(mu_);
             if (stopping_) return;  // the dropped Responder answers EIO
+            if (ordered) {
+              // One thread, in the order of arrival (the progress thread's).
+              ordered_tasks_.push_back(std::move(t));
+              ordered_cv_.notify_one();
+              return;
+            }
             tasks_.push_back(std::move(t));
             // Every worker busy: another one, so that a request never waits
             // for requests that may themselves wait for it (a handler can
             // wait for another rank, which can wait for this rank).
-            if (idle_ == 0 && workers_.size() < kMaxWorkers) workers_.emplace_back([this] { worker_main(); });
+            if (idle_ == 0 && workers_.size() < kMaxWorkers) workers_.emplace_back([this] { worker_main(false); });
             else cv_.notify_one();
           });
       if (!status) return status;
     }
   }
   MutexLock lock(mu_);
-  for (unsigned i = 0; i < nworkers_; ++i) workers_.emplace_back([this] { worker_main(); });
+  for (unsigned i = 0; i < nworkers_; ++i) workers_.emplace_back([this] { worker_main(false); });
+  if (!ordered_ops_.empty()) workers_.emplace_back([this] { worker_main(true); });
   return Status::ok();
 }
 
@@ -73,8 +85,11 @@ void Cluster::stop() {
     if (stopping_ && workers_.empty()) return;
     stopping_ = true;
     left.swap(tasks_);
+    for (auto& t : ordered_tasks_) left.push_back(std::move(t));
+    ordered_tasks_.clear();
   }
   cv_.notify_all();
+  ordered_cv_.notify_all();
   for (auto& t : left) t.responder.reply_error(EIO);
   // No worker is added once stopping_ is set.
   std::vector<std::thread> workers;
@@ -90,25 +105,29 @@ bool Cluster::is_worker_thread(pid_t tid) const {
   return std::find(worker_tids_.begin(), worker_tids_.end(), tid) != worker_tids_.end();
 }
 
-void Cluster::worker_main() {
+void Cluster::worker_main(bool ordered) {
   {
     MutexLock lock(tids_mu_);
     worker_tids_.push_back(static_cast<pid_t>(::gettid()));
   }
-  run_at_boundary("rpc worker", [this] {
+  run_at_boundary("rpc worker", [this, ordered] {
+    std::deque<Task>& queue = ordered ? ordered_tasks_ : tasks_;
+    // Its own condition variable: a notify_one for the pool must never wake
+    // the ordered thread instead of a pool worker (a lost wake-up).
+    std::condition_variable_any& cv = ordered ? ordered_cv_ : cv_;
     while (true) {
       Task task;
       {
         UniqueMutexLock lock(mu_);
-        ++idle_;
-        cv_.wait(lock, [this] {
+        if (!ordered) ++idle_;
+        cv.wait(lock, [&] {
           mu_.assert_held();
-          return stopping_ || !tasks_.empty();
+          return stopping_ || !queue.empty();
         });
-        --idle_;
-        if (tasks_.empty()) return;
-        task = std::move(tasks_.front());
-        tasks_.pop_front();
+        if (!ordered) --idle_;
+        if (queue.empty()) return;
+        task = std::move(queue.front());
+        queue.pop_front();
       }
       serve(task.source, task.op, task.payload, std::move(task.responder));
     }

@@ -42,6 +42,7 @@ class Cluster final : public Peers {
 
   void register_handler(Op op, Handler handler) override;
   void register_inline_handler(Op op, Handler handler) override;
+  void register_ordered_handler(Op op, Handler handler) override;
   void register_lending_handler(Op op, LendingHandler handler) override;
   // Hands the handlers to the transport and starts the workers.
   // REQUIRES: before the transport connects.
@@ -78,7 +79,8 @@ class Cluster final : public Peers {
   Reply run_handler(int source, Op op, std::span<const uint8_t> payload);
   // Runs op's handler (lending or not) for a request and answers it.
   void serve(int source, Op op, std::span<const uint8_t> payload, rdma::Responder responder);
-  void worker_main();
+  // ordered: the thread of the ordered ops' queue (one), else a pool worker.
+  void worker_main(bool ordered);
 
   rdma::Transport* const transport_;
   const unsigned nworkers_;
@@ -86,11 +88,14 @@ class Cluster final : public Peers {
   std::unordered_map<uint16_t, Handler> handlers_;  // immutable after start()
   std::unordered_map<uint16_t, LendingHandler> lending_handlers_;  // immutable after start()
   std::unordered_set<uint16_t> inline_ops_;                // immutable after start()
+  std::unordered_set<uint16_t> ordered_ops_;               // immutable after start()
   std::vector<std::string> hosts_;                  // immutable after start()
 
   Mutex mu_;
   std::condition_variable_any cv_;
   std::deque<Task> tasks_ GUARDED_BY(mu_);
+  std::deque<Task> ordered_tasks_ GUARDED_BY(mu_);  // ordered ops, run by one thread
+  std::condition_variable_any ordered_cv_;           // for ordered_tasks_ (cv_: tasks_)
   bool stopping_ GUARDED_BY(mu_) = false;
   std::vector<std::thread> workers_ GUARDED_BY(mu_);  // nworkers_, more while all are busy
   unsigned idle_ GUARDED_BY(mu_) = 0;  // workers waiting for a task

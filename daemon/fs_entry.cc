@@ -67,6 +67,7 @@ void Filesystem::translate(struct stat* st) const { st->st_ino = global_ino(st->
 
 std::shared_ptr<UniqueFd> Filesystem::object_fd(const std::shared_ptr<Inode>& inode) {
   if (auto h = inode->handle()) return h;
+  if (inode->released.load()) return nullptr;  // unlinked: its number may be another file's now
   // Evicted to stay within the descriptor budget: reopen it by name.
   auto [dir, name] = inode->place();
   auto dfd = local_dir(dir);

@@ -69,6 +69,7 @@ bool Filesystem::dir_closing(uint64_t dir) const { return closing_.count(dir) !=
 
 Result<LocatorShard::Claim> Filesystem::loc_claim(uint64_t dir, const std::string& name, uint32_t flags,
                                                   int expect) {
+  if (!peers_->quorate()) return Peers::fenced();
   const int shard = peers_->shard_of(dir, name);
   auto r = peers_->call(shard, Op::kLocClaim, msg::encode(msg::Claim{{dir, name}, rank_, flags, expect}));
   if (!r) return r.status();
@@ -106,6 +107,7 @@ void Filesystem::loc_remove(uint64_t dir, const std::string& name, int owner) {
 }
 
 Result<int> Filesystem::find_owner(uint64_t dir, const std::string& name) {
+  if (!peers_->quorate()) return Peers::fenced();
   const int n = peers_->nranks();
   const int home = peers_->home_of(dir, name);
   if (peers_->alive(home)) {

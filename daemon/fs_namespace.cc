@@ -30,6 +30,7 @@ int first_error(const std::vector<Peers::Reply>& replies, const Peers& peers) {
 }  // namespace
 
 int Filesystem::dir_mutate(std::span<const uint8_t> change, uint64_t* made) {
+  if (!peers_->quorate()) return Peers::fenced().err();
   auto r = peers_->call(peers_->coordinator(), Op::kDirMutate, change);
   if (!r) return r.err();
   if (made) {
@@ -46,12 +47,20 @@ Peers::Reply Filesystem::on_dir_mutate(int source, const DirChange& change) {
   // The transport's source rank, not a payload field.
   c.origin = source;
   MutexLock order(coord_mu_);
+  if (!peers_->quorate()) return Peers::fenced();
   auto apply_all = [&](const DirChange& change) { return peers_->call_all(Op::kDirApply, change.encode()); };
   switch (c.kind) {
     case DirChange::kMkdir: {
       if (!valid_name(c.name)) return Status::error(EINVAL);
       auto claim = loc_claim(c.dir, c.name, LocatorShard::kIsDir);
-      if (!claim) return claim.status();
+      if (!claim) {
+        // No answer from the shard: the claim may still land there later
+        // (a stopped shard runs it when it continues). Its remove, sent now,
+        // lands after it (a shard answers its requests in order) and forgets
+        // the name only if it is still claimed for a directory.
+        if (claim.err() != EEXIST && claim.err() != EISDIR) loc_remove(c.dir, c.name, LocatorShard::kDirectory);
+        return claim.status();
+      }
       c.dir2 = (static_cast<uint64_t>(rank_) << 48) | next_dir_id_.fetch_add(1);
       auto replies = apply_all(c);
       if (int err = first_error(replies, *peers_)) {

@@ -58,23 +58,29 @@ Status bad_request(const char* what) {
 
 void Filesystem::register_rpcs() {
   // Every handler gets its request decoded and validated (daemon/messages.h);
-  // a malformed one is answered EPROTO here. inline_op: answered on the
-  // progress thread (Peers::register_inline_handler).
-  auto reg = [this]<typename M>(Op op, Peers::Reply (Filesystem::*fn)(int, const M&), bool inline_op = false) {
+  // a malformed one is answered EPROTO here. kInline: answered on the
+  // progress thread (Peers::register_inline_handler); kOrdered: one at a time,
+  // in the order of arrival (Peers::register_ordered_handler).
+  enum How { kWorker, kInline, kOrdered };
+  auto reg = [this]<typename M>(Op op, Peers::Reply (Filesystem::*fn)(int, const M&), How how = kWorker) {
     Peers::Handler h = [this, fn](int src, std::span<const uint8_t> p) -> Peers::Reply {
       M m;
       if (!msg::decode(p, &m)) return bad_request(M::kName);
       return (this->*fn)(src, m);
     };
-    if (inline_op) peers_->register_inline_handler(op, std::move(h));
+    if (how == kInline) peers_->register_inline_handler(op, std::move(h));
+    else if (how == kOrdered) peers_->register_ordered_handler(op, std::move(h));
     else peers_->register_handler(op, std::move(h));
   };
   reg(Op::kDirMutate, &Filesystem::on_dir_mutate);
-  reg(Op::kDirApply, &Filesystem::on_dir_apply);
+  // A rank applies the coordinator's changes in the order they were sent:
+  // one that arrives after its sender timed out (this rank was stopped or
+  // cut off for a while) is applied before the undo the sender sent next.
+  reg(Op::kDirApply, &Filesystem::on_dir_apply, kOrdered);
   // The locator shard is in memory: its ops are answered on the progress thread.
-  reg(Op::kLocClaim, &Filesystem::on_loc_claim, true);
-  reg(Op::kLocLookup, &Filesystem::on_loc_lookup, true);
-  reg(Op::kLocRemove, &Filesystem::on_loc_remove, true);
+  reg(Op::kLocClaim, &Filesystem::on_loc_claim, kInline);
+  reg(Op::kLocLookup, &Filesystem::on_loc_lookup, kInline);
+  reg(Op::kLocRemove, &Filesystem::on_loc_remove, kInline);
   reg(Op::kOwnFind, &Filesystem::on_own_find);
   reg(Op::kFileStat, &Filesystem::on_file_stat);
   reg(Op::kFileWrite, &Filesystem::on_file_write);
@@ -491,8 +497,11 @@ void Filesystem::let_go_if_unlinked(const std::shared_ptr<Inode>& inode) {
   auto fd = inode->handle();
   struct stat st;
   if (!fd || ::fstat(fd->get(), &st) != 0 || st.st_nlink > 0) return;
-  // Not open here and without a name: nothing can reach it by this handle
-  // that a reopen by name would not refuse too (ESTALE).
+  // Not open here and without a name. Once the handle closes, the store may
+  // give its inode number to a new file: the kernel's inode for this one is
+  // cut off from the number first (released: never reopened or matched).
+  inode->released.store(true);
+  inodes_.release_source(*inode);
   inode->drop_handle();
 }
 

@@ -38,7 +38,7 @@ std::shared_ptr<Inode> InodeTable::lookup(UniqueFd fd, const struct stat& st, ui
     if (auto it = by_src_.find(key); it != by_src_.end()) candidate = by_id_.at(it->second);
   }
   bool candidate_live = false;
-  if (candidate) {
+  if (candidate && !candidate->released.load()) {
     struct stat cst;
     auto h = candidate->handle();
     if (!h) {
@@ -104,6 +104,12 @@ std::vector<std::shared_ptr<Inode>> InodeTable::find_remote(uint64_t gino) const
     out.push_back(by_id_.at(it->second));
   }
   return out;
+}
+
+void InodeTable::release_source(const Inode& inode) {
+  MutexLock lock(mu_);
+  auto src = by_src_.find({inode.src_dev, inode.src_ino});
+  if (src != by_src_.end() && src->second == inode.id) by_src_.erase(src);
 }
 
 void InodeTable::forget(uint64_t id, uint64_t n) {

@@ -104,6 +104,11 @@ struct Inode {
   // Open files of this inode: its handle is never evicted while there are
   // any (an unlinked open file could not be reopened by name).
   std::atomic<int> open_files{0};
+  // Set when this daemon let go of the handle of a file without a name left
+  // (Filesystem::let_go_if_unlinked): its store inode number may belong to
+  // another file from then on, so it is never reopened by name and never
+  // matched to a store identity again.
+  std::atomic<bool> released{false};
   // Of those, opened for writing: while there are any, this kernel may hold
   // dirty pages of the file (writeback cache) that the store does not have
   // yet, so another rank's stat first has them written back (on_file_stat).
@@ -147,6 +152,9 @@ class InodeTable {
   // Every inode (local or remote) that shows global inode gino... remote ones only.
   std::vector<std::shared_ptr<Inode>> find_remote(uint64_t gino) const;
 
+  // Forgets that `inode` is the store object (src_dev, src_ino), so that a
+  // new file that reuses the number gets an inode of its own.
+  void release_source(const Inode& inode);
   // Drops n lookups; erases the inode when none are left.
   void forget(uint64_t id, uint64_t n);
 

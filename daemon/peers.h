@@ -9,6 +9,7 @@
 
 #include <sys/types.h>
 
+#include <atomic>
 #include <chrono>
 #include <cstdint>
 #include <functional>
@@ -85,6 +86,12 @@ class Peers {
   // A handler cheap and non-blocking enough (in-memory, short locks, no I/O)
   // to run where the request arrives (the transport's progress thread).
   virtual void register_inline_handler(Op op, Handler handler) = 0;
+  // Requests of op from other ranks run one at a time, in the order they
+  // arrived (for a message sent after another to the same rank, after it),
+  // whatever the sender's timeouts: a request that arrives late is still
+  // applied before what its sender sent next. This rank's own calls run in
+  // the calling thread.
+  virtual void register_ordered_handler(Op op, Handler handler) = 0;
   // For requests only other ranks make (this rank's own call gets ENOSYS).
   virtual void register_lending_handler(Op op, LendingHandler handler) = 0;
 
@@ -100,6 +107,15 @@ class Peers {
 
   // The rank that orders directory mutations: the lowest live rank.
   int coordinator() const;
+  // Whether this rank is on the side of the job that goes on: it sees more
+  // than half of the ranks alive (itself included), or exactly half with
+  // rank 0 among them. A rank cut off from the others long enough for them
+  // to be declared dead is not: it fences itself (Status fenced()), so that
+  // two sides of a split job never change the namespace apart.
+  bool quorate() const;
+  static Status fenced() {
+    return Status::error(EIO, "cut off from most of the job: names and directories are read-only here");
+  }
   // The locator shard of (dir, name): placement_hash modulo the number of
   // ranks. If that rank is dead, the next live rank upward (wrapping) takes
   // its place.
@@ -140,6 +156,7 @@ class Peers {
   const int rank_;
   const int nranks_;
   const std::chrono::milliseconds timeout_;
+  mutable std::atomic<bool> said_fenced_{false};
 };
 
 }  // namespace dsdfs::fs

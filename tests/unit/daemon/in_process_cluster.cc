@@ -64,8 +64,16 @@ int InProcessCluster::unlink(int r, uint64_t dir, const std::string& name) {
   return fs(r).unlink_name(dir, dfd->get(), name.c_str());
 }
 
+int InProcessCluster::local_hint(int r, uint64_t dir, const std::string& name) {
+  auto dfd = fs(r).local_dir(dir);
+  struct stat st;
+  return dfd && ::fstatat(dfd->get(), name.c_str(), &st, AT_SYMLINK_NOFOLLOW) == 0 && S_ISREG(st.st_mode) ? r : -1;
+}
+
 Result<int> InProcessCluster::open(int r, uint64_t dir, const std::string& name, int flags, const std::string& text) {
-  auto opened = fs(r).open_name(dir, name, -1, flags & ~O_CREAT, 0644, (flags & O_CREAT) != 0);
+  const bool create = (flags & O_CREAT) != 0;
+  auto opened = fs(r).open_name(dir, name, create ? -1 : local_hint(r, dir, name), flags & ~O_CREAT, 0644,
+                                create);
   if (!opened) return opened.status();
   if (!text.empty()) {
     if (opened->owner != r) return Status::error(EOPNOTSUPP, "in-process writes go to owned files only");
@@ -77,7 +85,7 @@ Result<int> InProcessCluster::open(int r, uint64_t dir, const std::string& name,
 }
 
 Result<std::string> InProcessCluster::read(int r, uint64_t dir, const std::string& name) {
-  auto opened = fs(r).open_name(dir, name, -1, O_RDONLY, 0, /*create=*/false);
+  auto opened = fs(r).open_name(dir, name, local_hint(r, dir, name), O_RDONLY, 0, /*create=*/false);
   if (!opened) return opened.status();
   FileHandle& h = *opened->handle;
   if (!h.remote) {

@@ -60,6 +60,9 @@ class InProcessCluster {
     std::unique_ptr<Filesystem> fs;
   };
   Filesystem& fs(int r) { return *ranks_.at(r)->fs; }
+  // The owner a path walk on rank r finds without asking anyone: r when its
+  // replica holds the file (the kernel's lookup answers from the store), else -1.
+  int local_hint(int r, uint64_t dir, const std::string& name);
 
   InProcessNet net_;
   std::vector<std::unique_ptr<Rank>> ranks_;

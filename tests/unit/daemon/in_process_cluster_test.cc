@@ -270,11 +270,14 @@ TEST_F(InProcessClusterTest, ADeadShardsNamesAreFoundAtTheirOwnersAndNotCreatedT
   const std::string fresh = name_homed_at(kRoot, 2, kRanks, "new");
   ASSERT_EQ(c.open(3, kRoot, fresh, O_CREAT | O_WRONLY, "x").value(), 3);
   EXPECT_EQ(c.owner_of(0, kRoot, fresh).value(), 3);
-  // The coordinator and directory changes go on without rank 2.
-  c.net().kill(0);
+  // Directory changes go on without rank 2 (3 of 4 ranks alive).
   auto d = c.mkdir(3, kRoot, "after");
   ASSERT_TRUE(d) << d.status().to_string();
   EXPECT_EQ(c.owner_of(1, kRoot, "after").value(), LocatorShard::kDirectory);
+  // With rank 0 dead too, ranks 1 and 3 are half of the job without rank 0:
+  // they cannot tell a crash from a split, and fence themselves.
+  c.net().kill(0);
+  EXPECT_EQ(c.mkdir(3, kRoot, "later").err(), EIO);
 }
 
 TEST_F(InProcessClusterTest, ADeadOwnersFilesAreGoneAndTheirNamesFree) {
@@ -304,6 +307,91 @@ TEST_F(InProcessClusterTest, ASilentShardCostsATimeoutThenTheOwnersAreAsked) {
   EXPECT_TRUE(o.err() == ETIMEDOUT || o.err() == EIO) << o.status().to_string();
   c.net().silence(2, false);
   EXPECT_EQ(c.open(0, kRoot, name_homed_at(kRoot, 2, kRanks, "g"), O_CREAT | O_WRONLY).value(), 0);
+}
+
+TEST_F(InProcessClusterTest, ARankFrozenDuringAMkdirAppliesItAndItsUndoInOrder) {
+  // Rank 2 stops answering (SIGSTOP) while rank 0 makes a directory: the
+  // coordinator times out on it, undoes the mkdir everywhere, and rank 2 gets
+  // both messages when it runs again. Applied in the wrong order (the undo
+  // first), rank 2 alone would keep the directory: a split namespace.
+  InProcessCluster c(dir_, 3, milliseconds(200));
+  const std::string name = name_homed_at(kRoot, 1, 3, "ckpt");  // its shard answers
+  c.net().hold(2);
+  auto made = c.mkdir(0, kRoot, name);
+  ASSERT_FALSE(made);
+  EXPECT_TRUE(made.err() == ETIMEDOUT || made.err() == EIO) << made.status().to_string();
+  c.net().release(2);
+  for (int r = 0; r < 3; ++r) EXPECT_TRUE(c.stored(r, kRoot).empty()) << "rank " << r << " kept the undone mkdir";
+  auto again = c.mkdir(1, kRoot, name);
+  ASSERT_TRUE(again) << again.status().to_string();
+  EXPECT_EQ(holders(c, kRoot, name), (std::vector<int>{0, 1, 2}));
+}
+
+TEST_F(InProcessClusterTest, AMkdirWhoseShardWasFrozenLeavesNoClaimBehind) {
+  // The name's locator shard is stopped during a mkdir: the mkdir fails, and
+  // its claim, which the shard runs when it continues, must not leave the
+  // name claimed for a directory that does not exist (every later mkdir of
+  // it would fail with EEXIST, every create with EISDIR).
+  InProcessCluster c(dir_, 3, milliseconds(200));
+  const std::string name = name_homed_at(kRoot, 2, 3, "ckpt");
+  c.net().hold(2);
+  auto made = c.mkdir(0, kRoot, name);
+  ASSERT_FALSE(made);
+  c.net().release(2);
+  for (int r = 0; r < 3; ++r) EXPECT_TRUE(c.stored(r, kRoot).empty()) << "rank " << r;
+  EXPECT_EQ(c.owner_of(1, kRoot, name).err(), ENOENT);
+  auto again = c.mkdir(1, kRoot, name);
+  ASSERT_TRUE(again) << again.status().to_string();
+  EXPECT_EQ(holders(c, kRoot, name), (std::vector<int>{0, 1, 2}));
+}
+
+TEST_F(InProcessClusterTest, ARankFrozenDuringAnRmdirDoesNotCloseTheDirectoryForGood) {
+  // The same for an rmdir: rank 2's "prepare" (no new files in it) arrives
+  // late, after the coordinator's "abort". In the wrong order, the directory
+  // would stay closed on rank 2: every create in it there would fail.
+  InProcessCluster c(dir_, 3, milliseconds(200));
+  auto d = c.mkdir(1, kRoot, "out");
+  ASSERT_TRUE(d);
+  c.net().hold(2);
+  EXPECT_NE(c.rmdir(0, kRoot, "out"), 0);
+  c.net().release(2);
+  EXPECT_EQ(holders(c, kRoot, "out"), (std::vector<int>{0, 1, 2})) << "the rmdir failed: still everywhere";
+  auto o = c.open(2, d.value(), "result", O_CREAT | O_WRONLY, "ok");
+  ASSERT_TRUE(o) << "rank 2 cannot create in the directory: " << o.status().to_string();
+  EXPECT_EQ(o.value(), 2);
+}
+
+TEST_F(InProcessClusterTest, ARankCutOffFromTheJobFencesItselfAndTheRestGoesOn) {
+  // Rank 3's link was down long enough for both sides to declare the other
+  // dead. Alone, it would be its own coordinator and shard for every name:
+  // it must not change the namespace apart from the others.
+  InProcessCluster c(dir_, 4);
+  ASSERT_EQ(c.open(3, kRoot, "mine.3", O_CREAT | O_WRONLY, "rank 3's").value(), 3);
+  ASSERT_EQ(c.open(1, kRoot, "theirs.1", O_CREAT | O_WRONLY, "rank 1's").value(), 1);
+  c.net().partition({0, 0, 0, 1});
+  EXPECT_EQ(c.mkdir(3, kRoot, "alone").err(), EIO);
+  EXPECT_EQ(c.open(3, kRoot, "new.3", O_CREAT | O_WRONLY).err(), EIO);
+  EXPECT_EQ(c.owner_of(3, kRoot, "theirs.1").err(), EIO);
+  EXPECT_EQ(c.read(3, kRoot, "mine.3").value(), "rank 3's") << "its own files stay readable";
+  // The majority goes on without it.
+  auto d = c.mkdir(1, kRoot, "together");
+  ASSERT_TRUE(d) << d.status().to_string();
+  ASSERT_EQ(c.open(2, kRoot, "new.2", O_CREAT | O_WRONLY, "x").value(), 2);
+  EXPECT_EQ(c.read(0, kRoot, "theirs.1").value(), "rank 1's");
+  EXPECT_FALSE(c.read(0, kRoot, "mine.3")) << "the cut-off rank's files are lost to the job";
+  for (int r = 0; r < 3; ++r) EXPECT_EQ(c.stored(r, kRoot).size(), r == 1 ? 2u : r == 2 ? 2u : 1u) << "rank " << r;
+  EXPECT_EQ(c.stored(3, kRoot), std::vector<std::string>{"mine.3"}) << "nothing applied on rank 3 alone";
+}
+
+TEST_F(InProcessClusterTest, AJobSplitInHalvesGoesOnOnlyOnRankZerosSide) {
+  InProcessCluster c(dir_, 4);
+  c.net().partition({0, 1, 0, 1});
+  EXPECT_TRUE(c.mkdir(2, kRoot, "a")) << "ranks 0 and 2 go on";
+  EXPECT_EQ(c.mkdir(1, kRoot, "b").err(), EIO) << "ranks 1 and 3 are fenced";
+  EXPECT_EQ(c.mkdir(3, kRoot, "a").err(), EIO);
+  EXPECT_EQ(c.open(1, kRoot, "f", O_CREAT | O_WRONLY).err(), EIO);
+  EXPECT_TRUE(c.stored(1, kRoot).empty());
+  EXPECT_TRUE(c.stored(3, kRoot).empty());
 }
 
 }  // namespace

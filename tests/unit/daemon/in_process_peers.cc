@@ -23,6 +23,61 @@ bool InProcessNet::alive(int r) const { return r >= 0 && r < nranks_ && !ranks_[
 
 uint64_t InProcessNet::served(int r) const { return ranks_.at(r)->served.load(); }
 
+void InProcessNet::partition(std::vector<int> sides) {
+  for (int r = 0; r < nranks_ && r < static_cast<int>(sides.size()); ++r) ranks_[r]->side.store(sides[r]);
+}
+
+bool InProcessNet::alive_from(int observer, int r) const {
+  return alive(r) && (observer < 0 || observer >= nranks_ || ranks_[observer]->side.load() == ranks_[r]->side.load());
+}
+
+void InProcessNet::hold(int r) {
+  Rank& rank = *ranks_.at(r);
+  MutexLock lock(rank.held_mu);
+  rank.holding = true;
+}
+
+void InProcessNet::release(int r) {
+  Rank& rank = *ranks_.at(r);
+  std::vector<Rank::Held> held;
+  {
+    MutexLock lock(rank.held_mu);
+    rank.holding = false;
+    held.swap(rank.held);
+  }
+  for (auto& h : held) {
+    if (rank.ordered.count(static_cast<uint16_t>(h.op))) (void)serve(h.from, r, h.op, h.payload, true);
+  }
+  for (auto it = held.rbegin(); it != held.rend(); ++it) {
+    if (!rank.ordered.count(static_cast<uint16_t>(it->op))) (void)serve(it->from, r, it->op, it->payload, true);
+  }
+}
+
+uint64_t InProcessNet::take_ticket(int to, Op op) {
+  Rank& rank = *ranks_[to];
+  if (!rank.ordered.count(static_cast<uint16_t>(op))) return 0;
+  MutexLock lock(rank.order_mu);
+  return ++rank.next_ticket;
+}
+
+Peers::Reply InProcessNet::serve_in_turn(int from, int to, Op op, std::span<const uint8_t> payload, uint64_t ticket) {
+  if (ticket == 0) return serve(from, to, op, payload, true);
+  Rank& rank = *ranks_[to];
+  {
+    UniqueMutexLock lock(rank.order_mu);
+    rank.order_cv.wait(lock, [&] {
+      rank.order_mu.assert_held();
+      return rank.serving + 1 == ticket || down_.load();
+    });
+    if (rank.serving + 1 != ticket) return Status::error(EIO, "the job is shutting down");
+  }
+  auto reply = serve(from, to, op, payload, true);
+  MutexLock lock(rank.order_mu);
+  rank.serving = ticket;
+  rank.order_cv.notify_all();
+  return reply;
+}
+
 void InProcessNet::shutdown() {
   std::list<Thread> threads;
   {
@@ -30,7 +85,12 @@ void InProcessNet::shutdown() {
     stopping_ = true;
     threads.swap(threads_);
   }
+  down_.store(true);
   stop_cv_.notify_all();
+  for (auto& rank : ranks_) {
+    MutexLock lock(rank->order_mu);
+    rank->order_cv.notify_all();
+  }
   for (auto& t : threads) t.thread.join();
 }
 
@@ -82,7 +142,7 @@ Peers::Reply InProcessNet::request(int from, int to, Op op, std::span<const uint
                                    std::chrono::milliseconds timeout) {
   if (to < 0 || to >= nranks_) return Status::error(EIO, "unknown rank " + std::to_string(to));
   Rank& rank = *ranks_[to];
-  if (rank.dead.load()) return Status::error(EIO, "rank " + std::to_string(to) + " is down");
+  if (!alive_from(from, to)) return Status::error(EIO, "rank " + std::to_string(to) + " is down");
   const auto deadline = std::chrono::steady_clock::now() + timeout;
   auto no_answer = [&] {
     UniqueMutexLock lock(threads_mu_);
@@ -93,6 +153,16 @@ Peers::Reply InProcessNet::request(int from, int to, Op op, std::span<const uint
     return Status::error(ETIMEDOUT, "rank " + std::to_string(to) + " did not answer");
   };
   if (rank.silent.load()) return no_answer();
+  bool held = false;
+  {
+    MutexLock lock(rank.held_mu);
+    if (rank.holding) {
+      rank.held.push_back({from, op, std::vector<uint8_t>(payload.begin(), payload.end())});
+      held = true;
+    }
+  }
+  if (held) return no_answer();
+  const uint64_t ticket = take_ticket(to, op);
   struct Call {
     Mutex mu;  // leaf lock
     std::condition_variable_any cv;
@@ -100,8 +170,8 @@ Peers::Reply InProcessNet::request(int from, int to, Op op, std::span<const uint
   };
   auto call = std::make_shared<Call>();
   std::vector<uint8_t> bytes(payload.begin(), payload.end());
-  bool started = spawn(to, [this, from, to, op, bytes = std::move(bytes), call] {
-    auto reply = serve(from, to, op, bytes, /*lending=*/true);
+  bool started = spawn(to, [this, from, to, op, bytes = std::move(bytes), call, ticket] {
+    auto reply = serve_in_turn(from, to, op, bytes, ticket);
     MutexLock lock(call->mu);
     call->reply.emplace(std::move(reply));
     call->cv.notify_all();
@@ -125,6 +195,11 @@ Peers::Reply InProcessNet::request(int from, int to, Op op, std::span<const uint
 
 void InProcessPeers::register_handler(Op op, Handler handler) {
   net_->ranks_[rank()]->handlers[static_cast<uint16_t>(op)] = std::move(handler);
+}
+
+void InProcessPeers::register_ordered_handler(Op op, Handler handler) {
+  net_->ranks_[rank()]->ordered.insert(static_cast<uint16_t>(op));
+  register_handler(op, std::move(handler));
 }
 
 void InProcessPeers::register_lending_handler(Op op, LendingHandler handler) {

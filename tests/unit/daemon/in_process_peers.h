@@ -5,7 +5,9 @@
 // so a rank that waits on a rank that waits on it ends in a timeout as on a
 // real job instead of a deadlock. Ranks can be killed (calls fail at once,
 // as after UCX reported the peer down) or silenced (calls get no answer and
-// end by their timeout, as across a cut link).
+// end by their timeout, as across a cut link) or held (requests wait, their
+// callers time out, and they all run when the rank is released, as in a
+// process stopped with SIGSTOP and continued).
 #pragma once
 
 #include <sys/types.h>
@@ -39,6 +41,20 @@ class InProcessNet {
   // before the transport notices.
   void silence(int r, bool silent);
   bool alive(int r) const;
+  // Splits the job: ranks on different sides see each other as dead (calls
+  // fail at once), as when a link was down long enough for the transport to
+  // declare the peers on the other side failed. sides[r]: rank r's side.
+  void partition(std::vector<int> sides);
+  // Whether `observer` sees rank r alive (not killed, on its side).
+  bool alive_from(int observer, int r) const;
+  // Rank r is frozen: requests to it are kept, undelivered, and their callers
+  // time out (ETIMEDOUT). release(r) runs them, one after the other, before it
+  // returns: ordered ops (Peers::register_ordered_handler) in the order they
+  // were sent, the others last first (the worst order a pool of workers may
+  // pick). Their answers are lost: their callers gave up. REQUIRES: no
+  // request is sent to r while release(r) runs.
+  void hold(int r);
+  void release(int r);
   // Requests are refused from now on (EIO); waits for the threads running
   // requests. REQUIRES: no handler waits for something only the test does.
   void shutdown();
@@ -52,7 +68,22 @@ class InProcessNet {
     std::unordered_map<uint16_t, Peers::LendingHandler> lending;
     std::atomic<bool> dead{false};
     std::atomic<bool> silent{false};
+    std::atomic<int> side{0};
     std::atomic<uint64_t> served{0};
+    std::unordered_set<uint16_t> ordered;  // immutable once requests flow
+    // Ordered ops run in ticket order (taken when the request arrives).
+    Mutex order_mu;
+    std::condition_variable_any order_cv;
+    uint64_t next_ticket GUARDED_BY(order_mu) = 0;
+    uint64_t serving GUARDED_BY(order_mu) = 0;
+    struct Held {
+      int from;
+      Op op;
+      std::vector<uint8_t> payload;
+    };
+    Mutex held_mu;
+    bool holding GUARDED_BY(held_mu) = false;
+    std::vector<Held> held GUARDED_BY(held_mu);
     mutable Mutex tids_mu;
     std::unordered_set<pid_t> tids GUARDED_BY(tids_mu);
   };
@@ -69,12 +100,18 @@ class InProcessNet {
   // Runs op's handler of rank `to` in this thread (lending ones too if
   // `lending`: their bytes are copied).
   Peers::Reply serve(int from, int to, Op op, std::span<const uint8_t> payload, bool lending);
+  // serve() of a request that arrived with `ticket` (ordered ops: after
+  // every earlier ticket of that rank; others: at once).
+  Peers::Reply serve_in_turn(int from, int to, Op op, std::span<const uint8_t> payload, uint64_t ticket);
+  // A ticket for a request of op arriving at `to` now (0 for unordered ops).
+  uint64_t take_ticket(int to, Op op);
 
   const int nranks_;
   std::vector<std::unique_ptr<Rank>> ranks_;  // handlers: immutable once requests flow
   Mutex threads_mu_;
   std::condition_variable_any stop_cv_;
   bool stopping_ GUARDED_BY(threads_mu_) = false;
+  std::atomic<bool> down_{false};  // stopping_, for waits under other locks
   std::list<Thread> threads_ GUARDED_BY(threads_mu_);
 };
 
@@ -85,10 +122,13 @@ class InProcessPeers final : public Peers {
       : Peers(rank, net->size(), timeout), net_(net) {}
 
   void register_handler(Op op, Handler handler) override;
-  void register_inline_handler(Op op, Handler handler) override { register_handler(op, std::move(handler)); }
+  // Inline ops run on Cluster's progress thread, one at a time in the order
+  // of arrival: here they are ordered ops.
+  void register_inline_handler(Op op, Handler handler) override { register_ordered_handler(op, std::move(handler)); }
+  void register_ordered_handler(Op op, Handler handler) override;
   void register_lending_handler(Op op, LendingHandler handler) override;
 
-  bool alive(int r) const override { return net_->alive(r); }
+  bool alive(int r) const override { return net_->alive_from(rank(), r); }
   std::string host_of(int r) const override { return "node" + std::to_string(r + 1); }
   bool is_worker_thread(pid_t tid) const override;
 
