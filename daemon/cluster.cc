@@ -12,6 +12,7 @@
 
 #include "common/log.h"
 #include "common/noexcept_boundary.h"
+#include "daemon/messages.h"
 #include "rdma/memory.h"
 #include "rdma/transport.h"
 
@@ -43,6 +44,23 @@ void Cluster::register_lending_handler(Op op, LendingHandler handler) {
 
 Status Cluster::start() {
   if (transport_) {
+    // Membership: a rank this one finds dead is announced to every other live
+    // rank, which declares it dead too (kRankDown), so that the ranks that
+    // can still talk agree on who is in the job: one coordinator, one shard
+    // per name, and a rank cut off from them fenced (Peers::quorate).
+    register_inline_handler(Op::kRankDown, [this](int source, std::span<const uint8_t> p) -> Reply {
+      msg::RankDown m;
+      if (!msg::decode(p, &m) || m.rank >= nranks()) return Status::error(EPROTO, "RankDown");
+      if (m.rank != rank()) transport_->declare_dead(m.rank, "rank " + std::to_string(source) + " found it dead");
+      return std::vector<uint8_t>();
+    });
+    transport_->set_on_peer_failed([this](int dead) {
+      auto notice = msg::encode(msg::RankDown{dead});
+      for (int r = 0; r < nranks(); ++r) {
+        if (r == rank() || r == dead || !transport_->peer_alive(r)) continue;
+        transport_->call_async(r, static_cast<uint16_t>(Op::kRankDown), notice, timeout(), [](rdma::Transport::CallResult) {});
+      }
+    });
     std::vector<uint16_t> ops;
     for (auto& [op_id, unused] : handlers_) ops.push_back(op_id);
     for (auto& [op_id, unused] : lending_handlers_) ops.push_back(op_id);

@@ -165,7 +165,9 @@ class Filesystem {
   int list_dir(const Inode& dir, int dir_fd, std::vector<DirEntryInfo>* out);
   // Locator client side.
   // expect: the stale owner for LocatorShard::kReplaceIf.
-  Result<LocatorShard::Claim> loc_claim(uint64_t dir, const std::string& name, uint32_t flags, int expect = -1);
+  // expect_gen: with kReplaceIf, only that entry of `expect` (0: any).
+  Result<LocatorShard::Claim> loc_claim(uint64_t dir, const std::string& name, uint32_t flags, int expect = -1,
+                                        uint64_t expect_gen = 0);
   void loc_remove(uint64_t dir, const std::string& name, int owner);
 
   // Directory mutations: ordered by the coordinator, applied everywhere.

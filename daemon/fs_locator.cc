@@ -68,14 +68,14 @@ Result<std::string> Filesystem::owned_path(uint64_t dir, const std::string& name
 bool Filesystem::dir_closing(uint64_t dir) const { return closing_.count(dir) != 0; }
 
 Result<LocatorShard::Claim> Filesystem::loc_claim(uint64_t dir, const std::string& name, uint32_t flags,
-                                                  int expect) {
+                                                  int expect, uint64_t expect_gen) {
   if (!peers_->quorate()) return Peers::fenced();
   const int shard = peers_->shard_of(dir, name);
-  auto r = peers_->call(shard, Op::kLocClaim, msg::encode(msg::Claim{{dir, name}, rank_, flags, expect}));
+  auto r = peers_->call(shard, Op::kLocClaim, msg::encode(msg::Claim{{dir, name}, rank_, flags, expect, expect_gen}));
   if (!r) return r.status();
   msg::ClaimReply reply;
   if (!msg::decode(r.value(), &reply)) return Status::error(EPROTO, "claim reply");
-  LocatorShard::Claim claim{static_cast<LocatorShard::ClaimResult>(reply.result), reply.prev_owner};
+  LocatorShard::Claim claim{static_cast<LocatorShard::ClaimResult>(reply.result), reply.prev_owner, reply.gen};
   if (claim.result != LocatorShard::ClaimResult::kNew || (flags & LocatorShard::kIsDir) ||
       shard == peers_->home_of(dir, name)) {
     return claim;

@@ -105,6 +105,8 @@ Result<Filesystem::OpenedFile> Filesystem::open_name(uint64_t dir, const std::st
   if (!dfd) return Status::error(ENOENT, "unknown directory");
   int owner = owner_hint;
   int stale = -1;           // an owner that said it has no such file (its shard entry is stale)
+  uint64_t stale_gen = 0;   // the generation of that entry (its claim reply)
+  uint64_t owner_gen = 0;   // the generation of the entry that named `owner`
   int last_missing = -2;    // plain opens: the owner that last answered ENOENT
   for (int round = 0; round < kOpenRounds; ++round) {
     PendingNames::Guard creating;
@@ -118,10 +120,11 @@ Result<Filesystem::OpenedFile> Filesystem::open_name(uint64_t dir, const std::st
       name_lock = name_locks_.lock(dir, name);
       uint32_t cf = (flags & O_EXCL) ? uint32_t{LocatorShard::kExclusive} : 0u;
       if (stale >= 0) cf |= LocatorShard::kReplaceIf;
-      auto claim = loc_claim(dir, name, cf, stale);
+      auto claim = loc_claim(dir, name, cf, stale, stale_gen);
       if (!claim) return claim.status();
       if (claim->result == LocatorShard::ClaimResult::kExists && claim->prev_owner != rank_) {
         owner = claim->prev_owner;
+        owner_gen = claim->gen;
         creating.release();
         name_lock.unlock();  // no RPC to another rank with it held
       } else {
@@ -169,8 +172,10 @@ Result<Filesystem::OpenedFile> Filesystem::open_name(uint64_t dir, const std::st
     if (err == ENOENT) {
       if (create) {
         // The shard names an owner that has no such file (it is unlinking or
-        // renaming it away): replace that stale entry if it is still there.
+        // renaming it away): replace that stale entry if it is still there,
+        // and only that entry (the owner may have made a new file since).
         stale = owner;
+        stale_gen = owner_gen;
         continue;
       }
       if (owner == last_missing) return Status::error(ENOENT, "no such file");

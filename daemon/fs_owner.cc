@@ -106,9 +106,9 @@ void Filesystem::register_rpcs() {
 
 Peers::Reply Filesystem::on_loc_claim(int, const msg::Claim& m) {
   if (m.owner >= peers_->nranks() || m.expect >= peers_->nranks()) return bad_request("claim");
-  auto c = shard_.claim(m.at.dir, m.at.name, m.owner, m.flags, m.expect);
+  auto c = shard_.claim(m.at.dir, m.at.name, m.owner, m.flags, m.expect, m.expect_gen);
   if (!c) return c.status();
-  return msg::encode(msg::ClaimReply{static_cast<uint8_t>(c->result), c->prev_owner});
+  return msg::encode(msg::ClaimReply{static_cast<uint8_t>(c->result), c->prev_owner, c->gen});
 }
 
 Peers::Reply Filesystem::on_loc_lookup(int, const msg::Name& m) {

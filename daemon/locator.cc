@@ -11,47 +11,51 @@ std::string LocatorShard::key(uint64_t dir, std::string_view name) {
 }
 
 Result<LocatorShard::Claim> LocatorShard::claim(uint64_t dir, std::string_view name, int rank,
-                                                uint32_t flags, int expect) {
+                                                uint32_t flags, int expect, uint64_t expect_gen) {
   MutexLock lock(mu_);
-  auto [it, inserted] = owners_.try_emplace(key(dir, name), (flags & kIsDir) ? kDirectory : rank);
-  if (inserted) return Claim{ClaimResult::kNew, -1};
-  int& owner = it->second;
-  if (owner != kDirectory && owner != rank && !is_alive_(owner)) {
-    // The owner died with its files: the name is free.
-    owner = (flags & kIsDir) ? kDirectory : rank;
-    return Claim{ClaimResult::kNew, -1};
+  auto [it, inserted] = owners_.try_emplace(key(dir, name), Entry{(flags & kIsDir) ? kDirectory : rank, 0});
+  Entry& e = it->second;
+  if (inserted) {
+    e.gen = next_gen_++;
+    return Claim{ClaimResult::kNew, -1, e.gen};
   }
-  if ((flags & kReplaceIf) && !(flags & kIsDir) && owner == expect && expect >= 0 && expect != rank) {
-    owner = rank;
-    return Claim{ClaimResult::kMoved, expect};
+  if (e.owner != kDirectory && e.owner != rank && !is_alive_(e.owner)) {
+    // The owner died with its files: the name is free.
+    e = Entry{(flags & kIsDir) ? kDirectory : rank, next_gen_++};
+    return Claim{ClaimResult::kNew, -1, e.gen};
+  }
+  if ((flags & kReplaceIf) && !(flags & kIsDir) && e.owner == expect && expect >= 0 && expect != rank &&
+      (expect_gen == 0 || e.gen == expect_gen)) {
+    e = Entry{rank, next_gen_++};
+    return Claim{ClaimResult::kMoved, expect, e.gen};
   }
   if (flags & kIsDir) return Status::error(EEXIST, "name exists");
-  if (owner == kDirectory) return Status::error(EISDIR, "name is a directory");
+  if (e.owner == kDirectory) return Status::error(EISDIR, "name is a directory");
   if (flags & kExclusive) return Status::error(EEXIST, "name exists");
-  if (owner == rank) return Claim{ClaimResult::kExists, rank};
+  if (e.owner == rank) return Claim{ClaimResult::kExists, rank, e.gen};
   if (flags & kTakeOver) {
-    int prev = owner;
-    owner = rank;
-    return Claim{ClaimResult::kMoved, prev};
+    int prev = e.owner;
+    e = Entry{rank, next_gen_++};
+    return Claim{ClaimResult::kMoved, prev, e.gen};
   }
-  return Claim{ClaimResult::kExists, owner};
+  return Claim{ClaimResult::kExists, e.owner, e.gen};
 }
 
 Result<int> LocatorShard::lookup(uint64_t dir, std::string_view name) {
   MutexLock lock(mu_);
   auto it = owners_.find(key(dir, name));
   if (it == owners_.end()) return Status::error(ENOENT);
-  if (it->second != kDirectory && !is_alive_(it->second)) {
+  if (it->second.owner != kDirectory && !is_alive_(it->second.owner)) {
     owners_.erase(it);
     return Status::error(ENOENT);
   }
-  return it->second;
+  return it->second.owner;
 }
 
 bool LocatorShard::remove(uint64_t dir, std::string_view name, int owner) {
   MutexLock lock(mu_);
   auto it = owners_.find(key(dir, name));
-  if (it == owners_.end() || it->second != owner) return false;
+  if (it == owners_.end() || it->second.owner != owner) return false;
   owners_.erase(it);
   return true;
 }

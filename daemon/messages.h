@@ -56,13 +56,14 @@ struct Claim {
   int32_t owner = 0;
   uint32_t flags = 0;
   int32_t expect = -1;
+  uint64_t expect_gen = 0;  // kReplaceIf: only that entry of `expect` (0: any)
   void put(WireWriter& w) const {
     at.put(w);
-    w.i32(owner).u32(flags).i32(expect);
+    w.i32(owner).u32(flags).i32(expect).u64(expect_gen);
   }
   bool get(WireReader& r) {
-    return at.get(r) && r.i32(&owner) && r.u32(&flags) && r.i32(&expect) && owner >= 0 && flags <= 15 &&
-           expect >= -1;
+    return at.get(r) && r.i32(&owner) && r.u32(&flags) && r.i32(&expect) && r.u64(&expect_gen) && owner >= 0 &&
+           flags <= 15 && expect >= -1;
   }
 };
 
@@ -70,8 +71,9 @@ struct ClaimReply {
   static constexpr const char* kName = "ClaimReply";
   uint8_t result = 0;  // LocatorShard::ClaimResult
   int32_t prev_owner = -1;
-  void put(WireWriter& w) const { w.u8(result).i32(prev_owner); }
-  bool get(WireReader& r) { return r.u8(&result) && r.i32(&prev_owner) && result <= 2; }
+  uint64_t gen = 0;  // the entry's generation (LocatorShard::Claim::gen)
+  void put(WireWriter& w) const { w.u8(result).i32(prev_owner).u64(gen); }
+  bool get(WireReader& r) { return r.u8(&result) && r.i32(&prev_owner) && r.u64(&gen) && result <= 2; }
 };
 
 // kLocRemove: forget (dir, name) if `owner` still holds it.
@@ -308,6 +310,16 @@ struct Find {
   bool get(WireReader& r) { return r.u64(&dir) && r.u64(&gino) && gino != 0; }
 };
 
+// kRankDown: the sender declared `rank` dead (its endpoint failed, or it was
+// silent too long); the receiver does too, so that every rank that can still
+// talk agrees on who is in the job.
+struct RankDown {
+  static constexpr const char* kName = "RankDown";
+  int32_t rank = -1;
+  void put(WireWriter& w) const { w.i32(rank); }
+  bool get(WireReader& r) { return r.i32(&rank) && rank >= 0; }
+};
+
 // kDirList: the files a rank owns in directory `dir`.
 struct DirList {
   static constexpr const char* kName = "DirList";
@@ -371,6 +383,7 @@ inline constexpr OpMessages kOpMessages[] = {
     {18, "FileTruncate", Truncate::kName, TruncateReply::kName},
     {19, "FileLink", Link::kName, Stat::kName},
     {20, "FileFind", Find::kName, Name::kName},
+    {21, "RankDown", RankDown::kName, "-"},
 };
 
 }  // namespace dsdfs::fs::msg

@@ -46,6 +46,7 @@ enum class Op : uint16_t {
   kFileTruncate = 18,  // to the owner: `>` of its file; truncate it there if it is open, else give it away
   kFileLink = 19,      // to the owner: link its file under another name (the new name is its too)
   kFileFind = 20,      // to the owner: which name in a directory holds this file now (after a rename)
+  kRankDown = 21,      // to every rank: this rank found that rank dead (membership, Cluster only)
 };
 
 // A memory range exported for one-sided reads by other ranks. Deregistered

@@ -250,6 +250,9 @@ int serve(int argc, char** argv, const fs::Options& options) {
     if (!key) fail(key.status());
     topts.job_key = key.value();
     topts.default_timeout = std::chrono::milliseconds(static_cast<int64_t>(options.timeout_s * 1000));
+    // A peer silent for 10 timeouts while calls to it time out is dead (a node
+    // cut off or frozen that long); UCX over TCP may take many minutes.
+    topts.dead_after = 10 * topts.default_timeout;
     topts.bulk_mode = options.bulk;
     // The progress thread starts inside create(): bind this thread near the
     // NIC for that moment so the progress thread inherits the placement.

@@ -20,6 +20,11 @@ struct Options {
   // Timeout of call()/get() when the caller passes none.
   std::chrono::milliseconds default_timeout{10000};
   BulkMode bulk_mode = BulkMode::kAuto;
+  // A peer that sent nothing at all for this long while a call to it timed
+  // out is declared dead, as if UCX had reported its endpoint failed (a node
+  // cut off or frozen: over TCP, UCX itself may not notice for many minutes).
+  // What it sends later is dropped. Zero: only UCX decides.
+  std::chrono::milliseconds dead_after{0};
   // Time shutdown() waits for endpoints to flush and close before it forces them.
   std::chrono::milliseconds shutdown_timeout{2000};
 };

@@ -8,6 +8,7 @@
 #include <time.h>
 
 #include <condition_variable>
+#include <cstdio>
 #include <cstring>
 #include <string>
 
@@ -21,6 +22,8 @@ namespace dsdfs::rdma {
 Transport::Transport(const Options& options)
     : options_(options),
       peer_dead_(new std::atomic<bool>[static_cast<size_t>(options.nranks)]),
+      last_heard_(static_cast<size_t>(options.nranks), Clock::now()),
+      silent_since_(static_cast<size_t>(options.nranks)),
       endpoints_(options.rank, options.nranks) {
   for (int r = 0; r < options.nranks; ++r) peer_dead_[static_cast<size_t>(r)].store(false);
 }
@@ -244,6 +247,7 @@ void Transport::fail_peer(int rank, const char* why, bool goodbye) {
     DSDFS_WARN("rank %d failed: %s; failing its outstanding calls with EIO", rank, why);
   }
   fail_calls_to(rank, EIO);
+  if (!goodbye && !shutting_down_ && on_peer_failed_) run_at_boundary("peer-failed callback", [&] { on_peer_failed_(rank); });
   // Force-closing completes the endpoint's outstanding UCX requests (sends,
   // gets) with UCS_ERR_CANCELED; their callbacks release what they hold.
   endpoints_.close_failed(peer);
@@ -267,10 +271,13 @@ bool Transport::expire_deadlines(Clock::time_point now) {
     if (auto it = pending_calls_.find(id); it != pending_calls_.end()) {
       any = true;
       const PendingCall& c = it->second;
+      const int rank = c.rank;
+      const Clock::time_point sent = c.sent;
       DSDFS_DEBUG("call %llu (op %u) to rank %d timed out", static_cast<unsigned long long>(id),
                   c.op, c.rank);
       complete_call(id, Status::error(ETIMEDOUT, "call to rank " + std::to_string(c.rank) + " op " +
                                                      std::to_string(c.op) + " timed out"));
+      note_silence(rank, sent, now);
     } else if (auto g = pending_gets_.find(id); g != pending_gets_.end()) {
       any = true;
       if (!g->second->timed_out) {
@@ -281,6 +288,25 @@ bool Transport::expire_deadlines(Clock::time_point now) {
     }
   }
   return any;
+}
+
+void Transport::note_silence(int rank, Clock::time_point sent, Clock::time_point now) {
+  if (options_.dead_after.count() <= 0 || rank < 0 || rank >= options_.nranks) return;
+  const auto r = static_cast<size_t>(rank);
+  if (last_heard_[r] >= sent) return;  // it spoke since: busy, not gone
+  if (silent_since_[r] == Clock::time_point{}) silent_since_[r] = sent;
+  const auto silent = now - silent_since_[r];
+  if (silent < options_.dead_after) return;
+  char why[128];
+  std::snprintf(why, sizeof why, "no message from it for %.1f s while calls to it timed out",
+                std::chrono::duration<double>(silent).count());
+  fail_peer(rank, why);
+}
+
+void Transport::heard_from(int rank) {
+  const auto r = static_cast<size_t>(rank);
+  last_heard_[r] = Clock::now();
+  silent_since_[r] = Clock::time_point{};
 }
 
 void Transport::push_deadline(Clock::time_point deadline, uint64_t id) {
@@ -374,6 +400,11 @@ std::chrono::nanoseconds Transport::progress_thread_cpu_time() const {
   struct timespec ts;
   if (clock_gettime(cid, &ts) != 0) return std::chrono::nanoseconds(0);
   return std::chrono::seconds(ts.tv_sec) + std::chrono::nanoseconds(ts.tv_nsec);
+}
+
+void Transport::declare_dead(int rank, std::string why) {
+  if (rank < 0 || rank >= options_.nranks || rank == options_.rank) return;
+  submit([this, rank, why = std::move(why)] { fail_peer(rank, why.c_str()); });
 }
 
 bool Transport::peer_alive(int rank) const {

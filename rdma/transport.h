@@ -150,6 +150,14 @@ class Transport {
   bool bulk_uses_rma(int rank);
   // False once the peer failed or said goodbye (or if never connected).
   bool peer_alive(int rank) const;
+  // Declares rank dead as if its endpoint had failed (another rank found it
+  // dead): its calls fail with EIO, what it sends is dropped. Any thread.
+  void declare_dead(int rank, std::string why);
+  // Runs on the progress thread each time a peer is found dead (an endpoint
+  // error, silence past Options::dead_after, declare_dead), not for a
+  // goodbye or during shutdown; must be short and must not block.
+  // REQUIRES: before connect_all().
+  void set_on_peer_failed(std::function<void(int rank)> fn) { on_peer_failed_ = std::move(fn); }
 
   // Says goodbye to the peers, fails outstanding work with EIO, closes the
   // endpoints (bounded by Options::shutdown_timeout), stops the progress
@@ -188,6 +196,7 @@ class Transport {
     int rank;
     uint16_t op;
     Clock::time_point deadline;
+    Clock::time_point sent;  // when start_call() queued it
     CallCallback done;  // or, for call_into_async:
     IntoCallback done_into;
     uint8_t* dst = nullptr;
@@ -234,6 +243,10 @@ class Transport {
   bool dispatch_inbox();
   bool handle_failed_peers();
   bool expire_deadlines(Clock::time_point now);
+  // A call to rank sent at `sent` timed out at `now`: declares rank dead if
+  // it has been silent for Options::dead_after.
+  void note_silence(int rank, Clock::time_point sent, Clock::time_point now);
+  void heard_from(int rank);
   int poll_timeout_ms(Clock::time_point now);
   // Adds a deadline; rebuilds the heap when completed entries dominate it.
   void push_deadline(Clock::time_point deadline, uint64_t id);
@@ -292,6 +305,13 @@ class Transport {
   std::shared_ptr<SubmitQueue> queue_;
   // Read by any thread (fast failure), written by the progress thread.
   std::unique_ptr<std::atomic<bool>[]> peer_dead_;
+  // When each peer was last heard from (any message), and since when it has
+  // been silent while calls to it timed out (the send time of the oldest such
+  // call; epoch: not silent). Progress thread only. See Options::dead_after.
+  std::vector<Clock::time_point> last_heard_;
+  std::vector<Clock::time_point> silent_since_;
+  LogLimiter dead_peer_log_;
+  std::function<void(int rank)> on_peer_failed_;  // immutable once connected
   std::atomic<bool> connected_{false};
 
   // Progress thread only.

@@ -178,6 +178,7 @@ void Transport::start_call(int rank, uint16_t op, std::vector<uint8_t> payload,
   call.rank = rank;
   call.op = op;
   call.deadline = deadline;
+  call.sent = Clock::now();
   uint64_t id = next_request_id_++;
   pending_calls_.emplace(id, std::move(call));
   auto fail = [&](int err, const char* why) {
@@ -333,6 +334,19 @@ ucs_status_t Transport::on_am(const void* header, size_t header_length, void* da
     return UCS_OK;  // for rendezvous data UCX drops the descriptor
   }
   if (shutting_down_) return UCS_OK;
+  const int source = static_cast<int>(h.source_rank);
+  if (peer_dead_[static_cast<size_t>(source)].load()) {
+    // Declared dead (its endpoint failed, or it was silent too long): this
+    // side went on without it, and a rank cut off that long fenced itself.
+    // What it sends after coming back is not applied.
+    uint64_t suppressed = 0;
+    if (dead_peer_log_.allow(&suppressed)) {
+      DSDFS_INFO("dropping a message from rank %d, declared dead (%llu similar dropped silently)", source,
+                 static_cast<unsigned long long>(suppressed));
+    }
+    return UCS_OK;
+  }
+  heard_from(source);
   const bool is_reply = (h.flags & kWireFlagReply) != 0;
   if ((h.flags & kWireFlagGoodbye) != 0) {
     failed_peers_.emplace_back(static_cast<int>(h.source_rank), UCS_OK);

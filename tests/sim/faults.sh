@@ -17,7 +17,10 @@
 #     the survivors end within the bound (a frozen rank's files give EIO, the others'
 #     files read), a directory change is made everywhere or nowhere, and after SIGCONT
 #     the frozen node's file reads back with its bytes and new directories appear on
-#     every node.
+#     every node;
+#   - a node cut off (its link down): nothing hangs; the others declare it dead after
+#     10 timeouts of silence and go on (mkdir works again, its files are gone); the cut-off
+#     node never changes the namespace alone, and stays out once the link is back.
 # Every command is bounded by `timeout` (a command that hangs fails the test). Exit 0
 # pass, 1 fail, 77 skip (no root, tools or namespaces; a failure with
 # DSDFS_REQUIRE_ALL=1). DSDFS_SIM_TEST_KEEP=1 keeps the cluster up at the end.
@@ -229,6 +232,45 @@ for ((k = 1; k <= NODES; k++)); do
 done
 log "after SIGCONT: node4's file reads back with its bytes; /shared/during is on ${seen:-no} node(s) of 1234; a new mkdir is on every node"
 
+# --- a node cut off -----------------------------------------------------------------------
+# node4's link goes down. After 10 timeouts of silence (20 s here) the others declare it
+# dead and tell each other (RankDown); node4 finds them silent too and, with no more than
+# half of the job left, fences itself. The link comes back: node4 stays out.
+sh_on 4 'echo "node4 before the cut" > /shared/cut.4' || fail "node 4: cannot write /shared/cut.4"
+on 4 ip link set eth0 down || fail "cannot take node 4's link down"
+t0=$SECONDS
+recovered=0
+i=0
+while ((SECONDS - t0 < 90)); do
+  i=$((i + 1))
+  rc=0
+  bounded "$limit" 4 "mkdir /shared/alone$i" || rc=$?
+  ((rc != 0)) || fail "node 4, cut off, made /shared/alone$i (a split namespace)"
+  rc=0
+  bounded "$limit" 1 "mkdir /shared/cut$i" || rc=$?
+  if ((rc == 0)); then recovered=$((SECONDS - t0)); break; fi
+done
+((recovered > 0)) || fail "the nodes left did not get directory changes back within 90 s of the cut"
+bounded "$limit" 2 'cat /shared/alive.2' >/dev/null || fail "node 2's file unreadable on node 2 after the cut"
+expect_eq "sha256 of node2's file on node 3 after the cut" "$(sh_on 3 'sha256sum < /shared/alive.2')" "$sum_alive"
+rc=0
+bounded "$limit" 1 'cat /shared/cut.4' || rc=$?
+((rc != 0)) || fail "node 1 read node 4's file although node 4 is out of the job"
+log "node4 cut off: node1's mkdir works again after $recovered s (10 timeouts of silence); node4's file is gone for the others; node4 never changed the namespace alone"
+on 4 ip link set eth0 up || fail "cannot bring node 4's link back"
+rc=0
+bounded "$limit" 4 'mkdir /shared/after-heal' || rc=$?
+((rc != 0)) || fail "node 4 made a directory after the link came back (it must stay fenced)"
+bounded "$limit" 3 'mkdir /shared/healed' || fail "node 3: mkdir after the link came back failed: $(cat "$DIR/err")"
+first=$(on 1 ls /shared | tr '\n' ' ')
+for ((k = 2; k <= 3; k++)); do
+  expect_eq "ls /shared on node $k after the cut" "$(on "$k" ls /shared | tr '\n' ' ')" "$first"
+done
+[[ "$first" != *alone* && "$first" != *after-heal* && "$first" != *cut.4* ]] ||
+  fail "node 4's names reached the others after the cut: $first"
+grep -q "rank 3 sees only" "$DIR/dsdfs.log" && fenced_msg=yes || fenced_msg=no
+log "link back: node4 stays out (mkdir fails there; fenced message in its log: $fenced_msg); nodes 1-3 agree on /shared"
+
 timeout -k 5 90 "$SIM" stop-dsdfs || fail "stop-dsdfs failed"
 for ((k = 1; k <= NODES; k++)); do
   if m=$(on "$k" findmnt -n -o FSTYPE /shared); then fail "node $k: /shared is still mounted ($m)"; fi
@@ -238,4 +280,4 @@ if [[ "${DSDFS_SIM_TEST_KEEP:-0}" != 1 ]]; then
   timeout -k 5 90 "$SIM" down || fail "cluster-sim.sh down failed"
   up=0
 fi
-log "PASS in $((SECONDS - t_start)) s (workload: clean $t_clean s, 1 % loss $t_loss s ($dropped packets dropped), 100 Mbit/s $t_slow s; frozen node $t_frozen s)"
+log "PASS in $((SECONDS - t_start)) s (workload: clean $t_clean s, 1 % loss $t_loss s ($dropped packets dropped), 100 Mbit/s $t_slow s; frozen node $t_frozen s; cut-off node out after $recovered s)"

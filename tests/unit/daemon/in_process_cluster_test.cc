@@ -242,11 +242,16 @@ TEST_F(InProcessClusterTest, CreatesAndUnlinksOfOneNameAtOnceLeaveNoFileOnlyItsO
   for (int i = 0; i < kNames; ++i) {
     const std::string name = "x" + std::to_string(i);
     auto h = holders(c, kRoot, name);
-    ASSERT_LE(h.size(), 1u) << name << " is stored on several ranks";
+    std::string seen;  // what each rank's lookup finds
     for (int r = 0; r < kRanks; ++r) {
       auto owner = c.owner_of(r, kRoot, name);
-      if (h.empty()) EXPECT_EQ(owner.err(), ENOENT) << name << " from rank " << r;
-      else EXPECT_EQ(owner.value(), h[0]) << name << " from rank " << r;
+      seen += " rank " + std::to_string(r) + ": " + (owner ? std::to_string(owner.value()) : owner.status().to_string());
+    }
+    ASSERT_LE(h.size(), 1u) << name << " is stored on several ranks;" << seen;
+    for (int r = 0; r < kRanks; ++r) {
+      auto owner = c.owner_of(r, kRoot, name);
+      if (h.empty()) EXPECT_EQ(owner.err(), ENOENT) << name << " from rank " << r << ";" << seen;
+      else EXPECT_TRUE(owner && owner.value() == h[0]) << name << " stored on rank " << h[0] << ";" << seen;
     }
   }
 }

@@ -63,6 +63,34 @@ TEST(LocatorShard, ReplaceIfNeverTakesADirectoryName) {
   EXPECT_EQ(a.err(), EISDIR);
 }
 
+TEST(LocatorShard, ReplaceIfWithAGenerationSparesANewEntryOfTheSameOwner) {
+  // Rank 2 found rank 1's entry stale (rank 1 said it has no file: it was
+  // unlinking it). Rank 1 then removed the name and created it again: a new
+  // entry of the same owner, which rank 2 must not take (two files).
+  auto s = all_alive();
+  auto first = s.claim(0, "f", 1, 0);
+  ASSERT_TRUE(first);
+  auto seen = s.claim(0, "f", 2, 0);
+  ASSERT_TRUE(seen);
+  EXPECT_EQ(seen->result, Result::kExists);
+  EXPECT_EQ(seen->gen, first->gen);
+  ASSERT_TRUE(s.remove(0, "f", 1));
+  auto again = s.claim(0, "f", 1, 0);
+  ASSERT_TRUE(again);
+  EXPECT_EQ(again->result, Result::kNew);
+  EXPECT_NE(again->gen, first->gen);
+  auto late = s.claim(0, "f", 2, LocatorShard::kReplaceIf, 1, seen->gen);
+  ASSERT_TRUE(late);
+  EXPECT_EQ(late->result, Result::kExists) << "took a newer entry than the stale one";
+  EXPECT_EQ(late->prev_owner, 1);
+  EXPECT_EQ(late->gen, again->gen);
+  // With the current generation, the replace happens.
+  auto now = s.claim(0, "f", 2, LocatorShard::kReplaceIf, 1, late->gen);
+  ASSERT_TRUE(now);
+  EXPECT_EQ(now->result, Result::kMoved);
+  EXPECT_EQ(s.lookup(0, "f").value(), 2);
+}
+
 TEST(PendingNames, WaitReturnsWhenTheCreateEnds) {
   PendingNames p;
   EXPECT_FALSE(p.wait_while_pending(1, "f", std::chrono::milliseconds(1)));

@@ -64,6 +64,7 @@ TEST(Messages, EveryRequestAndReplyRoundTripsAndRefusesTruncation) {
   expect_framing(Link{{7, "a"}, 42, {8, "b"}});
   expect_framing(MadeDir{(uint64_t{1} << 48) | 3});
   expect_framing(Find{7, 42});
+  expect_framing(RankDown{3});
   expect_framing(DirList{7});
   expect_framing(DirListReply{{{"a", DT_REG, 1}, {"b", DT_LNK, 2}}});
   expect_framing(DirListReply{});
@@ -91,6 +92,7 @@ TEST(Messages, FieldsOutOfRangeAreRefused) {
   EXPECT_TRUE(refused(Setattr{{7, "f"}, 42, 1, 0, 0, 0, -1, 0, 0, 0, 0}));  // negative size
   EXPECT_TRUE(refused(MadeDir{0}));
   EXPECT_TRUE(refused(Find{7, 0}));
+  EXPECT_TRUE(refused(RankDown{-1}));
   EXPECT_TRUE(refused(DirListReply{{{"a/b", DT_REG, 1}}}));
   // An append flag other than 0 or 1.
   std::vector<uint8_t> w = encode(Write{{7, "f"}, 42, true, 0, {}});
@@ -122,7 +124,7 @@ TEST(Messages, AWriteHeaderFollowedByItsBytesIsTheWholeMessage) {
 // docs/architecture.md's wire table names, for every op, the same request and reply
 // messages as kOpMessages, and kOpMessages's numbers are Op's.
 TEST(Messages, TheWireTableInTheDocsListsEveryOpWithItsMessages) {
-  static_assert(static_cast<uint16_t>(Op::kDirMutate) == 1 && static_cast<uint16_t>(Op::kFileFind) == 20);
+  static_assert(static_cast<uint16_t>(Op::kDirMutate) == 1 && static_cast<uint16_t>(Op::kRankDown) == 21);
   const std::map<std::string, Op> ops = {
       {"DirMutate", Op::kDirMutate},       {"DirApply", Op::kDirApply},     {"LocClaim", Op::kLocClaim},
       {"LocLookup", Op::kLocLookup},       {"LocRemove", Op::kLocRemove},   {"OwnFind", Op::kOwnFind},
@@ -130,7 +132,7 @@ TEST(Messages, TheWireTableInTheDocsListsEveryOpWithItsMessages) {
       {"DirList", Op::kDirList},           {"FileUnlink", Op::kFileUnlink}, {"FileRename", Op::kFileRename},
       {"FileDrop", Op::kFileDrop},         {"FileReadlink", Op::kFileReadlink}, {"FileMap", Op::kFileMap},
       {"FileSetattr", Op::kFileSetattr},   {"FileTruncate", Op::kFileTruncate}, {"FileLink", Op::kFileLink},
-      {"FileFind", Op::kFileFind}};
+      {"FileFind", Op::kFileFind},   {"RankDown", Op::kRankDown}};
   std::ifstream in(std::string(DSDFS_SOURCE_ROOT) + "/docs/architecture.md");
   ASSERT_TRUE(in) << "docs/architecture.md not found under " << DSDFS_SOURCE_ROOT;
   std::stringstream text;

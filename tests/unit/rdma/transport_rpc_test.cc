@@ -391,4 +391,42 @@ TEST(TransportIdle, IdleProgressThreadUsesAlmostNoCpu) {
 }
 
 }  // namespace
+
+// A peer that answers nothing at all while calls to it time out (a node cut
+// off, or frozen) is declared dead after Options::dead_after, as if UCX had
+// reported its endpoint failed; what it sends later is dropped. A peer that
+// is slow but still sends something is not.
+TEST(TransportSilence, APeerSilentPastDeadAfterIsDeclaredDeadAndABusyOneIsNot) {
+  Handlers h;
+  auto ts = make_connected(
+      3, [&h](int r, Transport& t) { h.install(r, t); }, {}, std::chrono::seconds(10), 600ms);
+  ASSERT_EQ(ts.size(), 3u);
+  // Rank 1 keeps every request of rank 0 unanswered: timeouts of 150 ms, and
+  // nothing from rank 1 in between.
+  auto start = std::chrono::steady_clock::now();
+  int calls = 0;
+  while (ts[0]->peer_alive(1) && ms_since(start) < 5000) {
+    auto r = ts[0]->call(1, kNever, {}, 150ms);
+    EXPECT_FALSE(r.is_ok());
+    ++calls;
+  }
+  EXPECT_FALSE(ts[0]->peer_alive(1)) << "rank 1 silent for 5 s is still alive";
+  EXPECT_GE(ms_since(start), 600) << "declared dead before dead_after";
+  EXPECT_GE(calls, 4);
+  EXPECT_EQ(ts[0]->call(1, kEcho, {}).err(), EIO) << "calls to a dead rank fail at once";
+  // Rank 2 answers slowly (each call times out) but answers: it stays alive.
+  start = std::chrono::steady_clock::now();
+  while (ms_since(start) < 1200) {
+    auto r = ts[0]->call(2, kDeferred, pattern(8), 20ms);  // the reply comes 50 ms later
+    EXPECT_EQ(r.err(), ETIMEDOUT);
+    std::this_thread::sleep_for(40ms);
+  }
+  EXPECT_TRUE(ts[0]->peer_alive(2)) << "a slow rank that still answers was declared dead";
+  {
+    std::lock_guard<std::mutex> lock(h.mu);
+    h.parked.clear();  // rank 1's late answers (EIO) are dropped by rank 0
+  }
+  testing::shutdown_all(ts);
+}
+
 }  // namespace dsdfs::rdma

@@ -17,7 +17,7 @@ std::span<const uint8_t> as_bytes(const std::vector<uint8_t>& v) {
 
 std::vector<std::unique_ptr<Transport>> make_connected(
     int n, const std::function<void(int, Transport&)>& setup, const std::vector<uint64_t>& job_keys,
-    std::chrono::milliseconds default_timeout) {
+    std::chrono::milliseconds default_timeout, std::chrono::milliseconds dead_after) {
   std::vector<std::unique_ptr<Transport>> ts;
   std::vector<std::vector<uint8_t>> addresses;
   for (int r = 0; r < n; ++r) {
@@ -26,6 +26,7 @@ std::vector<std::unique_ptr<Transport>> make_connected(
     o.nranks = n;
     o.job_key = job_keys.empty() ? kJobKey : job_keys[static_cast<size_t>(r)];
     o.default_timeout = default_timeout;
+    o.dead_after = dead_after;
     o.shutdown_timeout = std::chrono::milliseconds(1000);
     auto t = Transport::create(o);
     EXPECT_TRUE(t.is_ok()) << t.status().to_string();

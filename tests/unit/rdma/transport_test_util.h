@@ -22,7 +22,8 @@ std::span<const uint8_t> as_bytes(const std::vector<uint8_t>& v);
 std::vector<std::unique_ptr<Transport>> make_connected(
     int n, const std::function<void(int, Transport&)>& setup,
     const std::vector<uint64_t>& job_keys = {},
-    std::chrono::milliseconds default_timeout = std::chrono::seconds(10));
+    std::chrono::milliseconds default_timeout = std::chrono::seconds(10),
+    std::chrono::milliseconds dead_after = std::chrono::milliseconds(0));
 
 void shutdown_all(std::vector<std::unique_ptr<Transport>>& ts);
 
