@@ -3,6 +3,7 @@
 #include "daemon/inode_table.h"
 
 #include <fcntl.h>
+#include <sys/stat.h>
 
 namespace dsdfs::fs {
 
@@ -138,21 +139,35 @@ void InodeTable::forget(uint64_t id, uint64_t n) {
 
 void InodeTable::note_file_handle(const std::shared_ptr<Inode>& inode) {
   if (budget_ == SIZE_MAX || S_ISDIR(inode->type)) return;
-  std::vector<std::shared_ptr<UniqueFd>> closing;  // closed outside the lock
-  MutexLock lock(evict_mu_);
-  open_order_.push_back(inode);
-  // An inode with open files keeps its handle and goes to the back of the
-  // queue, so that it is evicted once closed (one pass at most).
-  for (size_t pass = open_order_.size(); open_order_.size() > budget_ && pass > 0; --pass) {
-    auto victim = open_order_.front().lock();
-    open_order_.pop_front();
-    if (!victim || victim == inode) continue;
-    if (victim->open_files.load() != 0) {
-      open_order_.push_back(victim);
-      continue;
+  std::vector<std::shared_ptr<UniqueFd>> closing;  // closed last, outside the locks
+  std::vector<std::shared_ptr<Inode>> unlinked;    // victims without a name left
+  {
+    MutexLock lock(evict_mu_);
+    open_order_.push_back(inode);
+    // An inode with open files keeps its handle and goes to the back of the
+    // queue, so that it is evicted once closed (one pass at most).
+    for (size_t pass = open_order_.size(); open_order_.size() > budget_ && pass > 0; --pass) {
+      auto victim = open_order_.front().lock();
+      open_order_.pop_front();
+      if (!victim || victim == inode) continue;
+      if (victim->open_files.load() != 0) {
+        open_order_.push_back(victim);
+        continue;
+      }
+      auto h = victim->drop_handle();
+      if (!h) continue;
+      // Without a name, the file's number may go to a new file once this
+      // handle closes: the inode is cut off from it first (as in
+      // Filesystem::let_go_if_unlinked), never reopened by name.
+      struct stat st;
+      if (::fstat(h->get(), &st) == 0 && st.st_nlink == 0) {
+        victim->released.store(true);
+        unlinked.push_back(victim);
+      }
+      closing.push_back(std::move(h));
     }
-    if (auto h = victim->drop_handle()) closing.push_back(std::move(h));
   }
+  for (auto& victim : unlinked) release_source(*victim);
 }
 
 size_t InodeTable::size() const {

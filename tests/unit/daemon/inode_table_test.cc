@@ -72,6 +72,29 @@ TEST_F(InodeTableTest, UnlinkedHolderIsNotReusedForANewFileWithTheSameStoreInode
   EXPECT_NE(table_.get(fresh->id), nullptr);
 }
 
+TEST_F(InodeTableTest, AnUnlinkedFileWhoseHandleIsEvictedIsCutOffItsStoreNumber) {
+  // Past the descriptor budget, the oldest handle is closed. For a file with
+  // no name left, its store inode number may then go to a new file: the old
+  // inode must never be matched to that number again (nor reopened by name).
+  table_.set_handle_budget(1);
+  close(open((dir_ + "/gone").c_str(), O_CREAT | O_WRONLY, 0600));
+  auto [fd1, st1] = open_path("gone");
+  auto old_inode = table_.lookup(std::move(fd1), st1);
+  ASSERT_EQ(unlink((dir_ + "/gone").c_str()), 0);
+  close(open((dir_ + "/other").c_str(), O_CREAT | O_WRONLY, 0600));
+  auto [fd2, st2] = open_path("other");
+  table_.lookup(std::move(fd2), st2);  // evicts the handle of "gone"
+  EXPECT_EQ(old_inode->handle(), nullptr);
+  EXPECT_TRUE(old_inode->released.load());
+  EXPECT_EQ(table_.find_local(st1.st_dev, st1.st_ino), 0u);
+  // A new file that got the same number is a new inode.
+  close(open((dir_ + "/new").c_str(), O_CREAT | O_WRONLY, 0600));
+  auto [fd3, st3] = open_path("new");
+  st3.st_dev = st1.st_dev;
+  st3.st_ino = st1.st_ino;
+  EXPECT_NE(table_.lookup(std::move(fd3), st3)->id, old_inode->id);
+}
+
 TEST_F(InodeTableTest, RootIsNeverForgotten) {
   table_.forget(1, 1000);
   EXPECT_NE(table_.get(1), nullptr);
