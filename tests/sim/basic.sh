@@ -67,22 +67,7 @@ cleanup() {
   fi
   exit "$rc"
 }
-trap cleanup EXIT
-# meson's timeout sends SIGTERM: still clean up
-trap 'exit 143' TERM
-trap 'exit 130' INT
-
-# on K CMD...: run CMD on node K (bounded); its stdout is the output
-on() {
-  local k=$1
-  shift
-  timeout -k 5 30 "$SIM" exec "$k" "$@"
-}
-# sh_on K SCRIPT: a shell command line on node K
-sh_on() { on "$1" sh -c "$2"; }
-expect_eq() {
-  [[ "$2" == "$3" ]] || fail "$1: expected '$3', got '$2'"
-}
+sim_traps
 rx_bytes() { on "$1" cat "/sys/class/net/$2/statistics/rx_bytes"; }
 
 log "cluster: $NODES nodes, prefix $DSDFS_SIM_PREFIX, subnet $NET.0/24, directory $DIR, dsdfs-launch $LAUNCH"

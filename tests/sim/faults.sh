@@ -69,20 +69,7 @@ cleanup() {
   fi
   exit "$rc"
 }
-trap cleanup EXIT
-trap 'exit 143' TERM
-trap 'exit 130' INT
-
-# on K CMD...: CMD on node K, bounded by 30 s
-on() {
-  local k=$1
-  shift
-  timeout -k 5 30 "$SIM" exec "$k" "$@"
-}
-sh_on() { on "$1" sh -c "$2"; }
-expect_eq() {
-  [[ "$2" == "$3" ]] || fail "$1: expected '$3', got '$2'"
-}
+sim_traps
 # bounded LIMIT K SCRIPT: SCRIPT on node K; its status, 124 (a failure of the test)
 # if it did not end within LIMIT seconds
 bounded() {

@@ -11,6 +11,12 @@
 #                            with X in BASE..BASE+COUNT-1, and its directory
 #                            (exports DSDFS_SIM_PREFIX, DSDFS_SIM_NET,
 #                            DSDFS_SIM_DIR), so a developer's cluster can stay up
+#   sim_traps                runs the test's `cleanup` on exit, and exits (so
+#                            cleans up) on SIGTERM (meson's timeout) and SIGINT
+#   on K CMD...              CMD on node K of $SIM's cluster, bounded by 30 s;
+#                            its stdout is the output
+#   sh_on K SCRIPT           a shell command line on node K, the same way
+#   expect_eq WHAT GOT WANT  fails unless GOT is WANT
 
 sim_require() {
   (($(id -u) == 0)) || skip "needs root (network and mount namespaces, veths, mounts)"
@@ -42,4 +48,20 @@ sim_own_cluster() {
   done
   [[ -n "$DSDFS_SIM_NET" ]] || fail "no free subnet in 10.77.$base-$((base + count - 1))"
   export DSDFS_SIM_DIR=/tmp/dsdfs-simtest-$DSDFS_SIM_PREFIX
+}
+
+sim_traps() {
+  trap cleanup EXIT
+  trap 'exit 143' TERM
+  trap 'exit 130' INT
+}
+
+on() {
+  local k=$1
+  shift
+  timeout -k 5 30 "$SIM" exec "$k" "$@"
+}
+sh_on() { on "$1" sh -c "$2"; }
+expect_eq() {
+  [[ "$2" == "$3" ]] || fail "$1: expected '$3', got '$2'"
 }

@@ -81,15 +81,7 @@ cleanup() {
   fi
   exit "$rc"
 }
-trap cleanup EXIT
-trap 'exit 143' TERM
-trap 'exit 130' INT
-
-on() {
-  local k=$1
-  shift
-  timeout -k 5 30 "$SIM" exec "$k" "$@"
-}
+sim_traps
 
 log "cluster: $NODES nodes, prefix $DSDFS_SIM_PREFIX, subnet $DSDFS_SIM_NET.0/24, slurmctld port $DSDFS_SIM_SLURMCTLD_PORT, directory $DIR"
 t=$SECONDS

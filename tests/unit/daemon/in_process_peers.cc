@@ -242,8 +242,7 @@ void InProcessPeers::call_into_async(int r, Op op, std::span<const uint8_t> payl
     keepalive.reset();
     done(reply->size());
   };
-  auto shared_run = std::make_shared<decltype(run)>(std::move(run));
-  if (!net_->spawn(-1, [shared_run] { (*shared_run)(); })) done(Status::error(EIO, "the job is shutting down"));
+  if (!net_->spawn(-1, std::move(run))) done(Status::error(EIO, "the job is shutting down"));
 }
 
 }  // namespace dsdfs::fs::testing
