@@ -21,8 +21,6 @@ void InProcessNet::silence(int r, bool silent) { ranks_.at(r)->silent.store(sile
 
 bool InProcessNet::alive(int r) const { return r >= 0 && r < nranks_ && !ranks_[r]->dead.load(); }
 
-uint64_t InProcessNet::served(int r) const { return ranks_.at(r)->served.load(); }
-
 void InProcessNet::partition(std::vector<int> sides) {
   for (int r = 0; r < nranks_ && r < static_cast<int>(sides.size()); ++r) ranks_[r]->side.store(sides[r]);
 }
@@ -127,7 +125,6 @@ bool InProcessNet::spawn(int to, std::function<void()> fn) {
 
 Peers::Reply InProcessNet::serve(int from, int to, Op op, std::span<const uint8_t> payload, bool lending) {
   Rank& rank = *ranks_[to];
-  rank.served.fetch_add(1);
   const auto id = static_cast<uint16_t>(op);
   if (auto it = rank.handlers.find(id); it != rank.handlers.end()) return it->second(from, payload);
   if (auto it = rank.lending.find(id); lending && it != rank.lending.end()) {

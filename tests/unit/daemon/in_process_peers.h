@@ -58,8 +58,6 @@ class InProcessNet {
   // Requests are refused from now on (EIO); waits for the threads running
   // requests. REQUIRES: no handler waits for something only the test does.
   void shutdown();
-  // Requests served so far, by target rank.
-  uint64_t served(int r) const;
 
  private:
   friend class InProcessPeers;
@@ -69,7 +67,6 @@ class InProcessNet {
     std::atomic<bool> dead{false};
     std::atomic<bool> silent{false};
     std::atomic<int> side{0};
-    std::atomic<uint64_t> served{0};
     std::unordered_set<uint16_t> ordered;  // immutable once requests flow
     // Ordered ops run in ticket order (taken when the request arrives).
     Mutex order_mu;
