@@ -40,7 +40,14 @@ failed=0
 skipped=0
 
 say() { echo "test.sh: $*"; }
+failures=()
 summary() { echo "$passed passed, $failed failed, $skipped skipped"; }
+# the names of what failed, again at the end, where a truncated CI log still shows them
+list_failures() {
+  local name tails=$BUILD/meson-logs/failed-tails.txt
+  if ((${#failures[@]} > 0)) && [[ -s "$tails" ]]; then cat "$tails"; fi
+  for name in "${failures[@]}"; do say "FAILED: $name"; done
+}
 
 # --- dependencies and environment ----------------------------------------------
 if [[ "${DSDFS_SKIP_DEPS:-0}" != 1 ]]; then
@@ -61,6 +68,7 @@ stop_slurm() {
 # finish OK: stop what we started, then print the summary as the last line
 finish() {
   stop_slurm
+  list_failures
   summary
   if (($1)); then exit 0; fi
   exit 1
@@ -80,6 +88,7 @@ if "$here/slurm-smoke.sh"; then
   passed=$((passed + 1))
 else
   say "Slurm/MPI smoke check FAILED (see above); running the test suites anyway"
+  failures+=(slurm-smoke)
   failed=$((failed + 1))
 fi
 
@@ -97,13 +106,14 @@ if ((build_ok)); then
 fi
 if ((!build_ok)); then
   say "build FAILED"
+  failures+=(build)
   failed=$((failed + 1))
   finish 0
 fi
 
 # --- tests ---------------------------------------------------------------------------
 log=$BUILD/meson-logs/testlog.json
-rm -f "$log"
+rm -f "$log" "$BUILD/meson-logs/failed-tails.txt"
 rc=0
 meson_ran=0
 timeout -k 30 "$TEST_TIMEOUT" \
@@ -113,7 +123,12 @@ if ((rc == 124 || rc == 137)); then
 fi
 
 if [[ -s "$log" ]]; then
-  counts=$(python3 "$here/testlog-summary.py" "$log") || counts="0 1 0"
+  counts=$(python3 "$here/testlog-summary.py" "$log" "$BUILD/meson-logs/failed-tails.txt" \
+    2>"$BUILD/meson-logs/failed.txt") || counts="0 1 0"
+  cat "$BUILD/meson-logs/failed.txt" >&2
+  while read -r _ result name; do
+    [[ -n "${name:-}" ]] && failures+=("$name ($result)")
+  done <"$BUILD/meson-logs/failed.txt"
   read -r p f s <<<"$counts"
   meson_ran=$((p + f + s))
   passed=$((passed + p))
@@ -132,6 +147,7 @@ for check in check-locks check-sanitizers; do
     passed=$((passed + 1))
   else
     say "FAIL: $check"
+    failures+=("$check")
     failed=$((failed + 1))
   fi
 done
@@ -152,6 +168,7 @@ if [[ -n "$rdma_dev" ]]; then
     passed=$((passed + 1))
   else
     say "FAIL: mpi-verbs"
+    failures+=(mpi-verbs)
     failed=$((failed + 1))
   fi
 else

@@ -3,7 +3,9 @@
 """Count the results in a meson testlog.json (one JSON object per line).
 
 Prints "PASSED FAILED SKIPPED" on stdout, and one line per test that did not
-pass on stderr. OK and EXPECTEDFAIL count as passed; SKIP as skipped; FAIL,
+pass on stderr. With a second argument TAILS, writes the last 40 lines of
+each such test's output there, so that they can be shown again at the end of
+a long run. OK and EXPECTEDFAIL count as passed; SKIP as skipped; FAIL,
 TIMEOUT, ERROR, UNEXPECTEDPASS and anything else as failed.
 Used by scripts/test.sh.
 """
@@ -12,10 +14,11 @@ import sys
 
 
 def main() -> int:
-    if len(sys.argv) != 2:
-        print("usage: testlog-summary.py build/meson-logs/testlog.json", file=sys.stderr)
+    if len(sys.argv) not in (2, 3):
+        print("usage: testlog-summary.py build/meson-logs/testlog.json [TAILS]", file=sys.stderr)
         return 2
     passed = failed = skipped = 0
+    tails = []
     with open(sys.argv[1], encoding="utf-8", errors="replace") as log:
         for line in log:
             try:
@@ -31,6 +34,12 @@ def main() -> int:
             else:
                 failed += 1
             print(f"test.sh: {result}: {test.get('name', '?')}", file=sys.stderr)
+            lines = (test.get("stdout") or "").splitlines()[-40:]
+            tails.append(f"--- last {len(lines)} lines of {test.get('name', '?')} ({result}) ---")
+            tails.extend(lines)
+    if len(sys.argv) == 3:
+        with open(sys.argv[2], "w", encoding="utf-8") as out:
+            out.write("\n".join(tails) + ("\n" if tails else ""))
     print(passed, failed, skipped)
     return 0
 
