@@ -258,6 +258,9 @@ class Filesystem {
   // kFileRead: up to cap bytes into buf; the length read.
   Result<size_t> read_for_peer(std::span<const uint8_t> payload, uint8_t* buf, size_t cap);
   Peers::Reply on_file_write(int source, const msg::Write& m);
+  // Before a forwarded write through fd: where the store has little room
+  // left, reserves the blocks it will take (ENOSPC now, not at write-back).
+  int reserve_for_peer(int fd, bool append, uint64_t off, size_t len);
   Peers::Reply on_dir_list(int source, const msg::DirList& m);
   Peers::Reply on_file_unlink(int source, const msg::Name& m);
   Peers::Reply on_file_rename(int source, const msg::Rename& m);

@@ -9,6 +9,7 @@
 #include <limits.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
+#include <sys/statvfs.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -31,6 +32,9 @@ namespace {
 // How far past a served read the owner asks its kernel to read ahead: what a
 // sequential reader keeps in flight (fs_remote.cc: 16 chunks of 1 MiB).
 constexpr uint64_t kOwnerReadahead = 16 * CacheEntry::kChunk;
+// Forwarded writes reserve their blocks first where the store has less
+// free space than this (reserve_for_peer).
+constexpr uint64_t kReserveAbove = 256ull << 20;
 
 // Calls fn for each entry of the store directory dir_fd until it returns
 // false (without "." and ".." filtered: callers skip directories).
@@ -153,10 +157,10 @@ Peers::Reply Filesystem::on_file_stat(int, const msg::Name& m) {
 }
 
 bool Filesystem::write_back_for_peer(uint64_t gino) {
-  // Other ranks' appends to this file reach the store at once (O_DIRECT
-  // through our mount, at the end this kernel knows), while this rank's own
-  // writes may still be dirty pages below them (writeback cache): the store
-  // then has a hole the file never had. While such a forwarding fd is open,
+  // Other ranks' appends to this file reach the store at once (written back
+  // by on_file_write at the end this kernel knows), while this rank's own
+  // later writes may still be dirty pages below them (writeback cache): the
+  // store then has a hole the file never had. While such a forwarding fd is open,
   // have this kernel write the file's dirty pages back before a peer learns
   // the size. Through that fd (no path walk: a path walk can wait for a
   // directory lock that a FUSE request holds while it waits for another
@@ -264,10 +268,14 @@ Result<WriteFds::Fd> Filesystem::forward_fd(uint64_t dir, const std::string& nam
   if (Status s = check_owned(dir, name, gino); !s) return s;
   auto path = mount_path(dir, name);
   if (!path) return path.status();
-  // Through our own mount, with O_DIRECT: this kernel orders the write with
-  // local writers (O_APPEND is atomic under its inode lock), keeps its size
-  // right, and drops stale pages; the bytes are in the store on return.
-  int flags = O_WRONLY | O_DIRECT | O_NOFOLLOW | O_CLOEXEC | (append ? O_APPEND : 0);
+  // Through our own mount: this kernel orders the write with local writers
+  // (O_APPEND is atomic under its inode lock) and keeps its size right. Not
+  // with O_DIRECT: a direct write extends the size only after its bytes are
+  // in the store, and a local reader that had just read the page at the old
+  // end (zero-filled past it) then sees the new size over those zeros. A
+  // buffered write puts the bytes in the page before the size moves;
+  // on_file_write then writes them back, so they are in the store on return.
+  int flags = O_WRONLY | O_NOFOLLOW | O_CLOEXEC | (append ? O_APPEND : 0);
   auto fd = std::make_shared<UniqueFd>(::open(path->c_str(), flags));
   if (!fd->valid()) return Status::from_errno("open for a forwarded write");
   struct stat st;
@@ -275,6 +283,27 @@ Result<WriteFds::Fd> Filesystem::forward_fd(uint64_t dir, const std::string& nam
   if (static_cast<uint64_t>(st.st_ino) != gino) return Status::error(ESTALE, "replaced");
   write_fds_.put(gino, append, fd);
   return fd;
+}
+
+int Filesystem::reserve_for_peer(int fd, bool append, uint64_t off, size_t len) {
+  // A buffered write succeeds into the page cache even when the store is
+  // full, and fails only at write-back, with its bytes already visible
+  // here. Where the store is nearly full, reserve the blocks first, so
+  // that a full store answers ENOSPC and changes nothing.
+  struct statvfs vfs;
+  if (::fstatvfs(store_->files_fd(), &vfs) != 0) return 0;
+  const uint64_t free_bytes = static_cast<uint64_t>(vfs.f_bavail) * vfs.f_frsize;
+  if (free_bytes > kReserveAbove + len) return 0;
+  if (append) {
+    struct stat st;
+    if (::fstat(fd, &st) != 0) return errno;
+    off = static_cast<uint64_t>(st.st_size);
+  }
+  if (::fallocate(fd, FALLOC_FL_KEEP_SIZE, static_cast<off_t>(off), static_cast<off_t>(len)) != 0 &&
+      errno != EOPNOTSUPP) {
+    return errno;
+  }
+  return 0;
 }
 
 void Filesystem::release_owned(uint64_t gino) {
@@ -295,6 +324,7 @@ Peers::Reply Filesystem::on_file_write(int, const msg::Write& m) {
     return fd.status();
   }
   const int wfd = fd.value()->get();
+  if (int err = reserve_for_peer(wfd, append, off, data.size())) return Status::error(err, "forwarded write");
   // A write to a regular file is whole or fails: go on after a partial one
   // (an append's rest lands at the new end, as a writer's retry would put it).
   size_t done = 0;
@@ -305,6 +335,15 @@ Peers::Reply Filesystem::on_file_write(int, const msg::Write& m) {
     if (n < 0 && done == 0) return Status::from_errno("forwarded write");
     if (n <= 0) break;  // the part written stands; the writer sees a short write
     done += static_cast<size_t>(n);
+  }
+  // Into the store before the writer hears of it (the bytes and their
+  // neighbours: this rank's dirty pages below them too, see
+  // write_back_for_peer), so that readers on other ranks, which read the
+  // store, see them.
+  if (done > 0 && ::sync_file_range(wfd, 0, 0,
+                                    SYNC_FILE_RANGE_WAIT_BEFORE | SYNC_FILE_RANGE_WRITE |
+                                        SYNC_FILE_RANGE_WAIT_AFTER) != 0) {
+    return Status::from_errno("write-back of a forwarded write");
   }
   stats_add(stats_->bytes_applied_for_peers, done);
   return msg::encode(msg::WriteReply{done, -1});

@@ -367,6 +367,94 @@ TEST(SameName, ReaderOnTheNodeOfARemoteAppenderNeverSeesZeros) {
   EXPECT_EQ(data.size(), kRecords * kRec);
 }
 
+// A job log on rank 0 (its owner), appended to by processes on rank 1, and read with `cat` and
+// `tail -c` on rank 0 itself. The appends are applied on the owner through its own mount;
+// before the fix they were direct writes, which extend the kernel's file size only after
+// their bytes are in the store: a reader on the owner that had just read the page at the old
+// end (the kernel fills the rest of that page with zeros) then saw the new size and copied
+// those zeros out as data. The torture test hit it once in a few runs (log-record).
+TEST(SameName, ReaderOnTheOwnerOfALogAppendedFromAnotherNodeNeverSeesZeros) {
+  constexpr int kAppenders = 2;
+  constexpr int kRecords = 3000;  // per appender
+  constexpr size_t kRec = 128;
+  Cluster c(with_ranks(2));
+  ASSERT_TRUE(c.start());
+  ASSERT_TRUE(write_file(c.path(0, "job.log"), ""));
+  Failures failures;
+  std::atomic<int> appending{kAppenders};
+  std::vector<std::thread> appenders;
+  for (int a = 0; a < kAppenders; ++a) {
+    appenders.emplace_back([&, a] {
+      Fd fd = Fd::open(c.path(1, "job.log"), O_WRONLY | O_APPEND);
+      if (!fd.valid()) {
+        appending.fetch_sub(1);
+        return failures.add("append open: " + fd.error_text());
+      }
+      for (int i = 0; i < kRecords; ++i) {
+        char buf[kRec + 1];
+        snprintf(buf, sizeof buf, "record %d %06d", a, i);
+        std::string rec(buf);
+        rec.resize(kRec - 1, '.');
+        rec += '\n';
+        if (::write(fd.get(), rec.data(), rec.size()) != static_cast<ssize_t>(rec.size())) {
+          failures.add("append " + std::to_string(i) + ": " + errno_text(errno));
+          break;
+        }
+      }
+      appending.fetch_sub(1);
+    });
+  }
+  std::vector<std::thread> readers;
+  std::atomic<long> reads{0};
+  for (int t = 0; t < 2; ++t) {
+    readers.emplace_back([&, t] {
+      for (int i = 0; appending.load() > 0; ++i) {
+        Fd fd = Fd::open(c.path(0, "job.log"), O_RDONLY);
+        if (!fd.valid()) {
+          failures.add(who(0, t, i) + ": open: " + fd.error_text());
+          continue;
+        }
+        // `tail -c`: from near the end, where the page at the old end is
+        struct stat st;
+        if (::fstat(fd.get(), &st) != 0) continue;
+        off_t from = (st.st_size / static_cast<off_t>(kRec) / 2) * static_cast<off_t>(kRec);
+        if (i % 2 == 0) from = 0;
+        std::string data;
+        char buf[65536];
+        for (off_t at = from;;) {
+          ssize_t n = ::pread(fd.get(), buf, sizeof buf, at);
+          if (n < 0) {
+            failures.add(who(0, t, i) + ": read: " + errno_text(errno));
+            break;
+          }
+          if (n == 0) break;
+          data.append(buf, static_cast<size_t>(n));
+          at += n;
+        }
+        reads.fetch_add(1);
+        if (data.size() % kRec != 0) {
+          failures.add(who(0, t, i) + ": " + std::to_string(data.size()) + " bytes, not whole records");
+          continue;
+        }
+        for (size_t off = 0; off < data.size(); off += kRec) {
+          if (data.compare(off, 7, "record ") != 0) {
+            failures.add(who(0, t, i) + ": no record at offset " + std::to_string(from + off) + " of " +
+                         std::to_string(from + data.size()) + (data[off] == 0 ? " (zeros)" : ""));
+            break;
+          }
+        }
+      }
+    });
+  }
+  for (auto& th : appenders) th.join();
+  for (auto& th : readers) th.join();
+  failures.report();
+  std::string data;
+  ASSERT_TRUE(read_file(c.path(1, "job.log"), &data));
+  EXPECT_EQ(data.size(), kAppenders * kRecords * kRec);
+  RecordProperty("reads", std::to_string(reads.load()));
+}
+
 // Write-temp-then-rename, the pattern the user guide recommends for shared files: writers on
 // every rank (one at a time) write a temporary file and rename it over `current`; readers on
 // every rank read `current` whole, over and over. Every open and every read succeeds, and a

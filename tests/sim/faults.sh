@@ -11,7 +11,8 @@
 #     random), and with every node's link limited to 100 Mbit/s (tc tbf); the time of
 #     each run is reported beside the clean one;
 #   - a node whose store's disk is full (node3's store on a 24 MiB tmpfs): its writes
-#     fail with ENOSPC, its earlier files keep their bytes, other nodes write on, and
+#     fail with ENOSPC, its earlier files keep their bytes (an append to one from another
+#     node fails with ENOSPC and adds nothing), other nodes write on, and
 #     once a file is removed (from another node) node3 writes again;
 #   - a node whose daemon is frozen (SIGSTOP) for longer than the timeout: commands on
 #     the survivors end within the bound (a frozen rank's files give EIO, the others'
@@ -135,7 +136,7 @@ timeout -k 5 60 "$SIM" up || fail "cluster-sim.sh up failed"
 mkdir -p "$DIR/node3/store"
 on 3 mount -t tmpfs -o size=24m,mode=0700 dsdfs-small-disk "$DIR/node3/store" ||
   fail "cannot mount a tmpfs for node3's store"
-timeout -k 5 120 "$SIM" start-dsdfs -t 90 -- --timeout "$TIMEOUT_S" || fail "start-dsdfs failed"
+timeout -k 5 120 "$SIM" start-dsdfs -t 90 -- --timeout "$TIMEOUT_S" ${DSDFS_SIM_EXTRA_ARGS:-} || fail "start-dsdfs failed"
 log "dsdfs at /shared on $NODES nodes (--timeout $TIMEOUT_S); node3's store on a 24 MiB disk"
 
 # --- a lossy and a slow network ------------------------------------------------------------
@@ -176,11 +177,18 @@ bounded 60 3 'head -c 64M /dev/zero > /shared/fill.3' || rc=$?
 ((rc != 0)) || fail "node 3 wrote 64 MiB to a 24 MiB store"
 grep -q "No space left on device" "$DIR/err" || fail "node 3's full disk did not give ENOSPC: $(cat "$DIR/err")"
 expect_eq "sha256 of node3's /shared/keep.3 on node 1 (disk full)" "$(sh_on 1 'sha256sum < /shared/keep.3')" "$sum_keep"
+# `>>` from another node to a file on the full store: ENOSPC, and no byte of it anywhere
+rc=0
+bounded 30 1 '/bin/echo more >> /shared/keep.3' || rc=$?
+((rc != 0)) || fail "node 1 appended to node3's file on a full store"
+grep -q "No space left on device" "$DIR/err" || fail "node 1's append to a full store did not give ENOSPC: $(cat "$DIR/err")"
+expect_eq "sha256 of /shared/keep.3 on node 3 after a refused append" "$(sh_on 3 'sha256sum < /shared/keep.3')" "$sum_keep"
+expect_eq "size of /shared/keep.3 on node 2 after a refused append" "$(on 2 stat -c %s /shared/keep.3)" 1048576
 sh_on 1 'head -c 8M /dev/zero > /shared/big.1' || fail "node 1 could not write while node 3's disk was full"
 on 2 rm /shared/fill.3 || fail "node 2: rm /shared/fill.3 (node3's file) failed"
 sh_on 3 'head -c 8M /dev/zero > /shared/again.3' || fail "node 3 could not write after the file was removed"
 on 3 rm /shared/again.3 /shared/big.1 || fail "node 3: rm failed"
-log "node3's store full: ENOSPC there, its files intact, node1 writes on; after rm from node2, node3 writes again"
+log "node3's store full: ENOSPC there and for >> from node1, its files intact, node1 writes on; after rm from node2, node3 writes again"
 
 # --- a frozen daemon ---------------------------------------------------------------------------------
 sum_frozen=$(sh_on 4 'head -c 65536 /dev/urandom > /shared/frozen.4 && sha256sum < /shared/frozen.4') ||
