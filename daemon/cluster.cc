@@ -70,8 +70,9 @@ Status Cluster::start() {
       auto status = transport_->register_handler(
           op_id, [this, op, inline_op = inline_ops_.count(op_id) != 0, ordered = ordered_ops_.count(op_id) != 0](
                      int source, std::span<const uint8_t> payload, rdma::Responder responder) {
-            if (inline_op) return serve(source, op, payload, std::move(responder));
-            Task t{source, op, std::vector<uint8_t>(payload.begin(), payload.end()), std::move(responder)};
+            const auto now = std::chrono::steady_clock::now();
+            if (inline_op) return serve(source, op, payload, std::move(responder), now);
+            Task t{source, op, std::vector<uint8_t>(payload.begin(), payload.end()), std::move(responder), now};
             MutexLock lock(mu_);
             if (stopping_) return;  // the dropped Responder answers EIO
             if (ordered) {
@@ -147,13 +148,33 @@ void Cluster::worker_main(bool ordered) {
         task = std::move(queue.front());
         queue.pop_front();
       }
-      serve(task.source, task.op, task.payload, std::move(task.responder));
+      serve(task.source, task.op, task.payload, std::move(task.responder), task.queued);
     }
   });
 }
 
-void Cluster::serve(int source, Op op, std::span<const uint8_t> payload, rdma::Responder responder) {
+void Cluster::serve(int source, Op op, std::span<const uint8_t> payload, rdma::Responder responder,
+                    std::chrono::steady_clock::time_point queued) {
   stats_add(stats_->rpcs_served, 1);
+  const auto started = std::chrono::steady_clock::now();
+  // A request whose caller may have timed out: say where the time went.
+  struct SlowCheck {
+    Cluster* self;
+    int source;
+    Op op;
+    std::chrono::steady_clock::time_point queued, started;
+    ~SlowCheck() {
+      using Secs = std::chrono::duration<double>;
+      const auto done = std::chrono::steady_clock::now();
+      const double waited = Secs(started - queued).count(), ran = Secs(done - started).count();
+      const double limit = Secs(self->timeout()).count() / 2;
+      if (waited + ran < limit) return;
+      stats_add(self->stats_->slow_requests, 1);
+      DSDFS_WARN("request op %u from rank %d took %.2f s (%.2f s queued, %.2f s in its handler); "
+                 "the caller gives up after %.2f s",
+                 static_cast<unsigned>(op), source, waited + ran, waited, ran, 2 * limit);
+    }
+  } slow_check{this, source, op, queued, started};
   if (auto lend = lending_handlers_.find(static_cast<uint16_t>(op)); lend != lending_handlers_.end()) {
     Result<Lent> lent = Status::error(EIO);
     int err = run_at_boundary("rpc handler", [&] { lent = lend->second(source, payload); });

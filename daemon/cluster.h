@@ -75,10 +75,14 @@ class Cluster final : public Peers {
     Op op;
     std::vector<uint8_t> payload;
     rdma::Responder responder;
+    std::chrono::steady_clock::time_point queued;
   };
   Reply run_handler(int source, Op op, std::span<const uint8_t> payload);
   // Runs op's handler (lending or not) for a request and answers it.
-  void serve(int source, Op op, std::span<const uint8_t> payload, rdma::Responder responder);
+  // queued: when the request arrived (a request that waited or ran for
+  // half the callers' timeout is logged: its caller may have given up).
+  void serve(int source, Op op, std::span<const uint8_t> payload, rdma::Responder responder,
+             std::chrono::steady_clock::time_point queued);
   // ordered: the thread of the ordered ops' queue (one), else a pool worker.
   void worker_main(bool ordered);
 

@@ -150,11 +150,12 @@ class Filesystem {
   int fill_remote_entry(int owner, uint64_t dir, const std::string& name, struct fuse_entry_param* e);
   // Path of (dir, name) through this rank's own mount point.
   Result<std::string> mount_path(uint64_t dir, const std::string& name);
-  // mount_path() of a file this rank owns (of global inode gino, if not 0);
-  // ENOENT/ESTALE if it is not here.
-  Result<std::string> owned_path(uint64_t dir, const std::string& name, uint64_t gino);
-  // That (dir, name) is a file held here (of gino, unless 0).
-  Status check_owned(uint64_t dir, const std::string& name, uint64_t gino);
+  // The file at dir/name in the store (st: its fstatat), opened with flags
+  // through this rank's mount, by handle where possible (no directory lock).
+  Result<UniqueFd> open_in_mount(uint64_t dir, const std::string& name, const struct stat& st, int flags);
+  // That (dir, name) is a file held here (of gino, unless 0); its fstatat
+  // into *out if given. ENOENT/ESTALE if it is not here.
+  Status check_owned(uint64_t dir, const std::string& name, uint64_t gino, struct stat* out = nullptr);
   Result<std::string> store_relative_path(int dir_fd);
 
   // Claims `name` in `dir` for this rank, then runs make(dir_fd) (a syscall
@@ -338,6 +339,7 @@ class Filesystem {
   Notifier notifier_;
   Stats* const stats_;
   std::atomic<bool> ready_{false};
+  std::atomic<bool> by_handle_{true};  // open_in_mount may use open_by_handle_at
 
   // Lock order: coord_mu_ (coordinator only) -> dir_gate_; a NameLocks stripe
   // -> dir_gate_. made_mu_: a leaf. (docs/architecture.md, "Locks".)

@@ -47,7 +47,45 @@ Result<std::string> Filesystem::mount_path(uint64_t dir, const std::string& name
   return mountpoint_ + rel.value() + "/" + name;
 }
 
-Status Filesystem::check_owned(uint64_t dir, const std::string& name, uint64_t gino) {
+Result<UniqueFd> Filesystem::open_in_mount(uint64_t dir, const std::string& name, const struct stat& st, int flags) {
+  // An owner-side handler reaches its file through this rank's mount (so
+  // that this kernel's size and pages stay right) without a path walk where
+  // it can: a walk that must look the name up takes the directory's lock
+  // shared, and a FUSE create, unlink or rename in that directory holds it
+  // while it waits for another rank, whose handler may be waiting the same
+  // way for this one (both then time out). By handle, the kernel finds the
+  // inode by its node id (fuse_fh_to_dentry: FUSE's handle is the node id
+  // and the generation, 0 here) and takes no directory lock. It needs
+  // CAP_DAC_READ_SEARCH (a root daemon), and an inode the kernel knows
+  // (else the path walk, which then finds no inode to keep right).
+  if (uint64_t id = inodes_.find_local(st.st_dev, st.st_ino);
+      id != 0 && S_ISREG(st.st_mode) && by_handle_.load(std::memory_order_relaxed)) {
+    struct {
+      struct file_handle fh;
+      uint32_t raw[3];
+    } h{};
+    h.fh.handle_bytes = sizeof h.raw;
+    h.fh.handle_type = 0x81;  // FUSE's handle type (fs/fuse/inode.c)
+    h.raw[0] = static_cast<uint32_t>(id >> 32);
+    h.raw[1] = static_cast<uint32_t>(id);
+    h.raw[2] = 0;
+    // The mount's root, opened for each call (open_by_handle_at takes no
+    // O_PATH fd; a long-lived fd would keep a detached mount alive).
+    UniqueFd root(::open(mountpoint_.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+    if (root.valid()) {
+      UniqueFd fd(::open_by_handle_at(root.get(), &h.fh, flags | O_CLOEXEC));
+      if (fd.valid()) return fd;
+      if (errno == EPERM) by_handle_.store(false);  // not root: path walks from now on
+    }
+  }
+  auto path = mount_path(dir, name);
+  if (!path) return path.status();
+  UniqueFd fd(::open(path->c_str(), flags | O_NOFOLLOW | O_CLOEXEC));
+  if (!fd.valid()) return Status::from_errno("open through the mount");
+  return fd;
+}
+
+Status Filesystem::check_owned(uint64_t dir, const std::string& name, uint64_t gino, struct stat* out) {
   // Owner-side handlers act only on a file this rank holds: going through the
   // mount to a name that has moved elsewhere would forward the request again
   // (and could come back here while the kernel holds that inode's lock).
@@ -57,12 +95,8 @@ Status Filesystem::check_owned(uint64_t dir, const std::string& name, uint64_t g
   if (::fstatat(dfd->get(), name.c_str(), &st, AT_SYMLINK_NOFOLLOW) != 0) return Status::from_errno("not here");
   if (S_ISDIR(st.st_mode)) return Status::error(EISDIR);
   if (gino != 0 && global_ino(st.st_ino) != gino) return Status::error(ESTALE, "replaced");
+  if (out) *out = st;
   return Status::ok();
-}
-
-Result<std::string> Filesystem::owned_path(uint64_t dir, const std::string& name, uint64_t gino) {
-  if (Status s = check_owned(dir, name, gino); !s) return s;
-  return mount_path(dir, name);
 }
 
 bool Filesystem::dir_closing(uint64_t dir) const { return closing_.count(dir) != 0; }

@@ -265,9 +265,8 @@ Result<WriteFds::Fd> Filesystem::forward_fd(uint64_t dir, const std::string& nam
   // its number is not reused), wherever a rename has taken its name; it is
   // dropped when the file is unlinked, replaced or given away.
   if (auto fd = write_fds_.get(gino, append)) return fd;
-  if (Status s = check_owned(dir, name, gino); !s) return s;
-  auto path = mount_path(dir, name);
-  if (!path) return path.status();
+  struct stat owned;
+  if (Status s = check_owned(dir, name, gino, &owned); !s) return s;
   // Through our own mount: this kernel orders the write with local writers
   // (O_APPEND is atomic under its inode lock) and keeps its size right. Not
   // with O_DIRECT: a direct write extends the size only after its bytes are
@@ -275,9 +274,9 @@ Result<WriteFds::Fd> Filesystem::forward_fd(uint64_t dir, const std::string& nam
   // end (zero-filled past it) then sees the new size over those zeros. A
   // buffered write puts the bytes in the page before the size moves;
   // on_file_write then writes them back, so they are in the store on return.
-  int flags = O_WRONLY | O_NOFOLLOW | O_CLOEXEC | (append ? O_APPEND : 0);
-  auto fd = std::make_shared<UniqueFd>(::open(path->c_str(), flags));
-  if (!fd->valid()) return Status::from_errno("open for a forwarded write");
+  auto opened = open_in_mount(dir, name, owned, O_WRONLY | (append ? O_APPEND : 0));
+  if (!opened) return opened.status();
+  auto fd = std::make_shared<UniqueFd>(std::move(opened).value());
   struct stat st;
   if (::fstat(fd->get(), &st) != 0) return Status::from_errno("fstat");
   if (static_cast<uint64_t>(st.st_ino) != gino) return Status::error(ESTALE, "replaced");
@@ -405,10 +404,10 @@ Peers::Reply Filesystem::on_file_truncate(int, const msg::Truncate& m) {
     }
   }
   if (!busy) return msg::encode(msg::TruncateReply{false, {}});
-  auto path = mount_path(dir, name);
-  if (!path) return path.status();
+  auto fd = open_in_mount(dir, name, st, O_PATH);
+  if (!fd) return fd.status();
   unexport(dfd->get(), name.c_str());
-  if (::truncate(path->c_str(), 0) != 0) return Status::from_errno("truncate");
+  if (::truncate(proc_path(fd->get()).c_str(), 0) != 0) return Status::from_errno("truncate");
   if (::fstatat(dfd->get(), name.c_str(), &st, AT_SYMLINK_NOFOLLOW) != 0) return Status::from_errno("truncate");
   uint64_t version = file_version(st);
   translate(&st);
@@ -463,13 +462,30 @@ Peers::Reply Filesystem::on_file_readlink(int, const msg::Name& m) {
 Peers::Reply Filesystem::on_file_setattr(int, const msg::Setattr& m) {
   const uint32_t to_set = m.to_set, mode = m.mode, uid = m.uid, gid = m.gid;
   const int64_t size = m.size, as = m.atime_s, an = m.atime_ns, ms = m.mtime_s, mn = m.mtime_ns;
-  auto path = owned_path(m.at.dir, m.at.name, m.gino);
-  if (!path) return path.status();
-  const char* p = path->c_str();
+  struct stat owned;
+  if (Status s = check_owned(m.at.dir, m.at.name, m.gino, &owned); !s) return s;
+  // A regular file by its O_PATH handle in the mount (no directory lock; the
+  // calls below follow /proc/self/fd/N to the file itself); a symlink by its
+  // path (lchown and utimensat must not follow it).
+  std::string path;
+  UniqueFd fd;
+  if (S_ISREG(owned.st_mode)) {
+    auto opened = open_in_mount(m.at.dir, m.at.name, owned, O_PATH);
+    if (!opened) return opened.status();
+    fd = std::move(opened).value();
+    path = proc_path(fd.get());
+  } else {
+    auto mp = mount_path(m.at.dir, m.at.name);
+    if (!mp) return mp.status();
+    path = std::move(mp).value();
+  }
+  const bool follow = fd.valid();
+  const char* p = path.c_str();
   if ((to_set & FUSE_SET_ATTR_MODE) && ::chmod(p, mode) != 0) return Status::from_errno("chmod");
   if (to_set & (FUSE_SET_ATTR_UID | FUSE_SET_ATTR_GID)) {
-    if (::lchown(p, (to_set & FUSE_SET_ATTR_UID) ? uid : static_cast<uid_t>(-1),
-                 (to_set & FUSE_SET_ATTR_GID) ? gid : static_cast<gid_t>(-1)) != 0) {
+    if (::fchownat(AT_FDCWD, p, (to_set & FUSE_SET_ATTR_UID) ? uid : static_cast<uid_t>(-1),
+                   (to_set & FUSE_SET_ATTR_GID) ? gid : static_cast<gid_t>(-1),
+                   follow ? 0 : AT_SYMLINK_NOFOLLOW) != 0) {
       return Status::from_errno("chown");
     }
   }
@@ -480,7 +496,7 @@ Peers::Reply Filesystem::on_file_setattr(int, const msg::Setattr& m) {
     else if (to_set & FUSE_SET_ATTR_ATIME) tv[0] = {as, an};
     if (to_set & FUSE_SET_ATTR_MTIME_NOW) tv[1].tv_nsec = UTIME_NOW;
     else if (to_set & FUSE_SET_ATTR_MTIME) tv[1] = {ms, mn};
-    if (::utimensat(AT_FDCWD, p, tv, AT_SYMLINK_NOFOLLOW) != 0) return Status::from_errno("utimens");
+    if (::utimensat(AT_FDCWD, p, tv, follow ? 0 : AT_SYMLINK_NOFOLLOW) != 0) return Status::from_errno("utimens");
   }
   return on_file_stat(rank_, m.at);
 }

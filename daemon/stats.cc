@@ -22,6 +22,7 @@ std::string Stats::to_text() const {
   line("rpcs_sent", rpcs_sent);
   line("rpc_failures", rpc_failures);
   line("rpcs_served", rpcs_served);
+  line("slow_requests", slow_requests);
   return out;
 }
 

@@ -21,6 +21,7 @@ struct Stats {
   std::atomic<uint64_t> rpcs_sent{0};
   std::atomic<uint64_t> rpc_failures{0};
   std::atomic<uint64_t> rpcs_served{0};
+  std::atomic<uint64_t> slow_requests{0};  // served in half the callers' timeout or later
 
   // "name value\n" lines, stable names (documented in docs/user-guide.md).
   std::string to_text() const;
