@@ -256,6 +256,9 @@ class Filesystem {
   // Has this kernel write the file's dirty pages back to the store if other
   // ranks write to it through a forwarding fd; whether it did.
   bool write_back_for_peer(uint64_t gino);
+  // A file this rank holds lost its last name (st: its stat before) by
+  // another rank's request: its kernel inode opens no more (Inode::unlinked_elsewhere).
+  void mark_unlinked_elsewhere(const struct stat& st);
   // kFileRead: up to cap bytes into buf; the length read.
   Result<size_t> read_for_peer(std::span<const uint8_t> payload, uint8_t* buf, size_t cap);
   Peers::Reply on_file_write(int source, const msg::Write& m);

@@ -357,10 +357,18 @@ Peers::Reply Filesystem::on_file_unlink(int, const msg::Name& m) {
   if (::fstatat(dfd->get(), name.c_str(), &st, AT_SYMLINK_NOFOLLOW) != 0) return Status::from_errno("unlink");
   if (S_ISDIR(st.st_mode)) return Status::error(EISDIR);
   if (int err = unlink_here(dir, dfd->get(), name.c_str())) return Status::error(err, "unlink");
+  mark_unlinked_elsewhere(st);
   notifier_.names_changed({{dir_node(dir), name}});
   kernel_attrs_changed(st.st_dev, st.st_ino);  // its link count
   let_go_if_unlinked(st.st_dev, st.st_ino);
   return std::vector<uint8_t>();
+}
+
+void Filesystem::mark_unlinked_elsewhere(const struct stat& st) {
+  if (st.st_nlink > 1 || !S_ISREG(st.st_mode)) return;  // it lives on under another name
+  if (uint64_t id = inodes_.find_local(st.st_dev, st.st_ino)) {
+    if (auto inode = inodes_.get(id)) inode->unlinked_elsewhere.store(true);
+  }
 }
 
 Peers::Reply Filesystem::on_file_rename(int, const msg::Rename& m) {
@@ -376,6 +384,7 @@ Peers::Reply Filesystem::on_file_rename(int, const msg::Rename& m) {
   if (int err = rename_local_file(dir, name, from->get(), dir2, name2, to->get(), flags)) {
     return Status::error(err, "rename");
   }
+  if (replaces) mark_unlinked_elsewhere(replaced);
   notifier_.names_changed({{dir_node(dir), name}, {dir_node(dir2), name2}});
   if (replaces) let_go_if_unlinked(replaced.st_dev, replaced.st_ino);
   return std::vector<uint8_t>();
@@ -533,6 +542,7 @@ Peers::Reply Filesystem::on_file_drop(int source, const msg::Drop& m) {
       notifier_.inode(id);
     }
   }
+  mark_unlinked_elsewhere(st);
   // In the store (the locator is left alone: the name is another rank's now).
   if (::unlinkat(dfd->get(), name.c_str(), 0) != 0 && errno != ENOENT) {
     DSDFS_WARN("cannot drop %s after an ownership move: %s", name.c_str(), std::strerror(errno));

@@ -109,6 +109,13 @@ struct Inode {
   // another file from then on, so it is never reopened by name and never
   // matched to a store identity again.
   std::atomic<bool> released{false};
+  // Set when another rank's request took this file's last name here (an
+  // unlink, a rename over it, a drop after its name moved on). The kernel
+  // learns of it by a notification that comes later, so until then a path
+  // walk can still reach this inode by its old name: an open of it opens
+  // what the name holds now (Filesystem::open_moved; close-to-open), not
+  // the file that had it.
+  std::atomic<bool> unlinked_elsewhere{false};
   // Of those, opened for writing: while there are any, this kernel may hold
   // dirty pages of the file (writeback cache) that the store does not have
   // yet, so another rank's stat first has them written back (on_file_stat).

@@ -747,6 +747,73 @@ TEST(HardLinks, UnlinkAndLinkOfOneNameAtOnceLeaveEveryRankAgreeing) {
   EXPECT_EQ(ghosts, 0) << linked << " links and " << unlinked << " unlinks won their race";
 }
 
+// Close-to-open across a rename from another node: rank 0 writes `current` (its file) and
+// keeps it open, as a reader of the previous version would; rank 1 renames its own new version
+// over it; as soon as that rename returns, a fresh open of `current` on rank 0 must see rank 1's
+// version. With --dir-notify entry (kernels before 6.16) rank 0's kernel may still have the
+// old name cached (the daemon tells it by a queued notification, which must not block, and
+// here waits for the directory's lock that the creates beside it hold): before the fix that
+// open reached the replaced file and read the old version (4 of 200 rounds). With the epoch
+// notification (auto on this kernel) it cannot happen; the round runs there too.
+void one_rename_round_trip(const ClusterOptions& o, int kRounds);
+
+TEST(SameName, AnOpenAfterARenameFromAnotherNodeSeesTheNewFileOnTheOldOwner) {
+  constexpr int kRounds = 200;
+  for (const char* notify : {"entry", "auto"}) {
+    SCOPED_TRACE(std::string("--dir-notify ") + notify);
+    ClusterOptions o = with_ranks(2);
+    o.extra_args = {"--dir-notify", notify};
+    one_rename_round_trip(o, kRounds);
+  }
+}
+
+void one_rename_round_trip(const ClusterOptions& o, int kRounds) {
+  Cluster c(o);
+  ASSERT_TRUE(c.start());
+  // Other names come and go in the same directory on rank 0: each create or unlink holds the
+  // directory's lock while it asks rank 1, and the notification waits for that lock.
+  std::atomic<bool> stop{false};
+  std::thread churn([&] {
+    for (int k = 0; !stop.load(); ++k) {
+      std::string p = c.path(0, "churn" + std::to_string(k % 16));
+      (void)write_file(p, "c");
+      (void)::unlink(p.c_str());
+    }
+  });
+  struct Join {
+    std::atomic<bool>& stop;
+    std::thread& t;
+    ~Join() {
+      stop.store(true);
+      t.join();
+    }
+  } join{stop, churn};
+  int stale = 0;
+  for (int i = 0; i < kRounds; ++i) {
+    const std::string mine = "mine " + std::to_string(i);
+    const std::string theirs = "theirs " + std::to_string(i);
+    ASSERT_TRUE(write_file(c.path(0, "current.tmp0"), mine));
+    ASSERT_EQ(::rename(c.path(0, "current.tmp0").c_str(), c.path(0, "current").c_str()), 0) << errno_text(errno);
+    std::string before;
+    ASSERT_TRUE(read_file(c.path(0, "current"), &before));  // rank 0's kernel has the name now
+    ASSERT_EQ(before, mine);
+    Fd held = Fd::open(c.path(0, "current"), O_RDONLY);  // a reader of the old version
+    ASSERT_FD(held);
+    ASSERT_TRUE(write_file(c.path(1, "current.tmp1"), theirs));
+    ASSERT_EQ(::rename(c.path(1, "current.tmp1").c_str(), c.path(1, "current").c_str()), 0) << errno_text(errno);
+    std::string after;
+    ASSERT_TRUE(read_file(c.path(0, "current"), &after)) << "round " << i << ": " << errno_text(errno);
+    if (after != theirs) {
+      if (stale++ < 5) ADD_FAILURE() << "round " << i << ": rank 0 read '" << after << "' after rank 1 renamed '"
+                                     << theirs << "' over it";
+    }
+    char buf[64];
+    ssize_t n = ::pread(held.get(), buf, sizeof buf, 0);  // the old handle keeps the old file
+    ASSERT_EQ(std::string(buf, n > 0 ? static_cast<size_t>(n) : 0), mine) << "round " << i;
+  }
+  EXPECT_EQ(stale, 0) << "of " << kRounds << " rounds";
+}
+
 // Device nodes made by root on one rank are device nodes on every rank (used through each
 // node's own kernel).
 TEST(DeviceNodes, ACharacterDeviceMadeOnOneRankIsOneEverywhere) {
