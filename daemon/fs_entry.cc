@@ -86,6 +86,13 @@ std::shared_ptr<UniqueFd> Filesystem::object_fd(const std::shared_ptr<Inode>& in
 
 int Filesystem::stat_inode(const std::shared_ptr<Inode>& inode, struct stat* st) {
   auto h = object_fd(inode);
+  if (!h && inode->released.load()) {
+    // Without a name and let go (an fstat of a handle opened through this
+    // inode, which may have opened what the name held then): what it was.
+    *st = inode->remote_attr();
+    translate(st);
+    return 0;
+  }
   if (!h) return ESTALE;
   if (::fstatat(h->get(), "", st, AT_EMPTY_PATH | AT_SYMLINK_NOFOLLOW) != 0) return errno;
   translate(st);

@@ -565,7 +565,7 @@ void Filesystem::let_go_if_unlinked(const std::shared_ptr<Inode>& inode) {
   // Not open here and without a name. Once the handle closes, the store may
   // give its inode number to a new file: the kernel's inode for this one is
   // cut off from the number first (released: never reopened or matched).
-  inode->released.store(true);
+  inode->release(st);
   inodes_.release_source(*inode);
   inode->drop_handle();
 }

@@ -161,7 +161,7 @@ void InodeTable::note_file_handle(const std::shared_ptr<Inode>& inode) {
       // Filesystem::let_go_if_unlinked), never reopened by name.
       struct stat st;
       if (::fstat(h->get(), &st) == 0 && st.st_nlink == 0) {
-        victim->released.store(true);
+        victim->release(st);
         unlinked.push_back(victim);
       }
       closing.push_back(std::move(h));
