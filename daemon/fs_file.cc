@@ -139,12 +139,12 @@ void Filesystem::open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info* fi)
   auto h = std::make_unique<FileHandle>();
   h->attach(inode, /*counted=*/!peers_->is_worker_thread(fuse_req_ctx(req)->pid),
             /*writable=*/(fi->flags & O_ACCMODE) != O_RDONLY);
-  // Its name was taken here by another rank's unlink or rename before the
-  // kernel heard of it (the path walk that found this inode used the old
-  // name): the kernel looks the path up again and opens what it holds now,
-  // under an inode of its own (close-to-open, and fstat shows that file).
-  if (inode->unlinked_elsewhere.load() && !inode->gone.load()) return (void)reply_err(req, ESTALE);
-  const bool moved_away = inode->gone.load() || inode->giving.load();
+  // Taken over by another rank (gone, giving), or its name taken here by
+  // another rank's unlink or rename before the kernel heard of it
+  // (unlinked_elsewhere: the path walk that found this inode used the old
+  // name): open what the name holds now (close-to-open). Not ESTALE: under
+  // a stream of replacements the kernel's one retry would often lose again.
+  const bool moved_away = inode->gone.load() || inode->giving.load() || inode->unlinked_elsewhere.load();
   auto object = moved_away ? nullptr : object_fd(inode);
   // An evicted handle whose file is no longer at its name here: the kernel
   // looks the path up again.

@@ -122,9 +122,9 @@ struct Inode {
   // Set when another rank's request took this file's last name here (an
   // unlink, a rename over it, a drop after its name moved on). The kernel
   // learns of it by a notification that comes later, so until then a path
-  // walk can still reach this inode by its old name: an open of it answers
-  // ESTALE, and the kernel looks the name up again (close-to-open: the open
-  // gets what the name holds now, not the file that had it).
+  // walk can still reach this inode by its old name: an open of it opens
+  // what the name holds now (Filesystem::open_moved; close-to-open), not
+  // the file that had it. A stat of it without a handle answers what it was.
   std::atomic<bool> unlinked_elsewhere{false};
   // Of those, opened for writing: while there are any, this kernel may hold
   // dirty pages of the file (writeback cache) that the store does not have

@@ -127,7 +127,7 @@ if [[ -s "$log" ]]; then
     2>"$BUILD/meson-logs/failed.txt") || counts="0 1 0"
   cat "$BUILD/meson-logs/failed.txt" >&2
   while read -r _ result name; do
-    [[ -n "${name:-}" ]] && failures+=("$name ($result)")
+    [[ -n "${name:-}" ]] && failures+=("$name (${result%:})")
   done <"$BUILD/meson-logs/failed.txt"
   read -r p f s <<<"$counts"
   meson_ran=$((p + f + s))
