@@ -245,12 +245,77 @@ struct RoundState {
 
 class Worker;
 
+// The dsdfs job the test runs against: a Cluster that the test started (mpirun on this
+// machine, ClusterJob), or a job started outside the test program (AttachedJob: the
+// emulated cluster's soak run, tests/sim/soak.sh).
+class TortureJob {
+ public:
+  virtual ~TortureJob() = default;
+  virtual int size() const = 0;
+  virtual std::string mnt(int r) const = 0;
+  // Where rank r keeps its file `rel` (the store's files/ directory).
+  virtual std::string store_path(int r, std::string_view rel) const = 0;
+  virtual pid_t rank_pid(int r) const = 0;
+  // A directory for the hang diagnostics.
+  virtual std::string scratch() const = 0;
+  virtual bool running() = 0;
+  virtual std::string log() const = 0;
+  // Ends the job (a hung run); an attached job is ended by whoever started it.
+  virtual ::testing::AssertionResult stop() = 0;
+};
+
+class ClusterJob : public TortureJob {
+ public:
+  explicit ClusterJob(Cluster* c) : c_(c) {}
+  int size() const override { return c_->size(); }
+  std::string mnt(int r) const override { return c_->mnt(r); }
+  std::string store_path(int r, std::string_view rel) const override { return c_->store_path(r, rel); }
+  pid_t rank_pid(int r) const override { return c_->rank_pid(r); }
+  std::string scratch() const override { return c_->scratch(); }
+  bool running() override { return c_->running(); }
+  std::string log() const override { return c_->log(); }
+  ::testing::AssertionResult stop() override { return c_->stop(); }
+
+ private:
+  Cluster* const c_;
+};
+
+// DSDFS_TORTURE_ATTACH="PID:MOUNT:STORE,..." (one per rank, in rank order: the rank's daemon,
+// its mount point as this program reaches it, e.g. /proc/PID/root/shared for a node of the
+// emulated cluster, and its store directory); DSDFS_TORTURE_ATTACH_LOG: the job's log file.
+class AttachedJob : public TortureJob {
+ public:
+  // Parses the environment; *err says what is wrong (then size() is 0).
+  explicit AttachedJob(std::string* err);
+  int size() const override { return static_cast<int>(ranks_.size()); }
+  std::string mnt(int r) const override { return ranks_.at(static_cast<size_t>(r)).mnt; }
+  std::string store_path(int r, std::string_view rel) const override {
+    return ranks_.at(static_cast<size_t>(r)).store + "/files/" + std::string(rel);
+  }
+  pid_t rank_pid(int r) const override { return ranks_.at(static_cast<size_t>(r)).pid; }
+  std::string scratch() const override { return scratch_; }
+  bool running() override;
+  std::string log() const override;
+  ::testing::AssertionResult stop() override {
+    return ::testing::AssertionFailure() << "an attached job is stopped by whoever started it";
+  }
+
+ private:
+  struct Rank {
+    pid_t pid;
+    std::string mnt, store;
+  };
+  std::vector<Rank> ranks_;
+  std::string log_file_;
+  std::string scratch_;
+};
+
 class Torture {
  public:
-  // On a job: rank r's operations go through c->mnt(r). With c == nullptr, every "rank" uses
-  // the one directory `local_root` on a local file system: the oracle's own check (it must
-  // find nothing there); the store and owner checks are then skipped.
-  Torture(const Config& cfg, Cluster* c, std::string local_root = {});
+  // On a job: rank r's operations go through job->mnt(r). With job == nullptr, every "rank"
+  // uses the one directory `local_root` on a local file system: the oracle's own check (it
+  // must find nothing there); the store and owner checks are then skipped.
+  Torture(const Config& cfg, TortureJob* job, std::string local_root = {});
   ~Torture();
 
   ::testing::AssertionResult setup();
@@ -282,7 +347,7 @@ class Torture {
 
  private:
   friend class Worker;
-  Cluster* const cluster_;
+  TortureJob* const cluster_;
   const std::string local_root_;
   void check_hangs();
   void abort_run(const std::string& why);

@@ -11,6 +11,8 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <fstream>
+#include <iterator>
 #include <memory>
 #include <mutex>
 #include <random>
@@ -177,7 +179,52 @@ size_t pwrite_full(int fd, std::string_view data, uint64_t offset, int* err) {
 // ---------------------------------------------------------------------------------------
 // Torture: setup, the run, final checks
 
-Torture::Torture(const Config& config, Cluster* cluster, std::string local_root)
+AttachedJob::AttachedJob(std::string* err) {
+  const char* spec = getenv("DSDFS_TORTURE_ATTACH");
+  const char* log = getenv("DSDFS_TORTURE_ATTACH_LOG");
+  log_file_ = log ? log : "";
+  const char* tmp = getenv("TMPDIR");
+  scratch_ = tmp && *tmp ? tmp : "/tmp";
+  std::string list = spec ? spec : "";
+  size_t at = 0;
+  while (at < list.size()) {
+    size_t comma = list.find(',', at);
+    if (comma == std::string::npos) comma = list.size();
+    std::string item = list.substr(at, comma - at);
+    at = comma + 1;
+    size_t c1 = item.find(':'), c2 = c1 == std::string::npos ? c1 : item.find(':', c1 + 1);
+    char* end = nullptr;
+    long pid = c1 == std::string::npos ? 0 : strtol(item.substr(0, c1).c_str(), &end, 10);
+    if (c2 == std::string::npos || pid <= 0 || *end != '\0' || c2 == c1 + 1 || c2 + 1 >= item.size()) {
+      *err = "DSDFS_TORTURE_ATTACH: '" + item + "' is not PID:MOUNT:STORE";
+      ranks_.clear();
+      return;
+    }
+    ranks_.push_back({static_cast<pid_t>(pid), item.substr(c1 + 1, c2 - c1 - 1), item.substr(c2 + 1)});
+  }
+  if (ranks_.empty()) *err = "DSDFS_TORTURE_ATTACH is not set";
+}
+
+bool AttachedJob::running() {
+  for (const auto& r : ranks_) {
+    // Gone, or a zombie (its state in /proc/PID/stat is Z): the job is over.
+    std::ifstream stat("/proc/" + std::to_string(r.pid) + "/stat");
+    std::string text((std::istreambuf_iterator<char>(stat)), std::istreambuf_iterator<char>());
+    size_t paren = text.rfind(')');
+    if (paren == std::string::npos || paren + 2 >= text.size() || text[paren + 2] == 'Z') return false;
+  }
+  return true;
+}
+
+std::string AttachedJob::log() const {
+  if (log_file_.empty()) return "(no DSDFS_TORTURE_ATTACH_LOG)\n";
+  std::ifstream in(log_file_);
+  std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  if (text.size() > 32768) text = text.substr(text.size() - 32768);
+  return text;
+}
+
+Torture::Torture(const Config& config, TortureJob* cluster, std::string local_root)
     : cfg(config),
       report(config.seed, config.print_limit, config.strict),
       workers_total(config.ranks * config.workers),

@@ -23,7 +23,8 @@ TEST(Torture, RandomOperationsFromEveryRankKeepThePromises) {
   fprintf(stderr, "torture: %s\n", cfg.describe().c_str());
   Cluster c(with_ranks(cfg.ranks));
   ASSERT_TRUE(c.start());
-  Torture t(cfg, &c);
+  ClusterJob job(&c);
+  Torture t(cfg, &job);
   t.report.set_slow_threshold(static_cast<int64_t>(c.options().rpc_timeout_s * 1e9));
   ASSERT_TRUE(t.setup());
   t.run();
@@ -43,6 +44,31 @@ TEST(Torture, RandomOperationsFromEveryRankKeepThePromises) {
     EXPECT_TRUE(stopped);
     if (!stopped) fprintf(stderr, "torture: %s\n", t.abort_connections().c_str());
   }
+}
+
+// The soak run of the emulated cluster (tests/sim/soak.sh, docs/cluster-sim.md): the same
+// workload and oracle on a job started outside this program, one rank per emulated node,
+// while the script injects network faults. Runs only with DSDFS_TORTURE_ATTACH set.
+// DSDFS_TORTURE_TIMEOUT_S: the job's --timeout (calls that took that long are listed).
+TEST(TortureSoak, RandomOperationsOnAnAttachedJobKeepThePromises) {
+  if (getenv("DSDFS_TORTURE_ATTACH") == nullptr) GTEST_SKIP() << "no DSDFS_TORTURE_ATTACH (tests/sim/soak.sh sets it)";
+  std::string err;
+  AttachedJob job(&err);
+  ASSERT_TRUE(err.empty()) << err;
+  Config cfg = Config::from_env();
+  cfg.ranks = job.size();
+  e2e::watchdog_extend_current_test(
+      std::chrono::seconds(static_cast<long>(cfg.seconds + 2 * cfg.hang_limit) + 180));
+  fprintf(stderr, "torture: attached to a job of %d ranks: %s\n", job.size(), cfg.describe().c_str());
+  Torture t(cfg, &job);
+  t.report.set_slow_threshold(env_long("DSDFS_TORTURE_TIMEOUT_S", 5, 1, 3600) * 1000000000L);
+  ASSERT_TRUE(t.setup());
+  t.run();
+  if (!t.aborted())
+    t.run_guarded("the final checks", std::chrono::seconds(120), [&] { t.final_checks(); });
+  fprintf(stderr, "%s", t.report.summary(t.elapsed()).c_str());
+  if (t.report.violations() && !t.aborted()) fprintf(stderr, "torture: job log:\n%s", job.log().c_str());
+  EXPECT_EQ(t.report.violations(), 0u) << "the oracle found violations (summary above); " << cfg.describe();
 }
 
 // The same workload on one directory of the local file system, every "rank" in it: the

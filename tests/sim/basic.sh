@@ -53,17 +53,7 @@ cleanup() {
   local rc=$?
   trap - EXIT TERM INT
   if ((up)); then
-    if ((rc != 0)) && [[ -r "$DIR/dsdfs.log" ]]; then
-      echo "----- $DIR/dsdfs.log (last 60 lines) -----"
-      tail -n 60 "$DIR/dsdfs.log"
-      echo "-----"
-    fi
-    if [[ "${DSDFS_SIM_TEST_KEEP:-0}" == 1 ]]; then
-      log "keeping the cluster (DSDFS_SIM_TEST_KEEP=1): DSDFS_SIM_DIR=$DIR $SIM down"
-    else
-      timeout -k 5 90 "$SIM" stop-dsdfs >/dev/null 2>&1 || true
-      timeout -k 5 90 "$SIM" down || rc=1
-    fi
+    rc=$(sim_end_cluster "$rc")
   fi
   exit "$rc"
 }

@@ -41,7 +41,6 @@ t_start=$SECONDS
 # shellcheck source=lib.sh
 . "$SRC/tests/sim/lib.sh"
 sim_require mpirun sha256sum nft tc
-LAUNCH=$DSDFS_LAUNCH
 
 sim_own_cluster tf 150 50
 export DSDFS_SIM_NODES=$NODES
@@ -50,23 +49,14 @@ NET=$DSDFS_SIM_NET
 up=0
 frozen=""
 
+# node3's small disk, before the cluster goes down
+sim_before_down() { timeout -k 5 30 "$SIM" exec 3 umount -l "$DIR/node3/store"; }
 cleanup() {
   local rc=$?
   trap - EXIT TERM INT
   [[ -n "$frozen" ]] && kill -CONT "$frozen" 2>/dev/null
   if ((up)); then
-    if ((rc != 0)) && [[ -r "$DIR/dsdfs.log" ]]; then
-      echo "----- $DIR/dsdfs.log (last 60 lines) -----"
-      tail -n 60 "$DIR/dsdfs.log"
-      echo "-----"
-    fi
-    if [[ "${DSDFS_SIM_TEST_KEEP:-0}" == 1 ]]; then
-      log "keeping the cluster (DSDFS_SIM_TEST_KEEP=1): DSDFS_SIM_DIR=$DIR $SIM down"
-    else
-      timeout -k 5 90 "$SIM" stop-dsdfs >/dev/null 2>&1 || true
-      timeout -k 5 30 "$SIM" exec 3 umount -l "$DIR/node3/store" >/dev/null 2>&1 || true
-      timeout -k 5 90 "$SIM" down || rc=1
-    fi
+    rc=$(sim_end_cluster "$rc")
   fi
   exit "$rc"
 }
@@ -119,16 +109,6 @@ workload() {
   printf '%d.%02d\n' $((ms / 1000)) $((ms % 1000 / 10))
 }
 
-# daemon_pid K: node K's dsdfs-launch (the process of that name in its network namespace)
-daemon_pid() {
-  local p exe
-  exe=$(readlink -f "$LAUNCH")
-  for p in $(ip netns pids "$DSDFS_SIM_PREFIX-node$1"); do
-    [[ "$(readlink "/proc/$p/exe" 2>/dev/null)" == "$exe" ]] && { echo "$p"; return 0; }
-  done
-  return 1
-}
-
 log "cluster: $NODES nodes, prefix $DSDFS_SIM_PREFIX, subnet $NET.0/24, directory $DIR"
 up=1
 timeout -k 5 60 "$SIM" up || fail "cluster-sim.sh up failed"
@@ -143,30 +123,21 @@ log "dsdfs at /shared on $NODES nodes (--timeout $TIMEOUT_S); node3's store on a
 t_clean=$(workload clean)
 log "clean network: the workload is correct, in $t_clean s"
 for ((k = 1; k <= NODES; k++)); do
-  on "$k" nft -f - <<'EOF' || fail "node $k: nft rule for 1 % loss failed"
-table inet dsdfs_loss {
-  chain out {
-    type filter hook output priority 0; policy accept;
-    oifname "eth0" numgen random mod 100 < 1 counter drop
-  }
-}
-EOF
+  sim_loss_on "$k" || fail "node $k: nft rule for 1 % loss failed"
 done
 t_loss=$(workload loss)
 dropped=0
 for ((k = 1; k <= NODES; k++)); do
-  d=$(on "$k" nft list chain inet dsdfs_loss out | grep -o 'packets [0-9]*' | awk '{ s += $2 } END { print s + 0 }' || true)
-  dropped=$((dropped + ${d:-0}))
-  on "$k" nft delete table inet dsdfs_loss || fail "node $k: cannot remove the loss rule"
+  d=$(sim_loss_off "$k") || fail "node $k: cannot remove the loss rule"
+  dropped=$((dropped + d))
 done
 log "1 % of sent packets dropped: the workload is correct, in $t_loss s (clean: $t_clean s)"
 
 for ((k = 1; k <= NODES; k++)); do
-  on "$k" tc qdisc add dev eth0 root tbf rate 100mbit burst 64kb latency 50ms ||
-    fail "node $k: tc tbf failed"
+  sim_tbf_on "$k" 100mbit || fail "node $k: tc tbf failed"
 done
 t_slow=$(workload slow)
-for ((k = 1; k <= NODES; k++)); do on "$k" tc qdisc del dev eth0 root || fail "node $k: cannot remove tbf"; done
+for ((k = 1; k <= NODES; k++)); do sim_tbf_off "$k" || fail "node $k: cannot remove tbf"; done
 log "every link at 100 Mbit/s: the workload is correct, in $t_slow s (clean: $t_clean s)"
 
 # --- a full disk --------------------------------------------------------------------------------
@@ -195,7 +166,7 @@ sum_frozen=$(sh_on 4 'head -c 65536 /dev/urandom > /shared/frozen.4 && sha256sum
   fail "node 4: cannot write /shared/frozen.4"
 sum_alive=$(sh_on 2 'head -c 65536 /dev/urandom > /shared/alive.2 && sha256sum < /shared/alive.2') ||
   fail "node 2: cannot write /shared/alive.2"
-frozen=$(daemon_pid 4) || fail "cannot find node4's dsdfs-launch"
+frozen=$(sim_daemon_pid 4) || fail "cannot find node4's dsdfs-launch"
 kill -STOP "$frozen"
 t0=$SECONDS
 limit=$((6 * TIMEOUT_S + 5))

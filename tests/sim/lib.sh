@@ -17,6 +17,19 @@
 #                            its stdout is the output
 #   sh_on K SCRIPT           a shell command line on node K, the same way
 #   expect_eq WHAT GOT WANT  fails unless GOT is WANT
+#   sim_end_cluster RC       the end of a test's cleanup: on failure (RC != 0)
+#                            the end of the job's log; then the cluster kept
+#                            (DSDFS_SIM_TEST_KEEP=1) or dsdfs stopped, the
+#                            test's `sim_before_down` run if it defines one,
+#                            and the cluster taken down. Prints the exit
+#                            status to use (1 if down failed)
+#   sim_daemon_pid K         node K's dsdfs-launch (by its executable, in the
+#                            node's network namespace)
+#   sim_loss_on K / sim_loss_off K
+#                            drop 1 % of the packets node K sends (nftables'
+#                            random numgen); off prints how many were dropped
+#   sim_tbf_on K RATE / sim_tbf_off K
+#                            node K's link at RATE (tc tbf, e.g. 100mbit)
 
 sim_require() {
   (($(id -u) == 0)) || skip "needs root (network and mount namespaces, veths, mounts)"
@@ -64,4 +77,49 @@ on() {
 sh_on() { on "$1" sh -c "$2"; }
 expect_eq() {
   [[ "$2" == "$3" ]] || fail "$1: expected '$3', got '$2'"
+}
+
+sim_daemon_pid() {
+  local p exe
+  exe=$(readlink -f "$DSDFS_LAUNCH")
+  for p in $(ip netns pids "$DSDFS_SIM_PREFIX-node$1"); do
+    [[ "$(readlink "/proc/$p/exe" 2>/dev/null)" == "$exe" ]] && { echo "$p"; return 0; }
+  done
+  return 1
+}
+
+sim_loss_on() {
+  on "$1" nft -f - <<'EOF'
+table inet dsdfs_loss {
+  chain out {
+    type filter hook output priority 0; policy accept;
+    oifname "eth0" numgen random mod 100 < 1 counter drop
+  }
+}
+EOF
+}
+sim_loss_off() {
+  local d
+  d=$(on "$1" nft list chain inet dsdfs_loss out | grep -o 'packets [0-9]*' | awk '{ s += $2 } END { print s + 0 }' || true)
+  on "$1" nft delete table inet dsdfs_loss || return 1
+  echo "${d:-0}"
+}
+sim_tbf_on() { on "$1" tc qdisc add dev eth0 root tbf rate "$2" burst 64kb latency 50ms; }
+sim_tbf_off() { on "$1" tc qdisc del dev eth0 root; }
+
+sim_end_cluster() {
+  local rc=$1 dir=$DSDFS_SIM_DIR
+  if ((rc != 0)) && [[ -r "$dir/dsdfs.log" ]]; then
+    echo "----- $dir/dsdfs.log (last 60 lines) -----" >&2
+    tail -n 60 "$dir/dsdfs.log" >&2
+    echo "-----" >&2
+  fi
+  if [[ "${DSDFS_SIM_TEST_KEEP:-0}" == 1 ]]; then
+    log "keeping the cluster (DSDFS_SIM_TEST_KEEP=1): DSDFS_SIM_DIR=$dir $SIM down" >&2
+  else
+    timeout -k 5 90 "$SIM" stop-dsdfs >/dev/null 2>&1 || true
+    if declare -F sim_before_down >/dev/null; then sim_before_down >/dev/null 2>&1 || true; fi
+    timeout -k 5 90 "$SIM" down >&2 || rc=1
+  fi
+  echo "$rc"
 }

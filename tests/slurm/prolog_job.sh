@@ -32,14 +32,25 @@ case $MODE in
     srun --overlap -n 3 bash -c dsdfs_check_unmounted && say "all ranks unmounted"
     ;;
   crash)
-    for d in /proc/[0-9]*; do
-      [[ "$(cat "$d/comm" 2>/dev/null)" == dsdfs-launch ]] || continue
-      tr '\0' ' ' 2>/dev/null <"$d/cmdline" | grep -qF "$dir/" || continue
-      if tr '\0' '\n' 2>/dev/null <"$d/environ" | grep -qx "PMIX_RANK=1"; then
-        say "SIGKILL to rank 1 (pid ${d#/proc/})"
-        kill -KILL "${d#/proc/}"
-      fi
+    # Rank 1's dsdfs-launch, by its PMIX_RANK; looked for a few times (once a CI run found
+    # none at the first look), and what was seen is printed if it is never found.
+    killed=0
+    for ((try = 0; try < 20 && !killed; try++)); do
+      seen=""
+      for d in /proc/[0-9]*; do
+        [[ "$(cat "$d/comm" 2>/dev/null)" == dsdfs-launch ]] || continue
+        tr '\0' ' ' 2>/dev/null <"$d/cmdline" | grep -qF "$dir/" || continue
+        rank=$(tr '\0' '\n' 2>/dev/null <"$d/environ" | sed -n 's/^PMIX_RANK=//p')
+        seen+=" ${d#/proc/}:rank=${rank:-?}"
+        if [[ "$rank" == 1 ]]; then
+          say "SIGKILL to rank 1 (pid ${d#/proc/})"
+          kill -KILL "${d#/proc/}"
+          killed=1
+        fi
+      done
+      ((killed)) || sleep 0.2
     done
+    ((killed)) || say "no rank 1 found; dsdfs-launch processes of this job:${seen:- none}"
     # A daemon that escapes the job: new session, parent gone. Its own
     # store under the job dir; --ready-file tells when it has mounted.
     (setsid "$DSDFS_LAUNCH" "$dir/solo" --store "$dir/solo-store" --ready-file "$dir/solo.ready" \
