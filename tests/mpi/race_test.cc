@@ -306,6 +306,18 @@ TEST(SameName, ReadersOfALogBeingWrittenAlwaysOpenItAndSeeAPrefix) {
 }
 
 
+// "no record at offset N of M (zeros)" for the first of the kRec-byte records in data (read
+// from file offset `from`) that does not start with "record "; empty if all do.
+std::string first_non_record(const std::string& data, size_t rec, size_t from) {
+  for (size_t off = 0; off < data.size(); off += rec) {
+    if (data.compare(off, 7, "record ") != 0) {
+      return "no record at offset " + std::to_string(from + off) + " of " + std::to_string(from + data.size()) +
+             (data[off] == 0 ? " (zeros)" : "");
+    }
+  }
+  return {};
+}
+
 // A job log on rank 0, appended to by a process on rank 1, and watched with `cat` by another
 // process on rank 1. The appender's writes go through the same kernel inode that the reader
 // opens; before the fix the kernel extended that inode's size past the version the reader had
@@ -349,13 +361,8 @@ TEST(SameName, ReaderOnTheNodeOfARemoteAppenderNeverSeesZeros) {
                      " bytes, not whole records");
         continue;
       }
-      for (size_t off = 0; off < data.size(); off += kRec) {
-        if (data.compare(off, 7, "record ") != 0) {
-          failures.add("read " + std::to_string(i) + ": no record at offset " + std::to_string(off) +
-                       " of " + std::to_string(data.size()) + (data[off] == 0 ? " (zeros)" : ""));
-          break;
-        }
-      }
+      if (std::string bad = first_non_record(data, kRec, 0); !bad.empty())
+        failures.add("read " + std::to_string(i) + ": " + bad);
     }
   });
   appender.join();
@@ -436,13 +443,8 @@ TEST(SameName, ReaderOnTheOwnerOfALogAppendedFromAnotherNodeNeverSeesZeros) {
           failures.add(who(0, t, i) + ": " + std::to_string(data.size()) + " bytes, not whole records");
           continue;
         }
-        for (size_t off = 0; off < data.size(); off += kRec) {
-          if (data.compare(off, 7, "record ") != 0) {
-            failures.add(who(0, t, i) + ": no record at offset " + std::to_string(from + off) + " of " +
-                         std::to_string(from + data.size()) + (data[off] == 0 ? " (zeros)" : ""));
-            break;
-          }
-        }
+        if (std::string bad = first_non_record(data, kRec, static_cast<size_t>(from)); !bad.empty())
+          failures.add(who(0, t, i) + ": " + bad);
       }
     });
   }
