@@ -54,6 +54,9 @@ Status Cluster::start() {
       if (m.rank != rank()) transport_->declare_dead(m.rank, "rank " + std::to_string(source) + " found it dead");
       return std::vector<uint8_t>();
     });
+    // A restarted daemon's request to be let in again comes from a rank this
+    // one declared dead.
+    transport_->accept_from_dead(static_cast<uint16_t>(Op::kRankJoin));
     transport_->set_on_peer_failed([this](int dead) {
       auto notice = msg::encode(msg::RankDown{dead});
       for (int r = 0; r < nranks(); ++r) {
@@ -119,6 +122,33 @@ void Cluster::stop() {
   for (auto& w : workers) w.join();
 }
 
+void Cluster::hold_requests() {
+  MutexLock lock(mu_);
+  held_ = true;
+}
+
+void Cluster::release_requests() {
+  {
+    MutexLock lock(mu_);
+    held_ = false;
+  }
+  cv_.notify_all();
+  ordered_cv_.notify_all();
+}
+
+Status Cluster::readmit(int rank, std::span<const uint8_t> address) {
+  if (!transport_) return Status::error(EINVAL, "one rank: nobody to readmit");
+  return transport_->readmit(rank, std::vector<uint8_t>(address.begin(), address.end()));
+}
+
+std::vector<uint8_t> Cluster::address_of(int rank) const {
+  return transport_ ? transport_->address_of(rank) : std::vector<uint8_t>();
+}
+
+void Cluster::declare_dead(int rank) {
+  if (transport_) transport_->declare_dead(rank, "the job says it is down");
+}
+
 bool Cluster::is_worker_thread(pid_t tid) const {
   MutexLock lock(tids_mu_);
   return std::find(worker_tids_.begin(), worker_tids_.end(), tid) != worker_tids_.end();
@@ -141,7 +171,7 @@ void Cluster::worker_main(bool ordered) {
         if (!ordered) ++idle_;
         cv.wait(lock, [&] {
           mu_.assert_held();
-          return stopping_ || !queue.empty();
+          return stopping_ || (!held_ && !queue.empty());
         });
         if (!ordered) --idle_;
         if (queue.empty()) return;

@@ -49,6 +49,11 @@ class Cluster final : public Peers {
   Status start();
   // Stops the workers; requests still queued are answered with EIO.
   void stop();
+  // Requests from other ranks wait in their queues (inline ones still run)
+  // until release_requests(): a rejoining daemon holds them until its
+  // directories have caught up with the job's.
+  void hold_requests();
+  void release_requests();
 
   // Short host names by rank (from bootstrap). REQUIRES: before start().
   void set_hosts(std::vector<std::string> hosts) { hosts_ = std::move(hosts); }
@@ -63,6 +68,10 @@ class Cluster final : public Peers {
   std::vector<Reply> call_all(Op op, std::span<const uint8_t> payload) override;
   void call_into_async(int rank, Op op, std::span<const uint8_t> payload, std::span<uint8_t> dst,
                        std::shared_ptr<void> keepalive, std::function<void(Result<size_t>)> done) override;
+
+  Status readmit(int rank, std::span<const uint8_t> address) override;
+  std::vector<uint8_t> address_of(int rank) const override;
+  void declare_dead(int rank) override;
 
   bool bulk_uses_rma(int rank) override;
   Result<std::unique_ptr<RmaRegion>> export_region(void* addr, size_t length) override;
@@ -101,6 +110,7 @@ class Cluster final : public Peers {
   std::deque<Task> ordered_tasks_ GUARDED_BY(mu_);  // ordered ops, run by one thread
   std::condition_variable_any ordered_cv_;           // for ordered_tasks_ (cv_: tasks_)
   bool stopping_ GUARDED_BY(mu_) = false;
+  bool held_ GUARDED_BY(mu_) = false;  // hold_requests()
   std::vector<std::thread> workers_ GUARDED_BY(mu_);  // nworkers_, more while all are busy
   unsigned idle_ GUARDED_BY(mu_) = 0;  // workers waiting for a task
   // At most this many workers: far more than requests that can wait on

@@ -34,6 +34,8 @@
 namespace dsdfs::fs {
 
 struct FileHandle;  // daemon/file_handle.h
+// A malformed request from another rank: logged, answered EPROTO.
+Status bad_request(const char* what);
 namespace testing {
 class InProcessCluster;  // tests/unit/daemon/in_process_cluster.h: ranks in one process, no FUSE
 }
@@ -76,6 +78,24 @@ class Filesystem {
   // while the FUSE loop can still answer their FLUSH and RELEASE.
   // REQUIRES: before the loop is asked to end.
   void before_exit() { write_fds_.close_all(); }
+
+  // A daemon restarted on its node while its job runs (dsdfs-launch
+  // --rejoin), in this order: rejoin() asks the job to let this rank in
+  // again (through any live rank, to the coordinator, which tells every
+  // rank the new address) and makes the store's directories the job's ones
+  // (renamed, made or removed as the job did while it was down); then,
+  // once requests are served again, publish_files() claims every file of
+  // the store at its shard again. REQUIRES: the peers started with their
+  // requests held until rejoin() returns; before the mount.
+  struct RejoinCounts {
+    size_t directories = 0;
+    size_t published = 0;    // files claimed for this rank again
+    size_t replaced = 0;     // removed: another rank made a file (or directory) of that name meanwhile
+    size_t orphaned = 0;     // lost: their directory was removed meanwhile
+    size_t unreachable = 0;  // kept, but their shard did not answer
+  };
+  Status rejoin(RejoinCounts* counts);
+  void publish_files(RejoinCounts* counts);
 
   // The lowlevel operations table; userdata must be this Filesystem.
   static const struct fuse_lowlevel_ops* ops();
@@ -275,6 +295,17 @@ class Filesystem {
   Peers::Reply on_file_truncate(int source, const msg::Truncate& m);
   Peers::Reply on_file_link(int source, const msg::Link& m);
   Peers::Reply on_file_find(int source, const msg::Find& m);
+  // Membership after a restart (daemon/fs_rejoin.cc).
+  Peers::Reply on_rank_join(int source, const msg::Join& m);
+  Peers::Reply on_rank_up(int source, const msg::RankUp& m);
+  // rank is in the job again (its new address is connected).
+  void rank_is_back(int rank, std::span<const uint8_t> address);
+  // Whether the shard may not know (dir, name) although a live rank holds
+  // it: it stands in for a dead one, or came back after a restart.
+  bool shard_unsure(int shard, uint64_t dir, const std::string& name) const;
+  Status catch_up_directories(const std::vector<msg::JoinReply::Dir>& dirs, RejoinCounts* counts);
+  // Records a store directory's id in it (user.dsdfs.dir), for a rejoin.
+  static void remember_dir_id(int dir_fd, uint64_t id);
   // Owner side of another rank's unlink, rename, link or drop: the change is
   // made in the store directly, never through our own mount, where it would
   // wait for directory locks that FUSE requests on this mount hold while they
@@ -348,6 +379,9 @@ class Filesystem {
   // -> dir_gate_. made_mu_: a leaf. (docs/architecture.md, "Locks".)
   Mutex coord_mu_;          // serialises directory mutations on the coordinator
   std::atomic<uint64_t> next_dir_id_{1};
+  // By rank: its daemon was restarted and rejoined since the job started
+  // (its shard knows only the names claimed since).
+  std::unique_ptr<std::atomic<bool>[]> rejoined_;
   // Directories this rank's replica made for its own mkdirs, until the mkdir
   // answers (take_made_dir); undone ones are dropped by their rmdir commit.
   Mutex made_mu_;  // leaf lock

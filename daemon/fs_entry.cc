@@ -41,7 +41,9 @@ Filesystem::Filesystem(Options options, Store* store, Peers* peers, Stats* stats
       shard_([peers](int r) { return peers->alive(r); }),
       cache_(store->cache_path()),
       exports_(peers),
-      stats_(stats) {
+      stats_(stats),
+      rejoined_(new std::atomic<bool>[static_cast<size_t>(peers->nranks())]) {
+  for (int r = 0; r < peers->nranks(); ++r) rejoined_[static_cast<size_t>(r)].store(false);
   struct stat st;
   UniqueFd root(::open(store_->files_path().c_str(), O_PATH | O_DIRECTORY | O_CLOEXEC));
   if (!root.valid() || ::fstat(root.get(), &st) != 0) {

@@ -111,10 +111,11 @@ Result<LocatorShard::Claim> Filesystem::loc_claim(uint64_t dir, const std::strin
   if (!msg::decode(r.value(), &reply)) return Status::error(EPROTO, "claim reply");
   LocatorShard::Claim claim{static_cast<LocatorShard::ClaimResult>(reply.result), reply.prev_owner, reply.gen};
   if (claim.result != LocatorShard::ClaimResult::kNew || (flags & LocatorShard::kIsDir) ||
-      shard == peers_->home_of(dir, name)) {
+      !shard_unsure(shard, dir, name)) {
     return claim;
   }
-  // This shard took a dead shard's place and started with no names: before
+  // This shard took a dead shard's place, or came back after its daemon was
+  // restarted, and started with no names: before
   // a file is made under a name it was just given, the owners' stores (the
   // truth) are asked whether a live rank already has one. If so, the name
   // is that rank's, at this shard too.
@@ -153,9 +154,12 @@ Result<int> Filesystem::find_owner(uint64_t dir, const std::string& name) {
       }
       return owner.rank;
     }
-    if (r.err() != EIO && r.err() != ETIMEDOUT) return r.status();
+    if (r.err() != EIO && r.err() != ETIMEDOUT && !(r.err() == ENOENT && shard_unsure(home, dir, name))) {
+      return r.status();
+    }
   }
-  // The shard is gone: its index died with it, so ask the owners themselves.
+  // The shard is gone: its index died with it, so ask the owners themselves
+  // (also when it came back after a restart and does not know the name).
   if (int holder = owner_by_asking_all(dir, name); holder >= 0) return holder;
   return Status::error(ENOENT);
 }

@@ -44,8 +44,14 @@ int Filesystem::dir_mutate(std::span<const uint8_t> change, uint64_t* made) {
 Peers::Reply Filesystem::on_dir_mutate(int source, const DirChange& change) {
   DirChange c = change;
   // The rank whose request this is: it needs no notification (on_dir_apply).
-  // The transport's source rank, not a payload field.
-  c.origin = source;
+  // The transport's source rank, unless a rank passed the request on.
+  if (c.origin < 0 || c.origin >= peers_->nranks()) c.origin = source;
+  // A lower rank is back (its daemon was restarted and rejoined) and orders
+  // the changes now; a request sent before its sender knew goes on to it,
+  // so that two ranks never order changes at once.
+  if (const int coord = peers_->coordinator(); coord < rank_ && rejoined_[static_cast<size_t>(coord)].load()) {
+    return peers_->call(coord, Op::kDirMutate, c.encode());
+  }
   MutexLock order(coord_mu_);
   if (!peers_->quorate()) return Peers::fenced();
   auto apply_all = [&](const DirChange& change) { return peers_->call_all(Op::kDirApply, change.encode()); };
@@ -180,6 +186,7 @@ Peers::Reply Filesystem::on_dir_apply(int, const DirChange& c) {
         MutexLock lock(made_mu_);
         made_dirs_[c.dir2] = fd;
       }
+      remember_dir_id(fd->get(), c.dir2);
       dirs_.add(c.dir2, std::move(fd), st.st_dev, st.st_ino);
       // The name was not cached (negative entries never are); the parent's
       // link count and times were.

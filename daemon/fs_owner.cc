@@ -53,10 +53,14 @@ Status for_each_entry(int dir_fd, const char* what, const std::function<bool(con
   return Status::ok();
 }
 
+}  // namespace
+
 Status bad_request(const char* what) {
   DSDFS_WARN("malformed %s request dropped", what);
   return Status::error(EPROTO, what);
 }
+
+namespace {
 
 }  // namespace
 
@@ -98,6 +102,11 @@ void Filesystem::register_rpcs() {
   reg(Op::kFileTruncate, &Filesystem::on_file_truncate);
   reg(Op::kFileLink, &Filesystem::on_file_link);
   reg(Op::kFileFind, &Filesystem::on_file_find);
+  reg(Op::kRankJoin, &Filesystem::on_rank_join);
+  // Reconnects an endpoint and forgets shard entries: short, in memory. A
+  // rejoining rank answers its own at once, although it holds its other
+  // requests until its directories have caught up.
+  reg(Op::kRankUp, &Filesystem::on_rank_up, kInline);
   // Reads answer with borrowed bytes: the buffer goes out without a copy.
   peers_->register_lending_handler(Op::kFileRead, [this](int, std::span<const uint8_t> p) -> Result<Peers::Lent> {
     auto buf = read_buffers_->get();

@@ -2,6 +2,8 @@
 #include "common/mutex.h"
 #include "daemon/locator.h"
 
+#include <cstring>
+
 namespace dsdfs::fs {
 
 std::string LocatorShard::key(uint64_t dir, std::string_view name) {
@@ -58,6 +60,16 @@ bool LocatorShard::remove(uint64_t dir, std::string_view name, int owner) {
   if (it == owners_.end() || it->second.owner != owner) return false;
   owners_.erase(it);
   return true;
+}
+
+void LocatorShard::forget_if(const std::function<bool(uint64_t dir, std::string_view name)>& pred) {
+  MutexLock lock(mu_);
+  for (auto it = owners_.begin(); it != owners_.end();) {
+    uint64_t dir;
+    std::memcpy(&dir, it->first.data(), sizeof dir);
+    if (pred(dir, std::string_view(it->first).substr(sizeof dir))) it = owners_.erase(it);
+    else ++it;
+  }
 }
 
 size_t LocatorShard::size() const {

@@ -52,6 +52,8 @@ class LocatorShard {
   Result<int> lookup(uint64_t dir, std::string_view name);
   // Forgets the name if `owner` still holds it; false otherwise.
   bool remove(uint64_t dir, std::string_view name, int owner);
+  // Forgets every name for which pred(dir, name) holds.
+  void forget_if(const std::function<bool(uint64_t dir, std::string_view name)>& pred);
   size_t size() const;
 
  private:

@@ -320,6 +320,86 @@ struct RankDown {
   bool get(WireReader& r) { return r.i32(&rank) && rank >= 0; }
 };
 
+// kRankJoin: a restarted daemon of `rank` (dsdfs-launch --rejoin) asks to
+// be let in again, reachable at `address` (its new UCX worker).
+struct Join {
+  static constexpr const char* kName = "Join";
+  static constexpr size_t kMaxAddress = 64 * 1024;
+  int32_t rank = -1;
+  uint32_t protocol = 0;
+  std::string host;
+  std::vector<uint8_t> address;
+  void put(WireWriter& w) const { w.i32(rank).u32(protocol).str(host).bytes(address); }
+  bool get(WireReader& r) {
+    std::span<const uint8_t> a;
+    if (!(r.i32(&rank) && r.u32(&protocol) && r.str(&host, 255) && r.bytes(&a, kMaxAddress))) return false;
+    address.assign(a.begin(), a.end());
+    return rank >= 0 && !address.empty();
+  }
+};
+
+// kRankJoin's reply: who is alive, where every rank is reached now, and
+// every directory of the job (the coordinator's replica, parents first).
+struct JoinReply {
+  static constexpr const char* kName = "JoinReply";
+  struct Dir {
+    uint64_t id = 0;
+    uint64_t parent = 0;  // the root (id 0) is listed with parent 0 and no name
+    std::string name;
+    uint32_t mode = 0;
+    uint32_t uid = 0;
+    uint32_t gid = 0;
+    int64_t atime_s = 0, atime_ns = 0, mtime_s = 0, mtime_ns = 0;
+  };
+  std::vector<uint8_t> alive;  // by rank: 1 alive
+  std::vector<std::vector<uint8_t>> addresses;  // by rank
+  std::vector<Dir> dirs;
+  void put(WireWriter& w) const {
+    w.u32(static_cast<uint32_t>(alive.size()));
+    for (size_t i = 0; i < alive.size(); ++i) w.u8(alive[i]).bytes(addresses[i]);
+    w.u32(static_cast<uint32_t>(dirs.size()));
+    for (const Dir& d : dirs) {
+      w.u64(d.id).u64(d.parent).str(d.name).u32(d.mode).u32(d.uid).u32(d.gid);
+      w.i64(d.atime_s).i64(d.atime_ns).i64(d.mtime_s).i64(d.mtime_ns);
+    }
+  }
+  bool get(WireReader& r) {
+    uint32_t n;
+    if (!r.u32(&n) || n > r.remaining() / 5) return false;  // 5: the smallest rank entry
+    alive.resize(n);
+    addresses.resize(n);
+    for (uint32_t i = 0; i < n; ++i) {
+      std::span<const uint8_t> a;
+      if (!(r.u8(&alive[i]) && r.bytes(&a, Join::kMaxAddress))) return false;
+      addresses[i].assign(a.begin(), a.end());
+    }
+    if (!r.u32(&n) || n > r.remaining() / 64) return false;  // 64: the smallest directory entry
+    dirs.resize(n);
+    for (Dir& d : dirs) {
+      if (!(r.u64(&d.id) && r.u64(&d.parent) && r.str(&d.name, kMaxName) && r.u32(&d.mode) && r.u32(&d.uid) &&
+            r.u32(&d.gid) && r.i64(&d.atime_s) && r.i64(&d.atime_ns) && r.i64(&d.mtime_s) && r.i64(&d.mtime_ns))) {
+        return false;
+      }
+      if (d.id == 0 ? !d.name.empty() : !valid_name(d.name)) return false;
+    }
+    return true;
+  }
+};
+
+// kRankUp: `rank` is back (its daemon was restarted), at `address`.
+struct RankUp {
+  static constexpr const char* kName = "RankUp";
+  int32_t rank = -1;
+  std::vector<uint8_t> address;
+  void put(WireWriter& w) const { w.i32(rank).bytes(address); }
+  bool get(WireReader& r) {
+    std::span<const uint8_t> a;
+    if (!(r.i32(&rank) && r.bytes(&a, Join::kMaxAddress))) return false;
+    address.assign(a.begin(), a.end());
+    return rank >= 0 && !address.empty();
+  }
+};
+
 // kDirList: the files a rank owns in directory `dir`.
 struct DirList {
   static constexpr const char* kName = "DirList";
@@ -384,6 +464,8 @@ inline constexpr OpMessages kOpMessages[] = {
     {19, "FileLink", Link::kName, Stat::kName},
     {20, "FileFind", Find::kName, Name::kName},
     {21, "RankDown", RankDown::kName, "-"},
+    {22, "RankJoin", Join::kName, JoinReply::kName},
+    {23, "RankUp", RankUp::kName, "-"},
 };
 
 }  // namespace dsdfs::fs::msg

@@ -34,6 +34,7 @@ std::string options_usage() {
   return
       "usage: dsdfs-launch MOUNTPOINT [options]\n"
       "       dsdfs-launch --wait[=SECONDS] MOUNTPOINT   (wait until every rank has mounted)\n"
+      "       dsdfs-launch --rejoin MOUNTPOINT [options]   (restart a daemon that died)\n"
       "       dsdfs-launch --info\n"
       "\n"
       "Mounts dsdfs at MOUNTPOINT on this node and serves it in the foreground until\n"
@@ -58,6 +59,10 @@ std::string options_usage() {
       "                        (default 120)\n"
       "  --wait[=SECONDS]      do not mount; wait until dsdfs is mounted on every\n"
       "                        rank (default 60 s), name the ranks that are missing\n"
+      "  --rejoin              this node's daemon of a running job died: start it again\n"
+      "                        at MOUNTPOINT (as this node has it, without %r), with its\n"
+      "                        store, without MPI; it reconnects to the job, catches up\n"
+      "                        with the directories and serves its files again\n"
       "  --info                print transports, RDMA devices and placement, then exit\n"
       "  --log-level LEVEL     error, warn, info or debug (default warn)\n"
       "  --debug-fuse          print libfuse's request trace\n"
@@ -101,6 +106,9 @@ Result<Options> options_parse(const std::vector<std::string>& args) {
     } else if (a == "--info") {
       if (auto s = no_value(); !s) return s;
       o.show_info = true;
+    } else if (a == "--rejoin") {
+      if (auto s = no_value(); !s) return s;
+      o.rejoin = true;
     } else if (a == "--keep-store") {
       if (auto s = no_value(); !s) return s;
       o.keep_store = true;
@@ -179,6 +187,10 @@ Result<Options> options_parse(const std::vector<std::string>& args) {
   if (positional.empty()) return usage_error("missing MOUNTPOINT (see --help)");
   if (positional.size() > 1) return usage_error("unexpected argument '" + positional[1] + "' (see --help)");
   o.mountpoint = positional[0];
+  if (o.rejoin && o.wait_mode) return usage_error("--rejoin and --wait do not go together");
+  if (o.rejoin && o.mountpoint.find("%r") != std::string::npos) {
+    return usage_error("--rejoin needs the mount point as this node has it, without %r (e.g. /tmp/dsdfs/mnt1)");
+  }
   return o;
 }
 

@@ -32,6 +32,7 @@ struct Options {
   std::string store;           // empty: per-user, per-job default under $TMPDIR or /tmp
   std::string ready_file;      // written (create + rename) once every rank has mounted
   bool keep_store = false;     // keep the store on a clean stop
+  bool rejoin = false;         // restart this node's dead daemon of a running job
   unsigned threads = default_threads();  // maximum FUSE worker threads
   double timeout_s = 5.0;      // timeout of every remote call
   double wait_s = 0;           // --wait: seconds to wait for every rank to mount

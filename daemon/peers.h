@@ -47,6 +47,8 @@ enum class Op : uint16_t {
   kFileLink = 19,      // to the owner: link its file under another name (the new name is its too)
   kFileFind = 20,      // to the owner: which name in a directory holds this file now (after a rename)
   kRankDown = 21,      // to every rank: this rank found that rank dead (membership, Cluster only)
+  kRankJoin = 22,      // a restarted daemon to any rank (forwarded to the coordinator): let me in again
+  kRankUp = 23,        // coordinator to every rank: that rank is back, at this worker address
 };
 
 // A memory range exported for one-sided reads by other ranks. Deregistered
@@ -139,6 +141,18 @@ class Peers {
   // keepalive is held until nothing writes into dst any more.
   virtual void call_into_async(int rank, Op op, std::span<const uint8_t> payload, std::span<uint8_t> dst,
                                std::shared_ptr<void> keepalive, std::function<void(Result<size_t>)> done) = 0;
+
+  // Membership. Connects rank again at a new worker address (its daemon was
+  // restarted and rejoined) and counts it alive; a no-op where it is alive
+  // there already.
+  virtual Status readmit(int /*rank*/, std::span<const uint8_t> /*address*/) {
+    return Status::error(EOPNOTSUPP, "no rejoin");
+  }
+  // Counts rank dead from now on (the rank that let this one in again says
+  // so); no-op where not supported.
+  virtual void declare_dead(int /*rank*/) {}
+  // The worker address rank is reached at now (empty where there is none).
+  virtual std::vector<uint8_t> address_of(int /*rank*/) const { return {}; }
 
   // One-sided reads. Whether reads of rank's files should use get_async.
   virtual bool bulk_uses_rma(int /*rank*/) { return false; }

@@ -154,6 +154,9 @@ Status Store::remove() {
   for (const char* sub : {"/files", "/cache"}) {
     if (auto s = remove_tree(path_ + sub); !s && first) first = s;
   }
+  // What a rejoin needs (launcher/job_file.h) and its staging (fs_rejoin.cc).
+  ::unlink((path_ + "/.dsdfs-job").c_str());
+  remove_tree(path_ + "/rejoin");
   ::unlink((path_ + "/" + kMarker).c_str());
   if (::rmdir(path_.c_str()) != 0 && errno != ENOENT && first) {
     first = Status::from_errno("cannot remove store " + path_ + " (something else was put in it)");

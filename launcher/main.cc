@@ -2,6 +2,7 @@
 // dsdfs-launch: one per node. Parses options, bootstraps through MPI, mounts,
 // serves until SIGINT/SIGTERM, then unmounts and removes the store.
 #include <fcntl.h>
+#include <signal.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -28,6 +29,7 @@
 #include "launcher/status_file.h"
 #include "launcher/wait.h"
 #include "launcher/info.h"
+#include "launcher/job_file.h"
 #include "rdma/transport.h"
 
 #include <condition_variable>
@@ -86,8 +88,8 @@ bool hello_decode(std::span<const uint8_t> data, Hello* h) {
 }
 
 // Exchanges hellos (one allgather), refuses mixed versions, connects the
-// transport. Returns every rank's host name.
-std::vector<std::string> bootstrap(MpiEnvironment& mpi, rdma::Transport& transport, const std::string& host) {
+// transport. Returns every rank's host name and worker address.
+JobFile bootstrap(MpiEnvironment& mpi, rdma::Transport& transport, const std::string& host) {
   Hello mine;
   mine.host = host;
   mine.address = transport.local_address();
@@ -114,7 +116,49 @@ std::vector<std::string> bootstrap(MpiEnvironment& mpi, rdma::Transport& transpo
                                    "; start every rank with the same dsdfs-launch"));
   }
   if (auto s = transport.connect_all(addresses); !s) fail(Status::error(s.err(), "connecting to the other ranks: " + s.to_string()));
-  return hosts;
+  JobFile job;
+  job.protocol = DSDFS_PROTOCOL_VERSION;
+  job.rank = mpi.rank();
+  job.nranks = mpi.size();
+  job.job_key = transport.options().job_key;
+  job.hosts = std::move(hosts);
+  job.addresses = std::move(addresses);
+  return job;
+}
+
+// --rejoin: this node's daemon of a running job died. What it left: the
+// status file (rank, store) and, in the store, the job file (job key, every
+// rank's host and worker address).
+struct Rejoining {
+  StatusInfo last;
+  JobFile job;
+};
+
+Rejoining find_dead_daemon(const std::string& mountpoint, const std::string& host) {
+  Rejoining out;
+  const std::string path = status_file_path(mountpoint);
+  if (!status_file_read(path, &out.last, false)) {
+    throw StartupError(1, "--rejoin: no dsdfs daemon of a job ran at " + mountpoint + " on " + host + " (no " + path +
+                              "); give the mount point as this node has it");
+  }
+  if (::kill(out.last.pid, 0) == 0 || errno == EPERM) {
+    throw StartupError(1, "--rejoin: rank " + std::to_string(out.last.rank) + "'s daemon at " + mountpoint +
+                              " still runs (pid " + std::to_string(out.last.pid) +
+                              "); --rejoin restarts a daemon that died");
+  }
+  if (out.last.store.empty()) throw StartupError(1, "--rejoin: " + path + " names no store");
+  auto job = job_file_read(out.last.store);
+  if (!job) {
+    throw StartupError(1, "--rejoin: " + job.status().to_string() +
+                              " (the store of a daemon that died before its job had started cannot rejoin)");
+  }
+  if (job->protocol != DSDFS_PROTOCOL_VERSION) {
+    throw StartupError(1, "--rejoin: the job runs protocol " + std::to_string(job->protocol) + ", this dsdfs-launch " +
+                              std::to_string(DSDFS_PROTOCOL_VERSION) + "; use the job's dsdfs-launch");
+  }
+  if (job->nranks < 2) throw StartupError(1, "--rejoin: a one-rank job has nobody to rejoin; start it anew");
+  out.job = std::move(job).value();
+  return out;
 }
 
 // Ends the process with one clear line if bootstrap takes longer than the
@@ -166,31 +210,53 @@ int serve(int argc, char** argv, const fs::Options& options) {
     rl.rlim_cur = rl.rlim_max;
     ::setrlimit(RLIMIT_NOFILE, &rl);
   }
-  MpiEnvironment mpi(&argc, &argv);
-  mpi.set_finalize_timeout(std::chrono::milliseconds(static_cast<int64_t>(options.bootstrap_timeout_s * 1000) + 5000));
-  log_set_rank(mpi.rank());
   const std::string host = short_host_name();
+  // A rejoining daemon finds its job from what its dead predecessor left,
+  // without MPI (the job's MPI world has gone on without it).
+  const bool rejoin = options.rejoin;
+  std::optional<Rejoining> rejoining;
+  std::optional<MpiEnvironment> mpi_env;
+  std::string rejoin_mountpoint;
+  if (rejoin) {
+    auto m = fs::mountpoint_prepare(options.mountpoint);  // unmounts the dead daemon's mount
+    if (!m) fail(m.status());
+    rejoin_mountpoint = m.value();
+    rejoining = find_dead_daemon(rejoin_mountpoint, host);
+  } else {
+    mpi_env.emplace(&argc, &argv);
+    mpi_env->set_finalize_timeout(
+        std::chrono::milliseconds(static_cast<int64_t>(options.bootstrap_timeout_s * 1000) + 5000));
+  }
+  const int rank = rejoin ? rejoining->job.rank : mpi_env->rank();
+  const int nranks = rejoin ? rejoining->job.nranks : mpi_env->size();
+  log_set_rank(rank);
   // srun without PMI support makes every task a singleton "rank 0 of 1":
   // they would all serve separate file systems. Refuse that.
-  if (const char* nt = std::getenv("SLURM_STEP_NUM_TASKS"); nt && std::atoi(nt) > 1 && mpi.size() == 1) {
+  if (const char* nt = std::getenv("SLURM_STEP_NUM_TASKS"); !rejoin && nt && std::atoi(nt) > 1 && nranks == 1) {
     throw StartupError(1, std::string("srun started ") + nt +
                               " tasks but MPI sees only this one: srun was run without PMI support; use "
                               "srun --mpi=pmix (or set MpiDefault=pmix in slurm.conf)");
   }
 
   auto expand = [&](const std::string& pattern) {
-    auto r = fs::expand_placeholders(pattern, mpi.rank(), host);
+    auto r = fs::expand_placeholders(pattern, rank, host);
     if (!r) throw StartupError(2, r.status().context());
     return r.value();
   };
-  auto mountpoint = fs::mountpoint_prepare(expand(options.mountpoint));
+  auto mountpoint = rejoin ? Result<std::string>(rejoin_mountpoint) : fs::mountpoint_prepare(expand(options.mountpoint));
   if (!mountpoint) fail(mountpoint.status());
   const std::string store_pattern =
-      options.store.empty() ? fs::default_store_pattern(mountpoint.value()) : options.store;
+      rejoin ? rejoining->last.store
+             : (options.store.empty() ? fs::default_store_pattern(mountpoint.value()) : options.store);
   auto store = fs::Store::open(expand(store_pattern), mountpoint.value());
   if (!store) fail(store.status());
+  if (rejoin) {
+    // The cache's index died with the daemon.
+    fs::remove_tree(store->cache_path());
+    fs::make_dirs(store->cache_path(), 0700);
+  }
   const std::string status_path = status_file_path(mountpoint.value());
-  StatusInfo status{"bootstrapping", ::getpid(), mpi.rank(), mpi.size(), host};
+  StatusInfo status{rejoin ? "rejoining" : "bootstrapping", ::getpid(), rank, nranks, host, store->path()};
   status_file_write(status_path, status);
   struct StatusGuard {
     std::string path;
@@ -205,8 +271,8 @@ int serve(int argc, char** argv, const fs::Options& options) {
       if (armed && store->created()) store->remove();
     }
   } store_guard{&store.value(), true};
-  DSDFS_INFO("rank %d of %d on %s: mount %s, store %s", mpi.rank(), mpi.size(), host.c_str(),
-             mountpoint->c_str(), store->path().c_str());
+  DSDFS_INFO("rank %d of %d on %s: mount %s, store %s%s", rank, nranks, host.c_str(), mountpoint->c_str(),
+             store->path().c_str(), rejoin ? " (rejoining the job)" : "");
 
   // SIGTERM/SIGINT: before the file system serves (bootstrap, a rank that
   // never arrives) clean up and leave at once; afterwards stop the loop.
@@ -242,13 +308,17 @@ int serve(int argc, char** argv, const fs::Options& options) {
   // Destruction runs in reverse: filesystem, cluster, then the transport.
   fs::Stats stats;
   std::unique_ptr<rdma::Transport> transport;
-  if (mpi.size() > 1) {
+  if (nranks > 1) {
     rdma::Options topts;
-    topts.rank = mpi.rank();
-    topts.nranks = mpi.size();
-    auto key = mpi.broadcast(std::random_device{}() ^ (static_cast<uint64_t>(std::random_device{}()) << 32));
-    if (!key) fail(key.status());
-    topts.job_key = key.value();
+    topts.rank = rank;
+    topts.nranks = nranks;
+    if (rejoin) {
+      topts.job_key = rejoining->job.job_key;
+    } else {
+      auto key = mpi_env->broadcast(std::random_device{}() ^ (static_cast<uint64_t>(std::random_device{}()) << 32));
+      if (!key) fail(key.status());
+      topts.job_key = key.value();
+    }
     topts.default_timeout = std::chrono::milliseconds(static_cast<int64_t>(options.timeout_s * 1000));
     // A peer silent for 10 timeouts while calls to it time out is dead (a node
     // cut off or frozen that long); UCX over TCP may take many minutes.
@@ -263,7 +333,7 @@ int serve(int argc, char** argv, const fs::Options& options) {
     if (!t) fail(Status::error(t.err(), "cannot start UCX: " + t.status().to_string()));
     transport = std::move(t).value();
   }
-  fs::Cluster cluster(mpi.rank(), mpi.size(), transport.get(),
+  fs::Cluster cluster(rank, nranks, transport.get(),
                       std::chrono::milliseconds(static_cast<int64_t>(options.timeout_s * 1000)), 8, &stats);
   fs::Filesystem filesystem(options, &store.value(), &cluster, &stats, host, mountpoint.value());
   filesystem.register_rpcs();
@@ -279,22 +349,65 @@ int serve(int argc, char** argv, const fs::Options& options) {
       *p = nullptr;
     }
   } forget_fs{&serving_fs_mu, &serving_fs};
+  // A rejoining daemon serves no other rank's request until its directories
+  // have caught up with the job's.
+  if (rejoin) cluster.hold_requests();
   if (auto s = cluster.start(); !s) fail(s);
-  if (transport) cluster.set_hosts(bootstrap(mpi, *transport, host));
-  else cluster.set_hosts({host});
+  fs::Filesystem::RejoinCounts rejoined;
+  if (rejoin) {
+    JobFile& job = rejoining->job;
+    job.addresses[static_cast<size_t>(rank)] = transport->local_address();
+    if (auto s = transport->connect_all(job.addresses); !s) {
+      fail(Status::error(s.err(), "connecting to the other ranks: " + s.to_string()));
+    }
+    cluster.set_hosts(job.hosts);
+    if (auto s = filesystem.rejoin(&rejoined); !s) fail(Status::error(s.err(), "--rejoin: " + s.to_string()));
+    for (int r = 0; r < nranks; ++r) {
+      if (r != rank && !cluster.address_of(r).empty()) job.addresses[static_cast<size_t>(r)] = cluster.address_of(r);
+    }
+    if (auto s = job_file_write(store->path(), job); !s) DSDFS_WARN("%s", s.to_string().c_str());
+  } else if (transport) {
+    JobFile job = bootstrap(*mpi_env, *transport, host);
+    cluster.set_hosts(job.hosts);
+    // For a rejoin of this rank if its daemon dies.
+    if (auto s = job_file_write(store->path(), job); !s) DSDFS_WARN("%s (this rank cannot rejoin)", s.to_string().c_str());
+  } else {
+    cluster.set_hosts({host});
+  }
   boot_watchdog.reset();
   if (auto s = mount.mount(mountpoint.value(), &filesystem, options); !s) fail(s);
   filesystem.set_session(mount.session());
   status.state = "mounted";
   status_file_write(status_path, status);
-  if (mpi.size() > 1) {
+  if (!rejoin && nranks > 1) {
     BootstrapWatchdog watchdog(options.bootstrap_timeout_s, std::string(), status_path, mountpoint.value());
-    if (auto s = mpi.barrier(); !s) fail(s);
+    if (auto s = mpi_env->barrier(); !s) fail(s);
   }
   // MPI's work is done. Finalizing now also keeps a rank's later death from
   // taking the others down: Slurm's PMIx plugin kills the whole step when a
   // rank still connected to PMIx dies.
-  if (mpi.size() > 1) mpi.finalize_with_timeout(std::chrono::seconds(10), 1);
+  if (!rejoin && nranks > 1) mpi_env->finalize_with_timeout(std::chrono::seconds(10), 1);
+  // Its files are claimed again while the mount serves (the claims take a
+  // round trip each, and other ranks may ask for them meanwhile).
+  std::thread publisher;
+  struct JoinPublisher {
+    std::thread* t;
+    ~JoinPublisher() {
+      if (t->joinable()) t->join();
+    }
+  } join_publisher{&publisher};
+  if (rejoin) {
+    cluster.release_requests();
+    publisher = std::thread([&filesystem, &rejoined, rank] {
+      SignalThread::block_all_signals();
+      filesystem.publish_files(&rejoined);
+      DSDFS_WARN(
+          "rank %d is back in the job: %zu directories caught up, %zu files served again, %zu removed (another rank "
+          "made that name meanwhile), %zu lost (their directory was removed meanwhile), %zu not yet published "
+          "(their shard did not answer)",
+          rank, rejoined.directories, rejoined.published, rejoined.replaced, rejoined.orphaned, rejoined.unreachable);
+    });
+  }
   serving.store(true);
   if (signals.stop_requested()) mount.exit();
   filesystem.set_ready();
@@ -303,7 +416,7 @@ int serve(int argc, char** argv, const fs::Options& options) {
   std::string ready_file;
   if (!options.ready_file.empty()) {
     ready_file = expand(options.ready_file);
-    if (auto s = write_ready_file(ready_file, mpi.size(), mountpoint.value()); !s) fail(s);
+    if (auto s = write_ready_file(ready_file, nranks, mountpoint.value()); !s) fail(s);
   }
   store_guard.armed = false;
   Status loop_status;
@@ -340,7 +453,7 @@ int serve(int argc, char** argv, const fs::Options& options) {
   // hang Open MPI); it waits for the other ranks, so a dead one could hold us
   // forever: past a few seconds we leave without it, everything is cleaned up.
   DSDFS_INFO("stopped%s", signals.stop_signal() ? " on a signal" : " (unmounted from outside)");
-  if (signals.stop_requested() && mpi.size() > 1) {
+  if (signals.stop_requested() && (rejoin || nranks > 1)) {
     // A stop by signal is the job ending (scancel, mpirun's stop sequence):
     // MPI_Finalize could not complete (mpirun does not serve the final fence
     // while it signals its ranks, and SIGKILL follows), and everything is
@@ -348,7 +461,11 @@ int serve(int argc, char** argv, const fs::Options& options) {
     std::fflush(nullptr);
     ::_exit(rc);
   }
-  mpi.finalize_with_timeout(std::chrono::seconds(2), rc);
+  if (rejoin) {
+    std::fflush(nullptr);
+    ::_exit(rc);
+  }
+  mpi_env->finalize_with_timeout(std::chrono::seconds(2), rc);
   return rc;
 }
 

@@ -67,30 +67,43 @@ Status EndpointTable::connect_all(ucp_worker_h worker,
   }
   for (int i = 1; i <= n; ++i) {
     const int r = (self_rank_ + i) % n;
-    Peer* peer = peers_[static_cast<size_t>(r)].get();
-    peer->owner = owner;
-    if (addresses[static_cast<size_t>(r)].empty()) {
-      return Status::error(EINVAL, "connect_all: empty address for rank " + std::to_string(r));
-    }
-    ucs_status_t status = ep_create(worker, addresses[static_cast<size_t>(r)],
-                                    UCP_ERR_HANDLING_MODE_PEER, err_cb, peer, &peer->ep);
-    peer->peer_error_mode = status == UCS_OK;
-    if (status == UCS_ERR_UNREACHABLE) {
-      DSDFS_WARN(
-          "rank %d: no transport with peer failure detection (%s); connecting without "
-          "it, failures will show as timeouts",
-          r, ucs_status_string(status));
-      status = ep_create(worker, addresses[static_cast<size_t>(r)], UCP_ERR_HANDLING_MODE_NONE,
-                         err_cb, peer, &peer->ep);
-    }
-    if (status != UCS_OK) {
-      DSDFS_ERROR("ucp_ep_create to rank %d failed: %s", r, ucs_status_string(status));
-      peer->ep = nullptr;
-      return status_from_ucs(status, ("connect to rank " + std::to_string(r)).c_str());
-    }
+    if (auto s = connect_one(worker, r, addresses[static_cast<size_t>(r)], err_cb, owner); !s) return s;
   }
   connected_ = true;
   return Status::ok();
+}
+
+Status EndpointTable::connect_one(ucp_worker_h worker, int r, const std::vector<uint8_t>& address,
+                                  ucp_err_handler_cb_t err_cb, void* owner) {
+  Peer* peer = peers_[static_cast<size_t>(r)].get();
+  peer->owner = owner;
+  if (address.empty()) return Status::error(EINVAL, "connect: empty address for rank " + std::to_string(r));
+  ucs_status_t status = ep_create(worker, address, UCP_ERR_HANDLING_MODE_PEER, err_cb, peer, &peer->ep);
+  peer->peer_error_mode = status == UCS_OK;
+  if (status == UCS_ERR_UNREACHABLE) {
+    DSDFS_WARN(
+        "rank %d: no transport with peer failure detection (%s); connecting without "
+        "it, failures will show as timeouts",
+        r, ucs_status_string(status));
+    status = ep_create(worker, address, UCP_ERR_HANDLING_MODE_NONE, err_cb, peer, &peer->ep);
+  }
+  if (status != UCS_OK) {
+    DSDFS_ERROR("ucp_ep_create to rank %d failed: %s", r, ucs_status_string(status));
+    peer->ep = nullptr;
+    return status_from_ucs(status, ("connect to rank " + std::to_string(r)).c_str());
+  }
+  peer->address = address;
+  peer->failed = false;
+  return Status::ok();
+}
+
+Status EndpointTable::reconnect(ucp_worker_h worker, int rank, const std::vector<uint8_t>& address,
+                                ucp_err_handler_cb_t err_cb, void* owner) {
+  if (!connected_) return Status::error(ENOTCONN, "reconnect before connect_all");
+  Peer* p = peer(rank);
+  if (p == nullptr || rank == self_rank_) return Status::error(EINVAL, "reconnect: bad rank " + std::to_string(rank));
+  close_failed(p);  // the endpoint of the rank's last life, if still open
+  return connect_one(worker, rank, address, err_cb, owner);
 }
 
 Peer* EndpointTable::find(int rank) {

@@ -23,6 +23,7 @@ struct Peer {
   bool peer_error_mode = false;
   // The endpoint reported an error or the peer said goodbye; never used again.
   bool failed = false;
+  std::vector<uint8_t> address;  // the worker address ep was made from
   RkeyCache rkeys;
 };
 
@@ -47,6 +48,11 @@ class EndpointTable {
   Status connect_all(ucp_worker_h worker, const std::vector<std::vector<uint8_t>>& addresses,
                      ucp_err_handler_cb_t err_cb, void* owner);
   bool connected() const { return connected_; }
+  // Connects rank again at a new worker address (its daemon restarted): the
+  // old endpoint, if still open, is force-closed first. REQUIRES: connected,
+  // not inside a UCX callback, rank is not self.
+  Status reconnect(ucp_worker_h worker, int rank, const std::vector<uint8_t>& address,
+                   ucp_err_handler_cb_t err_cb, void* owner);
 
   // The peer of rank, or nullptr if rank is out of range or not connected.
   Peer* find(int rank);
@@ -65,6 +71,9 @@ class EndpointTable {
   void close_all(ucp_worker_h worker, std::chrono::steady_clock::time_point deadline);
 
  private:
+  Status connect_one(ucp_worker_h worker, int rank, const std::vector<uint8_t>& address,
+                     ucp_err_handler_cb_t err_cb, void* owner);
+
   const int self_rank_;
   std::vector<std::unique_ptr<Peer>> peers_;
   bool connected_ = false;

@@ -153,6 +153,19 @@ class Transport {
   // Declares rank dead as if its endpoint had failed (another rank found it
   // dead): its calls fail with EIO, what it sends is dropped. Any thread.
   void declare_dead(int rank, std::string why);
+  // Connects rank again at address, a new worker of that rank (its daemon
+  // was restarted: dsdfs-launch --rejoin): the old endpoint is closed, calls
+  // still waiting for the old one fail with EIO, and the rank is alive again
+  // (what it sends is accepted). Nothing to do if the rank is alive at that
+  // address already. Any thread; on the progress thread it runs at once.
+  Status readmit(int rank, std::vector<uint8_t> address);
+  // The worker address rank is connected at now (empty before connect_all).
+  // Any thread.
+  std::vector<uint8_t> address_of(int rank) const;
+  // Requests of op are dispatched even from a rank declared dead: a
+  // restarted daemon's request to be let in again. REQUIRES: before
+  // connect_all().
+  void accept_from_dead(uint16_t op) { accept_from_dead_op_ = op; }
   // Runs on the progress thread each time a peer is found dead (an endpoint
   // error, silence past Options::dead_after, declare_dead), not for a
   // goodbye or during shutdown; must be short and must not block.
@@ -312,6 +325,11 @@ class Transport {
   std::vector<Clock::time_point> silent_since_;
   LogLimiter dead_peer_log_;
   std::function<void(int rank)> on_peer_failed_;  // immutable once connected
+  uint16_t accept_from_dead_op_ = 0;                // immutable once connected
+  // Copies of the endpoints' addresses, for address_of() (written by the
+  // progress thread).
+  mutable Mutex addresses_mu_;  // leaf
+  std::vector<std::vector<uint8_t>> addresses_ GUARDED_BY(addresses_mu_);
   std::atomic<bool> connected_{false};
 
   // Progress thread only.

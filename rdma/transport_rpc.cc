@@ -40,10 +40,54 @@ Status Transport::connect_all(const std::vector<std::vector<uint8_t>>& addresses
   auto result = std::make_shared<Status>();
   Status s = run_on_progress_thread([this, addresses = addresses_by_rank, result] {
     *result = endpoints_.connect_all(worker_.get(), addresses, &Transport::ep_error_cb, this);
+    if (result->is_ok()) {
+      MutexLock lock(addresses_mu_);
+      addresses_ = addresses;
+    }
   });
   if (!s) return s;
   if (result->is_ok()) connected_.store(true);
   return *result;
+}
+
+Status Transport::readmit(int rank, std::vector<uint8_t> address) {
+  if (rank < 0 || rank >= options_.nranks || rank == options_.rank) {
+    return Status::error(EINVAL, "readmit: bad rank " + std::to_string(rank));
+  }
+  if (address.empty()) return Status::error(EINVAL, "readmit: empty address");
+  auto result = std::make_shared<Status>();
+  auto work = [this, rank, address = std::move(address), result] {
+    Peer* peer = endpoints_.peer(rank);
+    if (!peer_dead_[static_cast<size_t>(rank)].load() && peer->ep != nullptr && !peer->failed &&
+        peer->address == address) {
+      return;  // alive at that address already
+    }
+    // Calls to the rank's last life are not answered by the new one.
+    fail_calls_to(rank, EIO);
+    *result = endpoints_.reconnect(worker_.get(), rank, address, &Transport::ep_error_cb, this);
+    if (!result->is_ok()) return;
+    {
+      MutexLock lock(addresses_mu_);
+      addresses_[static_cast<size_t>(rank)] = address;
+    }
+    last_heard_[static_cast<size_t>(rank)] = Clock::now();
+    silent_since_[static_cast<size_t>(rank)] = Clock::time_point{};
+    peer_dead_[static_cast<size_t>(rank)].store(false);
+    DSDFS_INFO("rank %d is back (its daemon was restarted); connected to its new worker", rank);
+  };
+  if (!connected_.load()) return Status::error(ENOTCONN, "readmit before connect_all");
+  if (on_progress_thread()) {
+    work();
+    return *result;
+  }
+  Status s = run_on_progress_thread(std::move(work));
+  return s ? *result : s;
+}
+
+std::vector<uint8_t> Transport::address_of(int rank) const {
+  MutexLock lock(addresses_mu_);
+  if (rank < 0 || static_cast<size_t>(rank) >= addresses_.size()) return {};
+  return addresses_[static_cast<size_t>(rank)];
 }
 
 WireHeader Transport::make_header(uint16_t op, uint16_t flags, uint64_t request_id, int32_t status,
@@ -335,7 +379,8 @@ ucs_status_t Transport::on_am(const void* header, size_t header_length, void* da
   }
   if (shutting_down_) return UCS_OK;
   const int source = static_cast<int>(h.source_rank);
-  if (peer_dead_[static_cast<size_t>(source)].load()) {
+  if (peer_dead_[static_cast<size_t>(source)].load() &&
+      !(accept_from_dead_op_ != 0 && h.op == accept_from_dead_op_ && (h.flags & kWireFlagReply) == 0)) {
     // Declared dead (its endpoint failed, or it was silent too long): this
     // side went on without it, and a rank cut off that long fenced itself.
     // What it sends after coming back is not applied.
@@ -483,9 +528,11 @@ bool Transport::dispatch_inbox() {
 void Transport::dispatch_request(InMessage& m) {
   const int rank = static_cast<int>(m.header.source_rank);
   Peer* peer = endpoints_.find(rank);
-  if (peer == nullptr || peer->failed) {
+  const bool joining = accept_from_dead_op_ != 0 && m.header.op == accept_from_dead_op_;
+  if ((peer == nullptr || peer->failed) && !joining) {
     // We cannot answer a rank we have no endpoint to (the launcher's barrier
-    // after connect_all prevents this in normal operation).
+    // after connect_all prevents this in normal operation). A restarted
+    // rank's join is answered once its handler has connected to it again.
     uint64_t suppressed = 0;
     if (stale_reply_log_.allow(&suppressed)) {
       DSDFS_INFO("dropping request op %u from unconnected or failed rank %d", m.header.op, rank);
@@ -524,8 +571,11 @@ void Transport::dispatch_reply(InMessage& m) {
   }
 }
 
-void Transport::ep_error_cb(void* arg, ucp_ep_h /*ep*/, ucs_status_t status) noexcept {
+void Transport::ep_error_cb(void* arg, ucp_ep_h ep, ucs_status_t status) noexcept {
   auto* peer = static_cast<Peer*>(arg);
+  // An endpoint of a rank's earlier life (closed by readmit) says nothing
+  // about the new one.
+  if (ep != peer->ep) return;
   run_at_boundary("rdma endpoint error", [&] {
     auto* t = static_cast<Transport*>(peer->owner);
     // Inside ucp_worker_progress: only record; handle_failed_peers() fails

@@ -65,6 +65,15 @@ TEST(Messages, EveryRequestAndReplyRoundTripsAndRefusesTruncation) {
   expect_framing(MadeDir{(uint64_t{1} << 48) | 3});
   expect_framing(Find{7, 42});
   expect_framing(RankDown{3});
+  expect_framing(Join{2, 5, "node2", {1, 2, 3}});
+  expect_framing(RankUp{2, {1, 2, 3}});
+  JoinReply joined;
+  joined.alive = {1, 0, 1};
+  joined.addresses.resize(3);
+  joined.addresses[0].push_back(1);
+  joined.addresses[2].push_back(3);
+  joined.dirs = {{0, 0, "", 040755, 0, 0, 1, 2, 3, 4}, {7, 0, "d", 040700, 1000, 1000, 5, 6, 7, 8}};
+  expect_framing(joined);
   expect_framing(DirList{7});
   expect_framing(DirListReply{{{"a", DT_REG, 1}, {"b", DT_LNK, 2}}});
   expect_framing(DirListReply{});
@@ -93,6 +102,8 @@ TEST(Messages, FieldsOutOfRangeAreRefused) {
   EXPECT_TRUE(refused(MadeDir{0}));
   EXPECT_TRUE(refused(Find{7, 0}));
   EXPECT_TRUE(refused(RankDown{-1}));
+  EXPECT_TRUE(refused(Join{-1, 5, "node2", {1}}));
+  EXPECT_TRUE(refused(RankUp{-1, {1}}));
   EXPECT_TRUE(refused(DirListReply{{{"a/b", DT_REG, 1}}}));
   // An append flag other than 0 or 1.
   std::vector<uint8_t> w = encode(Write{{7, "f"}, 42, true, 0, {}});
@@ -100,10 +111,9 @@ TEST(Messages, FieldsOutOfRangeAreRefused) {
   Write back;
   EXPECT_FALSE(decode(w, &back));
   // A list that claims more entries than its bytes can hold.
-  WireWriter lie;
-  lie.u32(1000000);
+  const std::vector<uint8_t> lie{0x40, 0x42, 0x0f, 0x00};  // u32 1,000,000
   DirListReply list;
-  EXPECT_FALSE(decode(lie.take(), &list));
+  EXPECT_FALSE(decode(lie, &list));
 }
 
 TEST(Messages, AWriteHeaderFollowedByItsBytesIsTheWholeMessage) {
@@ -124,7 +134,7 @@ TEST(Messages, AWriteHeaderFollowedByItsBytesIsTheWholeMessage) {
 // docs/architecture.md's wire table names, for every op, the same request and reply
 // messages as kOpMessages, and kOpMessages's numbers are Op's.
 TEST(Messages, TheWireTableInTheDocsListsEveryOpWithItsMessages) {
-  static_assert(static_cast<uint16_t>(Op::kDirMutate) == 1 && static_cast<uint16_t>(Op::kRankDown) == 21);
+  static_assert(static_cast<uint16_t>(Op::kDirMutate) == 1 && static_cast<uint16_t>(Op::kRankUp) == 23);
   const std::map<std::string, Op> ops = {
       {"DirMutate", Op::kDirMutate},       {"DirApply", Op::kDirApply},     {"LocClaim", Op::kLocClaim},
       {"LocLookup", Op::kLocLookup},       {"LocRemove", Op::kLocRemove},   {"OwnFind", Op::kOwnFind},
@@ -132,7 +142,8 @@ TEST(Messages, TheWireTableInTheDocsListsEveryOpWithItsMessages) {
       {"DirList", Op::kDirList},           {"FileUnlink", Op::kFileUnlink}, {"FileRename", Op::kFileRename},
       {"FileDrop", Op::kFileDrop},         {"FileReadlink", Op::kFileReadlink}, {"FileMap", Op::kFileMap},
       {"FileSetattr", Op::kFileSetattr},   {"FileTruncate", Op::kFileTruncate}, {"FileLink", Op::kFileLink},
-      {"FileFind", Op::kFileFind},   {"RankDown", Op::kRankDown}};
+      {"FileFind", Op::kFileFind},   {"RankDown", Op::kRankDown},
+      {"RankJoin", Op::kRankJoin},   {"RankUp", Op::kRankUp}};
   std::ifstream in(std::string(DSDFS_SOURCE_ROOT) + "/docs/architecture.md");
   ASSERT_TRUE(in) << "docs/architecture.md not found under " << DSDFS_SOURCE_ROOT;
   std::stringstream text;
