@@ -582,6 +582,27 @@ std::string Cluster::describe_rank_exits() const {
   return ::testing::AssertionSuccess();
 }
 
+::testing::AssertionResult Cluster::rejoin_rank(int r, e2e::ChildProcess* daemon, std::chrono::milliseconds timeout) {
+  const std::string tls = ucx_tls_variant() == "tcp" ? "export UCX_TLS=tcp" : "unset UCX_TLS";
+  std::string script = ". \"$DSDFS_LOOPBACK_ENV\" && " + tls + " && exec \"$@\"";
+  std::vector<std::string> argv = {"/bin/sh", "-c", script, "sh", e2e::launch_path(), "--rejoin", mnt(r),
+                                   "--timeout", std::to_string(options_.rpc_timeout_s), "--log-level", "info"};
+  auto spawned = daemon->spawn(argv, log_file_, log_file_, std::nullopt, mnt(r));
+  if (!spawned) return spawned;
+  // Its mount answers once it has caught up (the root's user.dsdfs.ready is set before the loop runs).
+  const bool up = wait_until([&] {
+    if (!daemon->running()) return true;
+    char buf[16];
+    return e2e::is_mounted(mnt(r)) && getxattr(mnt(r).c_str(), "user.dsdfs.ready", buf, sizeof buf) >= 0;
+  }, timeout);
+  if (!daemon->running()) {
+    return ::testing::AssertionFailure() << "dsdfs-launch --rejoin of rank " << r << " "
+                                         << e2e::describe_status(daemon->wait_status()) << "; job log:\n" << log();
+  }
+  if (!up) return ::testing::AssertionFailure() << "rank " << r << " did not rejoin within " << timeout.count() << " ms";
+  return ::testing::AssertionSuccess();
+}
+
 bool Cluster::detach_mount(int r) {
   if (!e2e::is_mounted(mnt(r))) return true;
   umount2(mnt(r).c_str(), MNT_DETACH);

@@ -122,6 +122,11 @@ class Cluster {
   // SIGKILL to one rank (by pid) and wait until it is gone. Its mount stays behind (stale):
   // detach_mount(r) removes it.
   ::testing::AssertionResult kill_rank(int r);
+  // After kill_rank(r): `dsdfs-launch --rejoin` of rank r's mount point (same --timeout,
+  // same UCX transports, log appended to the job log), started as *daemon and waited for
+  // until its mount answers (or `timeout`). The caller stops it (SIGTERM by pid).
+  ::testing::AssertionResult rejoin_rank(int r, e2e::ChildProcess* daemon,
+                                         std::chrono::milliseconds timeout = std::chrono::seconds(60));
   // umount2(MNT_DETACH) of rank r's mount point; true when nothing is mounted there after.
   bool detach_mount(int r);
 

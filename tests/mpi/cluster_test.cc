@@ -1256,6 +1256,101 @@ INSTANTIATE_TEST_SUITE_P(Victim, OwnerKilled, ::testing::Values(2, 0),
                          });
 
 // ---------------------------------------------------------------------------------------
+// 7. a killed rank's daemon started again: dsdfs-launch --rejoin (issue 12 item 5)
+
+// While the victim is down, the survivors rename a directory holding its files, remove
+// one (its file there is lost), make a file under a name the victim had (theirs wins) and
+// a new directory. After the rejoin every rank, the victim included, sees the job's
+// directories, the victim's files at their new paths with the same bytes and inode
+// numbers, and everything works in both directions.
+class OwnerRejoins : public ::testing::TestWithParam<int> {};
+
+TEST_P(OwnerRejoins, ItsFilesServeTheSameBytesAgainAndItCatchesUpWithTheDirectories) {
+  const int victim = GetParam();
+  std::vector<int> others;
+  for (int r = 0; r < 3; ++r)
+    if (r != victim) others.push_back(r);
+  const int a = others[0], b = others[1];
+  Cluster c(with_ranks(3));
+  ASSERT_TRUE(c.start());
+  for (const char* d : {"d", "gone", "kept"}) ASSERT_EQ(::mkdir(c.path(a, d).c_str(), 0755), 0) << errno_text(errno);
+  std::map<std::string, std::string> files;
+  for (std::string rel : {"top", "d/in", "gone/lost", "clash", "kept/deep"}) {
+    files[rel] = "rank " + std::to_string(victim) + "'s " + rel + "\n" + e2e::pattern_bytes(5000, rel.size());
+    ASSERT_TRUE(write_file(c.path(victim, rel), files[rel]));
+  }
+  ASSERT_TRUE(write_file(c.path(b, "theirs"), "rank b's file\n"));
+  struct stat before_top {}, before_in {};
+  ASSERT_EQ(::stat(c.path(a, "top").c_str(), &before_top), 0) << errno_text(errno);
+  ASSERT_EQ(::stat(c.path(a, "d/in").c_str(), &before_in), 0) << errno_text(errno);
+  ASSERT_TRUE(file_has(c.path(b, "top"), files["top"]));  // cached on b
+
+  ASSERT_TRUE(c.kill_rank(victim));
+  // The survivors go on: they notice the death, then change the directories.
+  ASSERT_TRUE(wait_until([&] { return op_stat(c.path(a, "top")) != 0 && op_stat(c.path(b, "top")) != 0; }, 30s));
+  ASSERT_EQ(::rename(c.path(a, "d").c_str(), c.path(a, "d2").c_str()), 0) << errno_text(errno);
+  ASSERT_EQ(::rmdir(c.path(b, "gone").c_str()), 0) << errno_text(errno);
+  ASSERT_TRUE(write_file(c.path(b, "clash"), "made by the survivors\n"));
+  ASSERT_EQ(::mkdir(c.path(a, "made").c_str(), 0700), 0) << errno_text(errno);
+
+  e2e::ChildProcess daemon;
+  const size_t log_mark = c.log_size();
+  ASSERT_TRUE(c.rejoin_rank(victim, &daemon));
+  // Its files are claimed again in the background once it serves: wait for the last one.
+  const auto limit = std::chrono::milliseconds(static_cast<int64_t>(c.options().rpc_timeout_s * 2000) + 4000);
+  EXPECT_TRUE(wait_until([&] { return op_read(c.path(a, "kept/deep"), &files["kept/deep"]) == 0; }, 30s));
+  for (int r = 0; r < 3; ++r) {
+    SCOPED_TRACE("on rank " + std::to_string(r));
+    EXPECT_EQ(run_bounded([&] { return op_read(c.path(r, "top"), &files["top"]); }, limit).err, 0);
+    EXPECT_EQ(run_bounded([&] { return op_read(c.path(r, "d2/in"), &files["d/in"]); }, limit).err, 0);
+    EXPECT_EQ(run_bounded([&] { return op_read(c.path(r, "kept/deep"), &files["kept/deep"]); }, limit).err, 0);
+    EXPECT_TRUE(file_has(c.path(r, "clash"), "made by the survivors\n"));
+    EXPECT_TRUE(file_has(c.path(r, "theirs"), "rank b's file\n"));
+    EXPECT_EQ(op_stat(c.path(r, "d")), ENOENT);
+    EXPECT_EQ(op_stat(c.path(r, "gone")), ENOENT);
+    int err = 0;
+    EXPECT_TRUE(is_dir(c.path(r, "made"), &err)) << errno_text(err);
+    struct stat st {};
+    EXPECT_EQ(::stat(c.path(r, "made").c_str(), &st), 0);
+    EXPECT_EQ(st.st_mode & 07777, 0700u) << "made's mode";
+    EXPECT_EQ(::stat(c.path(r, "top").c_str(), &st), 0);
+    EXPECT_EQ(st.st_ino, before_top.st_ino) << "top's inode number changed";
+    EXPECT_EQ(::stat(c.path(r, "d2/in").c_str(), &st), 0);
+    EXPECT_EQ(st.st_ino, before_in.st_ino) << "d2/in's inode number changed";
+  }
+  // Both ways: an append from a survivor to the victim's file, a file and a directory of
+  // the victim's made after the rejoin.
+  EXPECT_EQ(op_append(c.path(a, "top"), "appended after the rejoin\n"), 0);
+  files["top"] += "appended after the rejoin\n";
+  EXPECT_TRUE(file_has(c.path(victim, "top"), files["top"]));
+  EXPECT_TRUE(file_has(c.path(b, "top"), files["top"]));
+  EXPECT_TRUE(write_file(c.path(victim, "after"), "made after the rejoin\n"));
+  EXPECT_TRUE(file_has(c.path(a, "after"), "made after the rejoin\n"));
+  EXPECT_EQ(::mkdir(c.path(victim, "vdir").c_str(), 0755), 0) << errno_text(errno);
+  int err = 0;
+  EXPECT_TRUE(is_dir(c.path(b, "vdir"), &err)) << errno_text(err);
+  EXPECT_TRUE(write_file(c.path(a, "vdir/x"), "x\n"));
+  EXPECT_TRUE(file_has(c.path(victim, "vdir/x"), "x\n"));
+  if (HasFailure()) fprintf(stderr, "mpi: job log since the rejoin:\n%s", c.log(log_mark).c_str());
+
+  // The rejoined daemon stops like any rank: unmounts, removes its store, exits 0.
+  ASSERT_TRUE(daemon.signal(SIGTERM));
+  ASSERT_TRUE(daemon.wait_exit(20s)) << "the rejoined daemon did not stop within 20 s";
+  EXPECT_TRUE(WIFEXITED(daemon.wait_status()) && WEXITSTATUS(daemon.wait_status()) == 0)
+      << e2e::describe_status(daemon.wait_status());
+  EXPECT_FALSE(e2e::is_mounted(c.mnt(victim)));
+  EXPECT_FALSE(e2e::path_exists(c.store(victim))) << "the rejoined daemon left its store behind";
+  EXPECT_TRUE(c.stop());
+}
+
+// Rank 2: an ordinary rank. Rank 0: the coordinator, which orders directory changes again
+// once it is back.
+INSTANTIATE_TEST_SUITE_P(Victim, OwnerRejoins, ::testing::Values(2, 0),
+                         [](const ::testing::TestParamInfo<int>& info) {
+                           return "Rank" + std::to_string(info.param);
+                         });
+
+// ---------------------------------------------------------------------------------------
 // stop
 
 // A clean stop (DESIGN.md section 4): every rank unmounts, removes its store and exits 0,
