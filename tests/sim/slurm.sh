@@ -9,6 +9,8 @@
 #   - srun --ntasks-per-node=1 starts dsdfs-launch /shared on every node (each task in
 #     its node's namespaces, because its slurmd runs there); dsdfs-launch --wait;
 #   - node1 writes a checkpoint to /shared, node3 reads it: same sha256, owner node1;
+#   - node2's dsdfs-launch SIGKILLed and brought back with srun --overlap ... --rejoin:
+#     node3 reads node2's file again with its sha256;
 #   - the documented stop (scancel --signal=TERM JOB.STEP); every node checks in the job
 #     that /shared is no longer mounted;
 # and from outside: the job ran on node[1-4] and exited 0, no node has a mount on
@@ -130,13 +132,15 @@ nl=$(sed -n 's/^ *NodeList=\(.*\)$/\1/p' <<<"$info")
 [[ "$state" == COMPLETED && "$exitcode" == 0:0 ]] || fail "job $job: state $state, exit $exitcode"
 [[ "$nl" == "node[1-4]" ]] || fail "job $job ran on '$nl', not node[1-4]"
 for s in "dsdfs is mounted and ready on all 4 ranks" "checkpoint verified: node3 read node1's" \
-  "dsdfs step ended (srun exit 0)" "job $job: done"; do
+  "rejoin verified: node2 rejoined" "dsdfs step ended (srun exit" "dsdfs-rejoin step ended (srun exit 0)" \
+  "job $job: done"; do
   grep -qF -- "$s" "$out" || fail "job output lacks '$s'"
 done
 for ((k = 1; k <= NODES; k++)); do
   grep -qx "node$k: /shared unmounted" "$out" || fail "job output lacks 'node$k: /shared unmounted'"
 done
 log "job $job (sbatch -N 4) in ${t_job} s: $(grep -F 'checkpoint verified' "$out" | cut -d' ' -f2-)"
+log "$(grep -F 'rejoin verified' "$out" | cut -d' ' -f2-); $(grep -F 'step ended' "$out" | cut -d' ' -f2- | tr '\n' ' ')"
 
 # --- nothing left on the nodes -----------------------------------------------------------
 for ((k = 1; k <= NODES; k++)); do
