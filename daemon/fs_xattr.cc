@@ -92,15 +92,29 @@ void Filesystem::listxattr(fuse_req_t req, fuse_ino_t ino, size_t size) {
   auto object = object_fd(inode);
   if (!object) return (void)reply_err(req, ESTALE);
   std::string path = proc_path(object->get());
-  if (size == 0) {
+  // The store's own names (user.dsdfs.*: a directory's id) are not the
+  // user's: the list leaves them out, so its length is that of the rest.
+  std::vector<char> all;
+  for (int attempt = 0;; ++attempt) {
     ssize_t n = ::listxattr(path.c_str(), nullptr, 0);
     if (n < 0) return (void)reply_err(req, errno);
-    return (void)fuse_reply_xattr(req, static_cast<size_t>(n));
+    all.resize(static_cast<size_t>(n));
+    n = n == 0 ? 0 : ::listxattr(path.c_str(), all.data(), all.size());
+    if (n >= 0) {
+      all.resize(static_cast<size_t>(n));
+      break;
+    }
+    if (errno != ERANGE || attempt == 3) return (void)reply_err(req, errno);  // grew meanwhile: again
   }
-  std::vector<char> buf(size);
-  ssize_t n = ::listxattr(path.c_str(), buf.data(), size);
-  if (n < 0) return (void)reply_err(req, errno);
-  fuse_reply_buf(req, buf.data(), static_cast<size_t>(n));
+  std::vector<char> out;
+  for (size_t pos = 0; pos < all.size();) {
+    const size_t len = ::strnlen(all.data() + pos, all.size() - pos);
+    if (!is_special(all.data() + pos)) out.insert(out.end(), all.begin() + pos, all.begin() + pos + len + 1);
+    pos += len + 1;
+  }
+  if (size == 0) return (void)fuse_reply_xattr(req, out.size());
+  if (out.size() > size) return (void)reply_err(req, ERANGE);
+  fuse_reply_buf(req, out.data(), out.size());
 }
 
 void Filesystem::removexattr(fuse_req_t req, fuse_ino_t ino, const char* name) {

@@ -1078,6 +1078,25 @@ TEST_F(Posix, StatfsReportsTheStoreFileSystem) {
 // ---------------------------------------------------------------------------------------
 // xattrs
 
+// A directory lists only the user's attributes: none after mkdir, the one set after
+// setxattr, never dsdfs's own (the store keeps each directory's id in user.dsdfs.dir).
+TEST_F(Posix, ADirectoryListsOnlyTheUsersXattrs) {
+  ASSERT_SYS_OK(mkdir(p("d").c_str(), 0755));
+  const std::string d = p("d");
+  char buf[4096];
+  EXPECT_EQ(listxattr(d.c_str(), nullptr, 0), 0) << "size query: " << errno_text(errno);
+  EXPECT_EQ(listxattr(d.c_str(), buf, sizeof buf), 0) << errno_text(errno);
+  if (setxattr(d.c_str(), "user.e2e.dir", "v", 1, 0) != 0) {
+    ASSERT_EQ(errno, ENOTSUP) << errno_text(errno);
+    return;
+  }
+  const std::string expected("user.e2e.dir\0", 13);
+  EXPECT_EQ(listxattr(d.c_str(), nullptr, 0), static_cast<ssize_t>(expected.size()));
+  ssize_t n = listxattr(d.c_str(), buf, sizeof buf);
+  EXPECT_EQ(std::string(buf, std::max<ssize_t>(n, 0)), expected);
+  EXPECT_SYS_ERRNO(listxattr(d.c_str(), buf, 5), ERANGE);
+}
+
 // Names avoid user.dsdfs.*, which dsdfs reserves for its own read-only attributes.
 TEST_F(Posix, UserXattrsRoundTripOrAreCleanlyUnsupported) {
   ASSERT_TRUE(write_file(p("f"), "f"));
