@@ -183,7 +183,11 @@ class Filesystem {
   int claim_and_make(uint64_t dir_id, int dir_fd, const char* name, uint32_t claim_flags,
                      const std::function<int(int dir_fd)>& make);
   // The merged listing of a directory (this replica plus every rank's files).
-  int list_dir(const Inode& dir, int dir_fd, std::vector<DirEntryInfo>* out);
+  int list_dir(uint64_t dir_id, int dir_fd, std::vector<DirEntryInfo>* out);
+  // Names of directory `dir` this rank dropped because another rank took
+  // them over (kFileDrop), for list_dir's consistency check.
+  void note_moved_out(uint64_t dir);
+  uint64_t moved_out(uint64_t dir);
   // Locator client side.
   // expect: the stale owner for LocatorShard::kReplaceIf.
   // expect_gen: with kReplaceIf, only that entry of `expect` (0: any).
@@ -384,6 +388,8 @@ class Filesystem {
   std::unique_ptr<std::atomic<bool>[]> rejoined_;
   // Directories this rank's replica made for its own mkdirs, until the mkdir
   // answers (take_made_dir); undone ones are dropped by their rmdir commit.
+  Mutex moved_out_mu_;  // leaf lock
+  std::unordered_map<uint64_t, uint64_t> moved_out_ GUARDED_BY(moved_out_mu_);
   Mutex made_mu_;  // leaf lock
   std::unordered_map<uint64_t, std::shared_ptr<UniqueFd>> made_dirs_ GUARDED_BY(made_mu_);
   std::shared_ptr<UniqueFd> take_made_dir(uint64_t id);

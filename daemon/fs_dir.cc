@@ -1,6 +1,7 @@
 // SPDX-License-Identifier: Apache-2.0
 // Directory listing of owned directories.
 #include <dirent.h>
+#include <cinttypes>
 #include <fcntl.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -54,41 +55,87 @@ void Filesystem::opendir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info* 
   if (fuse_reply_open(req, fi) == 0) d.release();
 }
 
-int Filesystem::list_dir(const Inode& dir, int dir_fd, std::vector<DirEntryInfo>* out) {
-  out->clear();
-  std::set<std::string> seen;
-  int fd = ::openat(dir_fd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-  if (fd < 0) return errno;
-  DIR* dp = ::fdopendir(fd);
-  if (!dp) {
+void Filesystem::note_moved_out(uint64_t dir) {
+  MutexLock lock(moved_out_mu_);
+  ++moved_out_[dir];
+}
+
+uint64_t Filesystem::moved_out(uint64_t dir) {
+  MutexLock lock(moved_out_mu_);
+  auto it = moved_out_.find(dir);
+  return it == moved_out_.end() ? 0 : it->second;
+}
+
+int Filesystem::list_dir(uint64_t dir_id, int dir_fd, std::vector<DirEntryInfo>* out) {
+  // A name that another rank takes over while the listing runs (a rename
+  // onto it, `>`) exists throughout, but the new owner may be asked before it
+  // has the name and the old owner after it dropped it. The old owner counts
+  // such drops (DirListReply::moved, read after its listing, counted before
+  // the drop), and a drop after the counts of the round before was read
+  // means the listing may miss a name: it is taken again.
+  const int n = peers_->nranks();
+  std::vector<uint64_t> before(static_cast<size_t>(n), 0);
+  std::vector<bool> known(static_cast<size_t>(n), false);
+  if (n > 1) {
+    auto counts = peers_->call_all(Op::kDirList, msg::encode(msg::DirList{dir_id, msg::DirList::kCountOnly}));
+    for (int r = 0; r < n; ++r) {
+      msg::DirListReply c;
+      if (r != rank_ && counts[r] && msg::decode(counts[r].value(), &c)) {
+        before[static_cast<size_t>(r)] = c.moved;
+        known[static_cast<size_t>(r)] = true;
+      }
+    }
+  }
+  before[static_cast<size_t>(rank_)] = moved_out(dir_id);
+  known[static_cast<size_t>(rank_)] = true;
+  constexpr int kRounds = 8;
+  for (int round = 0;; ++round) {
+    out->clear();
+    std::set<std::string> seen;
+    int fd = ::openat(dir_fd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (fd < 0) return errno;
+    DIR* dp = ::fdopendir(fd);
+    if (!dp) {
+      int err = errno;
+      ::close(fd);
+      return err;
+    }
+    errno = 0;
+    while (struct dirent* e = ::readdir(dp)) {
+      out->push_back({e->d_name, e->d_type, global_ino(e->d_ino), true});
+      seen.insert(e->d_name);
+    }
     int err = errno;
-    ::close(fd);
-    return err;
-  }
-  errno = 0;
-  while (struct dirent* e = ::readdir(dp)) {
-    out->push_back({e->d_name, e->d_type, global_ino(e->d_ino), true});
-    seen.insert(e->d_name);
-  }
-  int err = errno;
-  ::closedir(dp);
-  if (err) return err;
-  if (peers_->nranks() == 1) return 0;
-  // Every other rank's files in this directory, asked in parallel. A dead
-  // rank's files are gone with it: the listing goes on without them.
-  auto replies = peers_->call_all(Op::kDirList, msg::encode(msg::DirList{dir.dir_id}));
-  for (int r = 0; r < peers_->nranks(); ++r) {
-    if (r == rank_ || !replies[r]) continue;
-    msg::DirListReply list;
-    if (!msg::decode(replies[r].value(), &list)) {
-      DSDFS_WARN("malformed directory listing from rank %d ignored", r);
-      continue;
+    ::closedir(dp);
+    if (err) return err;
+    if (n == 1) return 0;
+    bool moved = moved_out(dir_id) != before[static_cast<size_t>(rank_)];
+    before[static_cast<size_t>(rank_)] = moved_out(dir_id);
+    // Every other rank's files in this directory, asked in parallel. A dead
+    // rank's files are gone with it: the listing goes on without them.
+    auto replies = peers_->call_all(Op::kDirList, msg::encode(msg::DirList{dir_id}));
+    for (int r = 0; r < n; ++r) {
+      if (r == rank_ || !replies[r]) continue;
+      msg::DirListReply list;
+      if (!msg::decode(replies[r].value(), &list)) {
+        DSDFS_WARN("malformed directory listing from rank %d ignored", r);
+        continue;
+      }
+      if (!known[static_cast<size_t>(r)] || list.moved != before[static_cast<size_t>(r)]) moved = true;
+      before[static_cast<size_t>(r)] = list.moved;
+      known[static_cast<size_t>(r)] = true;
+      for (auto& f : list.entries) {
+        if (seen.insert(f.name).second) out->push_back({std::move(f.name), f.type, f.gino, false});
+      }
     }
-    for (auto& f : list.entries) {
-      if (seen.insert(f.name).second) out->push_back({std::move(f.name), f.type, f.gino, false});
+    if (!moved) return 0;
+    stats_add(stats_->listing_retries, 1);
+    if (round + 1 == kRounds) {
+      DSDFS_DEBUG("listing of directory %" PRIx64 ": names kept moving between ranks for %d rounds", dir_id,
+                  kRounds);
+      return 0;
     }
   }
-  return 0;
 }
 
 void Filesystem::readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
@@ -98,7 +145,7 @@ void Filesystem::readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
   DirHandle* d = dir_handle(fi);
   if (off == 0 || !d->listed) {
     std::vector<DirEntryInfo> entries;
-    if (int err = list_dir(*inode, inode->dir_fd(), &entries)) return (void)reply_err(req, err);
+    if (int err = list_dir(inode->dir_id, inode->dir_fd(), &entries)) return (void)reply_err(req, err);
     d->entries.clear();
     for (auto& e : entries) d->entries.push_back({std::move(e.name), e.type, e.ino, e.local});
     d->listed = true;

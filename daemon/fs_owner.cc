@@ -197,12 +197,15 @@ Peers::Reply Filesystem::on_dir_list(int, const msg::DirList& m) {
   auto dfd = local_dir(m.dir);
   if (!dfd) return Status::error(ENOENT);
   msg::DirListReply reply;
-  Status s = for_each_entry(dfd->get(), "list", [&](const struct dirent& d) {
-    // Directories are replicated: the caller has them.
-    if (d.d_type != DT_DIR) reply.entries.push_back({d.d_name, d.d_type, global_ino(d.d_ino)});
-    return true;
-  });
-  if (!s) return s;
+  if (!(m.flags & msg::DirList::kCountOnly)) {
+    Status s = for_each_entry(dfd->get(), "list", [&](const struct dirent& d) {
+      // Directories are replicated: the caller has them.
+      if (d.d_type != DT_DIR) reply.entries.push_back({d.d_name, d.d_type, global_ino(d.d_ino)});
+      return true;
+    });
+    if (!s) return s;
+  }
+  reply.moved = moved_out(m.dir);  // after the listing (list_dir)
   return msg::encode(reply);
 }
 
@@ -552,6 +555,9 @@ Peers::Reply Filesystem::on_file_drop(int source, const msg::Drop& m) {
     }
   }
   mark_unlinked_elsewhere(st);
+  // Counted before the name goes: a listing that missed it here, because it
+  // asked the new owner before it had the name, sees the count change.
+  note_moved_out(dir);
   // In the store (the locator is left alone: the name is another rank's now).
   if (::unlinkat(dfd->get(), name.c_str(), 0) != 0 && errno != ENOENT) {
     DSDFS_WARN("cannot drop %s after an ownership move: %s", name.c_str(), std::strerror(errno));

@@ -400,12 +400,15 @@ struct RankUp {
   }
 };
 
-// kDirList: the files a rank owns in directory `dir`.
+// kDirList: the files a rank owns in directory `dir` (kCountOnly: only its
+// moved-out count, DirListReply::moved).
 struct DirList {
   static constexpr const char* kName = "DirList";
+  static constexpr uint8_t kCountOnly = 1;
   uint64_t dir = 0;
-  void put(WireWriter& w) const { w.u64(dir); }
-  bool get(WireReader& r) { return r.u64(&dir); }
+  uint8_t flags = 0;
+  void put(WireWriter& w) const { w.u64(dir).u8(flags); }
+  bool get(WireReader& r) { return r.u64(&dir) && r.u8(&flags) && flags <= kCountOnly; }
 };
 
 // kDirList's reply: the files the rank holds in that directory (names,
@@ -418,13 +421,18 @@ struct DirListReply {
     uint64_t gino = 0;
   };
   std::vector<Entry> entries;
+  // How many names of that directory this rank has dropped because another
+  // rank took them over (a rename onto them, `>`), read after the listing: a
+  // lister that sees it change between two rounds asks again (list_dir).
+  uint64_t moved = 0;
   void put(WireWriter& w) const {
+    w.u64(moved);
     w.u32(static_cast<uint32_t>(entries.size()));
     for (const Entry& e : entries) w.str(e.name).u8(e.type).u64(e.gino);
   }
   bool get(WireReader& r) {
     uint32_t count;
-    if (!r.u32(&count) || count > r.remaining() / 13) return false;  // 13: the smallest entry
+    if (!r.u64(&moved) || !r.u32(&count) || count > r.remaining() / 13) return false;  // 13: the smallest entry
     entries.resize(count);
     for (Entry& e : entries) {
       if (!(r.str(&e.name, kMaxName) && r.u8(&e.type) && r.u64(&e.gino) && valid_name(e.name))) return false;

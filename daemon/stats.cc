@@ -23,6 +23,7 @@ std::string Stats::to_text() const {
   line("rpc_failures", rpc_failures);
   line("rpcs_served", rpcs_served);
   line("slow_requests", slow_requests);
+  line("listing_retries", listing_retries);
   return out;
 }
 

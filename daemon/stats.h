@@ -22,6 +22,7 @@ struct Stats {
   std::atomic<uint64_t> rpc_failures{0};
   std::atomic<uint64_t> rpcs_served{0};
   std::atomic<uint64_t> slow_requests{0};  // served in half the callers' timeout or later
+  std::atomic<uint64_t> listing_retries{0};  // directory listings taken again: a name moved between ranks meanwhile
 
   // "name value\n" lines, stable names (documented in docs/user-guide.md).
   std::string to_text() const;

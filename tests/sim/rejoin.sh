@@ -88,7 +88,11 @@ sh_on 3 'mkdir /shared/made' || fail "node 3: mkdir /shared/made failed"
 log "node2's daemon killed (pid $pid): nodes 1 and 3 get an error for its checkpoint, rename run to run2, make made"
 
 # --- node2 rejoins, as a user would restart it ---------------------------------------------------
-"$SIM" exec 2 "$LAUNCH" --rejoin /shared --timeout "$TIMEOUT_S" --log-level info >"$DIR/rejoin.log" 2>&1 &
+# With the UCX settings of the job's ranks (the nodes' eth0): `cluster-sim.sh env`.
+(
+  eval "$("$SIM" env)"
+  exec "$SIM" exec 2 "$LAUNCH" --rejoin /shared --timeout "$TIMEOUT_S" --log-level info
+) >"$DIR/rejoin.log" 2>&1 &
 rejoined=$!
 t=$SECONDS
 ready=0

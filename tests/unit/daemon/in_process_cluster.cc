@@ -134,4 +134,16 @@ std::vector<std::string> InProcessCluster::stored(int r, uint64_t dir) {
   return names;
 }
 
+Result<std::vector<std::string>> InProcessCluster::list(int r, uint64_t dir) {
+  auto dfd = fs(r).local_dir(dir);
+  if (!dfd) return Status::error(ENOENT, "no such directory");
+  std::vector<DirEntryInfo> entries;
+  if (int err = fs(r).list_dir(dir, dfd->get(), &entries)) return Status::error(err);
+  std::vector<std::string> names;
+  for (auto& e : entries) {
+    if (e.name != "." && e.name != "..") names.push_back(e.name);
+  }
+  return names;
+}
+
 }  // namespace dsdfs::fs::testing

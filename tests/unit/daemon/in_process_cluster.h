@@ -51,6 +51,9 @@ class InProcessCluster {
   // The names of rank r's store replica of directory dir (owned files and
   // directories), sorted.
   std::vector<std::string> stored(int r, uint64_t dir);
+  // The names a listing (readdir) of directory dir on rank r shows, in its
+  // order, without "." and ".."; an errno.
+  Result<std::vector<std::string>> list(int r, uint64_t dir);
 
  private:
   struct Rank {

@@ -16,6 +16,7 @@
 #include <vector>
 
 #include "daemon/locator.h"
+#include "daemon/messages.h"
 #include "tests/unit/daemon/in_process_cluster.h"
 #include "tests/unit/daemon/temp_dir_test.h"
 
@@ -218,6 +219,45 @@ TEST_F(InProcessClusterTest, TruncatingOpenFromAnotherRankMovesTheFileThere) {
   EXPECT_EQ(holders(c, kRoot, "out.1"), std::vector<int>{1});
   EXPECT_EQ(c.owner_of(0, kRoot, "out").err(), ENOENT);
   EXPECT_EQ(c.read(0, kRoot, "out.1").value(), "new");
+}
+
+// A listing asks every rank for its files. Here it gets rank 2's answer before rank 2 renames
+// its file onto v, and rank 1's (v's old owner) after rank 1 dropped v: without a second
+// look it would show no v at all, although the name existed throughout (the torture test's
+// readdir-missing). Rank 1's count of names taken over from it changed while the listing
+// ran, so the listing is taken again.
+TEST_F(InProcessClusterTest, AListingDoesNotMissANameTakenOverByARenameWhileItRuns) {
+  InProcessCluster c(dir_, 3);
+  ASSERT_EQ(c.open(1, kRoot, "v", O_CREAT | O_WRONLY, "old").value(), 1);
+  ASSERT_EQ(c.open(2, kRoot, "tmp", O_CREAT | O_WRONLY, "new").value(), 2);
+  auto full_listing = [](Op op, std::span<const uint8_t> p) {
+    msg::DirList m;
+    return op == Op::kDirList && msg::decode(p, &m) && m.flags == 0;
+  };
+  std::atomic<bool> listed_on_2{false}, renamed{false};
+  std::atomic<int> listings_on_1{0};
+  c.net().set_hook(2, [&](int, Op op, std::span<const uint8_t> p, bool after) {
+    if (after && full_listing(op, p)) listed_on_2.store(true);
+  });
+  c.net().set_hook(1, [&](int, Op op, std::span<const uint8_t> p, bool after) {
+    if (after || !full_listing(op, p) || listings_on_1.fetch_add(1) != 0) return;
+    // The first listing on rank 1 waits until the rename is done (bounded).
+    for (int i = 0; i < 150 && !renamed.load(); ++i) std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  });
+  Result<std::vector<std::string>> listed = Status::error(EINPROGRESS);
+  std::thread lister([&] { listed = c.list(0, kRoot); });
+  for (int i = 0; i < 150 && !listed_on_2.load(); ++i) std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  ASSERT_TRUE(listed_on_2.load()) << "rank 2 was not asked";
+  const int rc = c.rename(2, kRoot, "tmp", kRoot, "v");
+  renamed.store(true);
+  lister.join();
+  c.net().set_hook(1, {});
+  c.net().set_hook(2, {});
+  ASSERT_EQ(rc, 0);
+  EXPECT_EQ(holders(c, kRoot, "v"), std::vector<int>{2}) << "rank 1 dropped v";
+  ASSERT_TRUE(listed) << listed.status().to_string();
+  EXPECT_EQ(listed.value(), std::vector<std::string>{"v"});
+  EXPECT_GE(listings_on_1.load(), 2) << "the listing was not taken again";
 }
 
 TEST_F(InProcessClusterTest, CreatesAndUnlinksOfOneNameAtOnceLeaveNoFileOnlyItsOwnerSees) {

@@ -123,7 +123,27 @@ bool InProcessNet::spawn(int to, std::function<void()> fn) {
   return true;
 }
 
+void InProcessNet::set_hook(int r, Hook hook) {
+  Rank& rank = *ranks_.at(static_cast<size_t>(r));
+  MutexLock lock(rank.hook_mu);
+  rank.hook = std::move(hook);
+}
+
 Peers::Reply InProcessNet::serve(int from, int to, Op op, std::span<const uint8_t> payload, bool lending) {
+  Rank& rank = *ranks_[to];
+  Hook hook;
+  {
+    MutexLock lock(rank.hook_mu);
+    hook = rank.hook;
+  }
+  if (!hook) return serve_handler(from, to, op, payload, lending);
+  hook(from, op, payload, false);
+  auto reply = serve_handler(from, to, op, payload, lending);
+  hook(from, op, payload, true);
+  return reply;
+}
+
+Peers::Reply InProcessNet::serve_handler(int from, int to, Op op, std::span<const uint8_t> payload, bool lending) {
   Rank& rank = *ranks_[to];
   const auto id = static_cast<uint16_t>(op);
   if (auto it = rank.handlers.find(id); it != rank.handlers.end()) return it->second(from, payload);

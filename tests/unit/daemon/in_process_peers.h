@@ -55,6 +55,11 @@ class InProcessNet {
   // request is sent to r while release(r) runs.
   void hold(int r);
   void release(int r);
+  // hook(from, op, payload, after) runs on rank r's worker before (after =
+  // false) and after (true) the handler of each request there: a test that
+  // needs one request to wait for another. An empty function: none.
+  using Hook = std::function<void(int from, Op op, std::span<const uint8_t> payload, bool after)>;
+  void set_hook(int r, Hook hook);
   // Requests are refused from now on (EIO); waits for the threads running
   // requests. REQUIRES: no handler waits for something only the test does.
   void shutdown();
@@ -83,6 +88,8 @@ class InProcessNet {
     std::vector<Held> held GUARDED_BY(held_mu);
     mutable Mutex tids_mu;
     std::unordered_set<pid_t> tids GUARDED_BY(tids_mu);
+    Mutex hook_mu;  // leaf lock
+    Hook hook GUARDED_BY(hook_mu);
   };
   struct Thread {
     std::thread thread;
@@ -97,6 +104,7 @@ class InProcessNet {
   // Runs op's handler of rank `to` in this thread (lending ones too if
   // `lending`: their bytes are copied).
   Peers::Reply serve(int from, int to, Op op, std::span<const uint8_t> payload, bool lending);
+  Peers::Reply serve_handler(int from, int to, Op op, std::span<const uint8_t> payload, bool lending);
   // serve() of a request that arrived with `ticket` (ordered ops: after
   // every earlier ticket of that rank; others: at once).
   Peers::Reply serve_in_turn(int from, int to, Op op, std::span<const uint8_t> payload, uint64_t ticket);

@@ -75,7 +75,8 @@ TEST(Messages, EveryRequestAndReplyRoundTripsAndRefusesTruncation) {
   joined.dirs = {{0, 0, "", 040755, 0, 0, 1, 2, 3, 4}, {7, 0, "d", 040700, 1000, 1000, 5, 6, 7, 8}};
   expect_framing(joined);
   expect_framing(DirList{7});
-  expect_framing(DirListReply{{{"a", DT_REG, 1}, {"b", DT_LNK, 2}}});
+  expect_framing(DirList{7, DirList::kCountOnly});
+  expect_framing(DirListReply{{{"a", DT_REG, 1}, {"b", DT_LNK, 2}}, 3});
   expect_framing(DirListReply{});
 }
 
@@ -105,13 +106,14 @@ TEST(Messages, FieldsOutOfRangeAreRefused) {
   EXPECT_TRUE(refused(Join{-1, 5, "node2", {1}}));
   EXPECT_TRUE(refused(RankUp{-1, {1}}));
   EXPECT_TRUE(refused(DirListReply{{{"a/b", DT_REG, 1}}}));
+  EXPECT_TRUE(refused(DirList{7, 2}));
   // An append flag other than 0 or 1.
   std::vector<uint8_t> w = encode(Write{{7, "f"}, 42, true, 0, {}});
   w[8 + 4 + 1 + 8] = 2;
   Write back;
   EXPECT_FALSE(decode(w, &back));
   // A list that claims more entries than its bytes can hold.
-  const std::vector<uint8_t> lie{0x40, 0x42, 0x0f, 0x00};  // u32 1,000,000
+  const std::vector<uint8_t> lie{0, 0, 0, 0, 0, 0, 0, 0, 0x40, 0x42, 0x0f, 0x00};  // moved 0, u32 1,000,000
   DirListReply list;
   EXPECT_FALSE(decode(lie, &list));
 }
