@@ -1,5 +1,5 @@
 # SPDX-License-Identifier: Apache-2.0
-"""The three programs load the package from wherever they are started; dirops.py's worker."""
+"""The programs load the package from wherever they are started; dirops.py's worker."""
 import json
 import os
 import subprocess
@@ -9,7 +9,7 @@ import time
 import unittest
 
 BENCH = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-PROGRAMS = ["run.py", "cluster.py", "dirops.py"]
+PROGRAMS = ["run.py", "cluster.py", "dirops.py", "faults.py"]
 
 
 class Help(unittest.TestCase):

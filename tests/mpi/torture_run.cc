@@ -34,13 +34,11 @@ namespace dsdfs::mpitest::torture {
 // store's timestamp granularity (grow-stale: the version is size, mtime and inode only).
 // Also EIO from a read of a chaos file although the oracle recorded no change of the chaos
 // files between its open and the read (eio: a few per run; the move or replace behind it is
-// not yet found). And a readdir that missed a name being replaced by a rename from another
-// rank (readdir-missing: once in the first 10-minute soak run, tests/sim/soak.sh).
-// And, with the final-* family, a chaos name missing on some ranks after quiescence
+// not yet found). And, with the final-* family, a chaos name missing on some ranks after quiescence
 // (always-exists in the final checks).
 constexpr const char* kKnownOpenBugs =
     "estale,creat-enoent,version-content,version-stale,grow-stale,"
-    "final-agree,final-store,always-exists,eio,readdir-missing";
+    "final-agree,final-store,always-exists,eio";
 
 // ---------------------------------------------------------------------------------------
 // configuration
