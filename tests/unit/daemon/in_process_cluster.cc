@@ -134,6 +134,27 @@ std::vector<std::string> InProcessCluster::stored(int r, uint64_t dir) {
   return names;
 }
 
+Status InProcessCluster::restart(int r, Filesystem::RejoinCounts* counts) {
+  Rank& rank = *ranks_.at(static_cast<size_t>(r));
+  auto old = std::move(rank.fs);
+  Options options = old->options();
+  rank.fs = std::make_unique<Filesystem>(options, rank.store.get(), rank.peers.get(), &rank.stats,
+                                         rank.peers->host_of(r), options.mountpoint);
+  rank.fs->register_rpcs();  // replaces the dead daemon's handlers
+  old->stop();
+  old.reset();
+  if (Status s = rank.fs->rejoin(counts); !s) return s;
+  rank.fs->publish_files(counts);
+  return Status::ok();
+}
+
+uint64_t InProcessCluster::dir_id(int r, uint64_t dir, const std::string& name) {
+  auto dfd = fs(r).local_dir(dir);
+  struct stat st;
+  if (!dfd || ::fstatat(dfd->get(), name.c_str(), &st, AT_SYMLINK_NOFOLLOW) != 0 || !S_ISDIR(st.st_mode)) return 0;
+  return fs(r).dirs_.id_of(st.st_dev, st.st_ino).value_or(0);
+}
+
 Result<std::vector<std::string>> InProcessCluster::list(int r, uint64_t dir) {
   auto dfd = fs(r).local_dir(dir);
   if (!dfd) return Status::error(ENOENT, "no such directory");

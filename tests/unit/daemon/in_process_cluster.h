@@ -51,6 +51,12 @@ class InProcessCluster {
   // The names of rank r's store replica of directory dir (owned files and
   // directories), sorted.
   std::vector<std::string> stored(int r, uint64_t dir);
+  // Rank r's daemon died (kill it in net() first) and is started again
+  // over the same store: a new Filesystem that rejoins the job
+  // (Filesystem::rejoin, then publish_files), as dsdfs-launch --rejoin does.
+  Status restart(int r, Filesystem::RejoinCounts* counts);
+  // The id of directory `name` in dir as rank r's replica has it (0: none).
+  uint64_t dir_id(int r, uint64_t dir, const std::string& name);
   // The names a listing (readdir) of directory dir on rank r shows, in its
   // order, without "." and ".."; an errno.
   Result<std::vector<std::string>> list(int r, uint64_t dir);

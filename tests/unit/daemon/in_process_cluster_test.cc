@@ -260,6 +260,77 @@ TEST_F(InProcessClusterTest, AListingDoesNotMissANameTakenOverByARenameWhileItRu
   EXPECT_GE(listings_on_1.load(), 2) << "the listing was not taken again";
 }
 
+// A rank's daemon dies and is started again over its store (dsdfs-launch --rejoin). While it
+// was down the others renamed a directory holding its file, removed one (its file there is
+// lost: the directory looked empty to them), made a file under a name it had (theirs wins)
+// and a directory. After the rejoin every rank sees its files at their new paths with their
+// bytes, the job's directories on its replica, and it works both ways; as the coordinator
+// (rank 0) it orders directory changes again with ids it never gave before.
+// The text read, or the error as text (so a failed read shows in the comparison).
+std::string text_of(const Result<std::string>& r) { return r ? r.value() : "error: " + r.status().to_string(); }
+
+class InProcessRejoin : public InProcessClusterTest, public ::testing::WithParamInterface<int> {};
+
+TEST_P(InProcessRejoin, ARestartedRankCatchesUpAndServesItsFilesAgain) {
+  const int victim = GetParam();
+  const int a = victim == 0 ? 1 : 0, b = victim == 2 ? 1 : 2;
+  InProcessCluster c(dir_, 3);
+  auto d = c.mkdir(a, kRoot, "d");
+  auto gone = c.mkdir(a, kRoot, "gone");
+  auto kept = c.mkdir(victim, kRoot, "kept");
+  ASSERT_TRUE(d && gone && kept);
+  ASSERT_EQ(c.open(victim, kRoot, "top", O_CREAT | O_WRONLY, "top of the victim").value(), victim);
+  ASSERT_EQ(c.open(victim, d.value(), "in", O_CREAT | O_WRONLY, "in d").value(), victim);
+  ASSERT_EQ(c.open(victim, gone.value(), "lost", O_CREAT | O_WRONLY, "lost").value(), victim);
+  ASSERT_EQ(c.open(victim, kRoot, "clash", O_CREAT | O_WRONLY, "the victim's clash").value(), victim);
+  ASSERT_EQ(c.open(victim, kept.value(), "deep", O_CREAT | O_WRONLY, "deep").value(), victim);
+
+  c.net().kill(victim);
+  ASSERT_EQ(c.rename(a, kRoot, "d", kRoot, "d2"), 0);
+  ASSERT_EQ(c.rmdir(b, kRoot, "gone"), 0);
+  ASSERT_EQ(c.open(b, kRoot, "clash", O_CREAT | O_WRONLY, "the survivors' clash").value(), b);
+  auto made = c.mkdir(a, kRoot, "made");
+  ASSERT_TRUE(made) << made.status().to_string();
+
+  Filesystem::RejoinCounts counts;
+  Status s = c.restart(victim, &counts);
+  ASSERT_TRUE(s) << s.to_string();
+  EXPECT_EQ(counts.published, 3u);
+  EXPECT_EQ(counts.replaced, 1u);
+  EXPECT_EQ(counts.orphaned, 1u);
+  EXPECT_EQ(counts.unreachable, 0u);
+  for (int r = 0; r < 3; ++r) {
+    SCOPED_TRACE("rank " + std::to_string(r));
+    EXPECT_EQ(text_of(c.read(r, kRoot, "top")), "top of the victim");
+    EXPECT_EQ(text_of(c.read(r, d.value(), "in")), "in d");
+    EXPECT_EQ(text_of(c.read(r, kept.value(), "deep")), "deep");
+    EXPECT_EQ(text_of(c.read(r, kRoot, "clash")), "the survivors' clash");
+    EXPECT_EQ(c.dir_id(r, kRoot, "d2"), d.value());
+    EXPECT_EQ(c.dir_id(r, kRoot, "made"), made.value());
+    EXPECT_EQ(c.dir_id(r, kRoot, "d"), 0u);
+    EXPECT_EQ(c.dir_id(r, kRoot, "gone"), 0u);
+    auto listed = c.list(r, kRoot);
+    ASSERT_TRUE(listed);
+    std::set<std::string> names(listed->begin(), listed->end());
+    EXPECT_EQ(names, (std::set<std::string>{"clash", "d2", "kept", "made", "top"}));
+  }
+  EXPECT_EQ(holders(c, kRoot, "clash"), std::vector<int>{b}) << "the victim's clash was removed";
+  EXPECT_EQ(c.stored(victim, d.value()), std::vector<std::string>{"in"});
+  // Both ways after the rejoin.
+  ASSERT_EQ(c.open(victim, made.value(), "new", O_CREAT | O_WRONLY, "made after").value(), victim);
+  EXPECT_EQ(text_of(c.read(a, made.value(), "new")), "made after");
+  ASSERT_EQ(c.open(a, kRoot, "fresh", O_CREAT | O_WRONLY, "fresh").value(), a);
+  EXPECT_EQ(text_of(c.read(victim, kRoot, "fresh")), "fresh");
+  auto later = c.mkdir(b, kRoot, "later");
+  ASSERT_TRUE(later) << later.status().to_string();
+  for (int r = 0; r < 3; ++r) EXPECT_EQ(c.dir_id(r, kRoot, "later"), later.value()) << "rank " << r;
+  EXPECT_NE(later.value(), kept.value()) << "a directory id given twice";
+  EXPECT_NE(later.value(), made.value());
+}
+
+INSTANTIATE_TEST_SUITE_P(Victim, InProcessRejoin, ::testing::Values(2, 0),
+                         [](const ::testing::TestParamInfo<int>& info) { return "Rank" + std::to_string(info.param); });
+
 TEST_F(InProcessClusterTest, CreatesAndUnlinksOfOneNameAtOnceLeaveNoFileOnlyItsOwnerSees) {
   // Every rank creates and unlinks the same names at once. Whatever the
   // interleaving, at the end each name is either gone or one file that

@@ -17,6 +17,8 @@ InProcessNet::~InProcessNet() { shutdown(); }
 
 void InProcessNet::kill(int r) { ranks_.at(r)->dead.store(true); }
 
+void InProcessNet::revive(int r) { ranks_.at(r)->dead.store(false); }
+
 void InProcessNet::silence(int r, bool silent) { ranks_.at(r)->silent.store(silent); }
 
 bool InProcessNet::alive(int r) const { return r >= 0 && r < nranks_ && !ranks_[r]->dead.load(); }

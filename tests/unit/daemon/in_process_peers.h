@@ -36,6 +36,8 @@ class InProcessNet {
   int size() const { return nranks_; }
   // Rank r is down: calls to it fail at once (EIO), alive(r) is false everywhere.
   void kill(int r);
+  // Rank r is alive again (a restarted daemon let in again: Peers::readmit).
+  void revive(int r);
   // Rank r gets no request any more (nor sends replies): calls to it end by
   // their timeout (ETIMEDOUT); alive(r) stays true, as across a cut link
   // before the transport notices.
@@ -134,6 +136,12 @@ class InProcessPeers final : public Peers {
   void register_lending_handler(Op op, LendingHandler handler) override;
 
   bool alive(int r) const override { return net_->alive_from(rank(), r); }
+  // A rank's "address" is its number: a restarted rank is let in again.
+  Status readmit(int r, std::span<const uint8_t>) override {
+    net_->revive(r);
+    return Status::ok();
+  }
+  std::vector<uint8_t> address_of(int r) const override { return {static_cast<uint8_t>(r + 1)}; }
   std::string host_of(int r) const override { return "node" + std::to_string(r + 1); }
   bool is_worker_thread(pid_t tid) const override;
 
