@@ -121,6 +121,9 @@ Result<LocatorShard::Claim> Filesystem::loc_claim(uint64_t dir, const std::strin
   // is that rank's, at this shard too.
   const int holder = owner_by_asking_all(dir, name);
   if (holder < 0) return claim;
+  // A take-over (a rename onto the name) takes it from that rank too: the
+  // entry just made is the claimer's, and the caller drops the holder's copy.
+  if (flags & LocatorShard::kTakeOver) return LocatorShard::Claim{LocatorShard::ClaimResult::kMoved, holder, claim.gen};
   auto back = peers_->call(shard, Op::kLocClaim,
                            msg::encode(msg::Claim{{dir, name}, holder, LocatorShard::kReplaceIf, rank_}));
   if (!back) DSDFS_WARN("locator claim of %s for rank %d: %s", name.c_str(), holder, back.status().to_string().c_str());

@@ -328,6 +328,30 @@ TEST_P(InProcessRejoin, ARestartedRankCatchesUpAndServesItsFilesAgain) {
   EXPECT_NE(later.value(), made.value());
 }
 
+// After the restart the victim's shard knows only the names claimed since. A rename onto a
+// name homed there that another rank made before the death must still replace that rank's
+// file: the shard answers "new", the renamer asks every rank, finds the holder and takes
+// the name from it (before the fix it gave the name back to the holder, and both ranks kept
+// a file of that name).
+TEST_P(InProcessRejoin, ARenameOntoANameTheRestartedShardDoesNotKnowReplacesTheOldFile) {
+  const int victim = GetParam();
+  const int a = victim == 0 ? 1 : 0, b = victim == 2 ? 1 : 2;
+  InProcessCluster c(dir_, 3);
+  const std::string name = name_homed_at(kRoot, victim, 3, "h");
+  ASSERT_EQ(c.open(a, kRoot, name, O_CREAT | O_WRONLY, "old").value(), a);
+  c.net().kill(victim);
+  Filesystem::RejoinCounts counts;
+  Status s = c.restart(victim, &counts);
+  ASSERT_TRUE(s) << s.to_string();
+  ASSERT_EQ(c.open(b, kRoot, "tmp", O_CREAT | O_WRONLY, "new").value(), b);
+  ASSERT_EQ(c.rename(b, kRoot, "tmp", kRoot, name), 0);
+  EXPECT_EQ(holders(c, kRoot, name), std::vector<int>{b});
+  for (int r = 0; r < 3; ++r) {
+    EXPECT_EQ(text_of(c.read(r, kRoot, name)), "new") << "rank " << r;
+    EXPECT_EQ(c.owner_of(r, kRoot, name).value(), b) << "rank " << r;
+  }
+}
+
 INSTANTIATE_TEST_SUITE_P(Victim, InProcessRejoin, ::testing::Values(2, 0),
                          [](const ::testing::TestParamInfo<int>& info) { return "Rank" + std::to_string(info.param); });
 
