@@ -93,9 +93,15 @@ class Filesystem {
     size_t replaced = 0;     // removed: another rank made a file (or directory) of that name meanwhile
     size_t orphaned = 0;     // lost: their directory was removed meanwhile
     size_t unreachable = 0;  // kept, but their shard did not answer
+    size_t shard_filled = 0;  // names other ranks claimed at this rank's shard again
+    bool shard_whole = false;  // every live rank did: the shard knows every name again
   };
   Status rejoin(RejoinCounts* counts);
   void publish_files(RejoinCounts* counts);
+  // Last: has every live rank claim at this rank's shard the files it holds
+  // whose names are homed here (kShardFill), then tells them the shard is
+  // whole again.
+  void fill_shard(RejoinCounts* counts);
 
   // The lowlevel operations table; userdata must be this Filesystem.
   static const struct fuse_lowlevel_ops* ops();
@@ -302,6 +308,9 @@ class Filesystem {
   // Membership after a restart (daemon/fs_rejoin.cc).
   Peers::Reply on_rank_join(int source, const msg::Join& m);
   Peers::Reply on_rank_up(int source, const msg::RankUp& m);
+  Peers::Reply on_shard_fill(int source, const msg::ShardFill& m);
+  // fn(dir, name) for every file (not directory) of this rank's store.
+  void for_each_owned_file(const std::function<void(uint64_t dir, const std::string& name)>& fn);
   // rank is in the job again (its new address is connected).
   void rank_is_back(int rank, std::span<const uint8_t> address);
   // Whether the shard may not know (dir, name) although a live rank holds

@@ -15,6 +15,7 @@
 #include <cstring>
 #include <deque>
 #include <map>
+#include <thread>
 
 #include "common/hash.h"
 #include "common/log.h"
@@ -295,47 +296,116 @@ Status Filesystem::catch_up_directories(const std::vector<msg::JoinReply::Dir>& 
   return Status::ok();
 }
 
+void Filesystem::for_each_owned_file(const std::function<void(uint64_t dir, const std::string& name)>& fn) {
+  std::vector<std::pair<uint64_t, std::string>> dirs;
+  std::deque<std::pair<uint64_t, std::string>> todo{{0, store_->files_path()}};
+  while (!todo.empty()) {
+    auto w = std::move(todo.front());
+    todo.pop_front();
+    dirs.push_back(w);
+    for (auto& [name, is_dir] : list_entries(w.second)) {
+      if (!is_dir) continue;
+      struct stat st;
+      const std::string path = w.second + "/" + name;
+      if (::lstat(path.c_str(), &st) != 0) continue;
+      if (auto id = dirs_.id_of(st.st_dev, st.st_ino)) todo.push_back({*id, path});
+    }
+  }
+  for (auto& [dir, path] : dirs) {
+    for (auto& [name, is_dir] : list_entries(path)) {
+      if (!is_dir) fn(dir, name);
+    }
+  }
+}
+
 void Filesystem::publish_files(RejoinCounts* counts) {
   // Each file of the store is claimed for this rank again at its shard. A
   // name another rank made a file of while this rank was down is that
   // rank's: this rank's file of the name is removed (it is what a dead
   // rank's file is to the others: lost).
-  std::vector<std::pair<uint64_t, std::string>> dirs;
+  for_each_owned_file([&](uint64_t dir, const std::string& name) {
+    auto claim = loc_claim(dir, name, 0);
+    if (claim && (claim->result != LocatorShard::ClaimResult::kExists || claim->prev_owner == rank_)) {
+      if (counts) ++counts->published;
+      return;
+    }
+    if (claim || claim.err() == EISDIR) {
+      DSDFS_WARN("rejoin: rank %d made a file %s while this rank was down; this rank's file of that name is removed",
+                 claim ? claim->prev_owner : -1, name.c_str());
+      auto dfd = local_dir(dir);
+      if (dfd) ::unlinkat(dfd->get(), name.c_str(), 0);
+      if (counts) ++counts->replaced;
+      return;
+    }
+    DSDFS_WARN("rejoin: cannot publish %s again: %s", name.c_str(), claim.status().to_string().c_str());
+    if (counts) ++counts->unreachable;
+  });
+}
+
+void Filesystem::fill_shard(RejoinCounts* counts) {
+  // This rank's shard came back empty: every live rank claims there the
+  // files it holds whose names are homed here. Once all have, the shard
+  // knows every name again, and the ranks stop asking every rank when it
+  // does not know one (shard_unsure). A rank that does not answer leaves it
+  // unsure: slower, still right.
+  const int n = peers_->nranks();
+  std::vector<int> ranks;
+  for (int r = 0; r < n; ++r) {
+    if (r != rank_ && peers_->alive(r)) ranks.push_back(r);
+  }
+  std::vector<Peers::Reply> replies(ranks.size(), Status::error(EIO));
   {
-    std::deque<std::pair<uint64_t, std::string>> todo{{0, store_->files_path()}};
-    while (!todo.empty()) {
-      auto w = std::move(todo.front());
-      todo.pop_front();
-      dirs.push_back(w);
-      for (auto& [name, is_dir] : list_entries(w.second)) {
-        if (!is_dir) continue;
-        struct stat st;
-        const std::string path = w.second + "/" + name;
-        if (::lstat(path.c_str(), &st) != 0) continue;
-        if (auto id = dirs_.id_of(st.st_dev, st.st_ino)) todo.push_back({*id, path});
-      }
+    // In parallel, each with a long timeout: a rank with many files makes
+    // one claim per file homed here.
+    std::vector<std::thread> threads;
+    for (size_t i = 0; i < ranks.size(); ++i) {
+      threads.emplace_back([&, i] {
+        replies[i] = peers_->call(ranks[i], Op::kShardFill, msg::encode(msg::ShardFill{rank_, 0}), 60 * peers_->timeout());
+      });
     }
+    for (auto& t : threads) t.join();
   }
-  for (auto& [dir, path] : dirs) {
-    for (auto& [name, is_dir] : list_entries(path)) {
-      if (is_dir) continue;
-      auto claim = loc_claim(dir, name, 0);
-      if (claim && (claim->result != LocatorShard::ClaimResult::kExists || claim->prev_owner == rank_)) {
-        if (counts) ++counts->published;
-        continue;
-      }
-      if (claim || claim.err() == EISDIR) {
-        DSDFS_WARN("rejoin: rank %d made a file %s while this rank was down; this rank's file of that name is removed",
-                   claim ? claim->prev_owner : -1, name.c_str());
-        auto dfd = local_dir(dir);
-        if (dfd) ::unlinkat(dfd->get(), name.c_str(), 0);
-        if (counts) ++counts->replaced;
-        continue;
-      }
-      DSDFS_WARN("rejoin: cannot publish %s again: %s", name.c_str(), claim.status().to_string().c_str());
-      if (counts) ++counts->unreachable;
+  for (size_t i = 0; i < ranks.size(); ++i) {
+    msg::ShardFillReply reply;
+    if (!replies[i] || !msg::decode(replies[i].value(), &reply)) {
+      DSDFS_WARN("rejoin: rank %d did not fill this rank's shard (%s); lookups of names homed here that it does not "
+                 "know ask every rank",
+                 ranks[i], replies[i] ? "malformed reply" : replies[i].status().to_string().c_str());
+      return;
     }
+    if (counts) counts->shard_filled += reply.claimed;
   }
+  peers_->call_all(Op::kShardFill, msg::encode(msg::ShardFill{rank_, 1}));
+  rejoined_[static_cast<size_t>(rank_)].store(false);
+  if (counts) counts->shard_whole = true;
+}
+
+Peers::Reply Filesystem::on_shard_fill(int, const msg::ShardFill& m) {
+  if (m.rank >= peers_->nranks()) return bad_request("shard fill");
+  msg::ShardFillReply reply;
+  if (m.whole) {
+    rejoined_[static_cast<size_t>(m.rank)].store(false);
+    return msg::encode(reply);
+  }
+  if (m.rank == rank_) return msg::encode(reply);
+  Status failed;
+  for_each_owned_file([&](uint64_t dir, const std::string& name) {
+    if (!failed.is_ok() || peers_->home_of(dir, name) != m.rank) return;
+    auto r = peers_->call(m.rank, Op::kLocClaim, msg::encode(msg::Claim{{dir, name}, rank_, 0}));
+    if (!r) {
+      failed = r.status();
+      return;
+    }
+    msg::ClaimReply c;
+    if (msg::decode(r.value(), &c) && c.result == static_cast<uint8_t>(LocatorShard::ClaimResult::kExists) &&
+        c.prev_owner != rank_) {
+      DSDFS_WARN("shard fill: rank %d's shard names rank %d as the owner of %s, which this rank holds", m.rank,
+                 c.prev_owner, name.c_str());
+    }
+    ++reply.claimed;
+  });
+  if (!failed.is_ok()) return failed;
+  return msg::encode(reply);
 }
 
 }  // namespace dsdfs::fs

@@ -400,6 +400,25 @@ struct RankUp {
   }
 };
 
+// kShardFill: the rejoined `rank` asks every rank to claim at its shard the
+// files it holds whose names are homed there (whole = 0; the reply counts
+// them), then tells every rank that its shard knows every name again
+// (whole = 1).
+struct ShardFill {
+  static constexpr const char* kName = "ShardFill";
+  int32_t rank = -1;
+  uint8_t whole = 0;
+  void put(WireWriter& w) const { w.i32(rank).u8(whole); }
+  bool get(WireReader& r) { return r.i32(&rank) && r.u8(&whole) && rank >= 0 && whole <= 1; }
+};
+
+struct ShardFillReply {
+  static constexpr const char* kName = "ShardFillReply";
+  uint64_t claimed = 0;
+  void put(WireWriter& w) const { w.u64(claimed); }
+  bool get(WireReader& r) { return r.u64(&claimed); }
+};
+
 // kDirList: the files a rank owns in directory `dir` (kCountOnly: only its
 // moved-out count, DirListReply::moved).
 struct DirList {
@@ -474,6 +493,7 @@ inline constexpr OpMessages kOpMessages[] = {
     {21, "RankDown", RankDown::kName, "-"},
     {22, "RankJoin", Join::kName, JoinReply::kName},
     {23, "RankUp", RankUp::kName, "-"},
+    {24, "ShardFill", ShardFill::kName, ShardFillReply::kName},
 };
 
 }  // namespace dsdfs::fs::msg

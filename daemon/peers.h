@@ -49,6 +49,7 @@ enum class Op : uint16_t {
   kRankDown = 21,      // to every rank: this rank found that rank dead (membership, Cluster only)
   kRankJoin = 22,      // a restarted daemon to any rank (forwarded to the coordinator): let me in again
   kRankUp = 23,        // coordinator to every rank: that rank is back, at this worker address
+  kShardFill = 24,     // a rejoined rank to every rank: claim your files homed at my shard; then: it is whole
 };
 
 // A memory range exported for one-sided reads by other ranks. Deregistered

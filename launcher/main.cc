@@ -401,11 +401,13 @@ int serve(int argc, char** argv, const fs::Options& options) {
     publisher = std::thread([&filesystem, &rejoined, rank] {
       SignalThread::block_all_signals();
       filesystem.publish_files(&rejoined);
+      filesystem.fill_shard(&rejoined);
       DSDFS_WARN(
           "rank %d is back in the job: %zu directories caught up, %zu files served again, %zu removed (another rank "
           "made that name meanwhile), %zu lost (their directory was removed meanwhile), %zu not yet published "
-          "(their shard did not answer)",
-          rank, rejoined.directories, rejoined.published, rejoined.replaced, rejoined.orphaned, rejoined.unreachable);
+          "(their shard did not answer); its shard %s (%zu names of other ranks claimed there again)",
+          rank, rejoined.directories, rejoined.published, rejoined.replaced, rejoined.orphaned, rejoined.unreachable,
+          rejoined.shard_whole ? "is whole again" : "stays unsure (a rank did not fill it)", rejoined.shard_filled);
     });
   }
   serving.store(true);

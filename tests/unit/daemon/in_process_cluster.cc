@@ -134,7 +134,7 @@ std::vector<std::string> InProcessCluster::stored(int r, uint64_t dir) {
   return names;
 }
 
-Status InProcessCluster::restart(int r, Filesystem::RejoinCounts* counts) {
+Status InProcessCluster::restart(int r, Filesystem::RejoinCounts* counts, bool fill) {
   Rank& rank = *ranks_.at(static_cast<size_t>(r));
   auto old = std::move(rank.fs);
   Options options = old->options();
@@ -145,6 +145,7 @@ Status InProcessCluster::restart(int r, Filesystem::RejoinCounts* counts) {
   old.reset();
   if (Status s = rank.fs->rejoin(counts); !s) return s;
   rank.fs->publish_files(counts);
+  if (fill) rank.fs->fill_shard(counts);
   return Status::ok();
 }
 

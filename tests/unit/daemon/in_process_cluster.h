@@ -54,7 +54,8 @@ class InProcessCluster {
   // Rank r's daemon died (kill it in net() first) and is started again
   // over the same store: a new Filesystem that rejoins the job
   // (Filesystem::rejoin, then publish_files), as dsdfs-launch --rejoin does.
-  Status restart(int r, Filesystem::RejoinCounts* counts);
+  // fill: then have every rank fill its shard (Filesystem::fill_shard).
+  Status restart(int r, Filesystem::RejoinCounts* counts, bool fill = true);
   // The id of directory `name` in dir as rank r's replica has it (0: none).
   uint64_t dir_id(int r, uint64_t dir, const std::string& name);
   // The names a listing (readdir) of directory dir on rank r shows, in its

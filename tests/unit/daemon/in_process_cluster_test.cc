@@ -341,7 +341,7 @@ TEST_P(InProcessRejoin, ARenameOntoANameTheRestartedShardDoesNotKnowReplacesTheO
   ASSERT_EQ(c.open(a, kRoot, name, O_CREAT | O_WRONLY, "old").value(), a);
   c.net().kill(victim);
   Filesystem::RejoinCounts counts;
-  Status s = c.restart(victim, &counts);
+  Status s = c.restart(victim, &counts, /*fill=*/false);  // its shard stays unsure
   ASSERT_TRUE(s) << s.to_string();
   ASSERT_EQ(c.open(b, kRoot, "tmp", O_CREAT | O_WRONLY, "new").value(), b);
   ASSERT_EQ(c.rename(b, kRoot, "tmp", kRoot, name), 0);
@@ -350,6 +350,38 @@ TEST_P(InProcessRejoin, ARenameOntoANameTheRestartedShardDoesNotKnowReplacesTheO
     EXPECT_EQ(text_of(c.read(r, kRoot, name)), "new") << "rank " << r;
     EXPECT_EQ(c.owner_of(r, kRoot, name).value(), b) << "rank " << r;
   }
+}
+
+// The shard fill: after it, the restarted rank's shard knows the names the others made
+// before it died (and while it was down), and the ranks trust its answers again: a lookup
+// of such a name, and of a name nobody has, asks no rank but the shard.
+TEST_P(InProcessRejoin, TheRestartedShardIsFilledAndTrustedAgain) {
+  const int victim = GetParam();
+  const int a = victim == 0 ? 1 : 0, b = victim == 2 ? 1 : 2;
+  InProcessCluster c(dir_, 3);
+  const std::string before = name_homed_at(kRoot, victim, 3, "h");
+  const std::string during = name_homed_at(kRoot, victim, 3, "during");
+  ASSERT_EQ(c.open(a, kRoot, before, O_CREAT | O_WRONLY, "made before").value(), a);
+  c.net().kill(victim);
+  ASSERT_EQ(c.open(b, kRoot, during, O_CREAT | O_WRONLY, "made while it was down").value(), b);
+  Filesystem::RejoinCounts counts;
+  Status s = c.restart(victim, &counts);
+  ASSERT_TRUE(s) << s.to_string();
+  EXPECT_TRUE(counts.shard_whole);
+  EXPECT_EQ(counts.shard_filled, 2u);
+  std::atomic<int> asked_all{0};
+  for (int r = 0; r < 3; ++r) {
+    c.net().set_hook(r, [&](int, Op op, std::span<const uint8_t>, bool after) {
+      if (!after && op == Op::kOwnFind) asked_all.fetch_add(1);
+    });
+  }
+  for (int r = 0; r < 3; ++r) {
+    EXPECT_EQ(c.owner_of(r, kRoot, before).value(), a) << "rank " << r;
+    EXPECT_EQ(c.owner_of(r, kRoot, during).value(), b) << "rank " << r;
+    EXPECT_EQ(c.owner_of(r, kRoot, name_homed_at(kRoot, victim, 3, "nobody")).err(), ENOENT) << "rank " << r;
+  }
+  for (int r = 0; r < 3; ++r) c.net().set_hook(r, {});
+  EXPECT_EQ(asked_all.load(), 0) << "lookups asked every rank although the shard is whole";
 }
 
 INSTANTIATE_TEST_SUITE_P(Victim, InProcessRejoin, ::testing::Values(2, 0),

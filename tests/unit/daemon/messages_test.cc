@@ -67,6 +67,8 @@ TEST(Messages, EveryRequestAndReplyRoundTripsAndRefusesTruncation) {
   expect_framing(RankDown{3});
   expect_framing(Join{2, 5, "node2", {1, 2, 3}});
   expect_framing(RankUp{2, {1, 2, 3}});
+  expect_framing(ShardFill{2, 1});
+  expect_framing(ShardFillReply{7});
   JoinReply joined;
   joined.alive = {1, 0, 1};
   joined.addresses.resize(3);
@@ -105,6 +107,7 @@ TEST(Messages, FieldsOutOfRangeAreRefused) {
   EXPECT_TRUE(refused(RankDown{-1}));
   EXPECT_TRUE(refused(Join{-1, 5, "node2", {1}}));
   EXPECT_TRUE(refused(RankUp{-1, {1}}));
+  EXPECT_TRUE(refused(ShardFill{1, 2}));
   EXPECT_TRUE(refused(DirListReply{{{"a/b", DT_REG, 1}}}));
   EXPECT_TRUE(refused(DirList{7, 2}));
   // An append flag other than 0 or 1.
@@ -136,7 +139,7 @@ TEST(Messages, AWriteHeaderFollowedByItsBytesIsTheWholeMessage) {
 // docs/architecture.md's wire table names, for every op, the same request and reply
 // messages as kOpMessages, and kOpMessages's numbers are Op's.
 TEST(Messages, TheWireTableInTheDocsListsEveryOpWithItsMessages) {
-  static_assert(static_cast<uint16_t>(Op::kDirMutate) == 1 && static_cast<uint16_t>(Op::kRankUp) == 23);
+  static_assert(static_cast<uint16_t>(Op::kDirMutate) == 1 && static_cast<uint16_t>(Op::kShardFill) == 24);
   const std::map<std::string, Op> ops = {
       {"DirMutate", Op::kDirMutate},       {"DirApply", Op::kDirApply},     {"LocClaim", Op::kLocClaim},
       {"LocLookup", Op::kLocLookup},       {"LocRemove", Op::kLocRemove},   {"OwnFind", Op::kOwnFind},
@@ -145,7 +148,7 @@ TEST(Messages, TheWireTableInTheDocsListsEveryOpWithItsMessages) {
       {"FileDrop", Op::kFileDrop},         {"FileReadlink", Op::kFileReadlink}, {"FileMap", Op::kFileMap},
       {"FileSetattr", Op::kFileSetattr},   {"FileTruncate", Op::kFileTruncate}, {"FileLink", Op::kFileLink},
       {"FileFind", Op::kFileFind},   {"RankDown", Op::kRankDown},
-      {"RankJoin", Op::kRankJoin},   {"RankUp", Op::kRankUp}};
+      {"RankJoin", Op::kRankJoin},   {"RankUp", Op::kRankUp},     {"ShardFill", Op::kShardFill}};
   std::ifstream in(std::string(DSDFS_SOURCE_ROOT) + "/docs/architecture.md");
   ASSERT_TRUE(in) << "docs/architecture.md not found under " << DSDFS_SOURCE_ROOT;
   std::stringstream text;
