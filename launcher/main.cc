@@ -146,6 +146,10 @@ Rejoining find_dead_daemon(const std::string& mountpoint, const std::string& hos
                               " still runs (pid " + std::to_string(out.last.pid) +
                               "); --rejoin restarts a daemon that died");
   }
+  if (out.last.ranks < 2) {
+    throw StartupError(1, "--rejoin: the daemon at " + mountpoint +
+                              " was a one-rank file system: there is no job to rejoin; start dsdfs-launch anew");
+  }
   if (out.last.store.empty()) throw StartupError(1, "--rejoin: " + path + " names no store");
   auto job = job_file_read(out.last.store);
   if (!job) {
@@ -218,10 +222,14 @@ int serve(int argc, char** argv, const fs::Options& options) {
   std::optional<MpiEnvironment> mpi_env;
   std::string rejoin_mountpoint;
   if (rejoin) {
-    auto m = fs::mountpoint_prepare(options.mountpoint);  // unmounts the dead daemon's mount
+    // Which daemon died here, before anything is touched; then its mount
+    // (stale: Transport endpoint is not connected) is cleaned up.
+    std::string path = options.mountpoint;
+    while (path.size() > 1 && path.back() == '/') path.pop_back();
+    rejoining = find_dead_daemon(fs::canonical_path(path), host);
+    auto m = fs::mountpoint_prepare(options.mountpoint);
     if (!m) fail(m.status());
     rejoin_mountpoint = m.value();
-    rejoining = find_dead_daemon(rejoin_mountpoint, host);
   } else {
     mpi_env.emplace(&argc, &argv);
     mpi_env->set_finalize_timeout(

@@ -308,6 +308,50 @@ TEST_F(Cli, StaleMountOfAKilledDaemonIsCleanedUpOnTheNextStart) {
   EXPECT_FALSE(is_mounted(mnt));
 }
 
+// --rejoin (a multi-rank job's daemon that died) refuses what it cannot rejoin, with one
+// line, touching nothing: no daemon ever ran there, one that still runs (and keeps
+// working), a one-rank file system; and the usage errors.
+TEST_F(Cli, RejoinUsageErrors) {
+  std::string mnt = tmp_.sub("mnt");
+  ASSERT_SYS_OK(mkdir(mnt.c_str(), 0755));
+  expect_error({"--rejoin", tmp_.sub("mnt%r")}, 2);
+  EXPECT_NE(last_stderr_.find("without %r"), std::string::npos) << last_stderr_;
+  expect_error({"--rejoin", "--wait", mnt}, 2, mnt);
+}
+
+TEST_F(Cli, RejoinWhereNoDaemonRanIsRejected) {
+  std::string mnt = tmp_.sub("never");
+  ASSERT_SYS_OK(mkdir(mnt.c_str(), 0755));
+  expect_error({"--rejoin", mnt}, 1, mnt);
+  EXPECT_NE(last_stderr_.find("no dsdfs daemon of a job ran at"), std::string::npos) << last_stderr_;
+}
+
+TEST_F(Cli, RejoinOfARunningDaemonIsRejectedAndItKeepsWorking) {
+  DsdfsInstance first(config("running"));
+  LogOnFailure log(first);
+  ASSERT_TRUE(first.start());
+  ASSERT_TRUE(write_file(first.path("f"), "alive"));
+  expect_error({"--rejoin", first.mnt()}, 1);
+  EXPECT_NE(last_stderr_.find("still runs"), std::string::npos) << last_stderr_;
+  ASSERT_TRUE(first.running());
+  EXPECT_TRUE(file_has(first.path("f"), "alive"));
+  EXPECT_EQ(mounts_at(first.mnt()).size(), 1u);
+  EXPECT_TRUE(first.stop());
+}
+
+TEST_F(Cli, RejoinOfAOneRankFileSystemIsRejected) {
+  DsdfsConfig c = config("single");
+  DsdfsInstance victim(c);
+  LogOnFailure log(victim);
+  ASSERT_TRUE(victim.start());
+  const std::string mnt = victim.mnt();
+  victim.kill_hard();
+  expect_error({"--rejoin", mnt}, 1);
+  EXPECT_NE(last_stderr_.find("one-rank"), std::string::npos) << last_stderr_;
+  EXPECT_TRUE(is_mounted(mnt)) << "a refused rejoin must leave the dead daemon's mount as it was";
+  EXPECT_TRUE(force_unmount(mnt));
+}
+
 // ---------------------------------------------------------------------------------------
 // normal life cycle
 
