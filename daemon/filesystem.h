@@ -312,7 +312,7 @@ class Filesystem {
   // fn(dir, name) for every file (not directory) of this rank's store.
   void for_each_owned_file(const std::function<void(uint64_t dir, const std::string& name)>& fn);
   // rank is in the job again (its new address is connected).
-  void rank_is_back(int rank, std::span<const uint8_t> address);
+  void rank_is_back(int rank);
   // Whether the shard may not know (dir, name) although a live rank holds
   // it: it stands in for a dead one, or came back after a restart.
   bool shard_unsure(int shard, uint64_t dir, const std::string& name) const;

@@ -67,19 +67,18 @@ bool Filesystem::shard_unsure(int shard, uint64_t dir, const std::string& name) 
   return shard != peers_->home_of(dir, name) || rejoined_[static_cast<size_t>(shard)].load();
 }
 
-void Filesystem::rank_is_back(int rank, std::span<const uint8_t> address) {
+void Filesystem::rank_is_back(int rank) {
   // The rank takes its shard back: what the rank that stood in for it learnt
   // is not asked any more, and would be stale if it stood in again.
   shard_.forget_if([this, rank](uint64_t dir, std::string_view name) { return peers_->home_of(dir, name) == rank; });
   rejoined_[static_cast<size_t>(rank)].store(true);
-  (void)address;
 }
 
 Peers::Reply Filesystem::on_rank_up(int, const msg::RankUp& m) {
   if (m.rank >= peers_->nranks()) return bad_request("rank up");
   if (m.rank == rank_) return std::vector<uint8_t>();
   if (auto s = peers_->readmit(m.rank, m.address); !s) return s;
-  rank_is_back(m.rank, m.address);
+  rank_is_back(m.rank);
   return std::vector<uint8_t>();
 }
 
@@ -108,7 +107,7 @@ Peers::Reply Filesystem::on_rank_join(int source, const msg::Join& m) {
   if (!peers_->quorate()) return Peers::fenced();
   DSDFS_WARN("rank %d on %s rejoins the job (its daemon was restarted)", m.rank, m.host.c_str());
   if (auto s = peers_->readmit(m.rank, m.address); !s) return s;
-  rank_is_back(m.rank, m.address);
+  rank_is_back(m.rank);
   auto replies = peers_->call_all(Op::kRankUp, msg::encode(msg::RankUp{m.rank, m.address}));
   for (int r = 0; r < n; ++r) {
     if (r != rank_ && r != m.rank && peers_->alive(r) && !replies[r]) {
