@@ -1343,6 +1343,71 @@ TEST_P(OwnerRejoins, ItsFilesServeTheSameBytesAgainAndItCatchesUpWithTheDirector
   EXPECT_TRUE(c.stop());
 }
 
+// Every directory under dir (relative paths, sorted), walked through one rank's mount: the
+// directories a rank lists are its own replica's.
+std::vector<std::string> dir_tree(const std::string& root) {
+  std::vector<std::string> out;
+  std::vector<std::string> todo{""};
+  while (!todo.empty()) {
+    std::string rel = todo.back();
+    todo.pop_back();
+    DIR* d = ::opendir((root + rel).c_str());
+    if (!d) continue;
+    while (struct dirent* e = ::readdir(d)) {
+      if (e->d_type != DT_DIR || std::strcmp(e->d_name, ".") == 0 || std::strcmp(e->d_name, "..") == 0) continue;
+      out.push_back(rel + "/" + e->d_name);
+      todo.push_back(out.back());
+    }
+    ::closedir(d);
+  }
+  std::sort(out.begin(), out.end());
+  return out;
+}
+
+// Directory changes keep coming from the other ranks while the victim rejoins: those
+// ordered before the coordinator hands it the directories are in what it gets, those
+// after reach it as changes, held until it has caught up. Afterwards every rank, the
+// victim included, has the same directory tree.
+TEST_P(OwnerRejoins, DirectoryChangesDuringTheRejoinReachItsReplica) {
+  const int victim = GetParam();
+  const int a = victim == 0 ? 1 : 0, b = victim == 2 ? 1 : 2;
+  Cluster c(with_ranks(3));
+  ASSERT_TRUE(c.start());
+  ASSERT_EQ(::mkdir(c.path(a, "base").c_str(), 0755), 0) << errno_text(errno);
+  ASSERT_TRUE(write_file(c.path(victim, "base/mine"), "the victim's\n"));
+  ASSERT_TRUE(c.kill_rank(victim));
+  ASSERT_TRUE(wait_until([&] { return op_stat(c.path(a, "base/mine")) != 0; }, 30s));
+  std::atomic<bool> stop{false};
+  std::atomic<int> changes{0};
+  std::vector<std::thread> churn;
+  for (int r : {a, b}) {
+    churn.emplace_back([&, r] {
+      for (int i = 0; !stop.load(); ++i) {
+        const std::string d = "base/d" + std::to_string(r) + "." + std::to_string(i);
+        if (::mkdir(c.path(r, d).c_str(), 0755) == 0) changes.fetch_add(1);
+        if (i % 3 == 1 && ::rename(c.path(r, d).c_str(), c.path(r, d + ".moved").c_str()) == 0) changes.fetch_add(1);
+        if (i % 3 == 2 && ::rmdir(c.path(r, d).c_str()) == 0) changes.fetch_add(1);
+      }
+    });
+  }
+  std::this_thread::sleep_for(300ms);
+  e2e::ChildProcess daemon;
+  const bool rejoined = c.rejoin_rank(victim, &daemon);
+  std::this_thread::sleep_for(500ms);
+  stop.store(true);
+  for (auto& t : churn) t.join();
+  ASSERT_TRUE(rejoined);
+  EXPECT_GT(changes.load(), 20) << "the race was not exercised";
+  const auto expected = dir_tree(c.mnt(a));
+  EXPECT_GT(expected.size(), 10u);
+  for (int r = 0; r < 3; ++r) EXPECT_EQ(dir_tree(c.mnt(r)), expected) << "rank " << r << "'s directory tree";
+  EXPECT_TRUE(file_has(c.path(b, "base/mine"), "the victim's\n"));
+  ASSERT_TRUE(daemon.signal(SIGTERM));
+  ASSERT_TRUE(daemon.wait_exit(20s));
+  EXPECT_TRUE(c.stop());
+  fprintf(stderr, "mpi: %d directory changes while rank %d rejoined\n", changes.load(), victim);
+}
+
 // Rank 2: an ordinary rank. Rank 0: the coordinator, which orders directory changes again
 // once it is back.
 INSTANTIATE_TEST_SUITE_P(Victim, OwnerRejoins, ::testing::Values(2, 0),
