@@ -13,6 +13,7 @@
 #include <span>
 #include <vector>
 
+#include "common/hash.h"
 #include "common/mutex.h"
 #include "daemon/buffer_pool.h"
 #include "daemon/peers.h"
@@ -309,6 +310,13 @@ class Filesystem {
   Peers::Reply on_rank_join(int source, const msg::Join& m);
   Peers::Reply on_rank_up(int source, const msg::RankUp& m);
   Peers::Reply on_shard_fill(int source, const msg::ShardFill& m);
+  // The id of a directory found in a kept store, by its path relative to the
+  // store's root: every rank derives the same (top bit set).
+  static uint64_t kept_dir_id(const std::string& rel) { return fnv1a64(rel) | (uint64_t{1} << 63); }
+  // fn(id, parent id, name, store path, stat, whether DirIndex knew the id)
+  // for every directory of this rank's store, parents first (below the root).
+  void for_each_store_dir(const std::function<void(uint64_t id, uint64_t parent, const std::string& name,
+                                                   const std::string& path, const struct stat& st, bool known)>& fn);
   // fn(dir, name) for every file (not directory) of this rank's store.
   void for_each_owned_file(const std::function<void(uint64_t dir, const std::string& name)>& fn);
   // rank is in the job again (its new address is connected).

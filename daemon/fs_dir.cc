@@ -109,8 +109,9 @@ int Filesystem::list_dir(uint64_t dir_id, int dir_fd, std::vector<DirEntryInfo>*
     ::closedir(dp);
     if (err) return err;
     if (n == 1) return 0;
-    bool moved = moved_out(dir_id) != before[static_cast<size_t>(rank_)];
-    before[static_cast<size_t>(rank_)] = moved_out(dir_id);
+    const uint64_t here = moved_out(dir_id);
+    bool moved = here != before[static_cast<size_t>(rank_)];
+    before[static_cast<size_t>(rank_)] = here;
     // Every other rank's files in this directory, asked in parallel. A dead
     // rank's files are gone with it: the listing goes on without them.
     auto replies = peers_->call_all(Op::kDirList, msg::encode(msg::DirList{dir_id}));

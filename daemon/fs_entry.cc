@@ -124,7 +124,7 @@ int Filesystem::entry_of(const Inode& parent, const char* name, UniqueFd fd, str
       // A directory found in a kept store: every rank derives the same id from its path.
       auto rel = store_relative_path(fd.get());
       if (!rel) return rel.err();
-      dir_id = fnv1a64(rel.value()) | (uint64_t{1} << 63);
+      dir_id = kept_dir_id(rel.value());
       dirs_.add(dir_id, std::make_shared<UniqueFd>(::dup(fd.get())), e->attr.st_dev, e->attr.st_ino);
     }
   }

@@ -121,31 +121,12 @@ Peers::Reply Filesystem::on_rank_join(int source, const msg::Join& m) {
   }
   reply.addresses[static_cast<size_t>(m.rank)] = m.address;
   // Every directory, parents first.
-  struct Walk {
-    uint64_t id;
-    std::string path;
-  };
-  std::deque<Walk> todo{{0, store_->files_path()}};
-  while (!todo.empty()) {
-    Walk w = std::move(todo.front());
-    todo.pop_front();
-    for (auto& [name, is_dir] : list_entries(w.path)) {
-      if (!is_dir) continue;
-      const std::string path = w.path + "/" + name;
-      struct stat st;
-      if (::lstat(path.c_str(), &st) != 0) continue;
-      uint64_t id;
-      if (auto known = dirs_.id_of(st.st_dev, st.st_ino)) {
-        id = *known;
-      } else {
-        id = fnv1a64(path.substr(store_->files_path().size())) | (uint64_t{1} << 63);  // as entry_of does
-      }
-      msg::JoinReply::Dir d{id, w.id, name, st.st_mode & 07777, st.st_uid, st.st_gid, st.st_atim.tv_sec,
-                            st.st_atim.tv_nsec, st.st_mtim.tv_sec, st.st_mtim.tv_nsec};
-      reply.dirs.push_back(std::move(d));
-      todo.push_back({id, path});
-    }
-  }
+  for_each_store_dir([&](uint64_t id, uint64_t parent, const std::string& name, const std::string&,
+                         const struct stat& st, bool) {
+    reply.dirs.push_back(msg::JoinReply::Dir{id, parent, name, st.st_mode & 07777, st.st_uid, st.st_gid,
+                                             st.st_atim.tv_sec, st.st_atim.tv_nsec, st.st_mtim.tv_sec,
+                                             st.st_mtim.tv_nsec});
+  });
   struct stat root;
   if (::stat(store_->files_path().c_str(), &root) == 0) {
     reply.dirs.insert(reply.dirs.begin(),
@@ -220,7 +201,7 @@ Status Filesystem::catch_up_directories(const std::vector<msg::JoinReply::Dir>& 
       const std::string rel = w.rel + "/" + name;
       uint64_t id = 0;
       if (::getxattr(from.c_str(), kDirIdXattr, &id, sizeof id) != sizeof id) {
-        id = fnv1a64(rel) | (uint64_t{1} << 63);  // a kept store's directory: its id is its path's
+        id = kept_dir_id(rel);
       }
       std::string to = staging + "/" + hex_id(id);
       if (::access(to.c_str(), F_OK) == 0) to += "." + std::to_string(todo.size());  // never two of one id
@@ -295,21 +276,32 @@ Status Filesystem::catch_up_directories(const std::vector<msg::JoinReply::Dir>& 
   return Status::ok();
 }
 
-void Filesystem::for_each_owned_file(const std::function<void(uint64_t dir, const std::string& name)>& fn) {
-  std::vector<std::pair<uint64_t, std::string>> dirs;
+void Filesystem::for_each_store_dir(
+    const std::function<void(uint64_t id, uint64_t parent, const std::string& name, const std::string& path,
+                             const struct stat& st, bool known)>& fn) {
   std::deque<std::pair<uint64_t, std::string>> todo{{0, store_->files_path()}};
   while (!todo.empty()) {
-    auto w = std::move(todo.front());
+    auto [parent, at] = std::move(todo.front());
     todo.pop_front();
-    dirs.push_back(w);
-    for (auto& [name, is_dir] : list_entries(w.second)) {
+    for (auto& [name, is_dir] : list_entries(at)) {
       if (!is_dir) continue;
+      const std::string path = at + "/" + name;
       struct stat st;
-      const std::string path = w.second + "/" + name;
       if (::lstat(path.c_str(), &st) != 0) continue;
-      if (auto id = dirs_.id_of(st.st_dev, st.st_ino)) todo.push_back({*id, path});
+      auto known = dirs_.id_of(st.st_dev, st.st_ino);
+      const uint64_t id = known ? *known : kept_dir_id(path.substr(store_->files_path().size()));
+      fn(id, parent, name, path, st, known.has_value());
+      todo.push_back({id, path});
     }
   }
+}
+
+void Filesystem::for_each_owned_file(const std::function<void(uint64_t dir, const std::string& name)>& fn) {
+  std::vector<std::pair<uint64_t, std::string>> dirs{{0, store_->files_path()}};
+  for_each_store_dir([&](uint64_t id, uint64_t, const std::string&, const std::string& path, const struct stat&,
+                         bool known) {
+    if (known) dirs.push_back({id, path});
+  });
   for (auto& [dir, path] : dirs) {
     for (auto& [name, is_dir] : list_entries(path)) {
       if (!is_dir) fn(dir, name);
