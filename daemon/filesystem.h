@@ -24,6 +24,7 @@
 #include "daemon/notifier.h"
 #include "daemon/options.h"
 #include "daemon/moved_files.h"
+#include "daemon/lost_opens.h"
 #include "daemon/pending_names.h"
 #include "daemon/protocol.h"
 #include "daemon/remote_cache.h"
@@ -244,8 +245,13 @@ class Filesystem {
                                bool create);
   // An OpenedFile for the store file fd (of this rank), which it takes.
   Result<OpenedFile> opened_here(int fd, bool created);
+  // A handle of another rank's file (the version st/version describe). A
+  // read-only one of a small file fetches it whole first, unless !fetch.
   int open_remote_handle(int owner, uint64_t dir, const std::string& name, const struct stat& st,
-                         uint64_t version, int flags, OpenedFile* out);
+                         uint64_t version, int flags, OpenedFile* out, bool fetch = true);
+  // open() of a remote kernel inode whose file left its name, on the
+  // kernel's retry (LostOpens): a handle of the version the inode shows.
+  int open_as_found(const Inode& inode, struct fuse_file_info* fi);
   // open() of a kernel inode whose file may have changed or moved: opens
   // what its name holds now and sets fi (direct_io where the kernel inode
   // describes another version). ESTALE if the name is gone.
@@ -389,6 +395,7 @@ class Filesystem {
   RmaExports exports_;
   WriteFds write_fds_;
   PendingNames pending_;
+  LostOpens lost_opens_;  // opens answered ESTALE, until the kernel retries them
   NameLocks name_locks_;
   MovedFiles moved_;
   Notifier notifier_;

@@ -144,6 +144,7 @@ void Filesystem::lookup(fuse_req_t req, fuse_ino_t parent, const char* name) {
   struct fuse_entry_param e;
   int err = lookup_any(*dir, name, &e);
   if (err == ENOENT) {
+    lost_opens_.opened(fuse_req_ctx(req)->pid, dir->dir_id, name);  // a retry that opens nothing
     // A negative entry, not cached: another rank may create the name at any time.
     e.ino = 0;
     e.entry_timeout = 0;
@@ -151,6 +152,12 @@ void Filesystem::lookup(fuse_req_t req, fuse_ino_t parent, const char* name) {
   } else if (err) {
     reply_err(req, err);
   } else {
+    if (lost_opens_.retrying(fuse_req_ctx(req)->pid, dir->dir_id, name)) {
+      // The kernel's retry of an open that found its file gone: keep what
+      // this lookup found until the open comes (Filesystem::open).
+      if (auto inode = inode_of(e.ino); inode && !inode->remote && S_ISREG(inode->type))
+        inode->held_for_open.store(true);
+    }
     fuse_reply_entry(req, &e);
   }
 }

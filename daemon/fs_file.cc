@@ -26,6 +26,7 @@ void Filesystem::create(fuse_req_t req, fuse_ino_t parent, const char* name, mod
   if (std::strlen(name) > NAME_MAX) return (void)reply_err(req, ENAMETOOLONG);
   // Exactly one rank creates a name that many create at once (the shard
   // decides); every other one opens that same file (open_name).
+  lost_opens_.opened(fuse_req_ctx(req)->pid, dir->dir_id, name);  // a retry that creates
   auto opened = open_name(dir->dir_id, name, -1, fi->flags, mode, /*create=*/true);
   // Opened here, then counted as open (see Inode::giving): a file given to
   // another rank in between (its O_TRUNC) is followed there, as open() does.
@@ -124,20 +125,28 @@ int Filesystem::open_moved(const Inode& inode, uint64_t dir, const std::string& 
 void Filesystem::open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info* fi) {
   auto inode = inode_of(ino);
   if (!inode) return (void)reply_err(req, ESTALE);
+  const pid_t tid = fuse_req_ctx(req)->pid;
   if (inode->remote) {
     if (!S_ISREG(inode->type)) return (void)reply_err(req, EINVAL);
     // Whatever the name holds now: the file may have a new version, a new
     // owner, or be replaced since the kernel looked it up.
-    if (int err = open_moved(*inode, inode->ref.dir, inode->ref.name, inode->ref.owner, fi)) {
-      return (void)reply_err(req, err);
+    int err = open_moved(*inode, inode->ref.dir, inode->ref.name, inode->ref.owner, fi);
+    if (err == ESTALE && lost_opens_.lost_again(tid, inode->ref.dir, inode->ref.name)) {
+      // The kernel will not retry again: look once more for a file at the
+      // name, then take the one the retry's lookup found.
+      err = open_moved(*inode, inode->ref.dir, inode->ref.name, -1, fi);
+      if (err == ESTALE) err = open_as_found(*inode, fi);
+    } else if (err == 0) {
+      lost_opens_.opened(tid, inode->ref.dir, inode->ref.name);
     }
+    if (err) return (void)reply_err(req, err);
     if (fuse_reply_open(req, fi) != 0) delete handle_of(fi);
     return;
   }
   // Counted as open before the check (see Inode::giving): a file offered
   // to another rank is either kept here for this handle or followed there.
   auto h = std::make_unique<FileHandle>();
-  h->attach(inode, /*counted=*/!peers_->is_worker_thread(fuse_req_ctx(req)->pid),
+  h->attach(inode, /*counted=*/!peers_->is_worker_thread(tid),
             /*writable=*/(fi->flags & O_ACCMODE) != O_RDONLY);
   // Taken over by another rank (gone, giving), or its name taken here by
   // another rank's unlink or rename before the kernel heard of it
@@ -146,17 +155,42 @@ void Filesystem::open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info* fi)
   // a stream of replacements the kernel's one retry would often lose again.
   const bool moved_away = inode->gone.load() || inode->giving.load() || inode->unlinked_elsewhere.load();
   auto object = moved_away ? nullptr : object_fd(inode);
-  // An evicted handle whose file is no longer at its name here: the kernel
-  // looks the path up again.
-  if (!object && !moved_away) return (void)reply_err(req, ESTALE);
-  if (!object) {
-    // Taken over by another rank: open what the name holds now.
-    h.reset();
-    if (!S_ISREG(inode->type)) return (void)reply_err(req, ESTALE);
+  // An evicted or released handle whose file is no longer at its name here:
+  // the kernel looks the path up again; its retry opens what the name holds.
+  bool retry = false;
+  if (!object && !moved_away) {
     auto [dir, name] = inode->place();
-    if (int err = open_moved(*inode, dir, name, -1, fi)) return (void)reply_err(req, err);
-    if (fuse_reply_open(req, fi) != 0) delete handle_of(fi);
-    return;
+    if (!S_ISREG(inode->type) || !lost_opens_.lost_again(tid, dir, name)) return (void)reply_err(req, ESTALE);
+    retry = true;
+  }
+  if (!object && S_ISREG(inode->type)) {
+    h.reset();  // not this file's open (unless the retry below opens it after all)
+    auto [dir, name] = inode->place();
+    int err = open_moved(*inode, dir, name, -1, fi);
+    if (err == 0) {
+      lost_opens_.opened(tid, dir, name);
+      if (fuse_reply_open(req, fi) != 0) delete handle_of(fi);
+      return;
+    }
+    // Nothing holds the name now. ESTALE has the kernel look it up afresh;
+    // if its retry loses too, this open is the one the fresh lookup found,
+    // and the file it found is the one to open (see open_as_found).
+    if (err != ESTALE || !(retry || lost_opens_.lost_again(tid, dir, name))) return (void)reply_err(req, err);
+    if (open_moved(*inode, dir, name, -1, fi) == 0) {  // once more: a file may hold the name by now
+      if (fuse_reply_open(req, fi) != 0) delete handle_of(fi);
+      return;
+    }
+    h = std::make_unique<FileHandle>();
+    h->attach(inode, /*counted=*/!peers_->is_worker_thread(tid), /*writable=*/(fi->flags & O_ACCMODE) != O_RDONLY);
+    object = inode->handle();
+    inode->held_for_open.store(false);  // counted as open now: let go at its last close
+    if (!object) return (void)reply_err(req, ESTALE);  // its handle was let go: nothing left to open
+    stats_add(stats_->opens_of_unlinked_files, 1);
+  }
+  if (!object) return (void)reply_err(req, ESTALE);
+  if (lost_opens_.any()) {
+    auto [dir, name] = inode->place();
+    lost_opens_.opened(tid, dir, name);
   }
   if (fi->flags & O_TRUNC) release_owned(global_ino(inode->src_ino));
   int fd = ::open(proc_path(object->get()).c_str(), store_open_flags(fi->flags));
@@ -168,6 +202,28 @@ void Filesystem::open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info* fi)
   // writes come in through the mount point), so its page cache stays valid.
   fi->keep_cache = 1;
   if (fuse_reply_open(req, fi) == 0) h.release();
+}
+
+int Filesystem::open_as_found(const Inode& inode, struct fuse_file_info* fi) {
+  // The kernel's retry of an open that lost against an unlink or rename,
+  // and lost again. Its lookup was fresh (the retry looks up every path
+  // component) and happened during this open, and found this file: this
+  // open takes effect then, before the change that took the name (as on a
+  // local file system, where the open wins and the unlink follows). What
+  // the handle can do afterwards is what any handle of a file replaced
+  // since its open can do (user guide, "Limits"): reads of the version it
+  // shows from this node's cache, EIO for parts not cached and for writes.
+  stats_add(stats_->opens_of_unlinked_files, 1);
+  OpenedFile out;
+  if (int err = open_remote_handle(inode.ref.owner, inode.ref.dir, inode.ref.name, inode.remote_attr(),
+                                   inode.ref.version, fi->flags, &out, /*fetch=*/false)) {
+    return err;
+  }
+  fi->direct_io = 1;
+  fi->keep_cache = 0;
+  out.handle->page_cache = false;
+  fi->fh = reinterpret_cast<uint64_t>(out.handle.release());
+  return 0;
 }
 
 void Filesystem::drop_setid_for_caller(fuse_req_t req, int fd, uint64_t ino) {

@@ -44,7 +44,7 @@ int Filesystem::store_open_flags(int flags) {
 }
 
 int Filesystem::open_remote_handle(int owner, uint64_t dir, const std::string& name, const struct stat& st,
-                                   uint64_t version, int flags, OpenedFile* out) {
+                                   uint64_t version, int flags, OpenedFile* out, bool fetch) {
   auto h = std::make_unique<FileHandle>();
   h->remote = true;
   h->ref = RemoteRef{owner, dir, name, static_cast<uint64_t>(st.st_ino), version};
@@ -70,7 +70,7 @@ int Filesystem::open_remote_handle(int owner, uint64_t dir, const std::string& n
     // open, whose fetch can fail that way (the reads of this handle would
     // then fail with EIO, on a file opened after the version it shows).
     uint64_t chunks = (h->cache->size() + CacheEntry::kChunk - 1) / CacheEntry::kChunk;
-    if (chunks > 0 && chunks <= kPrefetchChunks && !h->cache->complete()) {
+    if (fetch && chunks > 0 && chunks <= kPrefetchChunks && !h->cache->complete()) {
       fetch_ahead(*h, 0, chunks);
       if (int err = wait_chunks(*h, 0, chunks - 1)) return err;
     }

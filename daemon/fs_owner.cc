@@ -575,6 +575,7 @@ void Filesystem::let_go_if_unlinked(dev_t dev, ino_t ino) {
 
 void Filesystem::let_go_if_unlinked(const std::shared_ptr<Inode>& inode) {
   if (!inode || inode->remote || S_ISDIR(inode->type) || inode->open_files.load() > 0) return;
+  if (inode->held_for_open.load()) return;  // let go at that open's last close
   auto fd = inode->handle();
   struct stat st;
   if (!fd || ::fstat(fd->get(), &st) != 0 || st.st_nlink > 0) return;

@@ -126,6 +126,10 @@ struct Inode {
   // what the name holds now (Filesystem::open_moved; close-to-open), not
   // the file that had it. A stat of it without a handle answers what it was.
   std::atomic<bool> unlinked_elsewhere{false};
+  // Set when the kernel's retry of an open that lost a race looked this file
+  // up (LostOpens): its handle outlives an unlink until that open has it,
+  // so the open can take effect on the file its lookup found.
+  std::atomic<bool> held_for_open{false};
   // Of those, opened for writing: while there are any, this kernel may hold
   // dirty pages of the file (writeback cache) that the store does not have
   // yet, so another rank's stat first has them written back (on_file_stat).

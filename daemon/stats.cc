@@ -24,6 +24,7 @@ std::string Stats::to_text() const {
   line("rpcs_served", rpcs_served);
   line("slow_requests", slow_requests);
   line("listing_retries", listing_retries);
+  line("opens_of_unlinked_files", opens_of_unlinked_files);
   return out;
 }
 

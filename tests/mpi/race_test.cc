@@ -683,6 +683,65 @@ TEST(SameName, OpensOfAFileBeingRenamedNeverFailWithESTALE) {
   EXPECT_GT(opened.load(), 100) << "the race was not exercised";
 }
 
+// A name that other ranks create and unlink over and over (lock files, a scratch file per
+// step): an open with O_CREAT never fails, and a plain open fails only with ENOENT. The
+// kernel looks the name up, then opens what it found; when the file is gone by then, the
+// daemon answered ESTALE and the kernel looked up once more, and a second loss in a row
+// reached the application as ESTALE. Before the fix, rank 1 saw 0 to 3 such ESTALEs a run.
+TEST(SameName, OpensOfANameThatOtherRanksCreateAndUnlinkNeverFailWithESTALE) {
+  constexpr auto kRun = std::chrono::seconds(8);
+  Cluster c(with_ranks(kRanks));
+  ASSERT_TRUE(c.start());
+  std::atomic<bool> stop{false};
+  std::atomic<int> created{0}, opened{0}, absent{0}, stale{0};
+  Failures failures;
+  std::vector<std::thread> threads;
+  for (int r : {0, 2}) {
+    for (int t = 0; t < 2; ++t) {
+      threads.emplace_back([&, r] {
+        const std::string p = c.path(r, "lock");
+        while (!stop.load()) {
+          int fd = ::open(p.c_str(), O_CREAT | O_WRONLY | O_CLOEXEC, 0644);
+          if (fd < 0) {
+            failures.add("rank " + std::to_string(r) + ": open(O_CREAT): " + errno_text(errno));
+            continue;
+          }
+          ::close(fd);
+          created.fetch_add(1);
+          if (::unlink(p.c_str()) != 0 && errno != ENOENT)
+            failures.add("rank " + std::to_string(r) + ": unlink: " + errno_text(errno));
+        }
+      });
+    }
+  }
+  for (int flags : {O_CREAT | O_WRONLY, O_CREAT | O_RDWR, O_RDONLY}) {
+    threads.emplace_back([&, flags] {
+      const std::string p = c.path(1, "lock");
+      while (!stop.load()) {
+        int fd = ::open(p.c_str(), flags | O_CLOEXEC, 0644);
+        if (fd >= 0) {
+          ::close(fd);
+          opened.fetch_add(1);
+        } else if (errno == ESTALE) {
+          stale.fetch_add(1);
+        } else if (errno == ENOENT && !(flags & O_CREAT)) {
+          absent.fetch_add(1);
+        } else {
+          failures.add(std::string("rank 1: open") + ((flags & O_CREAT) ? "(O_CREAT)" : "") + ": " +
+                       errno_text(errno));
+        }
+      }
+    });
+  }
+  std::this_thread::sleep_for(kRun);
+  stop.store(true);
+  for (auto& t : threads) t.join();
+  failures.report();
+  EXPECT_EQ(stale.load(), 0) << "of " << (opened.load() + absent.load() + stale.load()) << " opens on rank 1";
+  EXPECT_GT(created.load(), 100) << "the race was not exercised";
+  EXPECT_GT(opened.load(), 100) << "the race was not exercised";
+}
+
 // Hard links from any rank for any file: the new name belongs to the file's owner, and every
 // rank agrees on st_ino and st_nlink; one file under every name, through the cache too.
 TEST(HardLinks, FromEveryRankTheNewNameIsTheOwnersAndEveryRankAgrees) {

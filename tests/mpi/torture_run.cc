@@ -37,7 +37,7 @@ namespace dsdfs::mpitest::torture {
 // not yet found). And, with the final-* family, a chaos name missing on some ranks after quiescence
 // (always-exists in the final checks).
 constexpr const char* kKnownOpenBugs =
-    "estale,creat-enoent,version-content,version-stale,grow-stale,"
+    "version-content,version-stale,grow-stale,"
     "final-agree,final-store,always-exists,eio";
 
 // ---------------------------------------------------------------------------------------
