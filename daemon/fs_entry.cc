@@ -144,7 +144,6 @@ void Filesystem::lookup(fuse_req_t req, fuse_ino_t parent, const char* name) {
   struct fuse_entry_param e;
   int err = lookup_any(*dir, name, &e);
   if (err == ENOENT) {
-    lost_opens_.opened(fuse_req_ctx(req)->pid, dir->dir_id, name);  // a retry that opens nothing
     // A negative entry, not cached: another rank may create the name at any time.
     e.ino = 0;
     e.entry_timeout = 0;
@@ -284,7 +283,19 @@ void Filesystem::setattr(fuse_req_t req, fuse_ino_t ino, struct stat* attr, int 
   const int hfd = h ? h->fd : -1;
   // The open file if there is one (an unlinked file has no name to reopen).
   auto object = hfd >= 0 ? nullptr : object_fd(inode);
-  if (hfd < 0 && !object) return (void)reply_err(req, ESTALE);
+  if (hfd < 0 && !object) {
+    const bool times_only = (to_set & ~(FUSE_SET_ATTR_CTIME | FUSE_SET_ATTR_FORCE | FUSE_SET_ATTR_MTIME |
+                                        FUSE_SET_ATTR_ATIME | FUSE_SET_ATTR_MTIME_NOW | FUSE_SET_ATTR_ATIME_NOW)) == 0;
+    if (times_only && inode->released.load()) {
+      // The kernel writing back the times of a file that another rank
+      // unlinked since (at the close of a handle, which would otherwise
+      // fail): the file is gone, nothing is left to set.
+      struct stat st = inode->remote_attr();
+      translate(&st);
+      return (void)fuse_reply_attr(req, &st, 0);
+    }
+    return (void)reply_err(req, ESTALE);
+  }
   const int ifd = object ? object->get() : -1;
   const bool is_symlink = S_ISLNK(inode->type);
   int rc = 0;

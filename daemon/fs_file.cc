@@ -28,6 +28,11 @@ void Filesystem::create(fuse_req_t req, fuse_ino_t parent, const char* name, mod
   // decides); every other one opens that same file (open_name).
   lost_opens_.opened(fuse_req_ctx(req)->pid, dir->dir_id, name);  // a retry that creates
   auto opened = open_name(dir->dir_id, name, -1, fi->flags, mode, /*create=*/true);
+  // ESTALE (a file that changed while it was fetched, answered by its owner)
+  // would reach the caller: the kernel does not retry a create's retry.
+  for (int again = 0; !opened && opened.err() == ESTALE && again < 4; ++again) {
+    opened = open_name(dir->dir_id, name, -1, fi->flags, mode, /*create=*/true);
+  }
   // Opened here, then counted as open (see Inode::giving): a file given to
   // another rank in between (its O_TRUNC) is followed there, as open() does.
   for (int round = 0; opened && opened->owner == rank_ && round < 8; ++round) {

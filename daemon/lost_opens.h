@@ -58,9 +58,9 @@ class LostOpens {
   // Any losses recorded (a hint, read without the lock).
   bool any() const { return entries_.load(std::memory_order_relaxed) != 0; }
 
-  // The open by `tid` of dir/name succeeded, or its retry found no file
-  // (the kernel then creates or fails with ENOENT, and opens nothing): a
-  // later loss is a first one.
+  // The open or create by `tid` of dir/name succeeded: a later loss is a
+  // first one. (Not a negative lookup: the retry revalidates the name, and
+  // may find nothing there, then a file when it looks up again to open.)
   void opened(pid_t tid, uint64_t dir, const std::string& name) EXCLUDES(mu_) {
     if (entries_.load(std::memory_order_relaxed) == 0) return;  // the common case: no lock
     MutexLock lock(mu_);
