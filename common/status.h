@@ -43,7 +43,9 @@ class Result {
   T&& value() && { return std::get<T>(std::move(v_)); }
   const T& value() const& { return std::get<T>(v_); }
   T* operator->() { return &value(); }
+  const T* operator->() const { return &value(); }
   T& operator*() { return value(); }
+  const T& operator*() const { return value(); }
   Status status() const { return is_ok() ? Status::ok() : std::get<Status>(v_); }
   int err() const { return is_ok() ? 0 : std::get<Status>(v_).err(); }
 

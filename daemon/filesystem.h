@@ -151,10 +151,12 @@ class Filesystem {
   void releasedir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info* fi);
   void fsyncdir(fuse_req_t req, fuse_ino_t ino, int datasync, struct fuse_file_info* fi);
   void statfs(fuse_req_t req, fuse_ino_t ino);
-  void setxattr(fuse_req_t req, fuse_ino_t ino, const char* name, const char* value, size_t size, int flags);
-  void getxattr(fuse_req_t req, fuse_ino_t ino, const char* name, size_t size);
-  void listxattr(fuse_req_t req, fuse_ino_t ino, size_t size);
-  void removexattr(fuse_req_t req, fuse_ino_t ino, const char* name);
+  // Extended attributes (fs_xattr.cc): no fuse_req_t; the FUSE front end
+  // (fuse_ops.cc) replies, once, with the value or the errno of the Status.
+  Status setxattr(fuse_ino_t ino, const char* name, const char* value, size_t size, int flags);
+  Result<std::string> getxattr(fuse_ino_t ino, const char* name);
+  Result<std::string> listxattr(fuse_ino_t ino);  // NUL-terminated names, dsdfs's own left out
+  Status removexattr(fuse_ino_t ino, const char* name);
 
  private:
   friend class testing::InProcessCluster;
@@ -376,7 +378,10 @@ class Filesystem {
   static std::string proc_path(int fd);
   // The inode for `ino`, or nullptr (caller replies ESTALE... see ops).
   std::shared_ptr<Inode> inode_of(fuse_ino_t ino) const { return inodes_.get(ino); }
-  std::string special_xattr(const Inode& inode, const std::string& name, int* err);
+  Result<std::string> special_xattr(const Inode& inode, const std::string& name);
+  // The path (of its O_PATH handle) of the local file or directory whose
+  // extended attribute `name` is asked for; change: to set or remove it.
+  Result<std::string> xattr_target(fuse_ino_t ino, const char* name, bool change);
 
   const Options options_;
   Store* const store_;

@@ -9,7 +9,6 @@
 #include <string>
 #include <vector>
 
-#include "daemon/errors.h"
 #include "daemon/filesystem.h"
 
 namespace dsdfs::fs {
@@ -22,13 +21,10 @@ constexpr const char* kCapability = "security.capability";
 bool is_special(const char* name) { return std::strncmp(name, kPrefix, std::strlen(kPrefix)) == 0; }
 }  // namespace
 
-std::string Filesystem::special_xattr(const Inode& inode, const std::string& name, int* err) {
-  *err = 0;
+Result<std::string> Filesystem::special_xattr(const Inode& inode, const std::string& name) {
   if (name == "user.dsdfs.owner") {
-    if (S_ISDIR(inode.type)) {
-      *err = ENODATA;  // directories are replicated on every rank, they have no owner
-      return {};
-    }
+    // Directories are replicated on every rank: they have no owner.
+    if (S_ISDIR(inode.type)) return Status::error(ENODATA, "a directory has no owner");
     if (inode.remote) return std::to_string(inode.ref.owner) + " " + peers_->host_of(inode.ref.owner);
     return std::to_string(rank_) + " " + host_;
   }
@@ -36,96 +32,85 @@ std::string Filesystem::special_xattr(const Inode& inode, const std::string& nam
   if (name == "user.dsdfs.ready" && inode.id == FUSE_ROOT_ID && ready_.load()) {
     return "ranks " + std::to_string(peers_->nranks()) + "\n";
   }
-  *err = ENODATA;
-  return {};
+  return Status::error(ENODATA);
 }
 
-void Filesystem::setxattr(fuse_req_t req, fuse_ino_t ino, const char* name, const char* value,
-                          size_t size, int flags) {
+Result<std::string> Filesystem::xattr_target(fuse_ino_t ino, const char* name, bool change) {
   auto inode = inode_of(ino);
-  if (!inode) return (void)reply_err(req, ESTALE);
-  if (is_special(name)) return (void)reply_err(req, EPERM);
-  if (std::strcmp(name, kCapability) == 0) return (void)reply_err(req, ENOTSUP);
+  if (!inode) return Status::error(ESTALE, "unknown inode");
+  if (change && is_special(name)) return Status::error(EPERM, "dsdfs's own attribute");
   // Extended attributes of other ranks' files are not forwarded (docs/user-guide.md).
-  if (S_ISLNK(inode->type) || inode->remote) return (void)reply_err(req, ENOTSUP);
+  if (S_ISLNK(inode->type) || inode->remote) return Status::error(ENOTSUP, "not forwarded");
   auto object = object_fd(inode);
-  if (!object) return (void)reply_err(req, ESTALE);
-  int rc = ::setxattr(proc_path(object->get()).c_str(), name, value, size, flags);
-  reply_err(req, rc == 0 ? 0 : errno);
+  if (!object) return Status::error(ESTALE, "no longer at its name");
+  // The path keeps the handle's file: the fd stays open in the inode.
+  return proc_path(object->get());
 }
 
-void Filesystem::getxattr(fuse_req_t req, fuse_ino_t ino, const char* name, size_t size) {
-  if (std::strcmp(name, kCapability) == 0) return (void)reply_err(req, ENODATA);
-  auto inode = inode_of(ino);
-  if (!inode) return (void)reply_err(req, ESTALE);
-  if (is_special(name)) {
-    int err;
-    std::string v = special_xattr(*inode, name, &err);
-    if (err) return (void)reply_err(req, err);
-    if (size == 0) return (void)fuse_reply_xattr(req, v.size());
-    if (v.size() > size) return (void)reply_err(req, ERANGE);
-    return (void)fuse_reply_buf(req, v.data(), v.size());
-  }
-  if (S_ISLNK(inode->type)) return (void)reply_err(req, ENOTSUP);
-  if (inode->remote) return (void)reply_err(req, ENODATA);
-  auto object = object_fd(inode);
-  if (!object) return (void)reply_err(req, ESTALE);
-  std::string path = proc_path(object->get());
-  if (size == 0) {
-    ssize_t n = ::getxattr(path.c_str(), name, nullptr, 0);
-    if (n < 0) return (void)reply_err(req, errno);
-    return (void)fuse_reply_xattr(req, static_cast<size_t>(n));
-  }
-  std::vector<char> buf(size);
-  ssize_t n = ::getxattr(path.c_str(), name, buf.data(), size);
-  if (n < 0) return (void)reply_err(req, errno);
-  fuse_reply_buf(req, buf.data(), static_cast<size_t>(n));
+Status Filesystem::setxattr(fuse_ino_t ino, const char* name, const char* value, size_t size, int flags) {
+  if (std::strcmp(name, kCapability) == 0) return Status::error(ENOTSUP);
+  auto path = xattr_target(ino, name, /*change=*/true);
+  if (!path) return path.status();
+  if (::setxattr(path->c_str(), name, value, size, flags) != 0) return Status::from_errno("setxattr");
+  return Status::ok();
 }
 
-void Filesystem::listxattr(fuse_req_t req, fuse_ino_t ino, size_t size) {
+Result<std::string> Filesystem::getxattr(fuse_ino_t ino, const char* name) {
+  if (std::strcmp(name, kCapability) == 0) return Status::error(ENODATA);
   auto inode = inode_of(ino);
-  if (!inode) return (void)reply_err(req, ESTALE);
-  if (S_ISLNK(inode->type) || inode->remote) {
-    if (size == 0) return (void)fuse_reply_xattr(req, 0);
-    return (void)fuse_reply_buf(req, nullptr, 0);
+  if (!inode) return Status::error(ESTALE, "unknown inode");
+  if (is_special(name)) return special_xattr(*inode, name);
+  if (inode->remote && !S_ISLNK(inode->type)) return Status::error(ENODATA);
+  auto path = xattr_target(ino, name, /*change=*/false);
+  if (!path) return path.status();
+  // Sized, then read; again if it grew in between.
+  for (int attempt = 0;; ++attempt) {
+    ssize_t n = ::getxattr(path->c_str(), name, nullptr, 0);
+    if (n < 0) return Status::from_errno("getxattr");
+    std::string v(static_cast<size_t>(n), '\0');
+    n = n == 0 ? 0 : ::getxattr(path->c_str(), name, v.data(), v.size());
+    if (n >= 0) {
+      v.resize(static_cast<size_t>(n));
+      return v;
+    }
+    if (errno != ERANGE || attempt == 3) return Status::from_errno("getxattr");
   }
-  auto object = object_fd(inode);
-  if (!object) return (void)reply_err(req, ESTALE);
-  std::string path = proc_path(object->get());
+}
+
+Result<std::string> Filesystem::listxattr(fuse_ino_t ino) {
+  auto inode = inode_of(ino);
+  if (!inode) return Status::error(ESTALE, "unknown inode");
+  if (S_ISLNK(inode->type) || inode->remote) return std::string();
+  auto path = xattr_target(ino, "", /*change=*/false);
+  if (!path) return path.status();
   // The store's own names (user.dsdfs.*: a directory's id) are not the
   // user's: the list leaves them out, so its length is that of the rest.
-  std::vector<char> all;
+  std::string all;
   for (int attempt = 0;; ++attempt) {
-    ssize_t n = ::listxattr(path.c_str(), nullptr, 0);
-    if (n < 0) return (void)reply_err(req, errno);
+    ssize_t n = ::listxattr(path->c_str(), nullptr, 0);
+    if (n < 0) return Status::from_errno("listxattr");
     all.resize(static_cast<size_t>(n));
-    n = n == 0 ? 0 : ::listxattr(path.c_str(), all.data(), all.size());
+    n = n == 0 ? 0 : ::listxattr(path->c_str(), all.data(), all.size());
     if (n >= 0) {
       all.resize(static_cast<size_t>(n));
       break;
     }
-    if (errno != ERANGE || attempt == 3) return (void)reply_err(req, errno);  // grew meanwhile: again
+    if (errno != ERANGE || attempt == 3) return Status::from_errno("listxattr");  // grew meanwhile: again
   }
-  std::vector<char> out;
+  std::string out;
   for (size_t pos = 0; pos < all.size();) {
     const size_t len = ::strnlen(all.data() + pos, all.size() - pos);
-    if (!is_special(all.data() + pos)) out.insert(out.end(), all.begin() + pos, all.begin() + pos + len + 1);
+    if (!is_special(all.data() + pos)) out.append(all, pos, len + 1);
     pos += len + 1;
   }
-  if (size == 0) return (void)fuse_reply_xattr(req, out.size());
-  if (out.size() > size) return (void)reply_err(req, ERANGE);
-  fuse_reply_buf(req, out.data(), out.size());
+  return out;
 }
 
-void Filesystem::removexattr(fuse_req_t req, fuse_ino_t ino, const char* name) {
-  auto inode = inode_of(ino);
-  if (!inode) return (void)reply_err(req, ESTALE);
-  if (is_special(name)) return (void)reply_err(req, EPERM);
-  if (S_ISLNK(inode->type) || inode->remote) return (void)reply_err(req, ENOTSUP);
-  auto object = object_fd(inode);
-  if (!object) return (void)reply_err(req, ESTALE);
-  int rc = ::removexattr(proc_path(object->get()).c_str(), name);
-  reply_err(req, rc == 0 ? 0 : errno);
+Status Filesystem::removexattr(fuse_ino_t ino, const char* name) {
+  auto path = xattr_target(ino, name, /*change=*/true);
+  if (!path) return path.status();
+  if (::removexattr(path->c_str(), name) != 0) return Status::from_errno("removexattr");
+  return Status::ok();
 }
 
 }  // namespace dsdfs::fs

@@ -78,12 +78,31 @@ void op_fsyncdir(fuse_req_t req, fuse_ino_t i, int d, struct fuse_file_info* fi)
   DSDFS_OP(fsyncdir, i, d, fi);
 }
 void op_statfs(fuse_req_t req, fuse_ino_t i) { DSDFS_OP(statfs, i); }
-void op_setxattr(fuse_req_t req, fuse_ino_t i, const char* n, const char* v, size_t s, int f) {
-  DSDFS_OP(setxattr, i, n, v, s, f);
+// Operations that return a Status or a value: the only replies are here.
+#define DSDFS_STATUS_OP(name, ...) \
+  guarded(req, #name, [&] { reply_err(req, fs_of(req).name(__VA_ARGS__).err()); })
+
+// An attribute value or list for a caller's buffer of `size` bytes (0: the
+// length only), or the error.
+void reply_xattr_value(fuse_req_t req, const Result<std::string>& v, size_t size) {
+  if (!v) return (void)reply_err(req, v.err());
+  if (size == 0) return (void)fuse_reply_xattr(req, v->size());
+  if (v->size() > size) return (void)reply_err(req, ERANGE);
+  fuse_reply_buf(req, v->data(), v->size());
 }
-void op_getxattr(fuse_req_t req, fuse_ino_t i, const char* n, size_t s) { DSDFS_OP(getxattr, i, n, s); }
-void op_listxattr(fuse_req_t req, fuse_ino_t i, size_t s) { DSDFS_OP(listxattr, i, s); }
-void op_removexattr(fuse_req_t req, fuse_ino_t i, const char* n) { DSDFS_OP(removexattr, i, n); }
+
+void op_setxattr(fuse_req_t req, fuse_ino_t i, const char* n, const char* v, size_t s, int f) {
+  DSDFS_STATUS_OP(setxattr, i, n, v, s, f);
+}
+void op_getxattr(fuse_req_t req, fuse_ino_t i, const char* n, size_t s) {
+  guarded(req, "getxattr", [&] { reply_xattr_value(req, fs_of(req).getxattr(i, n), s); });
+}
+void op_listxattr(fuse_req_t req, fuse_ino_t i, size_t s) {
+  guarded(req, "listxattr", [&] { reply_xattr_value(req, fs_of(req).listxattr(i), s); });
+}
+void op_removexattr(fuse_req_t req, fuse_ino_t i, const char* n) { DSDFS_STATUS_OP(removexattr, i, n); }
+
+#undef DSDFS_STATUS_OP
 
 #undef DSDFS_OP
 
