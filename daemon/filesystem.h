@@ -146,10 +146,17 @@ class Filesystem {
   void copy_file_range(fuse_req_t req, fuse_ino_t ino_in, off_t off_in, struct fuse_file_info* fi_in,
                        fuse_ino_t ino_out, off_t off_out, struct fuse_file_info* fi_out, size_t len,
                        int flags);
-  void opendir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info* fi);
-  void readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, struct fuse_file_info* fi, bool plus);
-  void releasedir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info* fi);
-  void fsyncdir(fuse_req_t req, fuse_ino_t ino, int datasync, struct fuse_file_info* fi);
+  // Directory handles (fs_dir.cc): no fuse_req_t; the FUSE front end
+  // (fuse_ops.cc) keeps the handle in fi->fh and replies.
+  // A handle: a snapshot of the directory's names, taken at its first readdir.
+  Result<uint64_t> opendir(fuse_ino_t ino);
+  // Takes an entry for the kernel's buffer: false if it did not fit (the
+  // listing stops there; a readdirplus entry's lookup is undone).
+  using DirSink = std::function<bool(const char* name, const struct fuse_entry_param& e, off_t next)>;
+  // The entries from offset `off` on, each with its attributes if `plus`.
+  Status readdir(fuse_ino_t ino, uint64_t fh, off_t off, bool plus, const DirSink& add);
+  void releasedir(uint64_t fh);
+  Status fsyncdir(uint64_t fh, int datasync);
   void statfs(fuse_req_t req, fuse_ino_t ino);
   // Extended attributes (fs_xattr.cc): no fuse_req_t; the FUSE front end
   // (fuse_ops.cc) replies, once, with the value or the errno of the Status.

@@ -12,7 +12,6 @@
 #include <string>
 #include <vector>
 
-#include "daemon/errors.h"
 #include "daemon/filesystem.h"
 #include "daemon/protocol.h"
 
@@ -35,24 +34,21 @@ struct DirHandle {
   bool listed = false;
 };
 
-DirHandle* dir_handle(struct fuse_file_info* fi) { return reinterpret_cast<DirHandle*>(fi->fh); }
+DirHandle* dir_handle(uint64_t fh) { return reinterpret_cast<DirHandle*>(fh); }
 
 bool is_dot_or_dotdot(const char* name) {
   return name[0] == '.' && (name[1] == '\0' || (name[1] == '.' && name[2] == '\0'));
 }
 }  // namespace
 
-void Filesystem::opendir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info* fi) {
+Result<uint64_t> Filesystem::opendir(fuse_ino_t ino) {
   auto inode = inode_of(ino);
-  if (!inode) return (void)reply_err(req, ESTALE);
-  if (!S_ISDIR(inode->type)) return (void)reply_err(req, ENOTDIR);
+  if (!inode) return Status::error(ESTALE, "unknown inode");
+  if (!S_ISDIR(inode->type)) return Status::error(ENOTDIR);
   auto d = std::make_unique<DirHandle>();
   d->fd.reset(::openat(inode->dir_fd(), ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC));
-  if (!d->fd.valid()) return (void)reply_err(req, errno);
-  fi->fh = reinterpret_cast<uint64_t>(d.get());
-  fi->keep_cache = 0;
-  fi->cache_readdir = 0;
-  if (fuse_reply_open(req, fi) == 0) d.release();
+  if (!d->fd.valid()) return Status::from_errno("opendir");
+  return reinterpret_cast<uint64_t>(d.release());
 }
 
 void Filesystem::note_moved_out(uint64_t dir) {
@@ -139,65 +135,44 @@ int Filesystem::list_dir(uint64_t dir_id, int dir_fd, std::vector<DirEntryInfo>*
   }
 }
 
-void Filesystem::readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
-                         struct fuse_file_info* fi, bool plus) {
+Status Filesystem::readdir(fuse_ino_t ino, uint64_t fh, off_t off, bool plus, const DirSink& add) {
   auto inode = inode_of(ino);
-  if (!inode) return (void)reply_err(req, ESTALE);
-  DirHandle* d = dir_handle(fi);
+  if (!inode) return Status::error(ESTALE, "unknown inode");
+  DirHandle* d = dir_handle(fh);
   if (off == 0 || !d->listed) {
     std::vector<DirEntryInfo> entries;
-    if (int err = list_dir(inode->dir_id, inode->dir_fd(), &entries)) return (void)reply_err(req, err);
+    if (int err = list_dir(inode->dir_id, inode->dir_fd(), &entries)) return Status::error(err, "listing");
     d->entries.clear();
     for (auto& e : entries) d->entries.push_back({std::move(e.name), e.type, e.ino, e.local});
     d->listed = true;
   }
-  std::vector<char> buf(size);
-  size_t used = 0;
   for (size_t i = static_cast<size_t>(off); i < d->entries.size(); ++i) {
     const auto& ent = d->entries[i];
-    const off_t next = static_cast<off_t>(i + 1);
-    size_t added;
-    if (plus) {
-      struct fuse_entry_param e;
+    struct fuse_entry_param e;
+    std::memset(&e, 0, sizeof e);
+    e.attr.st_ino = ent.ino;
+    e.attr.st_mode = static_cast<mode_t>(ent.type) << 12;
+    if (plus && ent.local && !is_dot_or_dotdot(ent.name.c_str()) && do_lookup(*inode, ent.name.c_str(), &e) != 0) {
+      // Raced with an unlink: list the name without attributes.
       std::memset(&e, 0, sizeof e);
       e.attr.st_ino = ent.ino;
       e.attr.st_mode = static_cast<mode_t>(ent.type) << 12;
-      if (ent.local && !is_dot_or_dotdot(ent.name.c_str())) {
-        if (do_lookup(*inode, ent.name.c_str(), &e) != 0) {
-          // Raced with an unlink: list the name without attributes.
-          std::memset(&e, 0, sizeof e);
-          e.attr.st_ino = ent.ino;
-          e.attr.st_mode = static_cast<mode_t>(ent.type) << 12;
-        }
-      }
-      added = fuse_add_direntry_plus(req, buf.data() + used, size - used, ent.name.c_str(), &e, next);
-      if (added > size - used) {
-        // Did not fit: undo the lookup count the kernel will never see.
-        if (e.ino) inodes_.forget(e.ino, 1);
-        break;
-      }
-    } else {
-      struct stat st;
-      std::memset(&st, 0, sizeof st);
-      st.st_ino = ent.ino;
-      st.st_mode = static_cast<mode_t>(ent.type) << 12;
-      added = fuse_add_direntry(req, buf.data() + used, size - used, ent.name.c_str(), &st, next);
-      if (added > size - used) break;
     }
-    used += added;
+    if (!add(ent.name.c_str(), e, static_cast<off_t>(i + 1))) {
+      // Did not fit: undo the lookup count the kernel will never see.
+      if (plus && e.ino) inodes_.forget(e.ino, 1);
+      break;
+    }
   }
-  fuse_reply_buf(req, buf.data(), used);
+  return Status::ok();
 }
 
-void Filesystem::releasedir(fuse_req_t req, fuse_ino_t, struct fuse_file_info* fi) {
-  delete dir_handle(fi);
-  reply_err(req, 0);
-}
+void Filesystem::releasedir(uint64_t fh) { delete dir_handle(fh); }
 
-void Filesystem::fsyncdir(fuse_req_t req, fuse_ino_t, int datasync, struct fuse_file_info* fi) {
-  int fd = dir_handle(fi)->fd.get();
-  int rc = datasync ? ::fdatasync(fd) : ::fsync(fd);
-  reply_err(req, rc == 0 ? 0 : errno);
+Status Filesystem::fsyncdir(uint64_t fh, int datasync) {
+  int fd = dir_handle(fh)->fd.get();
+  if ((datasync ? ::fdatasync(fd) : ::fsync(fd)) != 0) return Status::from_errno("fsyncdir");
+  return Status::ok();
 }
 
 }  // namespace dsdfs::fs

@@ -2,6 +2,8 @@
 // Thin, noexcept trampolines from libfuse's C callbacks to Filesystem.
 #include <fuse_lowlevel.h>
 
+#include <vector>
+
 #include "common/log.h"
 #include "common/noexcept_boundary.h"
 #include "daemon/errors.h"
@@ -66,16 +68,45 @@ void op_copy_file_range(fuse_req_t req, fuse_ino_t ii, off_t oi, struct fuse_fil
                         off_t oo, struct fuse_file_info* fio, size_t l, int f) {
   DSDFS_OP(copy_file_range, ii, oi, fii, io, oo, fio, l, f);
 }
-void op_opendir(fuse_req_t req, fuse_ino_t i, struct fuse_file_info* fi) { DSDFS_OP(opendir, i, fi); }
+void op_opendir(fuse_req_t req, fuse_ino_t i, struct fuse_file_info* fi) {
+  guarded(req, "opendir", [&] {
+    auto fh = fs_of(req).opendir(i);
+    if (!fh) return (void)reply_err(req, fh.err());
+    fi->fh = *fh;
+    fi->keep_cache = 0;
+    fi->cache_readdir = 0;
+    if (fuse_reply_open(req, fi) != 0) fs_of(req).releasedir(*fh);  // the opener is gone
+  });
+}
+// One reply of at most `size` bytes of entries from offset `off` on.
+void reply_dir(fuse_req_t req, fuse_ino_t i, size_t size, off_t off, struct fuse_file_info* fi, bool plus) {
+  std::vector<char> buf(size);
+  size_t used = 0;
+  auto add = [&](const char* name, const struct fuse_entry_param& e, off_t next) {
+    const size_t added = plus ? fuse_add_direntry_plus(req, buf.data() + used, size - used, name, &e, next)
+                              : fuse_add_direntry(req, buf.data() + used, size - used, name, &e.attr, next);
+    if (added > size - used) return false;
+    used += added;
+    return true;
+  };
+  Status s = fs_of(req).readdir(i, fi->fh, off, plus, add);
+  if (!s) return (void)reply_err(req, s.err());
+  fuse_reply_buf(req, buf.data(), used);
+}
 void op_readdir(fuse_req_t req, fuse_ino_t i, size_t s, off_t o, struct fuse_file_info* fi) {
-  DSDFS_OP(readdir, i, s, o, fi, false);
+  guarded(req, "readdir", [&] { reply_dir(req, i, s, o, fi, false); });
 }
 void op_readdirplus(fuse_req_t req, fuse_ino_t i, size_t s, off_t o, struct fuse_file_info* fi) {
-  DSDFS_OP(readdir, i, s, o, fi, true);
+  guarded(req, "readdirplus", [&] { reply_dir(req, i, s, o, fi, true); });
 }
-void op_releasedir(fuse_req_t req, fuse_ino_t i, struct fuse_file_info* fi) { DSDFS_OP(releasedir, i, fi); }
-void op_fsyncdir(fuse_req_t req, fuse_ino_t i, int d, struct fuse_file_info* fi) {
-  DSDFS_OP(fsyncdir, i, d, fi);
+void op_releasedir(fuse_req_t req, fuse_ino_t, struct fuse_file_info* fi) {
+  guarded(req, "releasedir", [&] {
+    fs_of(req).releasedir(fi->fh);
+    reply_err(req, 0);
+  });
+}
+void op_fsyncdir(fuse_req_t req, fuse_ino_t, int d, struct fuse_file_info* fi) {
+  guarded(req, "fsyncdir", [&] { reply_err(req, fs_of(req).fsyncdir(fi->fh, d).err()); });
 }
 void op_statfs(fuse_req_t req, fuse_ino_t i) { DSDFS_OP(statfs, i); }
 // Operations that return a Status or a value: the only replies are here.
