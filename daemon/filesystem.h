@@ -5,6 +5,8 @@
 
 #include <atomic>
 #include <functional>
+#include <condition_variable>
+#include <thread>
 #include <memory>
 #include <string>
 
@@ -357,6 +359,10 @@ class Filesystem {
   // the file is open here (then release() lets go of it after the last close).
   void let_go_if_unlinked(dev_t dev, ino_t ino);
   void let_go_if_unlinked(const std::shared_ptr<Inode>& inode);
+  // let_go_if_unlinked(inode) again once its hold for an open ended
+  // (Inode::hold_for_open), on a thread of its own (started at first use).
+  void let_go_later(const std::shared_ptr<Inode>& inode) EXCLUDES(later_mu_);
+  void let_go_loop() EXCLUDES(later_mu_);
   // Reader side of the one-sided path: asks the owner to export the file.
   void remote_map(FileHandle& h);
   // Owner side: a file is about to shrink or vanish; no get may touch it,
@@ -408,6 +414,11 @@ class Filesystem {
   WriteFds write_fds_;
   PendingNames pending_;
   LostOpens lost_opens_;  // opens answered ESTALE, until the kernel retries them
+  Mutex later_mu_;        // let_go_later's queue and thread
+  std::condition_variable_any later_cv_;
+  std::vector<std::weak_ptr<Inode>> later_ GUARDED_BY(later_mu_);
+  bool later_stop_ GUARDED_BY(later_mu_) = false;
+  std::thread later_thread_ GUARDED_BY(later_mu_);
   NameLocks name_locks_;
   MovedFiles moved_;
   Notifier notifier_;

@@ -61,7 +61,17 @@ Filesystem::Filesystem(Options options, Store* store, Peers* peers, Stats* stats
   inodes_.set_root(std::move(root), st);
 }
 
-Filesystem::~Filesystem() { notifier_.stop(); }
+Filesystem::~Filesystem() {
+  notifier_.stop();
+  std::thread later;
+  {
+    MutexLock lock(later_mu_);
+    later_stop_ = true;
+    later = std::move(later_thread_);
+  }
+  later_cv_.notify_all();
+  if (later.joinable()) later.join();
+}
 
 std::string Filesystem::proc_path(int fd) { return "/proc/self/fd/" + std::to_string(fd); }
 
@@ -143,6 +153,17 @@ void Filesystem::lookup(fuse_req_t req, fuse_ino_t parent, const char* name) {
   }
   struct fuse_entry_param e;
   int err = lookup_any(*dir, name, &e);
+  if (err == 0 && lost_opens_.retrying(fuse_req_ctx(req)->pid, dir->dir_id, name)) {
+    // The kernel's retry of an open that found its file gone: hold what this
+    // lookup finds until the open comes (Filesystem::open). A file let go
+    // before the hold (another rank unlinked it meanwhile): look again.
+    for (int again = 0; again < 4; ++again) {
+      auto inode = inode_of(e.ino);
+      if (!inode || inode->remote || !S_ISREG(inode->type) || inode->hold_for_open(LostOpens::kHold)) break;
+      inodes_.forget(e.ino, 1);  // this lookup's count: the kernel never sees it
+      if ((err = lookup_any(*dir, name, &e)) != 0) break;
+    }
+  }
   if (err == ENOENT) {
     // A negative entry, not cached: another rank may create the name at any time.
     e.ino = 0;
@@ -151,12 +172,6 @@ void Filesystem::lookup(fuse_req_t req, fuse_ino_t parent, const char* name) {
   } else if (err) {
     reply_err(req, err);
   } else {
-    if (lost_opens_.retrying(fuse_req_ctx(req)->pid, dir->dir_id, name)) {
-      // The kernel's retry of an open that found its file gone: keep what
-      // this lookup found until the open comes (Filesystem::open).
-      if (auto inode = inode_of(e.ino); inode && !inode->remote && S_ISREG(inode->type))
-        inode->held_for_open.store(true);
-    }
     fuse_reply_entry(req, &e);
   }
 }

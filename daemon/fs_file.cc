@@ -188,7 +188,6 @@ void Filesystem::open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info* fi)
     h = std::make_unique<FileHandle>();
     h->attach(inode, /*counted=*/!peers_->is_worker_thread(tid), /*writable=*/(fi->flags & O_ACCMODE) != O_RDONLY);
     object = inode->handle();
-    inode->held_for_open.store(false);  // counted as open now: let go at its last close
     if (!object) return (void)reply_err(req, ESTALE);  // its handle was let go: nothing left to open
     stats_add(stats_->opens_of_unlinked_files, 1);
   }

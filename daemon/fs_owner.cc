@@ -575,16 +575,43 @@ void Filesystem::let_go_if_unlinked(dev_t dev, ino_t ino) {
 
 void Filesystem::let_go_if_unlinked(const std::shared_ptr<Inode>& inode) {
   if (!inode || inode->remote || S_ISDIR(inode->type) || inode->open_files.load() > 0) return;
-  if (inode->held_for_open.load()) return;  // let go at that open's last close
   auto fd = inode->handle();
   struct stat st;
   if (!fd || ::fstat(fd->get(), &st) != 0 || st.st_nlink > 0) return;
   // Not open here and without a name. Once the handle closes, the store may
   // give its inode number to a new file: the kernel's inode for this one is
   // cut off from the number first (released: never reopened or matched).
-  inode->release(st);
+  if (!inode->release_unless_held(st)) return let_go_later(inode);  // held for an open: after the hold
   inodes_.release_source(*inode);
   inode->drop_handle();
+}
+
+void Filesystem::let_go_later(const std::shared_ptr<Inode>& inode) {
+  MutexLock lock(later_mu_);
+  if (later_stop_) return;
+  later_.push_back(inode);
+  if (!later_thread_.joinable()) later_thread_ = std::thread([this] { let_go_loop(); });
+  later_cv_.notify_one();
+}
+
+void Filesystem::let_go_loop() {
+  UniqueMutexLock lock(later_mu_);
+  while (!later_stop_) {
+    if (later_.empty()) {
+      later_cv_.wait(later_mu_, [&]() REQUIRES(later_mu_) { return later_stop_ || !later_.empty(); });
+      continue;
+    }
+    // Every hold ends within kHold of its start: one wait covers the queue.
+    later_cv_.wait_for(later_mu_, LostOpens::kHold, [&]() REQUIRES(later_mu_) { return later_stop_; });
+    if (later_stop_) break;
+    auto due = std::move(later_);
+    later_.clear();
+    lock.unlock();
+    for (auto& w : due) {
+      if (auto inode = w.lock()) let_go_if_unlinked(inode);  // held again: queued again
+    }
+    lock.lock();
+  }
 }
 
 }  // namespace dsdfs::fs

@@ -4,7 +4,9 @@
 #include <sys/stat.h>
 #include <sys/types.h>
 
+#include <algorithm>
 #include <atomic>
+#include <chrono>
 #include <cstddef>
 #include <cstdint>
 #include <deque>
@@ -95,6 +97,23 @@ struct Inode {
     }
     released.store(true);
   }
+  // release(st), unless an open's lookup holds the file (hold_for_open).
+  bool release_unless_held(const struct stat& st) {
+    MutexLock lock(mu_);
+    if (std::chrono::steady_clock::now() < held_until_) return false;
+    remote_attr_ = st;
+    released.store(true);
+    return true;
+  }
+  // The kernel's retry of an open that lost a race (LostOpens) looked this
+  // file up: it is held for `d` (not let go when unlinked, so that the open
+  // can take effect on it). False if it was let go already.
+  bool hold_for_open(std::chrono::steady_clock::duration d) {
+    MutexLock lock(mu_);
+    if (released.load()) return false;
+    held_until_ = std::max(held_until_, std::chrono::steady_clock::now() + d);
+    return true;
+  }
 
   const uint64_t id;     // FUSE node id; never reused, so no generation is needed
   const dev_t src_dev;   // local: identity in the store
@@ -126,10 +145,6 @@ struct Inode {
   // what the name holds now (Filesystem::open_moved; close-to-open), not
   // the file that had it. A stat of it without a handle answers what it was.
   std::atomic<bool> unlinked_elsewhere{false};
-  // Set when the kernel's retry of an open that lost a race looked this file
-  // up (LostOpens): its handle outlives an unlink until that open has it,
-  // so the open can take effect on the file its lookup found.
-  std::atomic<bool> held_for_open{false};
   // Of those, opened for writing: while there are any, this kernel may hold
   // dirty pages of the file (writeback cache) that the store does not have
   // yet, so another rank's stat first has them written back (on_file_stat).
@@ -147,6 +162,7 @@ struct Inode {
   uint64_t place_dir_ GUARDED_BY(mu_) = 0;
   std::string place_name_ GUARDED_BY(mu_);
   struct stat remote_attr_ GUARDED_BY(mu_) {};
+  std::chrono::steady_clock::time_point held_until_ GUARDED_BY(mu_);  // hold_for_open
 };
 
 // Maps FUSE node ids to inodes, and store identities (dev, ino) to node ids.

@@ -24,6 +24,11 @@ class LostOpens {
   // Longer than the kernel ever takes from an ESTALE answer to its retry's
   // open (a lookup per path component, each a round trip at most).
   static constexpr auto kRetryWindow = std::chrono::seconds(2);
+  // How long a file that a retry's lookup found is held for that open
+  // (Inode::hold_for_open): longer than one open takes, RPC timeouts
+  // included. A file unlinked meanwhile is let go when the hold ends
+  // (Filesystem::let_go_later).
+  static constexpr auto kHold = std::chrono::seconds(10);
 
   // The open by thread `tid` of dir/name found the file gone. True if the
   // same thread's previous open of that name lost too, within the window:
