@@ -2,6 +2,7 @@
 #pragma once
 
 #include <fuse_lowlevel.h>
+#include <sys/statvfs.h>
 
 #include <atomic>
 #include <functional>
@@ -129,7 +130,7 @@ class Filesystem {
   void forget_multi(fuse_req_t req, size_t count, struct fuse_forget_data* forgets);
   void getattr(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info* fi);
   void setattr(fuse_req_t req, fuse_ino_t ino, struct stat* attr, int to_set, struct fuse_file_info* fi);
-  void readlink(fuse_req_t req, fuse_ino_t ino);
+  Result<std::string> readlink(fuse_ino_t ino);  // the target
   void mknod(fuse_req_t req, fuse_ino_t parent, const char* name, mode_t mode, dev_t rdev);
   void mkdir(fuse_req_t req, fuse_ino_t parent, const char* name, mode_t mode);
   void symlink(fuse_req_t req, const char* link, fuse_ino_t parent, const char* name);
@@ -143,11 +144,11 @@ class Filesystem {
   void read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, struct fuse_file_info* fi);
   void write_buf(fuse_req_t req, fuse_ino_t ino, struct fuse_bufvec* in, off_t off, struct fuse_file_info* fi);
   void release(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info* fi);
-  void fsync(fuse_req_t req, fuse_ino_t ino, int datasync, struct fuse_file_info* fi);
-  void fallocate(fuse_req_t req, fuse_ino_t ino, int mode, off_t off, off_t len, struct fuse_file_info* fi);
-  void copy_file_range(fuse_req_t req, fuse_ino_t ino_in, off_t off_in, struct fuse_file_info* fi_in,
-                       fuse_ino_t ino_out, off_t off_out, struct fuse_file_info* fi_out, size_t len,
-                       int flags);
+  // On open handles (fi->fh); no fuse_req_t, the front end replies.
+  Status fsync(uint64_t fh, int datasync);
+  Status fallocate(uint64_t fh, int mode, off_t off, off_t len);
+  Result<size_t> copy_file_range(uint64_t fh_in, off_t off_in, uint64_t fh_out, off_t off_out, size_t len,
+                                 int flags);  // bytes copied
   // Directory handles (fs_dir.cc): no fuse_req_t; the FUSE front end
   // (fuse_ops.cc) keeps the handle in fi->fh and replies.
   // A handle: a snapshot of the directory's names, taken at its first readdir.
@@ -159,7 +160,7 @@ class Filesystem {
   Status readdir(fuse_ino_t ino, uint64_t fh, off_t off, bool plus, const DirSink& add);
   void releasedir(uint64_t fh);
   Status fsyncdir(uint64_t fh, int datasync);
-  void statfs(fuse_req_t req, fuse_ino_t ino);
+  Result<struct statvfs> statfs();  // the store's file system
   // Extended attributes (fs_xattr.cc): no fuse_req_t; the FUSE front end
   // (fuse_ops.cc) replies, once, with the value or the errno of the Status.
   Status setxattr(fuse_ino_t ino, const char* name, const char* value, size_t size, int flags);

@@ -368,24 +368,23 @@ void Filesystem::setattr(fuse_req_t req, fuse_ino_t ino, struct stat* attr, int 
   getattr(req, ino, fi);
 }
 
-void Filesystem::readlink(fuse_req_t req, fuse_ino_t ino) {
+Result<std::string> Filesystem::readlink(fuse_ino_t ino) {
   auto inode = inode_of(ino);
-  if (!inode) return (void)reply_err(req, ESTALE);
+  if (!inode) return Status::error(ESTALE, "unknown inode");
   if (inode->remote) {
     auto r = peers_->call(inode->ref.owner, Op::kFileReadlink, msg::encode(msg::Name{inode->ref.dir, inode->ref.name}));
-    if (!r) return (void)reply_err(req, r.err());
+    if (!r) return r.status();
     std::string target(r->begin(), r->end());
-    if (target.size() > PATH_MAX || target.find('\0') != std::string::npos) return (void)reply_err(req, EPROTO);
-    return (void)fuse_reply_readlink(req, target.c_str());
+    if (target.size() > PATH_MAX || target.find('\0') != std::string::npos) return Status::error(EPROTO, "readlink reply");
+    return target;
   }
   auto object = object_fd(inode);
-  if (!object) return (void)reply_err(req, ESTALE);
+  if (!object) return Status::error(ESTALE, "no longer at its name");
   char buf[PATH_MAX + 1];
   ssize_t n = ::readlinkat(object->get(), "", buf, sizeof buf);
-  if (n < 0) return (void)reply_err(req, errno);
-  if (n == static_cast<ssize_t>(sizeof buf)) return (void)reply_err(req, ENAMETOOLONG);
-  buf[n] = '\0';
-  fuse_reply_readlink(req, buf);
+  if (n < 0) return Status::from_errno("readlink");
+  if (n == static_cast<ssize_t>(sizeof buf)) return Status::error(ENAMETOOLONG);
+  return std::string(buf, static_cast<size_t>(n));
 }
 
 void Filesystem::adopt_for_caller(fuse_req_t req, const Inode& parent, const char* name) {
@@ -700,10 +699,10 @@ int Filesystem::rename_name(uint64_t from_id, int from_fd, const char* name, uin
   return r ? 0 : r.err();
 }
 
-void Filesystem::statfs(fuse_req_t req, fuse_ino_t) {
+Result<struct statvfs> Filesystem::statfs() {
   struct statvfs sv;
-  if (::fstatvfs(store_->files_fd(), &sv) != 0) return (void)reply_err(req, errno);
-  fuse_reply_statfs(req, &sv);
+  if (::fstatvfs(store_->files_fd(), &sv) != 0) return Status::from_errno("statfs");
+  return sv;
 }
 
 }  // namespace dsdfs::fs

@@ -295,34 +295,32 @@ void Filesystem::release(fuse_req_t req, fuse_ino_t, struct fuse_file_info* fi) 
   reply_err(req, 0);
 }
 
-void Filesystem::fsync(fuse_req_t req, fuse_ino_t, int datasync, struct fuse_file_info* fi) {
-  FileHandle& h = *handle_of(fi);
+Status Filesystem::fsync(uint64_t fh, int datasync) {
+  FileHandle& h = *reinterpret_cast<FileHandle*>(fh);
   // Remote writes are on the owner's disk before write() returns.
-  if (h.remote) return (void)reply_err(req, 0);
-  int rc = datasync ? ::fdatasync(h.fd) : ::fsync(h.fd);
-  reply_err(req, rc == 0 ? 0 : errno);
+  if (h.remote) return Status::ok();
+  if ((datasync ? ::fdatasync(h.fd) : ::fsync(h.fd)) != 0) return Status::from_errno("fsync");
+  return Status::ok();
 }
 
-void Filesystem::fallocate(fuse_req_t req, fuse_ino_t, int mode, off_t off, off_t len,
-                           struct fuse_file_info* fi) {
-  FileHandle& h = *handle_of(fi);
-  if (h.remote) return (void)reply_err(req, EOPNOTSUPP);
-  int rc = ::fallocate(h.fd, mode, off, len);
-  reply_err(req, rc == 0 ? 0 : errno);
+Status Filesystem::fallocate(uint64_t fh, int mode, off_t off, off_t len) {
+  FileHandle& h = *reinterpret_cast<FileHandle*>(fh);
+  if (h.remote) return Status::error(EOPNOTSUPP, "fallocate of another rank's file");
+  if (::fallocate(h.fd, mode, off, len) != 0) return Status::from_errno("fallocate");
+  return Status::ok();
 }
 
-void Filesystem::copy_file_range(fuse_req_t req, fuse_ino_t, off_t off_in, struct fuse_file_info* fi_in,
-                                 fuse_ino_t, off_t off_out, struct fuse_file_info* fi_out, size_t len,
-                                 int flags) {
-  FileHandle& in_h = *handle_of(fi_in);
-  FileHandle& out_h = *handle_of(fi_out);
+Result<size_t> Filesystem::copy_file_range(uint64_t fh_in, off_t off_in, uint64_t fh_out, off_t off_out,
+                                           size_t len, int flags) {
+  FileHandle& in_h = *reinterpret_cast<FileHandle*>(fh_in);
+  FileHandle& out_h = *reinterpret_cast<FileHandle*>(fh_out);
   // Only between files of this rank; the kernel falls back to read + write.
-  if (in_h.remote || out_h.remote) return (void)reply_err(req, EXDEV);
+  if (in_h.remote || out_h.remote) return Status::error(EXDEV);
   loff_t in = off_in, out = off_out;
   ssize_t n = ::copy_file_range(in_h.fd, &in, out_h.fd, &out, len, static_cast<unsigned>(flags));
-  if (n < 0) return (void)reply_err(req, errno);
+  if (n < 0) return Status::from_errno("copy_file_range");
   stats_add(stats_->bytes_written_local, static_cast<uint64_t>(n));
-  fuse_reply_write(req, static_cast<size_t>(n));
+  return static_cast<size_t>(n);
 }
 
 }  // namespace dsdfs::fs

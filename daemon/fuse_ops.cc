@@ -39,7 +39,13 @@ void op_getattr(fuse_req_t req, fuse_ino_t i, struct fuse_file_info* fi) { DSDFS
 void op_setattr(fuse_req_t req, fuse_ino_t i, struct stat* a, int s, struct fuse_file_info* fi) {
   DSDFS_OP(setattr, i, a, s, fi);
 }
-void op_readlink(fuse_req_t req, fuse_ino_t i) { DSDFS_OP(readlink, i); }
+void op_readlink(fuse_req_t req, fuse_ino_t i) {
+  guarded(req, "readlink", [&] {
+    auto target = fs_of(req).readlink(i);
+    if (!target) return (void)reply_err(req, target.err());
+    fuse_reply_readlink(req, target->c_str());
+  });
+}
 void op_mknod(fuse_req_t req, fuse_ino_t p, const char* n, mode_t m, dev_t r) { DSDFS_OP(mknod, p, n, m, r); }
 void op_mkdir(fuse_req_t req, fuse_ino_t p, const char* n, mode_t m) { DSDFS_OP(mkdir, p, n, m); }
 void op_symlink(fuse_req_t req, const char* l, fuse_ino_t p, const char* n) { DSDFS_OP(symlink, l, p, n); }
@@ -60,13 +66,19 @@ void op_write_buf(fuse_req_t req, fuse_ino_t i, struct fuse_bufvec* b, off_t o, 
   DSDFS_OP(write_buf, i, b, o, fi);
 }
 void op_release(fuse_req_t req, fuse_ino_t i, struct fuse_file_info* fi) { DSDFS_OP(release, i, fi); }
-void op_fsync(fuse_req_t req, fuse_ino_t i, int d, struct fuse_file_info* fi) { DSDFS_OP(fsync, i, d, fi); }
-void op_fallocate(fuse_req_t req, fuse_ino_t i, int m, off_t o, off_t l, struct fuse_file_info* fi) {
-  DSDFS_OP(fallocate, i, m, o, l, fi);
+void op_fsync(fuse_req_t req, fuse_ino_t, int d, struct fuse_file_info* fi) {
+  guarded(req, "fsync", [&] { reply_err(req, fs_of(req).fsync(fi->fh, d).err()); });
 }
-void op_copy_file_range(fuse_req_t req, fuse_ino_t ii, off_t oi, struct fuse_file_info* fii, fuse_ino_t io,
-                        off_t oo, struct fuse_file_info* fio, size_t l, int f) {
-  DSDFS_OP(copy_file_range, ii, oi, fii, io, oo, fio, l, f);
+void op_fallocate(fuse_req_t req, fuse_ino_t, int m, off_t o, off_t l, struct fuse_file_info* fi) {
+  guarded(req, "fallocate", [&] { reply_err(req, fs_of(req).fallocate(fi->fh, m, o, l).err()); });
+}
+void op_copy_file_range(fuse_req_t req, fuse_ino_t, off_t oi, struct fuse_file_info* fii, fuse_ino_t, off_t oo,
+                        struct fuse_file_info* fio, size_t l, int f) {
+  guarded(req, "copy_file_range", [&] {
+    auto n = fs_of(req).copy_file_range(fii->fh, oi, fio->fh, oo, l, f);
+    if (!n) return (void)reply_err(req, n.err());
+    fuse_reply_write(req, *n);
+  });
 }
 void op_opendir(fuse_req_t req, fuse_ino_t i, struct fuse_file_info* fi) {
   guarded(req, "opendir", [&] {
@@ -108,7 +120,13 @@ void op_releasedir(fuse_req_t req, fuse_ino_t, struct fuse_file_info* fi) {
 void op_fsyncdir(fuse_req_t req, fuse_ino_t, int d, struct fuse_file_info* fi) {
   guarded(req, "fsyncdir", [&] { reply_err(req, fs_of(req).fsyncdir(fi->fh, d).err()); });
 }
-void op_statfs(fuse_req_t req, fuse_ino_t i) { DSDFS_OP(statfs, i); }
+void op_statfs(fuse_req_t req, fuse_ino_t) {
+  guarded(req, "statfs", [&] {
+    auto sv = fs_of(req).statfs();
+    if (!sv) return (void)reply_err(req, sv.err());
+    fuse_reply_statfs(req, &*sv);
+  });
+}
 // Operations that return a Status or a value: the only replies are here.
 #define DSDFS_STATUS_OP(name, ...) \
   guarded(req, #name, [&] { reply_err(req, fs_of(req).name(__VA_ARGS__).err()); })
