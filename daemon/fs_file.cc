@@ -16,7 +16,8 @@
 namespace dsdfs::fs {
 
 namespace {
-FileHandle* handle_of(struct fuse_file_info* fi) { return reinterpret_cast<FileHandle*>(fi->fh); }
+FileHandle* handle_of(uint64_t fh) { return reinterpret_cast<FileHandle*>(fh); }
+FileHandle* handle_of(struct fuse_file_info* fi) { return handle_of(fi->fh); }
 }  // namespace
 
 void Filesystem::create(fuse_req_t req, fuse_ino_t parent, const char* name, mode_t mode,
@@ -296,7 +297,7 @@ void Filesystem::release(fuse_req_t req, fuse_ino_t, struct fuse_file_info* fi) 
 }
 
 Status Filesystem::fsync(uint64_t fh, int datasync) {
-  FileHandle& h = *reinterpret_cast<FileHandle*>(fh);
+  FileHandle& h = *handle_of(fh);
   // Remote writes are on the owner's disk before write() returns.
   if (h.remote) return Status::ok();
   if ((datasync ? ::fdatasync(h.fd) : ::fsync(h.fd)) != 0) return Status::from_errno("fsync");
@@ -304,7 +305,7 @@ Status Filesystem::fsync(uint64_t fh, int datasync) {
 }
 
 Status Filesystem::fallocate(uint64_t fh, int mode, off_t off, off_t len) {
-  FileHandle& h = *reinterpret_cast<FileHandle*>(fh);
+  FileHandle& h = *handle_of(fh);
   if (h.remote) return Status::error(EOPNOTSUPP, "fallocate of another rank's file");
   if (::fallocate(h.fd, mode, off, len) != 0) return Status::from_errno("fallocate");
   return Status::ok();
@@ -312,8 +313,8 @@ Status Filesystem::fallocate(uint64_t fh, int mode, off_t off, off_t len) {
 
 Result<size_t> Filesystem::copy_file_range(uint64_t fh_in, off_t off_in, uint64_t fh_out, off_t off_out,
                                            size_t len, int flags) {
-  FileHandle& in_h = *reinterpret_cast<FileHandle*>(fh_in);
-  FileHandle& out_h = *reinterpret_cast<FileHandle*>(fh_out);
+  FileHandle& in_h = *handle_of(fh_in);
+  FileHandle& out_h = *handle_of(fh_out);
   // Only between files of this rank; the kernel falls back to read + write.
   if (in_h.remote || out_h.remote) return Status::error(EXDEV);
   loff_t in = off_in, out = off_out;
