@@ -2,9 +2,9 @@
 // The one place where an error becomes the errno an application sees.
 #pragma once
 
-#include <fuse_lowlevel.h>
-
 #include <cerrno>
+
+#include "common/status.h"
 
 namespace dsdfs::fs {
 
@@ -21,7 +21,7 @@ int kernel_errno(int err);
 // (unlinked, replaced, taken over): ENOENT or ESTALE.
 inline bool file_left_owner(int err) { return err == ENOENT || err == ESTALE; }
 
-// fuse_reply_err with kernel_errno applied (0 replies success).
-inline int reply_err(fuse_req_t req, int err) { return fuse_reply_err(req, kernel_errno(err)); }
+// A Status for an errno of the file-system core (0: success).
+inline Status errno_status(int err) { return err ? Status::error(err) : Status::ok(); }
 
 }  // namespace dsdfs::fs

@@ -53,10 +53,11 @@ struct DirEntryInfo {
   bool local;     // in this rank's replica (a directory or an owned file)
 };
 
-// The file system one rank serves: FUSE lowlevel requests on this node,
-// answered from the local store. One instance per process, created before the
-// session and destroyed after it; thread-safe (the FUSE loop is multi-threaded).
-// Each op replies exactly once; none holds a lock across a reply or a syscall.
+// The file system one rank serves: the operations of FUSE lowlevel requests
+// on this node, answered from the local store. One instance per process,
+// created before the session and destroyed after it; thread-safe (the FUSE
+// loop is multi-threaded). The ops return their results; the FUSE front end
+// (fuse_ops.cc) replies. None holds a lock across a syscall or a network wait.
 class Filesystem {
  public:
   // `mountpoint` is this rank's expanded, canonical mount point: the owner
@@ -123,34 +124,72 @@ class Filesystem {
   const Options& options() const { return options_; }
   Stats& stats() { return *stats_; }
 
-  // FUSE operations (see fuse_lowlevel.h for their contracts).
+  // FUSE operations (see fuse_lowlevel.h for their contracts). None sees
+  // fuse_req_t: each returns its result or a Status, and the FUSE front end
+  // (fuse_ops.cc) replies once, converting the error in one place
+  // (kernel_errno). Open files are FileHandles, which the front end keeps in
+  // fi->fh and passes back as `fh`.
   void init(struct fuse_conn_info* conn);
-  void lookup(fuse_req_t req, fuse_ino_t parent, const char* name);
-  void forget(fuse_req_t req, fuse_ino_t ino, uint64_t nlookup);
-  void forget_multi(fuse_req_t req, size_t count, struct fuse_forget_data* forgets);
-  void getattr(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info* fi);
-  void setattr(fuse_req_t req, fuse_ino_t ino, struct stat* attr, int to_set, struct fuse_file_info* fi);
+  // Who asks: the front end fills it from the request's context.
+  struct Caller {
+    pid_t tid = 0;  // the calling thread (FUSE's "pid" is the caller's thread id)
+    uid_t uid = 0;
+    gid_t gid = 0;
+  };
+  // Attributes for the kernel, and how long it may keep them.
+  struct Attr {
+    struct stat st;
+    double timeout;
+  };
+  // A handle for the kernel: what fi->fh gets, and how its pages are used.
+  // The front end releases `handle` into fi->fh once the kernel has it.
+  struct OpenReply {
+    std::unique_ptr<FileHandle> handle;
+    bool direct_io = false;
+    bool keep_cache = false;
+  };
+  struct CreateReply {
+    struct fuse_entry_param e;
+    OpenReply open;
+  };
+  // What a read returns: `size` bytes of `fd` from `pos` (spliced where the
+  // kernel allows; fd lives as long as the handle), or, with fd < 0, `bytes`.
+  struct ReadReply {
+    int fd = -1;
+    off_t pos = 0;
+    size_t size = 0;
+    std::vector<uint8_t> bytes;
+  };
+  // A name that is not there is an entry with ino 0 (a negative entry,
+  // never cached: another rank may create the name at any time).
+  Result<struct fuse_entry_param> lookup(fuse_ino_t parent, const char* name, const Caller& caller);
+  void forget(fuse_ino_t ino, uint64_t nlookup);
+  // fh: the handle of an open file the kernel asks through, or 0.
+  Result<Attr> getattr(fuse_ino_t ino, uint64_t fh);
+  Result<Attr> setattr(fuse_ino_t ino, const struct stat& attr, int to_set, uint64_t fh, const Caller& caller);
   Result<std::string> readlink(fuse_ino_t ino);  // the target
-  void mknod(fuse_req_t req, fuse_ino_t parent, const char* name, mode_t mode, dev_t rdev);
-  void mkdir(fuse_req_t req, fuse_ino_t parent, const char* name, mode_t mode);
-  void symlink(fuse_req_t req, const char* link, fuse_ino_t parent, const char* name);
-  void link(fuse_req_t req, fuse_ino_t ino, fuse_ino_t parent, const char* name);
-  void unlink(fuse_req_t req, fuse_ino_t parent, const char* name);
-  void rmdir(fuse_req_t req, fuse_ino_t parent, const char* name);
-  void rename(fuse_req_t req, fuse_ino_t parent, const char* name, fuse_ino_t newparent,
-              const char* newname, unsigned int flags);
-  void create(fuse_req_t req, fuse_ino_t parent, const char* name, mode_t mode, struct fuse_file_info* fi);
-  void open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info* fi);
-  void read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, struct fuse_file_info* fi);
-  void write_buf(fuse_req_t req, fuse_ino_t ino, struct fuse_bufvec* in, off_t off, struct fuse_file_info* fi);
-  void release(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info* fi);
-  // On open handles (fi->fh); no fuse_req_t, the front end replies.
+  Result<struct fuse_entry_param> mknod(fuse_ino_t parent, const char* name, mode_t mode, dev_t rdev,
+                                        const Caller& caller);
+  Result<struct fuse_entry_param> mkdir(fuse_ino_t parent, const char* name, mode_t mode, const Caller& caller);
+  Result<struct fuse_entry_param> symlink(const char* link, fuse_ino_t parent, const char* name,
+                                          const Caller& caller);
+  Result<struct fuse_entry_param> link(fuse_ino_t ino, fuse_ino_t parent, const char* name);
+  Status unlink(fuse_ino_t parent, const char* name);
+  Status rmdir(fuse_ino_t parent, const char* name);
+  Status rename(fuse_ino_t parent, const char* name, fuse_ino_t newparent, const char* newname, unsigned int flags);
+  // If the kernel cannot take the reply, the front end forgets e.ino once
+  // and drops the handle.
+  Result<CreateReply> create(fuse_ino_t parent, const char* name, mode_t mode, int flags, const Caller& caller);
+  Result<OpenReply> open(fuse_ino_t ino, int flags, const Caller& caller);
+  Result<ReadReply> read(fuse_ino_t ino, uint64_t fh, size_t size, off_t off);
+  Result<size_t> write_buf(fuse_ino_t ino, uint64_t fh, struct fuse_bufvec* in, off_t off);  // bytes written
+  void release(uint64_t fh);
+  // On open handles (fi->fh).
   Status fsync(uint64_t fh, int datasync);
   Status fallocate(uint64_t fh, int mode, off_t off, off_t len);
   Result<size_t> copy_file_range(uint64_t fh_in, off_t off_in, uint64_t fh_out, off_t off_out, size_t len,
                                  int flags);  // bytes copied
-  // Directory handles (fs_dir.cc): no fuse_req_t; the FUSE front end
-  // (fuse_ops.cc) keeps the handle in fi->fh and replies.
+  // Directory handles (fs_dir.cc); the front end keeps them in fi->fh.
   // A handle: a snapshot of the directory's names, taken at its first readdir.
   Result<uint64_t> opendir(fuse_ino_t ino);
   // Takes an entry for the kernel's buffer: false if it did not fit (the
@@ -161,8 +200,7 @@ class Filesystem {
   void releasedir(uint64_t fh);
   Status fsyncdir(uint64_t fh, int datasync);
   Result<struct statvfs> statfs();  // the store's file system
-  // Extended attributes (fs_xattr.cc): no fuse_req_t; the FUSE front end
-  // (fuse_ops.cc) replies, once, with the value or the errno of the Status.
+  // Extended attributes (fs_xattr.cc).
   Status setxattr(fuse_ino_t ino, const char* name, const char* value, size_t size, int flags);
   Result<std::string> getxattr(fuse_ino_t ino, const char* name);
   Result<std::string> listxattr(fuse_ino_t ino);  // NUL-terminated names, dsdfs's own left out
@@ -263,12 +301,14 @@ class Filesystem {
                          uint64_t version, int flags, OpenedFile* out, bool fetch = true);
   // open() of a remote kernel inode whose file left its name, on the
   // kernel's retry (LostOpens): a handle of the version the inode shows.
-  int open_as_found(const Inode& inode, struct fuse_file_info* fi);
+  Result<OpenReply> open_as_found(const Inode& inode, int flags);
   // open() of a kernel inode whose file may have changed or moved: opens
-  // what its name holds now and sets fi (direct_io where the kernel inode
-  // describes another version). ESTALE if the name is gone.
-  int open_moved(const Inode& inode, uint64_t dir, const std::string& name, int owner_hint,
-                 struct fuse_file_info* fi);
+  // what its name holds now (direct_io where the kernel inode describes
+  // another version). ESTALE if the name is gone.
+  Result<OpenReply> open_moved(const Inode& inode, uint64_t dir, const std::string& name, int owner_hint,
+                               int flags);
+  // open() of a kernel inode of this rank's store.
+  Result<OpenReply> open_local(const std::shared_ptr<Inode>& inode, int flags, const Caller& caller);
   static int store_open_flags(int flags);
 
   // Remote file access.
@@ -276,11 +316,11 @@ class Filesystem {
   // under name_lock, which is released before the old copies are dropped).
   int take_over(uint64_t dir, const std::string& name, int prev_owner, mode_t mode, int open_flags, int* fd_out,
                 NameLock name_lock = {});
-  void remote_read(fuse_req_t req, const Inode* inode, FileHandle& h, size_t size, off_t off);
+  Result<ReadReply> remote_read(const Inode* inode, FileHandle& h, size_t size, off_t off);
   // Bytes [off, off + len) of the file h reads, as the owner has them now
   // (any version, written back first): what lies past h's version.
   Result<std::vector<uint8_t>> read_through(const RemoteRef& ref, uint64_t off, size_t len);
-  void remote_write(fuse_req_t req, FileHandle& h, struct fuse_bufvec* in, off_t off);
+  Result<size_t> remote_write(FileHandle& h, struct fuse_bufvec* in, off_t off);
   // Remote reads through the cache: start_fetch() fetches chunks the caller
   // claimed, asynchronously; fetch_ahead() claims and fetches the missing
   // chunks of [from, end); wait_chunks() returns once [first, last] are
@@ -375,14 +415,15 @@ class Filesystem {
   // Opens (dir, name) in the local store: O_PATH handle of the parent replica.
   std::shared_ptr<UniqueFd> local_dir(uint64_t dir);
   // Drops setuid/setgid of the store file fd when the caller is not root.
-  void drop_setid_for_caller(fuse_req_t req, int fd, uint64_t ino);
+  void drop_setid_for_caller(const Caller& caller, int fd, uint64_t ino);
   // Local file rename with the locator kept right (src owned here).
   int rename_local_file(uint64_t src_dir, const std::string& src_name, int src_dir_fd, uint64_t dst_dir,
                         const std::string& dst_name, int dst_dir_fd, unsigned flags);
   // After creating an object as root on behalf of another user, hands it to them.
-  void adopt_for_caller(fuse_req_t req, const Inode& parent, const char* name);
-  // Replies with a fresh entry for a just-made object, or the error.
-  void reply_new_entry(fuse_req_t req, const Inode& parent, const char* name, int saved_errno);
+  void adopt_for_caller(const Caller& caller, const Inode& parent, const char* name);
+  // A fresh entry for a just-made object (handed to the caller), or the error.
+  Result<struct fuse_entry_param> new_entry(const Caller& caller, const Inode& parent, const char* name,
+                                            int saved_errno);
   int stat_inode(const std::shared_ptr<Inode>& inode, struct stat* st);
   // The O_PATH handle of a local object, reopened by name if it was evicted;
   // nullptr (ESTALE) if the object is no longer at that name.

@@ -145,15 +145,12 @@ int Filesystem::entry_of(const Inode& parent, const char* name, UniqueFd fd, str
   return 0;
 }
 
-void Filesystem::lookup(fuse_req_t req, fuse_ino_t parent, const char* name) {
+Result<struct fuse_entry_param> Filesystem::lookup(fuse_ino_t parent, const char* name, const Caller& caller) {
   auto dir = inode_of(parent);
-  if (!dir) {
-    reply_err(req, ESTALE);
-    return;
-  }
+  if (!dir) return Status::error(ESTALE, "unknown directory");
   struct fuse_entry_param e;
   int err = lookup_any(*dir, name, &e);
-  if (err == 0 && lost_opens_.retrying(fuse_req_ctx(req)->pid, dir->dir_id, name)) {
+  if (err == 0 && lost_opens_.retrying(caller.tid, dir->dir_id, name)) {
     // The kernel's retry of an open that found its file gone: hold what this
     // lookup finds until the open comes (Filesystem::open). A file let go
     // before the hold (another rank unlinked it meanwhile): look again.
@@ -168,39 +165,29 @@ void Filesystem::lookup(fuse_req_t req, fuse_ino_t parent, const char* name) {
     // A negative entry, not cached: another rank may create the name at any time.
     e.ino = 0;
     e.entry_timeout = 0;
-    fuse_reply_entry(req, &e);
-  } else if (err) {
-    reply_err(req, err);
-  } else {
-    fuse_reply_entry(req, &e);
+    return e;
   }
+  if (err) return Status::error(err, "lookup");
+  return e;
 }
 
-void Filesystem::forget(fuse_req_t req, fuse_ino_t ino, uint64_t nlookup) {
-  inodes_.forget(ino, nlookup);
-  fuse_reply_none(req);
-}
+void Filesystem::forget(fuse_ino_t ino, uint64_t nlookup) { inodes_.forget(ino, nlookup); }
 
-void Filesystem::forget_multi(fuse_req_t req, size_t count, struct fuse_forget_data* forgets) {
-  for (size_t i = 0; i < count; ++i) inodes_.forget(forgets[i].ino, forgets[i].nlookup);
-  fuse_reply_none(req);
-}
-
-void Filesystem::getattr(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info* fi) {
+Result<Filesystem::Attr> Filesystem::getattr(fuse_ino_t ino, uint64_t fhandle) {
   auto inode = inode_of(ino);
-  if (!inode) return (void)reply_err(req, ESTALE);
+  if (!inode) return Status::error(ESTALE, "unknown inode");
   struct stat st;
-  FileHandle* fh = fi ? reinterpret_cast<FileHandle*>(fi->fh) : nullptr;
+  FileHandle* fh = reinterpret_cast<FileHandle*>(fhandle);
   if (fh && fh->remote && fh->cache) {
     // A read-only open of a remote file: the version it opened, which stays
     // readable from the cache even if the owner has dropped the file since.
-    return (void)fuse_reply_attr(req, &fh->attr, 0);
+    return Attr{fh->attr, 0};
   }
   if (FileHandle* h = fh; h && !h->remote && h->fd >= 0) {
     // Through the open file: works for an unlinked file whose handle was evicted.
-    if (::fstat(h->fd, &st) != 0) return (void)reply_err(req, errno);
+    if (::fstat(h->fd, &st) != 0) return Status::from_errno("fstat");
     translate(&st);
-    return (void)fuse_reply_attr(req, &st, inode->remote ? 0 : kAttrTimeout);
+    return Attr{st, inode->remote ? 0 : kAttrTimeout};
   }
   if (fh && fh->remote) {
     // A writable remote handle: the file it writes to, by its name at open;
@@ -211,7 +198,7 @@ void Filesystem::getattr(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info* 
         static_cast<uint64_t>(st.st_ino) != ref.gino) {
       st = fh->attr;
     }
-    return (void)fuse_reply_attr(req, &st, 0);
+    return Attr{st, 0};
   }
   if (inode->remote) {
     uint64_t version;
@@ -225,18 +212,18 @@ void Filesystem::getattr(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info* 
       st = inode->remote_attr();
       err = 0;
     }
-    if (err) return (void)reply_err(req, err);
-    return (void)fuse_reply_attr(req, &st, 0);
+    if (err) return Status::error(err, "stat of a remote file");
+    return Attr{st, 0};
   }
-  if (int err = stat_inode(inode, &st)) return (void)reply_err(req, err);
-  fuse_reply_attr(req, &st, kAttrTimeout);
+  if (int err = stat_inode(inode, &st)) return Status::error(err, "stat");
+  return Attr{st, kAttrTimeout};
 }
 
-void Filesystem::setattr(fuse_req_t req, fuse_ino_t ino, struct stat* attr, int to_set,
-                         struct fuse_file_info* fi) {
+Result<Filesystem::Attr> Filesystem::setattr(fuse_ino_t ino, const struct stat& attr, int to_set,
+                                             uint64_t fhandle, const Caller& caller) {
   auto inode = inode_of(ino);
-  if (!inode) return (void)reply_err(req, ESTALE);
-  FileHandle* h = fi ? reinterpret_cast<FileHandle*>(fi->fh) : nullptr;
+  if (!inode) return Status::error(ESTALE, "unknown inode");
+  FileHandle* h = reinterpret_cast<FileHandle*>(fhandle);
   // Through a handle: the file it has open (which can be another rank's
   // file under a local kernel inode, or ours under a remote one, after a
   // move); otherwise the file the inode shows.
@@ -246,7 +233,7 @@ void Filesystem::setattr(fuse_req_t req, fuse_ino_t ino, struct stat* attr, int 
     // The kernel writes back the times of an inode without a handle too
     // (sync_inode_metadata, e.g. at fsync): for a file that has moved away
     // that is only bookkeeping of a file no longer there.
-    if (!h && inode->gone.load() && !times_only) return (void)reply_err(req, ESTALE);
+    if (!h && inode->gone.load() && !times_only) return Status::error(ESTALE, "moved away");
     const int bookkeeping = FUSE_SET_ATTR_CTIME | FUSE_SET_ATTR_FORCE |
                             (h || inode->gone.load() ? FUSE_SET_ATTR_MTIME : 0);
     if ((to_set & ~bookkeeping) == 0) {
@@ -257,26 +244,26 @@ void Filesystem::setattr(fuse_req_t req, fuse_ino_t ino, struct stat* attr, int 
       // fail if the file has moved since. Nothing to forward, nothing to
       // ask: the attributes time out at once, the next stat asks the owner.
       struct stat st = h && h->remote ? h->attr : inode->remote_attr();
-      return (void)fuse_reply_attr(req, &st, 0);
+      return Attr{st, 0};
     }
     const RemoteRef ref = h ? h->current_ref() : inode->ref;
-    msg::Setattr m{{ref.dir, ref.name}, ref.gino, static_cast<uint32_t>(to_set), attr->st_mode, attr->st_uid,
-                   attr->st_gid, attr->st_size, attr->st_atim.tv_sec, attr->st_atim.tv_nsec,
-                   attr->st_mtim.tv_sec, attr->st_mtim.tv_nsec};
+    msg::Setattr m{{ref.dir, ref.name}, ref.gino, static_cast<uint32_t>(to_set), attr.st_mode, attr.st_uid,
+                   attr.st_gid, attr.st_size, attr.st_atim.tv_sec, attr.st_atim.tv_nsec,
+                   attr.st_mtim.tv_sec, attr.st_mtim.tv_nsec};
     auto r = peers_->call(ref.owner, Op::kFileSetattr, msg::encode(m));
     // The file left its owner under this handle (replaced, unlinked): EIO,
     // as for writes. Without a handle the kernel looks the path up again.
-    if (!r && h && file_left_owner(r.err())) return (void)reply_err(req, EIO);
+    if (!r && h && file_left_owner(r.err())) return Status::error(EIO, "file left its owner");
     if (!r && times_only && file_left_owner(r.err())) {
       // Times of a file that left this name since: nothing left to set.
       struct stat st = inode->remote_attr();
-      return (void)fuse_reply_attr(req, &st, 0);
+      return Attr{st, 0};
     }
-    if (!r && r.err() == ENOENT) return (void)reply_err(req, ESTALE);
-    if (!r) return (void)reply_err(req, r.err());
+    if (!r && r.err() == ENOENT) return Status::error(ESTALE, "gone from its name");
+    if (!r) return r.status();
     msg::Stat now;
-    if (!msg::decode(r.value(), &now)) return (void)reply_err(req, EPROTO);
-    return (void)fuse_reply_attr(req, &now.st, 0);
+    if (!msg::decode(r.value(), &now)) return Status::error(EPROTO, "setattr reply");
+    return Attr{now.st, 0};
   }
   if (S_ISDIR(inode->type) && (to_set & (FUSE_SET_ATTR_MODE | FUSE_SET_ATTR_UID | FUSE_SET_ATTR_GID |
                                          FUSE_SET_ATTR_ATIME | FUSE_SET_ATTR_MTIME))) {
@@ -285,15 +272,15 @@ void Filesystem::setattr(fuse_req_t req, fuse_ino_t ino, struct stat* attr, int 
     c.kind = DirChange::kSetattr;
     c.dir = inode->dir_id;
     c.flags = static_cast<uint32_t>(to_set);
-    c.mode = attr->st_mode;
-    c.uid = attr->st_uid;
-    c.gid = attr->st_gid;
-    c.atime_s = attr->st_atim.tv_sec;
-    c.atime_ns = attr->st_atim.tv_nsec;
-    c.mtime_s = attr->st_mtim.tv_sec;
-    c.mtime_ns = attr->st_mtim.tv_nsec;
-    if (int err = dir_mutate(c.encode())) return (void)reply_err(req, err);
-    return getattr(req, ino, nullptr);
+    c.mode = attr.st_mode;
+    c.uid = attr.st_uid;
+    c.gid = attr.st_gid;
+    c.atime_s = attr.st_atim.tv_sec;
+    c.atime_ns = attr.st_atim.tv_nsec;
+    c.mtime_s = attr.st_mtim.tv_sec;
+    c.mtime_ns = attr.st_mtim.tv_nsec;
+    if (int err = dir_mutate(c.encode())) return Status::error(err, "directory setattr");
+    return getattr(ino, 0);
   }
   const int hfd = h ? h->fd : -1;
   // The open file if there is one (an unlinked file has no name to reopen).
@@ -307,9 +294,9 @@ void Filesystem::setattr(fuse_req_t req, fuse_ino_t ino, struct stat* attr, int 
       // fail): the file is gone, nothing is left to set.
       struct stat st = inode->remote_attr();
       translate(&st);
-      return (void)fuse_reply_attr(req, &st, 0);
+      return Attr{st, 0};
     }
-    return (void)reply_err(req, ESTALE);
+    return Status::error(ESTALE, "no longer at its name");
   }
   const int ifd = object ? object->get() : -1;
   const bool is_symlink = S_ISLNK(inode->type);
@@ -319,25 +306,25 @@ void Filesystem::setattr(fuse_req_t req, fuse_ino_t ino, struct stat* attr, int 
       errno = EOPNOTSUPP;
       rc = -1;
     } else {
-      rc = hfd >= 0 ? ::fchmod(hfd, attr->st_mode)
-              : ::chmod(proc_path(ifd).c_str(), attr->st_mode);
+      rc = hfd >= 0 ? ::fchmod(hfd, attr.st_mode)
+              : ::chmod(proc_path(ifd).c_str(), attr.st_mode);
     }
-    if (rc != 0) return (void)reply_err(req, errno);
+    if (rc != 0) return Status::from_errno("setattr");
   }
   if (to_set & (FUSE_SET_ATTR_UID | FUSE_SET_ATTR_GID)) {
-    uid_t uid = (to_set & FUSE_SET_ATTR_UID) ? attr->st_uid : static_cast<uid_t>(-1);
-    gid_t gid = (to_set & FUSE_SET_ATTR_GID) ? attr->st_gid : static_cast<gid_t>(-1);
+    uid_t uid = (to_set & FUSE_SET_ATTR_UID) ? attr.st_uid : static_cast<uid_t>(-1);
+    gid_t gid = (to_set & FUSE_SET_ATTR_GID) ? attr.st_gid : static_cast<gid_t>(-1);
     int crc = hfd >= 0 ? ::fchown(hfd, uid, gid) : ::fchownat(ifd, "", uid, gid, AT_EMPTY_PATH | AT_SYMLINK_NOFOLLOW);
-    if (crc != 0) return (void)reply_err(req, errno);
+    if (crc != 0) return Status::from_errno("chown");
   }
   if (to_set & FUSE_SET_ATTR_SIZE) {
     if (!inode->remote) release_owned(global_ino(inode->src_ino));
-    rc = hfd >= 0 ? ::ftruncate(hfd, attr->st_size)
-            : ::truncate(proc_path(ifd).c_str(), attr->st_size);
-    if (rc != 0) return (void)reply_err(req, errno);
+    rc = hfd >= 0 ? ::ftruncate(hfd, attr.st_size)
+            : ::truncate(proc_path(ifd).c_str(), attr.st_size);
+    if (rc != 0) return Status::from_errno("setattr");
     if (S_ISREG(inode->type)) {
       UniqueFd wfd(hfd >= 0 ? ::dup(hfd) : ::open(proc_path(ifd).c_str(), O_RDONLY | O_CLOEXEC));
-      if (wfd.valid()) drop_setid_for_caller(req, wfd.get(), inode->id);
+      if (wfd.valid()) drop_setid_for_caller(caller, wfd.get(), inode->id);
     }
   }
   if (to_set & (FUSE_SET_ATTR_ATIME | FUSE_SET_ATTR_MTIME)) {
@@ -345,9 +332,9 @@ void Filesystem::setattr(fuse_req_t req, fuse_ino_t ino, struct stat* attr, int 
     tv[0].tv_sec = tv[1].tv_sec = 0;
     tv[0].tv_nsec = tv[1].tv_nsec = UTIME_OMIT;
     if (to_set & FUSE_SET_ATTR_ATIME_NOW) tv[0].tv_nsec = UTIME_NOW;
-    else if (to_set & FUSE_SET_ATTR_ATIME) tv[0] = attr->st_atim;
+    else if (to_set & FUSE_SET_ATTR_ATIME) tv[0] = attr.st_atim;
     if (to_set & FUSE_SET_ATTR_MTIME_NOW) tv[1].tv_nsec = UTIME_NOW;
-    else if (to_set & FUSE_SET_ATTR_MTIME) tv[1] = attr->st_mtim;
+    else if (to_set & FUSE_SET_ATTR_MTIME) tv[1] = attr.st_mtim;
     if (hfd >= 0) {
       rc = ::futimens(hfd, tv);
     } else if (is_symlink) {
@@ -356,16 +343,16 @@ void Filesystem::setattr(fuse_req_t req, fuse_ino_t ino, struct stat* attr, int 
     } else {
       rc = ::utimensat(AT_FDCWD, proc_path(ifd).c_str(), tv, 0);
     }
-    if (rc != 0) return (void)reply_err(req, errno);
+    if (rc != 0) return Status::from_errno("setattr");
   }
   if (hfd >= 0) {
     // Through the open file (taken over here, or unlinked while open).
     struct stat st;
-    if (::fstat(hfd, &st) != 0) return (void)reply_err(req, errno);
+    if (::fstat(hfd, &st) != 0) return Status::from_errno("fstat");
     translate(&st);
-    return (void)fuse_reply_attr(req, &st, inode->remote ? 0 : kAttrTimeout);
+    return Attr{st, inode->remote ? 0 : kAttrTimeout};
   }
-  getattr(req, ino, fi);
+  return getattr(ino, fhandle);
 }
 
 Result<std::string> Filesystem::readlink(fuse_ino_t ino) {
@@ -387,21 +374,21 @@ Result<std::string> Filesystem::readlink(fuse_ino_t ino) {
   return std::string(buf, static_cast<size_t>(n));
 }
 
-void Filesystem::adopt_for_caller(fuse_req_t req, const Inode& parent, const char* name) {
+void Filesystem::adopt_for_caller(const Caller& caller, const Inode& parent, const char* name) {
   if (!run_as_root_) return;
-  const struct fuse_ctx* ctx = fuse_req_ctx(req);
-  if (ctx->uid == 0 && ctx->gid == 0) return;
-  if (::fchownat(parent.dir_fd(), name, ctx->uid, ctx->gid, AT_SYMLINK_NOFOLLOW) != 0) {
-    DSDFS_WARN("cannot hand %s to uid %u: %s", name, ctx->uid, std::strerror(errno));
+  if (caller.uid == 0 && caller.gid == 0) return;
+  if (::fchownat(parent.dir_fd(), name, caller.uid, caller.gid, AT_SYMLINK_NOFOLLOW) != 0) {
+    DSDFS_WARN("cannot hand %s to uid %u: %s", name, caller.uid, std::strerror(errno));
   }
 }
 
-void Filesystem::reply_new_entry(fuse_req_t req, const Inode& parent, const char* name, int saved_errno) {
-  if (saved_errno) return (void)reply_err(req, saved_errno);
-  adopt_for_caller(req, parent, name);
+Result<struct fuse_entry_param> Filesystem::new_entry(const Caller& caller, const Inode& parent, const char* name,
+                                                      int saved_errno) {
+  if (saved_errno) return Status::error(saved_errno);
+  adopt_for_caller(caller, parent, name);
   struct fuse_entry_param e;
-  if (int err = do_lookup(parent, name, &e)) return (void)reply_err(req, err);
-  fuse_reply_entry(req, &e);
+  if (int err = do_lookup(parent, name, &e)) return Status::error(err, "lookup of a new entry");
+  return e;
 }
 
 // Makes a new non-directory object named `name` in `dir`, owned by this rank:
@@ -427,44 +414,45 @@ int Filesystem::claim_and_make(uint64_t dir_id, int dir_fd, const char* name, ui
   return err;
 }
 
-void Filesystem::mknod(fuse_req_t req, fuse_ino_t parent, const char* name, mode_t mode, dev_t rdev) {
+Result<struct fuse_entry_param> Filesystem::mknod(fuse_ino_t parent, const char* name, mode_t mode, dev_t rdev,
+                                                  const Caller& caller) {
   auto dir = inode_of(parent);
-  if (!dir) return (void)reply_err(req, ESTALE);
-  if (name_too_long(name)) return (void)reply_err(req, ENAMETOOLONG);
+  if (!dir) return Status::error(ESTALE, "unknown directory");
+  if (name_too_long(name)) return Status::error(ENAMETOOLONG);
   // Device nodes: the kernel has already checked the caller's CAP_MKNOD; the
   // store's file system decides for the daemon (EPERM for a user's daemon).
   // Like FIFOs and sockets, they are used through each node's own kernel.
   if (!S_ISREG(mode) && !S_ISFIFO(mode) && !S_ISSOCK(mode) && !S_ISCHR(mode) && !S_ISBLK(mode)) {
-    return (void)reply_err(req, EINVAL);
+    return Status::error(EINVAL, "mknod of this type");
   }
   int err = claim_and_make(dir->dir_id, dir->dir_fd(), name, LocatorShard::kExclusive,
                            [&](int dfd) { return ::mknodat(dfd, name, mode, rdev); });
-  reply_new_entry(req, *dir, name, err);
+  return new_entry(caller, *dir, name, err);
 }
 
-void Filesystem::mkdir(fuse_req_t req, fuse_ino_t parent, const char* name, mode_t mode) {
+Result<struct fuse_entry_param> Filesystem::mkdir(fuse_ino_t parent, const char* name, mode_t mode,
+                                                  const Caller& caller) {
   auto dir = inode_of(parent);
-  if (!dir) return (void)reply_err(req, ESTALE);
-  if (name_too_long(name)) return (void)reply_err(req, ENAMETOOLONG);
-  const struct fuse_ctx* ctx = fuse_req_ctx(req);
-  auto made_dir = make_dir(dir->dir_id, name, mode, run_as_root_ ? ctx->uid : ::geteuid(),
-                           run_as_root_ ? ctx->gid : ::getegid());
-  if (!made_dir) return (void)reply_err(req, made_dir.err());
+  if (!dir) return Status::error(ESTALE, "unknown directory");
+  if (name_too_long(name)) return Status::error(ENAMETOOLONG);
+  auto made_dir = make_dir(dir->dir_id, name, mode, run_as_root_ ? caller.uid : ::geteuid(),
+                           run_as_root_ ? caller.gid : ::getegid());
+  if (!made_dir) return made_dir.status();
   const uint64_t made = made_dir->id;
   auto made_fd = std::move(made_dir->fd);
   struct fuse_entry_param e;
   int err = do_lookup(*dir, name, &e);
-  if (err == 0 && inode_of(e.ino)->dir_id == made) return (void)fuse_reply_entry(req, &e);
+  if (err == 0 && inode_of(e.ino)->dir_id == made) return e;
   // Another rank renamed or removed the new directory between our mkdir and
   // this lookup: mkdir succeeded all the same, as on a local file system
   // where the rename or rmdir came right after it. Answer with the directory
   // it made, by its id, and have the kernel look the name up again next time.
-  if (!made_fd) return (void)reply_err(req, err ? err : EIO);
+  if (!made_fd) return Status::error(err ? err : EIO, "lookup of a new directory");
   UniqueFd fd(::fcntl(made_fd->get(), F_DUPFD_CLOEXEC, 0));
-  if (!fd.valid()) return (void)reply_err(req, errno);
-  if ((err = entry_of(*dir, name, std::move(fd), &e, made))) return (void)reply_err(req, err);
+  if (!fd.valid()) return Status::from_errno("dup");
+  if ((err = entry_of(*dir, name, std::move(fd), &e, made))) return Status::error(err, "new directory");
   e.entry_timeout = 0;
-  fuse_reply_entry(req, &e);
+  return e;
 }
 
 Result<Filesystem::MadeDir> Filesystem::make_dir(uint64_t dir_id, const std::string& name, mode_t mode, uid_t uid,
@@ -492,21 +480,22 @@ std::shared_ptr<UniqueFd> Filesystem::take_made_dir(uint64_t id) {
   return fd;
 }
 
-void Filesystem::symlink(fuse_req_t req, const char* link, fuse_ino_t parent, const char* name) {
+Result<struct fuse_entry_param> Filesystem::symlink(const char* link, fuse_ino_t parent, const char* name,
+                                                    const Caller& caller) {
   auto dir = inode_of(parent);
-  if (!dir) return (void)reply_err(req, ESTALE);
-  if (name_too_long(name)) return (void)reply_err(req, ENAMETOOLONG);
+  if (!dir) return Status::error(ESTALE, "unknown directory");
+  if (name_too_long(name)) return Status::error(ENAMETOOLONG);
   int err = claim_and_make(dir->dir_id, dir->dir_fd(), name, LocatorShard::kExclusive,
                            [&](int dfd) { return ::symlinkat(link, dfd, name); });
-  reply_new_entry(req, *dir, name, err);
+  return new_entry(caller, *dir, name, err);
 }
 
-void Filesystem::link(fuse_req_t req, fuse_ino_t ino, fuse_ino_t newparent, const char* newname) {
+Result<struct fuse_entry_param> Filesystem::link(fuse_ino_t ino, fuse_ino_t newparent, const char* newname) {
   auto inode = inode_of(ino);
   auto dir = inode_of(newparent);
-  if (!inode || !dir) return (void)reply_err(req, ESTALE);
-  if (name_too_long(newname)) return (void)reply_err(req, ENAMETOOLONG);
-  if (S_ISDIR(inode->type)) return (void)reply_err(req, EPERM);
+  if (!inode || !dir) return Status::error(ESTALE, "unknown inode");
+  if (name_too_long(newname)) return Status::error(ENAMETOOLONG);
+  if (S_ISDIR(inode->type)) return Status::error(EPERM, "link of a directory");
   struct fuse_entry_param e;
   if (inode->remote) {
     // Every name of a file belongs to its owner: the owner links it in its
@@ -514,36 +503,36 @@ void Filesystem::link(fuse_req_t req, fuse_ino_t ino, fuse_ino_t newparent, cons
     auto r = peers_->call(inode->ref.owner, Op::kFileLink,
                             msg::encode(msg::Link{{inode->ref.dir, inode->ref.name}, inode->ref.gino,
                                                   {dir->dir_id, newname}}));
-    if (!r) return (void)reply_err(req, r.err());
+    if (!r) return r.status();
     std::memset(&e, 0, sizeof e);
     msg::Stat linked;
-    if (!msg::decode(r.value(), &linked)) return (void)reply_err(req, EPROTO);
+    if (!msg::decode(r.value(), &linked)) return Status::error(EPROTO, "link reply");
     e.attr = linked.st;
     const uint64_t version = linked.version;
     RemoteRef ref{inode->ref.owner, dir->dir_id, newname, static_cast<uint64_t>(e.attr.st_ino), version};
     e.ino = inodes_.lookup_remote(ref, e.attr.st_mode, e.attr)->id;
     e.attr_timeout = 0;
     e.entry_timeout = 0;
-    return (void)fuse_reply_entry(req, &e);
+    return e;
   }
   auto object = object_fd(inode);
-  if (!object) return (void)reply_err(req, ESTALE);
+  if (!object) return Status::error(ESTALE, "no longer at its name");
   // linkat of an O_PATH handle: through /proc with AT_SYMLINK_FOLLOW (AT_EMPTY_PATH
   // would need CAP_DAC_READ_SEARCH, which a user's daemon has not).
   const std::string src = proc_path(object->get());
   int err = claim_and_make(dir->dir_id, dir->dir_fd(), newname, LocatorShard::kExclusive, [&](int dfd) {
     return ::linkat(AT_FDCWD, src.c_str(), dfd, newname, AT_SYMLINK_FOLLOW);
   });
-  if (err) return (void)reply_err(req, err);
+  if (err) return Status::error(err, "link");
   // The same inode (same store object): the kernel's count and ours agree.
-  if ((err = do_lookup(*dir, newname, &e))) return (void)reply_err(req, err);
-  fuse_reply_entry(req, &e);
+  if ((err = do_lookup(*dir, newname, &e))) return Status::error(err, "lookup of a new link");
+  return e;
 }
 
-void Filesystem::unlink(fuse_req_t req, fuse_ino_t parent, const char* name) {
+Status Filesystem::unlink(fuse_ino_t parent, const char* name) {
   auto dir = inode_of(parent);
-  if (!dir) return (void)reply_err(req, ESTALE);
-  reply_err(req, unlink_name(dir->dir_id, dir->dir_fd(), name));
+  if (!dir) return Status::error(ESTALE, "unknown directory");
+  return errno_status(unlink_name(dir->dir_id, dir->dir_fd(), name));
 }
 
 int Filesystem::unlink_name(uint64_t dir_id, int dir_fd, const char* name) {
@@ -572,10 +561,10 @@ int Filesystem::unlink_here(uint64_t dir_id, int dir_fd, const char* name) {
   return 0;
 }
 
-void Filesystem::rmdir(fuse_req_t req, fuse_ino_t parent, const char* name) {
+Status Filesystem::rmdir(fuse_ino_t parent, const char* name) {
   auto dir = inode_of(parent);
-  if (!dir) return (void)reply_err(req, ESTALE);
-  reply_err(req, remove_dir(dir->dir_id, name));
+  if (!dir) return Status::error(ESTALE, "unknown directory");
+  return errno_status(remove_dir(dir->dir_id, name));
 }
 
 int Filesystem::remove_dir(uint64_t dir_id, const std::string& name) {
@@ -665,13 +654,13 @@ int Filesystem::rename_local_file(uint64_t src_dir, const std::string& src_name,
   return 0;
 }
 
-void Filesystem::rename(fuse_req_t req, fuse_ino_t parent, const char* name, fuse_ino_t newparent,
-                        const char* newname, unsigned int flags) {
+Status Filesystem::rename(fuse_ino_t parent, const char* name, fuse_ino_t newparent, const char* newname,
+                          unsigned int flags) {
   auto from = inode_of(parent);
   auto to = inode_of(newparent);
-  if (!from || !to) return (void)reply_err(req, ESTALE);
-  if (name_too_long(newname)) return (void)reply_err(req, ENAMETOOLONG);
-  reply_err(req, rename_name(from->dir_id, from->dir_fd(), name, to->dir_id, to->dir_fd(), newname, flags));
+  if (!from || !to) return Status::error(ESTALE, "unknown directory");
+  if (name_too_long(newname)) return Status::error(ENAMETOOLONG);
+  return errno_status(rename_name(from->dir_id, from->dir_fd(), name, to->dir_id, to->dir_fd(), newname, flags));
 }
 
 int Filesystem::rename_name(uint64_t from_id, int from_fd, const char* name, uint64_t to_id, int to_fd,

@@ -17,81 +17,66 @@ namespace dsdfs::fs {
 
 namespace {
 FileHandle* handle_of(uint64_t fh) { return reinterpret_cast<FileHandle*>(fh); }
-FileHandle* handle_of(struct fuse_file_info* fi) { return handle_of(fi->fh); }
 }  // namespace
 
-void Filesystem::create(fuse_req_t req, fuse_ino_t parent, const char* name, mode_t mode,
-                        struct fuse_file_info* fi) {
+Result<Filesystem::CreateReply> Filesystem::create(fuse_ino_t parent, const char* name, mode_t mode, int flags,
+                                                   const Caller& caller) {
   auto dir = inode_of(parent);
-  if (!dir) return (void)reply_err(req, ESTALE);
-  if (std::strlen(name) > NAME_MAX) return (void)reply_err(req, ENAMETOOLONG);
+  if (!dir) return Status::error(ESTALE, "unknown directory");
+  if (std::strlen(name) > NAME_MAX) return Status::error(ENAMETOOLONG);
   // Exactly one rank creates a name that many create at once (the shard
   // decides); every other one opens that same file (open_name).
-  lost_opens_.opened(fuse_req_ctx(req)->pid, dir->dir_id, name);  // a retry that creates
-  auto opened = open_name(dir->dir_id, name, -1, fi->flags, mode, /*create=*/true);
+  lost_opens_.opened(caller.tid, dir->dir_id, name);  // a retry that creates
+  auto opened = open_name(dir->dir_id, name, -1, flags, mode, /*create=*/true);
   // ESTALE (a file that changed while it was fetched, answered by its owner)
   // would reach the caller: the kernel does not retry a create's retry.
   for (int again = 0; !opened && opened.err() == ESTALE && again < 4; ++again) {
-    opened = open_name(dir->dir_id, name, -1, fi->flags, mode, /*create=*/true);
+    opened = open_name(dir->dir_id, name, -1, flags, mode, /*create=*/true);
   }
   // Opened here, then counted as open (see Inode::giving): a file given to
   // another rank in between (its O_TRUNC) is followed there, as open() does.
   for (int round = 0; opened && opened->owner == rank_ && round < 8; ++round) {
     OpenedFile& o = opened.value();
-    if (o.created) adopt_for_caller(req, *dir, name);
+    if (o.created) adopt_for_caller(caller, *dir, name);
     struct fuse_entry_param e;
     if (int err = do_lookup(*dir, name, &e)) {
-      if (err != ENOENT) return (void)reply_err(req, err);
+      if (err != ENOENT) return Status::error(err, "lookup of a created file");
     } else {
       auto inode = inode_of(e.ino);
-      o.handle->attach(inode, /*counted=*/true, /*writable=*/(fi->flags & O_ACCMODE) != O_RDONLY);
+      o.handle->attach(inode, /*counted=*/true, /*writable=*/(flags & O_ACCMODE) != O_RDONLY);
       struct stat now;
       const bool same = ::fstat(o.handle->fd, &now) == 0 && now.st_ino == inode->src_ino;
       if (same && !inode->gone.load() && !inode->giving.load()) {
         // Every change to an owned file passes through this kernel.
-        fi->keep_cache = 1;
-        fi->fh = reinterpret_cast<uint64_t>(o.handle.get());
-        if (fuse_reply_create(req, &e, fi) == 0) {
-          o.handle.release();
-        } else {
-          inodes_.forget(e.ino, 1);
-        }
-        return;
+        return CreateReply{e, OpenReply{std::move(o.handle), /*direct_io=*/false, /*keep_cache=*/true}};
       }
       inodes_.forget(e.ino, 1);
     }
     // This open's create and truncation have happened: follow without them.
-    opened = open_name(dir->dir_id, name, -1, fi->flags & ~(O_EXCL | O_TRUNC), mode, /*create=*/true);
+    opened = open_name(dir->dir_id, name, -1, flags & ~(O_EXCL | O_TRUNC), mode, /*create=*/true);
   }
-  if (!opened) return (void)reply_err(req, opened.err());
+  if (!opened) return opened.status();
   OpenedFile& o = opened.value();
-  struct fuse_entry_param e;
-  if (o.owner == rank_) {
-    return (void)reply_err(req, EIO);  // moved away and back more than 8 times within this open
-  } else {
-    std::memset(&e, 0, sizeof e);
-    e.attr = o.st;
-    RemoteRef ref{o.owner, dir->dir_id, name, static_cast<uint64_t>(o.st.st_ino), o.version};
-    e.ino = inodes_.lookup_remote(ref, o.st.st_mode, o.st)->id;
-    // Not cached: every path walk asks the owner (see fill_remote_entry).
-    e.attr_timeout = 0;
-    e.entry_timeout = 0;
-    fi->direct_io = o.direct_io;
-    fi->keep_cache = o.handle->cache ? 1 : 0;
-    o.handle->page_cache = o.handle->cache && !fi->direct_io;
-  }
-  fi->fh = reinterpret_cast<uint64_t>(o.handle.get());
-  // On failure the opener is gone (interrupted); nobody will release the handle.
-  if (fuse_reply_create(req, &e, fi) == 0) {
-    o.handle.release();
-  } else {
-    inodes_.forget(e.ino, 1);
-  }
+  // Moved away and back more than 8 times within this open.
+  if (o.owner == rank_) return Status::error(EIO, "create: the file kept moving");
+  CreateReply out;
+  std::memset(&out.e, 0, sizeof out.e);
+  out.e.attr = o.st;
+  RemoteRef ref{o.owner, dir->dir_id, name, static_cast<uint64_t>(o.st.st_ino), o.version};
+  out.e.ino = inodes_.lookup_remote(ref, o.st.st_mode, o.st)->id;
+  // Not cached: every path walk asks the owner (see fill_remote_entry).
+  out.e.attr_timeout = 0;
+  out.e.entry_timeout = 0;
+  out.open.direct_io = o.direct_io;
+  out.open.keep_cache = o.handle->cache != nullptr;
+  o.handle->page_cache = o.handle->cache && !o.direct_io;
+  out.open.handle = std::move(o.handle);
+  return out;
 }
 
-int Filesystem::open_moved(const Inode& inode, uint64_t dir, const std::string& name, int owner_hint,
-                           struct fuse_file_info* fi) {
-  auto opened = open_name(dir, name, owner_hint, fi->flags, 0644, /*create=*/false);
+Result<Filesystem::OpenReply> Filesystem::open_moved(const Inode& inode, uint64_t dir, const std::string& name,
+                                                     int owner_hint, int flags) {
+  auto opened = open_name(dir, name, owner_hint, flags, 0644, /*create=*/false);
   // The path walk found this file, and a rename took it from that name
   // before this open: it is still that file under its new name (a local file
   // system opens what the walk found, too). Ask its owner where it is now,
@@ -100,60 +85,61 @@ int Filesystem::open_moved(const Inode& inode, uint64_t dir, const std::string& 
     auto r = peers_->call(inode.ref.owner, Op::kFileFind, msg::encode(msg::Find{dir, inode.ref.gino}));
     msg::Name now;
     if (!r || !msg::decode(r.value(), &now) || now.dir != dir) break;  // gone: unlinked or moved
-    auto again = open_name(dir, now.name, inode.ref.owner, fi->flags, 0644, /*create=*/false);
+    auto again = open_name(dir, now.name, inode.ref.owner, flags, 0644, /*create=*/false);
     if (again && static_cast<uint64_t>(again->st.st_ino) != inode.ref.gino) break;  // another file took the name
     opened = std::move(again);
   }
-  if (!opened) {
-    // The name is gone: ESTALE makes the kernel look the path up again, which
-    // answers ENOENT (or, for O_CREAT, creates it).
-    return opened.err() == ENOENT ? ESTALE : opened.err();
-  }
+  // The name is gone: ESTALE makes the kernel look the path up again, which
+  // answers ENOENT (or, for O_CREAT, creates it).
+  if (!opened && opened.err() == ENOENT) return Status::error(ESTALE, "gone from its name");
+  if (!opened) return opened.status();
   OpenedFile& o = opened.value();
   const bool same = inode.remote && o.owner == inode.ref.owner && o.owner != rank_ &&
                     static_cast<uint64_t>(o.st.st_ino) == inode.ref.gino && o.version == inode.ref.version;
+  OpenReply out;
   if (same) {
-    fi->direct_io = o.direct_io;
+    out.direct_io = o.direct_io;
     // This kernel inode is bound to this one version, so its pages stay valid.
-    fi->keep_cache = o.handle->cache ? 1 : 0;
+    out.keep_cache = o.handle->cache != nullptr;
   } else {
     // The kernel inode describes another version or file than the one opened
     // (a new version, a replaced name, or a file that moved here): bypass its
     // page cache and size, so the reader sees exactly the file opened.
-    fi->direct_io = 1;
-    fi->keep_cache = 0;
+    out.direct_io = true;
+    out.keep_cache = false;
   }
-  o.handle->page_cache = o.handle->cache && !fi->direct_io;
-  fi->fh = reinterpret_cast<uint64_t>(o.handle.release());
-  return 0;
+  o.handle->page_cache = o.handle->cache && !out.direct_io;
+  out.handle = std::move(o.handle);
+  return out;
 }
 
-void Filesystem::open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info* fi) {
+Result<Filesystem::OpenReply> Filesystem::open(fuse_ino_t ino, int flags, const Caller& caller) {
   auto inode = inode_of(ino);
-  if (!inode) return (void)reply_err(req, ESTALE);
-  const pid_t tid = fuse_req_ctx(req)->pid;
-  if (inode->remote) {
-    if (!S_ISREG(inode->type)) return (void)reply_err(req, EINVAL);
-    // Whatever the name holds now: the file may have a new version, a new
-    // owner, or be replaced since the kernel looked it up.
-    int err = open_moved(*inode, inode->ref.dir, inode->ref.name, inode->ref.owner, fi);
-    if (err == ESTALE && lost_opens_.lost_again(tid, inode->ref.dir, inode->ref.name)) {
-      // The kernel will not retry again: look once more for a file at the
-      // name, then take the one the retry's lookup found.
-      err = open_moved(*inode, inode->ref.dir, inode->ref.name, -1, fi);
-      if (err == ESTALE) err = open_as_found(*inode, fi);
-    } else if (err == 0) {
-      lost_opens_.opened(tid, inode->ref.dir, inode->ref.name);
-    }
-    if (err) return (void)reply_err(req, err);
-    if (fuse_reply_open(req, fi) != 0) delete handle_of(fi);
-    return;
+  if (!inode) return Status::error(ESTALE, "unknown inode");
+  if (!inode->remote) return open_local(inode, flags, caller);
+  if (!S_ISREG(inode->type)) return Status::error(EINVAL, "open of another rank's special file");
+  // Whatever the name holds now: the file may have a new version, a new
+  // owner, or be replaced since the kernel looked it up.
+  auto opened = open_moved(*inode, inode->ref.dir, inode->ref.name, inode->ref.owner, flags);
+  if (opened.err() == ESTALE && lost_opens_.lost_again(caller.tid, inode->ref.dir, inode->ref.name)) {
+    // The kernel will not retry again: look once more for a file at the
+    // name, then take the one the retry's lookup found.
+    opened = open_moved(*inode, inode->ref.dir, inode->ref.name, -1, flags);
+    if (opened.err() == ESTALE) opened = open_as_found(*inode, flags);
+  } else if (opened) {
+    lost_opens_.opened(caller.tid, inode->ref.dir, inode->ref.name);
   }
+  return opened;
+}
+
+Result<Filesystem::OpenReply> Filesystem::open_local(const std::shared_ptr<Inode>& inode, int flags,
+                                                     const Caller& caller) {
+  const pid_t tid = caller.tid;
+  const bool writable = (flags & O_ACCMODE) != O_RDONLY;
   // Counted as open before the check (see Inode::giving): a file offered
   // to another rank is either kept here for this handle or followed there.
   auto h = std::make_unique<FileHandle>();
-  h->attach(inode, /*counted=*/!peers_->is_worker_thread(tid),
-            /*writable=*/(fi->flags & O_ACCMODE) != O_RDONLY);
+  h->attach(inode, /*counted=*/!peers_->is_worker_thread(tid), writable);
   // Taken over by another rank (gone, giving), or its name taken here by
   // another rank's unlink or rename before the kernel heard of it
   // (unlinked_elsewhere: the path walk that found this inode used the old
@@ -166,50 +152,47 @@ void Filesystem::open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info* fi)
   bool retry = false;
   if (!object && !moved_away) {
     auto [dir, name] = inode->place();
-    if (!S_ISREG(inode->type) || !lost_opens_.lost_again(tid, dir, name)) return (void)reply_err(req, ESTALE);
+    if (!S_ISREG(inode->type) || !lost_opens_.lost_again(tid, dir, name)) {
+      return Status::error(ESTALE, "no longer at its name");
+    }
     retry = true;
   }
   if (!object && S_ISREG(inode->type)) {
     h.reset();  // not this file's open (unless the retry below opens it after all)
     auto [dir, name] = inode->place();
-    int err = open_moved(*inode, dir, name, -1, fi);
-    if (err == 0) {
+    auto opened = open_moved(*inode, dir, name, -1, flags);
+    if (opened) {
       lost_opens_.opened(tid, dir, name);
-      if (fuse_reply_open(req, fi) != 0) delete handle_of(fi);
-      return;
+      return opened;
     }
     // Nothing holds the name now. ESTALE has the kernel look it up afresh;
     // if its retry loses too, this open is the one the fresh lookup found,
     // and the file it found is the one to open (see open_as_found).
-    if (err != ESTALE || !(retry || lost_opens_.lost_again(tid, dir, name))) return (void)reply_err(req, err);
-    if (open_moved(*inode, dir, name, -1, fi) == 0) {  // once more: a file may hold the name by now
-      if (fuse_reply_open(req, fi) != 0) delete handle_of(fi);
-      return;
-    }
+    if (opened.err() != ESTALE || !(retry || lost_opens_.lost_again(tid, dir, name))) return opened;
+    // Once more: a file may hold the name by now.
+    if (auto again = open_moved(*inode, dir, name, -1, flags)) return again;
     h = std::make_unique<FileHandle>();
-    h->attach(inode, /*counted=*/!peers_->is_worker_thread(tid), /*writable=*/(fi->flags & O_ACCMODE) != O_RDONLY);
+    h->attach(inode, /*counted=*/!peers_->is_worker_thread(tid), writable);
     object = inode->handle();
-    if (!object) return (void)reply_err(req, ESTALE);  // its handle was let go: nothing left to open
+    if (!object) return Status::error(ESTALE, "let go: nothing left to open");
     stats_add(stats_->opens_of_unlinked_files, 1);
   }
-  if (!object) return (void)reply_err(req, ESTALE);
+  if (!object) return Status::error(ESTALE, "no longer at its name");
   if (lost_opens_.any()) {
     auto [dir, name] = inode->place();
     lost_opens_.opened(tid, dir, name);
   }
-  if (fi->flags & O_TRUNC) release_owned(global_ino(inode->src_ino));
-  int fd = ::open(proc_path(object->get()).c_str(), store_open_flags(fi->flags));
-  if (fd < 0) return (void)reply_err(req, errno);
-  if ((fi->flags & O_ACCMODE) != O_RDONLY) drop_setid_for_caller(req, fd, inode->id);
+  if (flags & O_TRUNC) release_owned(global_ino(inode->src_ino));
+  int fd = ::open(proc_path(object->get()).c_str(), store_open_flags(flags));
+  if (fd < 0) return Status::from_errno("open");
+  if (writable) drop_setid_for_caller(caller, fd, inode->id);
   h->fd = fd;
-  fi->fh = reinterpret_cast<uint64_t>(h.get());
   // Every change to an owned file passes through this kernel (other ranks'
   // writes come in through the mount point), so its page cache stays valid.
-  fi->keep_cache = 1;
-  if (fuse_reply_open(req, fi) == 0) h.release();
+  return OpenReply{std::move(h), /*direct_io=*/false, /*keep_cache=*/true};
 }
 
-int Filesystem::open_as_found(const Inode& inode, struct fuse_file_info* fi) {
+Result<Filesystem::OpenReply> Filesystem::open_as_found(const Inode& inode, int flags) {
   // The kernel's retry of an open that lost against an unlink or rename,
   // and lost again. Its lookup was fresh (the retry looks up every path
   // component) and happened during this open, and found this file: this
@@ -221,23 +204,20 @@ int Filesystem::open_as_found(const Inode& inode, struct fuse_file_info* fi) {
   stats_add(stats_->opens_of_unlinked_files, 1);
   OpenedFile out;
   if (int err = open_remote_handle(inode.ref.owner, inode.ref.dir, inode.ref.name, inode.remote_attr(),
-                                   inode.ref.version, fi->flags, &out, /*fetch=*/false)) {
-    return err;
+                                   inode.ref.version, flags, &out, /*fetch=*/false)) {
+    return Status::error(err, "open of a file gone from its name");
   }
-  fi->direct_io = 1;
-  fi->keep_cache = 0;
   out.handle->page_cache = false;
-  fi->fh = reinterpret_cast<uint64_t>(out.handle.release());
-  return 0;
+  return OpenReply{std::move(out.handle), /*direct_io=*/true, /*keep_cache=*/false};
 }
 
-void Filesystem::drop_setid_for_caller(fuse_req_t req, int fd, uint64_t ino) {
+void Filesystem::drop_setid_for_caller(const Caller& caller, int fd, uint64_t ino) {
   // FUSE_HANDLE_KILLPRIV_V2 (daemon/mount.cc): the server drops setuid and
   // setgid when an unprivileged caller may write the file. With the writeback
   // cache the store sees the bytes later, from a kernel thread, so do it when
   // the file is opened for writing (or truncated), and refresh the kernel's
   // cached mode.
-  if (run_as_root_ && fuse_req_ctx(req)->uid == 0) return;
+  if (run_as_root_ && caller.uid == 0) return;
   struct stat st;
   if (::fstat(fd, &st) != 0 || !(st.st_mode & (S_ISUID | S_ISGID))) return;
   if (::fchmod(fd, st.st_mode & 07777 & ~static_cast<mode_t>(S_ISUID | S_ISGID)) == 0) {
@@ -245,25 +225,24 @@ void Filesystem::drop_setid_for_caller(fuse_req_t req, int fd, uint64_t ino) {
   }
 }
 
-void Filesystem::read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, struct fuse_file_info* fi) {
-  FileHandle& h = *handle_of(fi);
+Result<Filesystem::ReadReply> Filesystem::read(fuse_ino_t ino, uint64_t fh, size_t size, off_t off) {
+  FileHandle& h = *handle_of(fh);
   // The kernel inode matters only to reads through its page cache (its size
   // may have grown with this node's writes: remote_read); spare the others
   // the inode table's lock.
-  if (h.remote) return remote_read(req, h.page_cache ? inode_of(ino).get() : nullptr, h, size, off);
-  if (h.inode && h.inode->gone.load(std::memory_order_relaxed)) return (void)reply_err(req, EIO);
-  struct fuse_bufvec buf = FUSE_BUFVEC_INIT(size);
-  buf.buf[0].flags = static_cast<fuse_buf_flags>(FUSE_BUF_IS_FD | FUSE_BUF_FD_SEEK);
-  buf.buf[0].fd = h.fd;
-  buf.buf[0].pos = off;
+  if (h.remote) return remote_read(h.page_cache ? inode_of(ino).get() : nullptr, h, size, off);
+  if (h.inode && h.inode->gone.load(std::memory_order_relaxed)) return Status::error(EIO, "moved to another rank");
   stats_add(stats_->bytes_read_local, size);
-  // libfuse splices from the store file into /dev/fuse when the kernel allows it.
-  fuse_reply_data(req, &buf, FUSE_BUF_SPLICE_MOVE);
+  // The front end splices from the store file into /dev/fuse when the kernel allows it.
+  ReadReply out;
+  out.fd = h.fd;
+  out.pos = off;
+  out.size = size;
+  return out;
 }
 
-void Filesystem::write_buf(fuse_req_t req, fuse_ino_t ino, struct fuse_bufvec* in, off_t off,
-                           struct fuse_file_info* fi) {
-  FileHandle& h = *handle_of(fi);
+Result<size_t> Filesystem::write_buf(fuse_ino_t ino, uint64_t fh, struct fuse_bufvec* in, off_t off) {
+  FileHandle& h = *handle_of(fh);
   if (h.remote) {
     // Before the reply: the kernel extends the inode's size when it comes.
     if (auto inode = inode_of(ino); inode && inode->remote) {
@@ -272,9 +251,9 @@ void Filesystem::write_buf(fuse_req_t req, fuse_ino_t ino, struct fuse_bufvec* i
       while (end > cur && !inode->kernel_extent.compare_exchange_weak(cur, end)) {
       }
     }
-    return remote_write(req, h, in, off);
+    return remote_write(h, in, off);
   }
-  if (h.inode && h.inode->gone.load(std::memory_order_relaxed)) return (void)reply_err(req, EIO);
+  if (h.inode && h.inode->gone.load(std::memory_order_relaxed)) return Status::error(EIO, "moved to another rank");
   struct fuse_bufvec out = FUSE_BUFVEC_INIT(fuse_buf_size(in));
   // FD_RETRY: one splice from the request's pipe into the store file may move
   // only part of it (it stops at a page boundary); a write to a regular file
@@ -283,17 +262,16 @@ void Filesystem::write_buf(fuse_req_t req, fuse_ino_t ino, struct fuse_bufvec* i
   out.buf[0].fd = h.fd;
   out.buf[0].pos = off;
   ssize_t n = fuse_buf_copy(&out, in, static_cast<fuse_buf_copy_flags>(0));
-  if (n < 0) return (void)reply_err(req, static_cast<int>(-n));
+  if (n < 0) return Status::error(static_cast<int>(-n), "write");
   stats_add(stats_->bytes_written_local, static_cast<uint64_t>(n));
-  fuse_reply_write(req, static_cast<size_t>(n));
+  return static_cast<size_t>(n);
 }
 
-void Filesystem::release(fuse_req_t req, fuse_ino_t, struct fuse_file_info* fi) {
-  FileHandle* h = handle_of(fi);
+void Filesystem::release(uint64_t fh) {
+  FileHandle* h = handle_of(fh);
   std::shared_ptr<Inode> local = h->remote ? nullptr : h->inode;
   delete h;
   let_go_if_unlinked(local);  // the last close of a file unlinked by another rank
-  reply_err(req, 0);
 }
 
 Status Filesystem::fsync(uint64_t fh, int datasync) {

@@ -158,13 +158,15 @@ Result<std::vector<uint8_t>> Filesystem::read_through(const RemoteRef& ref, uint
   return std::move(r).value();
 }
 
-void Filesystem::remote_read(fuse_req_t req, const Inode* inode, FileHandle& h, size_t size, off_t off) {
+Result<Filesystem::ReadReply> Filesystem::remote_read(const Inode* inode, FileHandle& h, size_t size, off_t off) {
+  ReadReply out;
   if (!h.cache) {
     // A writable remote handle: read through to the owner, uncached, from
     // whatever version the file has now.
     auto r = read_through(h.current_ref(), static_cast<uint64_t>(off), size);
-    if (!r) return (void)reply_err(req, r.err());
-    return (void)fuse_reply_buf(req, reinterpret_cast<const char*>(r->data()), r->size());
+    if (!r) return r.status();
+    out.bytes = std::move(r).value();
+    return out;
   }
   auto& c = *h.cache;
   uint64_t end = std::min<uint64_t>(static_cast<uint64_t>(off) + size, c.size());
@@ -176,21 +178,20 @@ void Filesystem::remote_read(fuse_req_t req, const Inode* inode, FileHandle& h, 
   if (extent > c.size() && static_cast<uint64_t>(off) + size > c.size()) {
     const uint64_t from = std::max<uint64_t>(static_cast<uint64_t>(off), c.size());
     const uint64_t to = std::min<uint64_t>(static_cast<uint64_t>(off) + size, extent);
-    std::vector<uint8_t> out;
     if (static_cast<uint64_t>(off) < end) {
       if (int err = wait_chunks(h, static_cast<uint64_t>(off) / CacheEntry::kChunk, (end - 1) / CacheEntry::kChunk)) {
-        return (void)reply_err(req, err == ESTALE ? EIO : err);
+        return Status::error(err == ESTALE ? EIO : err, "remote read");
       }
-      out.assign(c.data() + off, c.data() + end);
+      out.bytes.assign(c.data() + off, c.data() + end);
     }
     if (from < to) {
       auto r = read_through(h.ref, from, to - from);
-      if (!r) return (void)reply_err(req, r.err());
-      out.insert(out.end(), r->begin(), r->end());
+      if (!r) return r.status();
+      out.bytes.insert(out.bytes.end(), r->begin(), r->end());
     }
-    return (void)fuse_reply_buf(req, reinterpret_cast<const char*>(out.data()), out.size());
+    return out;
   }
-  if (static_cast<uint64_t>(off) >= end) return (void)fuse_reply_buf(req, nullptr, 0);
+  if (static_cast<uint64_t>(off) >= end) return out;  // nothing: the end of the file
   uint64_t first = static_cast<uint64_t>(off) / CacheEntry::kChunk;
   uint64_t last = (end - 1) / CacheEntry::kChunk;
   // A sequential reader keeps kReadaheadChunks past its read in flight, so
@@ -200,18 +201,18 @@ void Filesystem::remote_read(fuse_req_t req, const Inode* inode, FileHandle& h, 
     uint64_t nchunks = (c.size() + CacheEntry::kChunk - 1) / CacheEntry::kChunk;
     fetch_ahead(h, first, std::min<uint64_t>(nchunks, last + 1 + kReadaheadChunks));
   }
-  if (int err = wait_chunks(h, first, last)) return (void)reply_err(req, err == ESTALE ? EIO : err);
+  if (int err = wait_chunks(h, first, last)) return Status::error(err == ESTALE ? EIO : err, "remote read");
   h.next_chunk.store(last + 1);
-  struct fuse_bufvec buf = FUSE_BUFVEC_INIT(end - static_cast<uint64_t>(off));
-  buf.buf[0].flags = static_cast<fuse_buf_flags>(FUSE_BUF_IS_FD | FUSE_BUF_FD_SEEK);
-  buf.buf[0].fd = c.fd();
-  buf.buf[0].pos = off;
-  fuse_reply_data(req, &buf, FUSE_BUF_SPLICE_MOVE);
+  // The cache file lives as long as the handle.
+  out.fd = c.fd();
+  out.pos = off;
+  out.size = end - static_cast<uint64_t>(off);
+  return out;
 }
 
-void Filesystem::remote_write(fuse_req_t req, FileHandle& h, struct fuse_bufvec* in, off_t off) {
+Result<size_t> Filesystem::remote_write(FileHandle& h, struct fuse_bufvec* in, off_t off) {
   size_t size = fuse_buf_size(in);
-  if (size > kMaxIo) return (void)reply_err(req, EFBIG);
+  if (size > kMaxIo) return Status::error(EFBIG, "remote write");
   // The request is built once, the bytes copied straight into it after its
   // header; a move (below) only writes a new header.
   auto header_of = [&](const RemoteRef& ref, uint32_t len) {
@@ -225,7 +226,7 @@ void Filesystem::remote_write(fuse_req_t req, FileHandle& h, struct fuse_bufvec*
   struct fuse_bufvec dst = FUSE_BUFVEC_INIT(size);
   dst.buf[0].mem = request.data() + header;
   ssize_t got = fuse_buf_copy(&dst, in, static_cast<fuse_buf_copy_flags>(0));
-  if (got < 0) return (void)reply_err(req, static_cast<int>(-got));
+  if (got < 0) return Status::error(static_cast<int>(-got), "remote write");
   request.resize(header + static_cast<size_t>(got));
   const uint32_t got32 = static_cast<uint32_t>(got);
   auto set_header = [&](const RemoteRef& ref) {
@@ -248,17 +249,18 @@ void Filesystem::remote_write(fuse_req_t req, FileHandle& h, struct fuse_bufvec*
     auto r = peers_->call(ref.owner, Op::kFileWrite, request);
     // The file left its owner otherwise (replaced, unlinked): EIO, as the
     // user guide says for handles of a file that is gone.
-    if (!r) return (void)reply_err(req, file_left_owner(r.err()) ? EIO : r.err());
+    if (!r && file_left_owner(r.err())) return Status::error(EIO, "the file left its owner");
+    if (!r) return r.status();
     msg::WriteReply reply;
-    if (!msg::decode(r.value(), &reply)) return (void)reply_err(req, EPROTO);
+    if (!msg::decode(r.value(), &reply)) return Status::error(EPROTO, "write reply");
     const uint64_t written = reply.written;
     if (written == kWriteMoved) {
       const int32_t to = reply.moved_to;
-      if (to >= peers_->nranks()) return (void)reply_err(req, EPROTO);
+      if (to >= peers_->nranks()) return Status::error(EPROTO, "write reply");
       struct stat st;
       uint64_t version;
       // (to may be this rank: the call then runs here, through our own mount.)
-      if (remote_stat(to, ref.dir, ref.name, &st, &version) != 0) return (void)reply_err(req, EIO);
+      if (remote_stat(to, ref.dir, ref.name, &st, &version) != 0) return Status::error(EIO, "stat of a moved file");
       DSDFS_DEBUG("%s moved from rank %d to %d while open for writing: following it", ref.name.c_str(),
                   ref.owner, to);
       ref.owner = to;
@@ -267,11 +269,11 @@ void Filesystem::remote_write(fuse_req_t req, FileHandle& h, struct fuse_bufvec*
       h.set_ref(std::move(ref));
       continue;
     }
-    if (written > static_cast<uint64_t>(got)) return (void)reply_err(req, EPROTO);
+    if (written > static_cast<uint64_t>(got)) return Status::error(EPROTO, "write reply");
     stats_add(stats_->bytes_forwarded, written);
-    return (void)fuse_reply_write(req, written);
+    return static_cast<size_t>(written);
   }
-  reply_err(req, EIO);
+  return Status::error(EIO, "remote write: the file kept moving");
 }
 
 }  // namespace dsdfs::fs

@@ -1,5 +1,8 @@
 // SPDX-License-Identifier: Apache-2.0
-// Thin, noexcept trampolines from libfuse's C callbacks to Filesystem.
+// The FUSE front end: noexcept trampolines from libfuse's C callbacks to
+// Filesystem, and the only code that sees fuse_req_t. Each request gets
+// exactly one reply, here, from what its operation returned; errors become
+// the kernel's errno in one place (reply_err, kernel_errno).
 #include <fuse_lowlevel.h>
 
 #include <vector>
@@ -7,16 +10,20 @@
 #include "common/log.h"
 #include "common/noexcept_boundary.h"
 #include "daemon/errors.h"
+#include "daemon/file_handle.h"
 #include "daemon/filesystem.h"
 
 namespace dsdfs::fs {
 
 namespace {
 
+// The one reply of an error (kernel_errno applied; 0 replies success).
+int reply_err(fuse_req_t req, int err) { return fuse_reply_err(req, kernel_errno(err)); }
+
 Filesystem& fs_of(fuse_req_t req) { return *static_cast<Filesystem*>(fuse_req_userdata(req)); }
 
-// Runs an op; if it throws before replying, the request still gets its one
-// reply (ENOMEM or EIO). Ops reply before they can throw nothing else.
+// Runs an op and its one reply; if the op throws before the reply, the
+// request still gets one (ENOMEM or EIO).
 template <typename Fn>
 void guarded(fuse_req_t req, const char* name, Fn&& fn) noexcept {
   bool replied_by_op = false;
@@ -27,17 +34,52 @@ void guarded(fuse_req_t req, const char* name, Fn&& fn) noexcept {
   if (err && !replied_by_op) reply_err(req, err);
 }
 
-#define DSDFS_OP(name, ...) guarded(req, #name, [&] { fs_of(req).name(req, __VA_ARGS__); })
+// The caller of a request, for the ops that create, open or change a file.
+Filesystem::Caller caller_of(fuse_req_t req) {
+  const struct fuse_ctx* ctx = fuse_req_ctx(req);
+  return Filesystem::Caller{ctx->pid, ctx->uid, ctx->gid};
+}
+
+// An entry, or the error. The kernel counts a lookup of e.ino only if the
+// reply reaches it: the opener may be gone (interrupted), then it is undone.
+void reply_entry(fuse_req_t req, const Result<struct fuse_entry_param>& e) {
+  if (!e) return (void)reply_err(req, e.err());
+  if (fuse_reply_entry(req, &*e) != 0 && e->ino != 0) fs_of(req).forget(e->ino, 1);
+}
+void reply_attr(fuse_req_t req, const Result<Filesystem::Attr>& a) {
+  if (!a) return (void)reply_err(req, a.err());
+  fuse_reply_attr(req, &a->st, a->timeout);
+}
+// A handle for fi->fh; it is dropped if the kernel cannot take it.
+void put_handle(Filesystem::OpenReply& o, struct fuse_file_info* fi) {
+  fi->fh = reinterpret_cast<uint64_t>(o.handle.get());
+  fi->direct_io = o.direct_io ? 1 : 0;
+  fi->keep_cache = o.keep_cache ? 1 : 0;
+}
 
 void op_init(void* userdata, struct fuse_conn_info* conn) {
   run_at_boundary("init", [&] { static_cast<Filesystem*>(userdata)->init(conn); });
 }
-void op_lookup(fuse_req_t req, fuse_ino_t p, const char* n) { DSDFS_OP(lookup, p, n); }
-void op_forget(fuse_req_t req, fuse_ino_t i, uint64_t n) { DSDFS_OP(forget, i, n); }
-void op_forget_multi(fuse_req_t req, size_t c, struct fuse_forget_data* f) { DSDFS_OP(forget_multi, c, f); }
-void op_getattr(fuse_req_t req, fuse_ino_t i, struct fuse_file_info* fi) { DSDFS_OP(getattr, i, fi); }
+void op_lookup(fuse_req_t req, fuse_ino_t p, const char* n) {
+  guarded(req, "lookup", [&] { reply_entry(req, fs_of(req).lookup(p, n, caller_of(req))); });
+}
+void op_forget(fuse_req_t req, fuse_ino_t i, uint64_t n) {
+  guarded(req, "forget", [&] {
+    fs_of(req).forget(i, n);
+    fuse_reply_none(req);
+  });
+}
+void op_forget_multi(fuse_req_t req, size_t c, struct fuse_forget_data* f) {
+  guarded(req, "forget_multi", [&] {
+    for (size_t k = 0; k < c; ++k) fs_of(req).forget(f[k].ino, f[k].nlookup);
+    fuse_reply_none(req);
+  });
+}
+void op_getattr(fuse_req_t req, fuse_ino_t i, struct fuse_file_info* fi) {
+  guarded(req, "getattr", [&] { reply_attr(req, fs_of(req).getattr(i, fi ? fi->fh : 0)); });
+}
 void op_setattr(fuse_req_t req, fuse_ino_t i, struct stat* a, int s, struct fuse_file_info* fi) {
-  DSDFS_OP(setattr, i, a, s, fi);
+  guarded(req, "setattr", [&] { reply_attr(req, fs_of(req).setattr(i, *a, s, fi ? fi->fh : 0, caller_of(req))); });
 }
 void op_readlink(fuse_req_t req, fuse_ino_t i) {
   guarded(req, "readlink", [&] {
@@ -46,26 +88,73 @@ void op_readlink(fuse_req_t req, fuse_ino_t i) {
     fuse_reply_readlink(req, target->c_str());
   });
 }
-void op_mknod(fuse_req_t req, fuse_ino_t p, const char* n, mode_t m, dev_t r) { DSDFS_OP(mknod, p, n, m, r); }
-void op_mkdir(fuse_req_t req, fuse_ino_t p, const char* n, mode_t m) { DSDFS_OP(mkdir, p, n, m); }
-void op_symlink(fuse_req_t req, const char* l, fuse_ino_t p, const char* n) { DSDFS_OP(symlink, l, p, n); }
-void op_link(fuse_req_t req, fuse_ino_t i, fuse_ino_t p, const char* n) { DSDFS_OP(link, i, p, n); }
-void op_unlink(fuse_req_t req, fuse_ino_t p, const char* n) { DSDFS_OP(unlink, p, n); }
-void op_rmdir(fuse_req_t req, fuse_ino_t p, const char* n) { DSDFS_OP(rmdir, p, n); }
+void op_mknod(fuse_req_t req, fuse_ino_t p, const char* n, mode_t m, dev_t r) {
+  guarded(req, "mknod", [&] { reply_entry(req, fs_of(req).mknod(p, n, m, r, caller_of(req))); });
+}
+void op_mkdir(fuse_req_t req, fuse_ino_t p, const char* n, mode_t m) {
+  guarded(req, "mkdir", [&] { reply_entry(req, fs_of(req).mkdir(p, n, m, caller_of(req))); });
+}
+void op_symlink(fuse_req_t req, const char* l, fuse_ino_t p, const char* n) {
+  guarded(req, "symlink", [&] { reply_entry(req, fs_of(req).symlink(l, p, n, caller_of(req))); });
+}
+void op_link(fuse_req_t req, fuse_ino_t i, fuse_ino_t p, const char* n) {
+  guarded(req, "link", [&] { reply_entry(req, fs_of(req).link(i, p, n)); });
+}
+void op_unlink(fuse_req_t req, fuse_ino_t p, const char* n) {
+  guarded(req, "unlink", [&] { reply_err(req, fs_of(req).unlink(p, n).err()); });
+}
+void op_rmdir(fuse_req_t req, fuse_ino_t p, const char* n) {
+  guarded(req, "rmdir", [&] { reply_err(req, fs_of(req).rmdir(p, n).err()); });
+}
 void op_rename(fuse_req_t req, fuse_ino_t p, const char* n, fuse_ino_t np, const char* nn, unsigned int f) {
-  DSDFS_OP(rename, p, n, np, nn, f);
+  guarded(req, "rename", [&] { reply_err(req, fs_of(req).rename(p, n, np, nn, f).err()); });
 }
 void op_create(fuse_req_t req, fuse_ino_t p, const char* n, mode_t m, struct fuse_file_info* fi) {
-  DSDFS_OP(create, p, n, m, fi);
+  guarded(req, "create", [&] {
+    auto c = fs_of(req).create(p, n, m, fi->flags, caller_of(req));
+    if (!c) return (void)reply_err(req, c.err());
+    put_handle(c->open, fi);
+    if (fuse_reply_create(req, &c->e, fi) == 0) {
+      c->open.handle.release();  // the kernel's now, until release
+    } else {
+      fs_of(req).forget(c->e.ino, 1);  // the creator is gone (interrupted)
+    }
+  });
 }
-void op_open(fuse_req_t req, fuse_ino_t i, struct fuse_file_info* fi) { DSDFS_OP(open, i, fi); }
+void op_open(fuse_req_t req, fuse_ino_t i, struct fuse_file_info* fi) {
+  guarded(req, "open", [&] {
+    auto o = fs_of(req).open(i, fi->flags, caller_of(req));
+    if (!o) return (void)reply_err(req, o.err());
+    put_handle(*o, fi);
+    if (fuse_reply_open(req, fi) == 0) o->handle.release();  // else: the opener is gone
+  });
+}
 void op_read(fuse_req_t req, fuse_ino_t i, size_t s, off_t o, struct fuse_file_info* fi) {
-  DSDFS_OP(read, i, s, o, fi);
+  guarded(req, "read", [&] {
+    auto r = fs_of(req).read(i, fi->fh, s, o);
+    if (!r) return (void)reply_err(req, r.err());
+    if (r->fd < 0) return (void)fuse_reply_buf(req, reinterpret_cast<const char*>(r->bytes.data()), r->bytes.size());
+    struct fuse_bufvec buf = FUSE_BUFVEC_INIT(r->size);
+    buf.buf[0].flags = static_cast<fuse_buf_flags>(FUSE_BUF_IS_FD | FUSE_BUF_FD_SEEK);
+    buf.buf[0].fd = r->fd;
+    buf.buf[0].pos = r->pos;
+    // libfuse splices from the file into /dev/fuse when the kernel allows it.
+    fuse_reply_data(req, &buf, FUSE_BUF_SPLICE_MOVE);
+  });
 }
 void op_write_buf(fuse_req_t req, fuse_ino_t i, struct fuse_bufvec* b, off_t o, struct fuse_file_info* fi) {
-  DSDFS_OP(write_buf, i, b, o, fi);
+  guarded(req, "write", [&] {
+    auto n = fs_of(req).write_buf(i, fi->fh, b, o);
+    if (!n) return (void)reply_err(req, n.err());
+    fuse_reply_write(req, *n);
+  });
 }
-void op_release(fuse_req_t req, fuse_ino_t i, struct fuse_file_info* fi) { DSDFS_OP(release, i, fi); }
+void op_release(fuse_req_t req, fuse_ino_t, struct fuse_file_info* fi) {
+  guarded(req, "release", [&] {
+    fs_of(req).release(fi->fh);
+    reply_err(req, 0);
+  });
+}
 void op_fsync(fuse_req_t req, fuse_ino_t, int d, struct fuse_file_info* fi) {
   guarded(req, "fsync", [&] { reply_err(req, fs_of(req).fsync(fi->fh, d).err()); });
 }
@@ -153,7 +242,6 @@ void op_removexattr(fuse_req_t req, fuse_ino_t i, const char* n) { DSDFS_STATUS_
 
 #undef DSDFS_STATUS_OP
 
-#undef DSDFS_OP
 
 struct fuse_lowlevel_ops make_ops() {
   struct fuse_lowlevel_ops o = {};

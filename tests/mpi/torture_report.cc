@@ -106,6 +106,14 @@ uint64_t Report::operations() const {
   return operations_;
 }
 
+std::string Report::first_violations(size_t n) const {
+  std::lock_guard<std::mutex> lock(mu_);
+  std::string out;
+  for (size_t i = 0; i < first_.size() && i < n; ++i) out += "\n  " + first_[i];
+  if (violations_ > n) out += "\n  (" + std::to_string(violations_ - n) + " more in the summary)";
+  return out;
+}
+
 std::string Report::summary(double seconds) const {
   std::lock_guard<std::mutex> lock(mu_);
   char buf[200];

@@ -74,6 +74,9 @@ class Report {
   size_t known_bugs() const;
   size_t limits() const;
   uint64_t operations() const;
+  // The first `n` violations in full, one per line: for the failure message itself, so that
+  // the last lines of a failed run's output (all CI shows) say what broke.
+  std::string first_violations(size_t n) const;
   // Counts per operation and result (with mean and maximum latency), violations and limits grouped
   // by rule, operation and result, and the first violations again.
   std::string summary(double seconds) const;

@@ -35,7 +35,8 @@ TEST(Torture, RandomOperationsFromEveryRankKeepThePromises) {
     fprintf(stderr, "torture: job log (%s variant):\n%s", ucx_tls_variant().c_str(),
             c.log().c_str());
   EXPECT_EQ(t.report.violations(), 0u)
-      << "the oracle found violations (summary above); " << cfg.describe();
+      << "the oracle found violations (summary above); " << cfg.describe()
+      << t.report.first_violations(3);
   if (!t.aborted()) {
     // A rank stuck in the kernel on its own mount outlives SIGKILL (and can block the
     // stop's own diagnostics): free it, or it and its mount stay behind for good.
@@ -68,7 +69,8 @@ TEST(TortureSoak, RandomOperationsOnAnAttachedJobKeepThePromises) {
     t.run_guarded("the final checks", std::chrono::seconds(120), [&] { t.final_checks(); });
   fprintf(stderr, "%s", t.report.summary(t.elapsed()).c_str());
   if (t.report.violations() && !t.aborted()) fprintf(stderr, "torture: job log:\n%s", job.log().c_str());
-  EXPECT_EQ(t.report.violations(), 0u) << "the oracle found violations (summary above); " << cfg.describe();
+  EXPECT_EQ(t.report.violations(), 0u) << "the oracle found violations (summary above); " << cfg.describe()
+                                       << t.report.first_violations(3);
 }
 
 // The same workload on one directory of the local file system, every "rank" in it: the
