@@ -340,6 +340,9 @@ class Torture {
                    const std::function<void()>& f);
   std::string mnt(int r) const { return cluster_ ? cluster_->mnt(r) : local_root_; }
   std::string path(int r, std::string_view rel) const { return mnt(r) + "/" + std::string(rel); }
+  // For a violation's message: which version of versioned file n each rank's store holds
+  // right now ("rank 0: 0x1000000009f, rank 1: none, ..."); empty on the local file system.
+  std::string stores_now(int n) const;
 
   const Config cfg;
   Report report;

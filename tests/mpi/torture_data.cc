@@ -5,9 +5,14 @@
 
 #include "tests/mpi/torture.h"
 
+#include <fcntl.h>
+#include <unistd.h>
+
 #include <algorithm>
+#include <cerrno>
 #include <cinttypes>
 #include <cstdio>
+#include <cstring>
 #include <set>
 
 namespace dsdfs::mpitest::torture {
@@ -316,9 +321,30 @@ void Worker::v_cat(Rng& rng) {
                id, static_cast<double>(x->rename_end) / 1e9, y.id,
                static_cast<double>(y.rename_start) / 1e9, static_cast<double>(y.rename_end) / 1e9,
                static_cast<double>(t_open) / 1e9);
-      return violation(kVersionStale, "v.cat.read", "stale", buf);
+      return violation(kVersionStale, "v.cat.read", "stale", buf + t_.stores_now(n));
     }
   }
+}
+
+std::string Torture::stores_now(int n) const {
+  if (local()) return {};
+  std::string out = "; the stores hold now:";
+  for (int r = 0; r < cfg.ranks; ++r) {
+    std::string data;
+    const int fd = ::open(cluster_->store_path(r, v_rel(n)).c_str(), O_RDONLY | O_CLOEXEC);
+    const int err = fd < 0 ? errno : read_to_end(fd, 0, &data);
+    if (fd >= 0) ::close(fd);
+    char id[48];
+    if (err != 0) {
+      snprintf(id, sizeof id, "%s", err == ENOENT ? "none" : strerror(err));
+    } else {
+      VersionScan scan = version_check(data, static_cast<uint32_t>(n));
+      if (scan.ok) snprintf(id, sizeof id, "0x%" PRIx64, scan.id);
+      else snprintf(id, sizeof id, "torn (%zu bytes)", data.size());
+    }
+    out += " rank " + std::to_string(r) + ": " + id + (r + 1 < cfg.ranks ? "," : "");
+  }
+  return out;
 }
 
 void Worker::v_stat(Rng& rng) {
@@ -351,7 +377,7 @@ void Worker::v_stat(Rng& rng) {
   violation(kVersionStale, "v.stat", "stale size",
             "st_size " + std::to_string(st.st_size) +
                 " is the size of no version current at the "
-                "time of the stat");
+                "time of the stat" + t_.stores_now(n));
 }
 
 void Worker::v_readdir() {
