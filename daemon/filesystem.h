@@ -173,7 +173,7 @@ class Filesystem {
   Result<struct fuse_entry_param> mkdir(fuse_ino_t parent, const char* name, mode_t mode, const Caller& caller);
   Result<struct fuse_entry_param> symlink(const char* link, fuse_ino_t parent, const char* name,
                                           const Caller& caller);
-  Result<struct fuse_entry_param> link(fuse_ino_t ino, fuse_ino_t parent, const char* name);
+  Result<struct fuse_entry_param> link(fuse_ino_t ino, fuse_ino_t parent, const char* name, const Caller& caller);
   Status unlink(fuse_ino_t parent, const char* name);
   Status rmdir(fuse_ino_t parent, const char* name);
   Status rename(fuse_ino_t parent, const char* name, fuse_ino_t newparent, const char* newname, unsigned int flags);
@@ -215,6 +215,10 @@ class Filesystem {
   // known_dir_id: the directory's id (it may already be removed).
   int entry_of(const Inode& parent, const char* name, UniqueFd fd, struct fuse_entry_param* e,
                uint64_t known_dir_id = 0);
+  // Whether the store file of a kernel inode that a lookup just found lost
+  // its last name since (another rank's request): then the lookup finds
+  // nothing here.
+  bool lost_its_name(const Inode& inode);
   // Looks `name` up in the whole namespace: the local store, else its owner.
   int lookup_any(const Inode& parent, const char* name, struct fuse_entry_param* e);
   // The owner of (dir, name) if another rank owns it: asks the shard (or,
@@ -456,6 +460,7 @@ class Filesystem {
   WriteFds write_fds_;
   PendingNames pending_;
   LostOpens lost_opens_;  // opens answered ESTALE, until the kernel retries them
+  LostOpens lost_links_;  // links answered ESTALE (their file left its old name), until the kernel retries them
   Mutex later_mu_;        // let_go_later's queue and thread
   std::condition_variable_any later_cv_;
   std::vector<std::weak_ptr<Inode>> later_ GUARDED_BY(later_mu_);

@@ -121,6 +121,24 @@ int Filesystem::do_lookup(const Inode& parent, const char* name, struct fuse_ent
   return entry_of(parent, name, std::move(fd), e);
 }
 
+bool Filesystem::lost_its_name(const Inode& inode) {
+  // Another rank's request (an unlink, a rename over the name, a drop after
+  // a takeover) can unlink the file between this lookup's openat and now. It
+  // marks the file's kernel inode (mark_unlinked_elsewhere) after the unlink,
+  // so a kernel inode made before that is marked; one made after it is this
+  // one, and its file has no name left. Without this check the kernel would
+  // keep an entry for a file gone from the name (a readdirplus entry, which
+  // the kernel keeps even when its listing began before the change), and
+  // later opens and stats through it would see the old file. (Changes made
+  // through this kernel never race a lookup in the same directory: the
+  // kernel holds the directory's lock.)
+  if (peers_->nranks() == 1) return false;
+  auto h = inode.handle();
+  struct stat now;
+  return h && ::fstatat(h->get(), "", &now, AT_EMPTY_PATH | AT_SYMLINK_NOFOLLOW) == 0 && now.st_nlink == 0 &&
+         !inode.released.load();
+}
+
 int Filesystem::entry_of(const Inode& parent, const char* name, UniqueFd fd, struct fuse_entry_param* e,
                          uint64_t known_dir_id) {
   if (::fstatat(fd.get(), "", &e->attr, AT_EMPTY_PATH | AT_SYMLINK_NOFOLLOW) != 0) return errno;
@@ -139,6 +157,10 @@ int Filesystem::entry_of(const Inode& parent, const char* name, UniqueFd fd, str
     }
   }
   auto inode = inodes_.lookup(std::move(fd), e->attr, dir_id);
+  if (!S_ISDIR(e->attr.st_mode) && lost_its_name(*inode)) {
+    inodes_.forget(inode->id, 1);  // this lookup's count: the kernel never sees it
+    return ENOENT;
+  }
   if (!S_ISDIR(e->attr.st_mode)) inode->set_place(parent.dir_id, name);
   e->ino = inode->id;
   translate(&e->attr);
@@ -490,12 +512,24 @@ Result<struct fuse_entry_param> Filesystem::symlink(const char* link, fuse_ino_t
   return new_entry(caller, *dir, name, err);
 }
 
-Result<struct fuse_entry_param> Filesystem::link(fuse_ino_t ino, fuse_ino_t newparent, const char* newname) {
+Result<struct fuse_entry_param> Filesystem::link(fuse_ino_t ino, fuse_ino_t newparent, const char* newname,
+                                                 const Caller& caller) {
   auto inode = inode_of(ino);
   auto dir = inode_of(newparent);
   if (!inode || !dir) return Status::error(ESTALE, "unknown inode");
   if (name_too_long(newname)) return Status::error(ENAMETOOLONG);
   if (S_ISDIR(inode->type)) return Status::error(EPERM, "link of a directory");
+  // The file the kernel found at the old name left it (another rank
+  // unlinked, replaced or took it over) before this link: ESTALE has the
+  // kernel look the name up again and link what it holds now. If its one
+  // retry loses too, the link is ordered after the change that took the
+  // name, and fails as a link whose old name was removed first: ENOENT.
+  // (The retry is known by its thread and its new name: the old name's file
+  // is another one then, and a file with several names may know another.)
+  auto left_its_name = [&] {
+    return Status::error(lost_links_.lost_again(caller.tid, dir->dir_id, newname) ? ENOENT : ESTALE,
+                         "link: the file left its name");
+  };
   struct fuse_entry_param e;
   if (inode->remote) {
     // Every name of a file belongs to its owner: the owner links it in its
@@ -503,6 +537,7 @@ Result<struct fuse_entry_param> Filesystem::link(fuse_ino_t ino, fuse_ino_t newp
     auto r = peers_->call(inode->ref.owner, Op::kFileLink,
                             msg::encode(msg::Link{{inode->ref.dir, inode->ref.name}, inode->ref.gino,
                                                   {dir->dir_id, newname}}));
+    if (!r && file_left_owner(r.err())) return left_its_name();
     if (!r) return r.status();
     std::memset(&e, 0, sizeof e);
     msg::Stat linked;
@@ -516,7 +551,7 @@ Result<struct fuse_entry_param> Filesystem::link(fuse_ino_t ino, fuse_ino_t newp
     return e;
   }
   auto object = object_fd(inode);
-  if (!object) return Status::error(ESTALE, "no longer at its name");
+  if (!object) return left_its_name();
   // linkat of an O_PATH handle: through /proc with AT_SYMLINK_FOLLOW (AT_EMPTY_PATH
   // would need CAP_DAC_READ_SEARCH, which a user's daemon has not).
   const std::string src = proc_path(object->get());

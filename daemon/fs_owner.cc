@@ -535,7 +535,16 @@ Peers::Reply Filesystem::on_file_drop(int source, const msg::Drop& m) {
   // The name may have become ours again since the sender took it (a rename
   // onto it here, right after): only drop it if the shard says it is not.
   auto name_lock = name_locks_.lock(dir, name);
-  if (auto now = find_owner(dir, name); now && now.value() == rank_) return std::vector<uint8_t>();
+  if (auto now = find_owner(dir, name); now && now.value() == rank_) {
+    // A rename onto the name here, still in flight, claimed it after the
+    // sender's rename: its file replaced ours in the store, but until it
+    // returns this kernel keeps the name on the file it replaced, and would
+    // answer stats from that file's attributes although the sender's
+    // rename, which replaced that file too, has returned. Have the kernel
+    // look the name up again (it waits for the rename here to end).
+    notifier_.names_changed({{dir_node(dir), name}});
+    return std::vector<uint8_t>();
+  }
   struct stat st;
   if (::fstatat(dfd->get(), name.c_str(), &st, AT_SYMLINK_NOFOLLOW) != 0 || S_ISDIR(st.st_mode)) {
     return std::vector<uint8_t>();  // already gone
@@ -563,6 +572,10 @@ Peers::Reply Filesystem::on_file_drop(int source, const msg::Drop& m) {
   if (::unlinkat(dfd->get(), name.c_str(), 0) != 0 && errno != ENOENT) {
     DSDFS_WARN("cannot drop %s after an ownership move: %s", name.c_str(), std::strerror(errno));
   }
+  // Again: a lookup here may have made a kernel inode for the file between
+  // the mark above and the unlink (one made after it sees the file without
+  // a name: lost_its_name).
+  mark_unlinked_elsewhere(st);
   notifier_.names_changed({{dir_node(dir), name}});
   if (!last_name) kernel_attrs_changed(st.st_dev, st.st_ino);
   else let_go_if_unlinked(st.st_dev, st.st_ino);

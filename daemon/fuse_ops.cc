@@ -98,7 +98,7 @@ void op_symlink(fuse_req_t req, const char* l, fuse_ino_t p, const char* n) {
   guarded(req, "symlink", [&] { reply_entry(req, fs_of(req).symlink(l, p, n, caller_of(req))); });
 }
 void op_link(fuse_req_t req, fuse_ino_t i, fuse_ino_t p, const char* n) {
-  guarded(req, "link", [&] { reply_entry(req, fs_of(req).link(i, p, n)); });
+  guarded(req, "link", [&] { reply_entry(req, fs_of(req).link(i, p, n, caller_of(req))); });
 }
 void op_unlink(fuse_req_t req, fuse_ino_t p, const char* n) {
   guarded(req, "unlink", [&] { reply_err(req, fs_of(req).unlink(p, n).err()); });
