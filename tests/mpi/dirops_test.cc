@@ -160,6 +160,29 @@ char proc_state(pid_t pid) {
   return stat[p + 2];
 }
 
+// Whether every thread of `pid` has stopped (state 'T' after SIGSTOP); waits up to `wait`.
+// kill() only starts a group stop: a thread that is running keeps running until it next
+// enters the kernel, so a request sent at once could still be answered.
+bool all_threads_stopped(pid_t pid, std::chrono::milliseconds wait) {
+  const auto until = std::chrono::steady_clock::now() + wait;
+  for (;;) {
+    bool all = true;
+    const std::string task = "/proc/" + std::to_string(pid) + "/task";
+    DIR* d = ::opendir(task.c_str());
+    if (!d) return false;
+    while (struct dirent* e = ::readdir(d)) {
+      if (e->d_name[0] == '.') continue;
+      std::string stat = e2e::slurp(task + "/" + e->d_name + "/stat");
+      size_t p = stat.rfind(')');
+      if (p == std::string::npos || p + 2 >= stat.size() || (stat[p + 2] != 'T' && stat[p + 2] != 't')) all = false;
+    }
+    ::closedir(d);
+    if (all) return true;
+    if (std::chrono::steady_clock::now() >= until) return false;
+    std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  }
+}
+
 bool rank_ended(pid_t pid) {
   char s = proc_state(pid);
   return s == 0 || s == 'Z';
@@ -450,6 +473,7 @@ TEST(JobStopInFlight, RankStoppedWithRequestsOfItsMountBlockedUnmountsAndExits) 
     pid_t pid;
     ~Continue() { ::kill(pid, SIGCONT); }
   } continue_rank2{rank2};
+  ASSERT_TRUE(all_threads_stopped(rank2, 2000ms)) << "rank 2 did not stop";
 
   const std::string f2 = c.path(1, "f2"), px = c.path(1, "P/x");
   const std::string pd = c.path(0, "P/d"), pe = c.path(0, "P/e");
