@@ -232,9 +232,18 @@ class Filesystem {
   int fill_remote_entry(int owner, uint64_t dir, const std::string& name, struct fuse_entry_param* e);
   // Path of (dir, name) through this rank's own mount point.
   Result<std::string> mount_path(uint64_t dir, const std::string& name);
-  // The file at dir/name in the store (st: its fstatat), opened with flags
-  // through this rank's mount, by handle where possible (no directory lock).
-  Result<UniqueFd> open_in_mount(uint64_t dir, const std::string& name, const struct stat& st, int flags);
+  // An owner-side handler's fd of its file: on this rank's mount, or, while
+  // `direct` is held, the store's file itself (the kernel knows no inode of
+  // it; see InodeTable::DirectHold).
+  struct OwnerFd {
+    UniqueFd fd;
+    InodeTable::DirectHold direct;
+  };
+  // The file at dir/name in the store (st: its fstatat), opened with flags:
+  // through this rank's mount by handle where the kernel knows it (no
+  // directory lock), in the store where it does not, else by a path walk
+  // through the mount (a daemon without CAP_DAC_READ_SEARCH).
+  Result<OwnerFd> open_in_mount(uint64_t dir, const std::string& name, const struct stat& st, int flags);
   // That (dir, name) is a file held here (of gino, unless 0); its fstatat
   // into *out if given. ENOENT/ESTALE if it is not here.
   Status check_owned(uint64_t dir, const std::string& name, uint64_t gino, struct stat* out = nullptr);

@@ -157,6 +157,15 @@ int Filesystem::entry_of(const Inode& parent, const char* name, UniqueFd fd, str
     }
   }
   auto inode = inodes_.lookup(std::move(fd), e->attr, dir_id);
+  if (S_ISREG(e->attr.st_mode) && inodes_.wait_direct(e->attr.st_dev, e->attr.st_ino)) {
+    // An owner-side handler changed it in the store while the kernel knew
+    // no inode of it: the kernel's first size must be the one after that.
+    auto h = inode->handle();
+    if (!h || ::fstatat(h->get(), "", &e->attr, AT_EMPTY_PATH | AT_SYMLINK_NOFOLLOW) != 0) {
+      inodes_.forget(inode->id, 1);  // this lookup's count: the kernel never sees it
+      return h ? errno : ESTALE;
+    }
+  }
   if (!S_ISDIR(e->attr.st_mode) && lost_its_name(*inode)) {
     inodes_.forget(inode->id, 1);  // this lookup's count: the kernel never sees it
     return ENOENT;

@@ -47,19 +47,22 @@ Result<std::string> Filesystem::mount_path(uint64_t dir, const std::string& name
   return mountpoint_ + rel.value() + "/" + name;
 }
 
-Result<UniqueFd> Filesystem::open_in_mount(uint64_t dir, const std::string& name, const struct stat& st, int flags) {
+Result<Filesystem::OwnerFd> Filesystem::open_in_mount(uint64_t dir, const std::string& name, const struct stat& st,
+                                                       int flags) {
   // An owner-side handler reaches its file through this rank's mount (so
   // that this kernel's size and pages stay right) without a path walk where
   // it can: a walk that must look the name up takes the directory's lock
-  // shared, and a FUSE create, unlink or rename in that directory holds it
-  // while it waits for another rank, whose handler may be waiting the same
-  // way for this one (both then time out). By handle, the kernel finds the
-  // inode by its node id (fuse_fh_to_dentry: FUSE's handle is the node id
-  // and the generation, 0 here) and takes no directory lock. It needs
-  // CAP_DAC_READ_SEARCH (a root daemon), and an inode the kernel knows
-  // (else the path walk, which then finds no inode to keep right).
-  if (uint64_t id = inodes_.find_local(st.st_dev, st.st_ino);
-      id != 0 && S_ISREG(st.st_mode) && by_handle_.load(std::memory_order_relaxed)) {
+  // shared, and a FUSE create, unlink, link or rename in that directory
+  // holds it while it waits, for another rank (whose handler may be waiting
+  // the same way for this one: both then time out) or for the lock of a file
+  // whose writer waits for this daemon (a write of a file that moved here,
+  // forwarded to this rank itself: that wait has no timeout). By handle, the
+  // kernel finds the inode by its node id (fuse_fh_to_dentry: FUSE's handle
+  // is the node id and the generation, 0 here) and takes no directory lock.
+  // It needs CAP_DAC_READ_SEARCH (a root daemon), and an inode the kernel
+  // knows.
+  const uint64_t id = inodes_.find_local(st.st_dev, st.st_ino);
+  if (id != 0 && S_ISREG(st.st_mode) && by_handle_.load(std::memory_order_relaxed)) {
     struct {
       struct file_handle fh;
       uint32_t raw[3];
@@ -74,15 +77,29 @@ Result<UniqueFd> Filesystem::open_in_mount(uint64_t dir, const std::string& name
     UniqueFd root(::open(mountpoint_.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
     if (root.valid()) {
       UniqueFd fd(::open_by_handle_at(root.get(), &h.fh, flags | O_CLOEXEC));
-      if (fd.valid()) return fd;
+      if (fd.valid()) return OwnerFd{std::move(fd), {}};
       if (errno == EPERM) by_handle_.store(false);  // not root: path walks from now on
+    }
+  }
+  if (S_ISREG(st.st_mode)) {
+    // No kernel inode of it: nothing in this kernel to keep right, so the
+    // store's file itself, with lookups that would make one waiting.
+    InodeTable::DirectHold direct(inodes_, st.st_dev, st.st_ino);
+    if (direct) {
+      auto dfd = local_dir(dir);
+      if (!dfd) return Status::error(ENOENT, "unknown directory");
+      UniqueFd fd(::openat(dfd->get(), name.c_str(), flags | O_NOFOLLOW | O_CLOEXEC));
+      struct stat now;
+      if (!fd.valid() || ::fstat(fd.get(), &now) != 0) return Status::from_errno("open in the store");
+      if (now.st_dev != st.st_dev || now.st_ino != st.st_ino) return Status::error(ESTALE, "replaced");
+      return OwnerFd{std::move(fd), std::move(direct)};
     }
   }
   auto path = mount_path(dir, name);
   if (!path) return path.status();
   UniqueFd fd(::open(path->c_str(), flags | O_NOFOLLOW | O_CLOEXEC));
   if (!fd.valid()) return Status::from_errno("open through the mount");
-  return fd;
+  return OwnerFd{std::move(fd), {}};
 }
 
 Status Filesystem::check_owned(uint64_t dir, const std::string& name, uint64_t gino, struct stat* out) {

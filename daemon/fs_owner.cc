@@ -289,7 +289,13 @@ Result<WriteFds::Fd> Filesystem::forward_fd(uint64_t dir, const std::string& nam
   // on_file_write then writes them back, so they are in the store on return.
   auto opened = open_in_mount(dir, name, owned, O_WRONLY | (append ? O_APPEND : 0));
   if (!opened) return opened.status();
-  auto fd = std::make_shared<UniqueFd>(std::move(opened).value());
+  if (opened->direct) {
+    // The store's file (no kernel inode of it): for this write only, with
+    // kernel lookups of it waiting until the write is done.
+    auto held = std::make_shared<OwnerFd>(std::move(opened).value());
+    return WriteFds::Fd(held, &held->fd);
+  }
+  auto fd = std::make_shared<UniqueFd>(std::move(opened->fd));
   struct stat st;
   if (::fstat(fd->get(), &st) != 0) return Status::from_errno("fstat");
   if (static_cast<uint64_t>(st.st_ino) != gino) return Status::error(ESTALE, "replaced");
@@ -429,7 +435,7 @@ Peers::Reply Filesystem::on_file_truncate(int, const msg::Truncate& m) {
   auto fd = open_in_mount(dir, name, st, O_PATH);
   if (!fd) return fd.status();
   unexport(dfd->get(), name.c_str());
-  if (::truncate(proc_path(fd->get()).c_str(), 0) != 0) return Status::from_errno("truncate");
+  if (::truncate(proc_path(fd->fd.get()).c_str(), 0) != 0) return Status::from_errno("truncate");
   if (::fstatat(dfd->get(), name.c_str(), &st, AT_SYMLINK_NOFOLLOW) != 0) return Status::from_errno("truncate");
   uint64_t version = file_version(st);
   translate(&st);
@@ -490,18 +496,18 @@ Peers::Reply Filesystem::on_file_setattr(int, const msg::Setattr& m) {
   // calls below follow /proc/self/fd/N to the file itself); a symlink by its
   // path (lchown and utimensat must not follow it).
   std::string path;
-  UniqueFd fd;
+  OwnerFd fd;
   if (S_ISREG(owned.st_mode)) {
     auto opened = open_in_mount(m.at.dir, m.at.name, owned, O_PATH);
     if (!opened) return opened.status();
     fd = std::move(opened).value();
-    path = proc_path(fd.get());
+    path = proc_path(fd.fd.get());
   } else {
     auto mp = mount_path(m.at.dir, m.at.name);
     if (!mp) return mp.status();
     path = std::move(mp).value();
   }
-  const bool follow = fd.valid();
+  const bool follow = fd.fd.valid();
   const char* p = path.c_str();
   if ((to_set & FUSE_SET_ATTR_MODE) && ::chmod(p, mode) != 0) return Status::from_errno("chmod");
   if (to_set & (FUSE_SET_ATTR_UID | FUSE_SET_ATTR_GID)) {

@@ -28,6 +28,15 @@ Result<std::string> Filesystem::special_xattr(const Inode& inode, const std::str
     if (inode.remote) return std::to_string(inode.ref.owner) + " " + peers_->host_of(inode.ref.owner);
     return std::to_string(rank_) + " " + host_;
   }
+  if (name == "user.dsdfs.locator" && !S_ISDIR(inode.type)) {
+    // The rank that holds the name's locator entry (who owns it): a name of
+    // a frozen or slow rank's shard waits for that rank in every create,
+    // lookup and rename.
+    auto [dir, leaf] = inode.remote ? std::pair{inode.ref.dir, inode.ref.name} : inode.place();
+    if (leaf.empty()) return Status::error(ENODATA, "no name known");
+    const int shard = peers_->shard_of(dir, leaf);
+    return std::to_string(shard) + " " + peers_->host_of(shard);
+  }
   if (name == "user.dsdfs.stats" && inode.id == FUSE_ROOT_ID) return stats_->to_text();
   if (name == "user.dsdfs.ready" && inode.id == FUSE_ROOT_ID && ready_.load()) {
     return "ranks " + std::to_string(peers_->nranks()) + "\n";

@@ -98,6 +98,38 @@ uint64_t InodeTable::find_local(dev_t dev, ino_t ino) const {
   return it == by_src_.end() ? 0 : it->second;
 }
 
+InodeTable::DirectHold::DirectHold(InodeTable& table, dev_t dev, ino_t ino) {
+  MutexLock lock(table.mu_);
+  if (table.by_src_.count({dev, ino}) != 0) return;  // the kernel knows it: through the mount
+  ++table.direct_[{dev, ino}];
+  table_ = &table;
+  key_ = {dev, ino};
+}
+
+void InodeTable::DirectHold::release() {
+  if (!table_) return;
+  {
+    MutexLock lock(table_->mu_);
+    if (auto it = table_->direct_.find(key_); it != table_->direct_.end() && --it->second == 0) {
+      table_->direct_.erase(it);
+    }
+  }
+  table_->direct_done_.notify_all();
+  table_ = nullptr;
+}
+
+bool InodeTable::wait_direct(dev_t dev, ino_t ino) {
+  UniqueMutexLock lock(mu_);
+  bool waited = false;
+  direct_done_.wait(lock, [&] {
+    mu_.assert_held();
+    if (direct_.count({dev, ino}) == 0) return true;
+    waited = true;
+    return false;
+  });
+  return waited;
+}
+
 std::vector<std::shared_ptr<Inode>> InodeTable::find_remote(uint64_t gino) const {
   std::vector<std::shared_ptr<Inode>> out;
   MutexLock lock(mu_);

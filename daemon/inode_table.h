@@ -7,6 +7,7 @@
 #include <algorithm>
 #include <atomic>
 #include <chrono>
+#include <condition_variable>
 #include <cstddef>
 #include <cstdint>
 #include <deque>
@@ -186,6 +187,42 @@ class InodeTable {
   std::shared_ptr<Inode> lookup_remote(const RemoteRef& ref, mode_t type, const struct stat& st);
   // The node id the kernel knows for a store object, or 0.
   uint64_t find_local(dev_t dev, ino_t ino) const;
+
+  // An owner-side handler that changes a store file the kernel has no inode
+  // for changes it in the store directly (Filesystem::open_in_mount): there
+  // is no page or size in the kernel to keep right, and reaching the file
+  // through the mount would take the directory's lock, which a local rename
+  // or link may hold while it waits for a file's lock that a request of the
+  // same kernel holds, and that request may be what the handler serves.
+  // While such a change is in flight, a lookup that makes a kernel inode for
+  // the file waits for it (wait_direct), so that the kernel's first size is
+  // the store's after the change. Empty (false) when the kernel knows the file.
+  class DirectHold {
+   public:
+    DirectHold() = default;
+    DirectHold(InodeTable& table, dev_t dev, ino_t ino);
+    DirectHold(DirectHold&& o) noexcept : table_(std::exchange(o.table_, nullptr)), key_(o.key_) {}
+    DirectHold& operator=(DirectHold&& o) noexcept {
+      if (this != &o) {
+        release();
+        table_ = std::exchange(o.table_, nullptr);
+        key_ = o.key_;
+      }
+      return *this;
+    }
+    DirectHold(const DirectHold&) = delete;
+    DirectHold& operator=(const DirectHold&) = delete;
+    ~DirectHold() { release(); }
+    explicit operator bool() const { return table_ != nullptr; }
+
+   private:
+    void release();
+    InodeTable* table_ = nullptr;
+    std::pair<dev_t, ino_t> key_{};
+  };
+  // Waits until no direct change of the store object is in flight; true if
+  // one was (the caller's attributes of it are then out of date).
+  bool wait_direct(dev_t dev, ino_t ino);
   // Every inode (local or remote) that shows global inode gino... remote ones only.
   std::vector<std::shared_ptr<Inode>> find_remote(uint64_t gino) const;
 
@@ -212,6 +249,8 @@ class InodeTable {
   std::unordered_map<uint64_t, std::shared_ptr<Inode>> by_id_ GUARDED_BY(mu_);
   std::map<std::pair<dev_t, ino_t>, uint64_t> by_src_ GUARDED_BY(mu_);
   std::map<std::pair<uint64_t, uint64_t>, uint64_t> by_remote_ GUARDED_BY(mu_);
+  std::map<std::pair<dev_t, ino_t>, int> direct_ GUARDED_BY(mu_);  // DirectHolds in flight
+  std::condition_variable_any direct_done_;                          // (with mu_)
 };
 
 }  // namespace dsdfs::fs

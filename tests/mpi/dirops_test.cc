@@ -14,6 +14,7 @@
 #include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
+#include <sys/xattr.h>
 #include <unistd.h>
 
 #include <atomic>
@@ -517,6 +518,92 @@ TEST(JobStopInFlight, RankStoppedWithRequestsOfItsMountBlockedUnmountsAndExits) 
   EXPECT_TRUE(exchange.finished(10s)) << exchange.describe();
   queued.kill_and_reap();
   EXPECT_TRUE(is_directory(c.path(0, "P")));
+  EXPECT_TRUE(c.stop());
+}
+
+// The rank that records who owns `path`'s name (user.dsdfs.locator), or -1.
+int locator_of(const std::string& path) {
+  char buf[512];
+  ssize_t n = ::getxattr(path.c_str(), "user.dsdfs.locator", buf, sizeof buf - 1);
+  if (n <= 0) return -1;
+  buf[n] = '\0';
+  return std::atoi(buf);
+}
+
+// A name in the root whose locator is (want true) or is not (want false) `rank`: made on rank
+// 0 to ask, and removed again unless `keep`.
+std::string name_with_locator(Cluster& c, const char* prefix, int rank, bool want, bool keep) {
+  for (int i = 0; i < 64; ++i) {
+    const std::string name = prefix + std::to_string(i);
+    if (!write_file(c.path(0, name), "x")) continue;
+    const bool match = (locator_of(c.path(0, name)) == rank) == want;
+    if (!match || !keep) ::unlink(c.path(0, name).c_str());
+    if (match) return name;
+  }
+  return "";
+}
+
+// A write through a handle of another rank's file holds that file's kernel lock while its
+// daemon forwards it to the owner. When `>` on the writer's own node has just moved the file
+// there, the write follows it to this very daemon, whose handler reached the file through its
+// own mount, by a path walk that takes the directory's lock where the kernel did not know the
+// moved file yet. A link in that directory on that node holds the directory's lock while it
+// looks up its new name and then waits for the file's lock, which the write holds: the write,
+// the link and the handler waited for each other forever (a torture run's `pwrite ... blocked
+// for 30 s`). Here the link's lookup is held up by a frozen rank (the new name's locator), so
+// that the scene is set every time: the write must return while the link still waits, and
+// before the fix it waited for the link (and then forever).
+TEST(OwnerWrites, AWriteFollowingItsFileToItsOwnNodeNeverWaitsForTheDirectory) {
+  ClusterOptions o = with_ranks(3);
+  o.rpc_timeout_s = 4;
+  Cluster c(o);
+  ASSERT_TRUE(c.start());
+  const std::string f = name_with_locator(c, "f", 2, false, true);
+  const std::string g = name_with_locator(c, "g", 2, true, false);
+  ASSERT_FALSE(f.empty()) << "no name whose locator is not rank 2";
+  ASSERT_FALSE(g.empty()) << "no name whose locator is rank 2";
+  ASSERT_EQ(owner_of(c.path(1, f)), 0);
+  const pid_t rank2 = c.rank_pid(2);
+  ASSERT_GT(rank2, 0);
+
+  // rank 1: a handle of rank 0's file, for writing
+  e2e::Fd writer = e2e::Fd::open(c.path(1, f), O_WRONLY);
+  ASSERT_TRUE(writer.valid()) << writer.error_text();
+
+  ASSERT_EQ(::kill(rank2, SIGSTOP), 0) << errno_text(errno);
+  struct Continue {
+    pid_t pid;
+    ~Continue() { ::kill(pid, SIGCONT); }
+  } continue_rank2{rank2};
+  ASSERT_TRUE(all_threads_stopped(rank2, 2000ms)) << "rank 2 did not stop";
+
+  const std::string src = c.path(1, f), dst = c.path(1, g);
+  AsyncOp link("link on rank 1 to a name of the frozen rank's locator", [&] {
+    return ::link(src.c_str(), dst.c_str()) == 0 ? 0 : errno;
+  });
+  std::this_thread::sleep_for(300ms);
+  ASSERT_FALSE(link.finished()) << link.describe();
+  // `>` on rank 1 (no O_CREAT: the directory's lock is the link's): the file moves here
+  {
+    e2e::Fd mover = e2e::Fd::open(src, O_WRONLY | O_TRUNC);
+    ASSERT_TRUE(mover.valid()) << mover.error_text();
+    ASSERT_EQ(::write(mover.get(), "moved\n", 6), 6) << errno_text(errno);
+    ASSERT_EQ(mover.close(), 0);
+  }
+  ASSERT_FALSE(link.finished()) << "the scene was not set: " << link.describe();
+  const int wfd = writer.get();
+  AsyncOp write("write through rank 1's handle of rank 0's file, which moved to rank 1", [&] {
+    return ::pwrite(wfd, "after\n", 6, 6) == 6 ? 0 : errno;
+  });
+  EXPECT_TRUE(write.finished(10s)) << write.describe();
+  // (The link waits for the frozen rank: up to two RPC timeouts from its start.)
+  EXPECT_FALSE(link.finished()) << "the write waited for the link, which holds the directory's lock";
+  EXPECT_EQ(write.err(), 0) << write.describe();
+  ::kill(rank2, SIGCONT);
+  EXPECT_TRUE(link.finished(20s)) << link.describe();
+  EXPECT_TRUE(file_has(c.path(1, f), std::string("moved\nafter\n")));
+  EXPECT_EQ(owner_of(c.path(1, f)), 1);
+  writer.close();
   EXPECT_TRUE(c.stop());
 }
 
