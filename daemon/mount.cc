@@ -327,8 +327,8 @@ void drain_requests(int fd, int stop_fd) {
 
 }  // namespace
 
-void FuseMount::abort() {
-  if (!se_ || !mounted_ || aborted_ || drain_.joinable()) return;
+bool FuseMount::abort_connection() const {
+  if (!se_) return false;
   const int fd = fuse_session_fd(se_);
   const char* how = nullptr;
   if (std::string path = fusectl_abort_path(dev_); !path.empty()) {
@@ -344,9 +344,15 @@ void FuseMount::abort() {
     ::umount2(mountpoint_.c_str(), MNT_FORCE);
     how = "umount2(MNT_FORCE)";
   }
-  if (connection_aborted(fd)) {
+  if (!connection_aborted(fd)) return false;
+  DSDFS_DEBUG("FUSE connection aborted (%s)", how ? how : "already");
+  return true;
+}
+
+void FuseMount::abort() {
+  if (!se_ || !mounted_ || aborted_ || drain_.joinable()) return;
+  if (abort_connection()) {
     aborted_ = true;
-    DSDFS_DEBUG("FUSE connection aborted (%s)", how ? how : "already");
     return;
   }
   DSDFS_DEBUG("cannot abort the FUSE connection (no fusectl, not root): answering requests until unmounted");

@@ -61,6 +61,14 @@ class FuseMount {
   // which ends the connection for good. Fast: call it first when stopping.
   // REQUIRES: loop() has returned.
   void abort();
+  // The kernel side of abort() (fusectl, else root's umount2(MNT_FORCE)),
+  // for a stop whose loop() does not return: libfuse's loop joins its
+  // workers, and a worker whose request waits for this very mount (a cycle
+  // through the kernel's locks) never ends by itself, while mpirun and srun
+  // follow SIGTERM with SIGKILL, which leaves such a thread and its mount
+  // stuck for good. Callable from any thread once mount() has returned;
+  // false where neither way is open (a user's daemon without fusectl).
+  bool abort_connection() const;
   // Detaches the mount point (lazily: files still open elsewhere keep it
   // alive until closed) and destroys the session. REQUIRES: no thread uses
   // the session any more (Notifier::stop).

@@ -307,6 +307,11 @@ int serve(int argc, char** argv, const fs::Options& options) {
     ::unlink(status_path.c_str());
     std::fflush(nullptr);
     ::_exit(1);
+  }, [&mount, &serving] {
+    // (Only once serving: a stop before that has left already.)
+    if (serving.load() && !mount.abort_connection()) {
+      DSDFS_WARN("cannot abort the FUSE connection (no fusectl, not root): the stop waits for the blocked request");
+    }
   });
   signals.prepare_loop_thread();
   // MPI collectives have no timeout: a rank that never arrives would hold the

@@ -27,7 +27,8 @@ void SignalThread::block_all_signals() {
   signal(SIGPIPE, SIG_IGN);
 }
 
-SignalThread::SignalThread(std::function<void(int)> on_stop) : on_stop_(std::move(on_stop)) {
+SignalThread::SignalThread(std::function<void(int)> on_stop, std::function<void()> on_stuck)
+    : on_stop_(std::move(on_stop)), on_stuck_(std::move(on_stuck)) {
   thread_ = std::thread([this] { run_at_boundary("signal thread", [this] { run(); }); });
 }
 
@@ -50,6 +51,8 @@ void SignalThread::run() {
   sigset_t wait_set;
   sigemptyset(&wait_set);
   for (int s : {SIGINT, SIGTERM, SIGHUP, SIGUSR1}) sigaddset(&wait_set, s);
+  std::chrono::steady_clock::time_point stop_at;
+  bool stuck_handled = false;
   while (true) {
     int sig = 0;
     if (stop_signal_.load() == 0) {
@@ -65,6 +68,7 @@ void SignalThread::run() {
     if (sig == SIGUSR1) continue;
     if (sig != 0 && stop_signal_.load() == 0) {
       stop_signal_.store(sig);
+      stop_at = std::chrono::steady_clock::now();
       DSDFS_INFO("signal %d: stopping", sig);
       on_stop_(sig);
     } else if (sig != 0) {
@@ -72,6 +76,13 @@ void SignalThread::run() {
     }
     if (stop_signal_.load() != 0 && has_loop_thread_.load() && !loop_ended_.load()) {
       pthread_kill(loop_thread_, SIGUSR2);
+      if (!stuck_handled && on_stuck_ && std::chrono::steady_clock::now() - stop_at >= kStuckAfter) {
+        stuck_handled = true;
+        DSDFS_WARN("the FUSE loop has not ended %lld ms after the stop signal (a request is blocked): "
+                   "aborting the FUSE connection",
+                   static_cast<long long>(kStuckAfter.count()));
+        on_stuck_();
+      }
     }
   }
 }

@@ -4,6 +4,7 @@
 #include <pthread.h>
 
 #include <atomic>
+#include <chrono>
 #include <functional>
 #include <thread>
 
@@ -19,8 +20,11 @@ class SignalThread {
  public:
   static void block_all_signals();
 
-  // Starts the waiting thread. on_stop runs once, on the first stop signal.
-  explicit SignalThread(std::function<void(int)> on_stop);
+  // Starts the waiting thread. on_stop runs once, on the first stop signal;
+  // on_stuck runs once if the loop thread has not left the loop kStuckAfter
+  // after that (it is to end what holds the loop: FuseMount::abort_connection).
+  static constexpr std::chrono::milliseconds kStuckAfter{500};
+  explicit SignalThread(std::function<void(int)> on_stop, std::function<void()> on_stuck = {});
   ~SignalThread();
 
   // REQUIRES: called from the thread that will run the FUSE loop, before it.
@@ -35,6 +39,7 @@ class SignalThread {
  private:
   void run();
   std::function<void(int)> on_stop_;
+  std::function<void()> on_stuck_;
   std::atomic<int> stop_signal_{0};
   std::atomic<bool> loop_ended_{false};
   std::atomic<bool> quitting_{false};
