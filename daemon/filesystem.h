@@ -73,6 +73,18 @@ class Filesystem {
   void set_session(struct fuse_session* se) { notifier_.set_session(se); }
   // Every rank has mounted: user.dsdfs.ready appears on the root.
   void set_ready() { ready_.store(true); }
+  // The answer to a request of the `dsdfs` command on the control socket
+  // (daemon/control.h): "ranks" (one line per rank: state, host, uptime,
+  // files, store, cache, counters). Its first line is "ok" or "error: ...".
+  std::string control(const std::string& request);
+  // What a stop asked for by `dsdfs stop` (kJobStop) does on this rank: what
+  // a SIGTERM does (launcher/main.cc). Set before the peers start.
+  void set_stop_hook(std::function<void()> hook) { stop_hook_ = std::move(hook); }
+  // Where the control socket is (user.dsdfs.control on the mount's root).
+  void set_control_path(std::string path) {
+    MutexLock lock(control_mu_);
+    control_path_ = std::move(path);
+  }
   // Stops background threads; the session is not used after it returns.
   // REQUIRES: the FUSE loop ended and the connection is aborted
   // (FuseMount::abort), so that no notification can be blocked in the kernel.
@@ -381,6 +393,8 @@ class Filesystem {
   Peers::Reply on_rank_join(int source, const msg::Join& m);
   Peers::Reply on_rank_up(int source, const msg::RankUp& m);
   Peers::Reply on_shard_fill(int source, const msg::ShardFill& m);
+  Peers::Reply on_rank_info(int source, const msg::InfoRequest& m);
+  Peers::Reply on_job_stop(int source, const msg::InfoRequest& m);
   // The id of a directory found in a kept store, by its path relative to the
   // store's root: every rank derives the same (top bit set).
   static uint64_t kept_dir_id(const std::string& rel) { return fnv1a64(rel) | (uint64_t{1} << 63); }
@@ -456,6 +470,10 @@ class Filesystem {
   Peers* const peers_;
   const int rank_;
   const std::string host_;
+  const std::chrono::steady_clock::time_point started_ = std::chrono::steady_clock::now();
+  std::function<void()> stop_hook_;  // set once, before the peers start
+  Mutex control_mu_;  // leaf lock
+  std::string control_path_ GUARDED_BY(control_mu_);
   const std::string mountpoint_;
   const bool run_as_root_;
   const double entry_timeout_;

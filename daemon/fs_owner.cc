@@ -108,6 +108,8 @@ void Filesystem::register_rpcs() {
   // requests until its directories have caught up.
   reg(Op::kRankUp, &Filesystem::on_rank_up, kInline);
   reg(Op::kShardFill, &Filesystem::on_shard_fill);
+  reg(Op::kRankInfo, &Filesystem::on_rank_info);
+  reg(Op::kJobStop, &Filesystem::on_job_stop);
   // Reads answer with borrowed bytes: the buffer goes out without a copy.
   peers_->register_lending_handler(Op::kFileRead, [this](int, std::span<const uint8_t> p) -> Result<Peers::Lent> {
     auto buf = read_buffers_->get();

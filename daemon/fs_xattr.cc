@@ -37,6 +37,26 @@ Result<std::string> Filesystem::special_xattr(const Inode& inode, const std::str
     const int shard = peers_->shard_of(dir, leaf);
     return std::to_string(shard) + " " + peers_->host_of(shard);
   }
+  if (name == "user.dsdfs.cache" && S_ISREG(inode.type)) {
+    // This node's copy of the file: "local" (this rank owns it), "current"
+    // (all of the owner's version now), "partial" (of that version, not all
+    // fetched yet), "stale" (of an older version), or "none".
+    if (!inode.remote) return std::string("local");
+    auto copy = cache_.peek(inode.ref.gino);
+    if (!copy) return std::string("none");
+    struct stat st;
+    uint64_t version = 0;
+    if (int err = remote_stat(inode.ref.owner, inode.ref.dir, inode.ref.name, &st, &version)) {
+      return Status::error(err, "the owner did not answer");
+    }
+    if (static_cast<uint64_t>(st.st_ino) != inode.ref.gino || copy->first != version) return std::string("stale");
+    return std::string(copy->second ? "current" : "partial");
+  }
+  if (name == "user.dsdfs.control" && inode.id == FUSE_ROOT_ID) {
+    MutexLock lock(control_mu_);
+    if (control_path_.empty()) return Status::error(ENODATA, "no control socket");
+    return control_path_;
+  }
   if (name == "user.dsdfs.stats" && inode.id == FUSE_ROOT_ID) return stats_->to_text();
   if (name == "user.dsdfs.ready" && inode.id == FUSE_ROOT_ID && ready_.load()) {
     return "ranks " + std::to_string(peers_->nranks()) + "\n";

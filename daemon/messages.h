@@ -320,6 +320,15 @@ struct RankDown {
   bool get(WireReader& r) { return r.i32(&rank) && rank >= 0; }
 };
 
+// kRankInfo: what a rank says about itself to the `dsdfs` command (no fields
+// yet; the reply is one line of key=value words, Filesystem::on_rank_info).
+struct InfoRequest {
+  static constexpr const char* kName = "InfoRequest";
+  uint32_t flags = 0;
+  void put(WireWriter& w) const { w.u32(flags); }
+  bool get(WireReader& r) { return r.u32(&flags); }
+};
+
 // kRankJoin: a restarted daemon of `rank` (dsdfs-launch --rejoin) asks to
 // be let in again, reachable at `address` (its new UCX worker).
 struct Join {

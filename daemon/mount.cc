@@ -23,6 +23,7 @@
 #include <vector>
 
 #include "common/log.h"
+#include "common/mountinfo.h"
 #include "common/noexcept_boundary.h"
 #include "daemon/filesystem.h"
 #include "daemon/store.h"
@@ -32,29 +33,6 @@ extern char** environ;
 namespace dsdfs::fs {
 
 namespace {
-
-// Undoes the octal escapes (\040 for space, ...) of /proc/self/mountinfo.
-std::string unescape_mountinfo(const std::string& s) {
-  std::string out;
-  for (size_t i = 0; i < s.size(); ++i) {
-    if (s[i] == '\\' && i + 3 < s.size()) {
-      int v = 0;
-      bool ok = true;
-      for (int k = 1; k <= 3; ++k) {
-        char c = s[i + k];
-        if (c < '0' || c > '7') ok = false;
-        v = v * 8 + (c - '0');
-      }
-      if (ok) {
-        out += static_cast<char>(v);
-        i += 3;
-        continue;
-      }
-    }
-    out += s[i];
-  }
-  return out;
-}
 
 int run_and_wait(const std::vector<std::string>& argv) {
   std::vector<char*> cargv;

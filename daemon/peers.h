@@ -50,6 +50,8 @@ enum class Op : uint16_t {
   kRankJoin = 22,      // a restarted daemon to any rank (forwarded to the coordinator): let me in again
   kRankUp = 23,        // coordinator to every rank: that rank is back, at this worker address
   kShardFill = 24,     // a rejoined rank to every rank: claim your files homed at my shard; then: it is whole
+  kRankInfo = 25,      // to every rank (the `dsdfs` command): your host, uptime, files, store, cache, counters
+  kJobStop = 26,       // to every rank (`dsdfs stop`): stop as on SIGTERM (unmount, remove the store, exit 0)
 };
 
 // A memory range exported for one-sided reads by other ranks. Deregistered

@@ -107,6 +107,17 @@ void RemoteCache::reaper_main() {
   }
 }
 
+std::optional<std::pair<uint64_t, bool>> RemoteCache::peek(uint64_t gino) {
+  std::shared_ptr<CacheEntry> e;
+  {
+    MutexLock lock(mu_);
+    auto it = entries_.find(gino);
+    if (it == entries_.end()) return std::nullopt;
+    e = it->second;
+  }
+  return std::pair{e->version(), e->complete()};
+}
+
 Result<std::shared_ptr<CacheEntry>> RemoteCache::open(uint64_t gino, uint64_t version, uint64_t size,
                                                       bool* hit) {
   MutexLock lock(mu_);

@@ -6,6 +6,7 @@
 #include <condition_variable>
 #include <cstdint>
 #include <memory>
+#include <optional>
 #include <mutex>
 #include <string>
 #include <thread>
@@ -87,6 +88,9 @@ class RemoteCache {
   // whether an entry of that version already existed.
   Result<std::shared_ptr<CacheEntry>> open(uint64_t gino, uint64_t version, uint64_t size, bool* hit);
   void drop(uint64_t gino);
+  // The version gino's copy is of, and whether all of it is here (nullopt:
+  // no copy).
+  std::optional<std::pair<uint64_t, bool>> peek(uint64_t gino);
   // Drops the entry of gino only if it is of this version.
   void drop(uint64_t gino, uint64_t version);
   // The cache's disk is full: frees, now, the cache files that no open file

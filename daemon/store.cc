@@ -156,6 +156,7 @@ Status Store::remove() {
   }
   // What a rejoin needs (launcher/job_file.h) and its staging (fs_rejoin.cc).
   ::unlink((path_ + "/.dsdfs-job").c_str());
+  ::unlink((path_ + "/control.sock").c_str());  // the dsdfs command's socket (daemon/control.h)
   remove_tree(path_ + "/rejoin");
   ::unlink((path_ + "/" + kMarker).c_str());
   if (::rmdir(path_.c_str()) != 0 && errno != ENOENT && first) {

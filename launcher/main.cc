@@ -19,6 +19,7 @@
 #include "common/host.h"
 #include "common/log.h"
 #include "daemon/cluster.h"
+#include "daemon/control.h"
 #include "daemon/filesystem.h"
 #include "daemon/wire_codec.h"
 #include "daemon/mount.h"
@@ -349,6 +350,8 @@ int serve(int argc, char** argv, const fs::Options& options) {
   fs::Cluster cluster(rank, nranks, transport.get(),
                       std::chrono::milliseconds(static_cast<int64_t>(options.timeout_s * 1000)), 8, &stats);
   fs::Filesystem filesystem(options, &store.value(), &cluster, &stats, host, mountpoint.value());
+  // `dsdfs stop`: as a SIGTERM (the signal thread takes it; every other thread blocks it).
+  filesystem.set_stop_hook([] { ::kill(::getpid(), SIGTERM); });
   filesystem.register_rpcs();
   {
     std::lock_guard lock(serving_fs_mu);
@@ -390,6 +393,15 @@ int serve(int argc, char** argv, const fs::Options& options) {
   boot_watchdog.reset();
   if (auto s = mount.mount(mountpoint.value(), &filesystem, options); !s) fail(s);
   filesystem.set_session(mount.session());
+  // The `dsdfs` command's channel to this daemon (daemon/control.h).
+  std::unique_ptr<fs::ControlServer> control;
+  if (auto c = fs::ControlServer::start(store->path() + "/control.sock",
+                                        [&filesystem](const std::string& r) { return filesystem.control(r); })) {
+    control = std::move(c).value();
+    filesystem.set_control_path(control->path());
+  } else {
+    DSDFS_WARN("no control socket, so the dsdfs command cannot reach this rank: %s", c.status().to_string().c_str());
+  }
   status.state = "mounted";
   status_file_write(status_path, status);
   if (!rejoin && nranks > 1) {
@@ -449,6 +461,7 @@ int serve(int argc, char** argv, const fs::Options& options) {
   // threads that may have been waiting are joined: the notifier before the
   // session is destroyed (it uses the session), the RPC workers after.
   mount.abort();
+  control.reset();  // (a request being answered ends with its calls' timeout at most)
   filesystem.stop();
   mount.unmount();
   cluster.stop();

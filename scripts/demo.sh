@@ -7,7 +7,8 @@
 # mount point /tmp/dsdfs-demo/mnt<rank> standing for /shared on three nodes.
 # It writes on rank 1, lists and reads on rank 2, appends from rank 2 (the
 # bytes land on rank 1), overwrites from rank 2 (rank 2 becomes the owner),
-# shows the counters, and unmounts everything. Run as root (for apt).
+# shows the job with the dsdfs command (status, where, stats), and stops it
+# with `dsdfs stop`, which unmounts everything. Run as root (for apt).
 set -euo pipefail
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 root=$(cd "$here/.." && pwd)
@@ -15,7 +16,7 @@ cd "$root"
 
 "$here/install-deps.sh"
 if [[ ! -d build ]]; then meson setup build >/dev/null; fi
-ninja -C build launcher/dsdfs-launch >/dev/null
+ninja -C build launcher/dsdfs-launch launcher/dsdfs >/dev/null
 # shellcheck source=loopback-env.sh
 . "$here/loopback-env.sh"
 
@@ -42,21 +43,27 @@ done
 [[ -f $demo/ready2 ]] || { echo "demo.sh: dsdfs did not come up" >&2; cat "$demo/log" >&2; exit 1; }
 
 run() { echo "\$ $*"; eval "$@"; }
+dsdfs() { "$root/build/launcher/dsdfs" "$@"; }
 cd "$demo"
 run "echo 'written on rank 1' > mnt1/somefile"
 run "ls -l mnt2/"
 run "cat mnt2/somefile"
 run "getfattr --absolute-names -n user.dsdfs.owner mnt2/somefile"
+run "dsdfs where mnt2/somefile"
 run "echo 'appended from rank 2' >> mnt2/somefile"
 run "cat mnt0/somefile"
 run "echo 'rank 2 takes it over' > mnt2/somefile"
 run "getfattr --absolute-names -n user.dsdfs.owner mnt0/somefile"
 run "ls store1/files store2/files"
 run "mkdir mnt0/results && echo ok > mnt1/results/part1 && ls mnt2/results"
-run "getfattr --absolute-names --only-values -n user.dsdfs.stats mnt2"
-cd "$root"
-stop
+run "dsdfs status mnt2"
+run "dsdfs stats mnt2 | head -8"
+run "dsdfs stop mnt0"
+rc=0
+wait "$job" || rc=$?
 trap - EXIT
+cd "$root"
+echo "demo.sh: mpirun exited $rc"
 if grep -q " $demo/" /proc/mounts; then
   echo "demo.sh: a mount was left behind" >&2
   exit 1

@@ -23,26 +23,30 @@
 #       every rank is ready; otherwise stops what it started and returns 1
 #       (rank 0's message names the ranks that are not ready).
 #   dsdfs_stop
-#       SIGTERM to the dsdfs tasks through `scancel --signal=TERM JOB.STEP`
-#       (each rank unmounts and removes its store), then waits for the srun.
-#       Returns srun's exit status (0 when every rank stopped cleanly).
+#       `dsdfs stop` on this node's mount (every rank unmounts, removes its
+#       store and exits 0); where that cannot reach the job (no `dsdfs`
+#       command, no rank on this node), SIGTERM to the dsdfs tasks through
+#       `scancel --signal=TERM JOB.STEP`. Then waits for the srun. Returns
+#       srun's exit status (0 when every rank stopped cleanly).
 #   dsdfs_task_mount
 #       prints the mount point of the calling task (%r and %h expanded with
-#       SLURM_PROCID and the host name); exported, so usable inside srun steps
-#       when several ranks share a node.
+#       SLURM_PROCID, 0 in the batch script, and the host name); exported, so
+#       usable inside srun steps when several ranks share a node.
 #   dsdfs_check_unmounted
 #       a step on every rank's node that fails if that rank's mount point is
 #       still mounted.
 #
 # Environment
 #   DSDFS_LAUNCH          dsdfs-launch to run                [dsdfs-launch]
+#   DSDFS_CLI             the dsdfs command                  [dsdfs beside DSDFS_LAUNCH, else on PATH]
 #   DSDFS_JOB_ROOT        where the prolog makes job dirs    [/dsdfs]
 #   DSDFS_MOUNT           mount point                        [$DSDFS_JOB_ROOT/$SLURM_JOB_ID]
 #   DSDFS_TASKS_PER_NODE  dsdfs ranks per node               [1]
 #   DSDFS_WAIT            seconds to wait for every rank     [120]
 
 dsdfs_task_mount() {
-  local m=${DSDFS_MOUNT//%r/$SLURM_PROCID}
+  # (The batch script itself has no SLURM_PROCID: it runs beside rank 0.)
+  local m=${DSDFS_MOUNT//%r/${SLURM_PROCID:-0}}
   echo "${m//%h/$(hostname -s)}"
 }
 
@@ -89,9 +93,26 @@ dsdfs_start() {
   fi
 }
 
+_dsdfs_cli() {
+  local launch=${DSDFS_LAUNCH:-dsdfs-launch} dir
+  if [[ -n "${DSDFS_CLI:-}" ]]; then echo "$DSDFS_CLI"; return; fi
+  dir=$(dirname "$(command -v "$launch" 2>/dev/null || echo "$launch")")
+  if [[ -x "$dir/dsdfs" ]]; then echo "$dir/dsdfs"; else command -v dsdfs; fi
+}
+
 dsdfs_stop() {
-  local step rc=0 i
+  local step rc=0 i cli m
   [[ -n "${_dsdfs_srun:-}" ]] || return 0
+  # Every rank stops as on SIGTERM, asked through this node's daemon.
+  cli=$(_dsdfs_cli)
+  m=$(dsdfs_task_mount)
+  if [[ -n "$cli" ]] && awk -v m="$m" '$5 == m && / - fuse\.dsdfs / { found = 1 } END { exit !found }' \
+      /proc/self/mountinfo && "$cli" stop "$m"; then
+    wait "$_dsdfs_srun" || rc=$?
+    unset _dsdfs_srun
+    trap - EXIT
+    return "$rc"
+  fi
   # The step appears in squeue a moment after srun starts.
   for ((i = 0; i < 50; i++)); do
     step=$(squeue -h -s -j "$SLURM_JOB_ID" -o '%i %j' 2>/dev/null | awk '$2 == "dsdfs" { print $1; exit }')

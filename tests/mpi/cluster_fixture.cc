@@ -451,8 +451,13 @@ void Cluster::unregister_ranks() {
   stopped_ = true;
   std::string problems;
   if (!mpirun_.running()) {
-    problems += "mpirun had already " + e2e::describe_status(mpirun_.wait_status()) +
-                " before it was asked to stop; ";
+    if (how != StopHow::kEndedByItself) {
+      problems += "mpirun had already " + e2e::describe_status(mpirun_.wait_status()) +
+                  " before it was asked to stop; ";
+    }
+  } else if (how == StopHow::kEndedByItself) {
+    problems += "mpirun still runs, although the job should have ended by itself; ";
+    mpirun_.kill_group();
   } else {
     mpirun_.snapshot_descendants();
     const auto t0 = std::chrono::steady_clock::now();
@@ -517,7 +522,8 @@ void Cluster::unregister_ranks() {
   }
   if (problems.empty()) return ::testing::AssertionSuccess();
   return ::testing::AssertionFailure() << problems.substr(0, problems.size() - 2)
-                                       << "\n  ranks: " << describe_rank_exits()
+                                       << "\n  ranks: "
+                                       << (how == StopHow::kEndedByItself ? "(not watched)" : describe_rank_exits())
                                        << "\n  job log:\n"
                                        << log();
 }

@@ -73,9 +73,12 @@ struct ClusterOptions {
 enum class StopHow {
   kSigtermToMpirun,      // what a user of mpirun does (kill -TERM <mpirun pid>)
   kSigtermToEveryRank,   // what srun does on scancel / the end of a job step
+  kEndedByItself,        // nothing: the job was stopped otherwise (dsdfs stop); only the checks
 };
 inline void PrintTo(StopHow how, std::ostream* os) {
-  *os << (how == StopHow::kSigtermToMpirun ? "SIGTERM to mpirun" : "SIGTERM to every rank");
+  *os << (how == StopHow::kSigtermToMpirun     ? "SIGTERM to mpirun"
+          : how == StopHow::kSigtermToEveryRank ? "SIGTERM to every rank"
+                                                : "the job ended by itself");
 }
 
 inline ClusterOptions with_ranks(int ranks) {
@@ -145,6 +148,8 @@ class Cluster {
   std::string describe_rank_exits() const;
   pid_t mpirun_pid() const { return mpirun_.pid(); }
   bool running() { return mpirun_.started() && mpirun_.running(); }
+  // mpirun's wait status once it has exited (running() false).
+  int mpirun_wait_status() const { return mpirun_.wait_status(); }
   // The job's output (mpirun and every rank), the last 32 KiB from `offset`.
   std::string log(size_t offset = 0) const;
   size_t log_size() const;

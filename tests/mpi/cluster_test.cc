@@ -1461,5 +1461,110 @@ INSTANTIATE_TEST_SUITE_P(How, JobStop,
                                       : std::string("SigtermToEveryRank");
                          });
 
+// ---------------------------------------------------------------------------------------
+// 9. the dsdfs command (issue 13): one view of the whole job
+
+// `dsdfs ARGS` on this node (DSDFS_CLI), bounded.
+CommandResult dsdfs_command(const Cluster& c, const std::vector<std::string>& args) {
+  const char* cli = getenv("DSDFS_CLI");
+  std::string cmd = shq(cli ? cli : "dsdfs");
+  for (const auto& a : args) cmd += " " + shq(a);
+  return c.sh(cmd, std::chrono::seconds(60));
+}
+
+// A counter of one rank's own user.dsdfs.stats, or -1.
+long long rank_counter(const Cluster& c, int r, const std::string& name) {
+  char buf[4096];
+  ssize_t n = ::getxattr(c.mnt(r).c_str(), "user.dsdfs.stats", buf, sizeof buf - 1);
+  if (n < 0) return -1;
+  for (const auto& line : e2e::split_lines(std::string(buf, static_cast<size_t>(n))))
+    if (line.starts_with(name + " ")) return std::atoll(line.c_str() + name.size() + 1);
+  return -1;
+}
+
+// From any rank's mount, `dsdfs status` lists every rank up, `dsdfs stats` adds up the ranks'
+// own counters, `dsdfs where` names the owner of another rank's file and what this node holds
+// of it (nothing, then the whole current version after a read, then an old version once the
+// owner rewrote it); once a rank is killed, status shows it down and exits 1.
+TEST(Command, StatusStatsAndWhereSeeTheWholeJob) {
+  Cluster c(with_ranks(3));
+  ASSERT_TRUE(c.start());
+  const std::string content(20000, 'x');
+  ASSERT_TRUE(write_file(c.path(0, "data"), content));
+  ASSERT_TRUE(write_file(c.path(2, "other"), "rank 2's"));
+
+  auto st = dsdfs_command(c, {"status", c.mnt(1)});
+  ASSERT_EQ(st.exit_code(), 0) << st.out << st.err;
+  auto lines = e2e::split_lines(st.out);
+  ASSERT_EQ(lines.size(), 4u) << st.out;
+  for (int r = 0; r < 3; ++r) {
+    EXPECT_TRUE(lines[static_cast<size_t>(r) + 1].starts_with(std::to_string(r) + " ")) << st.out;
+    EXPECT_NE(lines[static_cast<size_t>(r) + 1].find(" up "), std::string::npos) << st.out;
+  }
+  auto js = dsdfs_command(c, {"status", c.mnt(2), "--json"});
+  ASSERT_EQ(js.exit_code(), 0) << js.out << js.err;
+  EXPECT_NE(js.out.find("\"bytes\": 20000"), std::string::npos) << "rank 0 owns data: " << js.out;
+
+  const std::string data1 = c.path(1, "data");
+  auto w = dsdfs_command(c, {"where", data1});
+  ASSERT_EQ(w.exit_code(), 0) << w.out << w.err;
+  EXPECT_TRUE(w.out.starts_with(data1 + ": rank 0 on ")) << w.out;
+  EXPECT_NE(w.out.find("copy here: none"), std::string::npos) << w.out;
+  ASSERT_TRUE(file_has(data1, content));
+  w = dsdfs_command(c, {"where", data1});
+  EXPECT_NE(w.out.find("copy here: current"), std::string::npos) << w.out << w.err;
+  ASSERT_TRUE(write_file(c.path(0, "data"), std::string(30000, 'y')));  // the owner rewrites it
+  w = dsdfs_command(c, {"where", data1, c.path(1, "other")});
+  EXPECT_EQ(w.exit_code(), 0) << w.err;
+  auto wl = e2e::split_lines(w.out);
+  ASSERT_EQ(wl.size(), 2u) << w.out;
+  EXPECT_NE(wl[0].find("copy here: stale"), std::string::npos) << w.out;
+  EXPECT_TRUE(wl[1].starts_with(c.path(1, "other") + ": rank 2 on ")) << w.out;
+
+  // Nothing writes now: the totals are the sums of the ranks' own counters.
+  long long sum = 0;
+  for (int r = 0; r < 3; ++r) sum += rank_counter(c, r, "bytes_written_local");
+  auto sj = dsdfs_command(c, {"stats", c.mnt(0), "--json", "--per-rank"});
+  ASSERT_EQ(sj.exit_code(), 0) << sj.out << sj.err;
+  const size_t total_at = sj.out.find("\"total\": {"), per_rank_at = sj.out.find("\"per_rank\"");
+  ASSERT_TRUE(total_at != std::string::npos && per_rank_at != std::string::npos) << sj.out;
+  EXPECT_NE(sj.out.substr(total_at, per_rank_at - total_at).find("\"bytes_written_local\": " + std::to_string(sum) + ","),
+            std::string::npos)
+      << "sum of the ranks' own counters: " << sum << "\n" << sj.out;
+
+  ASSERT_TRUE(c.kill_rank(2));
+  auto down = dsdfs_command(c, {"status", c.mnt(0)});
+  EXPECT_EQ(down.exit_code(), 1) << down.out << down.err;
+  auto dl = e2e::split_lines(down.out);
+  ASSERT_EQ(dl.size(), 4u) << down.out;
+  EXPECT_TRUE(dl[3].starts_with("2 ") && dl[3].find(" down ") != std::string::npos) << down.out;
+  EXPECT_NE(down.err.find("1 of 3 ranks down"), std::string::npos) << down.err;
+  EXPECT_TRUE(c.detach_mount(2));
+  EXPECT_TRUE(c.stop());
+}
+
+// `dsdfs stop` from one node: every rank unmounts, removes its store and exits 0, so mpirun
+// returns 0 by itself, and nothing is left mounted (the documented stop of a job).
+TEST(Command, StopEndsEveryRankAndMpirunReturnsZero) {
+  Cluster c(with_ranks(3));
+  ASSERT_TRUE(c.start());
+  for (int r = 0; r < 3; ++r) ASSERT_TRUE(write_file(c.path(r, "f" + std::to_string(r)), "rank's file"));
+  auto r = dsdfs_command(c, {"stop", c.path(1, "f0")});  // any path in the mount names it
+  EXPECT_EQ(r.exit_code(), 0) << r.out << r.err;
+  EXPECT_NE(r.out.find("stopping 3 of 3 ranks"), std::string::npos) << r.out;
+  EXPECT_FALSE(e2e::is_mounted(c.mnt(1))) << "dsdfs stop returned before this node's mount was gone";
+  const bool ended = e2e::wait_until([&] { return !c.running(); }, std::chrono::seconds(30));
+  EXPECT_TRUE(ended) << "mpirun still runs 30 s after dsdfs stop";
+  if (ended) {
+    EXPECT_TRUE(WIFEXITED(c.mpirun_wait_status()) && WEXITSTATUS(c.mpirun_wait_status()) == 0)
+        << e2e::describe_status(c.mpirun_wait_status()) << "\n" << c.log();
+  }
+  for (int k = 0; k < 3; ++k) {
+    EXPECT_FALSE(e2e::is_mounted(c.mnt(k))) << "rank " << k;
+    EXPECT_FALSE(e2e::path_exists(c.store(k))) << "rank " << k << " left its store behind";
+  }
+  EXPECT_TRUE(c.stop(StopHow::kEndedByItself));
+}
+
 }  // namespace
 }  // namespace dsdfs::mpitest

@@ -6,6 +6,7 @@
 #include "tests/mpi/torture.h"
 
 #include <fcntl.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -290,13 +291,19 @@ void Worker::v_cat(Rng& rng) {
   });
   const unsigned limit = in_flight_at_open || v.renames_started.load() != renames ? kLimitEioOk : kNoFlags;
   const bool read_ok = judge("v.cat.read", rr, {}, kFdOp | limit);
+  // For a torn read's message: the size this kernel gives the open file at the end.
+  struct stat fst;
+  const long long fd_size = ::fstat(fd, &fst) == 0 ? static_cast<long long>(fst.st_size) : -1;
   Res rc = sys("close(" + q(rel) + " opened O_RDONLY)", [&] { return ::close(fd); });
   judge("v.cat.close", rc, {}, kFdOp);  // read-only: nothing to write back, no EIO
   const int64_t t_read = t_.now_ns();
   if (!read_ok) return;
   describe("cat(" + q(rel) + ")");
   VersionScan scan = version_check(data, static_cast<uint32_t>(n));
-  if (!scan.ok) return violation(kVersionContent, "v.cat.read", "torn", scan.why);
+  if (!scan.ok) {
+    return violation(kVersionContent, "v.cat.read", "torn",
+                     scan.why + "; fstat of the open file then: st_size " + std::to_string(fd_size) + t_.stores_now(n));
+  }
   std::vector<VersionEntry> versions;
   {
     std::lock_guard<std::mutex> lock(v.mu);

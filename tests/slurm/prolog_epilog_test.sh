@@ -31,9 +31,11 @@ if ! id "$user" >/dev/null 2>&1; then
 fi
 export STORE_USER=$user
 
-# A copy of dsdfs-launch the user can run whatever the build tree's modes.
+# Copies of dsdfs-launch and dsdfs the user can run whatever the build tree's modes
+# (side by side, as installed: the wrapper's dsdfs_stop finds dsdfs there).
 install -d -m 0755 "$work/bin" "$work/jobs"
 install -m 0755 "$DSDFS_LAUNCH" "$work/bin/dsdfs-launch"
+install -m 0755 "${DSDFS_CLI:?DSDFS_CLI is not set (meson test sets it)}" "$work/bin/dsdfs"
 install -d -m 0777 "$work/out"
 rmdir "$work/jobs" # the prolog creates the job root itself
 
@@ -83,6 +85,7 @@ expect_in "$work/clean.out" "job dir $work/jobs/$job: owner=$user mode=700"
 expect_in "$work/clean.out" "running as $user"
 expect_in "$work/clean.out" "dsdfs is mounted and ready on all 3 ranks"
 expect_in "$work/clean.out" "rank 2 reads: from rank 0"
+expect_in "$work/clean.out" "dsdfs: stopping 3 of 3 ranks"  # dsdfs_stop's `dsdfs stop`, not its scancel fallback
 expect_in "$work/clean.out" "dsdfs_stop exit 0"
 expect_in "$work/clean.out" "all ranks unmounted"
 [[ ! -e "$work/jobs/$job" ]] || fail "clean: the epilog left $work/jobs/$job"
