@@ -31,6 +31,7 @@
 #include "daemon/pending_names.h"
 #include "daemon/protocol.h"
 #include "daemon/remote_cache.h"
+#include "daemon/stage.h"
 #include "daemon/rma_exports.h"
 #include "daemon/stats.h"
 #include "daemon/write_fds.h"
@@ -91,6 +92,7 @@ class Filesystem {
   void stop() {
     notifier_.stop();
     write_fds_.close_all(std::chrono::milliseconds(0));
+    if (stage_) stage_->stop();  // copies end after the file they are at
   }
   // A stop is coming: closes the fds this daemon holds on its own mount
   // while the FUSE loop can still answer their FLUSH and RELEASE.
@@ -395,6 +397,10 @@ class Filesystem {
   Peers::Reply on_shard_fill(int source, const msg::ShardFill& m);
   Peers::Reply on_rank_info(int source, const msg::InfoRequest& m);
   Peers::Reply on_job_stop(int source, const msg::InfoRequest& m);
+  Peers::Reply on_stage_start(int source, const msg::StageStart& m);
+  Peers::Reply on_stage_status(int source, const msg::StageQuery& m);
+  std::string control_stage_out(const std::string& args);
+  std::string control_stage_status(const std::string& args);
   // The id of a directory found in a kept store, by its path relative to the
   // store's root: every rank derives the same (top bit set).
   static uint64_t kept_dir_id(const std::string& rel) { return fnv1a64(rel) | (uint64_t{1} << 63); }
@@ -472,6 +478,8 @@ class Filesystem {
   const std::string host_;
   const std::chrono::steady_clock::time_point started_ = std::chrono::steady_clock::now();
   std::function<void()> stop_hook_;  // set once, before the peers start
+  std::unique_ptr<StageOut> stage_;  // stage-out jobs of this rank (made in the constructor)
+  std::atomic<uint64_t> stage_ids_{0};
   Mutex control_mu_;  // leaf lock
   std::string control_path_ GUARDED_BY(control_mu_);
   const std::string mountpoint_;

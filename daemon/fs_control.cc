@@ -8,8 +8,11 @@
 #include <sys/statvfs.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cstring>
+#include <optional>
 #include <set>
+#include <sstream>
 #include <string>
 #include <utility>
 
@@ -77,7 +80,94 @@ std::string word(std::string s) {
   return s.empty() ? "?" : s;
 }
 
+// Percent-encoding of a value that may hold spaces, '=' or '%' (paths, messages).
+std::string pct(const std::string& v) {
+  static const char* hex = "0123456789ABCDEF";
+  std::string out;
+  for (unsigned char c : v) {
+    if (c <= ' ' || c == '%' || c == '=' || c >= 0x7f) {
+      out += '%';
+      out += hex[c >> 4];
+      out += hex[c & 15];
+    } else {
+      out += static_cast<char>(c);
+    }
+  }
+  return out.empty() ? "%" : out;  // (never empty: "%" alone is "")
+}
+
+std::optional<std::string> unhex(const std::string& h) {
+  if (h.size() % 2) return std::nullopt;
+  std::string out;
+  for (size_t i = 0; i < h.size(); i += 2) {
+    int v = 0;
+    for (int k = 0; k < 2; ++k) {
+      char c = h[i + static_cast<size_t>(k)];
+      int d = c >= '0' && c <= '9' ? c - '0' : c >= 'a' && c <= 'f' ? c - 'a' + 10 : c >= 'A' && c <= 'F' ? c - 'A' + 10 : -1;
+      if (d < 0) return std::nullopt;
+      v = v * 16 + d;
+    }
+    out += static_cast<char>(v);
+  }
+  return out;
+}
+
 }  // namespace
+
+Peers::Reply Filesystem::on_stage_start(int, const msg::StageStart& m) {
+  StageOut::Request r{m.src_rel, m.dest, (m.flags & 1) != 0, static_cast<int>(std::min<uint32_t>(m.jobs, 64))};
+  if (Status s = stage_->start(m.id, std::move(r)); !s) return s;
+  return std::vector<uint8_t>();
+}
+
+Peers::Reply Filesystem::on_stage_status(int, const msg::StageQuery& m) {
+  auto p = stage_->progress(m.id);
+  if (!p) return Status::error(ENOENT, "no such stage-out job here");
+  std::string out = "stage=" + p->state + " files_total=" + std::to_string(p->files_total) +
+                    " bytes_total=" + std::to_string(p->bytes_total) + " files_done=" + std::to_string(p->files_done) +
+                    " bytes_done=" + std::to_string(p->bytes_done) + " unchanged=" + std::to_string(p->files_unchanged) +
+                    " errors=" + std::to_string(p->errors) + " seconds=" + std::to_string(p->seconds);
+  for (size_t i = 0; i < p->first_errors.size(); ++i) out += " error" + std::to_string(i) + "=" + pct(p->first_errors[i]);
+  return std::vector<uint8_t>(out.begin(), out.end());
+}
+
+std::string Filesystem::control_stage_out(const std::string& args) {
+  // "VERIFY JOBS SRC_REL_HEX DEST_HEX"
+  std::istringstream in(args);
+  int verify = 0, jobs = 0;
+  std::string src_hex, dest_hex;
+  if (!(in >> verify >> jobs >> src_hex >> dest_hex)) return "error: malformed stage-out request\n";
+  auto src = unhex(src_hex == "-" ? "" : src_hex), dest = unhex(dest_hex);
+  if (!src || !dest || dest->empty() || (*dest)[0] != '/') return "error: malformed stage-out request\n";
+
+  const uint64_t id = (static_cast<uint64_t>(rank_) << 48) | (static_cast<uint64_t>(::getpid() & 0xffff) << 32) |
+                      (stage_ids_.fetch_add(1) + 1);
+  msg::StageStart m{id, verify ? 1u : 0u, static_cast<uint32_t>(std::clamp(jobs, 1, 64)), *src, *dest};
+  auto replies = peers_->call_all(Op::kStageStart, msg::encode(m));
+  std::string out = "ok id=" + std::to_string(id) + " ranks=" + std::to_string(replies.size()) + "\n";
+  for (size_t r = 0; r < replies.size(); ++r) {
+    out += "rank=" + std::to_string(r) + " host=" + word(peers_->host_of(static_cast<int>(r))) +
+           (replies[r] ? std::string(" state=up") : " state=down error=" + pct(replies[r].status().to_string())) + "\n";
+  }
+  return out;
+}
+
+std::string Filesystem::control_stage_status(const std::string& args) {
+  uint64_t id = std::strtoull(args.c_str(), nullptr, 10);
+  auto replies = peers_->call_all(Op::kStageStatus, msg::encode(msg::StageQuery{id}));
+  std::string out = "ok ranks=" + std::to_string(replies.size()) + "\n";
+  for (size_t r = 0; r < replies.size(); ++r) {
+    out += "rank=" + std::to_string(r) + " host=" + word(peers_->host_of(static_cast<int>(r)));
+    if (replies[r]) {
+      out += " state=up ";
+      out.append(replies[r]->begin(), replies[r]->end());
+    } else {
+      out += " state=down error=" + pct(replies[r].status().to_string());
+    }
+    out += "\n";
+  }
+  return out;
+}
 
 Peers::Reply Filesystem::on_rank_info(int, const msg::InfoRequest&) {
   const auto uptime = std::chrono::duration_cast<std::chrono::seconds>(std::chrono::steady_clock::now() - started_);
@@ -136,6 +226,8 @@ std::string Filesystem::control(const std::string& request) {
           (self ? "stopping" : "error") + " host=" + word(host_) + "\n" + out;
     return out;
   }
+  if (request.rfind("stage-out ", 0) == 0) return control_stage_out(request.substr(10));
+  if (request.rfind("stage-status ", 0) == 0) return control_stage_status(request.substr(13));
   if (request != "ranks") return "error: unknown request '" + word(request) + "'\n";
   auto replies = peers_->call_all(Op::kRankInfo, msg::encode(msg::InfoRequest{}));
   std::string out = "ok ranks=" + std::to_string(replies.size()) + " asked_by=" + std::to_string(rank_) + "\n";

@@ -110,6 +110,8 @@ void Filesystem::register_rpcs() {
   reg(Op::kShardFill, &Filesystem::on_shard_fill);
   reg(Op::kRankInfo, &Filesystem::on_rank_info);
   reg(Op::kJobStop, &Filesystem::on_job_stop);
+  reg(Op::kStageStart, &Filesystem::on_stage_start);
+  reg(Op::kStageStatus, &Filesystem::on_stage_status);
   // Reads answer with borrowed bytes: the buffer goes out without a copy.
   peers_->register_lending_handler(Op::kFileRead, [this](int, std::span<const uint8_t> p) -> Result<Peers::Lent> {
     auto buf = read_buffers_->get();

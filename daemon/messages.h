@@ -329,6 +329,37 @@ struct InfoRequest {
   bool get(WireReader& r) { return r.u32(&flags); }
 };
 
+// kStageStart: start stage-out job `id` on this rank (daemon/stage.h).
+struct StageStart {
+  static constexpr const char* kName = "StageStart";
+  uint64_t id = 0;
+  uint32_t flags = 0;  // 1: verify
+  uint32_t jobs = 4;
+  std::string src_rel;
+  std::string dest;
+  void put(WireWriter& w) const { w.u64(id).u32(flags).u32(jobs).str(src_rel).str(dest); }
+  bool get(WireReader& r) {
+    if (!(r.u64(&id) && r.u32(&flags) && r.u32(&jobs) && r.str(&src_rel, 4096) && r.str(&dest, 4096))) return false;
+    if (dest.empty() || dest[0] != '/' || (!src_rel.empty() && src_rel[0] == '/')) return false;
+    // No ".." component: the source stays under the store's root.
+    for (size_t at = 0; at <= src_rel.size();) {
+      size_t slash = src_rel.find('/', at);
+      if (slash == std::string::npos) slash = src_rel.size();
+      if (src_rel.compare(at, slash - at, "..") == 0) return false;
+      at = slash + 1;
+    }
+    return true;
+  }
+};
+
+// kStageStatus: the progress of stage-out job `id` here.
+struct StageQuery {
+  static constexpr const char* kName = "StageQuery";
+  uint64_t id = 0;
+  void put(WireWriter& w) const { w.u64(id); }
+  bool get(WireReader& r) { return r.u64(&id); }
+};
+
 // kRankJoin: a restarted daemon of `rank` (dsdfs-launch --rejoin) asks to
 // be let in again, reachable at `address` (its new UCX worker).
 struct Join {
@@ -503,6 +534,10 @@ inline constexpr OpMessages kOpMessages[] = {
     {22, "RankJoin", Join::kName, JoinReply::kName},
     {23, "RankUp", RankUp::kName, "-"},
     {24, "ShardFill", ShardFill::kName, ShardFillReply::kName},
+    {25, "RankInfo", InfoRequest::kName, "bytes"},
+    {26, "JobStop", InfoRequest::kName, "-"},
+    {27, "StageStart", StageStart::kName, "-"},
+    {28, "StageStatus", StageQuery::kName, "bytes"},
 };
 
 }  // namespace dsdfs::fs::msg

@@ -52,6 +52,8 @@ enum class Op : uint16_t {
   kShardFill = 24,     // a rejoined rank to every rank: claim your files homed at my shard; then: it is whole
   kRankInfo = 25,      // to every rank (the `dsdfs` command): your host, uptime, files, store, cache, counters
   kJobStop = 26,       // to every rank (`dsdfs stop`): stop as on SIGTERM (unmount, remove the store, exit 0)
+  kStageStart = 27,    // to every rank (`dsdfs stage-out`): copy your files under a path to a destination
+  kStageStatus = 28,   // to every rank: how far that copy is
 };
 
 // A memory range exported for one-sided reads by other ranks. Deregistered

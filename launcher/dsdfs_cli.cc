@@ -15,6 +15,7 @@
 #include <unistd.h>
 
 #include <cerrno>
+#include <algorithm>
 #include <climits>
 #include <cstdio>
 #include <cstdlib>
@@ -35,6 +36,7 @@ constexpr const char* kUsage =
     "       dsdfs stats [MOUNT] [--per-rank] [--json]\n"
     "       dsdfs where FILE...\n"
     "       dsdfs stop [MOUNT]\n"
+    "       dsdfs stage-out SRC DEST [--verify] [--jobs N]\n"
     "\n"
     "  status   every rank of the job: state, host, uptime, files and bytes it owns,\n"
     "           its store's use, its cache of other ranks' files, errors seen;\n"
@@ -43,6 +45,12 @@ constexpr const char* kUsage =
     "  where    the rank and host that own each FILE, and this node's copy of it\n"
     "  stop     every rank unmounts, removes its store (unless --keep-store) and\n"
     "           exits 0, so that srun or mpirun returns 0; waits for this node's mount\n"
+    "  stage-out  copies SRC (a file or a tree in the mount) to DEST/basename(SRC) (DEST: a\n"
+    "           directory outside the mount that every node reaches): each rank copies\n"
+    "           the files it owns straight from its disk, N at a time (--jobs, 4);\n"
+    "           a file already there with the same size and time is kept, so a second\n"
+    "           run copies only what is missing or different; --verify compares\n"
+    "           checksums; exits 1 if a file did not arrive (each named, with its rank)\n"
     "\n"
     "MOUNT is a dsdfs mount point or a path inside one; without it, the mount\n"
     "that holds the current directory, else the only dsdfs mount on this node.\n";
@@ -141,8 +149,9 @@ struct Rank {
   uint64_t num(const std::string& k) const { return std::strtoull(get(k, "0").c_str(), nullptr, 10); }
 };
 
-// Sends `request` to the daemon of `mount`; every rank's line of the answer into *out.
-bool ask(const std::string& mount, const std::string& request, std::vector<Rank>* out) {
+// Sends `request` to the daemon of `mount`; every rank's line of the answer into *out, the
+// first line's words into *head.
+bool ask(const std::string& mount, const std::string& request, std::vector<Rank>* out, Words* head = nullptr) {
   int err = 0;
   auto path = xattr(mount, "user.dsdfs.control", &err);
   if (!path) {
@@ -190,6 +199,12 @@ bool ask(const std::string& mount, const std::string& request, std::vector<Rank>
   std::string line;
   if (!std::getline(in, line) || line.compare(0, 3, "ok ") != 0) {
     return fail("the daemon of " + mount + " answered: " + (line.empty() ? "nothing" : line)), false;
+  }
+  if (head) {
+    std::istringstream f(line);
+    std::string word;
+    while (f >> word)
+      if (size_t eq = word.find('='); eq != std::string::npos) (*head)[word.substr(0, eq)] = word.substr(eq + 1);
   }
   while (std::getline(in, line)) {
     Rank r;
@@ -365,6 +380,118 @@ int stop(const std::string& mount) {
   return fail(mount + " is still mounted 120 s after the stop was asked for");
 }
 
+std::string unpct(const std::string& v) {
+  std::string out;
+  for (size_t i = 0; i < v.size(); ++i) {
+    if (v[i] == '%' && i + 2 < v.size()) {
+      out += static_cast<char>(std::strtol(v.substr(i + 1, 2).c_str(), nullptr, 16));
+      i += 2;
+    } else if (v[i] != '%') {
+      out += v[i];
+    }
+  }
+  return out;
+}
+
+std::string hex(const std::string& s) {
+  static const char* digits = "0123456789abcdef";
+  std::string out;
+  for (unsigned char c : s) {
+    out += digits[c >> 4];
+    out += digits[c & 15];
+  }
+  return out.empty() ? "-" : out;
+}
+
+// Each rank copies the files it owns under SRC straight from its store to DEST (a directory
+// every node reaches); nothing crosses dsdfs's network. See daemon/stage.h.
+int stage_out(const std::string& src, const std::string& dest, bool verify, int jobs) {
+  std::string mount = mount_of(src);
+  struct stat st;
+  if (::lstat(src.c_str(), &st) != 0) return fail(src + ": " + std::strerror(errno));
+  if (mount.empty()) return fail(src + " is not in a dsdfs mount: stage-out copies out of one");
+  char real_src[PATH_MAX], real_dest[PATH_MAX];
+  if (!::realpath(src.c_str(), real_src)) return fail(src + ": " + std::strerror(errno));
+  if (::stat(dest.c_str(), &st) != 0) return fail(dest + ": " + std::strerror(errno) + " (make the destination first)");
+  if (!S_ISDIR(st.st_mode)) return fail(dest + " is not a directory");
+  if (!::realpath(dest.c_str(), real_dest)) return fail(dest + ": " + std::strerror(errno));
+  if (!mount_of(real_dest).empty()) return fail(dest + " is inside a dsdfs mount: the destination must be outside");
+  if (::access(real_dest, W_OK | X_OK) != 0) return fail(dest + ": " + std::strerror(errno));
+  std::string rel = std::string(real_src).substr(mount.size());
+  while (!rel.empty() && rel[0] == '/') rel.erase(0, 1);
+  std::vector<Rank> started;
+  Words head;
+  if (!ask(mount, "stage-out " + std::to_string(verify ? 1 : 0) + " " + std::to_string(jobs) + " " + hex(rel) + " " +
+                      hex(real_dest),
+           &started, &head)) {
+    return 2;
+  }
+  const std::string id = head["id"];
+  int down = 0;
+  for (const auto& r : started) {
+    if (r.up()) continue;
+    ++down;
+    std::fprintf(stderr, "dsdfs: rank %d on %s did not start its share (%s): its files are not copied\n", r.rank,
+                 r.get("host").c_str(), unpct(r.get("error", "")).c_str());
+  }
+  const bool tty = ::isatty(STDOUT_FILENO);
+  std::vector<Rank> ranks;
+  for (int polls = 0;; ++polls) {
+    ranks.clear();
+    if (!ask(mount, "stage-status " + id, &ranks)) return 2;
+    uint64_t files = 0, files_total = 0, bytes = 0, bytes_total = 0;
+    double secs = 0;
+    bool done = true;
+    for (const auto& r : ranks) {
+      if (!r.up()) continue;
+      files += r.num("files_done");
+      files_total += r.num("files_total");
+      bytes += r.num("bytes_done");
+      bytes_total += r.num("bytes_total");
+      secs = std::max(secs, std::strtod(r.get("seconds", "0").c_str(), nullptr));
+      if (r.get("stage") != "done") done = false;
+    }
+    if (tty) {
+      const double rate = secs > 0 ? static_cast<double>(bytes) / secs : 0;
+      const double eta = rate > 0 ? static_cast<double>(bytes_total - bytes) / rate : 0;
+      std::printf("\rstage-out: %llu/%llu files, %s of %s, %s/s, ETA %.0f s   ",
+                  static_cast<unsigned long long>(files), static_cast<unsigned long long>(files_total),
+                  human_bytes(bytes).c_str(), human_bytes(bytes_total).c_str(),
+                  human_bytes(static_cast<uint64_t>(rate)).c_str(), eta);
+      std::fflush(stdout);
+    }
+    if (done) break;
+    ::usleep(polls < 10 ? 100 * 1000 : 500 * 1000);
+  }
+  if (tty) std::printf("\n");
+  uint64_t files = 0, unchanged = 0, bytes = 0, errors = 0;
+  double secs = 0;
+  for (const auto& r : ranks) {
+    if (!r.up()) {
+      ++down;
+      std::fprintf(stderr, "dsdfs: rank %d on %s stopped answering: its share may be incomplete\n", r.rank,
+                   r.get("host").c_str());
+      continue;
+    }
+    files += r.num("files_done");
+    unchanged += r.num("unchanged");
+    bytes += r.num("bytes_done");
+    errors += r.num("errors");
+    secs = std::max(secs, std::strtod(r.get("seconds", "0").c_str(), nullptr));
+    for (int i = 0; r.w.count("error" + std::to_string(i)); ++i)
+      std::fprintf(stderr, "dsdfs: rank %d on %s: %s\n", r.rank, r.get("host").c_str(),
+                   unpct(r.get("error" + std::to_string(i))).c_str());
+    if (r.num("errors") > 20) std::fprintf(stderr, "dsdfs: rank %d: %llu more errors\n", r.rank,
+                                           static_cast<unsigned long long>(r.num("errors") - 20));
+  }
+  std::printf("stage-out: %llu files (%llu unchanged), %s in %.1f s (%s/s) by %zu ranks to %s; %llu errors%s\n",
+              static_cast<unsigned long long>(files), static_cast<unsigned long long>(unchanged),
+              human_bytes(bytes).c_str(), secs, human_bytes(secs > 0 ? static_cast<uint64_t>(bytes / secs) : 0).c_str(),
+              ranks.size() - static_cast<size_t>(down), real_dest, static_cast<unsigned long long>(errors),
+              verify ? ", verified" : "");
+  return errors || down ? 1 : 0;
+}
+
 int where(const std::vector<std::string>& files) {
   int rc = 0;
   for (const auto& f : files) {
@@ -421,10 +548,19 @@ int main(int argc, char** argv) {
     return args.empty() ? 2 : 0;
   }
   const std::string cmd = args[0];
-  bool json = false, per_rank = false;
+  bool json = false, per_rank = false, verify = false;
+  int jobs = 4;
   std::vector<std::string> rest;
   for (size_t i = 1; i < args.size(); ++i) {
     if (args[i] == "--json" && (cmd == "status" || cmd == "stats")) json = true;
+    else if (args[i] == "--verify" && cmd == "stage-out") verify = true;
+    else if (args[i] == "--jobs" && cmd == "stage-out") {
+      char* end = nullptr;
+      long v = i + 1 < args.size() ? std::strtol(args[i + 1].c_str(), &end, 10) : 0;
+      if (i + 1 >= args.size() || *end != '\0' || v < 1 || v > 64) return fail("--jobs needs a number from 1 to 64");
+      jobs = static_cast<int>(v);
+      ++i;
+    }
     else if (args[i] == "--per-rank" && cmd == "stats") per_rank = true;
     else if (args[i].size() > 1 && args[i][0] == '-') return fail("unknown option '" + args[i] + "' for " + cmd + "\n" + kUsage);
     else rest.push_back(args[i]);
@@ -432,6 +568,10 @@ int main(int argc, char** argv) {
   if (cmd == "where") {
     if (rest.empty()) return fail(std::string("where: name at least one file\n") + kUsage);
     return where(rest);
+  }
+  if (cmd == "stage-out") {
+    if (rest.size() != 2) return fail(std::string("stage-out: name SRC and DEST\n") + kUsage);
+    return stage_out(rest[0], rest[1], verify, jobs);
   }
   if (cmd != "status" && cmd != "stats" && cmd != "stop") return fail("unknown command '" + cmd + "'\n" + kUsage);
   if (rest.size() > 1) return fail(cmd + ": one mount at most\n" + kUsage);

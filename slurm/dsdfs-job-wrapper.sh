@@ -22,8 +22,11 @@
 #       dsdfs_stop (replacing an EXIT trap of the caller). Returns 0 when
 #       every rank is ready; otherwise stops what it started and returns 1
 #       (rank 0's message names the ranks that are not ready).
-#   dsdfs_stop
-#       `dsdfs stop` on this node's mount (every rank unmounts, removes its
+#   dsdfs_stop [--stage-out SRC DEST]
+#       With --stage-out: first `dsdfs stage-out SRC DEST` (every rank copies
+#       the files it owns under SRC to DEST, a directory on the parallel file
+#       system); its failure is dsdfs_stop's, but dsdfs is stopped anyway.
+#       Then `dsdfs stop` on this node's mount (every rank unmounts, removes its
 #       store and exits 0); where that cannot reach the job (no `dsdfs`
 #       command, no rank on this node), SIGTERM to the dsdfs tasks through
 #       `scancel --signal=TERM JOB.STEP`. Then waits for the srun. Returns
@@ -101,16 +104,28 @@ _dsdfs_cli() {
 }
 
 dsdfs_stop() {
-  local step rc=0 i cli m
+  local step rc=0 i cli m stage_rc=0
   [[ -n "${_dsdfs_srun:-}" ]] || return 0
-  # Every rank stops as on SIGTERM, asked through this node's daemon.
   cli=$(_dsdfs_cli)
+  if [[ "${1:-}" == --stage-out ]]; then
+    if (($# != 3)); then
+      echo "dsdfs_stop: --stage-out needs SRC and DEST" >&2
+      stage_rc=2
+    elif [[ -z "$cli" ]]; then
+      echo "dsdfs_stop: no dsdfs command for --stage-out (set DSDFS_CLI)" >&2
+      stage_rc=2
+    else
+      "$cli" stage-out "$2" "$3" || stage_rc=$?
+    fi
+  fi
+  # Every rank stops as on SIGTERM, asked through this node's daemon.
   m=$(dsdfs_task_mount)
   if [[ -n "$cli" ]] && awk -v m="$m" '$5 == m && / - fuse\.dsdfs / { found = 1 } END { exit !found }' \
       /proc/self/mountinfo && "$cli" stop "$m"; then
     wait "$_dsdfs_srun" || rc=$?
     unset _dsdfs_srun
     trap - EXIT
+    ((stage_rc == 0)) || return "$stage_rc"
     return "$rc"
   fi
   # The step appears in squeue a moment after srun starts.
@@ -124,5 +139,6 @@ dsdfs_stop() {
   wait "$_dsdfs_srun" || rc=$?
   unset _dsdfs_srun
   trap - EXIT
+  ((stage_rc == 0)) || return "$stage_rc"
   return "$rc"
 }

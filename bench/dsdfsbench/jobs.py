@@ -192,3 +192,18 @@ def cleanup(root, keep=False):
     elif not keep:
         shutil.rmtree(root, ignore_errors=True)
     return left
+
+
+def run_guarded(root, keep, body):
+    """Runs body(); Ctrl-C, SIGTERM (install_signal_handlers) and BenchError end it with a
+    log line. Always cleanup(root, keep). True if body returned."""
+    try:
+        body()
+        return True
+    except KeyboardInterrupt as e:
+        log(f"interrupted ({e}); cleaning up")
+    except BenchError as e:
+        log(f"error: {e}")
+    finally:
+        cleanup(root, keep=keep)
+    return False

@@ -1566,5 +1566,96 @@ TEST(Command, StopEndsEveryRankAndMpirunReturnsZero) {
   EXPECT_TRUE(c.stop(StopHow::kEndedByItself));
 }
 
+// The sum over ranks of the counters that count bytes crossing dsdfs's network.
+long long network_bytes(const Cluster& c) {
+  long long n = 0;
+  for (int r = 0; r < c.size(); ++r)
+    for (const char* k : {"bytes_read_remote", "bytes_served_to_peers", "bytes_forwarded", "bytes_applied_for_peers"})
+      n += rank_counter(c, r, k);
+  return n;
+}
+
+// `dsdfs stage-out`: every rank copies the files it owns under SRC straight from its store to
+// DEST (standing for the parallel file system), so that no byte crosses dsdfs's network; a
+// second run copies only what is missing or different; a file that cannot arrive is named
+// with its rank, and the exit status says so; bad destinations get one clear line.
+TEST(Command, StageOutCopiesEveryRanksFilesWithoutCrossingTheNetwork) {
+  Cluster c(with_ranks(3));
+  ASSERT_TRUE(c.start());
+  ASSERT_EQ(::mkdir(c.path(0, "results").c_str(), 0755), 0);
+  ASSERT_EQ(::mkdir(c.path(1, "results/sub").c_str(), 0755), 0);
+  ASSERT_EQ(::mkdir(c.path(2, "results/empty").c_str(), 0755), 0);
+  std::map<std::string, std::string> files;  // rel -> content
+  for (int r = 0; r < 3; ++r) {
+    const std::string k = std::to_string(r);
+    files["results/r" + k + "_small"] = e2e::pattern_bytes(100 * static_cast<size_t>(r) + 1, static_cast<size_t>(r));
+    files["results/r" + k + "_zero"] = "";
+    files["results/sub/r" + k + "_big"] = e2e::pattern_bytes(r == 1 ? (3u << 20) + 7 : 65536, static_cast<size_t>(r) + 7);
+    for (const auto& [rel, content] : files) {
+      if (rel.find("r" + k + "_") != std::string::npos && !e2e::path_exists(c.path(r, rel))) {
+        ASSERT_TRUE(write_file(c.path(r, rel), content));
+      }
+    }
+  }
+  ASSERT_EQ(::symlink("r0_small", c.path(0, "results/link").c_str()), 0);
+  const std::string dest = c.root() + "/pfs";
+  ASSERT_EQ(::mkdir(dest.c_str(), 0755), 0);
+
+  const long long before = network_bytes(c);
+  auto r = dsdfs_command(c, {"stage-out", c.path(1, "results"), dest, "--verify", "--jobs", "3"});
+  ASSERT_EQ(r.exit_code(), 0) << r.out << r.err;
+  EXPECT_NE(r.out.find("stage-out: 10 files (0 unchanged)"), std::string::npos) << r.out;
+  EXPECT_EQ(network_bytes(c), before) << "stage-out moved bytes across dsdfs's network";
+  for (const auto& [rel, content] : files) EXPECT_TRUE(file_has(dest + "/" + rel, content)) << rel;
+  char target[64] = {};
+  EXPECT_EQ(::readlink((dest + "/results/link").c_str(), target, sizeof target - 1), 8);
+  EXPECT_STREQ(target, "r0_small");
+  struct stat st;
+  EXPECT_TRUE(::stat((dest + "/results/empty").c_str(), &st) == 0 && S_ISDIR(st.st_mode));
+
+  // Interrupted or changed since: only what is missing or different is copied again.
+  ASSERT_EQ(::unlink((dest + "/results/r0_small").c_str()), 0);
+  ASSERT_TRUE(write_file(dest + "/results/sub/r1_big", std::string(files["results/sub/r1_big"].size(), 'z')));
+  r = dsdfs_command(c, {"stage-out", c.path(0, "results"), dest});
+  ASSERT_EQ(r.exit_code(), 0) << r.out << r.err;
+  EXPECT_NE(r.out.find("stage-out: 10 files (8 unchanged)"), std::string::npos) << r.out;
+  for (const auto& [rel, content] : files) EXPECT_TRUE(file_has(dest + "/" + rel, content)) << rel;
+
+  // One file of rank 2 cannot arrive (a directory holds its name there): named, exit 1.
+  ASSERT_EQ(::unlink((dest + "/results/r2_small").c_str()), 0);
+  ASSERT_EQ(::mkdir((dest + "/results/r2_small").c_str(), 0755), 0);
+  ASSERT_TRUE(write_file(dest + "/results/r2_small/x", "in the way"));
+  r = dsdfs_command(c, {"stage-out", c.path(0, "results"), dest});
+  EXPECT_EQ(r.exit_code(), 1) << r.out << r.err;
+  EXPECT_NE(r.err.find("rank 2 on "), std::string::npos) << r.err;
+  EXPECT_NE(r.err.find("/results/r2_small: "), std::string::npos) << r.err;
+  EXPECT_NE(r.out.find("; 1 errors"), std::string::npos) << r.out;
+
+  // A single file: by its owner only.
+  const std::string single = c.root() + "/single";
+  ASSERT_EQ(::mkdir(single.c_str(), 0755), 0);
+  r = dsdfs_command(c, {"stage-out", c.path(0, "results/sub/r2_big"), single});
+  EXPECT_EQ(r.exit_code(), 0) << r.out << r.err;
+  EXPECT_TRUE(file_has(single + "/r2_big", files["results/sub/r2_big"]));
+
+  // Bad destinations and sources: one line, exit 2, nothing copied.
+  struct Bad {
+    std::vector<std::string> args;
+    std::string says;
+  };
+  for (const Bad& b : std::vector<Bad>{
+           {{"stage-out", c.path(0, "results"), c.path(0, "inside")}, "No such file"},
+           {{"stage-out", c.path(0, "results"), c.mnt(1)}, "is inside a dsdfs mount"},
+           {{"stage-out", c.path(0, "results"), c.root() + "/missing"}, "make the destination first"},
+           {{"stage-out", dest, single}, "is not in a dsdfs mount"},
+           {{"stage-out", c.path(0, "results")}, "name SRC and DEST"},
+       }) {
+    auto o = dsdfs_command(c, b.args);
+    EXPECT_EQ(o.exit_code(), 2) << b.args[1] << " " << (b.args.size() > 2 ? b.args[2] : "") << ": " << o.err;
+    EXPECT_NE(o.err.find(b.says), std::string::npos) << o.err;
+  }
+  EXPECT_TRUE(c.stop());
+}
+
 }  // namespace
 }  // namespace dsdfs::mpitest

@@ -87,6 +87,7 @@ expect_in "$work/clean.out" "dsdfs is mounted and ready on all 3 ranks"
 expect_in "$work/clean.out" "rank 2 reads: from rank 0"
 expect_in "$work/clean.out" "dsdfs: stopping 3 of 3 ranks"  # dsdfs_stop's `dsdfs stop`, not its scancel fallback
 expect_in "$work/clean.out" "dsdfs_stop exit 0"
+expect_in "$work/clean.out" "staged out: from rank 0"
 expect_in "$work/clean.out" "all ranks unmounted"
 [[ ! -e "$work/jobs/$job" ]] || fail "clean: the epilog left $work/jobs/$job"
 check_clean "$work" "$job"

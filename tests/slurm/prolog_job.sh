@@ -5,7 +5,8 @@
 # Slurm with slurm/prolog.sh and slurm/epilog.sh. It uses
 # slurm/dsdfs-job-wrapper.sh the way docs/slurm.md tells users to.
 #   MODE=clean  dsdfs_start, a file written on rank 0 and read on rank 2,
-#               dsdfs_stop, dsdfs_check_unmounted on every rank
+#               dsdfs_stop --stage-out of that file, dsdfs_check_unmounted on
+#               every rank
 #   MODE=crash  dsdfs_start, rank 1 SIGKILLed, plus a one-rank dsdfs-launch
 #               that escapes Slurm's process tracking (setsid, double fork);
 #               the job then ends without stopping anything: the epilog must
@@ -27,8 +28,10 @@ say "rank 2 reads: $(cat "$dir/mnt2/hello")"
 case $MODE in
   clean)
     rc=0
-    dsdfs_stop || rc=$?
+    mkdir -p "$dir/staged"
+    dsdfs_stop --stage-out "$dir/mnt1/hello" "$dir/staged" || rc=$?
     say "dsdfs_stop exit $rc"
+    say "staged out: $(cat "$dir/staged/hello" 2>&1)"
     srun --overlap -n 3 bash -c dsdfs_check_unmounted && say "all ranks unmounted"
     ;;
   crash)

@@ -69,6 +69,9 @@ TEST(Messages, EveryRequestAndReplyRoundTripsAndRefusesTruncation) {
   expect_framing(RankUp{2, {1, 2, 3}});
   expect_framing(ShardFill{2, 1});
   expect_framing(ShardFillReply{7});
+  expect_framing(InfoRequest{0});
+  expect_framing(StageStart{(uint64_t{1} << 48) | 2, 1, 4, "results/run 1", "/lustre/me"});
+  expect_framing(StageQuery{9});
   JoinReply joined;
   joined.alive = {1, 0, 1};
   joined.addresses.resize(3);
@@ -110,6 +113,10 @@ TEST(Messages, FieldsOutOfRangeAreRefused) {
   EXPECT_TRUE(refused(ShardFill{1, 2}));
   EXPECT_TRUE(refused(DirListReply{{{"a/b", DT_REG, 1}}}));
   EXPECT_TRUE(refused(DirList{7, 2}));
+  EXPECT_TRUE(refused(StageStart{1, 0, 4, "results", "relative/dest"}));  // the destination must be absolute
+  EXPECT_TRUE(refused(StageStart{1, 0, 4, "results", ""}));
+  EXPECT_TRUE(refused(StageStart{1, 0, 4, "results/../..", "/dest"}));  // out of the store
+  EXPECT_TRUE(refused(StageStart{1, 0, 4, "/etc", "/dest"}));
   // An append flag other than 0 or 1.
   std::vector<uint8_t> w = encode(Write{{7, "f"}, 42, true, 0, {}});
   w[8 + 4 + 1 + 8] = 2;
@@ -139,7 +146,7 @@ TEST(Messages, AWriteHeaderFollowedByItsBytesIsTheWholeMessage) {
 // docs/architecture.md's wire table names, for every op, the same request and reply
 // messages as kOpMessages, and kOpMessages's numbers are Op's.
 TEST(Messages, TheWireTableInTheDocsListsEveryOpWithItsMessages) {
-  static_assert(static_cast<uint16_t>(Op::kDirMutate) == 1 && static_cast<uint16_t>(Op::kShardFill) == 24);
+  static_assert(static_cast<uint16_t>(Op::kDirMutate) == 1 && static_cast<uint16_t>(Op::kStageStatus) == 28);
   const std::map<std::string, Op> ops = {
       {"DirMutate", Op::kDirMutate},       {"DirApply", Op::kDirApply},     {"LocClaim", Op::kLocClaim},
       {"LocLookup", Op::kLocLookup},       {"LocRemove", Op::kLocRemove},   {"OwnFind", Op::kOwnFind},
@@ -148,7 +155,9 @@ TEST(Messages, TheWireTableInTheDocsListsEveryOpWithItsMessages) {
       {"FileDrop", Op::kFileDrop},         {"FileReadlink", Op::kFileReadlink}, {"FileMap", Op::kFileMap},
       {"FileSetattr", Op::kFileSetattr},   {"FileTruncate", Op::kFileTruncate}, {"FileLink", Op::kFileLink},
       {"FileFind", Op::kFileFind},   {"RankDown", Op::kRankDown},
-      {"RankJoin", Op::kRankJoin},   {"RankUp", Op::kRankUp},     {"ShardFill", Op::kShardFill}};
+      {"RankJoin", Op::kRankJoin},   {"RankUp", Op::kRankUp},     {"ShardFill", Op::kShardFill},
+      {"RankInfo", Op::kRankInfo},   {"JobStop", Op::kJobStop},   {"StageStart", Op::kStageStart},
+      {"StageStatus", Op::kStageStatus}};
   std::ifstream in(std::string(DSDFS_SOURCE_ROOT) + "/docs/architecture.md");
   ASSERT_TRUE(in) << "docs/architecture.md not found under " << DSDFS_SOURCE_ROOT;
   std::stringstream text;
