@@ -114,8 +114,13 @@ std::optional<std::string> unhex(const std::string& h) {
 
 }  // namespace
 
-Peers::Reply Filesystem::on_stage_start(int, const msg::StageStart& m) {
+Peers::Reply Filesystem::on_stage_start(int source, const msg::StageStart& m) {
   StageOut::Request r{m.src_rel, m.dest, (m.flags & 1) != 0, static_cast<int>(std::min<uint32_t>(m.jobs, 64))};
+  r.in = (m.flags & 2) != 0;
+  r.spread = (m.flags & 4) != 0;
+  r.taker = source;
+  r.rank = rank_;
+  r.nranks = peers_->nranks();
   if (Status s = stage_->start(m.id, std::move(r)); !s) return s;
   return std::vector<uint8_t>();
 }
@@ -132,17 +137,17 @@ Peers::Reply Filesystem::on_stage_status(int, const msg::StageQuery& m) {
 }
 
 std::string Filesystem::control_stage_out(const std::string& args) {
-  // "VERIFY JOBS SRC_REL_HEX DEST_HEX"
+  // "FLAGS JOBS INSIDE_REL_HEX OUTSIDE_HEX" (flags: 1 verify, 2 stage-in, 4 spread)
   std::istringstream in(args);
   int verify = 0, jobs = 0;
   std::string src_hex, dest_hex;
-  if (!(in >> verify >> jobs >> src_hex >> dest_hex)) return "error: malformed stage-out request\n";
+  if (!(in >> verify >> jobs >> src_hex >> dest_hex)) return "error: malformed stage request\n";
   auto src = unhex(src_hex == "-" ? "" : src_hex), dest = unhex(dest_hex);
   if (!src || !dest || dest->empty() || (*dest)[0] != '/') return "error: malformed stage-out request\n";
 
   const uint64_t id = (static_cast<uint64_t>(rank_) << 48) | (static_cast<uint64_t>(::getpid() & 0xffff) << 32) |
                       (stage_ids_.fetch_add(1) + 1);
-  msg::StageStart m{id, verify ? 1u : 0u, static_cast<uint32_t>(std::clamp(jobs, 1, 64)), *src, *dest};
+  msg::StageStart m{id, static_cast<uint32_t>(verify & 7), static_cast<uint32_t>(std::clamp(jobs, 1, 64)), *src, *dest};
   auto replies = peers_->call_all(Op::kStageStart, msg::encode(m));
   std::string out = "ok id=" + std::to_string(id) + " ranks=" + std::to_string(replies.size()) + "\n";
   for (size_t r = 0; r < replies.size(); ++r) {

@@ -59,7 +59,7 @@ Filesystem::Filesystem(Options options, Store* store, Peers* peers, Stats* stats
     inodes_.set_handle_budget(std::max<size_t>(256, rl.rlim_cur / 2));
   }
   inodes_.set_root(std::move(root), st);
-  stage_ = std::make_unique<StageOut>(store_->files_path());
+  stage_ = std::make_unique<StageOut>(store_->files_path(), mountpoint_);
 }
 
 Filesystem::~Filesystem() {

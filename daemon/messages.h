@@ -333,10 +333,10 @@ struct InfoRequest {
 struct StageStart {
   static constexpr const char* kName = "StageStart";
   uint64_t id = 0;
-  uint32_t flags = 0;  // 1: verify
+  uint32_t flags = 0;  // 1: verify, 2: stage-in (from dest into src_rel), 4: spread over the ranks
   uint32_t jobs = 4;
-  std::string src_rel;
-  std::string dest;
+  std::string src_rel;  // under the mount's root
+  std::string dest;     // outside, absolute
   void put(WireWriter& w) const { w.u64(id).u32(flags).u32(jobs).str(src_rel).str(dest); }
   bool get(WireReader& r) {
     if (!(r.u64(&id) && r.u32(&flags) && r.u32(&jobs) && r.str(&src_rel, 4096) && r.str(&dest, 4096))) return false;

@@ -163,9 +163,11 @@ std::string copy_one(const Item& it, bool verify, const std::string& tag) {
     if (n < 0) return fail("copy", errno);
     if (n == 0) break;
   }
+  // Written back first: a write-back after the times are set would move them again
+  // (through a mount with a writeback cache, as stage-in writes).
+  if (::fsync(out.get()) != 0) return fail("write back", errno);
   struct timespec times[2] = {st.st_atim, st.st_mtim};
   if (::futimens(out.get(), times) != 0) return fail("set the modification time", errno);
-  if (::fsync(out.get()) != 0) return fail("write back", errno);
   if (::close(out.release()) != 0) return fail("close", errno);
   if (verify) {
     auto a = checksum(it.src), b = checksum(tmp);
@@ -242,18 +244,40 @@ std::optional<StageOut::Progress> StageOut::progress(uint64_t id) {
 
 void StageOut::run(Job& job) {
   const Request& r = job.req;
-  const std::string src = join(files_root_, r.src_rel);
   std::vector<Item> items;
   std::vector<std::string> errs;
   struct stat st;
-  if (::lstat(src.c_str(), &st) == 0) {
-    const std::string shown = "/" + r.src_rel;
-    if (S_ISDIR(st.st_mode)) {
-      scan(src, r.src_rel.empty() ? r.dest : join(r.dest, base_name(r.src_rel)), shown, 0, items, errs);
-    } else if (S_ISREG(st.st_mode) || S_ISLNK(st.st_mode)) {
-      items.push_back({src, join(r.dest, base_name(r.src_rel)), shown, st});
+  if (r.in) {
+    // From r.dest (outside) to MOUNT/src_rel/basename(dest).
+    const std::string into = join(mount_root_, r.src_rel);
+    const bool mine = r.spread || r.taker == r.rank;
+    if (mine && ::lstat(r.dest.c_str(), &st) == 0) {
+      const std::string shown = r.dest;
+      if (S_ISDIR(st.st_mode)) {
+        scan(r.dest, join(into, base_name(r.dest)), shown, 0, items, errs);
+      } else if (S_ISREG(st.st_mode) || S_ISLNK(st.st_mode)) {
+        items.push_back({r.dest, join(into, base_name(r.dest)), shown, st});
+      }
+    } else if (mine) {
+      errs.push_back(r.dest + ": " + std::strerror(errno));
     }
-  }  // else: not here (another rank's file): nothing to do on this rank
+    if (r.spread) {
+      // This rank's share: the same on every rank, whatever order the directories list in.
+      std::erase_if(items, [&](const Item& it) {
+        return static_cast<int>(fnv1a64(it.shown) % static_cast<uint64_t>(std::max(1, r.nranks))) != r.rank;
+      });
+    }
+  } else {
+    const std::string src = join(files_root_, r.src_rel);
+    if (::lstat(src.c_str(), &st) == 0) {
+      const std::string shown = "/" + r.src_rel;
+      if (S_ISDIR(st.st_mode)) {
+        scan(src, r.src_rel.empty() ? r.dest : join(r.dest, base_name(r.src_rel)), shown, 0, items, errs);
+      } else if (S_ISREG(st.st_mode) || S_ISLNK(st.st_mode)) {
+        items.push_back({src, join(r.dest, base_name(r.src_rel)), shown, st});
+      }
+    }  // else: not here (another rank's file): nothing to do on this rank
+  }
   uint64_t bytes = 0;
   for (const auto& it : items) bytes += S_ISREG(it.st.st_mode) ? static_cast<uint64_t>(it.st.st_size) : 0;
   auto note_error = [&job](const std::string& e) {

@@ -15,6 +15,12 @@
 
 namespace dsdfs::fs {
 
+// Stage-in (`dsdfs stage-in`) runs the other way: from a directory outside
+// into the mount, through this rank's own mount point (from a thread of its
+// own, as an application would), so each copy is owned by the rank that
+// wrote it: every rank its share (--spread: by a hash of the path), or the
+// asking rank all of it.
+//
 // Stage-out on one rank (`dsdfs stage-out`): copies the files this rank's
 // store holds under a path of the namespace to a destination directory that
 // every node can reach (the site's parallel file system), straight from the
@@ -33,10 +39,17 @@ namespace dsdfs::fs {
 class StageOut {
  public:
   struct Request {
-    std::string src_rel;  // path under the mount's root ("" for the root)
-    std::string dest;     // an absolute directory outside the mount
+    // Stage-out: the source under the mount's root ("" for the root) and the
+    // destination directory outside the mount. Stage-in (`in`): the
+    // destination directory under the mount's root and the source outside.
+    std::string src_rel;
+    std::string dest;
     bool verify = false;
     int jobs = 4;         // files copied at once on this rank
+    bool in = false;      // stage-in: from `dest` into the mount, through this rank's mount point
+    bool spread = false;  // stage-in: every rank takes its share (by a hash of the path), else `taker` all
+    int taker = 0;
+    int rank = 0, nranks = 1;
   };
   struct Progress {
     std::string state;  // "scanning", "copying", "done"
@@ -49,7 +62,8 @@ class StageOut {
   };
   static constexpr size_t kKeptErrors = 20;
 
-  explicit StageOut(std::string files_root) : files_root_(std::move(files_root)) {}
+  StageOut(std::string files_root, std::string mount_root)
+      : files_root_(std::move(files_root)), mount_root_(std::move(mount_root)) {}
   ~StageOut();  // waits for running copies (a stop cuts them short: see stop())
   StageOut(const StageOut&) = delete;
   StageOut& operator=(const StageOut&) = delete;
@@ -65,6 +79,7 @@ class StageOut {
   void run(Job& job);
 
   const std::string files_root_;
+  const std::string mount_root_;  // stage-in writes through it, as an application would
   std::atomic<bool> stopping_{false};
   Mutex mu_;  // leaf lock
   std::map<uint64_t, std::shared_ptr<Job>> jobs_ GUARDED_BY(mu_);

@@ -37,6 +37,7 @@ constexpr const char* kUsage =
     "       dsdfs where FILE...\n"
     "       dsdfs stop [MOUNT]\n"
     "       dsdfs stage-out SRC DEST [--verify] [--jobs N]\n"
+    "       dsdfs stage-in SRC DEST [--spread] [--verify] [--jobs N]\n"
     "\n"
     "  status   every rank of the job: state, host, uptime, files and bytes it owns,\n"
     "           its store's use, its cache of other ranks' files, errors seen;\n"
@@ -51,6 +52,9 @@ constexpr const char* kUsage =
     "           a file already there with the same size and time is kept, so a second\n"
     "           run copies only what is missing or different; --verify compares\n"
     "           checksums; exits 1 if a file did not arrive (each named, with its rank)\n"
+    "  stage-in copies SRC (outside the mount) to DEST/basename(SRC) in the mount:\n"
+    "           this node's rank copies it all (its files then), or with --spread\n"
+    "           every rank a share, so the files are spread over the nodes' disks\n"
     "\n"
     "MOUNT is a dsdfs mount point or a path inside one; without it, the mount\n"
     "that holds the current directory, else the only dsdfs mount on this node.\n";
@@ -403,6 +407,9 @@ std::string hex(const std::string& s) {
   return out.empty() ? "-" : out;
 }
 
+int stage(const std::string& mount, const std::string& what, int flags, int jobs, const std::string& inside_rel,
+          const std::string& outside);
+
 // Each rank copies the files it owns under SRC straight from its store to DEST (a directory
 // every node reaches); nothing crosses dsdfs's network. See daemon/stage.h.
 int stage_out(const std::string& src, const std::string& dest, bool verify, int jobs) {
@@ -419,10 +426,37 @@ int stage_out(const std::string& src, const std::string& dest, bool verify, int 
   if (::access(real_dest, W_OK | X_OK) != 0) return fail(dest + ": " + std::strerror(errno));
   std::string rel = std::string(real_src).substr(mount.size());
   while (!rel.empty() && rel[0] == '/') rel.erase(0, 1);
+  return stage(mount, "stage-out", verify ? 1 : 0, jobs, rel, real_dest);
+}
+
+// Each rank copies a share of SRC (a file or a tree outside the mount) into DEST in the mount
+// through its own mount point, so that the copies are its files (--spread), or the rank of
+// this node copies all of it.
+int stage_in(const std::string& src, const std::string& dest, bool spread, bool verify, int jobs) {
+  char real_src[PATH_MAX], real_dest[PATH_MAX];
+  struct stat st;
+  if (::stat(src.c_str(), &st) != 0 || !::realpath(src.c_str(), real_src)) return fail(src + ": " + std::strerror(errno));
+  if (!mount_of(real_src).empty()) return fail(src + " is inside a dsdfs mount: stage-in copies into one from outside");
+  if (::stat(dest.c_str(), &st) != 0 || !::realpath(dest.c_str(), real_dest)) {
+    return fail(dest + ": " + std::strerror(errno) + " (make the destination first)");
+  }
+  if (!S_ISDIR(st.st_mode)) return fail(dest + " is not a directory");
+  const std::string mount = mount_of(real_dest);
+  if (mount.empty()) return fail(dest + " is not in a dsdfs mount: stage-in copies into one");
+  std::string rel = std::string(real_dest).substr(mount.size());
+  while (!rel.empty() && rel[0] == '/') rel.erase(0, 1);
+  return stage(mount, "stage-in", (verify ? 1 : 0) | 2 | (spread ? 4 : 0), jobs, rel, real_src);
+}
+
+// Starts a stage job on every rank through `mount`'s daemon and follows it to its end.
+int stage(const std::string& mount, const std::string& what, int flags, int jobs, const std::string& inside_rel,
+          const std::string& outside) {
+  const bool verify = (flags & 1) != 0;
+  const char* real_dest = outside.c_str();
   std::vector<Rank> started;
   Words head;
-  if (!ask(mount, "stage-out " + std::to_string(verify ? 1 : 0) + " " + std::to_string(jobs) + " " + hex(rel) + " " +
-                      hex(real_dest),
+  if (!ask(mount, "stage-out " + std::to_string(flags) + " " + std::to_string(jobs) + " " + hex(inside_rel) + " " +
+                      hex(outside),
            &started, &head)) {
     return 2;
   }
@@ -454,7 +488,7 @@ int stage_out(const std::string& src, const std::string& dest, bool verify, int 
     if (tty) {
       const double rate = secs > 0 ? static_cast<double>(bytes) / secs : 0;
       const double eta = rate > 0 ? static_cast<double>(bytes_total - bytes) / rate : 0;
-      std::printf("\rstage-out: %llu/%llu files, %s of %s, %s/s, ETA %.0f s   ",
+      std::printf("\r%s: %llu/%llu files, %s of %s, %s/s, ETA %.0f s   ", what.c_str(),
                   static_cast<unsigned long long>(files), static_cast<unsigned long long>(files_total),
                   human_bytes(bytes).c_str(), human_bytes(bytes_total).c_str(),
                   human_bytes(static_cast<uint64_t>(rate)).c_str(), eta);
@@ -484,10 +518,11 @@ int stage_out(const std::string& src, const std::string& dest, bool verify, int 
     if (r.num("errors") > 20) std::fprintf(stderr, "dsdfs: rank %d: %llu more errors\n", r.rank,
                                            static_cast<unsigned long long>(r.num("errors") - 20));
   }
-  std::printf("stage-out: %llu files (%llu unchanged), %s in %.1f s (%s/s) by %zu ranks to %s; %llu errors%s\n",
-              static_cast<unsigned long long>(files), static_cast<unsigned long long>(unchanged),
+  std::printf("%s: %llu files (%llu unchanged), %s in %.1f s (%s/s) by %zu ranks %s %s; %llu errors%s\n",
+              what.c_str(), static_cast<unsigned long long>(files), static_cast<unsigned long long>(unchanged),
               human_bytes(bytes).c_str(), secs, human_bytes(secs > 0 ? static_cast<uint64_t>(bytes / secs) : 0).c_str(),
-              ranks.size() - static_cast<size_t>(down), real_dest, static_cast<unsigned long long>(errors),
+              ranks.size() - static_cast<size_t>(down), (flags & 2) ? "from" : "to", real_dest,
+              static_cast<unsigned long long>(errors),
               verify ? ", verified" : "");
   return errors || down ? 1 : 0;
 }
@@ -548,13 +583,14 @@ int main(int argc, char** argv) {
     return args.empty() ? 2 : 0;
   }
   const std::string cmd = args[0];
-  bool json = false, per_rank = false, verify = false;
+  bool json = false, per_rank = false, verify = false, spread = false;
   int jobs = 4;
   std::vector<std::string> rest;
   for (size_t i = 1; i < args.size(); ++i) {
     if (args[i] == "--json" && (cmd == "status" || cmd == "stats")) json = true;
-    else if (args[i] == "--verify" && cmd == "stage-out") verify = true;
-    else if (args[i] == "--jobs" && cmd == "stage-out") {
+    else if (args[i] == "--verify" && (cmd == "stage-out" || cmd == "stage-in")) verify = true;
+    else if (args[i] == "--spread" && cmd == "stage-in") spread = true;
+    else if (args[i] == "--jobs" && (cmd == "stage-out" || cmd == "stage-in")) {
       char* end = nullptr;
       long v = i + 1 < args.size() ? std::strtol(args[i + 1].c_str(), &end, 10) : 0;
       if (i + 1 >= args.size() || *end != '\0' || v < 1 || v > 64) return fail("--jobs needs a number from 1 to 64");
@@ -568,6 +604,10 @@ int main(int argc, char** argv) {
   if (cmd == "where") {
     if (rest.empty()) return fail(std::string("where: name at least one file\n") + kUsage);
     return where(rest);
+  }
+  if (cmd == "stage-in") {
+    if (rest.size() != 2) return fail(std::string("stage-in: name SRC and DEST\n") + kUsage);
+    return stage_in(rest[0], rest[1], spread, verify, jobs);
   }
   if (cmd == "stage-out") {
     if (rest.size() != 2) return fail(std::string("stage-out: name SRC and DEST\n") + kUsage);

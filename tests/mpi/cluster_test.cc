@@ -1638,6 +1638,39 @@ TEST(Command, StageOutCopiesEveryRanksFilesWithoutCrossingTheNetwork) {
   EXPECT_EQ(r.exit_code(), 0) << r.out << r.err;
   EXPECT_TRUE(file_has(single + "/r2_big", files["results/sub/r2_big"]));
 
+  // Stage-in: a tree from outside into the mount; without --spread this node's rank owns it
+  // all, with --spread the files are spread over the ranks; every rank reads them whole.
+  const std::string in = c.root() + "/in";
+  ASSERT_EQ(::mkdir(in.c_str(), 0755), 0);
+  ASSERT_EQ(::mkdir((in + "/d").c_str(), 0755), 0);
+  std::map<std::string, std::string> inputs;
+  for (int i = 0; i < 12; ++i) {
+    const std::string rel = (i % 3 == 0 ? "d/" : "") + std::string("in") + std::to_string(i);
+    inputs[rel] = e2e::pattern_bytes(1000 * static_cast<size_t>(i) + 3, static_cast<size_t>(i) + 100);
+    ASSERT_TRUE(write_file(in + "/" + rel, inputs[rel]));
+  }
+  ASSERT_EQ(::mkdir(c.path(2, "plain").c_str(), 0755), 0);
+  r = dsdfs_command(c, {"stage-in", in, c.path(2, "plain")});
+  ASSERT_EQ(r.exit_code(), 0) << r.out << r.err;
+  EXPECT_NE(r.out.find("stage-in: 12 files (0 unchanged)"), std::string::npos) << r.out;
+  for (const auto& [rel, content] : inputs) {
+    EXPECT_TRUE(file_has(c.path(0, "plain/in/" + rel), content)) << rel;
+    EXPECT_EQ(owner_of(c.path(0, "plain/in/" + rel)), 2) << rel;
+  }
+  ASSERT_EQ(::mkdir(c.path(0, "spread").c_str(), 0755), 0);
+  r = dsdfs_command(c, {"stage-in", in, c.path(0, "spread"), "--spread", "--verify"});
+  ASSERT_EQ(r.exit_code(), 0) << r.out << r.err;
+  EXPECT_NE(r.out.find("stage-in: 12 files (0 unchanged)"), std::string::npos) << r.out;
+  std::set<int> owners;
+  for (const auto& [rel, content] : inputs) {
+    EXPECT_TRUE(file_has(c.path(1, "spread/in/" + rel), content)) << rel;
+    if (auto o = owner_of(c.path(1, "spread/in/" + rel))) owners.insert(*o);
+  }
+  EXPECT_EQ(owners.size(), 3u) << "--spread left a rank without files";
+  r = dsdfs_command(c, {"stage-in", in, c.path(0, "spread"), "--spread"});
+  EXPECT_EQ(r.exit_code(), 0) << r.out << r.err;
+  EXPECT_NE(r.out.find("stage-in: 12 files (12 unchanged)"), std::string::npos) << r.out;
+
   // Bad destinations and sources: one line, exit 2, nothing copied.
   struct Bad {
     std::vector<std::string> args;
@@ -1649,6 +1682,8 @@ TEST(Command, StageOutCopiesEveryRanksFilesWithoutCrossingTheNetwork) {
            {{"stage-out", c.path(0, "results"), c.root() + "/missing"}, "make the destination first"},
            {{"stage-out", dest, single}, "is not in a dsdfs mount"},
            {{"stage-out", c.path(0, "results")}, "name SRC and DEST"},
+           {{"stage-in", c.path(0, "results"), c.path(0, "spread")}, "is inside a dsdfs mount"},
+           {{"stage-in", in, dest}, "is not in a dsdfs mount"},
        }) {
     auto o = dsdfs_command(c, b.args);
     EXPECT_EQ(o.exit_code(), 2) << b.args[1] << " " << (b.args.size() > 2 ? b.args[2] : "") << ": " << o.err;
