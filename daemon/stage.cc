@@ -262,9 +262,11 @@ void StageOut::run(Job& job) {
       errs.push_back(r.dest + ": " + std::strerror(errno));
     }
     if (r.spread) {
-      // This rank's share: the same on every rank, whatever order the directories list in.
+      // This rank's share: by a hash of the path under the source, the same on every rank
+      // whatever order the directories list in (and whatever the source's own path is).
       std::erase_if(items, [&](const Item& it) {
-        return static_cast<int>(fnv1a64(it.shown) % static_cast<uint64_t>(std::max(1, r.nranks))) != r.rank;
+        const std::string under = it.shown.substr(std::min(it.shown.size(), r.dest.size()));
+        return static_cast<int>(fnv1a64(under) % static_cast<uint64_t>(std::max(1, r.nranks))) != r.rank;
       });
     }
   } else {
