@@ -184,6 +184,20 @@ bool all_threads_stopped(pid_t pid, std::chrono::milliseconds wait) {
   }
 }
 
+// SIGSTOP of a rank until the end of the scope (SIGCONT then, also on a failed assertion).
+class Frozen {
+ public:
+  explicit Frozen(pid_t pid) : pid_(pid) { stopped_ = ::kill(pid, SIGSTOP) == 0 && all_threads_stopped(pid, 2000ms); }
+  ~Frozen() { ::kill(pid_, SIGCONT); }
+  Frozen(const Frozen&) = delete;
+  Frozen& operator=(const Frozen&) = delete;
+  bool stopped() const { return stopped_; }
+
+ private:
+  pid_t pid_;
+  bool stopped_ = false;
+};
+
 bool rank_ended(pid_t pid) {
   char s = proc_state(pid);
   return s == 0 || s == 'Z';
@@ -469,12 +483,8 @@ TEST(JobStopInFlight, RankStoppedWithRequestsOfItsMountBlockedUnmountsAndExits) 
   ASSERT_TRUE(is_directory(c.path(1, "P/e")));
   ASSERT_TRUE(file_has(c.path(1, "f2"), "owned by rank 2\n"));
 
-  ASSERT_EQ(::kill(rank2, SIGSTOP), 0) << errno_text(errno);
-  struct Continue {
-    pid_t pid;
-    ~Continue() { ::kill(pid, SIGCONT); }
-  } continue_rank2{rank2};
-  ASSERT_TRUE(all_threads_stopped(rank2, 2000ms)) << "rank 2 did not stop";
+  Frozen frozen_rank2(rank2);
+  ASSERT_TRUE(frozen_rank2.stopped()) << "rank 2 did not stop";
 
   const std::string f2 = c.path(1, "f2"), px = c.path(1, "P/x");
   const std::string pd = c.path(0, "P/d"), pe = c.path(0, "P/e");
@@ -574,12 +584,8 @@ TEST(OwnerWrites, AWriteFollowingItsFileToItsOwnNodeNeverWaitsForTheDirectory) {
   e2e::Fd writer = e2e::Fd::open(c.path(1, f), O_WRONLY);
   ASSERT_TRUE(writer.valid()) << writer.error_text();
 
-  ASSERT_EQ(::kill(rank2, SIGSTOP), 0) << errno_text(errno);
-  struct Continue {
-    pid_t pid;
-    ~Continue() { ::kill(pid, SIGCONT); }
-  } continue_rank2{rank2};
-  ASSERT_TRUE(all_threads_stopped(rank2, 2000ms)) << "rank 2 did not stop";
+  Frozen frozen_rank2(rank2);
+  ASSERT_TRUE(frozen_rank2.stopped()) << "rank 2 did not stop";
 
   const std::string src = c.path(1, f), dst = c.path(1, g);
   AsyncOp link("link on rank 1 to a name of the frozen rank's locator", [&] {
