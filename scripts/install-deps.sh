@@ -30,6 +30,8 @@ PACKAGES=(
   # system tools used by the scripts (ip, tc, modprobe, ps/pgrep, fuser, mount;
   # nft: packet loss on the emulated cluster's links, tests/sim/faults.sh)
   iproute2 kmod procps psmisc util-linux passwd nftables
+  # the Debian package (scripts/build-deb.sh)
+  dpkg-dev debhelper
 )
 
 if [[ "${DSDFS_DEPS_PRINT:-0}" == 1 ]]; then

@@ -15,6 +15,9 @@
 #   8. scripts/check-locks.sh          clang -Wthread-safety build (build-clang)
 #   9. scripts/check-sanitizers.sh     unit tests under ASan + UBSan, and TSan
 #                                      (build-asan, build-tsan)
+#  10. scripts/check-package.sh        the Debian package (scripts/build-deb.sh)
+#                                      built, installed, and the demo run from
+#                                      the installed programs; removed again
 #
 # The run fails if the build fails, if any test fails, times out or is
 # SKIPPED (build-test/meson-logs/testlog.json, read by testlog-summary.py),
@@ -138,11 +141,12 @@ else
   say "no $log: meson test ran no test"
 fi
 
-# --- compile-time lock check and sanitizers ----------------------------------------------
-# clang -Wthread-safety over every annotated lock (common/mutex.h), and the unit
+# --- compile-time lock check, sanitizers, the Debian package ------------------------------
+# clang -Wthread-safety over every annotated lock (common/mutex.h), the unit
 # tests under AddressSanitizer + UndefinedBehaviorSanitizer and under
-# ThreadSanitizer. One result each.
-for check in check-locks check-sanitizers; do
+# ThreadSanitizer, and the Debian package built, installed and running the
+# demo (scripts/check-package.sh). One result each.
+for check in check-locks check-sanitizers check-package; do
   if timeout -k 30 900 "$here/$check.sh"; then
     passed=$((passed + 1))
   else

@@ -4,7 +4,7 @@
 # dsdfs-job-wrapper.sh: start and stop dsdfs from a batch script in two lines.
 # Source it (bash) inside the job; it defines functions and runs nothing:
 #
-#   . /opt/dsdfs/slurm/dsdfs-job-wrapper.sh
+#   . /usr/share/dsdfs/slurm/dsdfs-job-wrapper.sh   # the Debian package's
 #   dsdfs_start || exit 1        # dsdfs on every node of the job, mounted and ready
 #   srun ./train --ckpt-dir "$DSDFS_MOUNT"
 #   dsdfs_stop                   # optional: also done when the script exits
@@ -31,6 +31,10 @@
 #       command, no rank on this node), SIGTERM to the dsdfs tasks through
 #       `scancel --signal=TERM JOB.STEP`. Then waits for the srun. Returns
 #       srun's exit status (0 when every rank stopped cleanly).
+#   dsdfs_cmd ARGS...
+#       runs the dsdfs command (DSDFS_CLI, else dsdfs beside DSDFS_LAUNCH, else
+#       dsdfs on PATH), e.g. `dsdfs_cmd stage-in /lustre/me/data "$DSDFS_MOUNT" --spread`
+#       or `dsdfs_cmd status`.
 #   dsdfs_task_mount
 #       prints the mount point of the calling task (%r and %h expanded with
 #       SLURM_PROCID, 0 in the batch script, and the host name); exported, so
@@ -101,6 +105,16 @@ _dsdfs_cli() {
   if [[ -n "${DSDFS_CLI:-}" ]]; then echo "$DSDFS_CLI"; return; fi
   dir=$(dirname "$(command -v "$launch" 2>/dev/null || echo "$launch")")
   if [[ -x "$dir/dsdfs" ]]; then echo "$dir/dsdfs"; else command -v dsdfs; fi
+}
+
+dsdfs_cmd() {
+  local cli
+  cli=$(_dsdfs_cli)
+  if [[ -z "$cli" ]]; then
+    echo "dsdfs_cmd: no dsdfs command (set DSDFS_CLI)" >&2
+    return 2
+  fi
+  "$cli" "$@"
 }
 
 dsdfs_stop() {

@@ -25,7 +25,7 @@
 # on that mount point, or `umount -l`, removes them). Stores given with
 # --store outside the job directory are the job's business.
 #
-# slurm.conf: Epilog=/opt/dsdfs/slurm/epilog.sh (with slurm/prolog.sh as
+# slurm.conf: Epilog=/usr/share/dsdfs/slurm/epilog.sh (with slurm/prolog.sh as
 # Prolog). Settings (environment, or the file $DSDFS_SLURM_CONF
 # [/etc/default/dsdfs-slurm], sourced if it exists):
 #   DSDFS_JOB_ROOT              per-job mount point directories   [/dsdfs]

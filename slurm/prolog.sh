@@ -16,8 +16,8 @@
 # deadlock) nor anything Slurm tracks. See docs/slurm.md, "Prolog and Epilog".
 #
 # slurm.conf:
-#   Prolog=/opt/dsdfs/slurm/prolog.sh
-#   Epilog=/opt/dsdfs/slurm/epilog.sh
+#   Prolog=/usr/share/dsdfs/slurm/prolog.sh
+#   Epilog=/usr/share/dsdfs/slurm/epilog.sh
 #   PrologFlags=Alloc     # optional: prepare every node at allocation time
 #
 # Settings (environment, or the file $DSDFS_SLURM_CONF
