@@ -343,6 +343,8 @@ class Torture {
   // For a violation's message: which version of versioned file n each rank's store holds
   // right now ("rank 0: 0x1000000009f, rank 1: none, ..."); empty on the local file system.
   std::string stores_now(int n) const;
+  // What each rank's store holds of chaos file `rel` at `offset` (size, inode, a cell's bytes).
+  std::string cells_in_stores(const std::string& rel, uint64_t offset) const;
 
   const Config cfg;
   Report report;
@@ -526,7 +528,9 @@ class Worker {
   void f_unlink(Rng& rng);
   void f_readdir();
   void f_cat(Rng& rng);
-  void check_cells(std::string_view op, std::string_view data, uint64_t offset, bool at_eof);
+  // `fd` and `name` (when known) describe the file in a violation's message.
+  void check_cells(std::string_view op, std::string_view data, uint64_t offset, bool at_eof, int fd = -1,
+                   int name = -1);
 
   void d_mkdir(Rng& rng);
   void d_rmdir(Rng& rng);

@@ -4,6 +4,9 @@
 
 #include "tests/mpi/torture.h"
 
+#include <sys/stat.h>
+#include <sys/xattr.h>
+
 #include <algorithm>
 #include <cstring>
 #include <map>
@@ -218,9 +221,20 @@ void Worker::f_close(size_t i) {
   judge("f.close", r, {}, kFdOp | (changed_since(f) ? kLimitEioOk : kNoFlags));
 }
 
-void Worker::check_cells(std::string_view op, std::string_view data, uint64_t offset, bool at_eof) {
+void Worker::check_cells(std::string_view op, std::string_view data, uint64_t offset, bool at_eof, int fd,
+                         int name) {
   CellScan scan = cells_check(data, offset);
-  if (scan.bad_cells) violation(kCellContent, op, "bad bytes", scan.describe());
+  if (scan.bad_cells) {
+    std::string more;
+    struct stat st;
+    if (fd >= 0 && ::fstat(fd, &st) == 0)
+      more += "; fstat of the open file then: st_size " + std::to_string(st.st_size) + " ino " +
+              std::to_string(st.st_ino);
+    char owner[64] = {};
+    if (fd >= 0 && ::fgetxattr(fd, "user.dsdfs.owner", owner, sizeof owner - 1) > 0) more += ", owner " + std::string(owner);
+    if (name >= 0) more += t_.cells_in_stores(f_rel(name), scan.first_bad_offset);
+    violation(kCellContent, op, "bad bytes", scan.describe() + more);
+  }
   if (scan.partial_tail)
     violation(kCellGranule, op, at_eof ? "eof in a cell" : "short read",
               "read " + std::to_string(data.size()) + " bytes at offset " + std::to_string(offset));
@@ -238,7 +252,7 @@ void Worker::f_read(Rng& rng) {
               [&] { return ::pread(f.fd, buf.data(), len, static_cast<off_t>(offset)); });
   if (!judge("f.pread", r, {}, kFdOp | (changed_since(f) ? kLimitEioOk : kNoFlags))) return;
   buf.resize(static_cast<size_t>(r.rc));
-  check_cells("f.pread", buf, offset, static_cast<size_t>(r.rc) < len);
+  check_cells("f.pread", buf, offset, static_cast<size_t>(r.rc) < len, f.fd, f.name);
 }
 
 void Worker::f_pwrite(Rng& rng) {
@@ -417,7 +431,8 @@ void Worker::f_readdir() {
 }
 
 void Worker::f_cat(Rng& rng) {
-  const std::string rel = f_rel(static_cast<int>(rng.below(kFNames)));
+  const int name = static_cast<int>(rng.below(kFNames));
+  const std::string rel = f_rel(name);
   const uint64_t changes = change_mark();
   Res r = sys("open(" + q(rel) + ", O_RDONLY)",
               [&] { return ::open(path(rel).c_str(), O_RDONLY | O_CLOEXEC); });
@@ -436,7 +451,7 @@ void Worker::f_cat(Rng& rng) {
   // node where a handle of that file failed to write back after a move reports it too.
   judge("f.cat.close", rc, {}, kFdOp | (t_.f_changes_.load() != changes ? kLimitEioOk : kNoFlags));
   describe("cat(" + q(rel) + ")");
-  if (read_ok) check_cells("f.cat.read", data, 0, true);
+  if (read_ok) check_cells("f.cat.read", data, 0, true, -1, name);
 }
 
 // --- directories t/d ---

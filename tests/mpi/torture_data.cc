@@ -354,6 +354,28 @@ std::string Torture::stores_now(int n) const {
   return out;
 }
 
+std::string Torture::cells_in_stores(const std::string& rel, uint64_t offset) const {
+  if (local()) return {};
+  std::string out = "; the stores hold now at offset " + std::to_string(offset) + ":";
+  for (int r = 0; r < cfg.ranks; ++r) {
+    out += " rank " + std::to_string(r) + ": ";
+    const int fd = ::open(cluster_->store_path(r, rel).c_str(), O_RDONLY | O_CLOEXEC);
+    if (fd < 0) {
+      out += errno == ENOENT ? "none" : strerror(errno);
+    } else {
+      struct stat st;
+      char cell[kCell] = {};
+      const ssize_t n = ::pread(fd, cell, sizeof cell, static_cast<off_t>(offset));
+      out += "size " + std::to_string(::fstat(fd, &st) == 0 ? static_cast<long long>(st.st_size) : -1LL) +
+             " ino " + std::to_string(st.st_ino) + " " +
+             (n > 0 ? hex_of(std::string_view(cell, static_cast<size_t>(n))) : std::string("(eof)"));
+      ::close(fd);
+    }
+    if (r + 1 < cfg.ranks) out += ",";
+  }
+  return out;
+}
+
 void Worker::v_stat(Rng& rng) {
   const int n = static_cast<int>(rng.below(kVNames));
   const std::string rel = v_rel(n);
