@@ -5,6 +5,8 @@
 #include <sys/xattr.h>
 #include <unistd.h>
 
+#include <cinttypes>
+#include <cstdio>
 #include <cstring>
 #include <string>
 #include <vector>
@@ -51,6 +53,22 @@ Result<std::string> Filesystem::special_xattr(const Inode& inode, const std::str
     }
     if (static_cast<uint64_t>(st.st_ino) != inode.ref.gino || copy->first != version) return std::string("stale");
     return std::string(copy->second ? "current" : "partial");
+  }
+  if (name == "user.dsdfs.inode" && !S_ISDIR(inode.type)) {
+    // What this node's kernel inode stands for, for reports of rare races:
+    // a remote inode is one version of another rank's file (and the size
+    // the kernel took from it), a local one a file of this rank's store.
+    char out[200];
+    if (inode.remote) {
+      const struct stat st = inode.remote_attr();
+      std::snprintf(out, sizeof out, "remote id %" PRIu64 " owner %d gino %" PRIu64 " version %016" PRIx64
+                    " size %lld",
+                    inode.id, inode.ref.owner, inode.ref.gino, inode.ref.version, static_cast<long long>(st.st_size));
+    } else {
+      std::snprintf(out, sizeof out, "local id %" PRIu64 " store ino %llu%s", inode.id,
+                    static_cast<unsigned long long>(inode.src_ino), inode.released.load() ? " released" : "");
+    }
+    return std::string(out);
   }
   if (name == "user.dsdfs.control" && inode.id == FUSE_ROOT_ID) {
     MutexLock lock(control_mu_);

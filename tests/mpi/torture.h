@@ -163,6 +163,8 @@ int read_path(const std::string& path, std::string* out);
 // Writes all of `data` at `offset` (pwrite, looping over short writes); returns the bytes
 // written and *err (0, or the errno of the call that failed).
 size_t pwrite_full(int fd, std::string_view data, uint64_t offset, int* err);
+// What dsdfs says the kernel inode of an open file stands for (user.dsdfs.inode), for reports.
+std::string kernel_inode_of(int fd);
 
 // ---------------------------------------------------------------------------------------
 // shared state: what the oracle knows

@@ -230,8 +230,7 @@ void Worker::check_cells(std::string_view op, std::string_view data, uint64_t of
     if (fd >= 0 && ::fstat(fd, &st) == 0)
       more += "; fstat of the open file then: st_size " + std::to_string(st.st_size) + " ino " +
               std::to_string(st.st_ino);
-    char owner[64] = {};
-    if (fd >= 0 && ::fgetxattr(fd, "user.dsdfs.owner", owner, sizeof owner - 1) > 0) more += ", owner " + std::string(owner);
+    if (fd >= 0) more += "; its kernel inode: " + kernel_inode_of(fd);
     if (name >= 0) more += t_.cells_in_stores(f_rel(name), scan.first_bad_offset);
     violation(kCellContent, op, "bad bytes", scan.describe() + more);
   }

@@ -294,6 +294,8 @@ void Worker::v_cat(Rng& rng) {
   // For a torn read's message: the size this kernel gives the open file at the end.
   struct stat fst;
   const long long fd_size = ::fstat(fd, &fst) == 0 ? static_cast<long long>(fst.st_size) : -1;
+  // and what the daemon says its kernel inode stands for (only when torn: one more request)
+  const std::string fd_inode = read_ok && !version_check(data, static_cast<uint32_t>(n)).ok ? kernel_inode_of(fd) : "";
   Res rc = sys("close(" + q(rel) + " opened O_RDONLY)", [&] { return ::close(fd); });
   judge("v.cat.close", rc, {}, kFdOp);  // read-only: nothing to write back, no EIO
   const int64_t t_read = t_.now_ns();
@@ -302,7 +304,8 @@ void Worker::v_cat(Rng& rng) {
   VersionScan scan = version_check(data, static_cast<uint32_t>(n));
   if (!scan.ok) {
     return violation(kVersionContent, "v.cat.read", "torn",
-                     scan.why + "; fstat of the open file then: st_size " + std::to_string(fd_size) + t_.stores_now(n));
+                     scan.why + "; fstat of the open file then: st_size " + std::to_string(fd_size) +
+                         "; its kernel inode: " + fd_inode + t_.stores_now(n));
   }
   std::vector<VersionEntry> versions;
   {

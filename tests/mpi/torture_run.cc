@@ -5,6 +5,7 @@
 #include "tests/mpi/torture.h"
 
 #include <sys/mount.h>
+#include <sys/xattr.h>
 
 #include <cinttypes>
 #include <condition_variable>
@@ -173,6 +174,12 @@ size_t pwrite_full(int fd, std::string_view data, uint64_t offset, int* err) {
     done += static_cast<size_t>(n);
   }
   return done;
+}
+
+std::string kernel_inode_of(int fd) {
+  char buf[256] = {};
+  const ssize_t n = ::fgetxattr(fd, "user.dsdfs.inode", buf, sizeof buf - 1);
+  return n > 0 ? std::string(buf, static_cast<size_t>(n)) : std::string("? (") + strerror(errno) + ")";
 }
 
 // ---------------------------------------------------------------------------------------
