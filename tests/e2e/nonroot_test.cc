@@ -10,6 +10,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <cstdlib>
 #include <cstring>
 #include <memory>
 
@@ -66,6 +67,22 @@ class NonRoot : public ::testing::Test {
                        " (needs o+x on every directory of " + launch_ + ")";
         return;
       }
+    }
+    // The dsdfs command (DSDFS_CLI, set by meson test), reachable by the user the same way.
+    const char* cli = std::getenv("DSDFS_CLI");
+    cli_ = cli ? cli : "";
+    if (!cli_.empty() && !first_unreachable(cli_).empty()) {
+      if (!bin_dir_) {
+        bin_dir_ = std::make_unique<TempDir>("dsdfs-e2e-bin");
+        chmod(bin_dir_->path().c_str(), 0755);
+      }
+      std::string copy = bin_dir_->path() + "/dsdfs";
+      std::string bytes = slurp(cli_);
+      if (bytes.empty() || !write_file(copy, bytes, 0755) || chmod(copy.c_str(), 0755) != 0) {
+        setup_error_ = "cannot copy " + cli_ + " to " + copy;
+        return;
+      }
+      cli_ = copy;
     }
   }
 
@@ -131,6 +148,7 @@ class NonRoot : public ::testing::Test {
   static inline std::optional<RunAs> user_;
   static inline std::string setup_error_;
   static inline std::string launch_;  // what the user runs (launch_path() or a copy)
+  static inline std::string cli_;     // the dsdfs command the user runs (DSDFS_CLI or a copy)
   static inline std::unique_ptr<TempDir> bin_dir_;
   std::unique_ptr<TempDir> tmp_;
   std::unique_ptr<DsdfsInstance> inst_;
@@ -198,6 +216,21 @@ TEST_F(NonRoot, UserRunsTheDaemonAndWorksOnTheMountWithShellTools) {
   auto store = lstat_of(inst_->store());
   ASSERT_TRUE(store.has_value());
   EXPECT_EQ(store->st_uid, user_->uid) << "the store directory belongs to the user";
+
+  // The dsdfs command as the user: the job's status; a stage-out into a directory the user
+  // may not write gets one line naming it and exit 2, and copies nothing.
+  ASSERT_FALSE(cli_.empty()) << "DSDFS_CLI is not set (meson test sets it)";
+  {
+    TempDir pfs("dsdfs-e2e-pfs");
+    ASSERT_SYS_OK(chmod(pfs.path().c_str(), 0755));  // root's: the user may look, not write
+    r = as_user("'" + cli_ + "' status '" + mnt + "' >/dev/null; echo status=$?\n'" + cli_ + "' stage-out '" + mnt +
+                "/dir' '" + pfs.path() + "'; echo stage=$?\n");
+    ASSERT_FALSE(r.timed_out) << "the dsdfs command hung";
+    EXPECT_NE(r.out.find("status=0\n"), std::string::npos) << r.out << r.err;
+    EXPECT_NE(r.out.find("stage=2\n"), std::string::npos) << r.out << r.err;
+    EXPECT_NE(r.err.find(pfs.path() + ": Permission denied"), std::string::npos) << r.err;
+    EXPECT_FALSE(path_exists(pfs.path() + "/dir")) << "a refused stage-out copied something";
+  }
 
   // Stop by pid: exit 0, the mount is gone (fusermount3 -u as the user), store removed.
   auto stopped = inst_->stop();
