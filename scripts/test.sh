@@ -42,7 +42,8 @@ passed=0
 failed=0
 skipped=0
 
-say() { echo "test.sh: $*"; }
+# (each line with the time, so that a CI log shows how long each step took)
+say() { echo "test.sh: [$(date +%T)] $*"; }
 failures=()
 summary() { echo "$passed passed, $failed failed, $skipped skipped"; }
 # the names of what failed, again at the end, where a truncated CI log still shows them
@@ -96,6 +97,7 @@ else
 fi
 
 # --- build -------------------------------------------------------------------------
+say "step: build ($BUILD)"
 setup_args=(--werror -Dbuildtype=debugoptimized)
 if [[ -d "$BUILD/meson-private" ]]; then
   build_ok=0
@@ -119,6 +121,7 @@ log=$BUILD/meson-logs/testlog.json
 rm -f "$log" "$BUILD/meson-logs/failed-tails.txt"
 rc=0
 meson_ran=0
+say "step: meson test"
 timeout -k 30 "$TEST_TIMEOUT" \
   meson test -C "$BUILD" --print-errorlogs --num-processes 1 "$@" || rc=$?
 if ((rc == 124 || rc == 137)); then
@@ -147,6 +150,7 @@ fi
 # ThreadSanitizer, and the Debian package built, installed and running the
 # demo (scripts/check-package.sh). One result each.
 for check in check-locks check-sanitizers check-package; do
+  say "step: $check"
   if timeout -k 30 900 "$here/$check.sh"; then
     passed=$((passed + 1))
   else
