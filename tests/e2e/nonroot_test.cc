@@ -50,18 +50,10 @@ class NonRoot : public ::testing::Test {
     launch_ = launch_path();
     std::string unreachable = first_unreachable(launch_);
     if (!unreachable.empty()) {
-      bin_dir_ = std::make_unique<TempDir>("dsdfs-e2e-bin");
-      chmod(bin_dir_->path().c_str(), 0755);
-      std::string copy = bin_dir_->path() + "/dsdfs-launch";
-      std::string bytes = slurp(launch_path());
-      if (bytes.empty() || !write_file(copy, bytes, 0755) || chmod(copy.c_str(), 0755) != 0) {
-        setup_error_ = "cannot copy " + launch_path() + " to " + copy;
-        return;
-      }
+      if (!copy_for_user(launch_path(), "dsdfs-launch", &launch_)) return;
       fprintf(stderr,
               "e2e: note: %s cannot reach %s (no o+x on %s); running a copy from %s\n",
-              kUser, launch_path().c_str(), unreachable.c_str(), copy.c_str());
-      launch_ = copy;
+              kUser, launch_path().c_str(), unreachable.c_str(), launch_.c_str());
       if (std::string still = first_unreachable(launch_); !still.empty()) {
         setup_error_ = "user " + std::string(kUser) + " cannot reach " + still +
                        " (needs o+x on every directory of " + launch_ + ")";
@@ -71,19 +63,24 @@ class NonRoot : public ::testing::Test {
     // The dsdfs command (DSDFS_CLI, set by meson test), reachable by the user the same way.
     const char* cli = std::getenv("DSDFS_CLI");
     cli_ = cli ? cli : "";
-    if (!cli_.empty() && !first_unreachable(cli_).empty()) {
-      if (!bin_dir_) {
-        bin_dir_ = std::make_unique<TempDir>("dsdfs-e2e-bin");
-        chmod(bin_dir_->path().c_str(), 0755);
-      }
-      std::string copy = bin_dir_->path() + "/dsdfs";
-      std::string bytes = slurp(cli_);
-      if (bytes.empty() || !write_file(copy, bytes, 0755) || chmod(copy.c_str(), 0755) != 0) {
-        setup_error_ = "cannot copy " + cli_ + " to " + copy;
-        return;
-      }
-      cli_ = copy;
+    if (!cli_.empty() && !first_unreachable(cli_).empty()) copy_for_user(cli_, "dsdfs", &cli_);
+  }
+
+  // Copies the program `from` (it links no library from the build tree) into a world-readable
+  // directory as `name`; sets *to to the copy, or setup_error_ and returns false.
+  static bool copy_for_user(const std::string& from, const char* name, std::string* to) {
+    if (!bin_dir_) {
+      bin_dir_ = std::make_unique<TempDir>("dsdfs-e2e-bin");
+      chmod(bin_dir_->path().c_str(), 0755);
     }
+    std::string copy = bin_dir_->path() + "/" + name;
+    std::string bytes = slurp(from);
+    if (bytes.empty() || !write_file(copy, bytes, 0755) || chmod(copy.c_str(), 0755) != 0) {
+      setup_error_ = "cannot copy " + from + " to " + copy;
+      return false;
+    }
+    *to = copy;
+    return true;
   }
 
   static void TearDownTestSuite() { bin_dir_.reset(); }
