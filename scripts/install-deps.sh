@@ -28,8 +28,11 @@ PACKAGES=(
   # a real single-node Slurm (slurm-wlm brings slurmctld, slurmd, slurm-client)
   slurm-wlm slurmctld slurmd slurm-client munge
   # system tools used by the scripts (ip, tc, modprobe, ps/pgrep, fuser, mount;
-  # nft: packet loss on the emulated cluster's links, tests/sim/faults.sh)
-  iproute2 kmod procps psmisc util-linux passwd nftables
+  # nft: packet loss on the emulated cluster's links, tests/sim/faults.sh;
+  # iptables' NFQUEUE target and libnetfilter-queue: its added latency, the
+  # delay line tests/sim/delay_line.cc; ping: the round trip it gives)
+  iproute2 kmod procps psmisc util-linux passwd nftables iptables
+  libnetfilter-queue-dev iputils-ping
   # the Debian package (scripts/build-deb.sh)
   dpkg-dev debhelper
 )

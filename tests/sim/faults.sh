@@ -8,7 +8,8 @@
 #     reads back with the same sha256; 4 nodes append 100 records each with `>>` to one
 #     log, every record exactly once; `ls /shared` the same on every node) stays correct
 #     on a clean network, with 1 % of the packets each node sends dropped (nftables,
-#     random), and with every node's link limited to 100 Mbit/s (tc tbf); the time of
+#     random), with every node's link limited to 100 Mbit/s (tc tbf), and with added
+#     latency (below); the time of
 #     each run is reported beside the clean one;
 #   - a node whose store's disk is full (node3's store on a 24 MiB tmpfs): its writes
 #     fail with ENOSPC, its earlier files keep their bytes (an append to one from another
@@ -25,8 +26,11 @@
 # Every command is bounded by `timeout` (a command that hangs fails the test). Exit 0
 # pass, 1 fail, 77 skip (no root, tools or namespaces; a failure with
 # DSDFS_REQUIRE_ALL=1). DSDFS_SIM_TEST_KEEP=1 keeps the cluster up at the end.
-# tc netem is not in this kernel (CONFIG_NET_SCH_NETEM unset), so added latency is not
-# tested here; loss comes from nftables' random numgen instead.
+#   - the same workload with round trips of 0.2 ms and 2 ms added between nodes (each node
+#     holds the packets it sends for half of that: tests/sim/delay_line.cc through
+#     iptables' NFQUEUE), and ping's round trip checked to be at least that.
+# tc netem is not in this kernel (CONFIG_NET_SCH_NETEM unset): loss comes from nftables'
+# random numgen instead, and latency from the delay line.
 set -euo pipefail
 
 T=sim-faults
@@ -140,6 +144,29 @@ t_slow=$(workload slow)
 for ((k = 1; k <= NODES; k++)); do sim_tbf_off "$k" || fail "node $k: cannot remove tbf"; done
 log "every link at 100 Mbit/s: the workload is correct, in $t_slow s (clean: $t_clean s)"
 
+# added round trips of 0.2 ms and 2 ms: every node holds what it sends for half of it
+t_delay=""
+if sim_delay_available; then
+  for us in 100 1000; do
+    for ((k = 1; k <= NODES; k++)); do
+      sim_delay_on "$k" "$us" || fail "node $k: the delay line did not start"
+    done
+    rtt=$(sim_rtt_ms 1 "$NET.2")
+    awk -v r="$rtt" -v us="$us" 'BEGIN { exit !(r + 0 >= 2 * us / 1000) }' ||
+      fail "a delay of $us us per node gave a round trip of '$rtt' ms from node1 to node2"
+    t=$(workload "delay$us")
+    for ((k = 1; k <= NODES; k++)); do
+      sim_delay_off "$k" >"$DIR/delay-stats.$k" || fail "node $k: cannot remove the delay line"
+    done
+    log "round trip $rtt ms ($us us added on each node): the workload is correct, in $t s (clean: $t_clean s); node1's delay line: $(cat "$DIR/delay-stats.1")"
+    t_delay+="${t_delay:+, }rtt $rtt ms $t s"
+  done
+elif [[ "${DSDFS_REQUIRE_ALL:-0}" == 1 ]]; then
+  fail "no delay line (dsdfs-sim-delay-line needs libnetfilter-queue-dev, iptables and ping: scripts/install-deps.sh)"
+else
+  log "added latency not tested: no delay line here (libnetfilter-queue-dev, iptables, ping)"
+fi
+
 # --- a full disk --------------------------------------------------------------------------------
 sum_keep=$(sh_on 3 'head -c 1048576 /dev/urandom > /shared/keep.3 && sha256sum < /shared/keep.3') ||
   fail "node 3: cannot write /shared/keep.3"
@@ -246,4 +273,4 @@ if [[ "${DSDFS_SIM_TEST_KEEP:-0}" != 1 ]]; then
   timeout -k 5 90 "$SIM" down || fail "cluster-sim.sh down failed"
   up=0
 fi
-log "PASS in $((SECONDS - t_start)) s (workload: clean $t_clean s, 1 % loss $t_loss s ($dropped packets dropped), 100 Mbit/s $t_slow s; frozen node $t_frozen s; cut-off node out after $recovered s)"
+log "PASS in $((SECONDS - t_start)) s (workload: clean $t_clean s, 1 % loss $t_loss s ($dropped packets dropped), 100 Mbit/s $t_slow s${t_delay:+, $t_delay}; frozen node $t_frozen s; cut-off node out after $recovered s)"

@@ -30,6 +30,15 @@
 #                            random numgen); off prints how many were dropped
 #   sim_tbf_on K RATE / sim_tbf_off K
 #                            node K's link at RATE (tc tbf, e.g. 100mbit)
+#   sim_delay_available      whether the delay line can run here (built, iptables)
+#   sim_delay_on K US / sim_delay_off K
+#                            every packet node K sends out of eth0 waits US
+#                            microseconds (the delay line, delay_line.cc, through
+#                            iptables' NFQUEUE: this kernel has no sch_netem); on
+#                            every node, a round trip of 2 US between nodes. off
+#                            prints the delay line's counts; sim_end_cluster stops
+#                            any left on (by the pids it recorded)
+#   sim_rtt_ms K ADDR        the average round trip from node K to ADDR (10 pings), ms
 
 sim_require() {
   (($(id -u) == 0)) || skip "needs root (network and mount namespaces, veths, mounts)"
@@ -107,8 +116,42 @@ sim_loss_off() {
 sim_tbf_on() { on "$1" tc qdisc add dev eth0 root tbf rate "$2" burst 64kb latency 50ms; }
 sim_tbf_off() { on "$1" tc qdisc del dev eth0 root; }
 
+sim_delay_available() {
+  [[ -x "${DSDFS_SIM_DELAY_LINE:-}" ]] && command -v iptables >/dev/null && command -v ping >/dev/null
+}
+# The queue number is the same on every node: each node has its own network namespace.
+SIM_DELAY_QUEUE=7
+sim_delay_on() {
+  local k=$1 us=$2 out="$DSDFS_SIM_DIR/delay-line.$1" pid="" i
+  "$SIM" exec "$k" "$DSDFS_SIM_DELAY_LINE" --queue "$SIM_DELAY_QUEUE" --delay-us "$us" >"$out.out" 2>&1 </dev/null &
+  echo "$!" >"$out.pid"
+  for ((i = 0; i < 100; i++)); do
+    pid=$(sed -n 's/^ready pid=\([0-9]*\) .*/\1/p' "$out.out")
+    [[ -n "$pid" ]] && break
+    kill -0 "$(cat "$out.pid")" 2>/dev/null || break
+    sleep 0.05
+  done
+  [[ -n "$pid" ]] || { cat "$out.out" >&2; return 1; }
+  on "$k" iptables -A OUTPUT -o eth0 -j NFQUEUE --queue-num "$SIM_DELAY_QUEUE"
+}
+sim_delay_off() {
+  local k=$1 out="$DSDFS_SIM_DIR/delay-line.$1" pid
+  on "$k" iptables -D OUTPUT -o eth0 -j NFQUEUE --queue-num "$SIM_DELAY_QUEUE" || return 1
+  pid=$(cat "$out.pid")
+  kill -TERM "$pid" 2>/dev/null || true
+  wait "$pid" 2>/dev/null || true
+  rm -f "$out.pid"
+  grep '^delay-line:' "$out.out" || true
+}
+sim_rtt_ms() {
+  on "$1" ping -n -q -c 10 -i 0.05 "$2" | sed -n 's|^rtt min/avg/max/mdev = \([0-9.]*\)/\([0-9.]*\)/.*|\2|p'
+}
+
 sim_end_cluster() {
-  local rc=$1 dir=$DSDFS_SIM_DIR
+  local rc=$1 dir=$DSDFS_SIM_DIR f
+  for f in "$dir"/delay-line.*.pid; do
+    [[ -e "$f" ]] && { kill -TERM "$(cat "$f")" 2>/dev/null || true; rm -f "$f"; }
+  done
   if ((rc != 0)) && [[ -r "$dir/dsdfs.log" ]]; then
     echo "----- $dir/dsdfs.log (last 60 lines) -----" >&2
     tail -n 60 "$dir/dsdfs.log" >&2

@@ -10,7 +10,9 @@
 # Faults, in turn, each for a few seconds with a clean pause after it:
 #   - 1 % of the packets every node sends dropped (nftables);
 #   - every link at 100 Mbit/s (tc tbf);
-#   - one node's daemon frozen (SIGSTOP) for 1 s, under the 5 s timeout.
+#   - one node's daemon frozen (SIGSTOP) for 1 s, under the 5 s timeout;
+#   - a round trip of 2 ms added between nodes (the delay line, tests/sim/delay_line.cc;
+#     left out, and said so, where it cannot run here).
 # No node dies, so every rule of the oracle holds, as on a quiet network: nothing
 # lost (log-lost: a record whose write succeeded is there), nothing torn or
 # duplicated, no transport errno, no hang; errors are counted by kind.
@@ -47,6 +49,7 @@ up=0
 frozen=""
 lossy=0
 slow=0
+delayed=0
 torture_pid=""
 
 cleanup() {
@@ -59,6 +62,7 @@ cleanup() {
     for ((k = 1; k <= NODES; k++)); do
       ((lossy)) && sim_loss_off "$k" >/dev/null 2>&1
       ((slow)) && sim_tbf_off "$k" >/dev/null 2>&1
+      ((delayed)) && sim_delay_off "$k" >/dev/null 2>&1
     done
     rc=$(sim_end_cluster "$rc")
   fi
@@ -93,12 +97,20 @@ DSDFS_TORTURE_ATTACH=$attach DSDFS_TORTURE_ATTACH_LOG=$DIR/dsdfs.log \
 torture_pid=$!
 
 # the faults, in turn, until the run is over
-losses=0 slows=0 freezes=0 dropped=0
+losses=0 slows=0 freezes=0 delays=0 dropped=0
+kinds=3
+if sim_delay_available; then
+  kinds=4
+elif [[ "${DSDFS_REQUIRE_ALL:-0}" == 1 ]]; then
+  fail "no delay line (dsdfs-sim-delay-line needs libnetfilter-queue-dev, iptables and ping: scripts/install-deps.sh)"
+else
+  log "no added latency among the faults: no delay line here (libnetfilter-queue-dev, iptables, ping)"
+fi
 t0=$SECONDS
 i=0
 while kill -0 "$torture_pid" 2>/dev/null && ((SECONDS - t0 < RUN_S)); do
   sleep 2
-  case $((i % 3)) in
+  case $((i % kinds)) in
     0)
       lossy=1
       for ((k = 1; k <= NODES; k++)); do sim_loss_on "$k" || fail "node $k: nft rule for 1 % loss failed"; done
@@ -127,13 +139,21 @@ while kill -0 "$torture_pid" 2>/dev/null && ((SECONDS - t0 < RUN_S)); do
       frozen=""
       freezes=$((freezes + 1))
       ;;
+    3)
+      delayed=1
+      for ((k = 1; k <= NODES; k++)); do sim_delay_on "$k" 1000 || fail "node $k: the delay line did not start"; done
+      sleep 4
+      for ((k = 1; k <= NODES; k++)); do sim_delay_off "$k" >/dev/null || fail "node $k: cannot remove the delay line"; done
+      delayed=0
+      delays=$((delays + 1))
+      ;;
   esac
   i=$((i + 1))
 done
 rc=0
 wait "$torture_pid" || rc=$?
 torture_pid=""
-faults="$losses times 1 % loss ($dropped packets dropped), $slows times 100 Mbit/s links, $freezes daemons frozen for 1 s"
+faults="$losses times 1 % loss ($dropped packets dropped), $slows times 100 Mbit/s links, $freezes daemons frozen for 1 s, $delays times a 2 ms round trip"
 
 # What the oracle said: its summary (operations, errors by kind, violations), as printed.
 sed -n '/^torture: summary of/,$p' "$DIR/torture.log" | grep -v '^\[' || true
