@@ -537,11 +537,23 @@ Peers::Reply Filesystem::on_file_drop(int source, const msg::Drop& m) {
   const uint64_t dir = m.at.dir, gino = m.gino;
   const std::string& name = m.at.name;
   const int32_t old_owner = m.old_owner;
-  const uint8_t reason = m.reason;
+  uint8_t reason = m.reason;
   if (gino != 0) forget_remote_file(gino);
-  if (old_owner != rank_) return std::vector<uint8_t>();
   auto dfd = local_dir(dir);
   if (!dfd) return std::vector<uint8_t>();
+  if (old_owner != rank_) {
+    // The sender took the name from another rank, but this store may still
+    // hold an older file of it: one that a third rank's claim took before,
+    // whose drop has not arrived yet. The sender's rename or move has
+    // returned once this answers, so that file goes now (below, unless the
+    // shard says the name is ours), as one replaced: whatever its own drop
+    // says when it comes, no handle could reach its name any more.
+    struct stat here;
+    if (::fstatat(dfd->get(), name.c_str(), &here, AT_SYMLINK_NOFOLLOW) != 0 || S_ISDIR(here.st_mode)) {
+      return std::vector<uint8_t>();
+    }
+    reason = kDropReplaced;
+  }
   // The name may have become ours again since the sender took it (a rename
   // onto it here, right after): only drop it if the shard says it is not.
   auto name_lock = name_locks_.lock(dir, name);

@@ -260,15 +260,53 @@ TEST_F(InProcessClusterTest, AListingDoesNotMissANameTakenOverByARenameWhileItRu
   EXPECT_GE(listings_on_1.load(), 2) << "the listing was not taken again";
 }
 
+// The text read, or the error as text (so a failed read shows in the comparison).
+std::string text_of(const Result<std::string>& r) { return r ? r.value() : "error: " + r.status().to_string(); }
+
+// Three ranks rename a file onto one name, one after the other: rank 1's rename replaces
+// rank 0's file, but its drop of rank 0's copy is slow to arrive; rank 2's rename then
+// replaces rank 1's file and returns. From then on no rank may serve rank 0's file (a
+// rename that returned is seen by every open after it), so the drop rank 2 sent, which
+// names rank 1 as the old owner, must remove rank 0's copy too: no claim gives it to rank 0
+// any more. Before the fix rank 0 kept it, and its own opens and stats were served from it
+// until rank 1's drop came (the torture test's version-stale reports: the reader's rank
+// held an older version than the rename that had returned before its open).
+TEST_F(InProcessClusterTest, ARenameThatReturnedLeavesNoOlderCopyWhereAnEarlierDropIsLate) {
+  InProcessCluster c(dir_, 3);
+  ASSERT_EQ(c.open(0, kRoot, "v", O_CREAT | O_WRONLY, "x of rank 0").value(), 0);
+  ASSERT_EQ(c.open(1, kRoot, "t1", O_CREAT | O_WRONLY, "z of rank 1").value(), 1);
+  ASSERT_EQ(c.open(2, kRoot, "t2", O_CREAT | O_WRONLY, "y of rank 2").value(), 2);
+  std::atomic<bool> held{false}, go_on{false};
+  c.net().set_hook(0, [&](int from, Op op, std::span<const uint8_t>, bool after) {
+    if (after || from != 1 || op != Op::kFileDrop) return;
+    held.store(true);
+    // Rank 1's drop waits here until rank 2's rename is done (bounded).
+    for (int i = 0; i < 150 && !go_on.load(); ++i) std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  });
+  int rc1 = -1;
+  std::thread first([&] { rc1 = c.rename(1, kRoot, "t1", kRoot, "v"); });
+  for (int i = 0; i < 150 && !held.load(); ++i) std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  ASSERT_TRUE(held.load()) << "rank 1's rename sent rank 0 no drop";
+  const int rc2 = c.rename(2, kRoot, "t2", kRoot, "v");
+  const std::vector<int> after_rename = holders(c, kRoot, "v");
+  const std::string read_on_0 = text_of(c.read(0, kRoot, "v"));
+  go_on.store(true);
+  first.join();
+  c.net().set_hook(0, {});
+  ASSERT_EQ(rc2, 0);
+  EXPECT_EQ(rc1, 0);
+  EXPECT_EQ(after_rename, std::vector<int>{2}) << "rank 0 kept the file two renames replaced";
+  EXPECT_EQ(read_on_0, "y of rank 2");
+  EXPECT_EQ(holders(c, kRoot, "v"), std::vector<int>{2});
+  for (int r = 0; r < 3; ++r) EXPECT_EQ(text_of(c.read(r, kRoot, "v")), "y of rank 2") << "rank " << r;
+}
+
 // A rank's daemon dies and is started again over its store (dsdfs-launch --rejoin). While it
 // was down the others renamed a directory holding its file, removed one (its file there is
 // lost: the directory looked empty to them), made a file under a name it had (theirs wins)
 // and a directory. After the rejoin every rank sees its files at their new paths with their
 // bytes, the job's directories on its replica, and it works both ways; as the coordinator
 // (rank 0) it orders directory changes again with ids it never gave before.
-// The text read, or the error as text (so a failed read shows in the comparison).
-std::string text_of(const Result<std::string>& r) { return r ? r.value() : "error: " + r.status().to_string(); }
-
 class InProcessRejoin : public InProcessClusterTest, public ::testing::WithParamInterface<int> {};
 
 TEST_P(InProcessRejoin, ARestartedRankCatchesUpAndServesItsFilesAgain) {
