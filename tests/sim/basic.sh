@@ -52,6 +52,7 @@ up=0
 cleanup() {
   local rc=$?
   trap - EXIT TERM INT
+  set +e  # every step runs, whatever one of them returns
   if ((up)); then
     rc=$(sim_end_cluster "$rc")
   fi

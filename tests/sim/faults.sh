@@ -58,6 +58,7 @@ sim_before_down() { timeout -k 5 30 "$SIM" exec 3 umount -l "$DIR/node3/store"; 
 cleanup() {
   local rc=$?
   trap - EXIT TERM INT
+  set +e  # every step runs, whatever one of them returns
   [[ -n "$frozen" ]] && kill -CONT "$frozen" 2>/dev/null
   if ((up)); then
     rc=$(sim_end_cluster "$rc")

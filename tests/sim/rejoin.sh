@@ -41,6 +41,7 @@ rejoined=""
 cleanup() {
   local rc=$?
   trap - EXIT TERM INT
+  set +e  # every step runs, whatever one of them returns
   if [[ -n "$rejoined" ]] && kill -0 "$rejoined" 2>/dev/null; then
     kill -TERM "$rejoined" 2>/dev/null || true
     for _ in $(seq 50); do kill -0 "$rejoined" 2>/dev/null || break; sleep 0.2; done

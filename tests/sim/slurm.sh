@@ -64,6 +64,7 @@ up=0 slurm_up=0 job=""
 cleanup() {
   local rc=$?
   trap - EXIT TERM INT
+  set +e  # every step runs, whatever one of them returns
   if ((rc != 0)); then
     for f in "$DIR/job.out" "$DIR"/slurm/log/slurmctld.log "$DIR"/slurm/log/slurmd.node*.log; do
       [[ -s "$f" ]] || continue

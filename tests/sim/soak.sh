@@ -55,6 +55,7 @@ torture_pid=""
 cleanup() {
   local rc=$?
   trap - EXIT TERM INT
+  set +e  # every step runs, whatever one of them returns
   [[ -n "$frozen" ]] && kill -CONT "$frozen" 2>/dev/null
   [[ -n "$torture_pid" ]] && kill -TERM "$torture_pid" 2>/dev/null && wait "$torture_pid" 2>/dev/null
   if ((up)); then
