@@ -20,6 +20,7 @@ namespace dsdfs::fs {
 // so everything here is immutable after open except atomics.
 struct FileHandle {
   int fd = -1;                        // local: the store file (closed with the handle)
+  uint64_t gino = 0;                  // local: that file's global inode number (ContentGens)
   bool remote = false;
   bool append = false;                // remote writes: append on the owner, ignore offsets
   std::shared_ptr<Inode> inode;       // local: `gone` makes I/O fail after a take-over elsewhere

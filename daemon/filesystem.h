@@ -19,6 +19,7 @@
 #include "common/hash.h"
 #include "common/mutex.h"
 #include "daemon/buffer_pool.h"
+#include "daemon/content_gens.h"
 #include "daemon/peers.h"
 #include "daemon/dir_index.h"
 #include "daemon/inode_table.h"
@@ -130,6 +131,13 @@ class Filesystem {
   // numbers are stable for a file's life and distinct across ranks.
   uint64_t global_ino(ino_t store_ino) const {
     return (static_cast<uint64_t>(rank_) << 48) | (store_ino & ((uint64_t{1} << 48) - 1));
+  }
+
+  // The version of an owned file that `st` describes, as other ranks see it
+  // (file_version with its count of changes). A handler that hands a version
+  // out calls content_gens_.seen() before the stat.
+  uint64_t version_of(const struct stat& st) const {
+    return file_version(st, content_gens_.get(global_ino(st.st_ino)));
   }
 
   int rank() const { return rank_; }
@@ -443,6 +451,9 @@ class Filesystem {
   // and the fds kept for forwarded writes to it are closed.
   void unexport(int dir_fd, const char* name);
   void release_owned(uint64_t gino);
+  // A store file that had this stat lost a name: if it was its last, its
+  // count of changes goes (ContentGens::forget).
+  void forget_if_last_name(const struct stat& st);
   // Owner side of forwarded writes: the file's fd on our own mount (cached).
   Result<WriteFds::Fd> forward_fd(uint64_t dir, const std::string& name, uint64_t gino, bool append);
   // Opens (dir, name) in the local store: O_PATH handle of the parent replica.
@@ -492,6 +503,7 @@ class Filesystem {
   // Buffers of the replies to kFileRead (sent without a copy).
   std::shared_ptr<BufferPool> read_buffers_ = BufferPool::create(kMaxIo, 8);
   RmaExports exports_;
+  ContentGens content_gens_;  // part of the versions of files other ranks have seen
   WriteFds write_fds_;
   PendingNames pending_;
   LostOpens lost_opens_;  // opens answered ESTALE, until the kernel retries them

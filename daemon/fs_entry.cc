@@ -354,6 +354,7 @@ Result<Filesystem::Attr> Filesystem::setattr(fuse_ino_t ino, const struct stat& 
     rc = hfd >= 0 ? ::ftruncate(hfd, attr.st_size)
             : ::truncate(proc_path(ifd).c_str(), attr.st_size);
     if (rc != 0) return Status::from_errno("setattr");
+    if (!inode->remote) content_gens_.changed(global_ino(inode->src_ino));
     if (S_ISREG(inode->type)) {
       UniqueFd wfd(hfd >= 0 ? ::dup(hfd) : ::open(proc_path(ifd).c_str(), O_RDONLY | O_CLOEXEC));
       if (wfd.valid()) drop_setid_for_caller(caller, wfd.get(), inode->id);
@@ -601,7 +602,10 @@ int Filesystem::unlink_here(uint64_t dir_id, int dir_fd, const char* name) {
   // entry as its own claim, make its object, and lose the name when this
   // removal reached the shard (a file in the store that no rank could find).
   auto name_lock = name_locks_.lock(dir_id, name);
+  struct stat gone;
+  const bool known = ::fstatat(dir_fd, name, &gone, AT_SYMLINK_NOFOLLOW) == 0;
   if (::unlinkat(dir_fd, name, 0) != 0) return errno;
+  if (known) forget_if_last_name(gone);
   loc_remove(dir_id, name, rank_);  // a no-op if the name already moved to another rank
   return 0;
 }
@@ -654,11 +658,15 @@ int Filesystem::rename_local_file(uint64_t src_dir, const std::string& src_name,
   if (!(flags & RENAME_NOREPLACE)) unexport(dst_fd, dst_name.c_str());
   // From the rename to the claim, a drop of the name here waits (NameLocks).
   auto name_lock = name_locks_.lock(dst_dir, dst_name);
+  struct stat replaced;
+  const bool replaces = !(flags & RENAME_NOREPLACE) &&
+                        ::fstatat(dst_fd, dst_name.c_str(), &replaced, AT_SYMLINK_NOFOLLOW) == 0;
   {
     ReaderLock gate(dir_gate_);
     if (dir_closing(dst_dir)) err = ENOENT;
     else if (::renameat2(src_fd, src_name.c_str(), dst_fd, dst_name.c_str(), flags) != 0) err = errno;
   }
+  if (!err && replaces && !(known && replaced.st_ino == moved.st_ino)) forget_if_last_name(replaced);
   if (!err && known) {
     // An evicted handle is reopened by name: keep the name current.
     if (uint64_t id = inodes_.find_local(moved.st_dev, moved.st_ino)) {

@@ -187,6 +187,7 @@ Result<Filesystem::OpenReply> Filesystem::open_local(const std::shared_ptr<Inode
   if (fd < 0) return Status::from_errno("open");
   if (writable) drop_setid_for_caller(caller, fd, inode->id);
   h->fd = fd;
+  h->gino = global_ino(inode->src_ino);
   // Every change to an owned file passes through this kernel (other ranks'
   // writes come in through the mount point), so its page cache stays valid.
   return OpenReply{std::move(h), /*direct_io=*/false, /*keep_cache=*/true};
@@ -263,6 +264,7 @@ Result<size_t> Filesystem::write_buf(fuse_ino_t ino, uint64_t fh, struct fuse_bu
   out.buf[0].pos = off;
   ssize_t n = fuse_buf_copy(&out, in, static_cast<fuse_buf_copy_flags>(0));
   if (n < 0) return Status::error(static_cast<int>(-n), "write");
+  content_gens_.changed(h.gino);
   stats_add(stats_->bytes_written_local, static_cast<uint64_t>(n));
   return static_cast<size_t>(n);
 }
@@ -286,6 +288,7 @@ Status Filesystem::fallocate(uint64_t fh, int mode, off_t off, off_t len) {
   FileHandle& h = *handle_of(fh);
   if (h.remote) return Status::error(EOPNOTSUPP, "fallocate of another rank's file");
   if (::fallocate(h.fd, mode, off, len) != 0) return Status::from_errno("fallocate");
+  content_gens_.changed(h.gino);  // (punched holes, zeroed ranges, a new size)
   return Status::ok();
 }
 
@@ -298,6 +301,7 @@ Result<size_t> Filesystem::copy_file_range(uint64_t fh_in, off_t off_in, uint64_
   loff_t in = off_in, out = off_out;
   ssize_t n = ::copy_file_range(in_h.fd, &in, out_h.fd, &out, len, static_cast<unsigned>(flags));
   if (n < 0) return Status::from_errno("copy_file_range");
+  content_gens_.changed(out_h.gino);
   stats_add(stats_->bytes_written_local, static_cast<uint64_t>(n));
   return static_cast<size_t>(n);
 }

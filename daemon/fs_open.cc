@@ -92,6 +92,7 @@ Result<Filesystem::OpenedFile> Filesystem::opened_here(int fd, bool created) {
   OpenedFile out;
   out.handle = std::make_unique<FileHandle>();
   out.handle->fd = fd;
+  out.handle->gino = global_ino(st.st_ino);
   out.owner = rank_;
   out.created = created;
   out.st = st;

@@ -155,6 +155,10 @@ Peers::Reply Filesystem::on_file_stat(int, const msg::Name& m) {
   auto dfd = local_dir(dir);
   if (!dfd) return Status::error(ENOENT);
   struct stat st;
+  // Counted from before the stat: a change after it moves the version on.
+  if (::fstatat(dfd->get(), name.c_str(), &st, AT_SYMLINK_NOFOLLOW) == 0 && S_ISREG(st.st_mode)) {
+    content_gens_.seen(global_ino(st.st_ino));
+  }
   if (::fstatat(dfd->get(), name.c_str(), &st, AT_SYMLINK_NOFOLLOW) != 0) {
     // Claimed here and being created right now: the shard already sends
     // openers to us, so wait for the file rather than deny that it exists.
@@ -164,8 +168,11 @@ Peers::Reply Filesystem::on_file_stat(int, const msg::Name& m) {
     }
   }
   if (S_ISDIR(st.st_mode)) return Status::error(ENOENT);  // directories are never remote
-  if (S_ISREG(st.st_mode)) flush_for_peer(dir, name, &st);
-  uint64_t version = file_version(st);
+  if (S_ISREG(st.st_mode)) {
+    content_gens_.seen(global_ino(st.st_ino));  // (a file that was being created)
+    flush_for_peer(dir, name, &st);
+  }
+  uint64_t version = version_of(st);
   translate(&st);
   return msg::encode(msg::Stat{st, version});
 }
@@ -228,7 +235,7 @@ Result<size_t> Filesystem::read_for_peer(std::span<const uint8_t> payload, uint8
   if (::fstat(fd.get(), &st) != 0) return Status::from_errno("read");
   // version 0: any version of this file (a reader of a file that is being
   // appended to); the reader treats a short read as a shrunk file.
-  if (global_ino(st.st_ino) != gino || (version != 0 && file_version(st) != version)) {
+  if (global_ino(st.st_ino) != gino || (version != 0 && version_of(st) != version)) {
     return Status::error(ESTALE, "changed");
   }
   // Any version: bytes this rank wrote may still be dirty pages below bytes
@@ -271,7 +278,7 @@ Peers::Reply Filesystem::on_file_map(int, const msg::Map& m) {
   if (!fd.valid()) return Status::from_errno("map");
   struct stat st;
   if (::fstat(fd.get(), &st) != 0) return Status::from_errno("map");
-  if (global_ino(st.st_ino) != gino || file_version(st) != version) return Status::error(ESTALE, "changed");
+  if (global_ino(st.st_ino) != gino || version_of(st) != version) return Status::error(ESTALE, "changed");
   auto e = exports_.get_or_create(gino, version, fd.get(), static_cast<uint64_t>(st.st_size));
   if (!e) return e.status();
   return msg::encode(msg::MapReply{e->address, e->length, e->rkey});
@@ -367,6 +374,8 @@ Peers::Reply Filesystem::on_file_write(int, const msg::Write& m) {
                                         SYNC_FILE_RANGE_WAIT_AFTER) != 0) {
     return Status::from_errno("write-back of a forwarded write");
   }
+  // (Also when it went through this kernel, which counted it already: once more is harmless.)
+  if (done > 0) content_gens_.changed(m.gino);
   stats_add(stats_->bytes_applied_for_peers, done);
   return msg::encode(msg::WriteReply{done, -1});
 }
@@ -385,6 +394,10 @@ Peers::Reply Filesystem::on_file_unlink(int, const msg::Name& m) {
   kernel_attrs_changed(st.st_dev, st.st_ino);  // its link count
   let_go_if_unlinked(st.st_dev, st.st_ino);
   return std::vector<uint8_t>();
+}
+
+void Filesystem::forget_if_last_name(const struct stat& st) {
+  if (S_ISREG(st.st_mode) && st.st_nlink <= 1) content_gens_.forget(global_ino(st.st_ino));
 }
 
 void Filesystem::mark_unlinked_elsewhere(const struct stat& st) {
@@ -439,9 +452,11 @@ Peers::Reply Filesystem::on_file_truncate(int, const msg::Truncate& m) {
   auto fd = open_in_mount(dir, name, st, O_PATH);
   if (!fd) return fd.status();
   unexport(dfd->get(), name.c_str());
+  content_gens_.seen(global_ino(st.st_ino));  // its new version goes out with the reply
   if (::truncate(proc_path(fd->fd.get()).c_str(), 0) != 0) return Status::from_errno("truncate");
+  content_gens_.changed(global_ino(st.st_ino));
   if (::fstatat(dfd->get(), name.c_str(), &st, AT_SYMLINK_NOFOLLOW) != 0) return Status::from_errno("truncate");
-  uint64_t version = file_version(st);
+  uint64_t version = version_of(st);
   translate(&st);
   return msg::encode(msg::TruncateReply{true, {st, version}});
 }
@@ -521,7 +536,10 @@ Peers::Reply Filesystem::on_file_setattr(int, const msg::Setattr& m) {
       return Status::from_errno("chown");
     }
   }
-  if ((to_set & FUSE_SET_ATTR_SIZE) && ::truncate(p, size) != 0) return Status::from_errno("truncate");
+  if (to_set & FUSE_SET_ATTR_SIZE) {
+    if (::truncate(p, size) != 0) return Status::from_errno("truncate");
+    content_gens_.changed(global_ino(owned.st_ino));
+  }
   if (to_set & (FUSE_SET_ATTR_ATIME | FUSE_SET_ATTR_MTIME)) {
     struct timespec tv[2] = {{0, UTIME_OMIT}, {0, UTIME_OMIT}};
     if (to_set & FUSE_SET_ATTR_ATIME_NOW) tv[0].tv_nsec = UTIME_NOW;
@@ -575,6 +593,7 @@ Peers::Reply Filesystem::on_file_drop(int source, const msg::Drop& m) {
   const bool last_name = st.st_nlink <= 1;
   if (last_name) {
     release_owned(global_ino(st.st_ino));
+    content_gens_.forget(global_ino(st.st_ino));
     // Moved by O_TRUNC elsewhere: writers on other ranks with handles of it
     // follow it to its new owner (remote_write).
     if (reason == kDropMoved) moved_.put(global_ino(st.st_ino), source);

@@ -25,11 +25,13 @@ constexpr uint8_t kDropMoved = 1;     // O_TRUNC elsewhere moved the file (write
 
 // The version of an owned file as remote readers see it: changes whenever
 // its size or mtime does (close-to-open: after close the kernel has written
-// both back to the store).
-inline uint64_t file_version(const struct stat& st) {
+// both back to the store), and with `changes`, the count of changes to its
+// bytes since a peer first saw it (ContentGens: a rewrite in place at the
+// same size can keep the mtime).
+inline uint64_t file_version(const struct stat& st, uint64_t changes) {
   uint64_t h = 0xcbf29ce484222325ULL;
   for (uint64_t v : {static_cast<uint64_t>(st.st_size), static_cast<uint64_t>(st.st_mtim.tv_sec),
-                     static_cast<uint64_t>(st.st_mtim.tv_nsec), static_cast<uint64_t>(st.st_ino)}) {
+                     static_cast<uint64_t>(st.st_mtim.tv_nsec), static_cast<uint64_t>(st.st_ino), changes}) {
     for (int i = 0; i < 8; ++i) {
       h ^= (v >> (8 * i)) & 0xff;
       h *= 0x100000001b3ULL;

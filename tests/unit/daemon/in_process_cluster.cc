@@ -77,9 +77,12 @@ Result<int> InProcessCluster::open(int r, uint64_t dir, const std::string& name,
   if (!opened) return opened.status();
   if (!text.empty()) {
     if (opened->owner != r) return Status::error(EOPNOTSUPP, "in-process writes go to owned files only");
-    if (::pwrite(opened->handle->fd, text.data(), text.size(), 0) != static_cast<ssize_t>(text.size())) {
-      return Status::from_errno("write");
-    }
+    // As the FUSE front end hands the kernel's write to the file system.
+    struct fuse_bufvec in = FUSE_BUFVEC_INIT(text.size());
+    in.buf[0].mem = const_cast<char*>(text.data());
+    auto n = fs(r).write_buf(0, reinterpret_cast<uint64_t>(opened->handle.get()), &in, 0);
+    if (!n) return n.status();
+    if (n.value() != text.size()) return Status::error(EIO, "short write");
   }
   return opened->owner;
 }
@@ -100,6 +103,11 @@ Result<std::string> InProcessCluster::read(int r, uint64_t dir, const std::strin
   const uint64_t last = (h.cache->size() - 1) / CacheEntry::kChunk;
   if (int err = fs(r).wait_chunks(h, 0, last)) return Status::error(err, "remote read");
   return std::string(reinterpret_cast<const char*>(h.cache->data()), h.cache->size());
+}
+
+int InProcessCluster::store_dir_fd(int r, uint64_t dir) {
+  auto dfd = fs(r).local_dir(dir);
+  return dfd ? dfd->get() : -1;
 }
 
 Result<int> InProcessCluster::owner_of(int r, uint64_t dir, const std::string& name) {

@@ -56,6 +56,9 @@ class InProcessCluster {
   // (Filesystem::rejoin, then publish_files), as dsdfs-launch --rejoin does.
   // fill: then have every rank fill its shard (Filesystem::fill_shard).
   Status restart(int r, Filesystem::RejoinCounts* counts, bool fill = true);
+  // Rank r's store directory of dir (a handle the rank keeps; -1: none), for a
+  // test that changes a store file under the file system, as a kernel would.
+  int store_dir_fd(int r, uint64_t dir);
   // The id of directory `name` in dir as rank r's replica has it (0: none).
   uint64_t dir_id(int r, uint64_t dir, const std::string& name);
   // The names a listing (readdir) of directory dir on rank r shows, in its

@@ -301,6 +301,35 @@ TEST_F(InProcessClusterTest, ARenameThatReturnedLeavesNoOlderCopyWhereAnEarlierD
   for (int r = 0; r < 3; ++r) EXPECT_EQ(text_of(c.read(r, kRoot, "v")), "y of rank 2") << "rank " << r;
 }
 
+// A file rewritten in place at the same size, whose store file then has the mtime of the
+// version before (as when the kernel's writeback cache sets it at close from its coarse
+// clock and both versions closed within one tick of it), is a new version to a reader on
+// another rank: it reads the new bytes, not its cached copy of the old ones. Before the fix
+// the version was size, mtime and inode number only, so the reader kept the old bytes (the
+// torture test's grow-stale).
+TEST_F(InProcessClusterTest, ARewriteInPlaceThatKeepsSizeAndMtimeIsANewVersionOnOtherRanks) {
+  InProcessCluster c(dir_, 2);
+  ASSERT_EQ(c.open(0, kRoot, "g", O_CREAT | O_WRONLY, "version one").value(), 0);
+  ASSERT_EQ(text_of(c.read(1, kRoot, "g")), "version one");
+  const int dfd = c.store_dir_fd(0, kRoot);
+  ASSERT_GE(dfd, 0);
+  struct stat before;
+  ASSERT_EQ(::fstatat(dfd, "g", &before, AT_SYMLINK_NOFOLLOW), 0);
+  ASSERT_EQ(c.open(0, kRoot, "g", O_WRONLY, "version two").value(), 0);  // the same length
+  const struct timespec times[2] = {before.st_atim, before.st_mtim};
+  ASSERT_EQ(::utimensat(dfd, "g", times, AT_SYMLINK_NOFOLLOW), 0);
+  struct stat after;
+  ASSERT_EQ(::fstatat(dfd, "g", &after, AT_SYMLINK_NOFOLLOW), 0);
+  ASSERT_EQ(after.st_size, before.st_size);
+  EXPECT_EQ(text_of(c.read(1, kRoot, "g")), "version two");
+  // and a rewrite no other rank saw in between counts all the same
+  ASSERT_EQ(c.open(0, kRoot, "g", O_WRONLY, "version 3!!").value(), 0);
+  ASSERT_EQ(::utimensat(dfd, "g", times, AT_SYMLINK_NOFOLLOW), 0);
+  ASSERT_EQ(c.open(0, kRoot, "g", O_WRONLY, "version 4!!").value(), 0);
+  ASSERT_EQ(::utimensat(dfd, "g", times, AT_SYMLINK_NOFOLLOW), 0);
+  EXPECT_EQ(text_of(c.read(1, kRoot, "g")), "version 4!!");
+}
+
 // A rank's daemon dies and is started again over its store (dsdfs-launch --rejoin). While it
 // was down the others renamed a directory holding its file, removed one (its file there is
 // lost: the directory looked empty to them), made a file under a name it had (theirs wins)
