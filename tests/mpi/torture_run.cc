@@ -32,7 +32,9 @@ namespace dsdfs::mpitest::torture {
 // a version read torn or stale (version-*), a name left in two stores after
 // concurrent renames onto it and ownership moves (final-*), and a reader served an older
 // version of a file rewritten in place, when two versions of one size were closed within the
-// store's timestamp granularity (grow-stale: the version is size, mtime and inode only).
+// store's timestamp granularity (grow-stale: the version was size, mtime and inode only; it
+// counts changes since 2026-12-01, and version-stale lost its cause found then: both stay
+// listed until longer runs show them gone).
 // Also EIO from a read of a chaos file although the oracle recorded no change of the chaos
 // files between its open and the read (eio: a few per run; the move or replace behind it is
 // not yet found). And, with the final-* family, a chaos name missing on some ranks after quiescence
