@@ -560,6 +560,7 @@ Peers::Reply Filesystem::on_file_drop(int source, const msg::Drop& m) {
   auto dfd = local_dir(dir);
   if (!dfd) return std::vector<uint8_t>();
   if (old_owner != rank_) {
+    if (source == rank_) return std::vector<uint8_t>();  // our own drop: the name holds our new file
     // The sender took the name from another rank, but this store may still
     // hold an older file of it: one that a third rank's claim took before,
     // whose drop has not arrived yet. The sender's rename or move has
@@ -575,7 +576,12 @@ Peers::Reply Filesystem::on_file_drop(int source, const msg::Drop& m) {
   // The name may have become ours again since the sender took it (a rename
   // onto it here, right after): only drop it if the shard says it is not.
   auto name_lock = name_locks_.lock(dir, name);
-  if (auto now = find_owner(dir, name); now && now.value() == rank_) {
+  auto now = find_owner(dir, name);
+  // Not named the old owner, this rank drops its file only on the shard's
+  // word that the name is another rank's (a shard that does not answer may
+  // hold a claim of ours made after the sender's).
+  if (!now && old_owner != rank_) return std::vector<uint8_t>();
+  if (now && now.value() == rank_) {
     // A rename onto the name here, still in flight, claimed it after the
     // sender's rename: its file replaced ours in the store, but until it
     // returns this kernel keeps the name on the file it replaced, and would
