@@ -454,6 +454,23 @@ TEST_P(InProcessRejoin, TheRestartedShardIsFilledAndTrustedAgain) {
 INSTANTIATE_TEST_SUITE_P(Victim, InProcessRejoin, ::testing::Values(2, 0),
                          [](const ::testing::TestParamInfo<int>& info) { return "Rank" + std::to_string(info.param); });
 
+// The name is gone, or one file in one store that every rank's lookup finds at that
+// owner (the torture test's final-store and final-agree checks).
+void expect_one_file_or_none(InProcessCluster& c, const std::string& name) {
+  auto h = holders(c, kRoot, name);
+  std::string seen;  // what each rank's lookup finds
+  for (int r = 0; r < c.size(); ++r) {
+    auto owner = c.owner_of(r, kRoot, name);
+    seen += " rank " + std::to_string(r) + ": " + (owner ? std::to_string(owner.value()) : owner.status().to_string());
+  }
+  ASSERT_LE(h.size(), 1u) << name << " is stored on several ranks;" << seen;
+  for (int r = 0; r < c.size(); ++r) {
+    auto owner = c.owner_of(r, kRoot, name);
+    if (h.empty()) EXPECT_EQ(owner.err(), ENOENT) << name << " from rank " << r << ";" << seen;
+    else EXPECT_TRUE(owner && owner.value() == h[0]) << name << " stored on rank " << h[0] << ";" << seen;
+  }
+}
+
 TEST_F(InProcessClusterTest, CreatesAndUnlinksOfOneNameAtOnceLeaveNoFileOnlyItsOwnerSees) {
   // Every rank creates and unlinks the same names at once. Whatever the
   // interleaving, at the end each name is either gone or one file that
@@ -473,21 +490,52 @@ TEST_F(InProcessClusterTest, CreatesAndUnlinksOfOneNameAtOnceLeaveNoFileOnlyItsO
       }
     }
   });
-  for (int i = 0; i < kNames; ++i) {
-    const std::string name = "x" + std::to_string(i);
-    auto h = holders(c, kRoot, name);
-    std::string seen;  // what each rank's lookup finds
-    for (int r = 0; r < kRanks; ++r) {
-      auto owner = c.owner_of(r, kRoot, name);
-      seen += " rank " + std::to_string(r) + ": " + (owner ? std::to_string(owner.value()) : owner.status().to_string());
+  for (int i = 0; i < kNames; ++i) expect_one_file_or_none(c, "x" + std::to_string(i));
+}
+
+TEST_F(InProcessClusterTest, RenamesOntoOneNameWithCreatesTruncatesAndUnlinksLeaveOneFileEveryRankFinds) {
+  // Every rank renames files of its own onto the same few names, and creates,
+  // truncates (O_TRUNC of another rank's file moves it here) and unlinks them,
+  // all at once. At the end each name is gone or one file, in one store, that
+  // every rank finds at that owner (the torture test's final-store and
+  // final-agree checks).
+  constexpr int kRanks = 3, kThreads = 2, kRounds = 120, kNames = 2;
+  InProcessCluster c(dir_, kRanks);
+  on_every_rank_at_once(kRanks, kThreads, [&](int r, int t) {
+    std::mt19937 rng(static_cast<unsigned>(r * 100 + t + 7));
+    for (int i = 0; i < kRounds; ++i) {
+      const std::string name = "x" + std::to_string(rng() % kNames);
+      switch (rng() % 4) {
+        case 0: {
+          const std::string tmp = "t" + std::to_string(r) + "." + std::to_string(t) + "." + std::to_string(i);
+          auto o = c.open(r, kRoot, tmp, O_CREAT | O_EXCL | O_WRONLY, "from rank " + std::to_string(r));
+          if (!o) {
+            ADD_FAILURE() << "rank " << r << " create " << tmp << ": " << o.status().to_string();
+            break;
+          }
+          if (int err = c.rename(r, kRoot, tmp, kRoot, name)) {
+            ADD_FAILURE() << "rank " << r << " rename " << tmp << " " << name << ": " << err;
+          }
+          break;
+        }
+        case 1: {
+          auto o = c.open(r, kRoot, name, O_CREAT | O_TRUNC | O_WRONLY);
+          if (!o) ADD_FAILURE() << "rank " << r << " O_TRUNC " << name << ": " << o.status().to_string();
+          break;
+        }
+        case 2: {
+          int err = c.unlink(r, kRoot, name);
+          if (err != 0 && err != ENOENT) ADD_FAILURE() << "rank " << r << " unlink " << name << ": " << err;
+          break;
+        }
+        default: {
+          auto o = c.open(r, kRoot, name, O_CREAT | O_WRONLY);
+          if (!o) ADD_FAILURE() << "rank " << r << " create " << name << ": " << o.status().to_string();
+        }
+      }
     }
-    ASSERT_LE(h.size(), 1u) << name << " is stored on several ranks;" << seen;
-    for (int r = 0; r < kRanks; ++r) {
-      auto owner = c.owner_of(r, kRoot, name);
-      if (h.empty()) EXPECT_EQ(owner.err(), ENOENT) << name << " from rank " << r << ";" << seen;
-      else EXPECT_TRUE(owner && owner.value() == h[0]) << name << " stored on rank " << h[0] << ";" << seen;
-    }
-  }
+  });
+  for (int i = 0; i < kNames; ++i) expect_one_file_or_none(c, "x" + std::to_string(i));
 }
 
 TEST_F(InProcessClusterTest, ADeadShardsNamesAreFoundAtTheirOwnersAndNotCreatedTwice) {
