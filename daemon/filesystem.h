@@ -133,12 +133,15 @@ class Filesystem {
     return (static_cast<uint64_t>(rank_) << 48) | (store_ino & ((uint64_t{1} << 48) - 1));
   }
 
-  // The version of an owned file that `st` describes, as other ranks see it
-  // (file_version with its count of changes). A handler that hands a version
-  // out calls content_gens_.seen() before the stat.
-  uint64_t version_of(const struct stat& st) const {
-    return file_version(st, content_gens_.get(global_ino(st.st_ino)));
-  }
+  // The version of the owned file open as fd, whose stat is `st`, as other
+  // ranks see it (file_version with its count of changes and its identity).
+  // A handler that hands a version out calls content_gens_.seen() before the
+  // stat (owned_version does both).
+  uint64_t version_of(const struct stat& st, int fd) const;
+  // The stat and version of the file at dir_fd/name, to hand out to a peer:
+  // counted from before the stat, its dirty pages written back first, stat and
+  // identity of one inode.
+  Result<uint64_t> owned_version(int dir_fd, const std::string& name, struct stat* st);
 
   int rank() const { return rank_; }
   Peers& peers() { return *peers_; }
@@ -374,9 +377,6 @@ class Filesystem {
   Peers::Reply on_loc_remove(int source, const msg::LocRemove& m);
   Peers::Reply on_own_find(int source, const msg::Name& m);
   Peers::Reply on_file_stat(int source, const msg::Name& m);
-  // Owner side of a peer's stat of a file open for writing here: writes this
-  // kernel's dirty pages back and reports the size and mtime it knows.
-  void flush_for_peer(uint64_t dir, const std::string& name, struct stat* st);
   // Has this kernel write the file's dirty pages back to the store if other
   // ranks write to it through a forwarding fd; whether it did.
   bool write_back_for_peer(uint64_t gino);

@@ -7,6 +7,8 @@
 #include <dirent.h>
 #include <fcntl.h>
 #include <limits.h>
+#include <linux/fs.h>
+#include <sys/ioctl.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
 #include <sys/statvfs.h>
@@ -155,10 +157,6 @@ Peers::Reply Filesystem::on_file_stat(int, const msg::Name& m) {
   auto dfd = local_dir(dir);
   if (!dfd) return Status::error(ENOENT);
   struct stat st;
-  // Counted from before the stat: a change after it moves the version on.
-  if (::fstatat(dfd->get(), name.c_str(), &st, AT_SYMLINK_NOFOLLOW) == 0 && S_ISREG(st.st_mode)) {
-    content_gens_.seen(global_ino(st.st_ino));
-  }
   if (::fstatat(dfd->get(), name.c_str(), &st, AT_SYMLINK_NOFOLLOW) != 0) {
     // Claimed here and being created right now: the shard already sends
     // openers to us, so wait for the file rather than deny that it exists.
@@ -168,13 +166,57 @@ Peers::Reply Filesystem::on_file_stat(int, const msg::Name& m) {
     }
   }
   if (S_ISDIR(st.st_mode)) return Status::error(ENOENT);  // directories are never remote
+  uint64_t version = file_version(st, 0, 0);  // symlinks and special files: never fetched
   if (S_ISREG(st.st_mode)) {
-    content_gens_.seen(global_ino(st.st_ino));  // (a file that was being created)
-    flush_for_peer(dir, name, &st);
+    auto v = owned_version(dfd->get(), name, &st);
+    if (!v) return v.status();
+    version = v.value();
   }
-  uint64_t version = version_of(st);
   translate(&st);
   return msg::encode(msg::Stat{st, version});
+}
+
+namespace {
+
+// What tells apart two files that had one inode number one after the other:
+// the inode's generation (ext4, xfs and btrfs give each new file its own; it
+// needs a descriptor that is not O_PATH) and its birth time, folded into 16
+// bits. 0 where the file system gives neither (the inode number alone, then).
+uint16_t file_identity(int fd) {
+  uint64_t h = fnv1a64({});
+  auto mix = [&h](uint64_t v) { h = fnv1a64(std::string_view(reinterpret_cast<const char*>(&v), sizeof v), h); };
+  bool known = false;
+  long generation = 0;
+  if (::ioctl(fd, FS_IOC_GETVERSION, &generation) == 0) {
+    mix(static_cast<uint32_t>(generation));
+    known = true;
+  }
+  struct statx sx;
+  if (::statx(fd, "", AT_EMPTY_PATH | AT_SYMLINK_NOFOLLOW, STATX_BTIME, &sx) == 0 && (sx.stx_mask & STATX_BTIME)) {
+    mix(static_cast<uint64_t>(sx.stx_btime.tv_sec));
+    mix(sx.stx_btime.tv_nsec);
+    known = true;
+  }
+  if (!known) return 0;
+  return static_cast<uint16_t>(h ^ (h >> 16) ^ (h >> 32) ^ (h >> 48));
+}
+
+}  // namespace
+
+uint64_t Filesystem::version_of(const struct stat& st, int fd) const {
+  return file_version(st, content_gens_.get(global_ino(st.st_ino)), file_identity(fd));
+}
+
+Result<uint64_t> Filesystem::owned_version(int dir_fd, const std::string& name, struct stat* st) {
+  // Readable for the generation; O_PATH where this daemon may not read the file.
+  UniqueFd fd(::openat(dir_fd, name.c_str(), O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC));
+  if (!fd.valid()) fd = UniqueFd(::openat(dir_fd, name.c_str(), O_PATH | O_NOFOLLOW | O_CLOEXEC));
+  if (!fd.valid() || ::fstat(fd.get(), st) != 0) return Status::from_errno("stat");
+  // Counted from before the stat: a change after it moves the version on.
+  content_gens_.seen(global_ino(st->st_ino));
+  if (S_ISREG(st->st_mode)) (void)write_back_for_peer(global_ino(st->st_ino));
+  if (::fstat(fd.get(), st) != 0) return Status::from_errno("stat");
+  return version_of(*st, fd.get());
 }
 
 bool Filesystem::write_back_for_peer(uint64_t gino) {
@@ -194,15 +236,6 @@ bool Filesystem::write_back_for_peer(uint64_t gino) {
     return false;
   }
   return true;
-}
-
-void Filesystem::flush_for_peer(uint64_t dir, const std::string& name, struct stat* st) {
-  if (!write_back_for_peer(global_ino(st->st_ino))) return;
-  auto dfd = local_dir(dir);
-  struct stat now;
-  if (dfd && ::fstatat(dfd->get(), name.c_str(), &now, AT_SYMLINK_NOFOLLOW) == 0 && now.st_ino == st->st_ino) {
-    *st = now;
-  }
 }
 
 Peers::Reply Filesystem::on_dir_list(int, const msg::DirList& m) {
@@ -233,14 +266,17 @@ Result<size_t> Filesystem::read_for_peer(std::span<const uint8_t> payload, uint8
   if (!fd.valid()) return Status::from_errno("read");
   struct stat st;
   if (::fstat(fd.get(), &st) != 0) return Status::from_errno("read");
-  // version 0: any version of this file (a reader of a file that is being
-  // appended to); the reader treats a short read as a shrunk file.
-  if (global_ino(st.st_ino) != gino || (version != 0 && version_of(st) != version)) {
+  // kAnyVersionOfThisFile: any version of the file the reader opened (a file
+  // appended to since; the reader treats a short read as a shrunk file), told
+  // by the identity bits from another file that got its inode number since.
+  const bool any = (version & kAnyVersionOfThisFile) != 0;
+  const uint64_t now = global_ino(st.st_ino) == gino ? version_of(st, fd.get()) : 0;
+  if (now == 0 || (any ? (now & kIdentityBits) != (version & kIdentityBits) : now != version)) {
     return Status::error(ESTALE, "changed");
   }
   // Any version: bytes this rank wrote may still be dirty pages below bytes
   // other ranks appended since (see write_back_for_peer).
-  if (version == 0) (void)write_back_for_peer(gino);
+  if (any) (void)write_back_for_peer(gino);
   size_t done = 0;
   while (done < len) {
     ssize_t n = ::pread(fd.get(), buf + done, len - done, static_cast<off_t>(off + done));
@@ -278,7 +314,7 @@ Peers::Reply Filesystem::on_file_map(int, const msg::Map& m) {
   if (!fd.valid()) return Status::from_errno("map");
   struct stat st;
   if (::fstat(fd.get(), &st) != 0) return Status::from_errno("map");
-  if (global_ino(st.st_ino) != gino || version_of(st) != version) return Status::error(ESTALE, "changed");
+  if (global_ino(st.st_ino) != gino || version_of(st, fd.get()) != version) return Status::error(ESTALE, "changed");
   auto e = exports_.get_or_create(gino, version, fd.get(), static_cast<uint64_t>(st.st_size));
   if (!e) return e.status();
   return msg::encode(msg::MapReply{e->address, e->length, e->rkey});
@@ -455,10 +491,10 @@ Peers::Reply Filesystem::on_file_truncate(int, const msg::Truncate& m) {
   content_gens_.seen(global_ino(st.st_ino));  // its new version goes out with the reply
   if (::truncate(proc_path(fd->fd.get()).c_str(), 0) != 0) return Status::from_errno("truncate");
   content_gens_.changed(global_ino(st.st_ino));
-  if (::fstatat(dfd->get(), name.c_str(), &st, AT_SYMLINK_NOFOLLOW) != 0) return Status::from_errno("truncate");
-  uint64_t version = version_of(st);
+  auto version = owned_version(dfd->get(), name, &st);
+  if (!version) return version.status();
   translate(&st);
-  return msg::encode(msg::TruncateReply{true, {st, version}});
+  return msg::encode(msg::TruncateReply{true, {st, version.value()}});
 }
 
 Peers::Reply Filesystem::on_file_link(int, const msg::Link& m) {

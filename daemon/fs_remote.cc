@@ -114,7 +114,11 @@ void Filesystem::start_fetch(const FileHandle& h, uint64_t first, uint64_t count
     });
     return;
   }
-  auto request = msg::encode(msg::Read{{h.ref.dir, h.ref.name}, h.ref.gino, 0, off, static_cast<uint32_t>(len)});
+  // Any version of this very file (one that grew since the open serves the
+  // same bytes below the size the handle has); never another file that got
+  // its inode number (the owner checks the identity bits of the version).
+  auto request = msg::encode(msg::Read{{h.ref.dir, h.ref.name}, h.ref.gino, h.ref.version | kAnyVersionOfThisFile,
+                                       off, static_cast<uint32_t>(len)});
   peers_->call_into_async(owner, Op::kFileRead, request, std::span<uint8_t>(dst, len), c,
                             [done, len](Result<size_t> r) {
                               if (!r) return done(file_left_owner(r.err()) ? ESTALE : EIO);
@@ -150,7 +154,7 @@ int Filesystem::wait_chunks(const FileHandle& h, uint64_t first, uint64_t last) 
 
 Result<std::vector<uint8_t>> Filesystem::read_through(const RemoteRef& ref, uint64_t off, size_t len) {
   auto r = peers_->call(ref.owner, Op::kFileRead,
-                         msg::encode(msg::Read{{ref.dir, ref.name}, ref.gino, 0, off,
+                         msg::encode(msg::Read{{ref.dir, ref.name}, ref.gino, ref.version | kAnyVersionOfThisFile, off,
                                                static_cast<uint32_t>(std::min<size_t>(len, kMaxIo))}));
   // The file left its owner while open here (replaced, taken over): EIO.
   if (!r) return Status::error(file_left_owner(r.err()) ? EIO : r.err(), "read through");

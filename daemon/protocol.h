@@ -28,7 +28,14 @@ constexpr uint8_t kDropMoved = 1;     // O_TRUNC elsewhere moved the file (write
 // both back to the store), and with `changes`, the count of changes to its
 // bytes since a peer first saw it (ContentGens: a rewrite in place at the
 // same size can keep the mtime).
-inline uint64_t file_version(const struct stat& st, uint64_t changes) {
+//
+// Its low 16 bits are the file's identity (file_identity: what tells apart two
+// files that had the same inode number one after the other), and its top bit
+// is clear: a read request sets it (kAnyVersionOfThisFile) to ask for the
+// bytes of whatever version the file with that identity has now.
+inline constexpr uint64_t kAnyVersionOfThisFile = uint64_t{1} << 63;
+inline constexpr uint64_t kIdentityBits = 0xffff;
+inline uint64_t file_version(const struct stat& st, uint64_t changes, uint16_t identity) {
   uint64_t h = 0xcbf29ce484222325ULL;
   for (uint64_t v : {static_cast<uint64_t>(st.st_size), static_cast<uint64_t>(st.st_mtim.tv_sec),
                      static_cast<uint64_t>(st.st_mtim.tv_nsec), static_cast<uint64_t>(st.st_ino), changes}) {
@@ -37,7 +44,7 @@ inline uint64_t file_version(const struct stat& st, uint64_t changes) {
       h *= 0x100000001b3ULL;
     }
   }
-  return h;
+  return ((h << 16) | identity) & ~kAnyVersionOfThisFile;
 }
 
 inline void put_stat(WireWriter& w, const struct stat& st, uint64_t version) {

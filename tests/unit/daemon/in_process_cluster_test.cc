@@ -330,6 +330,52 @@ TEST_F(InProcessClusterTest, ARewriteInPlaceThatKeepsSizeAndMtimeIsANewVersionOn
   EXPECT_EQ(text_of(c.read(1, kRoot, "g")), "version 4!!");
 }
 
+// A reader fetches a file while its owner replaces it by a new file that got the same store
+// inode number (ext4 hands a freed number out again at once). The fetch asked for any
+// version of the file with that inode number, so the reader got the new file's bytes cut at
+// the old file's size (the torture test's torn version-content reads). Now the fetch asks
+// for any version of the file it opened (the identity bits of its version), the owner
+// refuses the new file, and the reader looks again: it reads one whole file.
+TEST_F(InProcessClusterTest, AFetchNeverServesANewFileThatGotTheOpenedFilesInodeNumber) {
+  InProcessCluster c(dir_, 2);
+  const std::string old_text(100, 'o'), new_text = std::string(60, 'n') + std::string(140, 'N');
+  ASSERT_EQ(c.open(0, kRoot, "v", O_CREAT | O_WRONLY, old_text).value(), 0);
+  const int dfd = c.store_dir_fd(0, kRoot);
+  ASSERT_GE(dfd, 0);
+  struct stat old_st;
+  ASSERT_EQ(::fstatat(dfd, "v", &old_st, AT_SYMLINK_NOFOLLOW), 0);
+  std::atomic<bool> held{false}, replaced{false};
+  std::atomic<int> reads{0};
+  c.net().set_hook(0, [&](int from, Op op, std::span<const uint8_t>, bool after) {
+    if (after || from != 1 || op != Op::kFileRead || reads.fetch_add(1) != 0) return;
+    held.store(true);
+    // The first fetch waits until the file is replaced (bounded).
+    for (int i = 0; i < 150 && !replaced.load(); ++i) std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  });
+  std::string got;
+  std::thread reader([&] { got = text_of(c.read(1, kRoot, "v")); });
+  for (int i = 0; i < 150 && !held.load(); ++i) std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  ASSERT_TRUE(held.load()) << "rank 1 fetched nothing";
+  // Replace v by a new file with its inode number: new files until one gets it.
+  ASSERT_EQ(c.unlink(0, kRoot, "v"), 0);
+  bool reused = false;
+  for (int i = 0; i < 200 && !reused; ++i) {
+    const std::string n = "n" + std::to_string(i);
+    ASSERT_EQ(c.open(0, kRoot, n, O_CREAT | O_EXCL | O_WRONLY, new_text).value(), 0);
+    struct stat st;
+    ASSERT_EQ(::fstatat(dfd, n.c_str(), &st, AT_SYMLINK_NOFOLLOW), 0);
+    if (st.st_ino == old_st.st_ino) {
+      ASSERT_EQ(c.rename(0, kRoot, n, kRoot, "v"), 0);
+      reused = true;
+    }
+  }
+  replaced.store(true);
+  reader.join();
+  c.net().set_hook(0, {});
+  if (!reused) GTEST_SKIP() << "the store's file system gave no new file the old inode number";
+  EXPECT_TRUE(got == old_text || got == new_text) << "read " << got.size() << " bytes: " << got.substr(0, 80);
+}
+
 // A rank's daemon dies and is started again over its store (dsdfs-launch --rejoin). While it
 // was down the others renamed a directory holding its file, removed one (its file there is
 // lost: the directory looked empty to them), made a file under a name it had (theirs wins)
