@@ -39,8 +39,11 @@ namespace dsdfs::mpitest::torture {
 // files between its open and the read (eio: a few per run; the move or replace behind it is
 // not yet found). And, with the final-* family, a chaos name missing on some ranks after quiescence
 // (always-exists in the final checks).
+// cell-content: once in CI (seed 0x0c948523d741d2fb) and once in an 8-minute tcp run on
+// 2026-12-01 (seed 0xc36e235bc5776a7e: cells that name another offset, in the owner's store
+// file of two hard-linked chaos names); cause not found.
 constexpr const char* kKnownOpenBugs =
-    "version-content,version-stale,grow-stale,"
+    "version-content,version-stale,grow-stale,cell-content,"
     "final-agree,final-store,always-exists,eio";
 
 // ---------------------------------------------------------------------------------------
