@@ -184,17 +184,15 @@ namespace {
 // bits. 0 where the file system gives neither (the inode number alone, then).
 uint16_t file_identity(int fd) {
   uint64_t h = fnv1a64({});
-  auto mix = [&h](uint64_t v) { h = fnv1a64(std::string_view(reinterpret_cast<const char*>(&v), sizeof v), h); };
   bool known = false;
   long generation = 0;
   if (::ioctl(fd, FS_IOC_GETVERSION, &generation) == 0) {
-    mix(static_cast<uint32_t>(generation));
+    h = fnv1a64_le(static_cast<uint32_t>(generation), h);
     known = true;
   }
   struct statx sx;
   if (::statx(fd, "", AT_EMPTY_PATH | AT_SYMLINK_NOFOLLOW, STATX_BTIME, &sx) == 0 && (sx.stx_mask & STATX_BTIME)) {
-    mix(static_cast<uint64_t>(sx.stx_btime.tv_sec));
-    mix(sx.stx_btime.tv_nsec);
+    h = fnv1a64_le(sx.stx_btime.tv_nsec, fnv1a64_le(static_cast<uint64_t>(sx.stx_btime.tv_sec), h));
     known = true;
   }
   if (!known) return 0;
@@ -270,8 +268,9 @@ Result<size_t> Filesystem::read_for_peer(std::span<const uint8_t> payload, uint8
   // appended to since; the reader treats a short read as a shrunk file), told
   // by the identity bits from another file that got its inode number since.
   const bool any = (version & kAnyVersionOfThisFile) != 0;
-  const uint64_t now = global_ino(st.st_ino) == gino ? version_of(st, fd.get()) : 0;
-  if (now == 0 || (any ? (now & kIdentityBits) != (version & kIdentityBits) : now != version)) {
+  if (global_ino(st.st_ino) != gino) return Status::error(ESTALE, "changed");
+  const uint64_t now = version_of(st, fd.get());
+  if (any ? (now & kIdentityBits) != (version & kIdentityBits) : now != version) {
     return Status::error(ESTALE, "changed");
   }
   // Any version: bytes this rank wrote may still be dirty pages below bytes

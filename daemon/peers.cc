@@ -27,9 +27,7 @@ bool Peers::quorate() const {
 }
 
 uint64_t Peers::placement_hash(uint64_t dir, std::string_view name) {
-  char le[8];
-  for (int i = 0; i < 8; ++i) le[i] = static_cast<char>((dir >> (8 * i)) & 0xff);
-  return fnv1a64(name, fnv1a64(std::string_view(le, 8)));
+  return fnv1a64(name, fnv1a64_le(dir));
 }
 
 int Peers::shard_of(uint64_t dir, std::string_view name) const {

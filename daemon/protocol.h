@@ -9,6 +9,7 @@
 #include <cstdint>
 #include <string>
 
+#include "common/hash.h"
 #include "daemon/wire_codec.h"
 
 namespace dsdfs::fs {
@@ -36,13 +37,10 @@ constexpr uint8_t kDropMoved = 1;     // O_TRUNC elsewhere moved the file (write
 inline constexpr uint64_t kAnyVersionOfThisFile = uint64_t{1} << 63;
 inline constexpr uint64_t kIdentityBits = 0xffff;
 inline uint64_t file_version(const struct stat& st, uint64_t changes, uint16_t identity) {
-  uint64_t h = 0xcbf29ce484222325ULL;
+  uint64_t h = fnv1a64({});
   for (uint64_t v : {static_cast<uint64_t>(st.st_size), static_cast<uint64_t>(st.st_mtim.tv_sec),
                      static_cast<uint64_t>(st.st_mtim.tv_nsec), static_cast<uint64_t>(st.st_ino), changes}) {
-    for (int i = 0; i < 8; ++i) {
-      h ^= (v >> (8 * i)) & 0xff;
-      h *= 0x100000001b3ULL;
-    }
+    h = fnv1a64_le(v, h);
   }
   return ((h << 16) | identity) & ~kAnyVersionOfThisFile;
 }
