@@ -207,7 +207,10 @@ class Filesystem {
   Result<CreateReply> create(fuse_ino_t parent, const char* name, mode_t mode, int flags, const Caller& caller);
   Result<OpenReply> open(fuse_ino_t ino, int flags, const Caller& caller);
   Result<ReadReply> read(fuse_ino_t ino, uint64_t fh, size_t size, off_t off);
-  Result<size_t> write_buf(fuse_ino_t ino, uint64_t fh, struct fuse_bufvec* in, off_t off);  // bytes written
+  // writepage: the kernel writes back dirty pages of inode ino (FUSE_WRITE_CACHE), through
+  // whichever writable handle of it it picked (fh), which may hold another file.
+  Result<size_t> write_buf(fuse_ino_t ino, uint64_t fh, struct fuse_bufvec* in, off_t off,
+                           bool writepage = false);  // bytes written
   void release(uint64_t fh);
   // On open handles (fi->fh).
   Status fsync(uint64_t fh, int datasync);
@@ -472,6 +475,9 @@ class Filesystem {
   // The O_PATH handle of a local object, reopened by name if it was evicted;
   // nullptr (ESTALE) if the object is no longer at that name.
   std::shared_ptr<UniqueFd> object_fd(const std::shared_ptr<Inode>& inode);
+  // Write-back of inode's dirty pages that came through a handle of another file (see
+  // write_buf): written where inode's file is, never where the handle points.
+  Result<size_t> write_back_to_inode(const std::shared_ptr<Inode>& inode, struct fuse_bufvec* in, off_t off);
   void translate(struct stat* st) const;
   // Path of an O_PATH handle, usable with path-based syscalls.
   static std::string proc_path(int fd);

@@ -242,8 +242,29 @@ Result<Filesystem::ReadReply> Filesystem::read(fuse_ino_t ino, uint64_t fh, size
   return out;
 }
 
-Result<size_t> Filesystem::write_buf(fuse_ino_t ino, uint64_t fh, struct fuse_bufvec* in, off_t off) {
+Result<size_t> Filesystem::write_buf(fuse_ino_t ino, uint64_t fh, struct fuse_bufvec* in, off_t off, bool writepage) {
   FileHandle& h = *handle_of(fh);
+  if (writepage) {
+    // The kernel writes an inode's dirty pages back through any writable handle of the
+    // inode, the newest first. An open of this inode may have opened another file: the
+    // one its name holds now, when the inode's file moved to another rank, was replaced or
+    // was unlinked elsewhere (open_local, open_moved), even as a remote append handle,
+    // which would append these pages at the end of that other file.
+    auto inode = inode_of(ino);
+    if (!inode) return Status::error(EIO, "write-back of an unknown inode");
+    // Whether h is of the file the inode stands for, with writes landing at their offsets.
+    bool of_this_file;
+    if (inode->remote) {
+      RemoteRef ref = h.remote ? h.current_ref() : RemoteRef{};
+      of_this_file = h.remote && !h.append && ref.owner == inode->ref.owner && ref.gino == inode->ref.gino;
+    } else {
+      of_this_file = !h.remote && h.gino == global_ino(inode->src_ino);
+    }
+    if (!of_this_file) {
+      stats_add(stats_->writebacks_redirected, 1);
+      return write_back_to_inode(inode, in, off);
+    }
+  }
   if (h.remote) {
     // Before the reply: the kernel extends the inode's size when it comes.
     if (auto inode = inode_of(ino); inode && inode->remote) {
@@ -265,6 +286,33 @@ Result<size_t> Filesystem::write_buf(fuse_ino_t ino, uint64_t fh, struct fuse_bu
   ssize_t n = fuse_buf_copy(&out, in, static_cast<fuse_buf_copy_flags>(0));
   if (n < 0) return Status::error(static_cast<int>(-n), "write");
   content_gens_.changed(h.gino);
+  stats_add(stats_->bytes_written_local, static_cast<uint64_t>(n));
+  return static_cast<size_t>(n);
+}
+
+Result<size_t> Filesystem::write_back_to_inode(const std::shared_ptr<Inode>& inode, struct fuse_bufvec* in,
+                                               off_t off) {
+  if (inode->remote) {
+    // Pages of another rank's file at the version this inode shows (none are made today:
+    // every writable handle of a remote file is direct_io): positional, to that file only.
+    FileHandle to;
+    to.remote = true;
+    to.ref = inode->ref;
+    return remote_write(to, in, off);
+  }
+  // Given to another rank (its O_TRUNC): as for the file's own handles, the write-back fails.
+  if (inode->gone.load()) return Status::error(EIO, "moved to another rank");
+  auto object = object_fd(inode);
+  if (!object) return Status::error(EIO, "write-back of a file that is gone");
+  UniqueFd fd(::open(proc_path(object->get()).c_str(), O_WRONLY | O_CLOEXEC));
+  if (!fd.valid()) return Status::from_errno("open for write-back");
+  struct fuse_bufvec out = FUSE_BUFVEC_INIT(fuse_buf_size(in));
+  out.buf[0].flags = static_cast<fuse_buf_flags>(FUSE_BUF_IS_FD | FUSE_BUF_FD_SEEK | FUSE_BUF_FD_RETRY);
+  out.buf[0].fd = fd.get();
+  out.buf[0].pos = off;
+  ssize_t n = fuse_buf_copy(&out, in, static_cast<fuse_buf_copy_flags>(0));
+  if (n < 0) return Status::error(static_cast<int>(-n), "write-back");
+  content_gens_.changed(global_ino(inode->src_ino));
   stats_add(stats_->bytes_written_local, static_cast<uint64_t>(n));
   return static_cast<size_t>(n);
 }

@@ -144,7 +144,7 @@ void op_read(fuse_req_t req, fuse_ino_t i, size_t s, off_t o, struct fuse_file_i
 }
 void op_write_buf(fuse_req_t req, fuse_ino_t i, struct fuse_bufvec* b, off_t o, struct fuse_file_info* fi) {
   guarded(req, "write", [&] {
-    auto n = fs_of(req).write_buf(i, fi->fh, b, o);
+    auto n = fs_of(req).write_buf(i, fi->fh, b, o, fi->writepage != 0);
     if (!n) return (void)reply_err(req, n.err());
     fuse_reply_write(req, *n);
   });

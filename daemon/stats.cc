@@ -25,6 +25,7 @@ std::string Stats::to_text() const {
   line("slow_requests", slow_requests);
   line("listing_retries", listing_retries);
   line("opens_of_unlinked_files", opens_of_unlinked_files);
+  line("writebacks_redirected", writebacks_redirected);
   return out;
 }
 

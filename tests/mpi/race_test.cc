@@ -29,6 +29,8 @@ namespace {
 
 using e2e::errno_text;
 using e2e::Fd;
+using e2e::pread_all;
+using e2e::pwrite_all;
 using e2e::read_file;
 using e2e::write_file;
 
@@ -1129,6 +1131,58 @@ void one_rename_round_trip(const ClusterOptions& o, int kRounds) {
     ASSERT_EQ(std::string(buf, n > 0 ? static_cast<size_t>(n) : 0), mine) << "round " << i;
   }
   EXPECT_EQ(stale, 0) << "of " << kRounds << " rounds";
+}
+
+// Dirty pages of a file are written back where that file is, never through a handle of another
+// file. The kernel writes an inode's dirty pages back through any writable handle of the inode,
+// the newest first, and an open of a kernel inode whose file is no longer at its name (another
+// rank's rename replaced it) opens the file that the name holds now, even as a remote append
+// handle: the owner of that file then appended pages that a process had written with pwrite
+// into another file (the torture test's cell-content violations: cells written for offset
+// 24,576 found at offset 1,872 of another rank's file). Here rank 0 keeps a handle with dirty
+// pages open while rank 1 renames a new file onto its name, and then reopens its handle for
+// appending (/proc/self/fd, which reaches that kernel inode without a path walk, as a walk
+// racing the rename's notification does).
+TEST(OwnershipMoves, DirtyPagesOfAReplacedFileNeverLandInTheFileThatReplacedIt) {
+  constexpr int kRounds = 20;
+  constexpr size_t kAt = 24576, kLen = 8192;
+  Cluster c(with_ranks(2));
+  ASSERT_TRUE(c.start());
+  auto before = stats_of(c.mnt(0));
+  int reopened = 0, written_back = 0;
+  for (int i = 0; i < kRounds; ++i) {
+    SCOPED_TRACE("round " + std::to_string(i));
+    const std::string f = "f" + std::to_string(i);
+    Fd old = Fd::open(c.path(0, f), O_CREAT | O_RDWR);
+    ASSERT_FD(old);
+    ASSERT_TRUE(pwrite_all(old.get(), std::string(4096, 'a'), 0));
+    ASSERT_SYS_OK(::fsync(old.get()));
+    const std::string fresh(1872, 'n');
+    ASSERT_TRUE(write_file(c.path(1, f + ".tmp"), fresh));
+    ASSERT_SYS_OK(::rename(c.path(1, f + ".tmp").c_str(), c.path(1, f).c_str()));
+    // To the replaced file, still open here: into rank 0's page cache only (writeback cache),
+    // as long as nothing writes it back.
+    ASSERT_TRUE(pwrite_all(old.get(), std::string(kLen, 'x'), kAt));
+    Fd app = Fd::open("/proc/self/fd/" + std::to_string(old.get()), O_WRONLY | O_APPEND);
+    if (app.valid()) ++reopened;
+    if (::fsync(old.get()) == 0) ++written_back;  // rank 0's dirty pages go out now
+    std::string in_old;
+    EXPECT_TRUE(pread_all(old.get(), kAt + kLen, 0, &in_old));
+    EXPECT_TRUE(in_old.size() == kAt + kLen && in_old.compare(kAt, kLen, std::string(kLen, 'x')) == 0)
+        << "the old handle reads its own bytes back (" << in_old.size() << " bytes)";
+    (void)old.close();
+    if (app.valid()) (void)app.close();
+    for (int r : {1, 0}) {
+      std::string now;
+      ASSERT_TRUE(read_file(c.path(r, f), &now));
+      EXPECT_TRUE(now == fresh) << "rank " << r << " reads " << now.size() << " bytes of the name, not the "
+                                << fresh.size() << " of the file renamed onto it"
+                                << (now.size() > fresh.size() ? " (bytes of the replaced file were appended)" : "");
+    }
+  }
+  auto after = stats_of(c.mnt(0));
+  printf("[   INFO   ] %d of %d reopens for appending succeeded, %d write-backs too; rank 0: %s\n", reopened,
+         kRounds, written_back, stats_diff(before, after).c_str());
 }
 
 // Device nodes made by root on one rank are device nodes on every rank (used through each
