@@ -10,6 +10,7 @@
 
 #include "common/mutex.h"
 #include "daemon/inode_table.h"
+#include "daemon/offered_files.h"
 #include "daemon/remote_cache.h"
 
 namespace dsdfs::fs {
@@ -24,6 +25,7 @@ struct FileHandle {
   bool remote = false;
   bool append = false;                // remote writes: append on the owner, ignore offsets
   std::shared_ptr<Inode> inode;       // local: `gone` makes I/O fail after a take-over elsewhere
+  OfferedFiles::Hold open_hold;       // local, a user's open: keeps the file from moving away
   RemoteRef ref;                      // remote; writable handles: GUARDED_BY(ref_mu) (follows a moved file)
   mutable Mutex ref_mu;          // leaf lock
   struct stat attr {};                // remote: the attributes of the version opened

@@ -29,6 +29,7 @@
 #include "daemon/options.h"
 #include "daemon/moved_files.h"
 #include "daemon/lost_opens.h"
+#include "daemon/offered_files.h"
 #include "daemon/pending_names.h"
 #include "daemon/protocol.h"
 #include "daemon/remote_cache.h"
@@ -451,8 +452,9 @@ class Filesystem {
   // Reader side of the one-sided path: asks the owner to export the file.
   void remote_map(FileHandle& h);
   // Owner side: a file is about to shrink or vanish; no get may touch it,
-  // and the fds kept for forwarded writes to it are closed.
-  void unexport(int dir_fd, const char* name);
+  // and the fds kept for forwarded writes to it are closed. leaves: it goes
+  // from the store (unlinked, replaced), so an offer of it (OfferedFiles) ends.
+  void unexport(int dir_fd, const char* name, bool leaves = true);
   void release_owned(uint64_t gino);
   // A store file that had this stat lost a name: if it was its last, its
   // count of changes goes (ContentGens::forget).
@@ -478,6 +480,7 @@ class Filesystem {
   // Write-back of inode's dirty pages that came through a handle of another file (see
   // write_buf): written where inode's file is, never where the handle points.
   Result<size_t> write_back_to_inode(const std::shared_ptr<Inode>& inode, struct fuse_bufvec* in, off_t off);
+  Result<size_t> discard_write_back(struct fuse_bufvec* in);
   void translate(struct stat* st) const;
   // Path of an O_PATH handle, usable with path-based syscalls.
   static std::string proc_path(int fd);
@@ -512,6 +515,7 @@ class Filesystem {
   ContentGens content_gens_;  // part of the versions of files other ranks have seen
   WriteFds write_fds_;
   PendingNames pending_;
+  OfferedFiles offered_;  // owned files with handles open here, or offered to another rank's O_TRUNC
   LostOpens lost_opens_;  // opens answered ESTALE, until the kernel retries them
   LostOpens lost_links_;  // links answered ESTALE (their file left its old name), until the kernel retries them
   Mutex later_mu_;        // let_go_later's queue and thread

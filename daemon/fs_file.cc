@@ -182,6 +182,17 @@ Result<Filesystem::OpenReply> Filesystem::open_local(const std::shared_ptr<Inode
     auto [dir, name] = inode->place();
     lost_opens_.opened(tid, dir, name);
   }
+  if (S_ISREG(inode->type) && !peers_->is_worker_thread(tid)) {
+    // A user's handle keeps the file here (OfferedFiles); a file offered to
+    // another rank's O_TRUNC just now gets none: follow it once it moved.
+    h->open_hold = offered_.try_hold(global_ino(inode->src_ino));
+    if (!h->open_hold) {
+      h.reset();
+      offered_.wait(global_ino(inode->src_ino));
+      auto [dir, name] = inode->place();
+      return open_moved(*inode, dir, name, -1, flags);
+    }
+  }
   if (flags & O_TRUNC) release_owned(global_ino(inode->src_ino));
   int fd = ::open(proc_path(object->get()).c_str(), store_open_flags(flags));
   if (fd < 0) return Status::from_errno("open");
@@ -275,7 +286,10 @@ Result<size_t> Filesystem::write_buf(fuse_ino_t ino, uint64_t fh, struct fuse_bu
     }
     return remote_write(h, in, off);
   }
-  if (h.inode && h.inode->gone.load(std::memory_order_relaxed)) return Status::error(EIO, "moved to another rank");
+  if (h.inode && h.inode->gone.load(std::memory_order_relaxed)) {
+    if (writepage && !offered_.held(h.gino)) return discard_write_back(in);
+    return Status::error(EIO, "moved to another rank");
+  }
   struct fuse_bufvec out = FUSE_BUFVEC_INIT(fuse_buf_size(in));
   // FD_RETRY: one splice from the request's pipe into the store file may move
   // only part of it (it stops at a page boundary); a write to a regular file
@@ -300,8 +314,11 @@ Result<size_t> Filesystem::write_back_to_inode(const std::shared_ptr<Inode>& ino
     to.ref = inode->ref;
     return remote_write(to, in, off);
   }
-  // Given to another rank (its O_TRUNC): as for the file's own handles, the write-back fails.
-  if (inode->gone.load()) return Status::error(EIO, "moved to another rank");
+  // Given to another rank (its O_TRUNC): as for the file's own handles.
+  if (inode->gone.load()) {
+    if (!offered_.held(global_ino(inode->src_ino))) return discard_write_back(in);
+    return Status::error(EIO, "moved to another rank");
+  }
   auto object = object_fd(inode);
   if (!object) return Status::error(EIO, "write-back of a file that is gone");
   UniqueFd fd(::open(proc_path(object->get()).c_str(), O_WRONLY | O_CLOEXEC));
@@ -315,6 +332,17 @@ Result<size_t> Filesystem::write_back_to_inode(const std::shared_ptr<Inode>& ino
   content_gens_.changed(global_ino(inode->src_ino));
   stats_add(stats_->bytes_written_local, static_cast<uint64_t>(n));
   return static_cast<size_t>(n);
+}
+
+Result<size_t> Filesystem::discard_write_back(struct fuse_bufvec* in) {
+  // Pages of a file that moved to another rank (its O_TRUNC) while no
+  // user's handle of it was open here (OfferedFiles): the only writes into
+  // them were forwarded writes of other ranks, which their writers sent to
+  // the new owner when this rank answered kWriteMoved. Failing here would
+  // leave an error on the kernel inode that a later direct write through it
+  // (an open that followed the name) would report as its own.
+  stats_add(stats_->writebacks_discarded, 1);
+  return fuse_buf_size(in);
 }
 
 void Filesystem::release(uint64_t fh) {

@@ -91,6 +91,13 @@ Result<Filesystem::OpenedFile> Filesystem::opened_here(int fd, bool created) {
   }
   OpenedFile out;
   out.handle = std::make_unique<FileHandle>();
+  // Counted first (see OfferedFiles): a file offered to another rank's O_TRUNC
+  // meanwhile is not opened here (the caller waits for the offer, then looks again).
+  out.handle->open_hold = offered_.try_hold(global_ino(st.st_ino));
+  if (!out.handle->open_hold) {
+    ::close(fd);
+    return Status::error(EAGAIN, "offered to another rank");
+  }
   out.handle->fd = fd;
   out.handle->gino = global_ino(st.st_ino);
   out.owner = rank_;
@@ -142,7 +149,7 @@ Result<Filesystem::OpenedFile> Filesystem::open_name(uint64_t dir, const std::st
 
     if (owner == rank_) {
       // Ours: the store file itself.
-      if (flags & O_TRUNC) unexport(dfd->get(), name.c_str());
+      if (flags & O_TRUNC) unexport(dfd->get(), name.c_str(), /*leaves=*/false);
       int fd;
       {
         ReaderLock gate(dir_gate_);
@@ -163,7 +170,26 @@ Result<Filesystem::OpenedFile> Filesystem::open_name(uint64_t dir, const std::st
         return Status::error(err, "open in the store");
       }
       if (name_lock.owns_lock()) name_lock.unlock();
-      return opened_here(fd, claimed_new || moved_from >= 0);
+      struct stat here;
+      if (::fstat(fd, &here) == 0) {
+        const uint64_t g = global_ino(here.st_ino);
+        if (claimed_new || moved_from >= 0) {
+          offered_.settle(g);  // a new file: an offer of its number was of one gone before
+        } else if (offered_.offered(g)) {
+          // Offered to another rank's O_TRUNC, which takes the name over now:
+          // wait for that, then follow the name.
+          ::close(fd);
+          offered_.wait(g);
+          owner = -1;
+          continue;
+        }
+      }
+      auto opened = opened_here(fd, claimed_new || moved_from >= 0);
+      if (!opened && opened.err() == EAGAIN) {
+        owner = -1;  // offered just now: the next round waits for it
+        continue;
+      }
+      return opened;
     }
 
     // Another rank's file: ask its owner what the name holds now.
@@ -187,6 +213,7 @@ Result<Filesystem::OpenedFile> Filesystem::open_name(uint64_t dir, const std::st
     if (err) return Status::error(err, "stat at the owner");
     if (S_ISDIR(st.st_mode)) return Status::error(EISDIR);
     if (!S_ISREG(st.st_mode)) return Status::error(EINVAL, "not a regular file");
+    bool truncated_there = false;
     if ((flags & O_TRUNC) && st.st_size > 0 && (flags & O_ACCMODE) != O_RDONLY) {
       // `>` of another rank's non-empty file. If it is open on its owner,
       // the owner truncates it in place (moving it would break those
@@ -201,18 +228,23 @@ Result<Filesystem::OpenedFile> Filesystem::open_name(uint64_t dir, const std::st
       msg::TruncateReply reply;
       if (!msg::decode(tr.value(), &reply)) return Status::error(EPROTO, "truncate reply");
       if (reply.truncated) {
+        // (Its size may be more than 0 again: the handles open there write on.)
         st = reply.now.st;
         version = reply.now.version;
+        truncated_there = true;
       }
     }
-    if ((flags & O_TRUNC) && st.st_size > 0 && (flags & O_ACCMODE) != O_RDONLY) {
+    if (!truncated_there && (flags & O_TRUNC) && st.st_size > 0 && (flags & O_ACCMODE) != O_RDONLY) {
       // Not open on its owner: the name moves here with a new, empty file,
       // if the owner still holds it (else follow the name). Truncating an
       // empty file changes nothing: concurrent O_TRUNC opens of one name
       // then share the file the first of them made.
       PendingNames::Guard taking = pending_.hold(dir, name);
       auto name_lock = name_locks_.lock(dir, name);
-      auto claim = loc_claim(dir, name, LocatorShard::kReplaceIf, owner);
+      // Only the entry that named it when it was offered (a create's claim
+      // told its generation): if the name moved on and came back to that
+      // rank with another file meanwhile, that file is not on offer.
+      auto claim = loc_claim(dir, name, LocatorShard::kReplaceIf, owner, create ? owner_gen : 0);
       if (!claim) return claim.status();
       if (claim->result == LocatorShard::ClaimResult::kExists && claim->prev_owner != rank_) {
         owner = claim->prev_owner;  // someone else moved it first
@@ -225,6 +257,10 @@ Result<Filesystem::OpenedFile> Filesystem::open_name(uint64_t dir, const std::st
         return Status::error(terr, "take over");
       }
       forget_remote_file(static_cast<uint64_t>(st.st_ino));
+      // The name is ours now: whatever this store held under it is not on
+      // offer any more (an offer of it to a rank whose claim lost to ours).
+      struct stat taken;
+      if (::fstat(fd, &taken) == 0) offered_.settle(global_ino(taken.st_ino));
       return opened_here(fd, /*created=*/true);
     }
     OpenedFile out;

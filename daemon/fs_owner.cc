@@ -297,10 +297,11 @@ Result<size_t> Filesystem::read_for_peer(std::span<const uint8_t> payload, uint8
   return done;
 }
 
-void Filesystem::unexport(int dir_fd, const char* name) {
+void Filesystem::unexport(int dir_fd, const char* name, bool leaves) {
   struct stat st;
   if (::fstatat(dir_fd, name, &st, AT_SYMLINK_NOFOLLOW) == 0 && S_ISREG(st.st_mode)) {
     release_owned(global_ino(st.st_ino));
+    if (leaves) offered_.settle(global_ino(st.st_ino));  // no longer on offer: it goes
   }
 }
 
@@ -391,12 +392,19 @@ Peers::Reply Filesystem::on_file_write(int, const msg::Write& m) {
   if (int err = reserve_for_peer(wfd, append, off, data.size())) return Status::error(err, "forwarded write");
   // A write to a regular file is whole or fails: go on after a partial one
   // (an append's rest lands at the new end, as a writer's retry would put it).
+  // Given away by an ownership move while this write was on its way (this
+  // fd does not keep the file here: it is not a user's handle): the bytes
+  // went into the file that left, so the writer sends them to the new owner.
+  auto moved_meanwhile = [&](int err) -> Peers::Reply {
+    if (auto to = moved_.get(m.gino)) return msg::encode(msg::WriteReply{kWriteMoved, *to});
+    return Status::error(err, "forwarded write");
+  };
   size_t done = 0;
   while (done < data.size()) {
     ssize_t n = append ? ::write(wfd, data.data() + done, data.size() - done)
                        : ::pwrite(wfd, data.data() + done, data.size() - done, static_cast<off_t>(off + done));
     if (n < 0 && errno == EINTR) continue;
-    if (n < 0 && done == 0) return Status::from_errno("forwarded write");
+    if (n < 0 && done == 0) return moved_meanwhile(errno);
     if (n <= 0) break;  // the part written stands; the writer sees a short write
     done += static_cast<size_t>(n);
   }
@@ -407,7 +415,7 @@ Peers::Reply Filesystem::on_file_write(int, const msg::Write& m) {
   if (done > 0 && ::sync_file_range(wfd, 0, 0,
                                     SYNC_FILE_RANGE_WAIT_BEFORE | SYNC_FILE_RANGE_WRITE |
                                         SYNC_FILE_RANGE_WAIT_AFTER) != 0) {
-    return Status::from_errno("write-back of a forwarded write");
+    return moved_meanwhile(errno);
   }
   // (Also when it went through this kernel, which counted it already: once more is harmless.)
   if (done > 0) content_gens_.changed(m.gino);
@@ -476,6 +484,11 @@ Peers::Reply Filesystem::on_file_truncate(int, const msg::Truncate& m) {
   // this file; an ownership move takes only one name). Otherwise the caller
   // takes the name over.
   bool busy = st.st_nlink > 1;
+  // Offered until the caller's drop comes (or twice the RPC timeout), unless
+  // a user's handle of it is open here; no handle is opened meanwhile.
+  const auto until = OfferedFiles::Clock::now() +
+                     std::chrono::milliseconds(static_cast<int64_t>(2000 * options_.timeout_s));
+  if (!busy && !offered_.offer_unless_open(global_ino(st.st_ino), until)) busy = true;
   if (uint64_t id = inodes_.find_local(st.st_dev, st.st_ino)) {
     if (auto inode = inodes_.get(id); inode && !busy) {
       inode->giving.store(true);
@@ -484,6 +497,7 @@ Peers::Reply Filesystem::on_file_truncate(int, const msg::Truncate& m) {
     }
   }
   if (!busy) return msg::encode(msg::TruncateReply{false, {}});
+  offered_.settle(global_ino(st.st_ino));
   auto fd = open_in_mount(dir, name, st, O_PATH);
   if (!fd) return fd.status();
   unexport(dfd->get(), name.c_str());
@@ -654,6 +668,7 @@ Peers::Reply Filesystem::on_file_drop(int source, const msg::Drop& m) {
   if (::unlinkat(dfd->get(), name.c_str(), 0) != 0 && errno != ENOENT) {
     DSDFS_WARN("cannot drop %s after an ownership move: %s", name.c_str(), std::strerror(errno));
   }
+  offered_.settle(global_ino(st.st_ino));  // opens that waited for it follow the name now
   // Again: a lookup here may have made a kernel inode for the file between
   // the mark above and the unlink (one made after it sees the file without
   // a name: lost_its_name).

@@ -26,6 +26,7 @@ std::string Stats::to_text() const {
   line("listing_retries", listing_retries);
   line("opens_of_unlinked_files", opens_of_unlinked_files);
   line("writebacks_redirected", writebacks_redirected);
+  line("writebacks_discarded", writebacks_discarded);
   return out;
 }
 

@@ -25,6 +25,7 @@ struct Stats {
   std::atomic<uint64_t> listing_retries{0};  // directory listings taken again: a name moved between ranks meanwhile
   std::atomic<uint64_t> opens_of_unlinked_files{0};  // an open and its kernel retry both lost to an unlink or rename
   std::atomic<uint64_t> writebacks_redirected{0};  // dirty pages the kernel sent through a handle of another file
+  std::atomic<uint64_t> writebacks_discarded{0};  // pages of a file moved away with no user's handle open here
 
   // "name value\n" lines, stable names (documented in docs/user-guide.md).
   std::string to_text() const;
