@@ -480,7 +480,10 @@ class Filesystem {
   // Write-back of inode's dirty pages that came through a handle of another file (see
   // write_buf): written where inode's file is, never where the handle points.
   Result<size_t> write_back_to_inode(const std::shared_ptr<Inode>& inode, struct fuse_bufvec* in, off_t off);
-  Result<size_t> discard_write_back(struct fuse_bufvec* in);
+  // A local write into the store file fd (of gino), counted as a change.
+  Result<size_t> write_to_store(int fd, uint64_t gino, struct fuse_bufvec* in, off_t off);
+  // A write to a file given to another rank: EIO, or a write-back dropped (see there).
+  Result<size_t> write_to_moved(uint64_t gino, struct fuse_bufvec* in, bool writepage);
   void translate(struct stat* st) const;
   // Path of an O_PATH handle, usable with path-based syscalls.
   static std::string proc_path(int fd);

@@ -261,14 +261,17 @@ Result<size_t> Filesystem::write_buf(fuse_ino_t ino, uint64_t fh, struct fuse_bu
     // one its name holds now, when the inode's file moved to another rank, was replaced or
     // was unlinked elsewhere (open_local, open_moved), even as a remote append handle,
     // which would append these pages at the end of that other file.
-    auto inode = inode_of(ino);
-    if (!inode) return Status::error(EIO, "write-back of an unknown inode");
+    // (A handle opened on this inode for its own file needs no lookup: the
+    // common case, kept off the inode table's lock.)
+    const bool own = !h.remote && h.inode && h.inode->id == ino && h.gino == global_ino(h.inode->src_ino);
+    auto inode = own ? nullptr : inode_of(ino);
+    if (!own && !inode) return Status::error(EIO, "write-back of an unknown inode");
     // Whether h is of the file the inode stands for, with writes landing at their offsets.
-    bool of_this_file;
-    if (inode->remote) {
+    bool of_this_file = own;
+    if (!own && inode->remote) {
       RemoteRef ref = h.remote ? h.current_ref() : RemoteRef{};
       of_this_file = h.remote && !h.append && ref.owner == inode->ref.owner && ref.gino == inode->ref.gino;
-    } else {
+    } else if (!own) {
       of_this_file = !h.remote && h.gino == global_ino(inode->src_ino);
     }
     if (!of_this_file) {
@@ -286,20 +289,21 @@ Result<size_t> Filesystem::write_buf(fuse_ino_t ino, uint64_t fh, struct fuse_bu
     }
     return remote_write(h, in, off);
   }
-  if (h.inode && h.inode->gone.load(std::memory_order_relaxed)) {
-    if (writepage && !offered_.held(h.gino)) return discard_write_back(in);
-    return Status::error(EIO, "moved to another rank");
-  }
+  if (h.inode && h.inode->gone.load(std::memory_order_relaxed)) return write_to_moved(h.gino, in, writepage);
+  return write_to_store(h.fd, h.gino, in, off);
+}
+
+Result<size_t> Filesystem::write_to_store(int fd, uint64_t gino, struct fuse_bufvec* in, off_t off) {
   struct fuse_bufvec out = FUSE_BUFVEC_INIT(fuse_buf_size(in));
   // FD_RETRY: one splice from the request's pipe into the store file may move
   // only part of it (it stops at a page boundary); a write to a regular file
   // is whole or fails.
   out.buf[0].flags = static_cast<fuse_buf_flags>(FUSE_BUF_IS_FD | FUSE_BUF_FD_SEEK | FUSE_BUF_FD_RETRY);
-  out.buf[0].fd = h.fd;
+  out.buf[0].fd = fd;
   out.buf[0].pos = off;
   ssize_t n = fuse_buf_copy(&out, in, static_cast<fuse_buf_copy_flags>(0));
   if (n < 0) return Status::error(static_cast<int>(-n), "write");
-  content_gens_.changed(h.gino);
+  content_gens_.changed(gino);
   stats_add(stats_->bytes_written_local, static_cast<uint64_t>(n));
   return static_cast<size_t>(n);
 }
@@ -315,32 +319,23 @@ Result<size_t> Filesystem::write_back_to_inode(const std::shared_ptr<Inode>& ino
     return remote_write(to, in, off);
   }
   // Given to another rank (its O_TRUNC): as for the file's own handles.
-  if (inode->gone.load()) {
-    if (!offered_.held(global_ino(inode->src_ino))) return discard_write_back(in);
-    return Status::error(EIO, "moved to another rank");
-  }
+  if (inode->gone.load()) return write_to_moved(global_ino(inode->src_ino), in, /*writepage=*/true);
   auto object = object_fd(inode);
   if (!object) return Status::error(EIO, "write-back of a file that is gone");
   UniqueFd fd(::open(proc_path(object->get()).c_str(), O_WRONLY | O_CLOEXEC));
   if (!fd.valid()) return Status::from_errno("open for write-back");
-  struct fuse_bufvec out = FUSE_BUFVEC_INIT(fuse_buf_size(in));
-  out.buf[0].flags = static_cast<fuse_buf_flags>(FUSE_BUF_IS_FD | FUSE_BUF_FD_SEEK | FUSE_BUF_FD_RETRY);
-  out.buf[0].fd = fd.get();
-  out.buf[0].pos = off;
-  ssize_t n = fuse_buf_copy(&out, in, static_cast<fuse_buf_copy_flags>(0));
-  if (n < 0) return Status::error(static_cast<int>(-n), "write-back");
-  content_gens_.changed(global_ino(inode->src_ino));
-  stats_add(stats_->bytes_written_local, static_cast<uint64_t>(n));
-  return static_cast<size_t>(n);
+  return write_to_store(fd.get(), global_ino(inode->src_ino), in, off);
 }
 
-Result<size_t> Filesystem::discard_write_back(struct fuse_bufvec* in) {
-  // Pages of a file that moved to another rank (its O_TRUNC) while no
-  // user's handle of it was open here (OfferedFiles): the only writes into
-  // them were forwarded writes of other ranks, which their writers sent to
-  // the new owner when this rank answered kWriteMoved. Failing here would
-  // leave an error on the kernel inode that a later direct write through it
-  // (an open that followed the name) would report as its own.
+Result<size_t> Filesystem::write_to_moved(uint64_t gino, struct fuse_bufvec* in, bool writepage) {
+  // Write-back of pages of a file that moved to another rank (its O_TRUNC)
+  // while no user's handle of it was open here (OfferedFiles): the only
+  // writes into them were forwarded writes of other ranks, which their
+  // writers sent to the new owner when this rank answered kWriteMoved.
+  // Failing here would leave an error on the kernel inode that a later
+  // direct write through it (an open that followed the name) would report
+  // as its own. Anything else fails: the file is not here any more.
+  if (!writepage || offered_.held(gino)) return Status::error(EIO, "moved to another rank");
   stats_add(stats_->writebacks_discarded, 1);
   return fuse_buf_size(in);
 }
