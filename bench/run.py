@@ -77,6 +77,19 @@ class Target:
         self.proc = None
         self.mountpoint = None
         self.log_path = None
+        self.counts_requests = False  # dsdfs: FUSE requests by operation in user.dsdfs.stats
+
+    def requests(self):
+        """The daemon's FUSE request counters ({op: count}), or None for other targets."""
+        if not self.counts_requests:
+            return None
+        text = os.getxattr(self.mountpoint, "user.dsdfs.stats").decode()
+        out = {}
+        for line in text.splitlines():
+            name, _, value = line.partition(" ")
+            if name.startswith("fuse_"):
+                out[name[len("fuse_"):]] = int(value)
+        return out
 
     def check_alive(self):
         if self.proc is not None and self.proc.poll() is not None:
@@ -110,7 +123,10 @@ def start_dsdfs(binary, work, threads, name):
     t.log_path = os.path.join(work, f"{name}.log")
     os.makedirs(t.path)
     t.store_files = os.path.join(store, "files")
-    cmd = [binary, t.path, "--store", store, "--ready-file", ready, "--threads", str(threads)]
+    t.counts_requests = True
+    cmd = [binary, t.path, "--store", store, "--ready-file", ready]
+    if threads:
+        cmd += ["--threads", str(threads)]
     return t.start(cmd, lambda: os.path.exists(ready), "no ready file")
 
 
@@ -147,6 +163,18 @@ class Bench:
         self.can_drop = can_drop
         self.results = {}  # (target, test) -> [values]
         self.busy_samples = []  # CPU busy fraction seen just before each measurement
+        self.requests = {}  # (target, test) -> ({op: requests per unit}, unit), last repetition
+
+    def counted(self, t, test, per, unit, fn):
+        """Runs fn() and keeps the FUSE requests it caused on t, per `per` units."""
+        before = t.requests()
+        value = fn()
+        after = t.requests()
+        if before is not None:
+            delta = {op: after[op] - before.get(op, 0) for op in after}
+            delta["getxattr"] -= 1  # the read of the counters after the test
+            self.requests[(t.name, test)] = ({op: n / per for op, n in delta.items() if n > 0}, unit)
+        return value
 
     def record(self, target, test, value):
         self.results.setdefault((target.name, test), []).append(value)
@@ -191,19 +219,21 @@ class Bench:
         for t in targets:
             t.check_alive()
             if group == "write1m":
-                v = self.t_write(t, "1M", o.size_1m, "1m", keep=True)
+                v = self.counted(t, "write_1m", o.size_1m / MIB, "MiB",
+                                 lambda: self.t_write(t, "1M", o.size_1m, "1m", keep=True))
                 self.record(t, "write_1m", v)
                 log(f"  {t.name:10s} write_1m {v:9.1f} MB/s")
             elif group == "write4k":
-                v = self.t_write(t, "4k", o.size_4k, "4k", keep=False)
+                v = self.counted(t, "write_4k", o.size_4k / MIB, "MiB",
+                                 lambda: self.t_write(t, "4k", o.size_4k, "4k", keep=False))
                 self.record(t, "write_4k", v)
                 log(f"  {t.name:10s} write_4k {v:9.1f} MB/s")
             elif group == "read1m":
                 if not self.can_drop:
                     continue
                 drop_caches()
-                cold = self.t_read(t, o.size_1m)
-                warm = self.t_read(t, o.size_1m)
+                cold = self.counted(t, "read_1m_cold", o.size_1m / MIB, "MiB", lambda: self.t_read(t, o.size_1m))
+                warm = self.counted(t, "read_1m_warm", o.size_1m / MIB, "MiB", lambda: self.t_read(t, o.size_1m))
                 self.record(t, "read_1m_cold", cold)
                 self.record(t, "read_1m_warm", warm)
                 os.unlink(self.seq_file(t, "1m"))
@@ -221,12 +251,13 @@ class Bench:
                 for phase in ("create", "stat", "unlink"):
                     if phase == "create":
                         self.settle()
-                    vals[phase] = self.small(t, phase, sub)
+                    vals[phase] = self.counted(t, phase, o.files, "file", lambda: self.small(t, phase, sub))
                 if self.can_drop:
                     # Cold stat: empty files (no blocks, no discard), caches dropped.
                     run([self.small_bin, sub, str(self.o.files), "create", "0"])
                     self.settle()
-                    vals["stat_cold"] = self.small(t, "stat", sub, size=0)
+                    vals["stat_cold"] = self.counted(t, "stat_cold", o.files, "file",
+                                                     lambda: self.small(t, "stat", sub, size=0))
                     run([self.small_bin, sub, str(self.o.files), "unlink"])
                 os.rmdir(sub)
                 for k, v in vals.items():
@@ -311,6 +342,14 @@ def report(bench, targets, opts, facts, elapsed):
                    f"median {100 * median(busy):.0f}%, max {100 * max(busy):.0f}%; "
                    f"{over} started above {100 * opts.busy_limit:.0f}% after waiting {opts.max_wait:.0f} s "
                    f"(their figures are noisier).")
+    req_lines = requests_table(bench, targets)
+    if req_lines:
+        out.append("")
+        out.append("FUSE requests the daemon served per file (small files) or per MiB (sequential "
+                   "tests), by operation, in the last repetition (the daemon's `fuse_*` counters; "
+                   "FORGETs come later, in batches, and are left out):")
+        out.append("")
+        out += req_lines
     out.append("")
     out.append("Machine:")
     out.append("")
@@ -328,6 +367,28 @@ def report(bench, targets, opts, facts, elapsed):
     out.append("")
     out.append("</details>")
     return "\n".join(out) + "\n"
+
+
+def requests_table(bench, targets):
+    names = [t.name for t in targets if t.counts_requests]
+    if not names:
+        return []
+    lines = header([("test", "l")] + [(f"{n}: requests", "l") for n in names])
+    for test, label, _, _ in TESTS:
+        cells = [label]
+        for n in names:
+            got = bench.requests.get((n, test))
+            if got is None:
+                cells.append("")
+                continue
+            per_op, unit = got
+            shown = {op: v for op, v in per_op.items() if not op.startswith("forget") and v >= 0.005}
+            total = sum(shown.values())
+            parts = ", ".join(f"{op} {v:.2f}" for op, v in sorted(shown.items(), key=lambda kv: -kv[1]))
+            cells.append(f"{total:.2f}/{unit}: {parts}" if parts else f"0/{unit}")
+        if any(cells[1:]):
+            lines.append(row(cells))
+    return lines
 
 
 def write_doc(path, section, text):
@@ -356,8 +417,9 @@ def parse_args(argv):
     p.add_argument("--files", type=int, help="small files (default 10000, --quick 3000)")
     p.add_argument("--dsdfs", default=DEFAULT_LAUNCHER,
                    help="dsdfs-launch binary (default build/launcher/dsdfs-launch)")
-    p.add_argument("--threads", default="8",
-                   help="comma-separated --threads values; one dsdfs mount each (default 8, the daemon default)")
+    p.add_argument("--threads", default="0",
+                   help="comma-separated --threads values (caps on idle FUSE workers); one dsdfs mount "
+                        "each (default 0: the daemon's default, no --threads)")
     p.add_argument("--no-bindfs", action="store_true", help="leave out the bindfs reference line")
     p.add_argument("--tests", default="write1m,read1m,write4k,small",
                    help="comma-separated groups: write1m, read1m (needs write1m), write4k, small")
@@ -386,7 +448,7 @@ def parse_args(argv):
     try:
         o.thread_list = [int(x) for x in o.threads.split(",")]
     except ValueError:
-        p.error("--threads needs numbers, e.g. 1,2,4,8")
+        p.error("--threads needs numbers, e.g. 0,2,8")
     return o
 
 

@@ -22,12 +22,13 @@ int reply_err(fuse_req_t req, int err) { return fuse_reply_err(req, kernel_errno
 
 Filesystem& fs_of(fuse_req_t req) { return *static_cast<Filesystem*>(fuse_req_userdata(req)); }
 
-// Runs an op and its one reply; if the op throws before the reply, the
-// request still gets one (ENOMEM or EIO).
+// Counts the request, runs its op and its one reply; if the op throws before
+// the reply, the request still gets one (ENOMEM or EIO).
 template <typename Fn>
-void guarded(fuse_req_t req, const char* name, Fn&& fn) noexcept {
+void guarded(fuse_req_t req, FuseOp op, Fn&& fn) noexcept {
+  fs_of(req).stats().count_request(op);
   bool replied_by_op = false;
-  int err = run_at_boundary(name, [&] {
+  int err = run_at_boundary(fuse_op_name(op), [&] {
     fn();
     replied_by_op = true;
   });
@@ -61,56 +62,56 @@ void op_init(void* userdata, struct fuse_conn_info* conn) {
   run_at_boundary("init", [&] { static_cast<Filesystem*>(userdata)->init(conn); });
 }
 void op_lookup(fuse_req_t req, fuse_ino_t p, const char* n) {
-  guarded(req, "lookup", [&] { reply_entry(req, fs_of(req).lookup(p, n, caller_of(req))); });
+  guarded(req, FuseOp::lookup, [&] { reply_entry(req, fs_of(req).lookup(p, n, caller_of(req))); });
 }
 void op_forget(fuse_req_t req, fuse_ino_t i, uint64_t n) {
-  guarded(req, "forget", [&] {
+  guarded(req, FuseOp::forget, [&] {
     fs_of(req).forget(i, n);
     fuse_reply_none(req);
   });
 }
 void op_forget_multi(fuse_req_t req, size_t c, struct fuse_forget_data* f) {
-  guarded(req, "forget_multi", [&] {
+  guarded(req, FuseOp::forget_multi, [&] {
     for (size_t k = 0; k < c; ++k) fs_of(req).forget(f[k].ino, f[k].nlookup);
     fuse_reply_none(req);
   });
 }
 void op_getattr(fuse_req_t req, fuse_ino_t i, struct fuse_file_info* fi) {
-  guarded(req, "getattr", [&] { reply_attr(req, fs_of(req).getattr(i, fi ? fi->fh : 0)); });
+  guarded(req, FuseOp::getattr, [&] { reply_attr(req, fs_of(req).getattr(i, fi ? fi->fh : 0)); });
 }
 void op_setattr(fuse_req_t req, fuse_ino_t i, struct stat* a, int s, struct fuse_file_info* fi) {
-  guarded(req, "setattr", [&] { reply_attr(req, fs_of(req).setattr(i, *a, s, fi ? fi->fh : 0, caller_of(req))); });
+  guarded(req, FuseOp::setattr, [&] { reply_attr(req, fs_of(req).setattr(i, *a, s, fi ? fi->fh : 0, caller_of(req))); });
 }
 void op_readlink(fuse_req_t req, fuse_ino_t i) {
-  guarded(req, "readlink", [&] {
+  guarded(req, FuseOp::readlink, [&] {
     auto target = fs_of(req).readlink(i);
     if (!target) return (void)reply_err(req, target.err());
     fuse_reply_readlink(req, target->c_str());
   });
 }
 void op_mknod(fuse_req_t req, fuse_ino_t p, const char* n, mode_t m, dev_t r) {
-  guarded(req, "mknod", [&] { reply_entry(req, fs_of(req).mknod(p, n, m, r, caller_of(req))); });
+  guarded(req, FuseOp::mknod, [&] { reply_entry(req, fs_of(req).mknod(p, n, m, r, caller_of(req))); });
 }
 void op_mkdir(fuse_req_t req, fuse_ino_t p, const char* n, mode_t m) {
-  guarded(req, "mkdir", [&] { reply_entry(req, fs_of(req).mkdir(p, n, m, caller_of(req))); });
+  guarded(req, FuseOp::mkdir, [&] { reply_entry(req, fs_of(req).mkdir(p, n, m, caller_of(req))); });
 }
 void op_symlink(fuse_req_t req, const char* l, fuse_ino_t p, const char* n) {
-  guarded(req, "symlink", [&] { reply_entry(req, fs_of(req).symlink(l, p, n, caller_of(req))); });
+  guarded(req, FuseOp::symlink, [&] { reply_entry(req, fs_of(req).symlink(l, p, n, caller_of(req))); });
 }
 void op_link(fuse_req_t req, fuse_ino_t i, fuse_ino_t p, const char* n) {
-  guarded(req, "link", [&] { reply_entry(req, fs_of(req).link(i, p, n, caller_of(req))); });
+  guarded(req, FuseOp::link, [&] { reply_entry(req, fs_of(req).link(i, p, n, caller_of(req))); });
 }
 void op_unlink(fuse_req_t req, fuse_ino_t p, const char* n) {
-  guarded(req, "unlink", [&] { reply_err(req, fs_of(req).unlink(p, n).err()); });
+  guarded(req, FuseOp::unlink, [&] { reply_err(req, fs_of(req).unlink(p, n).err()); });
 }
 void op_rmdir(fuse_req_t req, fuse_ino_t p, const char* n) {
-  guarded(req, "rmdir", [&] { reply_err(req, fs_of(req).rmdir(p, n).err()); });
+  guarded(req, FuseOp::rmdir, [&] { reply_err(req, fs_of(req).rmdir(p, n).err()); });
 }
 void op_rename(fuse_req_t req, fuse_ino_t p, const char* n, fuse_ino_t np, const char* nn, unsigned int f) {
-  guarded(req, "rename", [&] { reply_err(req, fs_of(req).rename(p, n, np, nn, f).err()); });
+  guarded(req, FuseOp::rename, [&] { reply_err(req, fs_of(req).rename(p, n, np, nn, f).err()); });
 }
 void op_create(fuse_req_t req, fuse_ino_t p, const char* n, mode_t m, struct fuse_file_info* fi) {
-  guarded(req, "create", [&] {
+  guarded(req, FuseOp::create, [&] {
     auto c = fs_of(req).create(p, n, m, fi->flags, caller_of(req));
     if (!c) return (void)reply_err(req, c.err());
     put_handle(c->open, fi);
@@ -122,7 +123,7 @@ void op_create(fuse_req_t req, fuse_ino_t p, const char* n, mode_t m, struct fus
   });
 }
 void op_open(fuse_req_t req, fuse_ino_t i, struct fuse_file_info* fi) {
-  guarded(req, "open", [&] {
+  guarded(req, FuseOp::open, [&] {
     auto o = fs_of(req).open(i, fi->flags, caller_of(req));
     if (!o) return (void)reply_err(req, o.err());
     put_handle(*o, fi);
@@ -130,7 +131,7 @@ void op_open(fuse_req_t req, fuse_ino_t i, struct fuse_file_info* fi) {
   });
 }
 void op_read(fuse_req_t req, fuse_ino_t i, size_t s, off_t o, struct fuse_file_info* fi) {
-  guarded(req, "read", [&] {
+  guarded(req, FuseOp::read, [&] {
     auto r = fs_of(req).read(i, fi->fh, s, o);
     if (!r) return (void)reply_err(req, r.err());
     if (r->fd < 0) return (void)fuse_reply_buf(req, reinterpret_cast<const char*>(r->bytes.data()), r->bytes.size());
@@ -143,34 +144,34 @@ void op_read(fuse_req_t req, fuse_ino_t i, size_t s, off_t o, struct fuse_file_i
   });
 }
 void op_write_buf(fuse_req_t req, fuse_ino_t i, struct fuse_bufvec* b, off_t o, struct fuse_file_info* fi) {
-  guarded(req, "write", [&] {
+  guarded(req, FuseOp::write, [&] {
     auto n = fs_of(req).write_buf(i, fi->fh, b, o, fi->writepage != 0);
     if (!n) return (void)reply_err(req, n.err());
     fuse_reply_write(req, *n);
   });
 }
 void op_release(fuse_req_t req, fuse_ino_t, struct fuse_file_info* fi) {
-  guarded(req, "release", [&] {
+  guarded(req, FuseOp::release, [&] {
     fs_of(req).release(fi->fh);
     reply_err(req, 0);
   });
 }
 void op_fsync(fuse_req_t req, fuse_ino_t, int d, struct fuse_file_info* fi) {
-  guarded(req, "fsync", [&] { reply_err(req, fs_of(req).fsync(fi->fh, d).err()); });
+  guarded(req, FuseOp::fsync, [&] { reply_err(req, fs_of(req).fsync(fi->fh, d).err()); });
 }
 void op_fallocate(fuse_req_t req, fuse_ino_t, int m, off_t o, off_t l, struct fuse_file_info* fi) {
-  guarded(req, "fallocate", [&] { reply_err(req, fs_of(req).fallocate(fi->fh, m, o, l).err()); });
+  guarded(req, FuseOp::fallocate, [&] { reply_err(req, fs_of(req).fallocate(fi->fh, m, o, l).err()); });
 }
 void op_copy_file_range(fuse_req_t req, fuse_ino_t, off_t oi, struct fuse_file_info* fii, fuse_ino_t, off_t oo,
                         struct fuse_file_info* fio, size_t l, int f) {
-  guarded(req, "copy_file_range", [&] {
+  guarded(req, FuseOp::copy_file_range, [&] {
     auto n = fs_of(req).copy_file_range(fii->fh, oi, fio->fh, oo, l, f);
     if (!n) return (void)reply_err(req, n.err());
     fuse_reply_write(req, *n);
   });
 }
 void op_opendir(fuse_req_t req, fuse_ino_t i, struct fuse_file_info* fi) {
-  guarded(req, "opendir", [&] {
+  guarded(req, FuseOp::opendir, [&] {
     auto fh = fs_of(req).opendir(i);
     if (!fh) return (void)reply_err(req, fh.err());
     fi->fh = *fh;
@@ -195,22 +196,22 @@ void reply_dir(fuse_req_t req, fuse_ino_t i, size_t size, off_t off, struct fuse
   fuse_reply_buf(req, buf.data(), used);
 }
 void op_readdir(fuse_req_t req, fuse_ino_t i, size_t s, off_t o, struct fuse_file_info* fi) {
-  guarded(req, "readdir", [&] { reply_dir(req, i, s, o, fi, false); });
+  guarded(req, FuseOp::readdir, [&] { reply_dir(req, i, s, o, fi, false); });
 }
 void op_readdirplus(fuse_req_t req, fuse_ino_t i, size_t s, off_t o, struct fuse_file_info* fi) {
-  guarded(req, "readdirplus", [&] { reply_dir(req, i, s, o, fi, true); });
+  guarded(req, FuseOp::readdirplus, [&] { reply_dir(req, i, s, o, fi, true); });
 }
 void op_releasedir(fuse_req_t req, fuse_ino_t, struct fuse_file_info* fi) {
-  guarded(req, "releasedir", [&] {
+  guarded(req, FuseOp::releasedir, [&] {
     fs_of(req).releasedir(fi->fh);
     reply_err(req, 0);
   });
 }
 void op_fsyncdir(fuse_req_t req, fuse_ino_t, int d, struct fuse_file_info* fi) {
-  guarded(req, "fsyncdir", [&] { reply_err(req, fs_of(req).fsyncdir(fi->fh, d).err()); });
+  guarded(req, FuseOp::fsyncdir, [&] { reply_err(req, fs_of(req).fsyncdir(fi->fh, d).err()); });
 }
 void op_statfs(fuse_req_t req, fuse_ino_t) {
-  guarded(req, "statfs", [&] {
+  guarded(req, FuseOp::statfs, [&] {
     auto sv = fs_of(req).statfs();
     if (!sv) return (void)reply_err(req, sv.err());
     fuse_reply_statfs(req, &*sv);
@@ -218,7 +219,7 @@ void op_statfs(fuse_req_t req, fuse_ino_t) {
 }
 // Operations that return a Status or a value: the only replies are here.
 #define DSDFS_STATUS_OP(name, ...) \
-  guarded(req, #name, [&] { reply_err(req, fs_of(req).name(__VA_ARGS__).err()); })
+  guarded(req, FuseOp::name, [&] { reply_err(req, fs_of(req).name(__VA_ARGS__).err()); })
 
 // An attribute value or list for a caller's buffer of `size` bytes (0: the
 // length only), or the error.
@@ -233,10 +234,10 @@ void op_setxattr(fuse_req_t req, fuse_ino_t i, const char* n, const char* v, siz
   DSDFS_STATUS_OP(setxattr, i, n, v, s, f);
 }
 void op_getxattr(fuse_req_t req, fuse_ino_t i, const char* n, size_t s) {
-  guarded(req, "getxattr", [&] { reply_xattr_value(req, fs_of(req).getxattr(i, n), s); });
+  guarded(req, FuseOp::getxattr, [&] { reply_xattr_value(req, fs_of(req).getxattr(i, n), s); });
 }
 void op_listxattr(fuse_req_t req, fuse_ino_t i, size_t s) {
-  guarded(req, "listxattr", [&] { reply_xattr_value(req, fs_of(req).listxattr(i), s); });
+  guarded(req, FuseOp::listxattr, [&] { reply_xattr_value(req, fs_of(req).listxattr(i), s); });
 }
 void op_removexattr(fuse_req_t req, fuse_ino_t i, const char* n) { DSDFS_STATUS_OP(removexattr, i, n); }
 

@@ -236,13 +236,19 @@ Status FuseMount::loop(const Options& options) {
   struct fuse_loop_config* config = fuse_loop_cfg_create();
   if (!config) return Status::error(ENOMEM, "fuse loop config");
   fuse_loop_cfg_set_clone_fd(config, 1);
-  // options.threads workers are kept; more start while every one is busy.
-  // A request can wait for another rank (a lookup, a forwarded write) whose
-  // handler may need a FUSE worker of this very mount (it writes through it,
-  // or the kernel writes pages back): a fixed small pool would let the ranks
-  // wait for each other until the timeout.
+  // A worker starts when a request finds every other one busy, up to
+  // kMaxFuseThreads. A request can wait for another rank (a lookup, a
+  // forwarded write) whose handler may need a FUSE worker of this very mount
+  // (it writes through it, or the kernel writes pages back): a fixed small
+  // pool would let the ranks wait for each other until the timeout.
+  // Workers are kept once started (libfuse's default): with a cap on idle
+  // workers below the requests in flight at peaks (an application's create
+  // beside the kernel's write-back and release of the file before), libfuse
+  // started and ended a thread, with its cloned /dev/fuse descriptor, for
+  // almost every request: 488 thread starts a second while one process
+  // created small files with a cap of 2. --threads N sets such a cap.
   fuse_loop_cfg_set_max_threads(config, std::max(options.threads, kMaxFuseThreads));
-  fuse_loop_cfg_set_idle_threads(config, options.threads);
+  if (options.threads > 0) fuse_loop_cfg_set_idle_threads(config, options.threads);
   int rc = fuse_session_loop_mt(se_, config);
   fuse_loop_cfg_destroy(config);
   // rc is the signal number or 0 after fuse_session_exit/unmount; negative on an error.

@@ -25,11 +25,6 @@ std::optional<double> parse_seconds(const std::string& s) {
 
 }  // namespace
 
-unsigned default_threads() {
-  long n = ::sysconf(_SC_NPROCESSORS_ONLN);
-  return static_cast<unsigned>(std::clamp<long>(n, 2, 16));
-}
-
 std::string options_usage() {
   return
       "usage: dsdfs-launch MOUNTPOINT [options]\n"
@@ -47,8 +42,8 @@ std::string options_usage() {
       "                        $TMPDIR/dsdfs-<user>-<job>-r%r, mode 0700)\n"
       "  --ready-file FILE     write FILE once every rank has mounted\n"
       "  --keep-store          keep the store when stopping (default: remove it)\n"
-      "  --threads N           FUSE worker threads kept ready (default: the CPUs, 2 to 16;\n"
-      "                        more start while all are busy)\n"
+      "  --threads N           keep at most N idle FUSE worker threads (default: keep\n"
+      "                        every worker; one starts while all are busy, up to 512)\n"
       "  --timeout SECONDS     timeout of every remote call (default 5)\n"
       "  --bulk auto|rma|am    remote read path: one-sided RMA gets, owner-pushed\n"
       "                        active messages, or automatic (default auto)\n"

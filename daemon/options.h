@@ -20,9 +20,6 @@ enum class DirNotify {
   kEntry,  // FUSE_NOTIFY_INVAL_ENTRY per name, queued, never waited for (older kernels)
 };
 
-// The default number of FUSE worker threads: the CPUs of this node, at least
-// 2 and at most 16 (more threads than cores only add context switches).
-unsigned default_threads();
 
 // Everything the user can set, parsed once at startup and passed around as an
 // immutable value (no global god-object). Paths still hold %r / %h until
@@ -33,7 +30,9 @@ struct Options {
   std::string ready_file;      // written (create + rename) once every rank has mounted
   bool keep_store = false;     // keep the store on a clean stop
   bool rejoin = false;         // restart this node's dead daemon of a running job
-  unsigned threads = default_threads();  // maximum FUSE worker threads
+  // The most idle FUSE workers kept (--threads); 0: every worker started is
+  // kept (FuseMount::loop).
+  unsigned threads = 0;
   double timeout_s = 5.0;      // timeout of every remote call
   double wait_s = 0;           // --wait: seconds to wait for every rank to mount
   double bootstrap_timeout_s = 120;  // give up if not every rank arrives

@@ -1,7 +1,19 @@
 // SPDX-License-Identifier: Apache-2.0
 #include "daemon/stats.h"
 
+#include <iterator>
+
 namespace dsdfs::fs {
+
+const char* fuse_op_name(FuseOp op) {
+  static constexpr const char* kNames[] = {
+#define DSDFS_FUSE_OP_NAME(name) #name,
+      DSDFS_FUSE_OPS(DSDFS_FUSE_OP_NAME)
+#undef DSDFS_FUSE_OP_NAME
+  };
+  static_assert(std::size(kNames) == kFuseOpCount);
+  return kNames[static_cast<size_t>(op)];
+}
 
 std::string Stats::to_text() const {
   std::string out;
@@ -27,6 +39,9 @@ std::string Stats::to_text() const {
   line("opens_of_unlinked_files", opens_of_unlinked_files);
   line("writebacks_redirected", writebacks_redirected);
   line("writebacks_discarded", writebacks_discarded);
+  for (size_t k = 0; k < kFuseOpCount; ++k) {
+    line(("fuse_" + std::string(fuse_op_name(static_cast<FuseOp>(k)))).c_str(), fuse_requests[k]);
+  }
   return out;
 }
 

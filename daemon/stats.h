@@ -1,11 +1,32 @@
 // SPDX-License-Identifier: Apache-2.0
 #pragma once
 
+#include <array>
 #include <atomic>
+#include <cstddef>
 #include <cstdint>
 #include <string>
 
 namespace dsdfs::fs {
+
+// The FUSE requests the daemon serves, one counter each (what a file
+// operation costs in round trips to the daemon: bench/run.py reads them
+// around each test). The kernel's FORGETs come one by one or in batches
+// (forget_multi counts batches).
+#define DSDFS_FUSE_OPS(X)                                                                       \
+  X(lookup) X(forget) X(forget_multi) X(getattr) X(setattr) X(readlink) X(mknod) X(mkdir)       \
+  X(symlink) X(link) X(unlink) X(rmdir) X(rename) X(create) X(open) X(read) X(write)            \
+  X(release) X(fsync) X(opendir) X(readdir) X(readdirplus) X(releasedir) X(fsyncdir) X(statfs) \
+  X(getxattr) X(listxattr) X(setxattr) X(removexattr) X(fallocate) X(copy_file_range)
+enum class FuseOp : unsigned {
+#define DSDFS_FUSE_OP_ENUM(name) name,
+  DSDFS_FUSE_OPS(DSDFS_FUSE_OP_ENUM)
+#undef DSDFS_FUSE_OP_ENUM
+      count
+};
+inline constexpr size_t kFuseOpCount = static_cast<size_t>(FuseOp::count);
+// "lookup", "getattr", ...: the name of the operation's libfuse callback.
+const char* fuse_op_name(FuseOp op);
 
 // Per-rank counters, readable by users as `getfattr -n user.dsdfs.stats MOUNTPOINT`.
 // Relaxed atomics: each counter is exact, a snapshot across counters is not.
@@ -26,8 +47,12 @@ struct Stats {
   std::atomic<uint64_t> opens_of_unlinked_files{0};  // an open and its kernel retry both lost to an unlink or rename
   std::atomic<uint64_t> writebacks_redirected{0};  // dirty pages the kernel sent through a handle of another file
   std::atomic<uint64_t> writebacks_discarded{0};  // pages of a file moved away with no user's handle open here
+  std::array<std::atomic<uint64_t>, kFuseOpCount> fuse_requests{};  // by FuseOp
 
-  // "name value\n" lines, stable names (documented in docs/user-guide.md).
+  void count_request(FuseOp op) { fuse_requests[static_cast<size_t>(op)].fetch_add(1, std::memory_order_relaxed); }
+
+  // "name value\n" lines, stable names (documented in docs/user-guide.md);
+  // the requests as "fuse_OP value", one line per operation.
   std::string to_text() const;
 };
 
