@@ -34,6 +34,10 @@ struct FileHandle {
   // Remote, read-only: read through the kernel's page cache (not direct_io),
   // so the kernel asks for pages up to its own idea of the size.
   bool page_cache = false;
+  // Kernel passthrough (BackingFiles): the kernel inode whose backing id this
+  // handle holds (0: none), and whether it counts as a writer there.
+  uint64_t backing_ino = 0;
+  bool backing_writer = false;
   // One-sided path (set at open when the transport does RMA natively to the owner).
   bool use_rma = false;
   uint64_t rma_address = 0;

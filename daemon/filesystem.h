@@ -18,6 +18,7 @@
 
 #include "common/hash.h"
 #include "common/mutex.h"
+#include "daemon/backing_files.h"
 #include "daemon/buffer_pool.h"
 #include "daemon/content_gens.h"
 #include "daemon/peers.h"
@@ -156,6 +157,8 @@ class Filesystem {
   // (kernel_errno). Open files are FileHandles, which the front end keeps in
   // fi->fh and passes back as `fh`.
   void init(struct fuse_conn_info* conn);
+  // Why opens cannot pass through on this connection, or nullptr.
+  const char* passthrough_off_reason(const struct fuse_conn_info* conn) const;
   // Who asks: the front end fills it from the request's context.
   struct Caller {
     pid_t tid = 0;  // the calling thread (FUSE's "pid" is the caller's thread id)
@@ -173,6 +176,7 @@ class Filesystem {
     std::unique_ptr<FileHandle> handle;
     bool direct_io = false;
     bool keep_cache = false;
+    bool owned = false;  // the kernel inode's own store file: it may pass through (pass_through)
   };
   struct CreateReply {
     struct fuse_entry_param e;
@@ -213,6 +217,19 @@ class Filesystem {
   Result<size_t> write_buf(fuse_ino_t ino, uint64_t fh, struct fuse_bufvec* in, off_t off,
                            bool writepage = false);  // bytes written
   void release(uint64_t fh);
+  // Kernel passthrough (daemon/backing_files.h; docs/architecture.md,
+  // "Kernel passthrough"): on when init() found the build, the kernel and the
+  // daemon's privileges allowing it and --passthrough is not off.
+  bool passthrough() const { return passthrough_.load(); }
+  // Before the kernel gets the open reply `o` of kernel inode `ino`: the
+  // backing id of its store file for fi->backing_id (registered by `reg` for
+  // the inode's first handle), or 0 (through the daemon); ESTALE where the
+  // inode's other handles pass through and this one cannot (its name holds
+  // another file now).
+  Result<int> pass_through(fuse_ino_t ino, OpenReply& o, const BackingFiles::Register& reg);
+  // A handle goes (its release, or an open reply the kernel did not take):
+  // the inode's last one gives its backing id back through `unreg`.
+  void unpass(FileHandle& h, const BackingFiles::Unregister& unreg);
   // On open handles (fi->fh).
   Status fsync(uint64_t fh, int datasync);
   Status fallocate(uint64_t fh, int mode, off_t off, off_t len);
@@ -518,6 +535,8 @@ class Filesystem {
   ContentGens content_gens_;  // part of the versions of files other ranks have seen
   WriteFds write_fds_;
   PendingNames pending_;
+  std::atomic<bool> passthrough_{false};
+  BackingFiles backing_;  // the kernel passthrough state of open handles
   OfferedFiles offered_;  // owned files with handles open here, or offered to another rank's O_TRUNC
   LostOpens lost_opens_;  // opens answered ESTALE, until the kernel retries them
   LostOpens lost_links_;  // links answered ESTALE (their file left its old name), until the kernel retries them

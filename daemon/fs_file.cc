@@ -5,6 +5,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <cinttypes>
 #include <cstring>
 
 #include "common/log.h"
@@ -48,7 +49,8 @@ Result<Filesystem::CreateReply> Filesystem::create(fuse_ino_t parent, const char
       const bool same = ::fstat(o.handle->fd, &now) == 0 && now.st_ino == inode->src_ino;
       if (same && !inode->gone.load() && !inode->giving.load()) {
         // Every change to an owned file passes through this kernel.
-        return CreateReply{e, OpenReply{std::move(o.handle), /*direct_io=*/false, /*keep_cache=*/true}};
+        return CreateReply{e, OpenReply{std::move(o.handle), /*direct_io=*/false, /*keep_cache=*/true,
+                                        /*owned=*/true}};
       }
       inodes_.forget(e.ino, 1);
     }
@@ -201,7 +203,7 @@ Result<Filesystem::OpenReply> Filesystem::open_local(const std::shared_ptr<Inode
   h->gino = global_ino(inode->src_ino);
   // Every change to an owned file passes through this kernel (other ranks'
   // writes come in through the mount point), so its page cache stays valid.
-  return OpenReply{std::move(h), /*direct_io=*/false, /*keep_cache=*/true};
+  return OpenReply{std::move(h), /*direct_io=*/false, /*keep_cache=*/true, /*owned=*/S_ISREG(inode->type)};
 }
 
 Result<Filesystem::OpenReply> Filesystem::open_as_found(const Inode& inode, int flags) {
@@ -338,6 +340,55 @@ Result<size_t> Filesystem::write_to_moved(uint64_t gino, struct fuse_bufvec* in,
   if (!writepage || offered_.held(gino)) return Status::error(EIO, "moved to another rank");
   stats_add(stats_->writebacks_discarded, 1);
   return fuse_buf_size(in);
+}
+
+Result<int> Filesystem::pass_through(fuse_ino_t ino, OpenReply& o, const BackingFiles::Register& reg) {
+  FileHandle& h = *o.handle;
+  if (!passthrough_.load()) return 0;
+  // A handle of the kernel inode's own store file, even where open() went
+  // the long way (a name taken by another rank and given back): the same
+  // backing file as the inode's other handles.
+  const bool local = !h.remote && h.fd >= 0;
+  bool own = o.owned && local;
+  if (!own && local) {
+    auto inode = inode_of(ino);
+    struct stat st;
+    own = inode && !inode->remote && S_ISREG(inode->type) && ::fstat(h.fd, &st) == 0 &&
+          st.st_ino == inode->src_ino && global_ino(st.st_ino) == h.gino;
+  }
+  if (!own) {
+    // Another file than the kernel inode's: the kernel refuses it beside
+    // passthrough handles; its retry looks the name up afresh.
+    if (backing_.conflicts(ino)) return Status::error(ESTALE, "the inode's other handles pass through");
+    return 0;
+  }
+  const int fl = ::fcntl(h.fd, F_GETFL);
+  const bool writable = fl >= 0 && (fl & O_ACCMODE) != O_RDONLY;
+  int id = backing_.acquire(ino, h.gino, writable, h.fd, [&](int fd) {
+    int got = reg(fd);
+    if (got <= 0) {
+      const int err = errno;
+      DSDFS_WARN("passthrough of file %" PRIx64 " refused by the kernel (%s); its handles go through the daemon",
+                 h.gino, std::strerror(err));
+      if (err == EPERM && passthrough_.exchange(false)) {
+        DSDFS_WARN("FUSE passthrough: off (the kernel refuses this daemon: it needs CAP_SYS_ADMIN)");
+      }
+    }
+    return got;
+  });
+  h.backing_ino = ino;
+  h.backing_writer = writable;
+  if (id > 0) {
+    stats_add(stats_->passthrough_opens, 1);
+    o.direct_io = false;
+  }
+  return id;
+}
+
+void Filesystem::unpass(FileHandle& h, const BackingFiles::Unregister& unreg) {
+  if (h.backing_ino == 0) return;
+  backing_.release(h.backing_ino, h.gino, h.backing_writer, unreg);
+  h.backing_ino = 0;
 }
 
 void Filesystem::release(uint64_t fh) {

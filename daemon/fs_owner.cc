@@ -212,6 +212,11 @@ Result<uint64_t> Filesystem::owned_version(int dir_fd, const std::string& name, 
   if (!fd.valid() || ::fstat(fd.get(), st) != 0) return Status::from_errno("stat");
   // Counted from before the stat: a change after it moves the version on.
   content_gens_.seen(global_ino(st->st_ino));
+  // Writes through kernel passthrough reach the store without the daemon
+  // counting them: while a writable handle passes through, every version
+  // handed out is a new one (a reader never takes a cached copy for the
+  // bytes being written).
+  if (backing_.written_through(global_ino(st->st_ino))) content_gens_.changed(global_ino(st->st_ino));
   if (S_ISREG(st->st_mode)) (void)write_back_for_peer(global_ino(st->st_ino));
   if (::fstat(fd.get(), st) != 0) return Status::from_errno("stat");
   return version_of(*st, fd.get());

@@ -51,11 +51,43 @@ void reply_attr(fuse_req_t req, const Result<Filesystem::Attr>& a) {
   if (!a) return (void)reply_err(req, a.err());
   fuse_reply_attr(req, &a->st, a->timeout);
 }
-// A handle for fi->fh; it is dropped if the kernel cannot take it.
-void put_handle(Filesystem::OpenReply& o, struct fuse_file_info* fi) {
+#ifdef FUSE_CAP_PASSTHROUGH
+// libfuse >= 3.17 (meson -Dfuse_prefix): the kernel's backing ids.
+BackingFiles::Register backing_register(fuse_req_t req) {
+  return [req](int fd) { return fuse_passthrough_open(req, fd); };
+}
+BackingFiles::Unregister backing_unregister(fuse_req_t req) {
+  return [req](int id) { (void)fuse_passthrough_close(req, id); };
+}
+#else
+BackingFiles::Register backing_register(fuse_req_t) {
+  return [](int) { return 0; };
+}
+BackingFiles::Unregister backing_unregister(fuse_req_t) {
+  return [](int) {};
+}
+#endif
+
+// A handle for fi->fh of kernel inode ino, passed through to its store file
+// where it can be; 0, or the error to answer (the handle is dropped then).
+int put_handle(fuse_req_t req, fuse_ino_t ino, Filesystem::OpenReply& o, struct fuse_file_info* fi) {
+  auto backing = fs_of(req).pass_through(ino, o, backing_register(req));
+  if (!backing) return backing.err();
   fi->fh = reinterpret_cast<uint64_t>(o.handle.get());
   fi->direct_io = o.direct_io ? 1 : 0;
   fi->keep_cache = o.keep_cache ? 1 : 0;
+#ifdef FUSE_CAP_PASSTHROUGH
+  if (*backing > 0) {
+    fi->backing_id = *backing;  // reads, writes and mmap go to the store file; the page cache is its
+    fi->direct_io = 0;
+    fi->keep_cache = 0;
+  }
+#endif
+  return 0;
+}
+// The kernel did not take a handle put_handle made (its opener is gone).
+void drop_handle(fuse_req_t req, Filesystem::OpenReply& o) {
+  fs_of(req).unpass(*o.handle, backing_unregister(req));
 }
 
 void op_init(void* userdata, struct fuse_conn_info* conn) {
@@ -114,10 +146,14 @@ void op_create(fuse_req_t req, fuse_ino_t p, const char* n, mode_t m, struct fus
   guarded(req, FuseOp::create, [&] {
     auto c = fs_of(req).create(p, n, m, fi->flags, caller_of(req));
     if (!c) return (void)reply_err(req, c.err());
-    put_handle(c->open, fi);
+    if (int err = put_handle(req, c->e.ino, c->open, fi)) {
+      fs_of(req).forget(c->e.ino, 1);
+      return (void)reply_err(req, err);
+    }
     if (fuse_reply_create(req, &c->e, fi) == 0) {
       c->open.handle.release();  // the kernel's now, until release
     } else {
+      drop_handle(req, c->open);
       fs_of(req).forget(c->e.ino, 1);  // the creator is gone (interrupted)
     }
   });
@@ -126,8 +162,9 @@ void op_open(fuse_req_t req, fuse_ino_t i, struct fuse_file_info* fi) {
   guarded(req, FuseOp::open, [&] {
     auto o = fs_of(req).open(i, fi->flags, caller_of(req));
     if (!o) return (void)reply_err(req, o.err());
-    put_handle(*o, fi);
+    if (int err = put_handle(req, i, *o, fi)) return (void)reply_err(req, err);
     if (fuse_reply_open(req, fi) == 0) o->handle.release();  // else: the opener is gone
+    else drop_handle(req, *o);
   });
 }
 void op_read(fuse_req_t req, fuse_ino_t i, size_t s, off_t o, struct fuse_file_info* fi) {
@@ -152,6 +189,7 @@ void op_write_buf(fuse_req_t req, fuse_ino_t i, struct fuse_bufvec* b, off_t o, 
 }
 void op_release(fuse_req_t req, fuse_ino_t, struct fuse_file_info* fi) {
   guarded(req, FuseOp::release, [&] {
+    fs_of(req).unpass(*reinterpret_cast<FileHandle*>(fi->fh), backing_unregister(req));
     fs_of(req).release(fi->fh);
     reply_err(req, 0);
   });
@@ -291,6 +329,18 @@ const struct fuse_lowlevel_ops kOps = make_ops();
 
 const struct fuse_lowlevel_ops* Filesystem::ops() { return &kOps; }
 
+const char* Filesystem::passthrough_off_reason(const struct fuse_conn_info* conn) const {
+  if (!options_.passthrough) return "--passthrough off";
+#ifndef FUSE_CAP_PASSTHROUGH
+  (void)conn;
+  return "this build's libfuse has no passthrough API (3.17 or later: meson -Dfuse_prefix, see scripts/build-libfuse.sh)";
+#else
+  if (!(conn->capable & FUSE_CAP_PASSTHROUGH)) return "the kernel has no FUSE passthrough (Linux 6.9 or later)";
+  if (!run_as_root_) return "passthrough needs a daemon with CAP_SYS_ADMIN; this one is not root";
+  return nullptr;
+#endif
+}
+
 void Filesystem::init(struct fuse_conn_info* conn) {
   // Large requests: 1 MiB writes and reads.
   conn->max_write = 1U << 20;
@@ -300,8 +350,23 @@ void Filesystem::init(struct fuse_conn_info* conn) {
   auto want = [conn](unsigned cap) {
     if (conn->capable & cap) conn->want |= cap;
   };
-  // The kernel page cache absorbs small writes and sends large ones.
-  want(FUSE_CAP_WRITEBACK_CACHE);
+  const char* no_passthrough = passthrough_off_reason(conn);
+  if (!no_passthrough) {
+#ifdef FUSE_CAP_PASSTHROUGH
+    // Reads, writes and mmap of owned files go from the kernel to the store
+    // file. The kernel allows no writeback cache beside it (every other
+    // file's writes go to the daemon as they are made).
+    conn->want |= FUSE_CAP_PASSTHROUGH;
+    conn->max_backing_stack_depth = 1;  // a store on an overlayfs (a container's root) passes through too
+    passthrough_.store(true);
+#endif
+  } else {
+    // The kernel page cache absorbs small writes and sends large ones.
+    want(FUSE_CAP_WRITEBACK_CACHE);
+  }
+#ifdef FUSE_CAP_HANDLE_KILLPRIV_V2
+  want(FUSE_CAP_HANDLE_KILLPRIV_V2);  // see daemon/mount.cc (3.14: the session I/O hook asks for it)
+#endif
   want(FUSE_CAP_SPLICE_WRITE);
   want(FUSE_CAP_SPLICE_READ);
   want(FUSE_CAP_PARALLEL_DIROPS);
@@ -320,6 +385,8 @@ void Filesystem::init(struct fuse_conn_info* conn) {
   notifier_.set_method(options_.dir_notify, conn->proto_minor);
   DSDFS_INFO("FUSE connection: protocol %u.%u, max_write %u, writeback cache %s", conn->proto_major,
              conn->proto_minor, conn->max_write, (conn->want & FUSE_CAP_WRITEBACK_CACHE) ? "on" : "off");
+  if (no_passthrough) DSDFS_INFO("FUSE passthrough: off (%s)", no_passthrough);
+  else DSDFS_INFO("FUSE passthrough: on for this node's own files");
 }
 
 }  // namespace dsdfs::fs

@@ -47,7 +47,10 @@ int run_and_wait(const std::vector<std::string>& argv) {
   return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
 }
 
-// libfuse 3.14 cannot ask for FUSE_HANDLE_KILLPRIV_V2, which spares a
+constexpr unsigned kMaxFuseThreads = 512;
+
+#ifndef FUSE_CAP_HANDLE_KILLPRIV_V2
+// libfuse 3.14 cannot ask for FUSE_HANDLE_KILLPRIV_V2 (3.17 can: Filesystem::init), which spares a
 // GETXATTR("security.capability") round trip on every write(2) (the kernel
 // then marks the super block SB_NOSEC). The session's I/O goes through these
 // pass-through functions, and the first reply (the INIT reply) gets the flag.
@@ -58,7 +61,6 @@ int run_and_wait(const std::vector<std::string>& argv) {
 // no file here can carry security.capability (setxattr refuses it).
 std::atomic<bool> g_init_patched{false};
 
-constexpr unsigned kMaxFuseThreads = 512;
 
 ssize_t io_writev(int fd, struct iovec* iov, int count, void*) {
   if (!g_init_patched.load(std::memory_order_relaxed) && count >= 2 &&
@@ -75,6 +77,7 @@ ssize_t io_splice(int fdin, off_t* offin, int fdout, off_t* offout, size_t len, 
   return ::splice(fdin, offin, fdout, offout, len, flags);
 }
 const struct fuse_custom_io kPatchingIo = {io_writev, io_read, io_splice, io_splice};
+#endif
 
 void fuse_log_to_ours(enum fuse_log_level level, const char* fmt, va_list ap) {
   char buf[512];
@@ -226,9 +229,11 @@ Status FuseMount::mount(const std::string& mountpoint, Filesystem* fs, const Opt
   mountpoint_ = mountpoint;
   // Read now, while the mount is certainly ours: abort() and unmount() use it.
   dev_ = mount_dev_at(mountpoint);
+#ifndef FUSE_CAP_HANDLE_KILLPRIV_V2
   if (fuse_session_custom_io(se_, &kPatchingIo, fuse_session_fd(se_)) != 0) {
     DSDFS_WARN("cannot install the session I/O hooks; writes will cost an extra round trip");
   }
+#endif
   return Status::ok();
 }
 

@@ -47,6 +47,10 @@ std::string options_usage() {
       "  --timeout SECONDS     timeout of every remote call (default 5)\n"
       "  --bulk auto|rma|am    remote read path: one-sided RMA gets, owner-pushed\n"
       "                        active messages, or automatic (default auto)\n"
+      "  --passthrough auto|off\n"
+      "                        reads and writes of this node's own files go straight\n"
+      "                        from the kernel to the store (FUSE passthrough) where\n"
+      "                        the build, the kernel and root allow (default auto)\n"
       "  --dir-notify auto|epoch|entry\n"
       "                        how the kernel learns of directory changes made on\n"
       "                        other ranks (default auto: epoch on Linux >= 6.16)\n"
@@ -155,6 +159,12 @@ Result<Options> options_parse(const std::vector<std::string>& args) {
       else if (*v == "rma") o.bulk = BulkMode::kRma;
       else if (*v == "am") o.bulk = BulkMode::kAm;
       else return usage_error("--bulk needs auto, rma or am, not '" + *v + "'");
+    } else if (a == "--passthrough") {
+      auto v = need_value();
+      if (!v) return v.status();
+      if (*v == "auto") o.passthrough = true;
+      else if (*v == "off") o.passthrough = false;
+      else return usage_error("--passthrough needs auto or off, not '" + *v + "'");
     } else if (a == "--dir-notify") {
       auto v = need_value();
       if (!v) return v.status();

@@ -38,6 +38,10 @@ struct Options {
   double bootstrap_timeout_s = 120;  // give up if not every rank arrives
   BulkMode bulk = BulkMode::kAuto;
   DirNotify dir_notify = DirNotify::kAuto;
+  // --passthrough auto|off: owned files' reads and writes through kernel
+  // passthrough where this build, the kernel and the daemon's privileges
+  // allow it (Filesystem::init says which and why).
+  bool passthrough = true;
   LogLevel log_level = LogLevel::kWarn;
   bool show_help = false;
   bool show_version = false;

@@ -39,6 +39,7 @@ std::string Stats::to_text() const {
   line("opens_of_unlinked_files", opens_of_unlinked_files);
   line("writebacks_redirected", writebacks_redirected);
   line("writebacks_discarded", writebacks_discarded);
+  line("passthrough_opens", passthrough_opens);
   for (size_t k = 0; k < kFuseOpCount; ++k) {
     line(("fuse_" + std::string(fuse_op_name(static_cast<FuseOp>(k)))).c_str(), fuse_requests[k]);
   }

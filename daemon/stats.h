@@ -47,6 +47,7 @@ struct Stats {
   std::atomic<uint64_t> opens_of_unlinked_files{0};  // an open and its kernel retry both lost to an unlink or rename
   std::atomic<uint64_t> writebacks_redirected{0};  // dirty pages the kernel sent through a handle of another file
   std::atomic<uint64_t> writebacks_discarded{0};  // pages of a file moved away with no user's handle open here
+  std::atomic<uint64_t> passthrough_opens{0};  // opens whose reads and writes the kernel passes to the store
   std::array<std::atomic<uint64_t>, kFuseOpCount> fuse_requests{};  // by FuseOp
 
   void count_request(FuseOp op) { fuse_requests[static_cast<size_t>(op)].fetch_add(1, std::memory_order_relaxed); }

@@ -18,6 +18,14 @@
 #  10. scripts/check-package.sh        the Debian package (scripts/build-deb.sh)
 #                                      built, installed, and the demo run from
 #                                      the installed programs; removed again
+#  11. the passthrough build           scripts/build-libfuse.sh (libfuse 3.17
+#                                      from Debian 13's source package, static),
+#                                      build-pt, and the default build's
+#                                      e2e-passthrough, e2e-posix and the
+#                                      multi-rank programs over shared memory
+#                                      against its dsdfs-launch (the meson run
+#                                      leaves those variants out: --no-suite
+#                                      mpi-default)
 #
 # The run fails if the build fails, if any test fails, times out or is
 # SKIPPED (build-test/meson-logs/testlog.json, read by testlog-summary.py),
@@ -28,6 +36,7 @@
 #   DSDFS_BUILD_DIR      build directory                     [build-test]
 #   DSDFS_TEST_TIMEOUT   seconds allowed for `meson test`    [1500]
 #   DSDFS_SKIP_DEPS=1    do not run install-deps.sh
+#   DSDFS_SKIP_PASSTHROUGH=1  no passthrough build (meson test then runs mpi-default)
 #   DSDFS_SMOKE_USER     also run the sbatch smoke check as this user
 #   extra arguments are passed to `meson test` (e.g. --suite unit)
 set -euo pipefail
@@ -122,8 +131,15 @@ rm -f "$log" "$BUILD/meson-logs/failed-tails.txt"
 rc=0
 meson_ran=0
 say "step: meson test"
+# Without arguments, the multi-rank suites' shared-memory variants
+# (mpi-default) run in the passthrough step below, against the passthrough
+# build: each program runs once per transport and once per build.
+meson_args=("$@")
+if (($# == 0)) && [[ "${DSDFS_SKIP_PASSTHROUGH:-0}" != 1 ]]; then
+  meson_args=(--no-suite mpi-default)
+fi
 timeout -k 30 "$TEST_TIMEOUT" \
-  meson test -C "$BUILD" --print-errorlogs --num-processes 1 "$@" || rc=$?
+  meson test -C "$BUILD" --print-errorlogs --num-processes 1 "${meson_args[@]}" || rc=$?
 if ((rc == 124 || rc == 137)); then
   say "meson test did not finish within ${TEST_TIMEOUT}s"
 fi
@@ -159,6 +175,57 @@ for check in check-locks check-sanitizers check-package; do
     failed=$((failed + 1))
   fi
 done
+
+# --- the passthrough build ------------------------------------------------------------
+# dsdfs linked against libfuse 3.17 (scripts/build-libfuse.sh, from Debian
+# 13's source package), whose root daemon passes owned files' reads and
+# writes through the kernel. The default build's test programs run against
+# its dsdfs-launch: e2e-passthrough (which must see passthrough used where
+# the kernel has it), e2e-posix, and the race, cluster and torture programs
+# over shared memory. One result each.
+if [[ "${DSDFS_SKIP_PASSTHROUGH:-0}" != 1 ]]; then
+  say "step: passthrough build (build-pt)"
+  pt_ok=0
+  if fuse_prefix=$("$here/build-libfuse.sh"); then
+    pt_args=(--werror -Dbuildtype=debugoptimized -Dtests=false -Dfuse_prefix="$fuse_prefix")
+    if [[ -d build-pt/meson-private ]]; then
+      meson setup --reconfigure build-pt "${pt_args[@]}" >/dev/null && ninja -C build-pt && pt_ok=1
+    else
+      meson setup build-pt "${pt_args[@]}" >/dev/null && ninja -C build-pt && pt_ok=1
+    fi
+  fi
+  if ((!pt_ok)); then
+    say "FAIL: passthrough build"
+    failures+=(passthrough-build)
+    failed=$((failed + 1))
+  else
+    expect=""
+    kver=$(uname -r)
+    kmaj=${kver%%.*}
+    kmin=${kver#*.}
+    kmin=${kmin%%.*}
+    if [[ $(id -u) -eq 0 ]] && ((kmaj > 6 || (kmaj == 6 && kmin >= 9))); then expect=on; fi
+    say "passthrough build: expecting passthrough ${expect:-on or off (not root, or Linux < 6.9)}"
+    pt_env=(DSDFS_LAUNCH="$root/build-pt/launcher/dsdfs-launch" DSDFS_CLI="$root/build-pt/launcher/dsdfs"
+      DSDFS_VERSION="$(meson introspect --projectinfo "$BUILD" | python3 -c 'import json,sys; print(json.load(sys.stdin)["version"])')"
+      DSDFS_EXPECT_PASSTHROUGH="$expect" DSDFS_LOOPBACK_ENV="$here/loopback-env.sh" DSDFS_TEST_UCX_TLS=default)
+    for t in "e2e-passthrough 300 tests/e2e/dsdfs-e2e-passthrough" "e2e-posix 300 tests/e2e/dsdfs-e2e-posix" \
+             "race-default 300 tests/mpi/dsdfs-mpi-race-tests" "mpi-default 600 tests/mpi/dsdfs-mpi-cluster-tests" \
+             "torture-default 420 tests/mpi/dsdfs-mpi-torture"; do
+      read -r name limit prog <<<"$t"
+      log_pt="$BUILD/meson-logs/passthrough-$name.txt"
+      say "passthrough: $name"
+      if env "${pt_env[@]}" timeout -k 30 "$limit" "$BUILD/$prog" >"$log_pt" 2>&1; then
+        passed=$((passed + 1))
+      else
+        tail -n 60 "$log_pt"
+        say "FAIL: passthrough-$name (log: $log_pt)"
+        failures+=("passthrough-$name")
+        failed=$((failed + 1))
+      fi
+    done
+  fi
+fi
 
 # --- the RDMA variant ------------------------------------------------------------------
 # The multi-rank tests once more over verbs, where libibverbs lists a device

@@ -114,7 +114,7 @@ TEST_F(Cli, HelpListsEveryOptionAndExitsZero) {
   ASSERT_FALSE(r.timed_out);
   EXPECT_EQ(r.exit_code(), 0) << describe_status(r.wait_status) << "\n" << r.err;
   for (const char* opt : {"--store", "--ready-file", "--keep-store", "--threads", "--log-level",
-                          "--timeout", "--help", "--version", "%r", "%h"}) {
+                          "--timeout", "--passthrough", "--help", "--version", "%r", "%h"}) {
     EXPECT_NE(r.out.find(opt), std::string::npos) << "--help (stdout) does not mention " << opt
                                                   << "\n  stdout:\n" << r.out;
   }

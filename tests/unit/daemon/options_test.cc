@@ -47,6 +47,15 @@ TEST(Options, BadNumbersAreRefused) {
   EXPECT_FALSE(options_parse({"/m", "--log-level", "loud"}).is_ok());
 }
 
+TEST(Options, PassthroughIsAutoUnlessTurnedOff) {
+  EXPECT_TRUE(options_parse({"/m"})->passthrough);
+  EXPECT_TRUE(options_parse({"/m", "--passthrough", "auto"})->passthrough);
+  EXPECT_FALSE(options_parse({"/m", "--passthrough=off"})->passthrough);
+  auto bad = options_parse({"/m", "--passthrough", "on"});
+  ASSERT_FALSE(bad.is_ok());
+  EXPECT_NE(bad.status().context().find("--passthrough needs auto or off"), std::string::npos);
+}
+
 TEST(Options, DirNotifyMethod) {
   auto o = options_parse({"/m"});
   ASSERT_TRUE(o.is_ok());
