@@ -38,8 +38,11 @@ class DiropsWorker(unittest.TestCase):
                                   go, ctl, "0"], env=dict(os.environ, PYTHONDONTWRITEBYTECODE="1"))
             try:
                 for phase in ["mkdir", "chmod", "rename", "rmdir"]:
-                    with open(go + "." + phase, "w") as f:
+                    # published whole, as the bench does: the worker reads the file
+                    # as soon as the name exists
+                    with open(go + ".tmp", "w") as f:
                         f.write(repr(time.monotonic()))
+                    os.rename(go + ".tmp", go + "." + phase)
                     done = os.path.join(ctl, f"0.{phase}")
                     deadline = time.monotonic() + 20
                     while not os.path.exists(done):
