@@ -28,6 +28,18 @@ std::shared_ptr<UniqueFd> DirIndex::fd_of(uint64_t id) const {
   return it == by_id_.end() ? nullptr : it->second.fd;
 }
 
+std::shared_ptr<UniqueFd> DirIndex::fd_if(uint64_t id, dev_t dev, ino_t ino) const {
+  MutexLock lock(mu_);
+  auto it = by_id_.find(id);
+  if (it == by_id_.end() || it->second.dev != dev || it->second.ino != ino) return nullptr;
+  return it->second.fd;
+}
+
+size_t DirIndex::size() const {
+  MutexLock lock(mu_);
+  return by_id_.size();
+}
+
 std::optional<uint64_t> DirIndex::id_of(dev_t dev, ino_t ino) const {
   MutexLock lock(mu_);
   auto it = by_src_.find({dev, ino});

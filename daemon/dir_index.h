@@ -27,6 +27,12 @@ class DirIndex {
   // The O_PATH handle of the replica, or nullptr.
   std::shared_ptr<UniqueFd> fd_of(uint64_t id) const;
   std::optional<uint64_t> id_of(dev_t dev, ino_t ino) const;
+  // The handle of replica `id` if it is the store directory (dev, ino), so
+  // that the kernel's inode of the directory shares it (one descriptor per
+  // directory, not two); else nullptr.
+  std::shared_ptr<UniqueFd> fd_if(uint64_t id, dev_t dev, ino_t ino) const;
+  // Replicas held, each with an open handle.
+  size_t size() const;
 
  private:
   struct Entry {

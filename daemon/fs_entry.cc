@@ -52,11 +52,13 @@ Filesystem::Filesystem(Options options, Store* store, Peers* peers, Stats* stats
     std::abort();
   }
   dirs_.add(0, std::make_shared<UniqueFd>(::dup(root.get())), st.st_dev, st.st_ino);
-  // Half of the descriptors for the handles of files the kernel knows; the
-  // rest for directories, open files, caches and the network.
+  // Three quarters of the descriptors for the handles of the directories
+  // (every replica, never closed) and of the files the kernel knows (closed
+  // oldest first past what the directories leave); the rest for open files,
+  // caches and the network.
   struct rlimit rl;
   if (::getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur != RLIM_INFINITY) {
-    inodes_.set_handle_budget(std::max<size_t>(256, rl.rlim_cur / 2));
+    inodes_.set_handle_budget(std::max<size_t>(256, rl.rlim_cur / 4 * 3), [this] { return dirs_.size(); });
   }
   inodes_.set_root(std::move(root), st);
   stage_ = std::make_unique<StageOut>(store_->files_path(), mountpoint_);
@@ -157,7 +159,9 @@ int Filesystem::entry_of(const Inode& parent, const char* name, UniqueFd fd, str
       dirs_.add(dir_id, std::make_shared<UniqueFd>(::dup(fd.get())), e->attr.st_dev, e->attr.st_ino);
     }
   }
-  auto inode = inodes_.lookup(std::move(fd), e->attr, dir_id);
+  // A directory's inode shares its replica's handle: one descriptor each.
+  auto shared = S_ISDIR(e->attr.st_mode) ? dirs_.fd_if(dir_id, e->attr.st_dev, e->attr.st_ino) : nullptr;
+  auto inode = inodes_.lookup(std::move(fd), e->attr, dir_id, std::move(shared));
   if (S_ISREG(e->attr.st_mode) && inodes_.wait_direct(e->attr.st_dev, e->attr.st_ino)) {
     // An owner-side handler changed it in the store while the kernel knew
     // no inode of it: the kernel's first size must be the one after that.

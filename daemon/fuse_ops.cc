@@ -4,7 +4,10 @@
 // exactly one reply, here, from what its operation returned; errors become
 // the kernel's errno in one place (reply_err, kernel_errno).
 #include <fuse_lowlevel.h>
+#include <sys/resource.h>
 
+#include <atomic>
+#include <chrono>
 #include <vector>
 
 #include "common/log.h"
@@ -17,8 +20,27 @@ namespace dsdfs::fs {
 
 namespace {
 
+// Says, at most once a minute, that the daemon has run out of descriptors:
+// the application only sees EMFILE, which names its own limit, not ours.
+void warn_if_out_of_descriptors(int err) {
+  if (err != EMFILE && err != ENFILE) return;
+  static std::atomic<int64_t> last{INT64_MIN / 2};
+  const int64_t now = std::chrono::duration_cast<std::chrono::seconds>(
+                          std::chrono::steady_clock::now().time_since_epoch()).count();
+  int64_t prev = last.load();
+  if (now - prev < 60 || !last.compare_exchange_strong(prev, now)) return;
+  struct rlimit rl {};
+  ::getrlimit(RLIMIT_NOFILE, &rl);
+  DSDFS_WARN("out of file descriptors (%s, limit %llu): every directory of the job holds one on "
+             "every rank; raise the hard limit (ulimit -Hn) for the job's daemons",
+             err == EMFILE ? "this daemon" : "the whole system", static_cast<unsigned long long>(rl.rlim_cur));
+}
+
 // The one reply of an error (kernel_errno applied; 0 replies success).
-int reply_err(fuse_req_t req, int err) { return fuse_reply_err(req, kernel_errno(err)); }
+int reply_err(fuse_req_t req, int err) {
+  warn_if_out_of_descriptors(err);
+  return fuse_reply_err(req, kernel_errno(err));
+}
 
 Filesystem& fs_of(fuse_req_t req) { return *static_cast<Filesystem*>(fuse_req_userdata(req)); }
 

@@ -28,7 +28,8 @@ std::shared_ptr<Inode> InodeTable::get(uint64_t id) const {
   return it == by_id_.end() ? nullptr : it->second;
 }
 
-std::shared_ptr<Inode> InodeTable::lookup(UniqueFd fd, const struct stat& st, uint64_t dir_id) {
+std::shared_ptr<Inode> InodeTable::lookup(UniqueFd fd, const struct stat& st, uint64_t dir_id,
+                                          std::shared_ptr<UniqueFd> shared) {
   const std::pair<dev_t, ino_t> key{st.st_dev, st.st_ino};
   // A store inode number can be reused by a new file while the kernel still
   // holds the old, unlinked one (open-unlinked files). Reuse a known inode only
@@ -60,8 +61,10 @@ std::shared_ptr<Inode> InodeTable::lookup(UniqueFd fd, const struct stat& st, ui
       ++inode->nlookup;
     } else {
       uint64_t id = next_id_++;
-      inode = std::make_shared<Inode>(id, std::move(fd), st.st_dev, st.st_ino, st.st_mode & S_IFMT,
-                                      dir_id);
+      inode = shared ? std::make_shared<Inode>(id, std::move(shared), st.st_dev, st.st_ino,
+                                               st.st_mode & S_IFMT, dir_id)
+                     : std::make_shared<Inode>(id, std::move(fd), st.st_dev, st.st_ino,
+                                               st.st_mode & S_IFMT, dir_id);
       inode->nlookup = 1;
       by_id_.emplace(id, inode);
       by_src_[key] = id;  // a stale, unlinked holder of this key keeps its id until forgotten
@@ -171,6 +174,11 @@ void InodeTable::forget(uint64_t id, uint64_t n) {
 
 void InodeTable::note_file_handle(const std::shared_ptr<Inode>& inode) {
   if (budget_ == SIZE_MAX || S_ISDIR(inode->type)) return;
+  size_t budget = budget_;
+  if (pinned_) {  // (its lock is not taken under evict_mu_, a leaf)
+    const size_t pinned = pinned_();
+    budget = budget_ > pinned + kMinFileHandles ? budget_ - pinned : kMinFileHandles;
+  }
   std::vector<std::shared_ptr<UniqueFd>> closing;  // closed last, outside the locks
   std::vector<std::shared_ptr<Inode>> unlinked;    // victims without a name left
   {
@@ -178,7 +186,7 @@ void InodeTable::note_file_handle(const std::shared_ptr<Inode>& inode) {
     open_order_.push_back(inode);
     // An inode with open files keeps its handle and goes to the back of the
     // queue, so that it is evicted once closed (one pass at most).
-    for (size_t pass = open_order_.size(); open_order_.size() > budget_ && pass > 0; --pass) {
+    for (size_t pass = open_order_.size(); open_order_.size() > budget && pass > 0; --pass) {
       auto victim = open_order_.front().lock();
       open_order_.pop_front();
       if (!victim || victim == inode) continue;

@@ -11,6 +11,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <deque>
+#include <functional>
 #include <cstdint>
 #include <map>
 #include <memory>
@@ -46,9 +47,10 @@ struct RemoteRef {
 // (with the writeback cache the kernel ignores sizes the server reports for
 // an inode it already has).
 struct Inode {
+  Inode(uint64_t id, std::shared_ptr<UniqueFd> fd, dev_t dev, ino_t ino, mode_t type, uint64_t dir_id)
+      : id(id), src_dev(dev), src_ino(ino), type(type), dir_id(dir_id), fd_(std::move(fd)) {}
   Inode(uint64_t id, UniqueFd fd, dev_t dev, ino_t ino, mode_t type, uint64_t dir_id)
-      : id(id), src_dev(dev), src_ino(ino), type(type), dir_id(dir_id),
-        fd_(std::make_shared<UniqueFd>(std::move(fd))) {}
+      : Inode(id, std::make_shared<UniqueFd>(std::move(fd)), dev, ino, type, dir_id) {}
   Inode(uint64_t id, RemoteRef ref, mode_t type)
       : id(id), src_dev(0), src_ino(0), type(type), dir_id(0), remote(true), ref(std::move(ref)) {}
 
@@ -182,7 +184,10 @@ class InodeTable {
 
   // Counts one lookup of the object `st` describes, opened as `fd`. If the
   // object is already known, `fd` is closed and the existing inode returned.
-  std::shared_ptr<Inode> lookup(UniqueFd fd, const struct stat& st, uint64_t dir_id = 0);
+  // `shared`: a directory's handle held elsewhere (DirIndex) that a new
+  // inode of it takes instead of `fd`.
+  std::shared_ptr<Inode> lookup(UniqueFd fd, const struct stat& st, uint64_t dir_id = 0,
+                                std::shared_ptr<UniqueFd> shared = nullptr);
   // Counts one lookup of a remote file at ref.version, whose attributes were `st`.
   std::shared_ptr<Inode> lookup_remote(const RemoteRef& ref, mode_t type, const struct stat& st);
   // The node id the kernel knows for a store object, or 0.
@@ -234,14 +239,22 @@ class InodeTable {
 
   size_t size() const;
 
-  // Descriptor budget for the O_PATH handles of local files: past it, the
-  // oldest handles are closed (and reopened on demand by name).
-  void set_handle_budget(size_t budget) { budget_ = budget; }
+  // Descriptor budget for the O_PATH handles of local files and directories:
+  // past it, the oldest file handles are closed (and reopened on demand by
+  // name). Directory handles are never closed: pinned() says how many are
+  // held, and the files get what they leave, but never fewer than
+  // kMinFileHandles.
+  static constexpr size_t kMinFileHandles = 64;
+  void set_handle_budget(size_t budget, std::function<size_t()> pinned = {}) {
+    budget_ = budget;
+    pinned_ = std::move(pinned);
+  }
   // Counts a (re)opened file handle; evicts the oldest beyond the budget.
   void note_file_handle(const std::shared_ptr<Inode>& inode);
 
  private:
   size_t budget_ = SIZE_MAX;
+  std::function<size_t()> pinned_;
   Mutex evict_mu_;                       // leaf lock
   std::deque<std::weak_ptr<Inode>> open_order_ GUARDED_BY(evict_mu_);
   mutable Mutex mu_;

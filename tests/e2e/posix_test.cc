@@ -1850,6 +1850,37 @@ TEST_F(PosixOwnDaemon, MoreFilesThanTheDaemonsDescriptorLimit) {
   EXPECT_TRUE(file_has(inst_->path("after"), "still works"));
 }
 
+// An unpacked source tree: thousands of directories with a few files each, under the same
+// "ulimit -n 4096". Every directory of the job costs the daemon a descriptor it never
+// closes; the files' handles must make room for them. (A daemon that held two descriptors
+// per directory, one for its replica and one for the kernel's inode, and kept half of its
+// limit for files failed here with EMFILE at about the 1,000th directory, as `tar -xf` of a
+// kernel source tree did.)
+TEST_F(PosixOwnDaemon, ManyDirectoriesWithFilesUnderTheDaemonsDescriptorLimit) {
+  constexpr unsigned long kLimit = 4096;
+  ASSERT_NO_FATAL_FAILURE(start(kLimit));
+  const int dirs = 2500;
+  RecordProperty("directories", dirs);
+  for (int d = 0; d < dirs; ++d) {
+    const std::string dir = "d" + std::to_string(d / 50) + "/s" + std::to_string(d);
+    if (d % 50 == 0) ASSERT_SYS_OK(::mkdir(inst_->path("d" + std::to_string(d / 50)).c_str(), 0755));
+    ASSERT_SYS_OK(::mkdir(inst_->path(dir).c_str(), 0755)) << "directory " << d << " of " << dirs;
+    for (int f = 0; f < 2; ++f) {
+      const std::string file = dir + "/f" + std::to_string(f);
+      ASSERT_TRUE(write_file(inst_->path(file), file)) << file;
+    }
+  }
+  for (int d = 0; d < dirs; d += 97) {
+    const std::string dir = "d" + std::to_string(d / 50) + "/s" + std::to_string(d);
+    std::vector<DirEntry> entries;
+    ASSERT_TRUE(list_dir(inst_->path(dir), &entries)) << dir;
+    EXPECT_EQ(entries.size(), 2u) << dir;
+    EXPECT_TRUE(file_has(inst_->path(dir + "/f1"), dir + "/f1")) << dir;
+  }
+  EXPECT_TRUE(write_file(inst_->path("after"), "still works"));
+  EXPECT_TRUE(file_has(inst_->path("after"), "still works"));
+}
+
 // With a small descriptor limit a daemon may close and later reopen its handles of files
 // it has not used for a while. Whatever it does, every call must still act on the file the
 // caller means: the one an open descriptor refers to, or the one a name refers to *now*
