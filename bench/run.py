@@ -31,8 +31,8 @@ import argparse
 import datetime
 import json
 import os
-import platform
 import re
+import shlex
 import shutil
 import sys
 import tempfile
@@ -40,10 +40,10 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-from dsdfsbench import docs, jobs, mounts, timing  # noqa: E402
+from dsdfsbench import docs, jobs, timing  # noqa: E402
 from dsdfsbench.caches import can_drop as can_drop_caches, drop_caches, settle  # noqa: E402
-from dsdfsbench.common import DEFAULT_DOC, DEFAULT_LAUNCHER, MIB, REPO, BenchError, log, run, set_log, tail  # noqa: E402
-from dsdfsbench.facts import cpu_model, git_tree  # noqa: E402
+from dsdfsbench.common import DEFAULT_DOC, DEFAULT_LAUNCHER, MIB, REPO, BenchError, log, run, run_main, set_log  # noqa: E402
+from dsdfsbench.targets import Target, log_daemons, machine_facts, preflight, start_bindfs, start_dsdfs  # noqa: E402
 from dsdfsbench.tables import header, median, ratio, row  # noqa: E402
 
 PROG = "bench/run.py"
@@ -66,78 +66,6 @@ GROUPS = {  # command-line group -> tests it runs
     "write4k": ["write_4k"],
     "small": ["create", "stat", "stat_cold", "unlink"],
 }
-
-
-class Target:
-    """A directory to benchmark; for FUSE targets, the daemon serving it."""
-
-    def __init__(self, name, path):
-        self.name = name
-        self.path = path
-        self.proc = None
-        self.mountpoint = None
-        self.log_path = None
-        self.counts_requests = False  # dsdfs: FUSE requests by operation in user.dsdfs.stats
-
-    def requests(self):
-        """The daemon's FUSE request counters ({op: count}), or None for other targets."""
-        if not self.counts_requests:
-            return None
-        text = os.getxattr(self.mountpoint, "user.dsdfs.stats").decode()
-        out = {}
-        for line in text.splitlines():
-            name, _, value = line.partition(" ")
-            if name.startswith("fuse_"):
-                out[name[len("fuse_"):]] = int(value)
-        return out
-
-    def check_alive(self):
-        if self.proc is not None and self.proc.poll() is not None:
-            raise BenchError(f"{self.name}: daemon exited with {self.proc.returncode}; "
-                             f"log {self.log_path}:\n{tail(self.log_path)}")
-
-    def start(self, cmd, ready, what):
-        """Starts the daemon (registered for cleanup at once) and waits until ready() is true."""
-        log(f"{self.name}: {' '.join(cmd)}")
-        # Own session: a Ctrl-C on the terminal reaches us, and we stop the daemon.
-        self.proc = jobs.start_logged(cmd, self.log_path)
-        jobs.register(self)
-        jobs.wait_until(ready, 30, f"{self.name}: {what}", check=self.check_alive,
-                        detail=lambda: f"; log:\n{tail(self.log_path)}")
-        return self
-
-    def stop(self):
-        """Stops the daemon by PID, then makes sure nothing stays mounted."""
-        jobs.stop_process(self.proc, f"{self.name}: daemon", timeout=20)
-        if self.mountpoint and mounts.is_mounted(self.mountpoint):
-            log(f"{self.name}: {self.mountpoint} still mounted; lazy unmount")
-            mounts.unmount_lazy(self.mountpoint)
-        jobs.unregister(self)
-
-
-def start_dsdfs(binary, work, threads, name):
-    t = Target(name, os.path.join(work, f"mnt-{name}"))
-    t.mountpoint = t.path
-    store = os.path.join(work, f"store-{name}")
-    ready = os.path.join(work, f"ready-{name}")
-    t.log_path = os.path.join(work, f"{name}.log")
-    os.makedirs(t.path)
-    t.store_files = os.path.join(store, "files")
-    t.counts_requests = True
-    cmd = [binary, t.path, "--store", store, "--ready-file", ready]
-    if threads:
-        cmd += ["--threads", str(threads)]
-    return t.start(cmd, lambda: os.path.exists(ready), "no ready file")
-
-
-def start_bindfs(work):
-    src = os.path.join(work, "bindfs-src")
-    t = Target("bindfs", os.path.join(work, "mnt-bindfs"))
-    t.mountpoint = t.path
-    t.log_path = os.path.join(work, "bindfs.log")
-    os.makedirs(src)
-    os.makedirs(t.path)
-    return t.start(["bindfs", "-f", src, t.path], lambda: mounts.is_mounted(t.path), "not mounted")
 
 
 def fio(args, rw_key):
@@ -266,40 +194,6 @@ class Bench:
             t.check_alive()
 
 
-def machine_facts(opts, work, binary):
-    facts = []
-    uname = platform.uname()
-    facts.append(("kernel", f"{uname.system} {uname.release} {uname.machine}"))
-    facts.append(("CPUs", f"{os.cpu_count()} x {cpu_model()}"))
-    with open("/proc/meminfo") as f:
-        mem_kb = int(f.readline().split()[1])
-    facts.append(("memory", f"{mem_kb / 1024 / 1024:.1f} GiB"))
-    mnt, fstype, src = mounts.fs_of(work)
-    dev = os.path.basename(os.path.realpath(src)) if src.startswith("/dev/") else ""
-    rot = ""
-    if dev and os.path.exists(f"/sys/class/block/{dev}/queue/rotational"):
-        with open(f"/sys/class/block/{dev}/queue/rotational") as f:
-            rot = ", rotational" if f.read().strip() == "1" else ", non-rotational"
-    facts.append(("store file system", f"{fstype} on {src} (mounted at {mnt}{rot}); "
-                  f"native dir, dsdfs store and bindfs source all under {work}"))
-    facts.append(("fio", run(["fio", "--version"]).stdout.strip()))
-    if shutil.which("bindfs"):
-        facts.append(("bindfs", run(["bindfs", "--version"]).stdout.strip().splitlines()[0]))
-    try:
-        facts.append(("libfuse", run(["pkg-config", "--modversion", "fuse3"]).stdout.strip()))
-    except (BenchError, FileNotFoundError):
-        pass
-    ver = run([binary, "--version"]).stdout.strip()
-    commit = ""
-    # The commit and the uncommitted changes of the tree the binary was built in.
-    tree = git_tree(os.path.dirname(os.path.realpath(binary)))
-    if tree:
-        commit = f", tree at {tree[0]}{' (with uncommitted changes)' if tree[1] else ''}"
-    label = f", {opts.label}" if opts.label else ""
-    facts.append(("dsdfs", f"{ver}: {binary}{commit}{label}"))
-    return facts
-
-
 def fmt(v, unit):
     if v is None:
         return "n/a"
@@ -420,6 +314,9 @@ def parse_args(argv):
     p.add_argument("--threads", default="0",
                    help="comma-separated --threads values (caps on idle FUSE workers); one dsdfs mount "
                         "each (default 0: the daemon's default, no --threads)")
+    p.add_argument("--variant", action="append", default=[], metavar="NAME:OPTIONS",
+                   help="one more dsdfs mount, named NAME, whose daemon gets OPTIONS (e.g. "
+                        "'wbc:--passthrough off'); may be repeated")
     p.add_argument("--no-bindfs", action="store_true", help="leave out the bindfs reference line")
     p.add_argument("--tests", default="write1m,read1m,write4k,small",
                    help="comma-separated groups: write1m, read1m (needs write1m), write4k, small")
@@ -449,17 +346,22 @@ def parse_args(argv):
         o.thread_list = [int(x) for x in o.threads.split(",")]
     except ValueError:
         p.error("--threads needs numbers, e.g. 0,2,8")
+    o.variants = []
+    for v in o.variant:
+        name, sep, args = v.partition(":")
+        if not sep or not re.fullmatch(r"[A-Za-z0-9_.-]+", name) or name in ("native", "bindfs"):
+            p.error(f"--variant needs NAME:OPTIONS with a plain NAME other than native or bindfs, not '{v}'")
+        o.variants.append((name, shlex.split(args)))
+    names = [n for n, _ in o.variants] + ["dsdfs" if len(o.thread_list) == 1 else f"dsdfs-t{n}" for n in o.thread_list]
+    if len(set(names)) != len(names):
+        p.error(f"two dsdfs mounts with one name among {', '.join(names)}")
     return o
 
 
 def main(argv):
     set_log("bench")
     opts = parse_args(argv)
-    for tool in ["fio", "cc"] + ([] if opts.no_bindfs else ["bindfs"]):
-        if not shutil.which(tool):
-            raise BenchError(f"{tool} not found (apt-get install {tool}; or --no-bindfs)")
-    if not os.access(opts.dsdfs, os.X_OK):
-        raise BenchError(f"{opts.dsdfs} is not an executable: build it (ninja -C build) or pass --dsdfs")
+    preflight(["fio", "cc"] + ([] if opts.no_bindfs else ["bindfs"]), [opts.dsdfs], hint="; or --no-bindfs")
     can_drop = can_drop_caches()
     if not can_drop:
         log("cannot drop caches (not root, or /proc/sys read-only), so the cold read and cold stat tests are skipped")
@@ -479,6 +381,8 @@ def main(argv):
         for n in opts.thread_list:
             name = "dsdfs" if len(opts.thread_list) == 1 else f"dsdfs-t{n}"
             targets.append(start_dsdfs(opts.dsdfs, work, n, name))
+        for name, args in opts.variants:
+            targets.append(start_dsdfs(opts.dsdfs, work, 0, name, args))
         if not opts.no_bindfs:
             targets.append(start_bindfs(work))
         dev = os.stat(native.path).st_dev
@@ -486,7 +390,7 @@ def main(argv):
             backing = getattr(t, "store_files", os.path.join(work, "bindfs-src"))
             if os.stat(backing).st_dev != dev:
                 raise BenchError(f"{backing} is not on the file system of {native.path}")
-        facts = machine_facts(opts, work, opts.dsdfs)
+        facts = machine_facts(work, opts.dsdfs, opts.label)
         free = shutil.disk_usage(work).free
         need = len(targets) * opts.size_1m + opts.size_4k + opts.files * 8192
         if free < need * 1.2:
@@ -503,9 +407,7 @@ def main(argv):
             write_doc(opts.doc, opts.section, text)
         return 0
     except BaseException:
-        for t in [x for x in jobs.LIVE if isinstance(x, Target)]:
-            state = "running" if t.proc.poll() is None else f"exited with {t.proc.returncode}"
-            log(f"{t.name}: daemon {t.proc.pid} {state}; last lines of its log:\n{tail(t.log_path)}")
+        log_daemons()
         raise
     finally:
         # Every daemon started (also one that never became ready), newest first.
@@ -513,11 +415,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-    try:
-        sys.exit(main(sys.argv[1:]))
-    except BenchError as e:
-        print(f"{PROG}: error: {e}", file=sys.stderr)
-        sys.exit(1)
-    except KeyboardInterrupt as e:
-        print(f"{PROG}: interrupted ({e or 'Ctrl-C'}); mounts and daemons stopped", file=sys.stderr)
-        sys.exit(130)
+    run_main(PROG, main, sys.argv[1:])

@@ -57,3 +57,16 @@ def tail(path, n=20):
             return "".join(f.readlines()[-n:])
     except (OSError, TypeError):
         return ""
+
+
+def run_main(prog, main, argv):
+    """Exits with main(argv)'s status; a BenchError is one line "PROG: error: ..." and status 1,
+    a Ctrl-C or SIGTERM (main's finally blocks have stopped what it started) status 130."""
+    try:
+        sys.exit(main(argv))
+    except BenchError as e:
+        print(f"{prog}: error: {e}", file=sys.stderr)
+        sys.exit(1)
+    except KeyboardInterrupt as e:
+        print(f"{prog}: interrupted ({e or 'Ctrl-C'}); mounts and daemons stopped", file=sys.stderr)
+        sys.exit(130)

@@ -121,7 +121,12 @@ class Tree(unittest.TestCase):
     def test_descendants(self):
         p = jobs.start_logged(["sh", "-c", "sleep 60 & sleep 60 & wait"], os.devnull)
         try:
-            jobs.wait_until(lambda: len(jobs.descendants(p.pid)) == 2, 5, "no children")
+            # Both children there and past their exec (a child between fork and exec, or
+            # in exec, can show the shell's command line or an empty one).
+            def execed(k):
+                line = jobs.cmdline(k) or b""
+                return b"sleep" in line and b"wait" not in line
+            jobs.wait_until(lambda: [execed(k) for k in jobs.descendants(p.pid)] == [True, True], 5, "no children")
             kids = jobs.descendants(p.pid)
             self.assertEqual(jobs.children_of(p.pid), kids)
             for k in kids:
