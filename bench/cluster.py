@@ -25,6 +25,13 @@ measures, reporting ratios with the raw figures beside them:
   meta     create rate (create + write 4 KiB + close, rank 0 creating) with
            N=1, 2, 4, and remote append rate (64-byte O_APPEND writes from
            rank 0 into a file owned by rank 1) with N=2, 4.
+  rpc      what one small remote call costs against UCX's own round trip:
+           ucx_perftest ucp_am_lat (64 bytes, same transport, in the same
+           run), a FUSE request the daemon answers locally (getxattr
+           user.dsdfs.owner of an owned file), a stat of another rank's file
+           (one FUSE GETATTR and one RPC) and a 64-byte append to it (one fd),
+           in the N=2 job. Target (issue 11): the RPC's share within 2x of
+           the UCX round trip.
 
 Writes a markdown section between <!-- bench/cluster:results:begin --> and
 <!-- bench/cluster:results:end --> of --doc (default docs/performance.md;
@@ -61,7 +68,7 @@ from dsdfsbench.tables import fmt_x, median, median_range as fmt_range, ratio, v
 PROG = "bench/cluster.py"
 DOC_TOOL, DOC_SECTION = "bench/cluster", "results"  # the doc's markers keep the name they were written with
 CLK_TCK = os.sysconf("SC_CLK_TCK")
-ALL_TESTS = ["read", "cached", "idle", "write", "meta"]
+ALL_TESTS = ["read", "cached", "idle", "write", "meta", "rpc"]
 
 
 def proc_cpu_ticks(pid):
@@ -120,8 +127,9 @@ class Server:
         jobs.unregister(self)
 
 
-def perftest(env, test, size, iters, warmup):
-    """ucx_perftest TEST at SIZE bytes between two processes on loopback; MiB/s (UCX's MB are 2^20)."""
+def perftest(env, test, size, iters, warmup, field=5):
+    """ucx_perftest TEST at SIZE bytes between two processes on loopback: by default overall_bw,
+    MiB/s (UCX's MB are 2^20); field 2 is avg_lat, us (half the round trip for the _lat tests)."""
     port = free_port()
     srv = subprocess.Popen(["ucx_perftest", "-p", str(port)], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
                            env=env, start_new_session=True, text=True)
@@ -139,7 +147,7 @@ def perftest(env, test, size, iters, warmup):
         last = [ln for ln in r.stdout.splitlines() if re.match(r"^\s*\d+,", ln)]
         if not last:
             raise BenchError(f"ucx_perftest {test}: no result line in {r.stdout[-500:]}")
-        return float(last[-1].split(",")[5])  # overall_bw
+        return float(last[-1].split(",")[field])
     finally:
         try:
             srv.wait(timeout=10)
@@ -346,6 +354,8 @@ class Bench:
                 self.writes(jobs, native)
             if "meta" in o.tests:
                 self.meta(jobs, native)
+            if "rpc" in o.tests:
+                self.rpc(jobs[2], o.scale_tls)
         finally:
             for j in jobs.values():
                 j.stop()
@@ -400,6 +410,52 @@ class Bench:
                     raise BenchError("short append")
             os.close(fd)
         return count / (time.monotonic() - t0)
+
+    @staticmethod
+    def per_op_us(fn, count):
+        t0 = time.monotonic()
+        for _ in range(count):
+            fn()
+        return (time.monotonic() - t0) / count * 1e6
+
+    def rpc(self, j, tls):
+        """One small remote call against UCX's round trip, all on tls, interleaved per repetition."""
+        o = self.o
+        rows = self.res.setdefault("rpc", [])
+        env = self.ucx_env(tls)
+        n = o.appends
+        rec64 = b"r" * 63 + b"\n"
+        for rep in range(o.reps_meta):
+            f1 = os.path.join(j.mnt(1), f"rpc{rep}")
+            f0 = os.path.join(j.mnt(0), f"rpc{rep}")
+            with open(f1, "wb") as f:
+                f.write(b"x" * 4096)
+            if os.getxattr(f0, "user.dsdfs.owner").decode().split()[0] != "1":
+                raise BenchError(f"{f0} not owned by rank 1")
+            rec = {}
+            self.busy.append(quiet())
+            rec["am_rtt_us"] = 2 * perftest(env, "ucp_am_lat", 64, 20000, 2000, field=2)
+            self.busy.append(quiet())
+            s1 = j.stats(1)
+            rec["fuse_us"] = self.per_op_us(lambda: os.getxattr(f1, "user.dsdfs.owner"), n)
+            rec["fuse_rpcs"] = delta(s1, j.stats(1))["rpcs_sent"] / n
+            self.busy.append(quiet())
+            s0 = j.stats(0)
+            rec["stat_us"] = self.per_op_us(lambda: os.stat(f0), n)
+            rec["stat_rpcs"] = delta(s0, j.stats(0))["rpcs_sent"] / n
+            fd = os.open(f0, os.O_WRONLY | os.O_APPEND | os.O_CLOEXEC)
+            try:
+                self.busy.append(quiet())
+                s0 = j.stats(0)
+                rec["append_us"] = self.per_op_us(lambda: os.write(fd, rec64), n)
+                rec["append_rpcs"] = delta(s0, j.stats(0))["rpcs_sent"] / n
+            finally:
+                os.close(fd)
+            if os.stat(f1).st_size != 4096 + 64 * n:
+                raise BenchError(f"{f1}: {os.stat(f1).st_size} bytes after {n} appends")
+            os.unlink(f1)
+            rows.append(rec)
+            log(f"  rpc rep {rep}: " + ", ".join(f"{k} {v:.1f}" for k, v in rec.items()))
 
     def meta(self, jobs, native):
         o = self.o
@@ -613,6 +669,30 @@ def report(b, facts, elapsed):
             L.append(row([labels[what], jobname, fmt_range(v), "–" if rt is None else f"{rt:.2f}x",
                           f"{median(rp):.2f}" if rp else "–"]))
         L.append("")
+    if "rpc" in res:
+        rows = res["rpc"]
+        am = median([x["am_rtt_us"] for x in rows])
+        fuse = median([x["fuse_us"] for x in rows])
+        L.append(f"**One small remote call** (N=2 job, UCX_TLS={o.scale_tls}; {o.appends} calls per run, "
+                 f"{o.reps_meta} repetitions; us per call, median and range). The RPC's share is a call's "
+                 f"time less the FUSE request answered locally; target (issue 11): within 2x of UCX's round "
+                 f"trip (`ucx_perftest -t ucp_am_lat -s 64`: twice its one-way latency).")
+        L.append("")
+        L += header([("call", "l"), ("us per call", "r"), ("RPCs per call", "r"), ("RPC share, us", "r"),
+                     ("/ UCX round trip", "r"), ("≤ 2x", "c")])
+        L.append(row(["UCX active message round trip, 64 B", fmt_range([x["am_rtt_us"] for x in rows], 1),
+                      "–", "–", "1.00x", "–"]))
+        L.append(row(["FUSE request answered locally (getxattr)", fmt_range([x["fuse_us"] for x in rows], 1),
+                      f"{median([x['fuse_rpcs'] for x in rows]):.2f}", "–", "–", "–"]))
+        for key, label in (("stat", "stat of rank 1's file from rank 0"),
+                           ("append", "64-byte append to rank 1's file (one fd)")):
+            v = median([x[f"{key}_us"] for x in rows])
+            share = v - fuse
+            rt = share / am if am else None
+            L.append(row([label, fmt_range([x[f"{key}_us"] for x in rows], 1),
+                          f"{median([x[f'{key}_rpcs'] for x in rows]):.2f}", f"{share:.1f}",
+                          fmt_x(rt), verdict(rt, 2.0, above=False)]))
+        L.append("")
     return "\n".join(L)
 
 
@@ -695,7 +775,7 @@ def main():
                 b.idle(idle_jobs)
                 for j in idle_jobs:
                     j.stop()
-        if "write" in o.tests or "meta" in o.tests:
+        if "write" in o.tests or "meta" in o.tests or "rpc" in o.tests:
             b.scale()
         b.note_load("at end")
         ok = True
