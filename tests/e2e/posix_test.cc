@@ -1863,7 +1863,9 @@ TEST_F(PosixOwnDaemon, ManyDirectoriesWithFilesUnderTheDaemonsDescriptorLimit) {
   RecordProperty("directories", dirs);
   for (int d = 0; d < dirs; ++d) {
     const std::string dir = "d" + std::to_string(d / 50) + "/s" + std::to_string(d);
-    if (d % 50 == 0) ASSERT_SYS_OK(::mkdir(inst_->path("d" + std::to_string(d / 50)).c_str(), 0755));
+    if (d % 50 == 0) {
+      ASSERT_SYS_OK(::mkdir(inst_->path("d" + std::to_string(d / 50)).c_str(), 0755));
+    }
     ASSERT_SYS_OK(::mkdir(inst_->path(dir).c_str(), 0755)) << "directory " << d << " of " << dirs;
     for (int f = 0; f < 2; ++f) {
       const std::string file = dir + "/f" + std::to_string(f);
