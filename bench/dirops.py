@@ -50,7 +50,7 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-from dsdfsbench import docs, jobs, tables, timing  # noqa: E402
+from dsdfsbench import docs, jobs, phases, tables, timing  # noqa: E402
 from dsdfsbench.common import DEFAULT_LAUNCHER, DEFAULT_DOC, BenchError, log, set_log, tail  # noqa: E402
 from dsdfsbench.facts import cluster_facts  # noqa: E402
 from dsdfsbench.mpijob import Job, loopback_env  # noqa: E402
@@ -81,17 +81,9 @@ def worker(parent, prefix, count, start_file, done_dir, wid):
         "rename": lambda i: os.rename(names[i], moved[i]),
         "rmdir": lambda i: os.rmdir(moved[i]),
     }
+    ctl = os.path.dirname(start_file)
     for phase in PHASES:
-        go = f"{start_file}.{phase}"
-        deadline = time.monotonic() + 600
-        while not os.path.exists(go):
-            if time.monotonic() > deadline:
-                sys.exit(f"worker {wid}: no start signal for {phase}")
-            time.sleep(0.002)
-        with open(go) as f:
-            t_start = float(f.read())
-        while time.monotonic() < t_start:
-            pass
+        phases.wait_go(ctl, phase)
         op = ops[phase]
         lat = []
         t0 = time.monotonic()
@@ -99,11 +91,7 @@ def worker(parent, prefix, count, start_file, done_dir, wid):
             a = time.monotonic()
             op(i)
             lat.append(time.monotonic() - a)
-        t1 = time.monotonic()
-        tmp = os.path.join(done_dir, f".{wid}.{phase}")
-        with open(tmp, "w") as f:
-            json.dump({"start": t0, "end": t1, "lat": lat}, f)
-        os.rename(tmp, os.path.join(done_dir, f"{wid}.{phase}"))
+        phases.publish(done_dir, wid, phase, {"start": t0, "end": time.monotonic(), "lat": lat})
 
 
 # ------------------------------------------------------------------- bench
@@ -134,26 +122,13 @@ class Run:
         return wid
 
     def phase(self, phase, nworkers):
-        go = os.path.join(self.dir, f"go.{phase}")
-        tmp = go + ".tmp"
-        with open(tmp, "w") as f:
-            f.write(repr(time.monotonic() + 0.3))  # every worker is polling by then
-        os.rename(tmp, go)
-        deadline = time.monotonic() + self.o.phase_timeout
-        done = [os.path.join(self.dir, f"{w}.{phase}") for w in range(nworkers)]
-        while not all(os.path.exists(d) for d in done):
-            for p in self.procs:
-                if p.poll() is not None and p.returncode != 0:
-                    raise BenchError(f"{self.way} rep {self.rep}: a worker failed in {phase} "
-                                     f"(exit {p.returncode}); job log:\n{tail(self.job.log_path, 30)}")
-            self.job.check()
-            if time.monotonic() > deadline:
-                raise BenchError(f"{self.way} rep {self.rep}: {phase} not done after {self.o.phase_timeout} s")
-            time.sleep(0.01)
-        res = []
-        for d in done:
-            with open(d) as f:
-                res.append(json.load(f))
+        phases.release(self.dir, phase)
+        what = f"{self.way} rep {self.rep}"
+        try:
+            res = phases.collect(self.dir, phase, nworkers, self.procs, self.o.phase_timeout,
+                                 check=self.job.check, what=what)
+        except BenchError as e:
+            raise BenchError(f"{e}; job log:\n{tail(self.job.log_path, 30)}") from e
         start = min(x["start"] for x in res)
         end = max(x["end"] for x in res)
         lat = [v for x in res for v in x["lat"]]

@@ -9,7 +9,7 @@ import time
 import unittest
 
 BENCH = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-PROGRAMS = ["run.py", "cluster.py", "dirops.py", "faults.py", "stage_out.py", "workloads.py"]
+PROGRAMS = ["run.py", "cluster.py", "dirops.py", "faults.py", "stage_out.py", "workloads.py", "scaling.py"]
 
 
 class Help(unittest.TestCase):
