@@ -62,8 +62,8 @@ from dsdfsbench import docs, jobs, tables, timing  # noqa: E402
 from dsdfsbench.caches import drop_caches  # noqa: E402
 from dsdfsbench.common import DEFAULT_DOC, DEFAULT_LAUNCHER, MIB, BenchError, log, run, set_log  # noqa: E402
 from dsdfsbench.facts import cluster_facts  # noqa: E402
-from dsdfsbench.mpijob import Job, loopback_env  # noqa: E402
-from dsdfsbench.tables import fmt_x, median, median_range as fmt_range, ratio, verdict  # noqa: E402
+from dsdfsbench.mpijob import Job, loopback_env, rpcs_by_op  # noqa: E402
+from dsdfsbench.tables import breakdown, fmt_x, median, median_range as fmt_range, ratio, verdict  # noqa: E402
 
 PROG = "bench/cluster.py"
 DOC_TOOL, DOC_SECTION = "bench/cluster", "results"  # the doc's markers keep the name they were written with
@@ -442,20 +442,24 @@ class Bench:
             self.busy.append(quiet())
             s0 = j.stats(0)
             rec["stat_us"] = self.per_op_us(lambda: os.stat(f0), n)
-            rec["stat_rpcs"] = delta(s0, j.stats(0))["rpcs_sent"] / n
+            s0b = j.stats(0)
+            rec["stat_rpcs"] = delta(s0, s0b)["rpcs_sent"] / n
+            rec["stat_by_op"] = breakdown(rpcs_by_op(s0, s0b), n)
             fd = os.open(f0, os.O_WRONLY | os.O_APPEND | os.O_CLOEXEC)
             try:
                 self.busy.append(quiet())
                 s0 = j.stats(0)
                 rec["append_us"] = self.per_op_us(lambda: os.write(fd, rec64), n)
-                rec["append_rpcs"] = delta(s0, j.stats(0))["rpcs_sent"] / n
+                s0b = j.stats(0)
+                rec["append_rpcs"] = delta(s0, s0b)["rpcs_sent"] / n
+                rec["append_by_op"] = breakdown(rpcs_by_op(s0, s0b), n)
             finally:
                 os.close(fd)
             if os.stat(f1).st_size != 4096 + 64 * n:
                 raise BenchError(f"{f1}: {os.stat(f1).st_size} bytes after {n} appends")
             os.unlink(f1)
             rows.append(rec)
-            log(f"  rpc rep {rep}: " + ", ".join(f"{k} {v:.1f}" for k, v in rec.items()))
+            log(f"  rpc rep {rep}: " + ", ".join(f"{k} {v:.1f}" for k, v in rec.items() if not k.endswith("by_op")))
 
     def meta(self, jobs, native):
         o = self.o
@@ -678,7 +682,7 @@ def report(b, facts, elapsed):
                  f"time less the FUSE request answered locally; target (issue 11): within 2x of UCX's round "
                  f"trip (`ucx_perftest -t ucp_am_lat -s 64`: twice its one-way latency).")
         L.append("")
-        L += header([("call", "l"), ("us per call", "r"), ("RPCs per call", "r"), ("RPC share, us", "r"),
+        L += header([("call", "l"), ("us per call", "r"), ("RPCs per call, by kind", "l"), ("RPC share, us", "r"),
                      ("/ UCX round trip", "r"), ("≤ 2x", "c")])
         L.append(row(["UCX active message round trip, 64 B", fmt_range([x["am_rtt_us"] for x in rows], 1),
                       "–", "–", "1.00x", "–"]))
@@ -690,7 +694,7 @@ def report(b, facts, elapsed):
             share = v - fuse
             rt = share / am if am else None
             L.append(row([label, fmt_range([x[f"{key}_us"] for x in rows], 1),
-                          f"{median([x[f'{key}_rpcs'] for x in rows]):.2f}", f"{share:.1f}",
+                          rows[-1][f"{key}_by_op"], f"{share:.1f}",
                           fmt_x(rt), verdict(rt, 2.0, above=False)]))
         L.append("")
     return "\n".join(L)

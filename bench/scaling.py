@@ -44,8 +44,8 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from dsdfsbench import docs, jobs, phases, timing  # noqa: E402
 from dsdfsbench.common import DEFAULT_DOC, DEFAULT_LAUNCHER, REPO, BenchError, log, run_main, set_log, tail  # noqa: E402
 from dsdfsbench.facts import cluster_facts  # noqa: E402
-from dsdfsbench.mpijob import Job, loopback_env  # noqa: E402
-from dsdfsbench.tables import fmt_x, header, median, median_range, ratio, row  # noqa: E402
+from dsdfsbench.mpijob import Job, loopback_env, rpcs_by_op  # noqa: E402
+from dsdfsbench.tables import breakdown, fmt_x, header, median, median_range, ratio, row  # noqa: E402
 
 PROG = "bench/scaling.py"
 DOC_TOOL = "bench/scaling"
@@ -146,8 +146,12 @@ class Bench:
                     raise BenchError(f"{e}; job log:\n{tail(j.log_path, 30)}") from e
                 ops = sum(x["ops"] for x in got)
                 wall = max(x["end"] for x in got) - min(x["start"] for x in got)
-                rpcs = sum(j.stats(r)["rpcs_sent"] - before[r]["rpcs_sent"] for r in range(n))
-                self.res.setdefault((phase, n), []).append({"rate": ops / wall, "rpcs_per_op": rpcs / ops})
+                by_op = {}
+                for r in range(n):
+                    for k, v in rpcs_by_op(before[r], j.stats(r)).items():
+                        by_op[k] = by_op.get(k, 0) + v
+                self.res.setdefault((phase, n), []).append(
+                    {"rate": ops / wall, "rpcs_per_op": sum(by_op.values()) / ops, "by_op": by_op, "ops": ops})
             for pr in procs:
                 if pr.wait(timeout=30) != 0:
                     raise BenchError(f"N={n} rep {rep}: a worker exited with {pr.returncode}")
@@ -177,7 +181,7 @@ def report(b, o, facts, elapsed, plot_note):
                  f"max {100 * max(b.busy):.0f}%")
     L.append("")
     cols = [("workload", "l"), ("N", "r"), ("ops/s, all ranks", "r"), ("ideal (N x N=1)", "r"),
-            ("/ ideal", "r"), ("per rank", "r"), ("RPCs per op", "r")]
+            ("/ ideal", "r"), ("per rank", "r"), ("RPCs per op (last repetition), by kind", "l")]
     L += header(cols)
     for phase, label in PHASES:
         base = median([x["rate"] for x in b.res.get((phase, 1), [])])
@@ -189,7 +193,7 @@ def report(b, o, facts, elapsed, plot_note):
             ideal = base * n if base else None
             L.append(row([label if n == o.ns[0] else "", n, median_range([x["rate"] for x in recs]),
                           f"{ideal:,.0f}" if ideal else "n/a", fmt_x(ratio(rate, ideal)),
-                          f"{rate / n:,.0f}", f"{median([x['rpcs_per_op'] for x in recs]):.2f}"]))
+                          f"{rate / n:,.0f}", breakdown(recs[-1]["by_op"], recs[-1]["ops"])]))
     L += ["", plot_note]
     return "\n".join(L) + "\n"
 

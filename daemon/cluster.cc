@@ -236,6 +236,7 @@ Cluster::Reply Cluster::call(int rank, Op op, std::span<const uint8_t> payload,
   if (rank == this->rank()) return run_handler(rank, op, payload);
   if (!transport_ || rank < 0 || rank >= nranks()) return Status::error(EIO, "no such rank");
   stats_add(stats_->rpcs_sent, 1);
+  stats_->count_rpc(static_cast<uint16_t>(op));
   auto r = transport_->call(rank, static_cast<uint16_t>(op), payload, timeout);
   if (!r && r.err() != ENOENT && r.err() != EEXIST && r.err() != ENOTEMPTY) {
     stats_add(stats_->rpc_failures, 1);
@@ -248,6 +249,7 @@ void Cluster::call_into_async(int rank, Op op, std::span<const uint8_t> payload,
                               std::shared_ptr<void> keepalive, std::function<void(Result<size_t>)> done) {
   if (!transport_ || rank == this->rank() || rank < 0 || rank >= nranks()) return done(Status::error(EIO, "no such peer"));
   stats_add(stats_->rpcs_sent, 1);
+  stats_->count_rpc(static_cast<uint16_t>(op));
   transport_->call_into_async(rank, static_cast<uint16_t>(op), payload, dst, std::move(keepalive), timeout(),
                               [this, done = std::move(done)](Result<size_t> r) {
                                 if (!r && r.err() != ENOENT) stats_add(stats_->rpc_failures, 1);
@@ -274,6 +276,7 @@ std::vector<Cluster::Reply> Cluster::call_all(Op op, std::span<const uint8_t> pa
     w->results.resize(peers.size());
     w->remaining = peers.size();
     stats_add(stats_->rpcs_sent, peers.size());
+    stats_->count_rpc(static_cast<uint16_t>(op), peers.size());
     for (size_t i = 0; i < peers.size(); ++i) {
       transport_->call_async(peers[i], static_cast<uint16_t>(op), payload, timeout(),
                              [w, i](rdma::Transport::CallResult r) {

@@ -15,6 +15,18 @@ const char* fuse_op_name(FuseOp op) {
   return kNames[static_cast<size_t>(op)];
 }
 
+const char* rpc_op_name(size_t op) {
+  // Indexed by the op's number (daemon/peers.h); 0 and 17 name no op.
+  static constexpr const char* kNames[] = {
+      nullptr,       "dir_mutate", "dir_apply",     "loc_claim",  "loc_lookup",   "loc_remove",
+      "own_find",    "file_stat",  "file_read",     "file_write", "dir_list",     "file_unlink",
+      "file_rename", "file_drop",  "file_readlink", "file_map",   "file_setattr", nullptr,
+      "file_truncate", "file_link", "file_find",    "rank_down",  "rank_join",    "rank_up",
+      "shard_fill",  "rank_info",  "job_stop",      "stage_start", "stage_status"};
+  static_assert(std::size(kNames) <= kRpcOpSlots);
+  return op < std::size(kNames) ? kNames[op] : nullptr;
+}
+
 std::string Stats::to_text() const {
   std::string out;
   auto line = [&out](const char* name, const std::atomic<uint64_t>& v) {
@@ -42,6 +54,9 @@ std::string Stats::to_text() const {
   line("passthrough_opens", passthrough_opens);
   for (size_t k = 0; k < kFuseOpCount; ++k) {
     line(("fuse_" + std::string(fuse_op_name(static_cast<FuseOp>(k)))).c_str(), fuse_requests[k]);
+  }
+  for (size_t k = 0; k < kRpcOpSlots; ++k) {
+    if (const char* name = rpc_op_name(k)) line(("rpc_" + std::string(name)).c_str(), rpcs_sent_by_op[k]);
   }
   return out;
 }

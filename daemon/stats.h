@@ -28,6 +28,12 @@ inline constexpr size_t kFuseOpCount = static_cast<size_t>(FuseOp::count);
 // "lookup", "getattr", ...: the name of the operation's libfuse callback.
 const char* fuse_op_name(FuseOp op);
 
+// RPC op numbers (daemon/peers.h, Op) have slots 0..kRpcOpSlots-1;
+// rpc_op_name(n) is "file_stat", "loc_lookup", ..., or nullptr for a number
+// that names no op.
+inline constexpr size_t kRpcOpSlots = 32;
+const char* rpc_op_name(size_t op);
+
 // Per-rank counters, readable by users as `getfattr -n user.dsdfs.stats MOUNTPOINT`.
 // Relaxed atomics: each counter is exact, a snapshot across counters is not.
 struct Stats {
@@ -49,11 +55,17 @@ struct Stats {
   std::atomic<uint64_t> writebacks_discarded{0};  // pages of a file moved away with no user's handle open here
   std::atomic<uint64_t> passthrough_opens{0};  // opens whose reads and writes the kernel passes to the store
   std::array<std::atomic<uint64_t>, kFuseOpCount> fuse_requests{};  // by FuseOp
+  std::array<std::atomic<uint64_t>, kRpcOpSlots> rpcs_sent_by_op{};  // by the RPC's op number (Op)
 
   void count_request(FuseOp op) { fuse_requests[static_cast<size_t>(op)].fetch_add(1, std::memory_order_relaxed); }
+  // One more sent RPC of op number `op` (rpcs_sent counts them all).
+  void count_rpc(uint16_t op, uint64_t n = 1) {
+    if (op < kRpcOpSlots) rpcs_sent_by_op[op].fetch_add(n, std::memory_order_relaxed);
+  }
 
   // "name value\n" lines, stable names (documented in docs/user-guide.md);
-  // the requests as "fuse_OP value", one line per operation.
+  // the requests as "fuse_OP value", one line per operation; the RPCs sent
+  // as "rpc_OP value", one line per op.
   std::string to_text() const;
 };
 

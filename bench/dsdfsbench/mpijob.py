@@ -115,3 +115,14 @@ class Job:
                 mounts.unmount_lazy(m)
         jobs.unregister(self)
         self.proc = None
+
+
+def rpcs_by_op(before, after):
+    """{op: RPCs sent} between two stats() snapshots, from the rpc_OP counters, nonzero only."""
+    out = {}
+    for k, v in after.items():
+        if k.startswith("rpc_") and k != "rpc_failures":
+            n = v - before.get(k, 0)
+            if n:
+                out[k[len("rpc_"):]] = n
+    return out

@@ -60,3 +60,11 @@ def header(columns):
 def row(cells):
     """One markdown table row: | a | b |."""
     return "| " + " | ".join(str(c) for c in cells) + " |"
+
+
+def breakdown(counts, per):
+    """"2.50: file_stat 1.50, loc_lookup 1.00": a total per unit and its parts, largest first."""
+    if not counts or not per:
+        return "0"
+    parts = sorted(counts.items(), key=lambda kv: -kv[1])
+    return f"{sum(counts.values()) / per:.2f}: " + ", ".join(f"{k} {v / per:.2f}" for k, v in parts)

@@ -67,3 +67,17 @@ class Markdown(unittest.TestCase):
 
 if __name__ == "__main__":
     unittest.main()
+
+
+class Breakdown(unittest.TestCase):
+    def test_total_and_parts_largest_first(self):
+        from dsdfsbench.tables import breakdown
+        self.assertEqual(breakdown({"loc_lookup": 100, "file_stat": 150}, 100),
+                         "2.50: file_stat 1.50, loc_lookup 1.00")
+        self.assertEqual(breakdown({}, 10), "0")
+
+    def test_rpcs_by_op_from_two_snapshots(self):
+        from dsdfsbench.mpijob import rpcs_by_op
+        before = {"rpcs_sent": 5, "rpc_file_stat": 2, "rpc_failures": 0, "rpc_loc_lookup": 3}
+        after = {"rpcs_sent": 9, "rpc_file_stat": 6, "rpc_failures": 1, "rpc_loc_lookup": 3, "rpc_file_read": 1}
+        self.assertEqual(rpcs_by_op(before, after), {"file_stat": 4, "file_read": 1})
