@@ -30,6 +30,7 @@
 #include "daemon/options.h"
 #include "daemon/moved_files.h"
 #include "daemon/lost_opens.h"
+#include "daemon/recent_lookups.h"
 #include "daemon/offered_files.h"
 #include "daemon/pending_names.h"
 #include "daemon/protocol.h"
@@ -195,7 +196,8 @@ class Filesystem {
   Result<struct fuse_entry_param> lookup(fuse_ino_t parent, const char* name, const Caller& caller);
   void forget(fuse_ino_t ino, uint64_t nlookup);
   // fh: the handle of an open file the kernel asks through, or 0.
-  Result<Attr> getattr(fuse_ino_t ino, uint64_t fh);
+  // tid: the calling thread (RecentLookups), 0 if unknown.
+  Result<Attr> getattr(fuse_ino_t ino, uint64_t fh, pid_t tid = 0);
   Result<Attr> setattr(fuse_ino_t ino, const struct stat& attr, int to_set, uint64_t fh, const Caller& caller);
   Result<std::string> readlink(fuse_ino_t ino);  // the target
   Result<struct fuse_entry_param> mknod(fuse_ino_t parent, const char* name, mode_t mode, dev_t rdev,
@@ -349,9 +351,11 @@ class Filesystem {
   // ranks create, replace, move or remove it; with `create`, claims the name
   // first (exactly one rank creates it; O_EXCL gives EEXIST to the others).
   // owner_hint: the owner the caller believes, or -1 to ask the shard.
-  // ENOENT only when the name is gone (never with `create`).
+  // ENOENT only when the name is gone (never with `create`). known: what
+  // the owner said at this system call's lookup (RecentLookups), used
+  // instead of asking it again when the name is still at that owner.
   Result<OpenedFile> open_name(uint64_t dir, const std::string& name, int owner_hint, int flags, mode_t mode,
-                               bool create);
+                               bool create, const RecentLookups::Entry* known = nullptr);
   // An OpenedFile for the store file fd (of this rank), which it takes.
   Result<OpenedFile> opened_here(int fd, bool created);
   // A handle of another rank's file (the version st/version describe). A
@@ -365,9 +369,16 @@ class Filesystem {
   // what its name holds now (direct_io where the kernel inode describes
   // another version). ESTALE if the name is gone.
   Result<OpenReply> open_moved(const Inode& inode, uint64_t dir, const std::string& name, int owner_hint,
-                               int flags);
+                               int flags, const RecentLookups::Entry* known = nullptr);
   // open() of a kernel inode of this rank's store.
-  Result<OpenReply> open_local(const std::shared_ptr<Inode>& inode, int flags, const Caller& caller);
+  // as_found: the file the kernel inode stands for, even where its name
+  // holds another file now (the kernel's retry of an open that cannot
+  // follow the name: see Filesystem::open).
+  Result<OpenReply> open_local(const std::shared_ptr<Inode>& inode, int flags, const Caller& caller,
+                               bool as_found = false);
+  // The handle is of the kernel inode's own store file (it may pass through
+  // beside the inode's other handles).
+  bool handle_is_inodes_own(fuse_ino_t ino, const OpenReply& o);
   static int store_open_flags(int flags);
 
   // Remote file access.
@@ -539,6 +550,7 @@ class Filesystem {
   BackingFiles backing_;  // the kernel passthrough state of open handles
   OfferedFiles offered_;  // owned files with handles open here, or offered to another rank's O_TRUNC
   LostOpens lost_opens_;  // opens answered ESTALE, until the kernel retries them
+  RecentLookups recent_lookups_;  // remote lookups just answered, for the same call's GETATTR or OPEN
   LostOpens lost_links_;  // links answered ESTALE (their file left its old name), until the kernel retries them
   Mutex later_mu_;        // let_go_later's queue and thread
   std::condition_variable_any later_cv_;

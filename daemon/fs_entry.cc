@@ -204,12 +204,15 @@ Result<struct fuse_entry_param> Filesystem::lookup(fuse_ino_t parent, const char
     return e;
   }
   if (err) return Status::error(err, "lookup");
+  if (auto inode = inode_of(e.ino); inode && inode->remote && caller.tid > 0) {
+    recent_lookups_.note(caller.tid, {e.ino, inode->ref.owner, inode->ref.version, e.attr, RecentLookups::Clock::now()});
+  }
   return e;
 }
 
 void Filesystem::forget(fuse_ino_t ino, uint64_t nlookup) { inodes_.forget(ino, nlookup); }
 
-Result<Filesystem::Attr> Filesystem::getattr(fuse_ino_t ino, uint64_t fhandle) {
+Result<Filesystem::Attr> Filesystem::getattr(fuse_ino_t ino, uint64_t fhandle, pid_t tid) {
   auto inode = inode_of(ino);
   if (!inode) return Status::error(ESTALE, "unknown inode");
   struct stat st;
@@ -237,6 +240,8 @@ Result<Filesystem::Attr> Filesystem::getattr(fuse_ino_t ino, uint64_t fhandle) {
     return Attr{st, 0};
   }
   if (inode->remote) {
+    // stat(2) of a path: the lookup of this very call brought them.
+    if (auto recent = tid > 0 ? recent_lookups_.find(tid, ino) : std::nullopt) return Attr{recent->st, 0};
     uint64_t version;
     int err = remote_stat(inode->ref.owner, inode->ref.dir, inode->ref.name, &st, &version);
     if (err == ENOENT || (err == 0 && static_cast<uint64_t>(st.st_ino) != inode->ref.gino)) {

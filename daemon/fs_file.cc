@@ -7,6 +7,7 @@
 
 #include <cinttypes>
 #include <cstring>
+#include <optional>
 
 #include "common/log.h"
 #include "daemon/errors.h"
@@ -77,8 +78,8 @@ Result<Filesystem::CreateReply> Filesystem::create(fuse_ino_t parent, const char
 }
 
 Result<Filesystem::OpenReply> Filesystem::open_moved(const Inode& inode, uint64_t dir, const std::string& name,
-                                                     int owner_hint, int flags) {
-  auto opened = open_name(dir, name, owner_hint, flags, 0644, /*create=*/false);
+                                                     int owner_hint, int flags, const RecentLookups::Entry* known) {
+  auto opened = open_name(dir, name, owner_hint, flags, 0644, /*create=*/false, known);
   // The path walk found this file, and a rename took it from that name
   // before this open: it is still that file under its new name (a local file
   // system opens what the walk found, too). Ask its owner where it is now,
@@ -118,11 +119,33 @@ Result<Filesystem::OpenReply> Filesystem::open_moved(const Inode& inode, uint64_
 Result<Filesystem::OpenReply> Filesystem::open(fuse_ino_t ino, int flags, const Caller& caller) {
   auto inode = inode_of(ino);
   if (!inode) return Status::error(ESTALE, "unknown inode");
-  if (!inode->remote) return open_local(inode, flags, caller);
+  if (!inode->remote) {
+    auto opened = open_local(inode, flags, caller);
+    if (!opened || !passthrough_.load() || !backing_.conflicts(ino) || handle_is_inodes_own(ino, *opened)) {
+      return opened;
+    }
+    // open_local followed the name to another file (this one moved away or
+    // lost its name), and this inode has handles passing through to its own
+    // file: the kernel refuses a handle of another file beside them.
+    // ESTALE has the kernel look the path up again; its retry can find this
+    // inode again (the name still held it when the retry looked: a move or
+    // rename in flight), and then opens the file the walk found, as
+    // open_as_found does for another rank's file and a local file system
+    // does: the open takes effect before the change that took the name.
+    auto [dir, name] = inode->place();
+    if (!lost_opens_.lost_again(caller.tid, dir, name)) {
+      return Status::error(ESTALE, "the name holds another file; the inode's handles pass through");
+    }
+    return open_local(inode, flags, caller, /*as_found=*/true);
+  }
   if (!S_ISREG(inode->type)) return Status::error(EINVAL, "open of another rank's special file");
   // Whatever the name holds now: the file may have a new version, a new
-  // owner, or be replaced since the kernel looked it up.
-  auto opened = open_moved(*inode, inode->ref.dir, inode->ref.name, inode->ref.owner, flags);
+  // owner, or be replaced since the kernel looked it up; for a read-only
+  // open right after this call's lookup, what that lookup found.
+  std::optional<RecentLookups::Entry> recent;
+  if ((flags & O_ACCMODE) == O_RDONLY && !(flags & O_TRUNC)) recent = recent_lookups_.find(caller.tid, ino);
+  auto opened = open_moved(*inode, inode->ref.dir, inode->ref.name, inode->ref.owner, flags,
+                           recent ? &*recent : nullptr);
   if (opened.err() == ESTALE && lost_opens_.lost_again(caller.tid, inode->ref.dir, inode->ref.name)) {
     // The kernel will not retry again: look once more for a file at the
     // name, then take the one the retry's lookup found.
@@ -135,7 +158,7 @@ Result<Filesystem::OpenReply> Filesystem::open(fuse_ino_t ino, int flags, const 
 }
 
 Result<Filesystem::OpenReply> Filesystem::open_local(const std::shared_ptr<Inode>& inode, int flags,
-                                                     const Caller& caller) {
+                                                     const Caller& caller, bool as_found) {
   const pid_t tid = caller.tid;
   const bool writable = (flags & O_ACCMODE) != O_RDONLY;
   // Counted as open before the check (see Inode::giving): a file offered
@@ -147,8 +170,11 @@ Result<Filesystem::OpenReply> Filesystem::open_local(const std::shared_ptr<Inode
   // (unlinked_elsewhere: the path walk that found this inode used the old
   // name): open what the name holds now (close-to-open). Not ESTALE: under
   // a stream of replacements the kernel's one retry would often lose again.
-  const bool moved_away = inode->gone.load() || inode->giving.load() || inode->unlinked_elsewhere.load();
-  auto object = moved_away ? nullptr : object_fd(inode);
+  const bool moved_away =
+      !as_found && (inode->gone.load() || inode->giving.load() || inode->unlinked_elsewhere.load());
+  auto object = moved_away ? nullptr : (as_found ? inode->handle() : object_fd(inode));
+  if (as_found && !object) return Status::error(ESTALE, "let go: nothing left to open");
+  if (as_found) stats_add(stats_->opens_of_unlinked_files, 1);
   // An evicted or released handle whose file is no longer at its name here:
   // the kernel looks the path up again; its retry opens what the name holds.
   bool retry = false;
@@ -342,20 +368,24 @@ Result<size_t> Filesystem::write_to_moved(uint64_t gino, struct fuse_bufvec* in,
   return fuse_buf_size(in);
 }
 
+bool Filesystem::handle_is_inodes_own(fuse_ino_t ino, const OpenReply& o) {
+  const FileHandle& h = *o.handle;
+  const bool local = !h.remote && h.fd >= 0;
+  if (!local) return false;
+  if (o.owned) return true;
+  auto inode = inode_of(ino);
+  struct stat st;
+  return inode && !inode->remote && S_ISREG(inode->type) && ::fstat(h.fd, &st) == 0 && st.st_ino == inode->src_ino &&
+         global_ino(st.st_ino) == h.gino;
+}
+
 Result<int> Filesystem::pass_through(fuse_ino_t ino, OpenReply& o, const BackingFiles::Register& reg) {
   FileHandle& h = *o.handle;
   if (!passthrough_.load()) return 0;
   // A handle of the kernel inode's own store file, even where open() went
   // the long way (a name taken by another rank and given back): the same
   // backing file as the inode's other handles.
-  const bool local = !h.remote && h.fd >= 0;
-  bool own = o.owned && local;
-  if (!own && local) {
-    auto inode = inode_of(ino);
-    struct stat st;
-    own = inode && !inode->remote && S_ISREG(inode->type) && ::fstat(h.fd, &st) == 0 &&
-          st.st_ino == inode->src_ino && global_ino(st.st_ino) == h.gino;
-  }
+  const bool own = handle_is_inodes_own(ino, o);
   if (!own) {
     // Another file than the kernel inode's: the kernel refuses it beside
     // passthrough handles; its retry looks the name up afresh.

@@ -108,7 +108,8 @@ Result<Filesystem::OpenedFile> Filesystem::opened_here(int fd, bool created) {
 }
 
 Result<Filesystem::OpenedFile> Filesystem::open_name(uint64_t dir, const std::string& name, int owner_hint,
-                                                     int flags, mode_t mode, bool create) {
+                                                     int flags, mode_t mode, bool create,
+                                                     const RecentLookups::Entry* known) {
   auto dfd = local_dir(dir);
   if (!dfd) return Status::error(ENOENT, "unknown directory");
   int owner = owner_hint;
@@ -195,7 +196,13 @@ Result<Filesystem::OpenedFile> Filesystem::open_name(uint64_t dir, const std::st
     // Another rank's file: ask its owner what the name holds now.
     struct stat st;
     uint64_t version = 0;
-    int err = remote_stat(owner, dir, name, &st, &version);
+    int err = 0;
+    if (known != nullptr && round == 0 && !create && owner == known->owner) {
+      st = known->st;  // this call's lookup asked the owner microseconds ago
+      version = known->version;
+    } else {
+      err = remote_stat(owner, dir, name, &st, &version);
+    }
     if (err == ENOENT) {
       if (create) {
         // The shard names an owner that has no such file (it is unlinking or

@@ -131,7 +131,7 @@ void op_forget_multi(fuse_req_t req, size_t c, struct fuse_forget_data* f) {
   });
 }
 void op_getattr(fuse_req_t req, fuse_ino_t i, struct fuse_file_info* fi) {
-  guarded(req, FuseOp::getattr, [&] { reply_attr(req, fs_of(req).getattr(i, fi ? fi->fh : 0)); });
+  guarded(req, FuseOp::getattr, [&] { reply_attr(req, fs_of(req).getattr(i, fi ? fi->fh : 0, fuse_req_ctx(req)->pid)); });
 }
 void op_setattr(fuse_req_t req, fuse_ino_t i, struct stat* a, int s, struct fuse_file_info* fi) {
   guarded(req, FuseOp::setattr, [&] { reply_attr(req, fs_of(req).setattr(i, *a, s, fi ? fi->fh : 0, caller_of(req))); });

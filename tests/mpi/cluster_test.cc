@@ -547,6 +547,50 @@ TEST(CacheInvalidation, OwnerRewritesAreSeenByReadersWithAndWithoutACachedCopy) 
   expect_owner_everywhere(c, "doc", 1);
 }
 
+// stat(2) and a read-only open of another rank's file ask its owner once: the lookup of the
+// same call brought the attributes (RecentLookups), so the GETATTR or OPEN right after it takes
+// them. Each call still sees the file as the owner has it when the call starts: every size and
+// every content the owner wrote last, right after it wrote them.
+TEST(RemoteFiles, StatAndReadOnlyOpenAskTheOwnerOnceAndSeeEveryChange) {
+  Cluster c(with_ranks(2));
+  ASSERT_TRUE(c.start());
+  const std::string owner_path = c.path(1, "f");
+  const std::string reader_path = c.path(0, "f");
+  for (int i = 0; i < 30; ++i) {
+    const std::string v = e2e::pattern_bytes(static_cast<size_t>(1 + 37 * i), 500 + i);
+    ASSERT_TRUE(write_file(owner_path, v));
+    struct stat st {};
+    ASSERT_EQ(::stat(reader_path.c_str(), &st), 0) << errno_text(errno);
+    EXPECT_EQ(st.st_size, static_cast<off_t>(v.size())) << "stat on rank 0 after version " << i;
+    EXPECT_TRUE(file_has(reader_path, v)) << "read on rank 0 after version " << i;
+  }
+  const std::string last = e2e::pattern_bytes(4096, 7);
+  ASSERT_TRUE(write_file(owner_path, last));
+  ASSERT_TRUE(file_has(reader_path, last));  // cached on rank 0 from here on
+
+  constexpr int kCalls = 40;
+  auto s0 = stats_of(c.mnt(0));
+  for (int i = 0; i < kCalls; ++i) {
+    struct stat st {};
+    ASSERT_EQ(::stat(reader_path.c_str(), &st), 0) << errno_text(errno);
+    ASSERT_EQ(st.st_size, 4096);
+  }
+  auto s1 = stats_of(c.mnt(0));
+  for (int i = 0; i < kCalls; ++i) ASSERT_TRUE(file_has(reader_path, last));
+  auto s2 = stats_of(c.mnt(0));
+  // One file_stat per call (the lookup's); two before (lookup, then GETATTR or OPEN). A call
+  // whose thread lost the CPU for a millisecond between its lookup and the next request asks
+  // twice, so a loaded machine may show a few more than one per call, never two.
+  const uint64_t stats_for_stat = counter(s1, "rpc_file_stat") - counter(s0, "rpc_file_stat");
+  const uint64_t stats_for_open = counter(s2, "rpc_file_stat") - counter(s1, "rpc_file_stat");
+  EXPECT_GE(stats_for_stat, static_cast<uint64_t>(kCalls)) << stats_diff(s0, s1);
+  EXPECT_LT(stats_for_stat, static_cast<uint64_t>(kCalls) * 3 / 2) << stats_diff(s0, s1);
+  EXPECT_GE(stats_for_open, static_cast<uint64_t>(kCalls)) << stats_diff(s1, s2);
+  EXPECT_LT(stats_for_open, static_cast<uint64_t>(kCalls) * 3 / 2) << stats_diff(s1, s2);
+  EXPECT_EQ(counter(s2, "bytes_read_remote"), counter(s1, "bytes_read_remote"))
+      << "the unchanged file was fetched again: " << stats_diff(s1, s2);
+}
+
 // ---------------------------------------------------------------------------------------
 // 4. rename / replace across ranks, directory races
 
