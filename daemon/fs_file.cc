@@ -120,6 +120,10 @@ Result<Filesystem::OpenReply> Filesystem::open(fuse_ino_t ino, int flags, const 
   auto inode = inode_of(ino);
   if (!inode) return Status::error(ESTALE, "unknown inode");
   if (!inode->remote) {
+    // Known before open_local, which forgets a recorded loss when it opens
+    // the file the name holds now.
+    auto [dir, name] = inode->place();
+    const bool retry = passthrough_.load() && lost_opens_.retrying(caller.tid, dir, name);
     auto opened = open_local(inode, flags, caller);
     if (!opened || !passthrough_.load() || !backing_.conflicts(ino) || handle_is_inodes_own(ino, *opened)) {
       return opened;
@@ -132,10 +136,10 @@ Result<Filesystem::OpenReply> Filesystem::open(fuse_ino_t ino, int flags, const 
     // rename in flight), and then opens the file the walk found, as
     // open_as_found does for another rank's file and a local file system
     // does: the open takes effect before the change that took the name.
-    auto [dir, name] = inode->place();
-    if (!lost_opens_.lost_again(caller.tid, dir, name)) {
+    if (!lost_opens_.lost_again(caller.tid, dir, name) && !retry) {
       return Status::error(ESTALE, "the name holds another file; the inode's handles pass through");
     }
+    lost_opens_.opened(caller.tid, dir, name);
     return open_local(inode, flags, caller, /*as_found=*/true);
   }
   if (!S_ISREG(inode->type)) return Status::error(EINVAL, "open of another rank's special file");
