@@ -204,7 +204,8 @@ Result<struct fuse_entry_param> Filesystem::lookup(fuse_ino_t parent, const char
     return e;
   }
   if (err) return Status::error(err, "lookup");
-  if (auto inode = inode_of(e.ino); inode && inode->remote && caller.tid > 0) {
+  // (One rank has no remote files: no table lookup on a one-node mount's hot path.)
+  if (auto inode = peers_->nranks() > 1 && caller.tid > 0 ? inode_of(e.ino) : nullptr; inode && inode->remote) {
     recent_lookups_.note(caller.tid, {e.ino, inode->ref.owner, inode->ref.version, e.attr, RecentLookups::Clock::now()});
   }
   return e;

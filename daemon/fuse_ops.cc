@@ -6,7 +6,6 @@
 #include <fuse_lowlevel.h>
 #include <sys/resource.h>
 
-#include <atomic>
 #include <chrono>
 #include <vector>
 
@@ -15,6 +14,7 @@
 #include "daemon/errors.h"
 #include "daemon/file_handle.h"
 #include "daemon/filesystem.h"
+#include "rdma/log_limiter.h"
 
 namespace dsdfs::fs {
 
@@ -24,11 +24,9 @@ namespace {
 // the application only sees EMFILE, which names its own limit, not ours.
 void warn_if_out_of_descriptors(int err) {
   if (err != EMFILE && err != ENFILE) return;
-  static std::atomic<int64_t> last{INT64_MIN / 2};
-  const int64_t now = std::chrono::duration_cast<std::chrono::seconds>(
-                          std::chrono::steady_clock::now().time_since_epoch()).count();
-  int64_t prev = last.load();
-  if (now - prev < 60 || !last.compare_exchange_strong(prev, now)) return;
+  static rdma::LogLimiter limiter(std::chrono::minutes(1));
+  uint64_t suppressed = 0;
+  if (!limiter.allow(&suppressed)) return;
   struct rlimit rl {};
   ::getrlimit(RLIMIT_NOFILE, &rl);
   DSDFS_WARN("out of file descriptors (%s, limit %llu): every directory of the job holds one on "
