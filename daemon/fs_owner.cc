@@ -157,14 +157,12 @@ Peers::Reply Filesystem::on_file_stat(int, const msg::Name& m) {
   auto dfd = local_dir(dir);
   if (!dfd) return Status::error(ENOENT);
   struct stat st;
-  if (::fstatat(dfd->get(), name.c_str(), &st, AT_SYMLINK_NOFOLLOW) != 0) {
-    // Claimed here and being created right now: the shard already sends
-    // openers to us, so wait for the file rather than deny that it exists.
-    if (errno != ENOENT || !pending_.wait_while_pending(dir, name, peers_->timeout() / 2) ||
-        ::fstatat(dfd->get(), name.c_str(), &st, AT_SYMLINK_NOFOLLOW) != 0) {
-      return Status::from_errno("stat");
-    }
-  }
+  // Claimed here and being created right now: the shard already sends
+  // openers to us, so wait for the file rather than deny that it exists.
+  int err = pending_.look_past_create(dir, name, peers_->timeout() / 2, [&] {
+    return ::fstatat(dfd->get(), name.c_str(), &st, AT_SYMLINK_NOFOLLOW) == 0 ? 0 : errno;
+  });
+  if (err) return Status::error(err, "stat");
   if (S_ISDIR(st.st_mode)) return Status::error(ENOENT);  // directories are never remote
   uint64_t version = file_version(st, 0, 0);  // symlinks and special files: never fetched
   if (S_ISREG(st.st_mode)) {

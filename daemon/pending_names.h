@@ -3,6 +3,7 @@
 
 #include "common/mutex.h"
 
+#include <cerrno>
 #include <chrono>
 #include <condition_variable>
 #include <cstdint>
@@ -69,6 +70,21 @@ class PendingNames {
       return pending_.find(k) == pending_.end();
     });
     return true;
+  }
+
+  // Looks a name up for another rank that was sent here by the name's shard:
+  // look() is 0 or an errno (an fstatat in the store). ENOENT while the name
+  // is being created here waits for the create (at most `limit`); either way
+  // it looks once more, because the create may have ended between look() and
+  // this check: the file then exists although nothing is pending any more.
+  // (Answering ENOENT there made the asking rank replace this rank's claim
+  // and create a second file of the same name.)
+  template <typename Look>
+  int look_past_create(uint64_t dir, std::string_view name, std::chrono::milliseconds limit, Look look) {
+    int err = look();
+    if (err != ENOENT) return err;
+    wait_while_pending(dir, name, limit);
+    return look();
   }
 
   bool pending(uint64_t dir, std::string_view name) const {

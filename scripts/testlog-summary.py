@@ -4,7 +4,7 @@
 
 Prints "PASSED FAILED SKIPPED" on stdout, and one line per test that did not
 pass on stderr. With a second argument TAILS, writes the last 40 lines of
-each such test's output there, so that they can be shown again at the end of
+each such test's stdout and stderr there, so that they can be shown again at the end of
 a long run. OK and EXPECTEDFAIL count as passed; SKIP as skipped; FAIL,
 TIMEOUT, ERROR, UNEXPECTEDPASS and anything else as failed.
 Used by scripts/test.sh.
@@ -34,9 +34,14 @@ def main() -> int:
             else:
                 failed += 1
             print(f"test.sh: {result}: {test.get('name', '?')}", file=sys.stderr)
-            lines = (test.get("stdout") or "").splitlines()[-40:]
-            tails.append(f"--- last {len(lines)} lines of {test.get('name', '?')} ({result}) ---")
-            tails.extend(lines)
+            # stdout, then stderr where the test keeps them apart (the shell
+            # suites' fail() writes its reason to stderr)
+            for stream in ("stdout", "stderr"):
+                lines = (test.get(stream) or "").splitlines()[-40:]
+                if stream == "stderr" and not lines:
+                    continue
+                tails.append(f"--- last {len(lines)} lines of {test.get('name', '?')} ({result}), {stream} ---")
+                tails.extend(lines)
     if len(sys.argv) == 3:
         with open(sys.argv[2], "w", encoding="utf-8") as out:
             out.write("\n".join(tails) + ("\n" if tails else ""))

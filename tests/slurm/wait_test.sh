@@ -45,7 +45,14 @@ track_pid "$mp"
 timeout 90 mpirun -np 3 "$L" --wait=60 "$work/d%r" >"$work/dead-ready.log" 2>&1 ||
   fail "dead: --wait failed although all ranks were started"
 expect_in "$work/dead-ready.log" "dsdfs is mounted and ready on all 3 ranks"
-p2=$(rank_pid "$work/d%r" 2) || fail "dead: no pid for rank 2"
+if ! p2=$(rank_pid "$work/d%r" 2); then
+  # what there was instead (a rank that died after --wait saw it ready?)
+  for p in $(daemons_below "$work/d%r"); do
+    echo "dead: dsdfs-launch pid $p: $(tr '\0' '\n' <"/proc/$p/environ" 2>/dev/null | grep '^PMIX_RANK=')" >&2
+  done
+  tail -n 20 "$work/dead-daemons.log" >&2
+  fail "dead: no pid for rank 2"
+fi
 kill -KILL "$p2"
 log "dead: killed rank 2 (pid $p2)"
 wait_fails dead timeout 60 mpirun -np 3 "$L" --wait=2 "$work/d%r"

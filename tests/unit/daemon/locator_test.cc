@@ -120,5 +120,46 @@ TEST(PendingNames, NestedHoldsOfOneNameEndWithTheLast) {
   EXPECT_FALSE(p.pending(1, "f"));
 }
 
+// The owner's answer to another rank's stat of a name it has claimed: the
+// create ends between the owner's look in its store (no file yet) and its
+// check of the pending creates (none any more). Before the fix that answer was
+// ENOENT, the asking rank then replaced the claim and created a second file of
+// the same name (InProcessClusterTest.ConcurrentCreatesOfOneNameOpenOneFile
+// and the race test SameName.SharedFileCreatedByEveryRankAtOnce..., rarely).
+TEST(PendingNames, ACreateThatEndsBetweenTheLookAndTheCheckIsFound) {
+  PendingNames p;
+  auto creating = p.hold(1, "f");
+  bool exists = false;
+  int looks = 0;
+  int err = p.look_past_create(1, "f", std::chrono::seconds(10), [&] {
+    ++looks;
+    if (!exists && looks == 1) {
+      // The creator runs exactly here: makes the file, then ends its hold.
+      exists = true;
+      creating.release();
+      return ENOENT;
+    }
+    return exists ? 0 : ENOENT;
+  });
+  EXPECT_EQ(err, 0);
+  EXPECT_EQ(looks, 2);
+}
+
+TEST(PendingNames, LookPastCreateWaitsForAPendingCreateAndDeniesAnAbsentName) {
+  PendingNames p;
+  std::atomic<bool> exists{false};
+  auto look = [&] { return exists.load() ? 0 : ENOENT; };
+  EXPECT_EQ(p.look_past_create(1, "absent", std::chrono::seconds(10), look), ENOENT);
+  EXPECT_EQ(p.look_past_create(1, "other", std::chrono::seconds(10), [] { return EACCES; }), EACCES);
+  auto creating = p.hold(1, "f");
+  std::thread t([&] {
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+    exists.store(true);
+    creating.release();
+  });
+  EXPECT_EQ(p.look_past_create(1, "f", std::chrono::seconds(10), look), 0);
+  t.join();
+}
+
 }  // namespace
 }  // namespace dsdfs::fs
