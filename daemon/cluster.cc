@@ -38,13 +38,6 @@ void Cluster::register_ordered_handler(Op op, Handler handler) {
   register_handler(op, std::move(handler));
 }
 
-void Cluster::register_split_handler(Op op, Handler first, Handler rest) {
-  split_first_[static_cast<uint16_t>(op)] = first;
-  // A worker (and this rank's own call) runs both halves: the first may
-  // answer by then.
-  Peers::register_split_handler(op, std::move(first), std::move(rest));
-}
-
 void Cluster::register_lending_handler(Op op, LendingHandler handler) {
   lending_handlers_[static_cast<uint16_t>(op)] = std::move(handler);
 }
@@ -78,12 +71,10 @@ Status Cluster::start() {
       Op op = static_cast<Op>(op_id);
       // Runs on the progress thread: only queue the work (UCX iodemo pattern).
       auto status = transport_->register_handler(
-          op_id, [this, op, inline_op = inline_ops_.count(op_id) != 0, ordered = ordered_ops_.count(op_id) != 0,
-                  first = split_first_.count(op_id) != 0 ? &split_first_.at(op_id) : nullptr](
+          op_id, [this, op, inline_op = inline_ops_.count(op_id) != 0, ordered = ordered_ops_.count(op_id) != 0](
                      int source, std::span<const uint8_t> payload, rdma::Responder responder) {
             const auto now = std::chrono::steady_clock::now();
             if (inline_op) return serve(source, op, payload, std::move(responder), now);
-            if (first != nullptr && answered_first(*first, source, payload, responder)) return;
             Task t{source, op, std::vector<uint8_t>(payload.begin(), payload.end()), std::move(responder), now};
             MutexLock lock(mu_);
             if (stopping_) return;  // the dropped Responder answers EIO
@@ -190,18 +181,6 @@ void Cluster::worker_main(bool ordered) {
       serve(task.source, task.op, task.payload, std::move(task.responder), task.queued);
     }
   });
-}
-
-bool Cluster::answered_first(const Handler& first, int source, std::span<const uint8_t> payload,
-                             rdma::Responder& responder) {
-  Reply reply = Status::error(EIO);
-  int err = run_at_boundary("rpc handler", [&] { reply = first(source, payload); });
-  if (err == 0 && !reply && reply.err() == kOnWorker) return false;
-  stats_add(stats_->rpcs_served, 1);
-  if (err) responder.reply_error(err);
-  else if (reply) responder.reply(std::move(reply).value());
-  else responder.reply_error(reply.err());
-  return true;
 }
 
 void Cluster::serve(int source, Op op, std::span<const uint8_t> payload, rdma::Responder responder,

@@ -44,7 +44,6 @@ class Cluster final : public Peers {
   void register_inline_handler(Op op, Handler handler) override;
   void register_ordered_handler(Op op, Handler handler) override;
   void register_lending_handler(Op op, LendingHandler handler) override;
-  void register_split_handler(Op op, Handler first, Handler rest) override;
   // Hands the handlers to the transport and starts the workers.
   // REQUIRES: before the transport connects.
   Status start();
@@ -93,10 +92,6 @@ class Cluster final : public Peers {
   // half the callers' timeout is logged: its caller may have given up).
   void serve(int source, Op op, std::span<const uint8_t> payload, rdma::Responder responder,
              std::chrono::steady_clock::time_point queued);
-  // Runs a split op's first handler where the request arrived and answers,
-  // unless that handler asks for a worker (kOnWorker): then false.
-  bool answered_first(const Handler& first, int source, std::span<const uint8_t> payload,
-                      rdma::Responder& responder);
   // ordered: the thread of the ordered ops' queue (one), else a pool worker.
   void worker_main(bool ordered);
 
@@ -106,7 +101,6 @@ class Cluster final : public Peers {
   std::unordered_map<uint16_t, Handler> handlers_;  // immutable after start()
   std::unordered_map<uint16_t, LendingHandler> lending_handlers_;  // immutable after start()
   std::unordered_set<uint16_t> inline_ops_;                // immutable after start()
-  std::unordered_map<uint16_t, Handler> split_first_;      // immutable after start()
   std::unordered_set<uint16_t> ordered_ops_;               // immutable after start()
   std::vector<std::string> hosts_;                  // immutable after start()
 

@@ -268,26 +268,16 @@ class Filesystem {
   // nothing here.
   bool lost_its_name(const Inode& inode);
   // Looks `name` up in the whole namespace: the local store, else its owner.
-  // With `bytes`: a small remote file's bytes, where its owner sent them along.
-  int lookup_any(const Inode& parent, const char* name, struct fuse_entry_param* e,
-                 std::shared_ptr<const std::vector<uint8_t>>* bytes = nullptr);
+  int lookup_any(const Inode& parent, const char* name, struct fuse_entry_param* e);
   // The owner of (dir, name) if another rank owns it: asks the shard (or,
-  // if the shard is dead, every rank). ENOENT if nobody does. With `found`:
-  // asks with kLocFind, and a shard that owns the name itself sends its
-  // attributes along (found->has_stat).
-  Result<int> find_owner(uint64_t dir, const std::string& name, msg::Found* found = nullptr);
+  // if the shard is dead, every rank). ENOENT if nobody does.
+  Result<int> find_owner(uint64_t dir, const std::string& name);
   // Another live rank whose store holds a file (dir, name), asked directly
   // (kOwnFind to every rank); -1 if none does.
   int owner_by_asking_all(uint64_t dir, const std::string& name);
   // Attributes and version of (dir, name) from its owner.
-  // With `data`: asks for a small file's bytes too (kInlineMax).
-  int remote_stat(int owner, uint64_t dir, const std::string& name, struct stat* st, uint64_t* version,
-                  std::vector<uint8_t>* data = nullptr);
-  int fill_remote_entry(int owner, uint64_t dir, const std::string& name, struct fuse_entry_param* e,
-                        std::shared_ptr<const std::vector<uint8_t>>* bytes = nullptr);
-  // The kernel entry of (dir, name) at owner, from attributes it sent.
-  void remote_entry(int owner, uint64_t dir, const std::string& name, const msg::Stat& at,
-                    struct fuse_entry_param* e);
+  int remote_stat(int owner, uint64_t dir, const std::string& name, struct stat* st, uint64_t* version);
+  int fill_remote_entry(int owner, uint64_t dir, const std::string& name, struct fuse_entry_param* e);
   // Path of (dir, name) through this rank's own mount point.
   Result<std::string> mount_path(uint64_t dir, const std::string& name);
   // An owner-side handler's fd of its file: on this rank's mount, or, while
@@ -370,13 +360,8 @@ class Filesystem {
   Result<OpenedFile> opened_here(int fd, bool created);
   // A handle of another rank's file (the version st/version describe). A
   // read-only one of a small file fetches it whole first, unless !fetch.
-  // bytes: all of that version's bytes, already here (the lookup's).
   int open_remote_handle(int owner, uint64_t dir, const std::string& name, const struct stat& st,
-                         uint64_t version, int flags, OpenedFile* out, bool fetch = true,
-                         const std::vector<uint8_t>* bytes = nullptr);
-  // Puts all of a small file's bytes into its empty cache entry; false if
-  // another thread fetches them already, or the cache's disk is full.
-  bool fill_cache(CacheEntry& c, const std::vector<uint8_t>& bytes);
+                         uint64_t version, int flags, OpenedFile* out, bool fetch = true);
   // open() of a remote kernel inode whose file left its name, on the
   // kernel's retry (LostOpens): a handle of the version the inode shows.
   Result<OpenReply> open_as_found(const Inode& inode, int flags);
@@ -423,15 +408,7 @@ class Filesystem {
   Peers::Reply on_loc_lookup(int source, const msg::Name& m);
   Peers::Reply on_loc_remove(int source, const msg::LocRemove& m);
   Peers::Reply on_own_find(int source, const msg::Name& m);
-  Peers::Reply on_file_stat(int source, const msg::StatAsk& m);
-  // kFileStat's answer, also kLocFind's where the shard owns the name; with
-  // the bytes of a file of at most inline_max that are in memory here.
-  Result<msg::Stat> stat_for_peer(uint64_t dir, const std::string& name, uint32_t inline_max);
-  // All bytes of the file fd if they are in this kernel's page cache and the
-  // file is still of `version` after reading them; else empty.
-  std::vector<uint8_t> cached_bytes(int fd, const struct stat& st, uint64_t version);
-  Peers::Reply on_loc_find_first(int source, const msg::StatAsk& m);
-  Peers::Reply on_loc_find(int source, const msg::StatAsk& m);
+  Peers::Reply on_file_stat(int source, const msg::Name& m);
   // Has this kernel write the file's dirty pages back to the store if other
   // ranks write to it through a forwarding fd; whether it did.
   bool write_back_for_peer(uint64_t gino);

@@ -185,10 +185,7 @@ Result<struct fuse_entry_param> Filesystem::lookup(fuse_ino_t parent, const char
   auto dir = inode_of(parent);
   if (!dir) return Status::error(ESTALE, "unknown directory");
   struct fuse_entry_param e;
-  // (One rank has no remote files: no table lookup on a one-node mount's hot path.)
-  const bool note = peers_->nranks() > 1 && caller.tid > 0;
-  std::shared_ptr<const std::vector<uint8_t>> bytes;
-  int err = lookup_any(*dir, name, &e, note ? &bytes : nullptr);
+  int err = lookup_any(*dir, name, &e);
   if (err == 0 && lost_opens_.retrying(caller.tid, dir->dir_id, name)) {
     // The kernel's retry of an open that found its file gone: hold what this
     // lookup finds until the open comes (Filesystem::open). A file let go
@@ -197,7 +194,7 @@ Result<struct fuse_entry_param> Filesystem::lookup(fuse_ino_t parent, const char
       auto inode = inode_of(e.ino);
       if (!inode || inode->remote || !S_ISREG(inode->type) || inode->hold_for_open(LostOpens::kHold)) break;
       inodes_.forget(e.ino, 1);  // this lookup's count: the kernel never sees it
-      if ((err = lookup_any(*dir, name, &e, note ? &bytes : nullptr)) != 0) break;
+      if ((err = lookup_any(*dir, name, &e)) != 0) break;
     }
   }
   if (err == ENOENT) {
@@ -207,9 +204,9 @@ Result<struct fuse_entry_param> Filesystem::lookup(fuse_ino_t parent, const char
     return e;
   }
   if (err) return Status::error(err, "lookup");
-  if (auto inode = note ? inode_of(e.ino) : nullptr; inode && inode->remote) {
-    recent_lookups_.note(caller.tid, {e.ino, inode->ref.owner, inode->ref.version, e.attr, RecentLookups::Clock::now(),
-                                      std::move(bytes)});
+  // (One rank has no remote files: no table lookup on a one-node mount's hot path.)
+  if (auto inode = peers_->nranks() > 1 && caller.tid > 0 ? inode_of(e.ino) : nullptr; inode && inode->remote) {
+    recent_lookups_.note(caller.tid, {e.ino, inode->ref.owner, inode->ref.version, e.attr, RecentLookups::Clock::now()});
   }
   return e;
 }

@@ -161,25 +161,17 @@ void Filesystem::loc_remove(uint64_t dir, const std::string& name, int owner) {
   if (!r && r.err() != ENOENT) DSDFS_WARN("locator remove of %s: %s", name.c_str(), r.status().to_string().c_str());
 }
 
-Result<int> Filesystem::find_owner(uint64_t dir, const std::string& name, msg::Found* found) {
+Result<int> Filesystem::find_owner(uint64_t dir, const std::string& name) {
   if (!peers_->quorate()) return Peers::fenced();
   const int n = peers_->nranks();
   const int home = peers_->home_of(dir, name);
-  if (found) found->has_stat = false;
   if (peers_->alive(home)) {
-    // (This rank's own shard: a name it owns is in its store, which the caller looked at.)
-    const bool with_stat = found != nullptr && home != rank_;
-    auto r = with_stat ? peers_->call(home, Op::kLocFind, msg::encode(msg::StatAsk{{dir, name}, msg::kInlineMax}))
-                       : peers_->call(home, Op::kLocLookup, msg::encode(msg::Name{dir, name}));
+    auto r = peers_->call(home, Op::kLocLookup, msg::encode(msg::Name{dir, name}));
     if (r) {
-      msg::Found f;
       msg::Owner owner;
-      const bool ok = with_stat ? msg::decode(r.value(), &f) : msg::decode(r.value(), &owner);
-      if (with_stat) owner.rank = f.rank;
-      if (!ok || owner.rank < LocatorShard::kDirectory || owner.rank >= n || (f.has_stat && owner.rank != home)) {
+      if (!msg::decode(r.value(), &owner) || owner.rank < LocatorShard::kDirectory || owner.rank >= n) {
         return Status::error(EPROTO, "lookup reply");
       }
-      if (with_stat) *found = std::move(f);
       return owner.rank;
     }
     if (r.err() != EIO && r.err() != ETIMEDOUT && !(r.err() == ENOENT && shard_unsure(home, dir, name))) {
@@ -192,8 +184,7 @@ Result<int> Filesystem::find_owner(uint64_t dir, const std::string& name, msg::F
   return Status::error(ENOENT);
 }
 
-int Filesystem::lookup_any(const Inode& parent, const char* name, struct fuse_entry_param* e,
-                           std::shared_ptr<const std::vector<uint8_t>>* bytes) {
+int Filesystem::lookup_any(const Inode& parent, const char* name, struct fuse_entry_param* e) {
   int err = do_lookup(parent, name, e);
   if (err != ENOENT || peers_->nranks() == 1) return err;
   // The name can move between asking its shard and asking its owner (a
@@ -201,8 +192,7 @@ int Filesystem::lookup_any(const Inode& parent, const char* name, struct fuse_en
   // reader sees the old or the new file, never none.
   int last_owner = -2;
   for (int attempt = 0; attempt < 4; ++attempt) {
-    msg::Found found;
-    auto owner = find_owner(parent.dir_id, name, &found);
+    auto owner = find_owner(parent.dir_id, name);
     if (!owner) {
       DSDFS_DEBUG("lookup of %s: no owner (%s)", name, owner.status().to_string().c_str());
       return owner.err();
@@ -212,15 +202,8 @@ int Filesystem::lookup_any(const Inode& parent, const char* name, struct fuse_en
       // Claimed here: the file may have just arrived in the store.
       err = do_lookup(parent, name, e);
       if (err != ENOENT) return err;
-    } else if (found.has_stat) {
-      // The shard is the owner and sent the attributes with its answer.
-      remote_entry(owner.value(), parent.dir_id, name, found.stat, e);
-      if (bytes && !found.stat.data.empty()) {
-        *bytes = std::make_shared<const std::vector<uint8_t>>(std::move(found.stat.data));
-      }
-      return 0;
     } else {
-      err = fill_remote_entry(owner.value(), parent.dir_id, name, e, bytes);
+      err = fill_remote_entry(owner.value(), parent.dir_id, name, e);
       if (err != ENOENT) return err;
     }
     DSDFS_DEBUG("lookup of %s: owner %d answered %d (attempt %d)", name, owner.value(), err, attempt);

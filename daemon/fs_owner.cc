@@ -12,7 +12,6 @@
 #include <sys/mman.h>
 #include <sys/stat.h>
 #include <sys/statvfs.h>
-#include <sys/uio.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -73,15 +72,12 @@ void Filesystem::register_rpcs() {
   // progress thread (Peers::register_inline_handler); kOrdered: one at a time,
   // in the order of arrival (Peers::register_ordered_handler).
   enum How { kWorker, kInline, kOrdered };
-  auto decoded = [this]<typename M>(Peers::Reply (Filesystem::*fn)(int, const M&)) -> Peers::Handler {
-    return [this, fn](int src, std::span<const uint8_t> p) -> Peers::Reply {
+  auto reg = [this]<typename M>(Op op, Peers::Reply (Filesystem::*fn)(int, const M&), How how = kWorker) {
+    Peers::Handler h = [this, fn](int src, std::span<const uint8_t> p) -> Peers::Reply {
       M m;
       if (!msg::decode(p, &m)) return bad_request(M::kName);
       return (this->*fn)(src, m);
     };
-  };
-  auto reg = [this, &decoded](Op op, auto fn, How how = kWorker) {
-    Peers::Handler h = decoded(fn);
     if (how == kInline) peers_->register_inline_handler(op, std::move(h));
     else if (how == kOrdered) peers_->register_ordered_handler(op, std::move(h));
     else peers_->register_handler(op, std::move(h));
@@ -95,10 +91,6 @@ void Filesystem::register_rpcs() {
   reg(Op::kLocClaim, &Filesystem::on_loc_claim, kInline);
   reg(Op::kLocLookup, &Filesystem::on_loc_lookup, kInline);
   reg(Op::kLocRemove, &Filesystem::on_loc_remove, kInline);
-  // Answered inline too, unless this rank owns the name: then its stat comes
-  // along, from a worker.
-  peers_->register_split_handler(Op::kLocFind, decoded(&Filesystem::on_loc_find_first),
-                                 decoded(&Filesystem::on_loc_find));
   reg(Op::kOwnFind, &Filesystem::on_own_find);
   reg(Op::kFileStat, &Filesystem::on_file_stat);
   reg(Op::kFileWrite, &Filesystem::on_file_write);
@@ -159,35 +151,9 @@ Peers::Reply Filesystem::on_own_find(int, const msg::Name& m) {
   return msg::encode(msg::Owner{rank_});
 }
 
-Peers::Reply Filesystem::on_loc_find_first(int, const msg::StatAsk& m) {
-  auto owner = shard_.lookup(m.at.dir, m.at.name);
-  if (!owner) return owner.status();
-  // Its own name: the attributes come along, read on a worker (the store).
-  if (owner.value() == rank_) return Status::error(Peers::kOnWorker);
-  return msg::encode(msg::Found{owner.value(), false, {}});
-}
-
-Peers::Reply Filesystem::on_loc_find(int, const msg::StatAsk& m) {
-  auto owner = shard_.lookup(m.at.dir, m.at.name);
-  if (!owner) return owner.status();
-  msg::Found found{owner.value(), false, {}};
-  if (owner.value() == rank_) {
-    // Not here (being unlinked or renamed away): the caller asks as before.
-    if (auto st = stat_for_peer(m.at.dir, m.at.name, m.inline_max)) {
-      found.has_stat = true;
-      found.stat = std::move(st).value();
-    }
-  }
-  return msg::encode(found);
-}
-
-Peers::Reply Filesystem::on_file_stat(int, const msg::StatAsk& m) {
-  auto st = stat_for_peer(m.at.dir, m.at.name, m.inline_max);
-  if (!st) return st.status();
-  return msg::encode(st.value());
-}
-
-Result<msg::Stat> Filesystem::stat_for_peer(uint64_t dir, const std::string& name, uint32_t inline_max) {
+Peers::Reply Filesystem::on_file_stat(int, const msg::Name& m) {
+  const uint64_t dir = m.dir;
+  const std::string& name = m.name;
   auto dfd = local_dir(dir);
   if (!dfd) return Status::error(ENOENT);
   struct stat st;
@@ -199,35 +165,13 @@ Result<msg::Stat> Filesystem::stat_for_peer(uint64_t dir, const std::string& nam
   if (err) return Status::error(err, "stat");
   if (S_ISDIR(st.st_mode)) return Status::error(ENOENT);  // directories are never remote
   uint64_t version = file_version(st, 0, 0);  // symlinks and special files: never fetched
-  std::vector<uint8_t> data;
   if (S_ISREG(st.st_mode)) {
     auto v = owned_version(dfd->get(), name, &st);
     if (!v) return v.status();
     version = v.value();
-    if (st.st_size > 0 && static_cast<uint64_t>(st.st_size) <= inline_max) {
-      // A small file's bytes come with its attributes (the asker is looking
-      // it up, and an open comes next), where this costs no disk read.
-      UniqueFd fd(::openat(dfd->get(), name.c_str(), O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC));
-      if (fd.valid()) data = cached_bytes(fd.get(), st, version);
-    }
   }
   translate(&st);
-  return msg::Stat{st, version, std::move(data)};
-}
-
-std::vector<uint8_t> Filesystem::cached_bytes(int fd, const struct stat& st, uint64_t version) {
-  std::vector<uint8_t> data(static_cast<size_t>(st.st_size));
-  struct iovec iov {data.data(), data.size()};
-  // RWF_NOWAIT: only what is in the page cache (a cold file stays a later read).
-  if (::preadv2(fd, &iov, 1, 0, RWF_NOWAIT) != static_cast<ssize_t>(data.size())) return {};
-  // The bytes of that version: nothing changed the file while they were read.
-  struct stat now;
-  if (::fstat(fd, &now) != 0 || now.st_ino != st.st_ino || now.st_size != st.st_size ||
-      version_of(now, fd) != version) {
-    return {};
-  }
-  stats_add(stats_->bytes_served_inline, data.size());
-  return data;
+  return msg::encode(msg::Stat{st, version});
 }
 
 namespace {
@@ -566,7 +510,7 @@ Peers::Reply Filesystem::on_file_truncate(int, const msg::Truncate& m) {
   auto version = owned_version(dfd->get(), name, &st);
   if (!version) return version.status();
   translate(&st);
-  return msg::encode(msg::TruncateReply{true, {st, version.value(), {}}});
+  return msg::encode(msg::TruncateReply{true, {st, version.value()}});
 }
 
 Peers::Reply Filesystem::on_file_link(int, const msg::Link& m) {
@@ -586,7 +530,7 @@ Peers::Reply Filesystem::on_file_link(int, const msg::Link& m) {
   });
   if (err) return Status::error(err, "link");
   kernel_attrs_changed(st.st_dev, st.st_ino);  // its link count
-  return on_file_stat(rank_, msg::StatAsk{m.to, 0});
+  return on_file_stat(rank_, m.to);
 }
 
 Peers::Reply Filesystem::on_file_find(int, const msg::Find& m) {
@@ -656,7 +600,7 @@ Peers::Reply Filesystem::on_file_setattr(int, const msg::Setattr& m) {
     else if (to_set & FUSE_SET_ATTR_MTIME) tv[1] = {ms, mn};
     if (::utimensat(AT_FDCWD, p, tv, follow ? 0 : AT_SYMLINK_NOFOLLOW) != 0) return Status::from_errno("utimens");
   }
-  return on_file_stat(rank_, msg::StatAsk{m.at, 0});
+  return on_file_stat(rank_, m.at);
 }
 
 Peers::Reply Filesystem::on_file_drop(int source, const msg::Drop& m) {

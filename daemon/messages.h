@@ -39,7 +39,7 @@ bool decode(std::span<const uint8_t> payload, M* m) {
 }
 
 // A file name in a replicated directory: kFileStat, kFileUnlink,
-// kFileReadlink, kLocLookup, kLocFind, kOwnFind.
+// kFileReadlink, kLocLookup, kOwnFind.
 struct Name {
   static constexpr const char* kName = "Name";
   uint64_t dir = 0;
@@ -96,61 +96,14 @@ struct Owner {
   bool get(WireReader& r) { return r.i32(&rank); }
 };
 
-// A file of up to this many bytes may come whole with its attributes
-// (StatAsk::inline_max, Stat::data).
-inline constexpr uint32_t kInlineMax = 8192;
-
-// kFileStat and kLocFind: the attributes of (dir, name), and its bytes too
-// if the file is a regular file of at most inline_max bytes (0: never).
-struct StatAsk {
-  static constexpr const char* kName = "StatAsk";
-  Name at;
-  uint32_t inline_max = 0;
-  void put(WireWriter& w) const {
-    at.put(w);
-    w.u32(inline_max);
-  }
-  bool get(WireReader& r) { return at.get(r) && r.u32(&inline_max) && inline_max <= kInlineMax; }
-};
-
 // kFileStat's reply (and kFileSetattr's): the attributes with the store's
-// identity and the owner's version of the file; for a StatAsk with
-// inline_max, and a small file whose bytes the owner had in memory, all of
-// its bytes, of that version (else empty).
+// identity and the owner's version of the file.
 struct Stat {
   static constexpr const char* kName = "Stat";
   struct stat st {};
   uint64_t version = 0;
-  std::vector<uint8_t> data;
-  void put(WireWriter& w) const {
-    put_stat(w, st, version);
-    w.bytes(data);
-  }
-  bool get(WireReader& r) {
-    std::span<const uint8_t> d;
-    if (!(get_stat(r, &st, &version) && r.bytes(&d, kInlineMax))) return false;
-    data.assign(d.begin(), d.end());
-    return data.empty() || static_cast<uint64_t>(st.st_size) == data.size();
-  }
-};
-
-// The reply of kLocFind: the owner, and where the shard is the owner itself
-// and holds the file, its kFileStat answer too (one round trip for a lookup).
-struct Found {
-  static constexpr const char* kName = "Found";
-  int32_t rank = -1;
-  bool has_stat = false;
-  Stat stat;  // when has_stat
-  void put(WireWriter& w) const {
-    w.i32(rank).u8(has_stat ? 1 : 0);
-    if (has_stat) stat.put(w);
-  }
-  bool get(WireReader& r) {
-    uint8_t h;
-    if (!r.i32(&rank) || !r.u8(&h) || h > 1) return false;
-    has_stat = h != 0;
-    return !has_stat || stat.get(r);
-  }
+  void put(WireWriter& w) const { put_stat(w, st, version); }
+  bool get(WireReader& r) { return get_stat(r, &st, &version); }
 };
 
 // kFileRead: bytes [off, off + len) of the file gino at (dir, name), of that
@@ -564,7 +517,7 @@ inline constexpr OpMessages kOpMessages[] = {
     {4, "LocLookup", Name::kName, Owner::kName},
     {5, "LocRemove", LocRemove::kName, "-"},
     {6, "OwnFind", Name::kName, Owner::kName},
-    {7, "FileStat", StatAsk::kName, Stat::kName},
+    {7, "FileStat", Name::kName, Stat::kName},
     {8, "FileRead", Read::kName, "bytes"},
     {9, "FileWrite", Write::kName, WriteReply::kName},
     {10, "DirList", DirList::kName, DirListReply::kName},
@@ -585,7 +538,6 @@ inline constexpr OpMessages kOpMessages[] = {
     {26, "JobStop", InfoRequest::kName, "-"},
     {27, "StageStart", StageStart::kName, "-"},
     {28, "StageStatus", StageQuery::kName, "bytes"},
-    {29, "LocFind", StatAsk::kName, Found::kName},
 };
 
 }  // namespace dsdfs::fs::msg

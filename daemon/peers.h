@@ -54,7 +54,6 @@ enum class Op : uint16_t {
   kJobStop = 26,       // to every rank (`dsdfs stop`): stop as on SIGTERM (unmount, remove the store, exit 0)
   kStageStart = 27,    // to every rank (`dsdfs stage-out`): copy your files under a path to a destination
   kStageStatus = 28,   // to every rank: how far that copy is
-  kLocFind = 29,       // to a locator shard: who owns (dir, name)? With the attributes if it is the shard itself
 };
 
 // A memory range exported for one-sided reads by other ranks. Deregistered
@@ -95,17 +94,6 @@ class Peers {
   // A handler cheap and non-blocking enough (in-memory, short locks, no I/O)
   // to run where the request arrives (the transport's progress thread).
   virtual void register_inline_handler(Op op, Handler handler) = 0;
-  // An op answered where the request arrives when it can be: `first` runs as
-  // an inline handler and answers, unless it returns kOnWorker; then `rest`
-  // answers on a worker thread (it may block). By default both run on a worker.
-  static constexpr int kOnWorker = EINPROGRESS;
-  virtual void register_split_handler(Op op, Handler first, Handler rest) {
-    register_handler(op, [first = std::move(first), rest = std::move(rest)](int source, std::span<const uint8_t> p) {
-      Reply r = first(source, p);
-      if (!r && r.err() == kOnWorker) return rest(source, p);
-      return r;
-    });
-  }
   // Requests of op from other ranks run one at a time, in the order they
   // arrived (for a message sent after another to the same rank, after it),
   // whatever the sender's timeouts: a request that arrives late is still

@@ -22,8 +22,7 @@ const char* rpc_op_name(size_t op) {
       "own_find",    "file_stat",  "file_read",     "file_write", "dir_list",     "file_unlink",
       "file_rename", "file_drop",  "file_readlink", "file_map",   "file_setattr", nullptr,
       "file_truncate", "file_link", "file_find",    "rank_down",  "rank_join",    "rank_up",
-      "shard_fill",  "rank_info",  "job_stop",      "stage_start", "stage_status",
-      "loc_find"};
+      "shard_fill",  "rank_info",  "job_stop",      "stage_start", "stage_status"};
   static_assert(std::size(kNames) <= kRpcOpSlots);
   return op < std::size(kNames) ? kNames[op] : nullptr;
 }
@@ -42,7 +41,6 @@ std::string Stats::to_text() const {
   line("bytes_applied_for_peers", bytes_applied_for_peers);
   line("bytes_read_remote", bytes_read_remote);
   line("bytes_served_to_peers", bytes_served_to_peers);
-  line("bytes_served_inline", bytes_served_inline);
   line("cache_hits", cache_hits);
   line("cache_misses", cache_misses);
   line("rpcs_sent", rpcs_sent);
