@@ -100,16 +100,32 @@ Peers::Reply Filesystem::on_dir_mutate(int source, const DirChange& change) {
     }
     case DirChange::kRename: {
       if (!valid_name(c.name) || !valid_name(c.name2)) return Status::error(EINVAL);
-      // Onto an existing directory: it must be empty on every rank, and stays
-      // closed to new files until the rename has replaced it.
+      // Decided here, then applied everywhere and never undone for a rank
+      // that is only late: a rank that times out (stopped, starved) still
+      // applies the change in its order when it runs again, so an undo sent
+      // to the others alone would split the replicas (the others back at
+      // the old name, the late rank at the new one, for good). Everything
+      // that could make a rank refuse it is settled before: the target
+      // directory is empty on every rank and closed to new files (as for
+      // rmdir), or the name is claimed for the directory at the shard, so
+      // no rank can make a file of it meanwhile.
       DirChange target{};
       target.kind = DirChange::kRmdirPrepare;
       target.dir = c.dir2;
       target.name = c.name2;
-      bool had_target = false;
+      bool had_target = false, claimed = false;
+      // Directories: this replica knows (this rank orders every directory
+      // change, and has applied each before the next). Files: their shards.
+      auto parent = local_dir(c.dir);
+      auto parent2 = local_dir(c.dir2);
+      if (!parent || !parent2) return Status::error(ENOENT, "unknown directory");
+      struct stat st;
+      if (::fstatat(parent->get(), c.name.c_str(), &st, AT_SYMLINK_NOFOLLOW) != 0 || !S_ISDIR(st.st_mode)) {
+        return Status::error(ENOENT);  // removed or renamed since the caller looked
+      }
       if (!(c.flags & RENAME_EXCHANGE)) {
-        auto owner = find_owner(c.dir2, c.name2);
-        if (owner && owner.value() == LocatorShard::kDirectory) {
+        if (::fstatat(parent2->get(), c.name2.c_str(), &st, AT_SYMLINK_NOFOLLOW) == 0 && S_ISDIR(st.st_mode)) {
+          if (c.flags & RENAME_NOREPLACE) return Status::error(EEXIST);
           had_target = true;
           int err = first_error(apply_all(target), *peers_);
           if (err) {
@@ -117,30 +133,61 @@ Peers::Reply Filesystem::on_dir_mutate(int source, const DirChange& change) {
             apply_all(target);
             return Status::error(err == ENOENT ? ENOTEMPTY : err);
           }
-        } else if (owner && (c.flags & RENAME_NOREPLACE) == 0) {
-          return Status::error(ENOTDIR);  // a directory cannot replace a file
-        } else if (owner) {
-          return Status::error(EEXIST);
+        } else {
+          auto owner = find_owner(c.dir2, c.name2);
+          if (!owner && owner.err() != ENOENT) return owner.status();  // not known: not "no target"
+          if (owner && owner.value() == LocatorShard::kDirectory) {
+            // No such directory in this replica, which is the truth for
+            // directories: a stale entry (a remove that got no answer).
+            loc_remove(c.dir2, c.name2, LocatorShard::kDirectory);
+          } else if (owner) {
+            return Status::error((c.flags & RENAME_NOREPLACE) ? EEXIST : ENOTDIR);  // not over a file
+          }
+          auto claim = loc_claim(c.dir2, c.name2, LocatorShard::kIsDir);
+          if (!claim) {
+            // A file of that name was made meanwhile; or no answer, and the
+            // claim may still land: its remove, sent now, lands after it.
+            if (claim.err() == EEXIST) return Status::error((c.flags & RENAME_NOREPLACE) ? EEXIST : ENOTDIR);
+            loc_remove(c.dir2, c.name2, LocatorShard::kDirectory);
+            return claim.status();
+          }
+          claimed = true;
         }
       }
       auto replies = apply_all(c);
-      int err = first_error(replies, *peers_);
-      if (err) {
+      // Refused outright by a live rank (its replica differs: nothing above
+      // allows that): undone where it was or may yet be applied, in order.
+      // A rank that is only late does not make the rename fail.
+      int refused = 0;
+      bool split = false;  // applied (or late) on some ranks, refused on others
+      for (int r = 0; r < static_cast<int>(replies.size()); ++r) {
+        if (!replies[r] && replies[r].err() != ETIMEDOUT && peers_->alive(r)) refused = replies[r].err();
+        else if (peers_->alive(r)) split = true;
+      }
+      if (refused) {
         DirChange back = c;
         back.kind = DirChange::kRenameBack;
         for (int r = 0; r < static_cast<int>(replies.size()); ++r) {
-          if (replies[r]) peers_->call(r, Op::kDirApply, back.encode());
+          if (replies[r] || replies[r].err() == ETIMEDOUT) peers_->call(r, Op::kDirApply, back.encode());
         }
         if (had_target) {
           target.kind = DirChange::kRmdirAbort;
           apply_all(target);
         }
-        return Status::error(err);
+        if (claimed) loc_remove(c.dir2, c.name2, LocatorShard::kDirectory);
+        if (split) {
+          DSDFS_WARN("rename of directory %s to %s refused by some ranks (%s), undone on the others",
+                     c.name.c_str(), c.name2.c_str(), std::strerror(refused));
+        }
+        return Status::error(refused);
       }
-      if (!(c.flags & RENAME_EXCHANGE)) {
-        loc_remove(c.dir, c.name, LocatorShard::kDirectory);
-        if (!had_target) loc_claim(c.dir2, c.name2, LocatorShard::kIsDir);
+      for (int r = 0; r < static_cast<int>(replies.size()); ++r) {
+        if (!replies[r] && peers_->alive(r)) {
+          DSDFS_WARN("rename of directory %s to %s: rank %d did not answer in time; it applies it when it runs",
+                     c.name.c_str(), c.name2.c_str(), r);
+        }
       }
+      if (!(c.flags & RENAME_EXCHANGE)) loc_remove(c.dir, c.name, LocatorShard::kDirectory);
       return std::vector<uint8_t>();
     }
     case DirChange::kSetattr: {
@@ -209,6 +256,14 @@ Peers::Reply Filesystem::on_dir_apply(int, const DirChange& c) {
     case DirChange::kRmdirCommit: {
       WriterLock gate(dir_gate_);
       auto id = id_of_child(pfd, c.name);
+      if (c.dir2 != 0 && (!id || *id != c.dir2)) {
+        // The undo of a mkdir that failed (on_dir_mutate) removes the
+        // directory it made, never another one of that name.
+        gate.unlock();
+        MutexLock lock(made_mu_);
+        made_dirs_.erase(c.dir2);
+        return std::vector<uint8_t>();
+      }
       if (::unlinkat(pfd, c.name.c_str(), AT_REMOVEDIR) != 0) {
         if (id) closing_.erase(*id);
         return Status::from_errno("rmdir");
@@ -246,7 +301,8 @@ Peers::Reply Filesystem::on_dir_apply(int, const DirChange& c) {
       if (c.kind == DirChange::kRenameBack) {
         std::swap(from_fd, to_fd);
         std::swap(from, to);
-        flags &= RENAME_EXCHANGE;
+        // Never over a directory that took the old name meanwhile.
+        flags = (flags & RENAME_EXCHANGE) ? flags & RENAME_EXCHANGE : RENAME_NOREPLACE;
       }
       WriterLock gate(dir_gate_);
       auto replaced = (flags & RENAME_EXCHANGE) ? std::nullopt : id_of_child(to_fd, to);

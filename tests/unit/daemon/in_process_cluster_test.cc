@@ -7,6 +7,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
 #include <barrier>
 #include <random>
@@ -692,6 +693,75 @@ TEST_F(InProcessClusterTest, ARankFrozenDuringAnRmdirDoesNotCloseTheDirectoryFor
   auto o = c.open(2, d.value(), "result", O_CREAT | O_WRONLY, "ok");
   ASSERT_TRUE(o) << "rank 2 cannot create in the directory: " << o.status().to_string();
   EXPECT_EQ(o.value(), 2);
+}
+
+TEST_F(InProcessClusterTest, ARankFrozenDuringADirectoryRenameEndsWithTheSameReplicaAsTheOthers) {
+  // Rank 2 stops answering while rank 0 renames a directory: it applies the
+  // rename late, when it runs again. Before the fix the coordinator undid
+  // the rename on the ranks that had answered, and only on those: rank 2
+  // kept the new name, the others the old one, for good (the torture test's
+  // final check saw t/d list "d1 d2" on one rank and "d0 d3" on another).
+  InProcessCluster c(dir_, 3, milliseconds(200));
+  ASSERT_TRUE(c.mkdir(1, kRoot, "d0"));
+  const std::string to = name_homed_at(kRoot, 1, 3, "d1");  // its shard answers
+  c.net().hold(2);
+  const int rc = c.rename(0, kRoot, "d0", kRoot, to);
+  c.net().release(2);
+  const std::vector<std::string> expect{rc == 0 ? to : std::string("d0")};
+  for (int r = 0; r < 3; ++r) EXPECT_EQ(c.stored(r, kRoot), expect) << "rank " << r << " (the rename answered " << rc << ")";
+  EXPECT_EQ(rc, 0) << "a late rank does not make the rename fail";
+  EXPECT_EQ(c.owner_of(0, kRoot, to).value(), LocatorShard::kDirectory);
+  EXPECT_EQ(c.owner_of(0, kRoot, "d0").err(), ENOENT);
+  // The namespace goes on from there on every rank.
+  auto again = c.mkdir(2, kRoot, "d0");
+  ASSERT_TRUE(again) << again.status().to_string();
+  EXPECT_EQ(holders(c, kRoot, "d0"), (std::vector<int>{0, 1, 2}));
+}
+
+TEST_F(InProcessClusterTest, ARenameOntoANonEmptyDirectoryWhoseShardIsSlowFailsAndKeepsBoth) {
+  // The target's locator shard does not answer the rename's lookup in time.
+  // Before the fix, no answer counted as "no target": the rename went ahead
+  // without checking that the target was empty everywhere, replaced it on
+  // the ranks where it was, failed where it was not (rank 1 has a file in
+  // it), and the undo could not bring the replaced directory back.
+  InProcessCluster c(dir_, 3, milliseconds(200));
+  ASSERT_TRUE(c.mkdir(0, kRoot, "d0"));
+  const std::string to = name_homed_at(kRoot, 2, 3, "d1");
+  auto target = c.mkdir(0, kRoot, to);
+  ASSERT_TRUE(target);
+  ASSERT_EQ(c.open(1, target.value(), "x", O_CREAT | O_WRONLY, "rank 1's").value(), 1);
+  std::atomic<int> slowed{0};
+  c.net().set_hook(2, [&](int, Op op, std::span<const uint8_t> p, bool after) {
+    msg::Name m;
+    if (after || op != Op::kLocLookup || !msg::decode(p, &m) || m.name != to || slowed.fetch_add(1) != 0) return;
+    std::this_thread::sleep_for(milliseconds(300));
+  });
+  EXPECT_EQ(c.rename(0, kRoot, "d0", kRoot, to), ENOTEMPTY);
+  c.net().set_hook(2, {});
+  for (int r = 0; r < 3; ++r) {
+    auto names = c.stored(r, kRoot);
+    std::sort(names.begin(), names.end());
+    std::vector<std::string> both{"d0", to};
+    std::sort(both.begin(), both.end());
+    EXPECT_EQ(names, both) << "rank " << r;
+  }
+  auto x = c.read(0, target.value(), "x");
+  ASSERT_TRUE(x) << "the target's file is gone: " << x.status().to_string();
+  EXPECT_EQ(x.value(), "rank 1's");
+}
+
+TEST_F(InProcessClusterTest, TheUndoOfAFailedMkdirRemovesOnlyTheDirectoryItMade) {
+  // Rank 2's replica holds an empty directory of that name that no rank
+  // knows about: its apply refuses the mkdir, and the undo, sent to every
+  // rank, removed that directory too before the fix (by name).
+  InProcessCluster c(dir_, 3);
+  const std::string obstacle = dir_ + "/store2/files/results";
+  ASSERT_EQ(::mkdir(obstacle.c_str(), 0755), 0);
+  EXPECT_EQ(c.mkdir(1, kRoot, "results").err(), EEXIST);
+  EXPECT_TRUE(c.stored(0, kRoot).empty()) << "rolled back on rank 0";
+  EXPECT_TRUE(c.stored(1, kRoot).empty()) << "rolled back on rank 1";
+  struct stat st;
+  EXPECT_EQ(::stat(obstacle.c_str(), &st), 0) << "rank 2's own directory was removed";
 }
 
 TEST_F(InProcessClusterTest, ARankCutOffFromTheJobFencesItselfAndTheRestGoesOn) {
