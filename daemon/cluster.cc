@@ -201,8 +201,9 @@ void Cluster::serve(int source, Op op, std::span<const uint8_t> payload, rdma::R
       if (waited + ran < limit) return;
       stats_add(self->stats_->slow_requests, 1);
       DSDFS_WARN("request op %u from rank %d took %.2f s (%.2f s queued, %.2f s in its handler); "
-                 "the caller gives up after %.2f s",
-                 static_cast<unsigned>(op), source, waited + ran, waited, ran, 2 * limit);
+                 "the caller, told it was in progress, waits up to %.0f s",
+                 static_cast<unsigned>(op), source, waited + ran, waited, ran,
+                 2 * limit * rdma::Transport::kMaxStretch);
     }
   } slow_check{this, source, op, queued, started};
   if (auto lend = lending_handlers_.find(static_cast<uint16_t>(op)); lend != lending_handlers_.end()) {
@@ -291,7 +292,7 @@ std::vector<Cluster::Reply> Cluster::call_all(Op op, std::span<const uint8_t> pa
     UniqueMutexLock lock(w->mu);
     // The transport fails every call by its deadline; the grace only guards
     // against a progress thread that stopped.
-    if (!w->cv.wait_for(lock, timeout() + rdma::Transport::kWaitGrace, [&] { return w->remaining == 0; })) {
+    if (!w->cv.wait_for(lock, rdma::Transport::kMaxStretch * timeout() + rdma::Transport::kWaitGrace, [&] { return w->remaining == 0; })) {
       DSDFS_ERROR("call_all(op %u): no completion from the progress thread", static_cast<unsigned>(op));
     }
     for (size_t i = 0; i < peers.size(); ++i) {

@@ -27,6 +27,28 @@ int first_error(const std::vector<Peers::Reply>& replies, const Peers& peers) {
   return 0;
 }
 
+// The first refusal among the live ranks' replies to a change that is
+// applied for good: a rank that did not answer in time (ETIMEDOUT) applies
+// it when it runs again, in its order (kDirApply is an ordered handler), so
+// it is late, not against. Undoing the change on the others then would leave
+// the late rank alone with it, for good (a split namespace).
+int first_refusal(const std::vector<Peers::Reply>& replies, const Peers& peers) {
+  for (int r = 0; r < static_cast<int>(replies.size()); ++r) {
+    if (!replies[r] && replies[r].err() != ETIMEDOUT && peers.alive(r)) return replies[r].err();
+  }
+  return 0;
+}
+
+void warn_late(const std::vector<Peers::Reply>& replies, const Peers& peers, const char* what,
+               const std::string& name) {
+  for (int r = 0; r < static_cast<int>(replies.size()); ++r) {
+    if (!replies[r] && peers.alive(r)) {
+      DSDFS_WARN("%s of directory %s: rank %d did not answer in time; it applies it when it runs", what,
+                 name.c_str(), r);
+    }
+  }
+}
+
 }  // namespace
 
 int Filesystem::dir_mutate(std::span<const uint8_t> change, uint64_t* made) {
@@ -69,13 +91,17 @@ Peers::Reply Filesystem::on_dir_mutate(int source, const DirChange& change) {
       }
       c.dir2 = (static_cast<uint64_t>(rank_) << 48) | next_dir_id_.fetch_add(1);
       auto replies = apply_all(c);
-      if (int err = first_error(replies, *peers_)) {
+      if (int err = first_refusal(replies, *peers_)) {
+        // (A file made in the new directory meanwhile, on a rank that has
+        // it, keeps it there: only a refusal, which a replica that differs
+        // already gives, leads here; a late rank does not.)
         DirChange undo = c;
         undo.kind = DirChange::kRmdirCommit;
         apply_all(undo);
         loc_remove(c.dir, c.name, LocatorShard::kDirectory);
         return Status::error(err);
       }
+      warn_late(replies, *peers_, "mkdir", c.name);
       return msg::encode(msg::MadeDir{c.dir2});  // the caller answers its kernel with it
     }
     case DirChange::kRmdir: {
@@ -91,7 +117,8 @@ Peers::Reply Filesystem::on_dir_mutate(int source, const DirChange& change) {
       if (!err) fin.locator = shard;
       auto replies = apply_all(fin);
       if (err) return Status::error(err);
-      if (int err2 = first_error(replies, *peers_)) return Status::error(err2);
+      if (int err2 = first_refusal(replies, *peers_)) return Status::error(err2);
+      warn_late(replies, *peers_, "rmdir", c.name);
       // The shard did not commit (it died, or is no live rank's any more).
       if (shard < 0 || shard >= static_cast<int>(replies.size()) || !replies[shard]) {
         loc_remove(c.dir, c.name, LocatorShard::kDirectory);
@@ -158,11 +185,10 @@ Peers::Reply Filesystem::on_dir_mutate(int source, const DirChange& change) {
       // Refused outright by a live rank (its replica differs: nothing above
       // allows that): undone where it was or may yet be applied, in order.
       // A rank that is only late does not make the rename fail.
-      int refused = 0;
+      const int refused = first_refusal(replies, *peers_);
       bool split = false;  // applied (or late) on some ranks, refused on others
       for (int r = 0; r < static_cast<int>(replies.size()); ++r) {
-        if (!replies[r] && replies[r].err() != ETIMEDOUT && peers_->alive(r)) refused = replies[r].err();
-        else if (peers_->alive(r)) split = true;
+        if (peers_->alive(r) && (replies[r] || replies[r].err() == ETIMEDOUT)) split = true;
       }
       if (refused) {
         DirChange back = c;
@@ -181,12 +207,7 @@ Peers::Reply Filesystem::on_dir_mutate(int source, const DirChange& change) {
         }
         return Status::error(refused);
       }
-      for (int r = 0; r < static_cast<int>(replies.size()); ++r) {
-        if (!replies[r] && peers_->alive(r)) {
-          DSDFS_WARN("rename of directory %s to %s: rank %d did not answer in time; it applies it when it runs",
-                     c.name.c_str(), c.name2.c_str(), r);
-        }
-      }
+      warn_late(replies, *peers_, "rename", c.name);
       if (!(c.flags & RENAME_EXCHANGE)) loc_remove(c.dir, c.name, LocatorShard::kDirectory);
       return std::vector<uint8_t>();
     }

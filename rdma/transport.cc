@@ -174,6 +174,7 @@ void Transport::progress_loop() {
     busy |= dispatch_inbox();
     busy |= handle_failed_peers();
     busy |= expire_deadlines(Clock::now());
+    busy |= send_progress_notices(Clock::now());
     if (stop_.load()) {
       // shutdown() closed the queue before setting stop_, so this drain sees
       // every task ever queued; they fail with EIO (shutting_down_ is set).
@@ -269,6 +270,7 @@ bool Transport::expire_deadlines(Clock::time_point now) {
     uint64_t id = deadlines_.top().second;
     deadlines_.pop();
     if (auto it = pending_calls_.find(id); it != pending_calls_.end()) {
+      if (it->second.deadline > now) continue;  // moved on by a progress notice (its new entry is queued)
       any = true;
       const PendingCall& c = it->second;
       const int rank = c.rank;
@@ -288,6 +290,39 @@ bool Transport::expire_deadlines(Clock::time_point now) {
     }
   }
   return any;
+}
+
+bool Transport::send_progress_notices(Clock::time_point now) {
+  if (serving_.empty() || now < next_notice_check_) return false;
+  const Clock::duration every = std::max<Clock::duration>(options_.default_timeout / 4, std::chrono::milliseconds(10));
+  next_notice_check_ = now + every / 4;
+  bool any = false;
+  for (auto it = serving_.begin(); it != serving_.end();) {
+    const int rank = it->first.first;
+    Peer* peer = endpoints_.find(rank);
+    if (peer == nullptr || peer->failed) {
+      it = serving_.erase(it);  // no one to answer any more
+      continue;
+    }
+    if (now - it->second.told >= every) {
+      it->second.told = now;
+      send_message(peer, make_header(it->second.op, kWireFlagProgress, it->first.second, 0, 0), OutPayload());
+      any = true;
+    }
+    ++it;
+  }
+  return any;
+}
+
+void Transport::stretch_call(uint64_t id, int rank) {
+  auto it = pending_calls_.find(id);
+  if (it == pending_calls_.end() || it->second.rank != rank) return;  // answered or expired meanwhile
+  PendingCall& c = it->second;
+  const Clock::time_point limit = c.sent + kMaxStretch * c.timeout;
+  const Clock::time_point next = std::min(Clock::now() + c.timeout, limit);
+  if (next <= c.deadline) return;
+  c.deadline = next;
+  push_deadline(next, id);
 }
 
 void Transport::note_silence(int rank, Clock::time_point sent, Clock::time_point now) {
@@ -330,8 +365,13 @@ int Transport::poll_timeout_ms(Clock::time_point now) {
     if (pending_calls_.count(id) != 0 || pending_gets_.count(id) != 0) break;
     deadlines_.pop();
   }
-  if (deadlines_.empty()) return -1;
+  // Requests being served: wake up for their callers' progress notices.
+  const int notice_ms = serving_.empty()
+                            ? -1
+                            : static_cast<int>(std::max<int64_t>(1, options_.default_timeout.count() / 16));
+  if (deadlines_.empty()) return notice_ms;
   auto wait = deadlines_.top().first - now;
+  if (notice_ms >= 0 && wait > std::chrono::milliseconds(notice_ms)) wait = std::chrono::milliseconds(notice_ms);
   if (wait <= Clock::duration::zero()) return 0;
   auto ms = std::chrono::ceil<std::chrono::milliseconds>(wait).count();
   return ms > 60000 ? 60000 : static_cast<int>(ms);

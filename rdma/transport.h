@@ -9,6 +9,7 @@
 #include <cstdint>
 #include <deque>
 #include <functional>
+#include <map>
 #include <memory>
 #include <mutex>
 #include <queue>
@@ -74,6 +75,13 @@ class Transport {
   // How long the progress thread keeps polling after its last activity
   // before it sleeps on the worker's event fd.
   static constexpr std::chrono::microseconds kSpinAfterActivity{100};
+  // A request that is still queued or in its handler after a quarter of
+  // Options::default_timeout has its caller told so (kWireFlagProgress),
+  // and again every quarter: a rank that is alive but slow (a store whose
+  // truncate waits for the disk, a handler behind the kernel's lock of a
+  // file) is waited for, up to kMaxStretch times the call's timeout; a rank
+  // that says nothing (stopped, cut off, its progress thread stuck) is not.
+  static constexpr int kMaxStretch = 6;
 
   // Creates the context and worker (reading UCX_* from the environment) and
   // starts the progress thread. Fails with EINVAL on bad options.
@@ -210,6 +218,7 @@ class Transport {
     uint16_t op;
     Clock::time_point deadline;
     Clock::time_point sent;  // when start_call() queued it
+    Clock::duration timeout{};  // the call's own (deadline - sent, before any progress notice)
     CallCallback done;  // or, for call_into_async:
     IntoCallback done_into;
     uint8_t* dst = nullptr;
@@ -256,6 +265,11 @@ class Transport {
   bool dispatch_inbox();
   bool handle_failed_peers();
   bool expire_deadlines(Clock::time_point now);
+  // Tells the callers of requests still being served here that they are
+  // (kWireFlagProgress); true if it sent any.
+  bool send_progress_notices(Clock::time_point now);
+  // A progress notice for call id from rank: its deadline moves on.
+  void stretch_call(uint64_t id, int rank);
   // A call to rank sent at `sent` timed out at `now`: declares rank dead if
   // it has been silent for Options::dead_after.
   void note_silence(int rank, Clock::time_point sent, Clock::time_point now);
@@ -336,6 +350,14 @@ class Transport {
   EndpointTable endpoints_;
   std::unordered_map<uint16_t, Handler> handlers_;
   std::unordered_map<uint64_t, PendingCall> pending_calls_;
+  // Requests received and not yet answered: (source rank, request id) ->
+  // when their caller was last told (dispatch time at first).
+  struct Serving {
+    uint16_t op;
+    Clock::time_point told;
+  };
+  std::map<std::pair<int, uint64_t>, Serving> serving_;
+  Clock::time_point next_notice_check_{};
   std::unordered_map<uint64_t, std::shared_ptr<PendingGet>> pending_gets_;
   std::priority_queue<Deadline, std::vector<Deadline>, std::greater<Deadline>> deadlines_;
   std::deque<InMessage> inbox_;

@@ -173,7 +173,7 @@ Transport::CallResult Transport::call(int rank, uint16_t op, std::span<const uin
   UniqueMutexLock lock(w->mu);
   // The progress thread enforces the timeout; the grace only guards against
   // a progress thread that is itself stuck.
-  if (!w->cv.wait_for(lock, timeout + kWaitGrace, [&] { return w->result.has_value(); })) {
+  if (!w->cv.wait_for(lock, kMaxStretch * timeout + kWaitGrace, [&] { return w->result.has_value(); })) {
     DSDFS_ERROR("call(%s): no completion from the progress thread", call_name(rank, op).c_str());
     return Status::error(ETIMEDOUT, call_name(rank, op) + ": progress thread unresponsive");
   }
@@ -204,7 +204,7 @@ std::vector<Transport::CallResult> Transport::call_many(std::span<const int> ran
     });
   }
   UniqueMutexLock lock(w->mu);
-  if (!w->cv.wait_for(lock, timeout + kWaitGrace, [&] { return w->remaining == 0; })) {
+  if (!w->cv.wait_for(lock, kMaxStretch * timeout + kWaitGrace, [&] { return w->remaining == 0; })) {
     DSDFS_ERROR("call_many(op %u): no completion from the progress thread", op);
   }
   std::vector<CallResult> out;
@@ -223,6 +223,7 @@ void Transport::start_call(int rank, uint16_t op, std::vector<uint8_t> payload,
   call.op = op;
   call.deadline = deadline;
   call.sent = Clock::now();
+  call.timeout = std::max<Clock::duration>(deadline - call.sent, Clock::duration::zero());
   uint64_t id = next_request_id_++;
   pending_calls_.emplace(id, std::move(call));
   auto fail = [&](int err, const char* why) {
@@ -265,7 +266,7 @@ void Transport::complete_into(uint64_t request_id, size_t length) {
 bool Transport::send_message(Peer* peer, const WireHeader& header, OutPayload payload) {
   std::vector<uint8_t> bytes(kWireHeaderSize);
   wire_header_encode(header, std::span<uint8_t, kWireHeaderSize>(bytes.data(), kWireHeaderSize));
-  bool is_call = (header.flags & (kWireFlagReply | kWireFlagGoodbye)) == 0;
+  bool is_call = (header.flags & (kWireFlagReply | kWireFlagGoodbye | kWireFlagProgress)) == 0;
   return send_bytes(peer, std::move(bytes), std::move(payload), is_call ? header.request_id : 0);
 }
 
@@ -311,6 +312,7 @@ void Transport::send_done_cb(void* request, ucs_status_t status, void* user_data
 
 void Transport::send_reply(int rank, uint16_t op, uint64_t request_id, int err,
                            OutPayload payload) {
+  serving_.erase({rank, request_id});
   if (shutting_down_) return;
   Peer* peer = endpoints_.find(rank);
   if (peer == nullptr || peer->failed) {
@@ -395,6 +397,10 @@ ucs_status_t Transport::on_am(const void* header, size_t header_length, void* da
   const bool is_reply = (h.flags & kWireFlagReply) != 0;
   if ((h.flags & kWireFlagGoodbye) != 0) {
     failed_peers_.emplace_back(static_cast<int>(h.source_rank), UCS_OK);
+    return UCS_OK;
+  }
+  if ((h.flags & kWireFlagProgress) != 0) {
+    stretch_call(h.request_id, source);
     return UCS_OK;
   }
   if (is_reply) {
@@ -544,6 +550,8 @@ void Transport::dispatch_request(InMessage& m) {
     send_reply(rank, m.header.op, m.header.request_id, ENOSYS, {});
     return;
   }
+  // Until its reply, its caller hears that it is being worked on (send_progress_notices).
+  serving_[{rank, m.header.request_id}] = Serving{m.header.op, Clock::now()};
   // If the handler throws, the Responder it got is destroyed while unwinding
   // and answers EIO.
   it->second(rank, m.bytes(), Responder(queue_, this, rank, m.header.op, m.header.request_id));

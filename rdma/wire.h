@@ -39,7 +39,10 @@ inline constexpr int32_t kWireMaxErrno = 4095;
 inline constexpr uint16_t kWireFlagReply = 1u << 0;
 // The sender is shutting down: fail everything outstanding to it now.
 inline constexpr uint16_t kWireFlagGoodbye = 1u << 1;
-inline constexpr uint16_t kWireFlagsKnown = kWireFlagReply | kWireFlagGoodbye;
+// No payload: the request request_id (op) is still being worked on (queued or
+// in its handler). Its caller waits on, within its limit (Transport::kMaxStretch).
+inline constexpr uint16_t kWireFlagProgress = 1u << 2;
+inline constexpr uint16_t kWireFlagsKnown = kWireFlagReply | kWireFlagGoodbye | kWireFlagProgress;
 
 struct WireHeader {
   uint32_t magic = kWireMagic;

@@ -77,6 +77,23 @@ void run_workers(Body body) {
   for (auto& th : threads) th.join();
 }
 
+// What each rank's mount and store show of rel: for a failure's message.
+std::string views(const Cluster& c, const std::string& rel) {
+  std::string out;
+  for (int r = 0; r < kRanks; ++r) {
+    struct stat m, s;
+    const bool in_mount = ::stat(c.path(r, rel).c_str(), &m) == 0;
+    const bool in_store = ::stat(c.store_path(r, rel).c_str(), &s) == 0;
+    int err = 0;
+    auto owner = owner_of(c.path(r, rel), &err);
+    out += "rank " + std::to_string(r) + ": mount " +
+           (in_mount ? "ino " + std::to_string(m.st_ino) + " size " + std::to_string(m.st_size) : "-") +
+           ", store " + (in_store ? "ino " + std::to_string(s.st_ino) + " size " + std::to_string(s.st_size) : "-") +
+           ", owner " + (owner ? std::to_string(*owner) : errno_text(err)) + "; ";
+  }
+  return out;
+}
+
 // N-1 checkpoint (IOR shared-file mode, MPI-IO's collective write): every worker on every
 // rank opens the same name with O_CREAT|O_RDWR at once and writes its own block; every
 // worker then reads all blocks; one worker unlinks it for the next round. Before the fix
@@ -110,7 +127,7 @@ void shared_file_rounds(int extra_flags, bool check_blocks) {
         failures.add(who(r, t, round) + ": read back failed");
       } else if (check_blocks) {
         if (data.size() != kWorkers * kBlock) {
-          failures.add(who(r, t, round) + ": size " + std::to_string(data.size()));
+          failures.add(who(r, t, round) + ": size " + std::to_string(data.size()) + " (" + views(c, "ckpt") + ")");
         } else {
           for (int k = 0; k < kWorkers; ++k) {
             if (data.compare(k * kBlock, kBlock, std::string(kBlock, static_cast<char>('a' + k))) != 0) {

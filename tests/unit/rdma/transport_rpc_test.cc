@@ -28,6 +28,7 @@ enum Op : uint16_t {
   kDeferred = 5,  // replies from another thread after 50 ms
   kDrop = 6,      // drops the Responder without replying
   kRank = 7,      // replies with the handler's rank
+  kSlow = 8,      // replies from another thread after payload[0] * 10 ms
 };
 
 // Handlers shared by every rank of a test.
@@ -58,6 +59,14 @@ struct Handlers {
                    threads.emplace_back([r = std::move(r), copy]() mutable {
                      std::this_thread::sleep_for(50ms);
                      r.reply(copy);
+                   });
+                 }).is_ok());
+    ASSERT_TRUE(t.register_handler(kSlow, [this](int, std::span<const uint8_t> p, Responder r) {
+                   const auto delay = std::chrono::milliseconds(10 * (p.empty() ? 0 : p[0]));
+                   std::lock_guard<std::mutex> lock(mu);
+                   threads.emplace_back([r = std::move(r), delay]() mutable {
+                     std::this_thread::sleep_for(delay);
+                     r.reply(std::span<const uint8_t>());
                    });
                  }).is_ok());
     ASSERT_TRUE(t.register_handler(kDrop, [](int, std::span<const uint8_t>, Responder) {}).is_ok());
@@ -425,6 +434,33 @@ TEST(TransportSilence, APeerSilentPastDeadAfterIsDeclaredDeadAndABusyOneIsNot) {
   {
     std::lock_guard<std::mutex> lock(h.mu);
     h.parked.clear();  // rank 1's late answers (EIO) are dropped by rank 0
+  }
+  testing::shutdown_all(ts);
+}
+
+// A rank that is alive but slow to answer (its store waits for the disk,
+// its handler for a lock) tells the caller so (progress notices), and the
+// caller waits for the answer past its timeout, up to kMaxStretch times it;
+// a handler that never answers still fails the call within that limit.
+TEST(TransportProgress, ASlowButLiveRankIsWaitedForWithinTheStretchLimit) {
+  Handlers h;
+  auto ts = make_connected(2, [&h](int r, Transport& t) { h.install(r, t); }, {}, 200ms);
+  ASSERT_EQ(ts.size(), 2u);
+  uint8_t tenths = 60;  // 600 ms: three times the call's timeout
+  auto start = std::chrono::steady_clock::now();
+  auto r = ts[0]->call(1, kSlow, std::span<const uint8_t>(&tenths, 1), 200ms);
+  EXPECT_TRUE(r.is_ok()) << "a slow answer of a live rank was given up on: " << r.status().to_string();
+  EXPECT_GE(ms_since(start), 600);
+  start = std::chrono::steady_clock::now();
+  r = ts[0]->call(1, kNever, {}, 200ms);
+  const long long ms = ms_since(start);
+  EXPECT_EQ(r.err(), ETIMEDOUT);
+  EXPECT_GE(ms, 200 * (Transport::kMaxStretch - 1)) << "gave up before the stretch limit";
+  EXPECT_LT(ms, 200 * Transport::kMaxStretch + 500) << "waited past the stretch limit";
+  EXPECT_TRUE(ts[0]->peer_alive(1));
+  {
+    std::lock_guard<std::mutex> lock(h.mu);
+    h.parked.clear();
   }
   testing::shutdown_all(ts);
 }
