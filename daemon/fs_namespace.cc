@@ -6,6 +6,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cstring>
 #include <mutex>
 
@@ -27,26 +28,14 @@ int first_error(const std::vector<Peers::Reply>& replies, const Peers& peers) {
   return 0;
 }
 
-// The first refusal among the live ranks' replies to a change that is
-// applied for good: a rank that did not answer in time (ETIMEDOUT) applies
-// it when it runs again, in its order (kDirApply is an ordered handler), so
-// it is late, not against. Undoing the change on the others then would leave
-// the late rank alone with it, for good (a split namespace).
+// The first refusal among the live ranks' replies: an error other than a
+// timeout (a rank that did not answer in time applies the change when it
+// runs again, in its order: kDirApply is an ordered handler).
 int first_refusal(const std::vector<Peers::Reply>& replies, const Peers& peers) {
   for (int r = 0; r < static_cast<int>(replies.size()); ++r) {
     if (!replies[r] && replies[r].err() != ETIMEDOUT && peers.alive(r)) return replies[r].err();
   }
   return 0;
-}
-
-void warn_late(const std::vector<Peers::Reply>& replies, const Peers& peers, const char* what,
-               const std::string& name) {
-  for (int r = 0; r < static_cast<int>(replies.size()); ++r) {
-    if (!replies[r] && peers.alive(r)) {
-      DSDFS_WARN("%s of directory %s: rank %d did not answer in time; it applies it when it runs", what,
-                 name.c_str(), r);
-    }
-  }
 }
 
 }  // namespace
@@ -91,17 +80,28 @@ Peers::Reply Filesystem::on_dir_mutate(int source, const DirChange& change) {
       }
       c.dir2 = (static_cast<uint64_t>(rank_) << 48) | next_dir_id_.fetch_add(1);
       auto replies = apply_all(c);
-      if (int err = first_refusal(replies, *peers_)) {
-        // (A file made in the new directory meanwhile, on a rank that has
-        // it, keeps it there: only a refusal, which a replica that differs
-        // already gives, leads here; a late rank does not.)
+      if (int err = first_error(replies, *peers_)) {
+        // Undone everywhere (a rank that did not answer gets both, in
+        // order), unless a rank that had the directory already holds a file
+        // in it (made there the moment it appeared): then that rank keeps
+        // it, and so must every other one, or the replicas split for good.
         DirChange undo = c;
         undo.kind = DirChange::kRmdirCommit;
-        apply_all(undo);
-        loc_remove(c.dir, c.name, LocatorShard::kDirectory);
-        return Status::error(err);
+        auto undone = apply_all(undo);
+        bool kept = false;
+        for (int r = 0; r < static_cast<int>(undone.size()); ++r) {
+          if (!undone[r] && (undone[r].err() == ENOTEMPTY || undone[r].err() == EEXIST) && peers_->alive(r)) kept = true;
+        }
+        if (!kept) {
+          loc_remove(c.dir, c.name, LocatorShard::kDirectory);
+          return Status::error(err);
+        }
+        DSDFS_WARN("mkdir of directory %s: a file was made in it before its undo; it stays on every rank",
+                   c.name.c_str());
+        // Again where it was removed (the same id: no change where it
+        // stayed); a rank that is still late gets all three in order.
+        if (int again = first_refusal(apply_all(c), *peers_)) return Status::error(again);
       }
-      warn_late(replies, *peers_, "mkdir", c.name);
       return msg::encode(msg::MadeDir{c.dir2});  // the caller answers its kernel with it
     }
     case DirChange::kRmdir: {
@@ -117,8 +117,7 @@ Peers::Reply Filesystem::on_dir_mutate(int source, const DirChange& change) {
       if (!err) fin.locator = shard;
       auto replies = apply_all(fin);
       if (err) return Status::error(err);
-      if (int err2 = first_refusal(replies, *peers_)) return Status::error(err2);
-      warn_late(replies, *peers_, "rmdir", c.name);
+      if (int err2 = first_error(replies, *peers_)) return Status::error(err2);
       // The shard did not commit (it died, or is no live rank's any more).
       if (shard < 0 || shard >= static_cast<int>(replies.size()) || !replies[shard]) {
         loc_remove(c.dir, c.name, LocatorShard::kDirectory);
@@ -127,15 +126,13 @@ Peers::Reply Filesystem::on_dir_mutate(int source, const DirChange& change) {
     }
     case DirChange::kRename: {
       if (!valid_name(c.name) || !valid_name(c.name2)) return Status::error(EINVAL);
-      // Decided here, then applied everywhere and never undone for a rank
-      // that is only late: a rank that times out (stopped, starved) still
-      // applies the change in its order when it runs again, so an undo sent
-      // to the others alone would split the replicas (the others back at
-      // the old name, the late rank at the new one, for good). Everything
-      // that could make a rank refuse it is settled before: the target
-      // directory is empty on every rank and closed to new files (as for
-      // rmdir), or the name is claimed for the directory at the shard, so
-      // no rank can make a file of it meanwhile.
+      // Decided here, then applied everywhere. Everything that could make
+      // a rank refuse it is settled before: the target directory is empty
+      // on every rank and closed to new files (as for rmdir), or the name
+      // is claimed for the directory at the shard, so no rank can make a
+      // file of it meanwhile. A rank that times out (stopped, starved)
+      // still applies the change in its order when it runs again: an undo
+      // goes to it too, after the change.
       DirChange target{};
       target.kind = DirChange::kRmdirPrepare;
       target.dir = c.dir2;
@@ -182,14 +179,15 @@ Peers::Reply Filesystem::on_dir_mutate(int source, const DirChange& change) {
         }
       }
       auto replies = apply_all(c);
-      // Refused outright by a live rank (its replica differs: nothing above
-      // allows that): undone where it was or may yet be applied, in order.
-      // A rank that is only late does not make the rename fail.
-      const int refused = first_refusal(replies, *peers_);
-      bool split = false;  // applied (or late) on some ranks, refused on others
-      for (int r = 0; r < static_cast<int>(replies.size()); ++r) {
-        if (peers_->alive(r) && (replies[r] || replies[r].err() == ETIMEDOUT)) split = true;
-      }
+      // Refused by a live rank (its replica differs: nothing above allows
+      // that), or not answered in time: undone where it was or may yet be
+      // applied, in order (a late rank gets both). Undone on the ranks that
+      // answered only, the late rank was left alone with the new name, for
+      // good.
+      const int refused = first_error(replies, *peers_);
+      // Applied on some ranks, refused outright by others: the replicas differed.
+      const bool split = first_refusal(replies, *peers_) != 0 &&
+                         std::any_of(replies.begin(), replies.end(), [](const Peers::Reply& r) { return r.is_ok(); });
       if (refused) {
         DirChange back = c;
         back.kind = DirChange::kRenameBack;
@@ -203,11 +201,10 @@ Peers::Reply Filesystem::on_dir_mutate(int source, const DirChange& change) {
         if (claimed) loc_remove(c.dir2, c.name2, LocatorShard::kDirectory);
         if (split) {
           DSDFS_WARN("rename of directory %s to %s refused by some ranks (%s), undone on the others",
-                     c.name.c_str(), c.name2.c_str(), std::strerror(refused));
+                     c.name.c_str(), c.name2.c_str(), std::strerror(first_refusal(replies, *peers_)));
         }
         return Status::error(refused);
       }
-      warn_late(replies, *peers_, "rename", c.name);
       if (!(c.flags & RENAME_EXCHANGE)) loc_remove(c.dir, c.name, LocatorShard::kDirectory);
       return std::vector<uint8_t>();
     }
