@@ -292,7 +292,7 @@ std::vector<Cluster::Reply> Cluster::call_all(Op op, std::span<const uint8_t> pa
     UniqueMutexLock lock(w->mu);
     // The transport fails every call by its deadline; the grace only guards
     // against a progress thread that stopped.
-    if (!w->cv.wait_for(lock, rdma::Transport::kMaxStretch * timeout() + rdma::Transport::kWaitGrace, [&] { return w->remaining == 0; })) {
+    if (!w->cv.wait_for(lock, rdma::Transport::wait_bound(timeout()), [&] { return w->remaining == 0; })) {
       DSDFS_ERROR("call_all(op %u): no completion from the progress thread", static_cast<unsigned>(op));
     }
     for (size_t i = 0; i < peers.size(); ++i) {

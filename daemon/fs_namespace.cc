@@ -186,8 +186,9 @@ Peers::Reply Filesystem::on_dir_mutate(int source, const DirChange& change) {
       // good.
       const int refused = first_error(replies, *peers_);
       // Applied on some ranks, refused outright by others: the replicas differed.
-      const bool split = first_refusal(replies, *peers_) != 0 &&
-                         std::any_of(replies.begin(), replies.end(), [](const Peers::Reply& r) { return r.is_ok(); });
+      const int refusal = first_refusal(replies, *peers_);
+      const bool split = refusal != 0 && std::any_of(replies.begin(), replies.end(),
+                                                     [](const Peers::Reply& r) { return r.is_ok(); });
       if (refused) {
         DirChange back = c;
         back.kind = DirChange::kRenameBack;
@@ -201,7 +202,7 @@ Peers::Reply Filesystem::on_dir_mutate(int source, const DirChange& change) {
         if (claimed) loc_remove(c.dir2, c.name2, LocatorShard::kDirectory);
         if (split) {
           DSDFS_WARN("rename of directory %s to %s refused by some ranks (%s), undone on the others",
-                     c.name.c_str(), c.name2.c_str(), std::strerror(first_refusal(replies, *peers_)));
+                     c.name.c_str(), c.name2.c_str(), std::strerror(refusal));
         }
         return Status::error(refused);
       }

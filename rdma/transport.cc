@@ -294,7 +294,7 @@ bool Transport::expire_deadlines(Clock::time_point now) {
 
 bool Transport::send_progress_notices(Clock::time_point now) {
   if (serving_.empty() || now < next_notice_check_) return false;
-  const Clock::duration every = std::max<Clock::duration>(options_.default_timeout / 4, std::chrono::milliseconds(10));
+  const Clock::duration every = notice_every();
   next_notice_check_ = now + every / 4;
   bool any = false;
   for (auto it = serving_.begin(); it != serving_.end();) {
@@ -366,9 +366,11 @@ int Transport::poll_timeout_ms(Clock::time_point now) {
     deadlines_.pop();
   }
   // Requests being served: wake up for their callers' progress notices.
-  const int notice_ms = serving_.empty()
-                            ? -1
-                            : static_cast<int>(std::max<int64_t>(1, options_.default_timeout.count() / 16));
+  const int notice_ms =
+      serving_.empty()
+          ? -1
+          : static_cast<int>(std::max<int64_t>(
+                1, std::chrono::duration_cast<std::chrono::milliseconds>(notice_every() / 4).count()));
   if (deadlines_.empty()) return notice_ms;
   auto wait = deadlines_.top().first - now;
   if (notice_ms >= 0 && wait > std::chrono::milliseconds(notice_ms)) wait = std::chrono::milliseconds(notice_ms);

@@ -4,6 +4,7 @@
 #include <sys/types.h>
 #include <ucp/api/ucp.h>
 
+#include <algorithm>
 #include <atomic>
 #include <chrono>
 #include <cstdint>
@@ -82,6 +83,11 @@ class Transport {
   // file) is waited for, up to kMaxStretch times the call's timeout; a rank
   // that says nothing (stopped, cut off, its progress thread stuck) is not.
   static constexpr int kMaxStretch = 6;
+  // How long a waiting thread waits for a call of this timeout (progress
+  // notices included) before it gives up on the progress thread itself.
+  static constexpr std::chrono::milliseconds wait_bound(std::chrono::milliseconds timeout) {
+    return kMaxStretch * timeout + kWaitGrace;
+  }
 
   // Creates the context and worker (reading UCX_* from the environment) and
   // starts the progress thread. Fails with EINVAL on bad options.
@@ -268,6 +274,10 @@ class Transport {
   // Tells the callers of requests still being served here that they are
   // (kWireFlagProgress); true if it sent any.
   bool send_progress_notices(Clock::time_point now);
+  // The interval of those notices: a quarter of Options::default_timeout.
+  Clock::duration notice_every() const {
+    return std::max<Clock::duration>(options_.default_timeout / 4, std::chrono::milliseconds(10));
+  }
   // A progress notice for call id from rank: its deadline moves on.
   void stretch_call(uint64_t id, int rank);
   // A call to rank sent at `sent` timed out at `now`: declares rank dead if

@@ -173,7 +173,7 @@ Transport::CallResult Transport::call(int rank, uint16_t op, std::span<const uin
   UniqueMutexLock lock(w->mu);
   // The progress thread enforces the timeout; the grace only guards against
   // a progress thread that is itself stuck.
-  if (!w->cv.wait_for(lock, kMaxStretch * timeout + kWaitGrace, [&] { return w->result.has_value(); })) {
+  if (!w->cv.wait_for(lock, wait_bound(timeout), [&] { return w->result.has_value(); })) {
     DSDFS_ERROR("call(%s): no completion from the progress thread", call_name(rank, op).c_str());
     return Status::error(ETIMEDOUT, call_name(rank, op) + ": progress thread unresponsive");
   }
@@ -204,7 +204,7 @@ std::vector<Transport::CallResult> Transport::call_many(std::span<const int> ran
     });
   }
   UniqueMutexLock lock(w->mu);
-  if (!w->cv.wait_for(lock, kMaxStretch * timeout + kWaitGrace, [&] { return w->remaining == 0; })) {
+  if (!w->cv.wait_for(lock, wait_bound(timeout), [&] { return w->remaining == 0; })) {
     DSDFS_ERROR("call_many(op %u): no completion from the progress thread", op);
   }
   std::vector<CallResult> out;
