@@ -376,6 +376,11 @@ class Filesystem {
   // follow the name: see Filesystem::open).
   Result<OpenReply> open_local(const std::shared_ptr<Inode>& inode, int flags, const Caller& caller,
                                bool as_found = false);
+  // open_local for an owner-side handler going through this rank's own
+  // mount: never follows the file to another rank (ESTALE instead).
+  Result<OpenReply> open_for_handler(const std::shared_ptr<Inode>& inode, int flags, const Caller& caller);
+  // Offered to another rank's O_TRUNC, and the offer still stands.
+  bool being_given(const Inode& inode);
   // The handle is of the kernel inode's own store file (it may pass through
   // beside the inode's other handles).
   bool handle_is_inodes_own(fuse_ino_t ino, const OpenReply& o);
@@ -511,7 +516,7 @@ class Filesystem {
   // A local write into the store file fd (of gino), counted as a change.
   Result<size_t> write_to_store(int fd, uint64_t gino, struct fuse_bufvec* in, off_t off);
   // A write to a file given to another rank: EIO, or a write-back dropped (see there).
-  Result<size_t> write_to_moved(uint64_t gino, struct fuse_bufvec* in, bool writepage);
+  Result<size_t> write_to_moved(struct fuse_bufvec* in, bool writepage);
   void translate(struct stat* st) const;
   // Path of an O_PATH handle, usable with path-based syscalls.
   static std::string proc_path(int fd);

@@ -165,17 +165,18 @@ Result<Filesystem::OpenReply> Filesystem::open_local(const std::shared_ptr<Inode
                                                      const Caller& caller, bool as_found) {
   const pid_t tid = caller.tid;
   const bool writable = (flags & O_ACCMODE) != O_RDONLY;
+  if (peers_->is_worker_thread(tid)) return open_for_handler(inode, flags, caller);
   // Counted as open before the check (see Inode::giving): a file offered
   // to another rank is either kept here for this handle or followed there.
   auto h = std::make_unique<FileHandle>();
-  h->attach(inode, /*counted=*/!peers_->is_worker_thread(tid), writable);
+  h->attach(inode, /*counted=*/true, writable);
   // Taken over by another rank (gone, giving), or its name taken here by
   // another rank's unlink or rename before the kernel heard of it
   // (unlinked_elsewhere: the path walk that found this inode used the old
   // name): open what the name holds now (close-to-open). Not ESTALE: under
   // a stream of replacements the kernel's one retry would often lose again.
   const bool moved_away =
-      !as_found && (inode->gone.load() || inode->giving.load() || inode->unlinked_elsewhere.load());
+      !as_found && (inode->gone.load() || being_given(*inode) || inode->unlinked_elsewhere.load());
   auto object = moved_away ? nullptr : (as_found ? inode->handle() : object_fd(inode));
   if (as_found && !object) return Status::error(ESTALE, "let go: nothing left to open");
   if (as_found) stats_add(stats_->opens_of_unlinked_files, 1);
@@ -204,7 +205,7 @@ Result<Filesystem::OpenReply> Filesystem::open_local(const std::shared_ptr<Inode
     // Once more: a file may hold the name by now.
     if (auto again = open_moved(*inode, dir, name, -1, flags)) return again;
     h = std::make_unique<FileHandle>();
-    h->attach(inode, /*counted=*/!peers_->is_worker_thread(tid), writable);
+    h->attach(inode, /*counted=*/true, writable);
     object = inode->handle();
     if (!object) return Status::error(ESTALE, "let go: nothing left to open");
     stats_add(stats_->opens_of_unlinked_files, 1);
@@ -214,7 +215,7 @@ Result<Filesystem::OpenReply> Filesystem::open_local(const std::shared_ptr<Inode
     auto [dir, name] = inode->place();
     lost_opens_.opened(tid, dir, name);
   }
-  if (S_ISREG(inode->type) && !peers_->is_worker_thread(tid)) {
+  if (S_ISREG(inode->type)) {
     // A user's handle keeps the file here (OfferedFiles); a file offered to
     // another rank's O_TRUNC just now gets none: follow it once it moved.
     h->open_hold = offered_.try_hold(global_ino(inode->src_ino));
@@ -233,6 +234,39 @@ Result<Filesystem::OpenReply> Filesystem::open_local(const std::shared_ptr<Inode
   h->gino = global_ino(inode->src_ino);
   // Every change to an owned file passes through this kernel (other ranks'
   // writes come in through the mount point), so its page cache stays valid.
+  return OpenReply{std::move(h), /*direct_io=*/false, /*keep_cache=*/true, /*owned=*/S_ISREG(inode->type)};
+}
+
+bool Filesystem::being_given(const Inode& inode) {
+  // Set by on_file_truncate's offer, and left set when the other rank never
+  // took the file (the offer expired): it stays here then.
+  return inode.giving.load() && offered_.offered(global_ino(inode.src_ino));
+}
+
+Result<Filesystem::OpenReply> Filesystem::open_for_handler(const std::shared_ptr<Inode>& inode, int flags,
+                                                          const Caller& caller) {
+  // An owner-side handler of another rank's request (on_file_write and the
+  // like, through this rank's own mount): it checked that the store holds
+  // this very file under its name, and it writes while the kernel holds this
+  // inode's lock. It must never follow the file to another rank: a write
+  // forwarded from here while that lock is held can wait on a handler of that
+  // rank which waits for a lock held here (a cycle only the timeouts break,
+  // and none where the file moved to this rank itself). Moving away (given
+  // to another rank's O_TRUNC, or gone): ESTALE, and the handler tells its
+  // caller where the file went once the move has settled. Its handle is not
+  // counted as a user's: it neither keeps the file here nor waits for an
+  // offer.
+  if (inode->gone.load() || being_given(*inode)) return Status::error(ESTALE, "moving to another rank");
+  auto object = object_fd(inode);
+  if (!object) return Status::error(ESTALE, "no longer here");
+  auto h = std::make_unique<FileHandle>();
+  h->attach(inode, /*counted=*/false, (flags & O_ACCMODE) != O_RDONLY);
+  if (flags & O_TRUNC) release_owned(global_ino(inode->src_ino));
+  int fd = ::open(proc_path(object->get()).c_str(), store_open_flags(flags));
+  if (fd < 0) return Status::from_errno("open");
+  if ((flags & O_ACCMODE) != O_RDONLY) drop_setid_for_caller(caller, fd, inode->id);
+  h->fd = fd;
+  h->gino = global_ino(inode->src_ino);
   return OpenReply{std::move(h), /*direct_io=*/false, /*keep_cache=*/true, /*owned=*/S_ISREG(inode->type)};
 }
 
@@ -321,7 +355,7 @@ Result<size_t> Filesystem::write_buf(fuse_ino_t ino, uint64_t fh, struct fuse_bu
     }
     return remote_write(h, in, off);
   }
-  if (h.inode && h.inode->gone.load(std::memory_order_relaxed)) return write_to_moved(h.gino, in, writepage);
+  if (h.inode && h.inode->gone.load(std::memory_order_relaxed)) return write_to_moved(in, writepage);
   return write_to_store(h.fd, h.gino, in, off);
 }
 
@@ -351,7 +385,7 @@ Result<size_t> Filesystem::write_back_to_inode(const std::shared_ptr<Inode>& ino
     return remote_write(to, in, off);
   }
   // Given to another rank (its O_TRUNC): as for the file's own handles.
-  if (inode->gone.load()) return write_to_moved(global_ino(inode->src_ino), in, /*writepage=*/true);
+  if (inode->gone.load()) return write_to_moved(in, /*writepage=*/true);
   auto object = object_fd(inode);
   if (!object) return Status::error(EIO, "write-back of a file that is gone");
   UniqueFd fd(::open(proc_path(object->get()).c_str(), O_WRONLY | O_CLOEXEC));
@@ -359,15 +393,18 @@ Result<size_t> Filesystem::write_back_to_inode(const std::shared_ptr<Inode>& ino
   return write_to_store(fd.get(), global_ino(inode->src_ino), in, off);
 }
 
-Result<size_t> Filesystem::write_to_moved(uint64_t gino, struct fuse_bufvec* in, bool writepage) {
+Result<size_t> Filesystem::write_to_moved(struct fuse_bufvec* in, bool writepage) {
   // Write-back of pages of a file that moved to another rank (its O_TRUNC)
-  // while no user's handle of it was open here (OfferedFiles): the only
-  // writes into them were forwarded writes of other ranks, which their
-  // writers sent to the new owner when this rank answered kWriteMoved.
-  // Failing here would leave an error on the kernel inode that a later
-  // direct write through it (an open that followed the name) would report
-  // as its own. Anything else fails: the file is not here any more.
-  if (!writepage || offered_.held(gino)) return Status::error(EIO, "moved to another rank");
+  // while no user's handle of it was open here (OfferedFiles: a file with
+  // one is never offered): the only writes into them were forwarded writes
+  // of other ranks, either older than the truncation or sent on to the new
+  // owner when this rank answered kWriteMoved (on_file_write). Failing here
+  // would leave an error on the kernel inode that a later direct write
+  // through it (an open that followed the name) would report as its own. A
+  // user's handle open here now under the same global inode number is of
+  // another file, which got the store inode number of the one that left.
+  // Anything else fails: the file is not here any more.
+  if (!writepage) return Status::error(EIO, "moved to another rank");
   stats_add(stats_->writebacks_discarded, 1);
   return fuse_buf_size(in);
 }

@@ -384,6 +384,13 @@ Peers::Reply Filesystem::on_file_write(int, const msg::Write& m) {
   const bool append = m.append;
   const std::span<const uint8_t> data = m.data;
   auto fd = forward_fd(m.at.dir, m.at.name, m.gino, append);
+  // Offered to another rank's O_TRUNC right now: wait for the move to settle
+  // (the drop, or the offer's deadline), then write here or send the writer on.
+  for (int round = 0; !fd && file_left_owner(fd.err()) && !moved_.get(m.gino) && offered_.offered(m.gino) && round < 4;
+       ++round) {
+    offered_.wait(m.gino);
+    fd = forward_fd(m.at.dir, m.at.name, m.gino, append);
+  }
   if (!fd) {
     if (file_left_owner(fd.err())) {
       // Given away by an ownership move: tell the writer where it went.
@@ -419,6 +426,15 @@ Peers::Reply Filesystem::on_file_write(int, const msg::Write& m) {
                                     SYNC_FILE_RANGE_WAIT_BEFORE | SYNC_FILE_RANGE_WRITE |
                                         SYNC_FILE_RANGE_WAIT_AFTER) != 0) {
     return moved_meanwhile(errno);
+  }
+  // Offered to another rank's O_TRUNC while this write was under way, through
+  // a forwarding fd opened before: if the file moves, these bytes went into
+  // the file that leaves (its pages are discarded, see write_to_moved), so
+  // the writer sends them to the new owner, as if the write came after the
+  // truncation, which it did not precede.
+  if (done > 0 && offered_.offered(m.gino)) {
+    offered_.wait(m.gino);
+    if (auto to = moved_.get(m.gino)) return msg::encode(msg::WriteReply{kWriteMoved, *to});
   }
   // (Also when it went through this kernel, which counted it already: once more is harmless.)
   if (done > 0) content_gens_.changed(m.gino);

@@ -259,12 +259,21 @@ Result<size_t> Filesystem::remote_write(FileHandle& h, struct fuse_bufvec* in, o
     if (!msg::decode(r.value(), &reply)) return Status::error(EPROTO, "write reply");
     const uint64_t written = reply.written;
     if (written == kWriteMoved) {
-      const int32_t to = reply.moved_to;
+      int32_t to = reply.moved_to;
       if (to >= peers_->nranks()) return Status::error(EPROTO, "write reply");
       struct stat st;
       uint64_t version;
       // (to may be this rank: the call then runs here, through our own mount.)
-      if (remote_stat(to, ref.dir, ref.name, &st, &version) != 0) return Status::error(EIO, "stat of a moved file");
+      // Moved on again before this stat (another rank's O_TRUNC took the
+      // name from the new owner too): the name's owner now has the file.
+      int err = remote_stat(to, ref.dir, ref.name, &st, &version);
+      for (int again = 0; err != 0 && file_left_owner(err) && again < 4; ++again) {
+        auto owner = find_owner(ref.dir, ref.name);
+        if (!owner || owner.value() < 0) break;  // the name is gone (or is a directory)
+        to = owner.value();
+        err = remote_stat(to, ref.dir, ref.name, &st, &version);
+      }
+      if (err != 0) return Status::error(EIO, "stat of a moved file");
       DSDFS_DEBUG("%s moved from rank %d to %d while open for writing: following it", ref.name.c_str(),
                   ref.owner, to);
       ref.owner = to;
