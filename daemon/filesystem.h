@@ -30,6 +30,7 @@
 #include "daemon/options.h"
 #include "daemon/moved_files.h"
 #include "daemon/lost_opens.h"
+#include "daemon/owner_hints.h"
 #include "daemon/recent_lookups.h"
 #include "daemon/offered_files.h"
 #include "daemon/pending_names.h"
@@ -556,6 +557,7 @@ class Filesystem {
   OfferedFiles offered_;  // owned files with handles open here, or offered to another rank's O_TRUNC
   LostOpens lost_opens_;  // opens answered ESTALE, until the kernel retries them
   RecentLookups recent_lookups_;  // remote lookups just answered, for the same call's GETATTR or OPEN
+  OwnerHints owner_hints_;  // owners of other ranks' names, learnt by lookups and listings (one RPC per lookup)
   LostOpens lost_links_;  // links answered ESTALE (their file left its old name), until the kernel retries them
   Mutex later_mu_;        // let_go_later's queue and thread
   std::condition_variable_any later_cv_;

@@ -122,6 +122,8 @@ int Filesystem::list_dir(uint64_t dir_id, int dir_fd, std::vector<DirEntryInfo>*
       before[static_cast<size_t>(r)] = list.moved;
       known[static_cast<size_t>(r)] = true;
       for (auto& f : list.entries) {
+        // Its owner, for the lookups that usually follow a listing (ls -l, find).
+        if (f.type != DT_DIR) owner_hints_.note(dir_id, f.name, r);
         if (seen.insert(f.name).second) out->push_back({std::move(f.name), f.type, f.gino, false});
       }
     }

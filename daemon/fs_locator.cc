@@ -187,6 +187,16 @@ Result<int> Filesystem::find_owner(uint64_t dir, const std::string& name) {
 int Filesystem::lookup_any(const Inode& parent, const char* name, struct fuse_entry_param* e) {
   int err = do_lookup(parent, name, e);
   if (err != ENOENT || peers_->nranks() == 1) return err;
+  // Another rank's file this rank has seen before: ask its owner directly
+  // (OwnerHints says why an answer from it is the name's file). Not there
+  // any more: its shard knows where the name went.
+  if (int hint = owner_hints_.find(parent.dir_id, name); hint >= 0 && hint != rank_ && peers_->alive(hint)) {
+    err = fill_remote_entry(hint, parent.dir_id, name, e);
+    if (err == 0) stats_add(stats_->owner_hint_hits, 1);
+    if (err == 0 || err == ETIMEDOUT) return err;  // (silent: the shard would send us to it again)
+    stats_add(stats_->owner_hint_misses, 1);
+    owner_hints_.forget(parent.dir_id, name, hint);
+  }
   // The name can move between asking its shard and asking its owner (a
   // rename onto it, an O_TRUNC elsewhere): then ask the shard again, so a
   // reader sees the old or the new file, never none.
@@ -204,6 +214,7 @@ int Filesystem::lookup_any(const Inode& parent, const char* name, struct fuse_en
       if (err != ENOENT) return err;
     } else {
       err = fill_remote_entry(owner.value(), parent.dir_id, name, e);
+      if (err == 0) owner_hints_.note(parent.dir_id, name, owner.value());
       if (err != ENOENT) return err;
     }
     DSDFS_DEBUG("lookup of %s: owner %d answered %d (attempt %d)", name, owner.value(), err, attempt);

@@ -48,6 +48,8 @@ std::string Stats::to_text() const {
   line("rpcs_served", rpcs_served);
   line("slow_requests", slow_requests);
   line("listing_retries", listing_retries);
+  line("owner_hint_hits", owner_hint_hits);
+  line("owner_hint_misses", owner_hint_misses);
   line("opens_of_unlinked_files", opens_of_unlinked_files);
   line("writebacks_redirected", writebacks_redirected);
   line("writebacks_discarded", writebacks_discarded);

@@ -591,6 +591,76 @@ TEST(RemoteFiles, StatAndReadOnlyOpenAskTheOwnerOnceAndSeeEveryChange) {
       << "the unchanged file was fetched again: " << stats_diff(s1, s2);
 }
 
+// A rank that has seen another rank's names (a listing, an earlier lookup) asks their
+// owner directly: one RPC per lookup, none to the names' shards. Names that moved since
+// (another rank's `>`, a rename onto them, an unlink) are followed to where they are now.
+TEST(RemoteFiles, ALookupAsksTheOwnerItKnowsAndFollowsNamesThatMoved) {
+  constexpr int kFiles = 24;
+  Cluster c(with_ranks(3));
+  ASSERT_TRUE(c.start());
+  ASSERT_EQ(::mkdir(c.path(1, "d").c_str(), 0755), 0) << errno_text(errno);
+  auto name = [](int i) { return "d/f" + std::to_string(i); };
+  for (int i = 0; i < kFiles; ++i) ASSERT_TRUE(write_file(c.path(1, name(i)), "one " + std::to_string(i)));
+
+  // A listing, then a stat and a read of each name, from rank 0.
+  auto s0 = stats_of(c.mnt(0));
+  std::vector<std::string> listed;
+  {
+    DIR* d = ::opendir(c.path(0, "d").c_str());
+    ASSERT_NE(d, nullptr) << errno_text(errno);
+    while (struct dirent* e = ::readdir(d)) listed.emplace_back(e->d_name);
+    ::closedir(d);
+  }
+  EXPECT_EQ(listed.size(), static_cast<size_t>(kFiles + 2));
+  for (int i = 0; i < kFiles; ++i) {
+    struct stat st {};
+    ASSERT_EQ(::stat(c.path(0, name(i)).c_str(), &st), 0) << errno_text(errno);
+    EXPECT_TRUE(file_has(c.path(0, name(i)), "one " + std::to_string(i)));
+  }
+  auto s1 = stats_of(c.mnt(0));
+  EXPECT_EQ(counter(s1, "rpc_loc_lookup"), counter(s0, "rpc_loc_lookup"))
+      << "lookups of listed names asked their shards: " << stats_diff(s0, s1);
+  EXPECT_GE(counter(s1, "owner_hint_hits") - counter(s0, "owner_hint_hits"), static_cast<uint64_t>(2 * kFiles))
+      << stats_diff(s0, s1);
+
+  // Rank 2 takes a third of the names over with `>`, renames its own files onto another
+  // third, and rank 1 unlinks the rest: rank 0 still knows rank 1 as their owner.
+  for (int i = 0; i < kFiles; ++i) {
+    const std::string two = "two " + std::to_string(i);
+    if (i % 3 == 0) {
+      ASSERT_TRUE(write_file(c.path(2, name(i)), two));
+    } else if (i % 3 == 1) {
+      ASSERT_TRUE(write_file(c.path(2, "d/tmp"), two));
+      ASSERT_EQ(::rename(c.path(2, "d/tmp").c_str(), c.path(2, name(i)).c_str()), 0) << errno_text(errno);
+    } else {
+      ASSERT_EQ(::unlink(c.path(1, name(i)).c_str()), 0) << errno_text(errno);
+    }
+  }
+  auto s2 = stats_of(c.mnt(0));
+  for (int i = 0; i < kFiles; ++i) {
+    if (i % 3 == 2) {
+      struct stat st {};
+      EXPECT_NE(::stat(c.path(0, name(i)).c_str(), &st), 0) << name(i) << " was unlinked on rank 1";
+      EXPECT_EQ(errno, ENOENT);
+      continue;
+    }
+    EXPECT_TRUE(file_has(c.path(0, name(i)), "two " + std::to_string(i))) << name(i);
+    auto owner = owner_of(c.path(0, name(i)));
+    EXPECT_EQ(owner.value_or(-1), 2) << name(i);
+  }
+  auto s3 = stats_of(c.mnt(0));
+  EXPECT_GE(counter(s3, "owner_hint_misses") - counter(s2, "owner_hint_misses"), static_cast<uint64_t>(kFiles))
+      << "the moved names were not looked up at their old owner first: " << stats_diff(s2, s3);
+
+  // An append through rank 0 to a name it knows lands on the owner.
+  {
+    Fd fd = Fd::open(c.path(0, name(0)), O_WRONLY | O_APPEND);
+    ASSERT_TRUE(fd.valid()) << fd.error_text();
+    ASSERT_EQ(::write(fd.get(), "+", 1), 1) << errno_text(errno);
+  }
+  EXPECT_TRUE(file_has(c.path(2, name(0)), "two 0+"));
+}
+
 // ---------------------------------------------------------------------------------------
 // 4. rename / replace across ranks, directory races
 
