@@ -144,10 +144,11 @@ Result<Filesystem::OpenReply> Filesystem::open(fuse_ino_t ino, int flags, const 
   }
   if (!S_ISREG(inode->type)) return Status::error(EINVAL, "open of another rank's special file");
   // Whatever the name holds now: the file may have a new version, a new
-  // owner, or be replaced since the kernel looked it up; for a read-only
-  // open right after this call's lookup, what that lookup found.
+  // owner, or be replaced since the kernel looked it up; for an open right
+  // after this call's lookup, what that lookup found (not for O_TRUNC: its
+  // size decides whether the file moves here, so the owner is asked).
   std::optional<RecentLookups::Entry> recent;
-  if ((flags & O_ACCMODE) == O_RDONLY && !(flags & O_TRUNC)) recent = recent_lookups_.find(caller.tid, ino);
+  if (!(flags & O_TRUNC)) recent = recent_lookups_.find(caller.tid, ino);
   auto opened = open_moved(*inode, inode->ref.dir, inode->ref.name, inode->ref.owner, flags,
                            recent ? &*recent : nullptr);
   if (opened.err() == ESTALE && lost_opens_.lost_again(caller.tid, inode->ref.dir, inode->ref.name)) {

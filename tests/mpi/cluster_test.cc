@@ -661,6 +661,36 @@ TEST(RemoteFiles, ALookupAsksTheOwnerItKnowsAndFollowsNamesThatMoved) {
   EXPECT_TRUE(file_has(c.path(2, name(0)), "two 0+"));
 }
 
+// `echo rec >> log` from another node, over and over: each open for appending takes the
+// attributes its own lookup brought instead of asking the owner again, so open + append +
+// close costs 3 RPCs (two lookups: the append gives the file a new version, so the kernel's
+// revalidation and its fresh lookup both ask the owner; the append itself), 4 before; and
+// every record lands on the owner, in order.
+TEST(RemoteFiles, AnOpenForAppendingTakesWhatItsLookupBroughtAndEveryRecordLands) {
+  constexpr int kAppends = 40;
+  Cluster c(with_ranks(2));
+  ASSERT_TRUE(c.start());
+  ASSERT_TRUE(write_file(c.path(1, "log"), ""));
+  std::string expect;
+  struct stat st {};
+  ASSERT_EQ(::stat(c.path(0, "log").c_str(), &st), 0) << errno_text(errno);  // the hint
+  auto s0 = stats_of(c.mnt(0));
+  for (int i = 0; i < kAppends; ++i) {
+    const std::string rec = "rec " + std::to_string(i) + "\n";
+    expect += rec;
+    Fd fd = Fd::open(c.path(0, "log"), O_WRONLY | O_APPEND);
+    ASSERT_TRUE(fd.valid()) << fd.error_text();
+    ASSERT_EQ(::write(fd.get(), rec.data(), rec.size()), static_cast<ssize_t>(rec.size())) << errno_text(errno);
+    ASSERT_EQ(fd.close(), 0);
+  }
+  auto s1 = stats_of(c.mnt(0));
+  const uint64_t rpcs = counter(s1, "rpcs_sent") - counter(s0, "rpcs_sent");
+  EXPECT_LE(rpcs, static_cast<uint64_t>(3 * kAppends)) << stats_diff(s0, s1);
+  EXPECT_EQ(counter(s1, "rpc_file_write") - counter(s0, "rpc_file_write"), static_cast<uint64_t>(kAppends));
+  EXPECT_TRUE(file_has(c.path(1, "log"), expect));
+  EXPECT_TRUE(file_has(c.path(0, "log"), expect));
+}
+
 // ---------------------------------------------------------------------------------------
 // 4. rename / replace across ranks, directory races
 
