@@ -9,6 +9,7 @@
 #include <condition_variable>
 #include <thread>
 #include <memory>
+#include <optional>
 #include <string>
 
 #include <set>
@@ -382,6 +383,12 @@ class Filesystem {
   Result<OpenReply> open_for_handler(const std::shared_ptr<Inode>& inode, int flags, const Caller& caller);
   // Offered to another rank's O_TRUNC, and the offer still stands.
   bool being_given(const Inode& inode);
+  // The end of both: opens the inode's store file (object) for h.
+  Result<OpenReply> open_store_file(std::unique_ptr<FileHandle> h, const std::shared_ptr<Inode>& inode,
+                                    const UniqueFd& object, int flags, const Caller& caller);
+  // Waits while gino is offered to another rank's O_TRUNC; the rank it went
+  // to, if it moved.
+  std::optional<int> where_offer_went(uint64_t gino);
   // The handle is of the kernel inode's own store file (it may pass through
   // beside the inode's other handles).
   bool handle_is_inodes_own(fuse_ino_t ino, const OpenReply& o);

@@ -227,10 +227,16 @@ Result<Filesystem::OpenReply> Filesystem::open_local(const std::shared_ptr<Inode
       return open_moved(*inode, dir, name, -1, flags);
     }
   }
+  return open_store_file(std::move(h), inode, *object, flags, caller);
+}
+
+Result<Filesystem::OpenReply> Filesystem::open_store_file(std::unique_ptr<FileHandle> h,
+                                                         const std::shared_ptr<Inode>& inode, const UniqueFd& object,
+                                                         int flags, const Caller& caller) {
   if (flags & O_TRUNC) release_owned(global_ino(inode->src_ino));
-  int fd = ::open(proc_path(object->get()).c_str(), store_open_flags(flags));
+  int fd = ::open(proc_path(object.get()).c_str(), store_open_flags(flags));
   if (fd < 0) return Status::from_errno("open");
-  if (writable) drop_setid_for_caller(caller, fd, inode->id);
+  if ((flags & O_ACCMODE) != O_RDONLY) drop_setid_for_caller(caller, fd, inode->id);
   h->fd = fd;
   h->gino = global_ino(inode->src_ino);
   // Every change to an owned file passes through this kernel (other ranks'
@@ -262,13 +268,7 @@ Result<Filesystem::OpenReply> Filesystem::open_for_handler(const std::shared_ptr
   if (!object) return Status::error(ESTALE, "no longer here");
   auto h = std::make_unique<FileHandle>();
   h->attach(inode, /*counted=*/false, (flags & O_ACCMODE) != O_RDONLY);
-  if (flags & O_TRUNC) release_owned(global_ino(inode->src_ino));
-  int fd = ::open(proc_path(object->get()).c_str(), store_open_flags(flags));
-  if (fd < 0) return Status::from_errno("open");
-  if ((flags & O_ACCMODE) != O_RDONLY) drop_setid_for_caller(caller, fd, inode->id);
-  h->fd = fd;
-  h->gino = global_ino(inode->src_ino);
-  return OpenReply{std::move(h), /*direct_io=*/false, /*keep_cache=*/true, /*owned=*/S_ISREG(inode->type)};
+  return open_store_file(std::move(h), inode, *object, flags, caller);
 }
 
 Result<Filesystem::OpenReply> Filesystem::open_as_found(const Inode& inode, int flags) {

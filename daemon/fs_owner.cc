@@ -379,6 +379,11 @@ void Filesystem::release_owned(uint64_t gino) {
   write_fds_.drop(gino);
 }
 
+std::optional<int> Filesystem::where_offer_went(uint64_t gino) {
+  offered_.wait(gino);
+  return moved_.get(gino);  // (put before the drop settles the offer)
+}
+
 Peers::Reply Filesystem::on_file_write(int, const msg::Write& m) {
   const uint64_t off = m.off;
   const bool append = m.append;
@@ -386,9 +391,8 @@ Peers::Reply Filesystem::on_file_write(int, const msg::Write& m) {
   auto fd = forward_fd(m.at.dir, m.at.name, m.gino, append);
   // Offered to another rank's O_TRUNC right now: wait for the move to settle
   // (the drop, or the offer's deadline), then write here or send the writer on.
-  for (int round = 0; !fd && file_left_owner(fd.err()) && !moved_.get(m.gino) && offered_.offered(m.gino) && round < 4;
-       ++round) {
-    offered_.wait(m.gino);
+  for (int round = 0; !fd && file_left_owner(fd.err()) && offered_.offered(m.gino) && round < 4; ++round) {
+    if (where_offer_went(m.gino)) break;  // answered below
     fd = forward_fd(m.at.dir, m.at.name, m.gino, append);
   }
   if (!fd) {
@@ -433,8 +437,7 @@ Peers::Reply Filesystem::on_file_write(int, const msg::Write& m) {
   // the writer sends them to the new owner, as if the write came after the
   // truncation, which it did not precede.
   if (done > 0 && offered_.offered(m.gino)) {
-    offered_.wait(m.gino);
-    if (auto to = moved_.get(m.gino)) return msg::encode(msg::WriteReply{kWriteMoved, *to});
+    if (auto to = where_offer_went(m.gino)) return msg::encode(msg::WriteReply{kWriteMoved, *to});
   }
   // (Also when it went through this kernel, which counted it already: once more is harmless.)
   if (done > 0) content_gens_.changed(m.gino);
