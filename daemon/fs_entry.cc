@@ -186,7 +186,12 @@ Result<struct fuse_entry_param> Filesystem::lookup(fuse_ino_t parent, const char
   if (!dir) return Status::error(ESTALE, "unknown directory");
   struct fuse_entry_param e;
   const bool cluster = peers_->nranks() > 1 && caller.tid > 0;
-  if (auto again = cluster ? recent_lookups_.relookup(caller.tid, dir->dir_id, name) : std::nullopt) {
+  // Not for this rank's own handlers: what they open through this mount
+  // must be what the name holds now, or a write they apply for another rank
+  // could be sent on again from under this kernel's inode lock (see
+  // open_for_handler).
+  const bool handler = cluster && peers_->is_worker_thread(caller.tid);
+  if (auto again = cluster && !handler ? recent_lookups_.relookup(caller.tid, dir->dir_id, name) : std::nullopt) {
     // The kernel's fresh lookup right after its revalidation failed on the
     // new version this thread's lookup just brought (RecentLookups).
     std::memset(&e, 0, sizeof e);
@@ -220,13 +225,11 @@ Result<struct fuse_entry_param> Filesystem::lookup(fuse_ino_t parent, const char
   if (err) return Status::error(err, "lookup");
   // (One rank has no remote files: no table lookup on a one-node mount's hot path.)
   if (auto inode = cluster ? inode_of(e.ino) : nullptr; inode && inode->remote) {
-    // Whether the kernel holds this file at another version (an inode this
-    // answer supersedes): then a LOOKUP of the name may follow at once.
-    bool superseded = false;
-    for (const auto& other : inodes_.find_remote(inode->ref.gino)) {
-      superseded |= other->ref.version != inode->ref.version && other->ref.dir == inode->ref.dir &&
-                    other->ref.name == inode->ref.name;
-    }
+    // Whether the kernel holds another inode looked up under this name (an
+    // older version of the file, or the file the name held before a rename
+    // or replace onto it): then its revalidation fails on this answer, and
+    // a LOOKUP of the name follows at once.
+    const bool superseded = !handler && inodes_.holds_other_remote(inode->ref, inode->id);
     recent_lookups_.note(caller.tid, {e.ino, inode->ref, e.attr, RecentLookups::Clock::now(), superseded});
   }
   return e;
