@@ -92,17 +92,7 @@ std::shared_ptr<Inode> InodeTable::lookup_remote(const RemoteRef& ref, mode_t ty
   inode->nlookup = 1;
   by_id_.emplace(id, inode);
   by_remote_[key] = id;
-  by_remote_name_.emplace(std::make_pair(ref.dir, ref.name), id);
   return inode;
-}
-
-bool InodeTable::holds_other_remote(const RemoteRef& ref, uint64_t id) const {
-  MutexLock lock(mu_);
-  auto [first, last] = by_remote_name_.equal_range(std::make_pair(ref.dir, ref.name));
-  for (auto it = first; it != last; ++it) {
-    if (it->second != id) return true;
-  }
-  return false;
 }
 
 uint64_t InodeTable::find_local(dev_t dev, ino_t ino) const {
@@ -171,13 +161,6 @@ void InodeTable::forget(uint64_t id, uint64_t n) {
       if (inode.remote) {
         auto rem = by_remote_.find({inode.ref.gino, inode.ref.version});
         if (rem != by_remote_.end() && rem->second == id) by_remote_.erase(rem);
-        auto [first, last] = by_remote_name_.equal_range(std::make_pair(inode.ref.dir, inode.ref.name));
-        for (auto n = first; n != last; ++n) {
-          if (n->second == id) {
-            by_remote_name_.erase(n);
-            break;
-          }
-        }
       } else {
         auto src = by_src_.find({inode.src_dev, inode.src_ino});
         if (src != by_src_.end() && src->second == id) by_src_.erase(src);

@@ -230,10 +230,6 @@ class InodeTable {
   bool wait_direct(dev_t dev, ino_t ino);
   // Every inode (local or remote) that shows global inode gino... remote ones only.
   std::vector<std::shared_ptr<Inode>> find_remote(uint64_t gino) const;
-  // Whether a remote inode other than `id` was looked up under ref's name
-  // (another version of the file, or a file the name held before) and is
-  // still held by the kernel.
-  bool holds_other_remote(const RemoteRef& ref, uint64_t id) const;
 
   // Forgets that `inode` is the store object (src_dev, src_ino), so that a
   // new file that reuses the number gets an inode of its own.
@@ -266,8 +262,6 @@ class InodeTable {
   std::unordered_map<uint64_t, std::shared_ptr<Inode>> by_id_ GUARDED_BY(mu_);
   std::map<std::pair<dev_t, ino_t>, uint64_t> by_src_ GUARDED_BY(mu_);
   std::map<std::pair<uint64_t, uint64_t>, uint64_t> by_remote_ GUARDED_BY(mu_);
-  // (directory id, name) -> remote node ids looked up under that name.
-  std::multimap<std::pair<uint64_t, std::string>, uint64_t> by_remote_name_ GUARDED_BY(mu_);
   std::map<std::pair<dev_t, ino_t>, int> direct_ GUARDED_BY(mu_);  // DirectHolds in flight
   std::condition_variable_any direct_done_;                          // (with mu_)
 };

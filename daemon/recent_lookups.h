@@ -21,9 +21,8 @@
 // A remote inode shows one version of its file (Inode), so once the file has
 // changed, the kernel's revalidation of its cached dentry (a LOOKUP) gets a
 // new inode back; the kernel then drops the dentry and at once looks the name
-// up afresh (another LOOKUP, same thread, same system call); so does a name
-// that another rank renamed a new file onto. When a lookup's answer
-// superseded another inode of that name that the kernel still holds,
+// up afresh (another LOOKUP, same thread, same system call). When a lookup's
+// answer superseded an inode of the same file that the kernel still holds,
 // a LOOKUP of that name that is the thread's very next request, within
 // kRelookupWindow, takes the answer (relookup()), once: open + append +
 // close of another rank's file costs one lookup RPC, not two. Any other
@@ -66,10 +65,9 @@ class RecentLookups {
     RemoteRef ref;     // its file: owner, name, version
     struct stat st {};
     Clock::time_point at{};
-    // The answer superseded another inode looked up under this name (an
-    // older version of the file, or the file the name held before) that the
-    // kernel holds: the thread's next request may be the kernel's fresh
-    // LOOKUP after a failed revalidation.
+    // The answer superseded an inode of the same file and name (another
+    // version) that the kernel holds: the thread's next request may be the
+    // kernel's fresh LOOKUP after a failed revalidation.
     bool superseded = false;
   };
 

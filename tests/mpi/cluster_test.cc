@@ -724,33 +724,6 @@ TEST(RemoteFiles, AStatOfAFileThatGrewSeesItsNewSizeForOneRpc) {
       << stats_diff(s0, s1);
 }
 
-// A reader that opens a name another node keeps replacing (write a temporary file, rename
-// it onto the name: checkpoints, "latest" files): each open reads the file the last rename
-// put there, and its path walk asks the owner once, although the kernel's cached dentry
-// named the file before (its revalidation finds another file, then its fresh lookup takes
-// the first lookup's answer).
-TEST(RemoteFiles, AnOpenOfANameReplacedByARenameReadsTheNewFileForOneLookup) {
-  constexpr int kRounds = 30;
-  Cluster c(with_ranks(2));
-  ASSERT_TRUE(c.start());
-  ASSERT_TRUE(write_file(c.path(1, "target"), "version 0\n"));
-  std::string got;
-  ASSERT_TRUE(read_file(c.path(0, "target"), &got));
-  auto s0 = stats_of(c.mnt(0));
-  for (int i = 1; i <= kRounds; ++i) {
-    const std::string v = "version " + std::to_string(i) + "\n";
-    ASSERT_TRUE(write_file(c.path(1, "tmp"), v));
-    ASSERT_EQ(::rename(c.path(1, "tmp").c_str(), c.path(1, "target").c_str()), 0) << errno_text(errno);
-    ASSERT_TRUE(read_file(c.path(0, "target"), &got));
-    ASSERT_EQ(got, v) << "round " << i << ": an open after the rename returned";
-  }
-  auto s1 = stats_of(c.mnt(0));
-  EXPECT_LE(counter(s1, "rpc_file_stat") - counter(s0, "rpc_file_stat"), static_cast<uint64_t>(kRounds + 4))
-      << stats_diff(s0, s1);
-  EXPECT_GE(counter(s1, "relookups_answered") - counter(s0, "relookups_answered"), static_cast<uint64_t>(kRounds / 2))
-      << stats_diff(s0, s1);
-}
-
 // ---------------------------------------------------------------------------------------
 // 4. rename / replace across ranks, directory races
 
