@@ -153,8 +153,6 @@ class Filesystem {
   const std::string& host() const { return host_; }
   const Options& options() const { return options_; }
   Stats& stats() { return *stats_; }
-  // A request other than a LOOKUP came from thread tid (RecentLookups).
-  void other_request(pid_t tid) { recent_lookups_.other_request(tid); }
 
   // FUSE operations (see fuse_lowlevel.h for their contracts). None sees
   // fuse_req_t: each returns its result or a Status, and the FUSE front end

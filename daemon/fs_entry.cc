@@ -185,25 +185,6 @@ Result<struct fuse_entry_param> Filesystem::lookup(fuse_ino_t parent, const char
   auto dir = inode_of(parent);
   if (!dir) return Status::error(ESTALE, "unknown directory");
   struct fuse_entry_param e;
-  const bool cluster = peers_->nranks() > 1 && caller.tid > 0;
-  // Not for this rank's own handlers: what they open through this mount
-  // must be what the name holds now, or a write they apply for another rank
-  // could be sent on again from under this kernel's inode lock (see
-  // open_for_handler).
-  const bool handler = cluster && peers_->is_worker_thread(caller.tid);
-  if (auto again = cluster && !handler ? recent_lookups_.relookup(caller.tid, dir->dir_id, name) : std::nullopt) {
-    // The kernel's fresh lookup right after its revalidation failed on the
-    // new version this thread's lookup just brought (RecentLookups).
-    std::memset(&e, 0, sizeof e);
-    e.attr = again->st;
-    e.ino = inodes_.lookup_remote(again->ref, again->st.st_mode, again->st)->id;
-    // The revalidation's FORGET of the first answer's inode may have come
-    // first, and this one be a new inode: the GETATTR or OPEN after it asks
-    // for that one (still as old as the first lookup's answer).
-    recent_lookups_.note(caller.tid, {e.ino, again->ref, again->st, again->at, false});
-    stats_add(stats_->relookups_answered, 1);
-    return e;  // timeouts 0, as fill_remote_entry's
-  }
   int err = lookup_any(*dir, name, &e);
   if (err == 0 && lost_opens_.retrying(caller.tid, dir->dir_id, name)) {
     // The kernel's retry of an open that found its file gone: hold what this
@@ -224,20 +205,8 @@ Result<struct fuse_entry_param> Filesystem::lookup(fuse_ino_t parent, const char
   }
   if (err) return Status::error(err, "lookup");
   // (One rank has no remote files: no table lookup on a one-node mount's hot path.)
-  if (auto inode = cluster ? inode_of(e.ino) : nullptr; inode && inode->remote) {
-    // Whether the kernel holds this file at another version under this name
-    // (an inode this answer supersedes): then a LOOKUP of the name may
-    // follow at once. (Not for a name another rank renamed a new file onto:
-    // marking those let a reader on the owner read a file whose rename had
-    // not begun, in 2 of about 22 runs of a race test; cause not found.)
-    bool superseded = false;
-    if (!handler) {
-      for (const auto& other : inodes_.find_remote(inode->ref.gino)) {
-        superseded |= other->ref.version != inode->ref.version && other->ref.dir == inode->ref.dir &&
-                      other->ref.name == inode->ref.name;
-      }
-    }
-    recent_lookups_.note(caller.tid, {e.ino, inode->ref, e.attr, RecentLookups::Clock::now(), superseded});
+  if (auto inode = peers_->nranks() > 1 && caller.tid > 0 ? inode_of(e.ino) : nullptr; inode && inode->remote) {
+    recent_lookups_.note(caller.tid, {e.ino, inode->ref.owner, inode->ref.version, e.attr, RecentLookups::Clock::now()});
   }
   return e;
 }

@@ -197,9 +197,9 @@ Result<Filesystem::OpenedFile> Filesystem::open_name(uint64_t dir, const std::st
     struct stat st;
     uint64_t version = 0;
     int err = 0;
-    if (known != nullptr && round == 0 && !create && owner == known->ref.owner) {
+    if (known != nullptr && round == 0 && !create && owner == known->owner) {
       st = known->st;  // this call's lookup asked the owner microseconds ago
-      version = known->ref.version;
+      version = known->version;
     } else {
       err = remote_stat(owner, dir, name, &st, &version);
     }

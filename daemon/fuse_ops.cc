@@ -47,9 +47,6 @@ Filesystem& fs_of(fuse_req_t req) { return *static_cast<Filesystem*>(fuse_req_us
 template <typename Fn>
 void guarded(fuse_req_t req, FuseOp op, Fn&& fn) noexcept {
   fs_of(req).stats().count_request(op);
-  if (op != FuseOp::lookup && op != FuseOp::forget && op != FuseOp::forget_multi) {
-    fs_of(req).other_request(fuse_req_ctx(req)->pid);
-  }
   bool replied_by_op = false;
   int err = run_at_boundary(fuse_op_name(op), [&] {
     fn();

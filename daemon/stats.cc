@@ -50,7 +50,6 @@ std::string Stats::to_text() const {
   line("listing_retries", listing_retries);
   line("owner_hint_hits", owner_hint_hits);
   line("owner_hint_misses", owner_hint_misses);
-  line("relookups_answered", relookups_answered);
   line("opens_of_unlinked_files", opens_of_unlinked_files);
   line("writebacks_redirected", writebacks_redirected);
   line("writebacks_discarded", writebacks_discarded);

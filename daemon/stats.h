@@ -51,7 +51,6 @@ struct Stats {
   std::atomic<uint64_t> slow_requests{0};  // served in half the callers' timeout or later
   std::atomic<uint64_t> listing_retries{0};
   std::atomic<uint64_t> owner_hint_hits{0};    // remote lookups that asked the owner directly (OwnerHints)
-  std::atomic<uint64_t> relookups_answered{0};  // the kernel's second LOOKUP of a name in one call, answered from the first
   std::atomic<uint64_t> owner_hint_misses{0};  // ... whose owner no longer had the name: asked its shard  // directory listings taken again: a name moved between ranks meanwhile
   std::atomic<uint64_t> opens_of_unlinked_files{0};  // an open and its kernel retry both lost to an unlink or rename
   std::atomic<uint64_t> writebacks_redirected{0};  // dirty pages the kernel sent through a handle of another file

@@ -8,13 +8,13 @@ namespace {
 
 using Clock = RecentLookups::Clock;
 
-RecentLookups::Entry entry(uint64_t ino, Clock::time_point at, off_t size = 10, bool superseded = false) {
+RecentLookups::Entry entry(uint64_t ino, Clock::time_point at, off_t size = 10) {
   RecentLookups::Entry e;
   e.ino = ino;
-  e.ref = RemoteRef{1, 3, "log", 77, 7};
+  e.owner = 1;
+  e.version = 7;
   e.st.st_size = size;
   e.at = at;
-  e.superseded = superseded;
   return e;
 }
 
@@ -25,7 +25,7 @@ TEST(RecentLookups, OnlyTheSameThreadAndInodeWithinTheWindow) {
   auto got = r.find(100, 5, t0 + std::chrono::microseconds(50));
   ASSERT_TRUE(got.has_value());
   EXPECT_EQ(got->st.st_size, 42);
-  EXPECT_EQ(got->ref.version, 7u);
+  EXPECT_EQ(got->version, 7u);
   // The GETATTR and the OPEN of one call both find it.
   EXPECT_TRUE(r.find(100, 5, t0 + std::chrono::microseconds(80)).has_value());
   EXPECT_FALSE(r.find(101, 5, t0 + std::chrono::microseconds(50)).has_value()) << "another thread";
@@ -44,43 +44,6 @@ TEST(RecentLookups, TheThreadsNextLookupReplacesItsEntry) {
   auto got = r.find(100, 9, t0 + std::chrono::microseconds(20));
   ASSERT_TRUE(got.has_value());
   EXPECT_EQ(got->st.st_size, 2);
-}
-
-// The kernel's fresh lookup after its revalidation failed on a new version:
-// once, for the same thread and name, within the window, and only as the
-// thread's very next request.
-TEST(RecentLookups, ASecondLookupTakesASupersedingAnswerOnce) {
-  using std::chrono::microseconds;
-  RecentLookups r;
-  const auto t0 = Clock::now();
-  r.note(100, entry(5, t0, 42, /*superseded=*/true));
-  EXPECT_FALSE(r.relookup(101, 3, "log", t0 + microseconds(5)).has_value()) << "another thread";
-  r.other_request(101);  // another thread's request changes nothing for thread 100
-  auto got = r.relookup(100, 3, "log", t0 + microseconds(10));
-  ASSERT_TRUE(got.has_value());
-  EXPECT_EQ(got->ino, 5u);
-  EXPECT_EQ(got->st.st_size, 42);
-  EXPECT_FALSE(r.relookup(100, 3, "log", t0 + microseconds(20)).has_value()) << "only once";
-  EXPECT_TRUE(r.find(100, 5, t0 + microseconds(30)).has_value()) << "the GETATTR after it still takes the entry";
-
-  r.note(100, entry(6, t0, 1, /*superseded=*/false));
-  EXPECT_FALSE(r.relookup(100, 3, "log", t0 + microseconds(10)).has_value()) << "nothing superseded";
-
-  r.note(100, entry(7, t0, 1, /*superseded=*/true));
-  EXPECT_FALSE(r.relookup(100, 4, "log", t0 + microseconds(10)).has_value()) << "another directory";
-  EXPECT_FALSE(r.relookup(100, 3, "log", t0 + microseconds(20)).has_value()) << "a lookup of another name came between";
-
-  r.note(100, entry(7, t0, 1, /*superseded=*/true));
-  EXPECT_TRUE(r.find(100, 7, t0 + microseconds(10)).has_value());
-  EXPECT_FALSE(r.relookup(100, 3, "log", t0 + microseconds(20)).has_value()) << "the call went on to a GETATTR";
-
-  r.note(100, entry(8, t0, 1, /*superseded=*/true));
-  r.other_request(100);  // an UNLINK, a LINK, a RENAME of the name...
-  EXPECT_FALSE(r.relookup(100, 3, "log", t0 + microseconds(20)).has_value()) << "another request came between";
-
-  r.note(100, entry(9, t0, 1, /*superseded=*/true));
-  EXPECT_FALSE(r.relookup(100, 3, "log", t0 + RecentLookups::kRelookupWindow + microseconds(1)).has_value())
-      << "older than the window";
 }
 
 TEST(RecentLookups, OldEntriesOfOtherThreadsArePruned) {
