@@ -562,10 +562,10 @@ class Filesystem {
   std::atomic<bool> passthrough_{false};
   BackingFiles backing_;  // the kernel passthrough state of open handles
   OfferedFiles offered_;  // owned files with handles open here, or offered to another rank's O_TRUNC
-  LostOpens lost_opens_;  // opens answered ESTALE, until the kernel retries them
+  LostOpens lost_opens_{/*after_lookup=*/true};  // opens answered ESTALE, until the kernel retries them
   RecentLookups recent_lookups_;  // remote lookups just answered, for the same call's GETATTR or OPEN
   OwnerHints owner_hints_;  // owners of other ranks' names, learnt by lookups and listings (one RPC per lookup)
-  LostOpens lost_links_;  // links answered ESTALE (their file left its old name), until the kernel retries them
+  LostOpens lost_links_{/*after_lookup=*/false};  // links answered ESTALE (their file left its old name), until the kernel retries them
   Mutex later_mu_;        // let_go_later's queue and thread
   std::condition_variable_any later_cv_;
   std::vector<std::weak_ptr<Inode>> later_ GUARDED_BY(later_mu_);

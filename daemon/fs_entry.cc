@@ -167,8 +167,11 @@ int Filesystem::entry_of(const Inode& parent, const char* name, UniqueFd fd, str
     // no inode of it: the kernel's first size must be the one after that.
     auto h = inode->handle();
     if (!h || ::fstatat(h->get(), "", &e->attr, AT_EMPTY_PATH | AT_SYMLINK_NOFOLLOW) != 0) {
+      // Gone from the name meanwhile (moved to another rank's O_TRUNC,
+      // unlinked): not here, as lost_its_name says below. The callers then
+      // ask where the name is now (lookup_any), or follow it (create).
       inodes_.forget(inode->id, 1);  // this lookup's count: the kernel never sees it
-      return h ? errno : ESTALE;
+      return h ? errno : ENOENT;
     }
   }
   if (!S_ISDIR(e->attr.st_mode) && lost_its_name(*inode)) {
@@ -186,16 +189,17 @@ Result<struct fuse_entry_param> Filesystem::lookup(fuse_ino_t parent, const char
   if (!dir) return Status::error(ESTALE, "unknown directory");
   struct fuse_entry_param e;
   int err = lookup_any(*dir, name, &e);
-  if (err == 0 && lost_opens_.retrying(caller.tid, dir->dir_id, name)) {
-    // The kernel's retry of an open that found its file gone: hold what this
-    // lookup finds until the open comes (Filesystem::open). A file let go
-    // before the hold (another rank unlinked it meanwhile): look again.
-    for (int again = 0; again < 4; ++again) {
+  if (lost_opens_.pending(caller.tid, dir->dir_id, name)) {
+    // Perhaps the kernel's retry of an open that found its file gone: hold
+    // what this lookup finds until the open comes (Filesystem::open). A file
+    // let go before the hold (another rank unlinked it meanwhile): look again.
+    for (int again = 0; err == 0 && again < 4; ++again) {
       auto inode = inode_of(e.ino);
       if (!inode || inode->remote || !S_ISREG(inode->type) || inode->hold_for_open(LostOpens::kHold)) break;
       inodes_.forget(e.ino, 1);  // this lookup's count: the kernel never sees it
-      if ((err = lookup_any(*dir, name, &e)) != 0) break;
+      err = lookup_any(*dir, name, &e);
     }
+    if (err == 0 || err == ENOENT) lost_opens_.looked_up(caller.tid, dir->dir_id, name, err == 0);
   }
   if (err == ENOENT) {
     // A negative entry, not cached: another rank may create the name at any time.
