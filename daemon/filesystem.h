@@ -501,7 +501,8 @@ class Filesystem {
   // count of changes goes (ContentGens::forget).
   void forget_if_last_name(const struct stat& st);
   // Owner side of forwarded writes: the file's fd on our own mount (cached).
-  Result<WriteFds::Fd> forward_fd(uint64_t dir, const std::string& name, uint64_t gino, bool append);
+  Result<WriteFds::Fd> forward_fd(uint64_t dir, const std::string& name, uint64_t gino, uint64_t version,
+                                  bool append);
   // Opens (dir, name) in the local store: O_PATH handle of the parent replica.
   std::shared_ptr<UniqueFd> local_dir(uint64_t dir);
   // Drops setuid/setgid of the store file fd when the caller is not root.

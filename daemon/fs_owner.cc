@@ -323,13 +323,33 @@ Peers::Reply Filesystem::on_file_map(int, const msg::Map& m) {
   return msg::encode(msg::MapReply{e->address, e->length, e->rkey});
 }
 
-Result<WriteFds::Fd> Filesystem::forward_fd(uint64_t dir, const std::string& name, uint64_t gino, bool append) {
+Result<WriteFds::Fd> Filesystem::forward_fd(uint64_t dir, const std::string& name, uint64_t gino, uint64_t version,
+                                            bool append) {
+  // The file the writer opened: gino, and the identity bits of its version.
+  // A store reuses a freed inode number at once (ext4), so a file unlinked
+  // under the writer's handle can be followed by another with its number
+  // (at its name, too: `rm log; touch log`); that one must not take the
+  // writes (the writer gets EIO, as for any file gone under its handle).
+  const auto identity = static_cast<uint16_t>(version & kIdentityBits);
   // A cached fd of that gino is of this very file (it keeps the inode, so
   // its number is not reused), wherever a rename has taken its name; it is
   // dropped when the file is unlinked, replaced or given away.
-  if (auto fd = write_fds_.get(gino, append)) return fd;
+  if (auto fd = write_fds_.get(gino, append, identity)) return fd;
   struct stat owned;
   if (Status s = check_owned(dir, name, gino, &owned); !s) return s;
+  uint16_t found = 0;
+  if (identity != 0) {
+    // Read the way owned_version reads it, so that the same file gives the same bits.
+    auto dfd = local_dir(dir);
+    if (!dfd) return Status::error(ENOENT, "unknown directory");
+    UniqueFd sf(::openat(dfd->get(), name.c_str(), O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC));
+    if (!sf.valid()) sf = UniqueFd(::openat(dfd->get(), name.c_str(), O_PATH | O_NOFOLLOW | O_CLOEXEC));
+    struct stat st;
+    if (!sf.valid() || ::fstat(sf.get(), &st) != 0) return Status::from_errno("not here");
+    if (global_ino(st.st_ino) != gino) return Status::error(ESTALE, "replaced");
+    found = file_identity(sf.get());
+    if (found != 0 && found != identity) return Status::error(ESTALE, "another file with the writer's inode number");
+  }
   // Through our own mount: this kernel orders the write with local writers
   // (O_APPEND is atomic under its inode lock) and keeps its size right. Not
   // with O_DIRECT: a direct write extends the size only after its bytes are
@@ -349,7 +369,7 @@ Result<WriteFds::Fd> Filesystem::forward_fd(uint64_t dir, const std::string& nam
   struct stat st;
   if (::fstat(fd->get(), &st) != 0) return Status::from_errno("fstat");
   if (static_cast<uint64_t>(st.st_ino) != gino) return Status::error(ESTALE, "replaced");
-  write_fds_.put(gino, append, fd);
+  write_fds_.put(gino, append, fd, found);
   return fd;
 }
 
@@ -388,12 +408,12 @@ Peers::Reply Filesystem::on_file_write(int, const msg::Write& m) {
   const uint64_t off = m.off;
   const bool append = m.append;
   const std::span<const uint8_t> data = m.data;
-  auto fd = forward_fd(m.at.dir, m.at.name, m.gino, append);
+  auto fd = forward_fd(m.at.dir, m.at.name, m.gino, m.version, append);
   // Offered to another rank's O_TRUNC right now: wait for the move to settle
   // (the drop, or the offer's deadline), then write here or send the writer on.
   for (int round = 0; !fd && file_left_owner(fd.err()) && offered_.offered(m.gino) && round < 4; ++round) {
     if (where_offer_went(m.gino)) break;  // answered below
-    fd = forward_fd(m.at.dir, m.at.name, m.gino, append);
+    fd = forward_fd(m.at.dir, m.at.name, m.gino, m.version, append);
   }
   if (!fd) {
     if (file_left_owner(fd.err())) {

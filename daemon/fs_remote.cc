@@ -221,7 +221,7 @@ Result<size_t> Filesystem::remote_write(FileHandle& h, struct fuse_bufvec* in, o
   // header; a move (below) only writes a new header.
   auto header_of = [&](const RemoteRef& ref, uint32_t len) {
     WireWriter w;
-    msg::Write{{ref.dir, ref.name}, ref.gino, h.append, static_cast<uint64_t>(off), {}}.put_header(w, len);
+    msg::Write{{ref.dir, ref.name}, ref.gino, ref.version, h.append, static_cast<uint64_t>(off), {}}.put_header(w, len);
     return w.take();
   };
   std::vector<uint8_t> request = header_of(h.current_ref(), static_cast<uint32_t>(size));

@@ -126,23 +126,28 @@ struct Read {
 };
 
 // kFileWrite: a forwarded write (at off) or append (off ignored), with its
-// bytes. The sender writes the header and then the bytes into one buffer
+// bytes, to the file gino at (dir, name) whose version the writer opened (or
+// followed to): the owner checks its identity bits (kIdentityBits), so that
+// a file that got gino after the writer's file was unlinked never takes its
+// writes. The sender writes the header and then the bytes into one buffer
 // (put_header), so that the bytes are copied once.
 struct Write {
   static constexpr const char* kName = "Write";
   Name at;
   uint64_t gino = 0;
+  uint64_t version = 0;
   bool append = false;
   uint64_t off = 0;
   std::span<const uint8_t> data;  // decode: a view into the payload
   void put_header(WireWriter& w, uint32_t len) const {
     at.put(w);
-    w.u64(gino).u8(append ? 1 : 0).u64(off).u32(len);
+    w.u64(gino).u64(version).u8(append ? 1 : 0).u64(off).u32(len);
   }
   void put(WireWriter& w) const { put_header(w, static_cast<uint32_t>(data.size())), append_bytes(w); }
   bool get(WireReader& r) {
     uint8_t a;
-    if (!(at.get(r) && r.u64(&gino) && r.u8(&a) && r.u64(&off) && r.bytes(&data, kMaxIo))) return false;
+    if (!(at.get(r) && r.u64(&gino) && r.u64(&version) && r.u8(&a) && r.u64(&off) && r.bytes(&data, kMaxIo)))
+      return false;
     append = a != 0;
     return a <= 1 && off <= (uint64_t{1} << 62);
   }

@@ -49,10 +49,13 @@ class WriteFds {
   WriteFds(const WriteFds&) = delete;
   WriteFds& operator=(const WriteFds&) = delete;
 
-  Fd get(uint64_t gino, bool append) {
+  // The fd of gino in that mode, if it is of the file with that identity
+  // (file_identity; 0 where the writer or the file system knows none).
+  Fd get(uint64_t gino, bool append, uint16_t identity = 0) {
     MutexLock lock(mu_);
     auto it = fds_.find({gino, append});
     if (it == fds_.end()) return nullptr;
+    if (identity != 0 && it->second.identity != 0 && identity != it->second.identity) return nullptr;
     it->second.last_used = Clock::now();
     return it->second.fd;
   }
@@ -66,13 +69,13 @@ class WriteFds {
     return nullptr;
   }
 
-  void put(uint64_t gino, bool append, Fd fd) {
+  void put(uint64_t gino, bool append, Fd fd, uint16_t identity = 0) {
     std::vector<Fd> closing;
     MutexLock lock(mu_);
     if (!caching_) return;
     auto& e = fds_[{gino, append}];
     if (e.fd) closing.push_back(std::move(e.fd));
-    e = Entry{std::move(fd), Clock::now()};
+    e = Entry{std::move(fd), Clock::now(), identity};
     while (fds_.size() > kMax) {
       auto oldest = fds_.begin();
       for (auto i = fds_.begin(); i != fds_.end(); ++i) {
@@ -130,6 +133,7 @@ class WriteFds {
   struct Entry {
     Fd fd;
     Clock::time_point last_used;
+    uint16_t identity = 0;  // of the file fd has open
   };
 
   void sweeper_main() {

@@ -52,6 +52,19 @@ TEST(WriteFds, KeepsOneFdPerFileAndModeUntilDropped) {
   EXPECT_TRUE(weak.expired()) << "a dropped fd stays open";
 }
 
+// A writer whose file was unlinked, and whose inode number another file got, never gets the
+// fd that a write to the new file left cached (see
+// InProcessClusterTest.AForwardedWriteNeverLandsInANewFileThatGotTheWritersInodeNumber).
+TEST(WriteFds, AnFdIsForTheFileWithItsIdentityOnly) {
+  WriteFds fds;
+  fds.put(1, true, std::make_shared<UniqueFd>(open_devnull()), 0x1234);
+  EXPECT_NE(fds.get(1, true, 0x1234), nullptr);
+  EXPECT_EQ(fds.get(1, true, 0x4321), nullptr) << "another file that had inode number 1";
+  EXPECT_NE(fds.get(1, true), nullptr) << "a writer that knows no identity";
+  fds.put(2, true, std::make_shared<UniqueFd>(open_devnull()));
+  EXPECT_NE(fds.get(2, true, 0x4321), nullptr) << "a file system that gives no identity";
+}
+
 TEST(WriteFds, EvictsTheLeastRecentlyUsedBeyondTheLimit) {
   WriteFds fds;
   for (uint64_t g = 0; g <= WriteFds::kMax; ++g) {

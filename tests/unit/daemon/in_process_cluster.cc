@@ -38,6 +38,7 @@ InProcessCluster::InProcessCluster(const std::string& dir, int nranks, std::chro
 InProcessCluster::~InProcessCluster() {
   // No request runs once the net is down; then the ranks go.
   net_.shutdown();
+  writers_.clear();
   for (auto& rank : ranks_) rank->fs->stop();
   ranks_.clear();
 }
@@ -85,6 +86,19 @@ Result<int> InProcessCluster::open(int r, uint64_t dir, const std::string& name,
     if (n.value() != text.size()) return Status::error(EIO, "short write");
   }
   return opened->owner;
+}
+
+Result<InProcessCluster::Writer> InProcessCluster::open_for_writing(int r, uint64_t dir, const std::string& name) {
+  auto opened = fs(r).open_name(dir, name, local_hint(r, dir, name), O_WRONLY, 0, /*create=*/false);
+  if (!opened) return opened.status();
+  writers_.push_back(std::move(opened->handle));
+  return Writer{static_cast<int>(writers_.size()) - 1, opened->owner};
+}
+
+Result<size_t> InProcessCluster::write(int r, const Writer& w, const std::string& text, off_t off) {
+  struct fuse_bufvec in = FUSE_BUFVEC_INIT(text.size());
+  in.buf[0].mem = const_cast<char*>(text.data());
+  return fs(r).write_buf(0, reinterpret_cast<uint64_t>(writers_.at(static_cast<size_t>(w.handle)).get()), &in, off);
 }
 
 Result<std::string> InProcessCluster::read(int r, uint64_t dir, const std::string& name) {

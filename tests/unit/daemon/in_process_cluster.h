@@ -4,8 +4,10 @@
 // No FUSE and no UCX: the operations below are those the FUSE front end runs
 // for a user on that rank's node (by directory id and name instead of kernel
 // inodes). What needs a kernel is not here: page caches, reverse
-// invalidations, and writes another rank forwards to an owner (applied
-// through the owner's own mount). The mpi and e2e suites cover those.
+// invalidations, and writes another rank forwards to an owner whose kernel
+// knows the file (applied through the owner's own mount; here the owner's
+// kernel knows no file, so it writes to the store file itself). The mpi and
+// e2e suites cover those.
 #pragma once
 
 #include <chrono>
@@ -44,6 +46,17 @@ class InProcessCluster {
   // succeeds and text is not empty, a write of text at offset 0 (owned files
   // only). The rank that owns the file it opened.
   Result<int> open(int r, uint64_t dir, const std::string& name, int flags, const std::string& text = "");
+  // open(2) of dir/name for writing (O_WRONLY) on rank r, kept open until the
+  // cluster ends: its handle, and the rank that owns the file it opened.
+  struct Writer {
+    int handle = -1;
+    int owner = -1;
+  };
+  Result<Writer> open_for_writing(int r, uint64_t dir, const std::string& name);
+  // pwrite(2) of text at off through a handle of open_for_writing on rank r,
+  // as the FUSE front end hands it to the file system (another rank's file:
+  // forwarded to its owner). The count written, or the error.
+  Result<size_t> write(int r, const Writer& w, const std::string& text, off_t off);
   // The whole file as rank r reads it (open read-only, read, close).
   Result<std::string> read(int r, uint64_t dir, const std::string& name);
   // The owner of dir/name as rank r's lookup finds it (ENOENT: nobody).
@@ -79,6 +92,7 @@ class InProcessCluster {
 
   InProcessNet net_;
   std::vector<std::unique_ptr<Rank>> ranks_;
+  std::vector<std::unique_ptr<FileHandle>> writers_;  // open_for_writing's handles
 };
 
 }  // namespace dsdfs::fs::testing

@@ -377,6 +377,49 @@ TEST_F(InProcessClusterTest, AFetchNeverServesANewFileThatGotTheOpenedFilesInode
   EXPECT_TRUE(got == old_text || got == new_text) << "read " << got.size() << " bytes: " << got.substr(0, 80);
 }
 
+// A writer on rank 1 has rank 0's file v open. On rank 0, v is unlinked and a new file that
+// got v's inode number (ext4 reuses a freed one at once) takes the name v (`rm v; touch v`,
+// or a rename). The writer's next write must not land in the new file: it fails (EIO, as for
+// any file gone under its handle), and the new file keeps its bytes. Before the forwarded
+// write carried the file's identity, the owner checked only the name and the inode number,
+// and the write went into the new file.
+TEST_F(InProcessClusterTest, AForwardedWriteNeverLandsInANewFileThatGotTheWritersInodeNumber) {
+  InProcessCluster c(dir_, 2);
+  const std::string old_text(100, 'o'), new_text(200, 'n');
+  ASSERT_EQ(c.open(0, kRoot, "v", O_CREAT | O_WRONLY, old_text).value(), 0);
+  const int dfd = c.store_dir_fd(0, kRoot);
+  ASSERT_GE(dfd, 0);
+  struct stat old_st;
+  ASSERT_EQ(::fstatat(dfd, "v", &old_st, AT_SYMLINK_NOFOLLOW), 0);
+  auto w = c.open_for_writing(1, kRoot, "v");
+  ASSERT_TRUE(w) << w.status().to_string();
+  ASSERT_EQ(w->owner, 0);
+  auto first = c.write(1, *w, "AAAA", 0);
+  ASSERT_TRUE(first) << first.status().to_string();
+  ASSERT_EQ(first.value(), 4u);
+  EXPECT_EQ(text_of(c.read(0, kRoot, "v")), "AAAA" + old_text.substr(4));
+  // Replace v by a new file with its inode number: new files until one gets it.
+  ASSERT_EQ(c.unlink(0, kRoot, "v"), 0);
+  bool reused = false;
+  for (int i = 0; i < 200 && !reused; ++i) {
+    const std::string n = "n" + std::to_string(i);
+    ASSERT_EQ(c.open(0, kRoot, n, O_CREAT | O_EXCL | O_WRONLY, new_text).value(), 0);
+    struct stat st;
+    ASSERT_EQ(::fstatat(dfd, n.c_str(), &st, AT_SYMLINK_NOFOLLOW), 0);
+    if (st.st_ino == old_st.st_ino) {
+      ASSERT_EQ(c.rename(0, kRoot, n, kRoot, "v"), 0);
+      reused = true;
+    }
+  }
+  if (!reused) GTEST_SKIP() << "the store's file system gave no new file the old inode number";
+  auto late = c.write(1, *w, "BBBB", 0);
+  EXPECT_FALSE(late) << "the write went into the new file";
+  if (!late) {
+    EXPECT_EQ(late.err(), EIO) << late.status().to_string();
+  }
+  EXPECT_EQ(text_of(c.read(0, kRoot, "v")), new_text);
+}
+
 // A rank's daemon dies and is started again over its store (dsdfs-launch --rejoin). While it
 // was down the others renamed a directory holding its file, removed one (its file there is
 // lost: the directory looked empty to them), made a file under a name it had (theirs wins)

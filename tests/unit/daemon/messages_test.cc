@@ -50,7 +50,7 @@ TEST(Messages, EveryRequestAndReplyRoundTripsAndRefusesTruncation) {
   expect_framing(Owner{-2});
   expect_framing(Stat{st, 99});
   expect_framing(Read{{7, "f"}, 42, 0, 1 << 20, 4096});
-  expect_framing(Write{{7, "log"}, 42, true, 0, data});
+  expect_framing(Write{{7, "log"}, 42, 0x1234, true, 0, data});
   expect_framing(WriteReply{5, -1});
   expect_framing(WriteReply{kWriteMoved, 2});
   expect_framing(Rename{{7, "a"}, {8, "b"}, RENAME_NOREPLACE});
@@ -118,8 +118,8 @@ TEST(Messages, FieldsOutOfRangeAreRefused) {
   EXPECT_TRUE(refused(StageStart{1, 0, 4, "results/../..", "/dest"}));  // out of the store
   EXPECT_TRUE(refused(StageStart{1, 0, 4, "/etc", "/dest"}));
   // An append flag other than 0 or 1.
-  std::vector<uint8_t> w = encode(Write{{7, "f"}, 42, true, 0, {}});
-  w[8 + 4 + 1 + 8] = 2;
+  std::vector<uint8_t> w = encode(Write{{7, "f"}, 42, 0x1234, true, 0, {}});
+  w[8 + 4 + 1 + 8 + 8] = 2;
   Write back;
   EXPECT_FALSE(decode(w, &back));
   // A list that claims more entries than its bytes can hold.
@@ -130,7 +130,7 @@ TEST(Messages, FieldsOutOfRangeAreRefused) {
 
 TEST(Messages, AWriteHeaderFollowedByItsBytesIsTheWholeMessage) {
   const std::array<uint8_t, 4> data{1, 2, 3, 4};
-  Write m{{7, "f"}, 42, false, 100, data};
+  Write m{{7, "f"}, 42, 0x1234, false, 100, data};
   WireWriter w;
   m.put_header(w, static_cast<uint32_t>(data.size()));
   auto& b = w.buffer();
@@ -139,6 +139,7 @@ TEST(Messages, AWriteHeaderFollowedByItsBytesIsTheWholeMessage) {
   Write back;
   ASSERT_TRUE(decode(w.buffer(), &back));
   EXPECT_EQ(back.off, 100u);
+  EXPECT_EQ(back.version, 0x1234u);
   EXPECT_FALSE(back.append);
   EXPECT_TRUE(std::equal(back.data.begin(), back.data.end(), data.begin(), data.end()));
 }
