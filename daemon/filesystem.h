@@ -404,6 +404,9 @@ class Filesystem {
   // (any version, written back first): what lies past h's version.
   Result<std::vector<uint8_t>> read_through(const RemoteRef& ref, uint64_t off, size_t len);
   Result<size_t> remote_write(FileHandle& h, struct fuse_bufvec* in, off_t off);
+  // The name under which ref's file is now in ref's directory on its owner,
+  // if a rename gave it another one (asked of the owner: kFileFind).
+  std::optional<std::string> renamed_to(const RemoteRef& ref);
   // Remote reads through the cache: start_fetch() fetches chunks the caller
   // claimed, asynchronously; fetch_ahead() claims and fetches the missing
   // chunks of [from, end); wait_chunks() returns once [first, last] are

@@ -574,7 +574,9 @@ Peers::Reply Filesystem::on_file_link(int, const msg::Link& m) {
 
 Peers::Reply Filesystem::on_file_find(int, const msg::Find& m) {
   // Scans the directory: only asked when an open lost a race with a rename
-  // of the file it looked up (Filesystem::open_moved).
+  // of the file it looked up (Filesystem::open_moved), or a write or read
+  // through a writable handle found the file gone from its name
+  // (Filesystem::renamed_to).
   auto dfd = local_dir(m.dir);
   if (!dfd) return Status::error(ENOENT, "unknown directory");
   std::string found;

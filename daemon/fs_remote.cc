@@ -166,8 +166,17 @@ Result<Filesystem::ReadReply> Filesystem::remote_read(const Inode* inode, FileHa
   ReadReply out;
   if (!h.cache) {
     // A writable remote handle: read through to the owner, uncached, from
-    // whatever version the file has now.
-    auto r = read_through(h.current_ref(), static_cast<uint64_t>(off), size);
+    // whatever version the file has now (under its new name, after a rename
+    // on its owner's node, as its writes do).
+    RemoteRef ref = h.current_ref();
+    auto r = read_through(ref, static_cast<uint64_t>(off), size);
+    if (!r && r.err() == EIO) {
+      if (auto renamed = renamed_to(ref)) {
+        ref.name = std::move(renamed).value();
+        h.set_ref(ref);
+        r = read_through(ref, static_cast<uint64_t>(off), size);
+      }
+    }
     if (!r) return r.status();
     out.bytes = std::move(r).value();
     return out;
@@ -214,6 +223,17 @@ Result<Filesystem::ReadReply> Filesystem::remote_read(const Inode* inode, FileHa
   return out;
 }
 
+std::optional<std::string> Filesystem::renamed_to(const RemoteRef& ref) {
+  // The owner scans the directory for the file's inode number (kFileFind);
+  // the call that follows checks the file's identity by its new name, so a
+  // file that got the number after this one was unlinked is never taken.
+  auto r = peers_->call(ref.owner, Op::kFileFind, msg::encode(msg::Find{ref.dir, ref.gino}));
+  msg::Name now;
+  if (!r || !msg::decode(r.value(), &now) || now.dir != ref.dir || now.name == ref.name) return std::nullopt;
+  stats_add(stats_->renames_followed, 1);
+  return now.name;
+}
+
 Result<size_t> Filesystem::remote_write(FileHandle& h, struct fuse_bufvec* in, off_t off) {
   size_t size = fuse_buf_size(in);
   if (size > kMaxIo) return Status::error(EFBIG, "remote write");
@@ -234,8 +254,8 @@ Result<size_t> Filesystem::remote_write(FileHandle& h, struct fuse_bufvec* in, o
   request.resize(header + static_cast<size_t>(got));
   const uint32_t got32 = static_cast<uint32_t>(got);
   auto set_header = [&](const RemoteRef& ref) {
-    // The length is what was really copied; the header of a moved file may
-    // differ in size only if its name did (it does not: moves keep names).
+    // The length is what was really copied; the header of a followed file
+    // differs in size when its name did (a rename; moves keep names).
     std::vector<uint8_t> head = header_of(ref, got32);
     if (head.size() != header) {
       head.insert(head.end(), request.begin() + static_cast<ptrdiff_t>(header), request.end());
@@ -245,15 +265,25 @@ Result<size_t> Filesystem::remote_write(FileHandle& h, struct fuse_bufvec* in, o
       std::copy(head.begin(), head.end(), request.begin());
     }
   };
-  // A file moved to another rank (`>` there) while open here: follow it, a
-  // few moves at most (each is another rank's completed O_TRUNC).
+  // A file moved to another rank (`>` there) or renamed while open here:
+  // follow it, a few moves and renames at most (each a completed change).
   for (int hop = 0; hop < 8; ++hop) {
     RemoteRef ref = h.current_ref();
     set_header(ref);
     auto r = peers_->call(ref.owner, Op::kFileWrite, request);
-    // The file left its owner otherwise (replaced, unlinked): EIO, as the
-    // user guide says for handles of a file that is gone.
-    if (!r && file_left_owner(r.err())) return Status::error(EIO, "the file left its owner");
+    if (!r && file_left_owner(r.err())) {
+      // Renamed on its owner's node within its directory (log rotation:
+      // `mv log log.1` there while this node appends through an open fd): the
+      // write goes to the file under its new name, as on a local file system.
+      if (auto renamed = renamed_to(ref)) {
+        ref.name = std::move(renamed).value();
+        h.set_ref(std::move(ref));
+        continue;
+      }
+      // The file left its owner otherwise (replaced, unlinked): EIO, as the
+      // user guide says for handles of a file that is gone.
+      return Status::error(EIO, "the file left its owner");
+    }
     if (!r) return r.status();
     msg::WriteReply reply;
     if (!msg::decode(r.value(), &reply)) return Status::error(EPROTO, "write reply");

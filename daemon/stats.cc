@@ -51,6 +51,7 @@ std::string Stats::to_text() const {
   line("owner_hint_hits", owner_hint_hits);
   line("owner_hint_misses", owner_hint_misses);
   line("opens_of_unlinked_files", opens_of_unlinked_files);
+  line("renames_followed", renames_followed);
   line("writebacks_redirected", writebacks_redirected);
   line("writebacks_discarded", writebacks_discarded);
   line("passthrough_opens", passthrough_opens);

@@ -53,6 +53,7 @@ struct Stats {
   std::atomic<uint64_t> owner_hint_hits{0};    // remote lookups that asked the owner directly (OwnerHints)
   std::atomic<uint64_t> owner_hint_misses{0};  // ... whose owner no longer had the name: asked its shard  // directory listings taken again: a name moved between ranks meanwhile
   std::atomic<uint64_t> opens_of_unlinked_files{0};  // an open and its kernel retry both lost to an unlink or rename
+  std::atomic<uint64_t> renames_followed{0};  // writes through a handle whose file was renamed on its owner since
   std::atomic<uint64_t> writebacks_redirected{0};  // dirty pages the kernel sent through a handle of another file
   std::atomic<uint64_t> writebacks_discarded{0};  // pages of a file moved away with no user's handle open here
   std::atomic<uint64_t> passthrough_opens{0};  // opens whose reads and writes the kernel passes to the store

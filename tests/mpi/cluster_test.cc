@@ -691,6 +691,40 @@ TEST(RemoteFiles, AnOpenForAppendingTakesWhatItsLookupBroughtAndEveryRecordLands
   EXPECT_TRUE(file_has(c.path(0, "log"), expect));
 }
 
+// Log rotation on the owner while another node keeps its log open for appending (logrotate
+// without copytruncate: `mv app.log app.log.1; touch app.log`, then the application is told to
+// reopen, often seconds later). Until it reopens, its records go to the file it has open, now
+// app.log.1, as on a local file system; after, to the new app.log. The owner keeps an fd for
+// forwarded writes for 2 s; an appender idle longer than that had its next record refused
+// (EIO): the owner looked the file up by its old name.
+TEST(RemoteFiles, AnAppenderKeepsWritingToItsLogWhenTheOwnerRotatesIt) {
+  Cluster c(with_ranks(2));
+  ASSERT_TRUE(c.start());
+  ASSERT_TRUE(write_file(c.path(1, "app.log"), "rec 0\n"));
+  Fd fd = Fd::open(c.path(0, "app.log"), O_WRONLY | O_APPEND);
+  ASSERT_TRUE(fd.valid()) << fd.error_text();
+  ASSERT_EQ(::write(fd.get(), "rec 1\n", 6), 6) << errno_text(errno);
+  ASSERT_EQ(::rename(c.path(1, "app.log").c_str(), c.path(1, "app.log.1").c_str()), 0) << errno_text(errno);
+  ASSERT_TRUE(write_file(c.path(1, "app.log"), ""));
+  ASSERT_EQ(::write(fd.get(), "rec 2\n", 6), 6) << "right after the rotation: " << errno_text(errno);
+  // Longer than the owner keeps its fd for forwarded writes (WriteFds::kIdle, 2 s).
+  std::this_thread::sleep_for(std::chrono::milliseconds(3500));
+  auto s0 = stats_of(c.mnt(0));
+  ASSERT_EQ(::write(fd.get(), "rec 3\n", 6), 6) << "an idle appender after the rotation: " << errno_text(errno);
+  auto s1 = stats_of(c.mnt(0));
+  ASSERT_EQ(fd.close(), 0);
+  // The application reopens its log.
+  Fd again = Fd::open(c.path(0, "app.log"), O_WRONLY | O_APPEND);
+  ASSERT_TRUE(again.valid()) << again.error_text();
+  ASSERT_EQ(::write(again.get(), "rec 4\n", 6), 6) << errno_text(errno);
+  ASSERT_EQ(again.close(), 0);
+  for (int r : {0, 1}) {
+    EXPECT_TRUE(file_has(c.path(r, "app.log.1"), "rec 0\nrec 1\nrec 2\nrec 3\n")) << "rank " << r;
+    EXPECT_TRUE(file_has(c.path(r, "app.log"), "rec 4\n")) << "rank " << r;
+  }
+  EXPECT_EQ(counter(s1, "renames_followed") - counter(s0, "renames_followed"), 1u) << stats_diff(s0, s1);
+}
+
 // ---------------------------------------------------------------------------------------
 // 4. rename / replace across ranks, directory races
 

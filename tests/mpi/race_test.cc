@@ -1198,6 +1198,141 @@ TEST(OwnershipMoves, DirtyPagesOfAReplacedFileNeverLandInTheFileThatReplacedIt) 
          kRounds, written_back, stats_diff(before, after).c_str());
 }
 
+// Log rotation while every other node appends, as HPC jobs log: the owner (rank 1) rotates
+// `app.log` over and over (`mv app.log app.log.K`, then a new `app.log`), while on ranks 0 and
+// 2 one thread appends through an fd it keeps open and another opens `>>` for every record.
+// Every record whose write() succeeded is in exactly one of the files, whole, once; a kept
+// fd's records are all in the file it opened (whatever its name now), in order; no write,
+// open or close fails. Kept fds are idle longer than the owner keeps its forwarding fd now
+// and then, so that their writes must find the renamed file (Filesystem::renamed_to).
+TEST(SameName, AppendersOnEveryNodeLoseNoRecordWhileTheOwnerRotatesTheLog) {
+  constexpr auto kRun = std::chrono::seconds(6);
+  Cluster c(with_ranks(kRanks));
+  ASSERT_TRUE(c.start());
+  ASSERT_TRUE(write_file(c.path(1, "app.log"), ""));
+  std::atomic<bool> stop{false};
+  std::atomic<int> rotations{0};
+  Failures failures;
+  std::mutex mu;
+  std::set<std::string> written;                  // records whose write() succeeded
+  std::map<std::string, std::vector<std::string>> kept;  // a kept fd's records, in order, by writer
+  auto record = [](int r, const char* how, int seq) {
+    char buf[64];
+    std::snprintf(buf, sizeof buf, "r%d %s %06d\n", r, how, seq);
+    return std::string(buf);
+  };
+  std::vector<std::thread> threads;
+  for (int r : {0, 2}) {
+    threads.emplace_back([&, r] {  // one fd for the whole run
+      const std::string writer = "rank " + std::to_string(r) + " kept";
+      int fd = ::open(c.path(r, "app.log").c_str(), O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0644);
+      if (fd < 0) return failures.add(writer + ": open: " + errno_text(errno));
+      for (int seq = 0; !stop.load(); ++seq) {
+        const std::string rec = record(r, "kept", seq);
+        if (::write(fd, rec.data(), rec.size()) != static_cast<ssize_t>(rec.size())) {
+          failures.add(writer + ": write " + std::to_string(seq) + ": " + errno_text(errno));
+          break;
+        }
+        {
+          std::lock_guard lock(mu);
+          written.insert(rec);
+          kept[writer].push_back(rec);
+        }
+        // Now and then idle past the owner's forwarding fd (2 s): the next write finds the
+        // file by its new name.
+        std::this_thread::sleep_for(seq % 20 == 19 ? std::chrono::milliseconds(2600) : std::chrono::milliseconds(5));
+      }
+      if (::close(fd) != 0) failures.add(writer + ": close: " + errno_text(errno));
+    });
+    threads.emplace_back([&, r] {  // `echo rec >> app.log`
+      for (int seq = 0; !stop.load(); ++seq) {
+        const std::string rec = record(r, "echo", seq);
+        int fd = ::open(c.path(r, "app.log").c_str(), O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0644);
+        if (fd < 0) {
+          failures.add("rank " + std::to_string(r) + ": open >>: " + errno_text(errno));
+          continue;
+        }
+        if (::write(fd, rec.data(), rec.size()) == static_cast<ssize_t>(rec.size())) {
+          std::lock_guard lock(mu);
+          written.insert(rec);
+        } else {
+          failures.add("rank " + std::to_string(r) + ": write >>: " + errno_text(errno));
+        }
+        if (::close(fd) != 0) failures.add("rank " + std::to_string(r) + ": close >>: " + errno_text(errno));
+      }
+    });
+  }
+  threads.emplace_back([&] {  // logrotate on the owner's node
+    for (int k = 1; !stop.load(); ++k) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(150));
+      const std::string to = c.path(1, "app.log." + std::to_string(k));
+      if (::rename(c.path(1, "app.log").c_str(), to.c_str()) != 0) {
+        if (errno != ENOENT) failures.add("rotate: rename: " + errno_text(errno));
+        continue;
+      }
+      rotations.fetch_add(1);
+      int fd = ::open(c.path(1, "app.log").c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
+      if (fd >= 0) {
+        ::close(fd);
+      } else if (errno != EEXIST) {  // (an appender's `>>` made it first)
+        failures.add("rotate: create: " + errno_text(errno));
+      }
+    }
+  });
+  std::this_thread::sleep_for(kRun);
+  stop.store(true);
+  for (auto& t : threads) t.join();
+  failures.report();
+  EXPECT_GT(rotations.load(), 10) << "the race was not exercised";
+
+  // Every file of the log, read on a rank that wrote none of it.
+  std::vector<e2e::DirEntry> entries;
+  ASSERT_TRUE(e2e::list_dir(c.mnt(1), &entries));
+  std::map<std::string, int> seen;                 // record -> how many times
+  std::map<std::string, std::string> file_of;      // record -> the file holding it
+  std::map<std::string, std::vector<std::string>> order;  // file -> its records, in order
+  for (const auto& e : entries) {
+    if (e.name.rfind("app.log", 0) != 0) continue;
+    std::string text;
+    ASSERT_TRUE(read_file(c.path(1, e.name), &text)) << e.name;
+    size_t at = 0;
+    while (at < text.size()) {
+      size_t nl = text.find('\n', at);
+      if (nl == std::string::npos) {
+        ADD_FAILURE() << e.name << ": a torn record at " << at << ": " << text.substr(at, 40);
+        break;
+      }
+      std::string rec = text.substr(at, nl + 1 - at);
+      at = nl + 1;
+      ++seen[rec];
+      file_of[rec] = e.name;
+      order[e.name].push_back(rec);
+    }
+  }
+  size_t lost = 0, doubled = 0;
+  for (const auto& rec : written) {
+    if (seen.count(rec) == 0 && ++lost <= 5) ADD_FAILURE() << "lost: " << rec;
+  }
+  for (const auto& [rec, n] : seen) {
+    if (n > 1 && ++doubled <= 5) ADD_FAILURE() << n << " times: " << rec;
+    if (written.count(rec) == 0) ADD_FAILURE() << "never written (or its write failed): " << rec;
+  }
+  EXPECT_EQ(lost, 0u) << "of " << written.size() << " records";
+  EXPECT_EQ(doubled, 0u);
+  // A kept fd's records: all in one file, in their order.
+  for (const auto& [writer, recs] : kept) {
+    if (recs.empty() || seen.count(recs.front()) == 0) continue;
+    const std::string file = file_of[recs.front()];
+    std::vector<std::string> in_file;
+    for (const auto& rec : order[file]) {
+      if (rec.find(" kept ") != std::string::npos && rec.substr(0, 2) == recs.front().substr(0, 2)) in_file.push_back(rec);
+    }
+    EXPECT_EQ(in_file, recs) << writer << ": its records are not all in " << file << ", in order";
+  }
+  std::printf("[   INFO   ] %d rotations, %zu records written, %zu files\n", rotations.load(), written.size(),
+              order.size());
+}
+
 // `>` of one name from every rank, free-running, with plain O_CREAT opens in between: a handle
 // opened on the file's owner keeps the file there (a `>` from another rank then truncates it
 // in place), and a handle elsewhere follows the file when a `>` moves it. So no write and no

@@ -88,8 +88,9 @@ Result<int> InProcessCluster::open(int r, uint64_t dir, const std::string& name,
   return opened->owner;
 }
 
-Result<InProcessCluster::Writer> InProcessCluster::open_for_writing(int r, uint64_t dir, const std::string& name) {
-  auto opened = fs(r).open_name(dir, name, local_hint(r, dir, name), O_WRONLY, 0, /*create=*/false);
+Result<InProcessCluster::Writer> InProcessCluster::open_for_writing(int r, uint64_t dir, const std::string& name,
+                                                                   int flags) {
+  auto opened = fs(r).open_name(dir, name, local_hint(r, dir, name), O_WRONLY | flags, 0, /*create=*/false);
   if (!opened) return opened.status();
   writers_.push_back(std::move(opened->handle));
   return Writer{static_cast<int>(writers_.size()) - 1, opened->owner};

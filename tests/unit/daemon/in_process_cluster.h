@@ -35,6 +35,7 @@ class InProcessCluster {
   int size() const { return static_cast<int>(ranks_.size()); }
   InProcessNet& net() { return net_; }
   Peers& peers(int r) { return *ranks_.at(r)->peers; }
+  const Stats& stats(int r) const { return ranks_.at(r)->stats; }
 
   // A user's operations on rank r's node; 0 or an errno.
   Result<uint64_t> mkdir(int r, uint64_t dir, const std::string& name);  // the new directory's id
@@ -46,13 +47,14 @@ class InProcessCluster {
   // succeeds and text is not empty, a write of text at offset 0 (owned files
   // only). The rank that owns the file it opened.
   Result<int> open(int r, uint64_t dir, const std::string& name, int flags, const std::string& text = "");
-  // open(2) of dir/name for writing (O_WRONLY) on rank r, kept open until the
-  // cluster ends: its handle, and the rank that owns the file it opened.
+  // open(2) of dir/name for writing (O_WRONLY, and flags: O_APPEND) on rank
+  // r, kept open until the cluster ends: its handle, and the rank that owns
+  // the file it opened.
   struct Writer {
     int handle = -1;
     int owner = -1;
   };
-  Result<Writer> open_for_writing(int r, uint64_t dir, const std::string& name);
+  Result<Writer> open_for_writing(int r, uint64_t dir, const std::string& name, int flags = 0);
   // pwrite(2) of text at off through a handle of open_for_writing on rank r,
   // as the FUSE front end hands it to the file system (another rank's file:
   // forwarded to its owner). The count written, or the error.

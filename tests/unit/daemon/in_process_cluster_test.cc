@@ -420,6 +420,33 @@ TEST_F(InProcessClusterTest, AForwardedWriteNeverLandsInANewFileThatGotTheWriter
   EXPECT_EQ(text_of(c.read(0, kRoot, "v")), new_text);
 }
 
+// Log rotation while another node appends: rank 1 has rank 0's log open for appending; on
+// rank 0, `mv log log.1; touch log` (the rotation logrotate does without copytruncate). The
+// appender's next records go to the file it has open, now log.1, as on a local file system;
+// the new log stays empty. Before, the owner looked the file up by its old name and the
+// append failed with EIO.
+TEST_F(InProcessClusterTest, AppendsThroughAnOpenHandleFollowTheirFileWhenItsOwnerRenamesIt) {
+  InProcessCluster c(dir_, 2);
+  ASSERT_EQ(c.open(0, kRoot, "log", O_CREAT | O_WRONLY, "rec 0\n").value(), 0);
+  auto w = c.open_for_writing(1, kRoot, "log", O_APPEND);
+  ASSERT_TRUE(w) << w.status().to_string();
+  ASSERT_EQ(w->owner, 0);
+  auto first = c.write(1, *w, "rec 1\n", 0);
+  ASSERT_TRUE(first) << first.status().to_string();
+  ASSERT_EQ(c.rename(0, kRoot, "log", kRoot, "log.1"), 0);
+  ASSERT_EQ(c.open(0, kRoot, "log", O_CREAT | O_EXCL | O_WRONLY).value(), 0);
+  auto after = c.write(1, *w, "rec 2\n", 0);
+  ASSERT_TRUE(after) << "the append after the rotation: " << after.status().to_string();
+  EXPECT_EQ(after.value(), 6u);
+  // Renamed once more, to another name of the directory: followed again.
+  ASSERT_EQ(c.rename(0, kRoot, "log.1", kRoot, "log.2"), 0);
+  auto again = c.write(1, *w, "rec 3\n", 0);
+  ASSERT_TRUE(again) << again.status().to_string();
+  EXPECT_EQ(text_of(c.read(0, kRoot, "log.2")), "rec 0\nrec 1\nrec 2\nrec 3\n");
+  EXPECT_EQ(text_of(c.read(0, kRoot, "log")), "");
+  EXPECT_EQ(c.stats(1).renames_followed.load(), 2u);
+}
+
 // A rank's daemon dies and is started again over its store (dsdfs-launch --rejoin). While it
 // was down the others renamed a directory holding its file, removed one (its file there is
 // lost: the directory looked empty to them), made a file under a name it had (theirs wins)
