@@ -404,9 +404,9 @@ class Filesystem {
   // (any version, written back first): what lies past h's version.
   Result<std::vector<uint8_t>> read_through(const RemoteRef& ref, uint64_t off, size_t len);
   Result<size_t> remote_write(FileHandle& h, struct fuse_bufvec* in, off_t off);
-  // The name under which ref's file is now in ref's directory on its owner,
-  // if a rename gave it another one (asked of the owner: kFileFind).
-  std::optional<std::string> renamed_to(const RemoteRef& ref);
+  // The directory and name under which ref's file is now on its owner, if a
+  // rename gave it another one (asked of the owner: kFileFind).
+  std::optional<std::pair<uint64_t, std::string>> renamed_to(const RemoteRef& ref);
   // Remote reads through the cache: start_fetch() fetches chunks the caller
   // claimed, asynchronously; fetch_ahead() claims and fetches the missing
   // chunks of [from, end); wait_chunks() returns once [first, last] are
@@ -577,6 +577,7 @@ class Filesystem {
   std::thread later_thread_ GUARDED_BY(later_mu_);
   NameLocks name_locks_;
   MovedFiles moved_;
+  RenamedFiles renamed_;  // files of this rank renamed here: where to (kFileFind)
   Notifier notifier_;
   Stats* const stats_;
   std::atomic<bool> ready_{false};

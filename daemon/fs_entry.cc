@@ -686,6 +686,8 @@ int Filesystem::rename_local_file(uint64_t src_dir, const std::string& src_name,
     if (uint64_t id = inodes_.find_local(moved.st_dev, moved.st_ino)) {
       if (auto inode = inodes_.get(id)) inode->set_place(dst_dir, dst_name);
     }
+    // Writers on other ranks follow the file here (kFileFind).
+    if (S_ISREG(moved.st_mode)) renamed_.put(global_ino(moved.st_ino), {dst_dir, dst_name});
   }
   if (err) {
     name_lock.unlock();

@@ -573,10 +573,19 @@ Peers::Reply Filesystem::on_file_link(int, const msg::Link& m) {
 }
 
 Peers::Reply Filesystem::on_file_find(int, const msg::Find& m) {
-  // Scans the directory: only asked when an open lost a race with a rename
-  // of the file it looked up (Filesystem::open_moved), or a write or read
-  // through a writable handle found the file gone from its name
-  // (Filesystem::renamed_to).
+  // Asked when an open lost a race with a rename of the file it looked up
+  // (Filesystem::open_moved), or a write or read through a writable handle
+  // found the file gone from its name (Filesystem::renamed_to). Where this
+  // rank renamed it last, if the name still holds it (also in another
+  // directory); else a scan of the directory.
+  if (auto last = renamed_.get(m.gino)) {
+    auto ldfd = local_dir(last->first);
+    struct stat st;
+    if (ldfd && ::fstatat(ldfd->get(), last->second.c_str(), &st, AT_SYMLINK_NOFOLLOW) == 0 && S_ISREG(st.st_mode) &&
+        global_ino(st.st_ino) == m.gino) {
+      return msg::encode(msg::Name{last->first, last->second});
+    }
+  }
   auto dfd = local_dir(m.dir);
   if (!dfd) return Status::error(ENOENT, "unknown directory");
   std::string found;

@@ -12,6 +12,7 @@
 #include <algorithm>
 #include <cinttypes>
 #include <cstring>
+#include <tuple>
 
 #include "common/hash.h"
 #include "common/log.h"
@@ -172,7 +173,7 @@ Result<Filesystem::ReadReply> Filesystem::remote_read(const Inode* inode, FileHa
     auto r = read_through(ref, static_cast<uint64_t>(off), size);
     if (!r && r.err() == EIO) {
       if (auto renamed = renamed_to(ref)) {
-        ref.name = std::move(renamed).value();
+        std::tie(ref.dir, ref.name) = std::move(renamed).value();
         h.set_ref(ref);
         r = read_through(ref, static_cast<uint64_t>(off), size);
       }
@@ -223,15 +224,28 @@ Result<Filesystem::ReadReply> Filesystem::remote_read(const Inode* inode, FileHa
   return out;
 }
 
-std::optional<std::string> Filesystem::renamed_to(const RemoteRef& ref) {
-  // The owner scans the directory for the file's inode number (kFileFind);
-  // the call that follows checks the file's identity by its new name, so a
-  // file that got the number after this one was unlinked is never taken.
+std::optional<std::pair<uint64_t, std::string>> Filesystem::renamed_to(const RemoteRef& ref) {
+  // Only a file whose identity is known can be told from another that got
+  // its inode number since (ext4 reuses one at once).
+  const uint64_t identity = ref.version & kIdentityBits;
+  if (identity == 0) return std::nullopt;
+  // The owner knows where it renamed the file last, or scans the directory
+  // for its inode number (kFileFind).
   auto r = peers_->call(ref.owner, Op::kFileFind, msg::encode(msg::Find{ref.dir, ref.gino}));
   msg::Name now;
-  if (!r || !msg::decode(r.value(), &now) || now.dir != ref.dir || now.name == ref.name) return std::nullopt;
+  if (!r || !msg::decode(r.value(), &now) || (now.dir == ref.dir && now.name == ref.name)) return std::nullopt;
+  // The handle takes the new name only for this very file: a name holding
+  // another file with that inode number would take the handle's later writes
+  // and, after an ownership move of that file, follow it by name (a torture
+  // run wrote chaos cells into versioned files that way before this check).
+  struct stat st;
+  uint64_t version = 0;
+  if (remote_stat(ref.owner, now.dir, now.name, &st, &version) != 0 || static_cast<uint64_t>(st.st_ino) != ref.gino ||
+      (version & kIdentityBits) != identity) {
+    return std::nullopt;
+  }
   stats_add(stats_->renames_followed, 1);
-  return now.name;
+  return std::make_pair(now.dir, std::move(now.name));
 }
 
 Result<size_t> Filesystem::remote_write(FileHandle& h, struct fuse_bufvec* in, off_t off) {
@@ -272,11 +286,11 @@ Result<size_t> Filesystem::remote_write(FileHandle& h, struct fuse_bufvec* in, o
     set_header(ref);
     auto r = peers_->call(ref.owner, Op::kFileWrite, request);
     if (!r && file_left_owner(r.err())) {
-      // Renamed on its owner's node within its directory (log rotation:
-      // `mv log log.1` there while this node appends through an open fd): the
-      // write goes to the file under its new name, as on a local file system.
+      // Renamed (log rotation on the owner's node: `mv log log.1`, or into
+      // an `olddir`, while this node appends through an open fd): the write
+      // goes to the file under its new name, as on a local file system.
       if (auto renamed = renamed_to(ref)) {
-        ref.name = std::move(renamed).value();
+        std::tie(ref.dir, ref.name) = std::move(renamed).value();
         h.set_ref(std::move(ref));
         continue;
       }

@@ -1199,7 +1199,7 @@ TEST(OwnershipMoves, DirtyPagesOfAReplacedFileNeverLandInTheFileThatReplacedIt) 
 }
 
 // Log rotation while every other node appends, as HPC jobs log: the owner (rank 1) rotates
-// `app.log` over and over (`mv app.log app.log.K`, then a new `app.log`), while on ranks 0 and
+// `app.log` over and over (`mv app.log app.log.K` or `old/app.log.K`, then a new `app.log`), while on ranks 0 and
 // 2 one thread appends through an fd it keeps open and another opens `>>` for every record.
 // Every record whose write() succeeded is in exactly one of the files, whole, once; a kept
 // fd's records are all in the file it opened (whatever its name now), in order; no write,
@@ -1210,6 +1210,7 @@ TEST(SameName, AppendersOnEveryNodeLoseNoRecordWhileTheOwnerRotatesTheLog) {
   Cluster c(with_ranks(kRanks));
   ASSERT_TRUE(c.start());
   ASSERT_TRUE(write_file(c.path(1, "app.log"), ""));
+  ASSERT_EQ(::mkdir(c.path(1, "old").c_str(), 0755), 0) << errno_text(errno);
   std::atomic<bool> stop{false};
   std::atomic<int> rotations{0};
   Failures failures;
@@ -1265,7 +1266,8 @@ TEST(SameName, AppendersOnEveryNodeLoseNoRecordWhileTheOwnerRotatesTheLog) {
   threads.emplace_back([&] {  // logrotate on the owner's node
     for (int k = 1; !stop.load(); ++k) {
       std::this_thread::sleep_for(std::chrono::milliseconds(150));
-      const std::string to = c.path(1, "app.log." + std::to_string(k));
+      // Every other one into another directory (logrotate's olddir).
+      const std::string to = c.path(1, (k % 2 ? "old/app.log." : "app.log.") + std::to_string(k));
       if (::rename(c.path(1, "app.log").c_str(), to.c_str()) != 0) {
         if (errno != ENOENT) failures.add("rotate: rename: " + errno_text(errno));
         continue;
@@ -1286,27 +1288,32 @@ TEST(SameName, AppendersOnEveryNodeLoseNoRecordWhileTheOwnerRotatesTheLog) {
   EXPECT_GT(rotations.load(), 10) << "the race was not exercised";
 
   // Every file of the log, read on a rank that wrote none of it.
-  std::vector<e2e::DirEntry> entries;
-  ASSERT_TRUE(e2e::list_dir(c.mnt(1), &entries));
+  std::vector<std::string> files;
+  for (const std::string dir : {"", "old/"}) {
+    std::vector<e2e::DirEntry> entries;
+    ASSERT_TRUE(e2e::list_dir(c.path(1, dir), &entries));
+    for (const auto& e : entries) {
+      if (e.name.rfind("app.log", 0) == 0) files.push_back(dir + e.name);
+    }
+  }
   std::map<std::string, int> seen;                 // record -> how many times
   std::map<std::string, std::string> file_of;      // record -> the file holding it
   std::map<std::string, std::vector<std::string>> order;  // file -> its records, in order
-  for (const auto& e : entries) {
-    if (e.name.rfind("app.log", 0) != 0) continue;
+  for (const auto& name : files) {
     std::string text;
-    ASSERT_TRUE(read_file(c.path(1, e.name), &text)) << e.name;
+    ASSERT_TRUE(read_file(c.path(1, name), &text)) << name;
     size_t at = 0;
     while (at < text.size()) {
       size_t nl = text.find('\n', at);
       if (nl == std::string::npos) {
-        ADD_FAILURE() << e.name << ": a torn record at " << at << ": " << text.substr(at, 40);
+        ADD_FAILURE() << name << ": a torn record at " << at << ": " << text.substr(at, 40);
         break;
       }
       std::string rec = text.substr(at, nl + 1 - at);
       at = nl + 1;
       ++seen[rec];
-      file_of[rec] = e.name;
-      order[e.name].push_back(rec);
+      file_of[rec] = name;
+      order[name].push_back(rec);
     }
   }
   size_t lost = 0, doubled = 0;

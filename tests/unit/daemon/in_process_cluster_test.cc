@@ -442,9 +442,15 @@ TEST_F(InProcessClusterTest, AppendsThroughAnOpenHandleFollowTheirFileWhenItsOwn
   ASSERT_EQ(c.rename(0, kRoot, "log.1", kRoot, "log.2"), 0);
   auto again = c.write(1, *w, "rec 3\n", 0);
   ASSERT_TRUE(again) << again.status().to_string();
-  EXPECT_EQ(text_of(c.read(0, kRoot, "log.2")), "rec 0\nrec 1\nrec 2\nrec 3\n");
+  // And into another directory (logrotate's olddir).
+  auto old = c.mkdir(0, kRoot, "old");
+  ASSERT_TRUE(old) << old.status().to_string();
+  ASSERT_EQ(c.rename(0, kRoot, "log.2", old.value(), "log.3"), 0);
+  auto moved = c.write(1, *w, "rec 4\n", 0);
+  ASSERT_TRUE(moved) << "after a rename into another directory: " << moved.status().to_string();
+  EXPECT_EQ(text_of(c.read(0, old.value(), "log.3")), "rec 0\nrec 1\nrec 2\nrec 3\nrec 4\n");
   EXPECT_EQ(text_of(c.read(0, kRoot, "log")), "");
-  EXPECT_EQ(c.stats(1).renames_followed.load(), 2u);
+  EXPECT_EQ(c.stats(1).renames_followed.load(), 3u);
 }
 
 // A rank's daemon dies and is started again over its store (dsdfs-launch --rejoin). While it
