@@ -264,6 +264,28 @@ TEST_F(InProcessClusterTest, AListingDoesNotMissANameTakenOverByARenameWhileItRu
 // The text read, or the error as text (so a failed read shows in the comparison).
 std::string text_of(const Result<std::string>& r) { return r ? r.value() : "error: " + r.status().to_string(); }
 
+// Unlinks rank 0's file `name` (in the root, whose store directory is dfd) and makes new files
+// of `text` until one gets inode number `ino` (ext4 reuses a freed one at once), which then
+// takes the name. False if none did within 200 files (the test then has nothing to test).
+bool replace_by_a_file_with_its_inode_number(InProcessCluster& c, int dfd, const std::string& name, ino_t ino,
+                                            const std::string& text) {
+  EXPECT_EQ(c.unlink(0, kRoot, name), 0);
+  for (int i = 0; i < 200; ++i) {
+    const std::string n = "n" + std::to_string(i);
+    auto made = c.open(0, kRoot, n, O_CREAT | O_EXCL | O_WRONLY, text);
+    struct stat st;
+    if (!made || made.value() != 0 || ::fstatat(dfd, n.c_str(), &st, AT_SYMLINK_NOFOLLOW) != 0) {
+      ADD_FAILURE() << "cannot make " << n;
+      return false;
+    }
+    if (st.st_ino == ino) {
+      EXPECT_EQ(c.rename(0, kRoot, n, kRoot, name), 0);
+      return true;
+    }
+  }
+  return false;
+}
+
 // Three ranks rename a file onto one name, one after the other: rank 1's rename replaces
 // rank 0's file, but its drop of rank 0's copy is slow to arrive; rank 2's rename then
 // replaces rank 1's file and returns. From then on no rank may serve rank 0's file (a
@@ -357,19 +379,7 @@ TEST_F(InProcessClusterTest, AFetchNeverServesANewFileThatGotTheOpenedFilesInode
   std::thread reader([&] { got = text_of(c.read(1, kRoot, "v")); });
   for (int i = 0; i < 150 && !held.load(); ++i) std::this_thread::sleep_for(std::chrono::milliseconds(10));
   ASSERT_TRUE(held.load()) << "rank 1 fetched nothing";
-  // Replace v by a new file with its inode number: new files until one gets it.
-  ASSERT_EQ(c.unlink(0, kRoot, "v"), 0);
-  bool reused = false;
-  for (int i = 0; i < 200 && !reused; ++i) {
-    const std::string n = "n" + std::to_string(i);
-    ASSERT_EQ(c.open(0, kRoot, n, O_CREAT | O_EXCL | O_WRONLY, new_text).value(), 0);
-    struct stat st;
-    ASSERT_EQ(::fstatat(dfd, n.c_str(), &st, AT_SYMLINK_NOFOLLOW), 0);
-    if (st.st_ino == old_st.st_ino) {
-      ASSERT_EQ(c.rename(0, kRoot, n, kRoot, "v"), 0);
-      reused = true;
-    }
-  }
+  const bool reused = replace_by_a_file_with_its_inode_number(c, dfd, "v", old_st.st_ino, new_text);
   replaced.store(true);
   reader.join();
   c.net().set_hook(0, {});
@@ -398,19 +408,7 @@ TEST_F(InProcessClusterTest, AForwardedWriteNeverLandsInANewFileThatGotTheWriter
   ASSERT_TRUE(first) << first.status().to_string();
   ASSERT_EQ(first.value(), 4u);
   EXPECT_EQ(text_of(c.read(0, kRoot, "v")), "AAAA" + old_text.substr(4));
-  // Replace v by a new file with its inode number: new files until one gets it.
-  ASSERT_EQ(c.unlink(0, kRoot, "v"), 0);
-  bool reused = false;
-  for (int i = 0; i < 200 && !reused; ++i) {
-    const std::string n = "n" + std::to_string(i);
-    ASSERT_EQ(c.open(0, kRoot, n, O_CREAT | O_EXCL | O_WRONLY, new_text).value(), 0);
-    struct stat st;
-    ASSERT_EQ(::fstatat(dfd, n.c_str(), &st, AT_SYMLINK_NOFOLLOW), 0);
-    if (st.st_ino == old_st.st_ino) {
-      ASSERT_EQ(c.rename(0, kRoot, n, kRoot, "v"), 0);
-      reused = true;
-    }
-  }
+  const bool reused = replace_by_a_file_with_its_inode_number(c, dfd, "v", old_st.st_ino, new_text);
   if (!reused) GTEST_SKIP() << "the store's file system gave no new file the old inode number";
   auto late = c.write(1, *w, "BBBB", 0);
   EXPECT_FALSE(late) << "the write went into the new file";
