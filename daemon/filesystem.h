@@ -407,6 +407,8 @@ class Filesystem {
   // The directory and name under which ref's file is now on its owner, if a
   // rename gave it another one (asked of the owner: kFileFind).
   std::optional<std::pair<uint64_t, std::string>> renamed_to(const RemoteRef& ref);
+  // If renamed_to finds one, *ref and the handle take the new name: true.
+  bool follow_rename(FileHandle& h, RemoteRef* ref);
   // Remote reads through the cache: start_fetch() fetches chunks the caller
   // claimed, asynchronously; fetch_ahead() claims and fetches the missing
   // chunks of [from, end); wait_chunks() returns once [first, last] are

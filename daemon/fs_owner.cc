@@ -180,6 +180,15 @@ namespace {
 // the inode's generation (ext4, xfs and btrfs give each new file its own; it
 // needs a descriptor that is not O_PATH) and its birth time, folded into 16
 // bits. 0 where the file system gives neither (the inode number alone, then).
+// dir_fd/name, readable for its generation (file_identity), or O_PATH where
+// this daemon may not read the file: owned_version and forward_fd open it the
+// same way, so that one file gives one identity.
+UniqueFd open_for_identity(int dir_fd, const std::string& name) {
+  UniqueFd fd(::openat(dir_fd, name.c_str(), O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC));
+  if (!fd.valid()) fd = UniqueFd(::openat(dir_fd, name.c_str(), O_PATH | O_NOFOLLOW | O_CLOEXEC));
+  return fd;
+}
+
 uint16_t file_identity(int fd) {
   uint64_t h = fnv1a64({});
   bool known = false;
@@ -204,9 +213,7 @@ uint64_t Filesystem::version_of(const struct stat& st, int fd) const {
 }
 
 Result<uint64_t> Filesystem::owned_version(int dir_fd, const std::string& name, struct stat* st) {
-  // Readable for the generation; O_PATH where this daemon may not read the file.
-  UniqueFd fd(::openat(dir_fd, name.c_str(), O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC));
-  if (!fd.valid()) fd = UniqueFd(::openat(dir_fd, name.c_str(), O_PATH | O_NOFOLLOW | O_CLOEXEC));
+  UniqueFd fd = open_for_identity(dir_fd, name);
   if (!fd.valid() || ::fstat(fd.get(), st) != 0) return Status::from_errno("stat");
   // Counted from before the stat: a change after it moves the version on.
   content_gens_.seen(global_ino(st->st_ino));
@@ -339,11 +346,10 @@ Result<WriteFds::Fd> Filesystem::forward_fd(uint64_t dir, const std::string& nam
   if (Status s = check_owned(dir, name, gino, &owned); !s) return s;
   uint16_t found = 0;
   if (identity != 0) {
-    // Read the way owned_version reads it, so that the same file gives the same bits.
+    // Opened as owned_version opens it, so that the same file gives the same bits.
     auto dfd = local_dir(dir);
     if (!dfd) return Status::error(ENOENT, "unknown directory");
-    UniqueFd sf(::openat(dfd->get(), name.c_str(), O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC));
-    if (!sf.valid()) sf = UniqueFd(::openat(dfd->get(), name.c_str(), O_PATH | O_NOFOLLOW | O_CLOEXEC));
+    UniqueFd sf = open_for_identity(dfd->get(), name);
     struct stat st;
     if (!sf.valid() || ::fstat(sf.get(), &st) != 0) return Status::from_errno("not here");
     if (global_ino(st.st_ino) != gino) return Status::error(ESTALE, "replaced");

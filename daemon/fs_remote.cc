@@ -171,13 +171,7 @@ Result<Filesystem::ReadReply> Filesystem::remote_read(const Inode* inode, FileHa
     // on its owner's node, as its writes do).
     RemoteRef ref = h.current_ref();
     auto r = read_through(ref, static_cast<uint64_t>(off), size);
-    if (!r && r.err() == EIO) {
-      if (auto renamed = renamed_to(ref)) {
-        std::tie(ref.dir, ref.name) = std::move(renamed).value();
-        h.set_ref(ref);
-        r = read_through(ref, static_cast<uint64_t>(off), size);
-      }
-    }
+    if (!r && r.err() == EIO && follow_rename(h, &ref)) r = read_through(ref, static_cast<uint64_t>(off), size);
     if (!r) return r.status();
     out.bytes = std::move(r).value();
     return out;
@@ -222,6 +216,14 @@ Result<Filesystem::ReadReply> Filesystem::remote_read(const Inode* inode, FileHa
   out.pos = off;
   out.size = end - static_cast<uint64_t>(off);
   return out;
+}
+
+bool Filesystem::follow_rename(FileHandle& h, RemoteRef* ref) {
+  auto renamed = renamed_to(*ref);
+  if (!renamed) return false;
+  std::tie(ref->dir, ref->name) = std::move(renamed).value();
+  h.set_ref(*ref);
+  return true;
 }
 
 std::optional<std::pair<uint64_t, std::string>> Filesystem::renamed_to(const RemoteRef& ref) {
@@ -289,11 +291,7 @@ Result<size_t> Filesystem::remote_write(FileHandle& h, struct fuse_bufvec* in, o
       // Renamed (log rotation on the owner's node: `mv log log.1`, or into
       // an `olddir`, while this node appends through an open fd): the write
       // goes to the file under its new name, as on a local file system.
-      if (auto renamed = renamed_to(ref)) {
-        std::tie(ref.dir, ref.name) = std::move(renamed).value();
-        h.set_ref(std::move(ref));
-        continue;
-      }
+      if (follow_rename(h, &ref)) continue;
       // The file left its owner otherwise (replaced, unlinked): EIO, as the
       // user guide says for handles of a file that is gone.
       return Status::error(EIO, "the file left its owner");
