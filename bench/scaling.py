@@ -44,7 +44,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from dsdfsbench import docs, jobs, phases, timing  # noqa: E402
 from dsdfsbench.common import DEFAULT_DOC, DEFAULT_LAUNCHER, REPO, BenchError, log, run_main, set_log, tail  # noqa: E402
 from dsdfsbench.facts import cluster_facts  # noqa: E402
-from dsdfsbench.mpijob import Job, loopback_env, rpcs_by_op  # noqa: E402
+from dsdfsbench.mpijob import Job, fuse_by_op, loopback_env, rpcs_by_op  # noqa: E402
 from dsdfsbench.tables import breakdown, fmt_x, header, median, median_range, ratio, row  # noqa: E402
 
 PROG = "bench/scaling.py"
@@ -146,12 +146,15 @@ class Bench:
                     raise BenchError(f"{e}; job log:\n{tail(j.log_path, 30)}") from e
                 ops = sum(x["ops"] for x in got)
                 wall = max(x["end"] for x in got) - min(x["start"] for x in got)
-                by_op = {}
+                by_op, fuse = {}, {}
                 for r in range(n):
-                    for k, v in rpcs_by_op(before[r], j.stats(r)).items():
-                        by_op[k] = by_op.get(k, 0) + v
+                    after = j.stats(r)
+                    for into, got in ((by_op, rpcs_by_op(before[r], after)), (fuse, fuse_by_op(before[r], after))):
+                        for k, v in got.items():
+                            into[k] = into.get(k, 0) + v
                 self.res.setdefault((phase, n), []).append(
-                    {"rate": ops / wall, "rpcs_per_op": sum(by_op.values()) / ops, "by_op": by_op, "ops": ops})
+                    {"rate": ops / wall, "rpcs_per_op": sum(by_op.values()) / ops, "by_op": by_op,
+                     "fuse": fuse, "ops": ops})
             for pr in procs:
                 if pr.wait(timeout=30) != 0:
                     raise BenchError(f"N={n} rep {rep}: a worker exited with {pr.returncode}")
@@ -181,7 +184,8 @@ def report(b, o, facts, elapsed, plot_note):
                  f"max {100 * max(b.busy):.0f}%")
     L.append("")
     cols = [("workload", "l"), ("N", "r"), ("ops/s, all ranks", "r"), ("ideal (N x N=1)", "r"),
-            ("/ ideal", "r"), ("per rank", "r"), ("RPCs per op (last repetition), by kind", "l")]
+            ("/ ideal", "r"), ("per rank", "r"), ("RPCs per op (last repetition), by kind", "l"),
+            ("FUSE requests per op (last repetition; FORGETs left out)", "l")]
     L += header(cols)
     for phase, label in PHASES:
         base = median([x["rate"] for x in b.res.get((phase, 1), [])])
@@ -193,7 +197,8 @@ def report(b, o, facts, elapsed, plot_note):
             ideal = base * n if base else None
             L.append(row([label if n == o.ns[0] else "", n, median_range([x["rate"] for x in recs]),
                           f"{ideal:,.0f}" if ideal else "n/a", fmt_x(ratio(rate, ideal)),
-                          f"{rate / n:,.0f}", breakdown(recs[-1]["by_op"], recs[-1]["ops"])]))
+                          f"{rate / n:,.0f}", breakdown(recs[-1]["by_op"], recs[-1]["ops"]),
+                          breakdown(recs[-1].get("fuse", {}), recs[-1]["ops"])]))
     L += ["", plot_note]
     return "\n".join(L) + "\n"
 

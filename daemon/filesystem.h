@@ -168,6 +168,17 @@ class Filesystem {
     uid_t uid = 0;
     gid_t gid = 0;
   };
+  // How long the kernel keeps the attributes of another rank's file. Its
+  // kernel inode stands for one version of the file (InodeTable::lookup_remote:
+  // a new size or mtime is a new inode), and its names are never cached (zero
+  // entry timeout), so every path walk asks the owner and the LOOKUP's answer
+  // refreshes them: stat(2), open(2) and access(2) of a path always see the
+  // owner's attributes. What this timeout lets the kernel answer itself is what
+  // it asks without a path, for a descriptor it already holds: fstat(2), the
+  // size check of a read, lseek(SEEK_END), the permission check of an open
+  // after its lookup. Those show the version the descriptor has open (as its
+  // reads do), and a chmod or chown on the owner up to this long late.
+  static constexpr double kRemoteAttrTimeout = 1.0;
   // Attributes for the kernel, and how long it may keep them.
   struct Attr {
     struct stat st;

@@ -225,7 +225,7 @@ Result<Filesystem::Attr> Filesystem::getattr(fuse_ino_t ino, uint64_t fhandle, p
   if (fh && fh->remote && fh->cache) {
     // A read-only open of a remote file: the version it opened, which stays
     // readable from the cache even if the owner has dropped the file since.
-    return Attr{fh->attr, 0};
+    return Attr{fh->attr, kRemoteAttrTimeout};
   }
   if (FileHandle* h = fh; h && !h->remote && h->fd >= 0) {
     // Through the open file: works for an unlinked file whose handle was evicted.
@@ -246,8 +246,10 @@ Result<Filesystem::Attr> Filesystem::getattr(fuse_ino_t ino, uint64_t fhandle, p
   }
   if (inode->remote) {
     // stat(2) of a path: the lookup of this very call brought them.
-    if (auto recent = tid > 0 ? recent_lookups_.find(tid, ino) : std::nullopt) return Attr{recent->st, 0};
-    uint64_t version;
+    if (auto recent = tid > 0 ? recent_lookups_.find(tid, ino) : std::nullopt) {
+      return Attr{recent->st, kRemoteAttrTimeout};
+    }
+    uint64_t version = 0;
     int err = remote_stat(inode->ref.owner, inode->ref.dir, inode->ref.name, &st, &version);
     if (err == ENOENT || (err == 0 && static_cast<uint64_t>(st.st_ino) != inode->ref.gino)) {
       // The file this inode shows is no longer at its name (renamed over,
@@ -259,7 +261,9 @@ Result<Filesystem::Attr> Filesystem::getattr(fuse_ino_t ino, uint64_t fhandle, p
       err = 0;
     }
     if (err) return Status::error(err, "stat of a remote file");
-    return Attr{st, 0};
+    // This inode's version: the kernel may keep them. A newer one (a
+    // descriptor of an older version asks): shown, but not kept.
+    return Attr{st, version == inode->ref.version ? kRemoteAttrTimeout : 0};
   }
   if (int err = stat_inode(inode, &st)) return Status::error(err, "stat");
   return Attr{st, kAttrTimeout};
@@ -571,7 +575,7 @@ Result<struct fuse_entry_param> Filesystem::link(fuse_ino_t ino, fuse_ino_t newp
     const uint64_t version = linked.version;
     RemoteRef ref{inode->ref.owner, dir->dir_id, newname, static_cast<uint64_t>(e.attr.st_ino), version};
     e.ino = inodes_.lookup_remote(ref, e.attr.st_mode, e.attr)->id;
-    e.attr_timeout = 0;
+    e.attr_timeout = kRemoteAttrTimeout;
     e.entry_timeout = 0;
     return e;
   }

@@ -67,8 +67,8 @@ Result<Filesystem::CreateReply> Filesystem::create(fuse_ino_t parent, const char
   out.e.attr = o.st;
   RemoteRef ref{o.owner, dir->dir_id, name, static_cast<uint64_t>(o.st.st_ino), o.version};
   out.e.ino = inodes_.lookup_remote(ref, o.st.st_mode, o.st)->id;
-  // Not cached: every path walk asks the owner (see fill_remote_entry).
-  out.e.attr_timeout = 0;
+  // The name is not cached: every path walk asks the owner (see fill_remote_entry).
+  out.e.attr_timeout = kRemoteAttrTimeout;
   out.e.entry_timeout = 0;
   out.open.direct_io = o.direct_io;
   out.open.keep_cache = o.handle->cache != nullptr;

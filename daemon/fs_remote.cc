@@ -51,9 +51,10 @@ int Filesystem::fill_remote_entry(int owner, uint64_t dir, const std::string& na
   RemoteRef ref{owner, dir, name, static_cast<uint64_t>(e->attr.st_ino), version};
   auto inode = inodes_.lookup_remote(ref, e->attr.st_mode, e->attr);
   e->ino = inode->id;
-  // Not cached: every path walk asks the owner, which is how a changed
-  // version reaches this kernel as a new inode (close-to-open).
-  e->attr_timeout = 0;
+  // The name is not cached: every path walk asks the owner, which is how a
+  // changed version reaches this kernel as a new inode (close-to-open). The
+  // attributes are this version's (kRemoteAttrTimeout).
+  e->attr_timeout = kRemoteAttrTimeout;
   e->entry_timeout = 0;
   return 0;
 }

@@ -117,12 +117,22 @@ class Job:
         self.proc = None
 
 
-def rpcs_by_op(before, after):
-    """{op: RPCs sent} between two stats() snapshots, from the rpc_OP counters, nonzero only."""
+def _deltas(before, after, prefix, skip):
     out = {}
     for k, v in after.items():
-        if k.startswith("rpc_") and k != "rpc_failures":
+        if k.startswith(prefix) and not skip(k[len(prefix):]):
             n = v - before.get(k, 0)
             if n:
-                out[k[len("rpc_"):]] = n
+                out[k[len(prefix):]] = n
     return out
+
+
+def rpcs_by_op(before, after):
+    """{op: RPCs sent} between two stats() snapshots, from the rpc_OP counters, nonzero only."""
+    return _deltas(before, after, "rpc_", lambda op: op == "failures")
+
+
+def fuse_by_op(before, after):
+    """{op: FUSE requests served} between two stats() snapshots, from the fuse_OP counters, nonzero
+    only; FORGETs are left out (the kernel sends them later, in batches)."""
+    return _deltas(before, after, "fuse_", lambda op: op.startswith("forget") or op == "batch_forget")

@@ -81,3 +81,10 @@ class Breakdown(unittest.TestCase):
         before = {"rpcs_sent": 5, "rpc_file_stat": 2, "rpc_failures": 0, "rpc_loc_lookup": 3}
         after = {"rpcs_sent": 9, "rpc_file_stat": 6, "rpc_failures": 1, "rpc_loc_lookup": 3, "rpc_file_read": 1}
         self.assertEqual(rpcs_by_op(before, after), {"file_stat": 4, "file_read": 1})
+
+    def test_fuse_by_op_leaves_forgets_out(self):
+        from dsdfsbench.mpijob import fuse_by_op
+        before = {"fuse_lookup": 10, "fuse_getattr": 4, "fuse_forget": 1, "rpc_file_stat": 1}
+        after = {"fuse_lookup": 15, "fuse_getattr": 4, "fuse_forget": 9, "fuse_batch_forget": 2,
+                 "fuse_open": 5, "rpc_file_stat": 7}
+        self.assertEqual(fuse_by_op(before, after), {"lookup": 5, "open": 5})

@@ -591,6 +591,72 @@ TEST(RemoteFiles, StatAndReadOnlyOpenAskTheOwnerOnceAndSeeEveryChange) {
       << "the unchanged file was fetched again: " << stats_diff(s1, s2);
 }
 
+// The kernel keeps the attributes of another rank's file for the version its inode
+// stands for: a stat of the path is its lookup alone (no GETATTR after it), and fstat of
+// an open descriptor, or the size check of a read, is answered by the kernel. Every path
+// walk still asks the owner, so the owner's chmod, chown, append or replace shows at once.
+TEST(RemoteFiles, AStatOfAnotherRanksFileIsOneLookupAndStillSeesEveryChangeAtOnce) {
+  Cluster c(with_ranks(2));
+  ASSERT_TRUE(c.start());
+  const std::string owner_path = c.path(1, "f");
+  const std::string reader_path = c.path(0, "f");
+  ASSERT_TRUE(write_file(owner_path, std::string(4096, 'a')));
+  ASSERT_TRUE(file_has(reader_path, std::string(4096, 'a')));
+
+  constexpr int kCalls = 40;
+  auto s0 = stats_of(c.mnt(0));
+  for (int i = 0; i < kCalls; ++i) {
+    struct stat st {};
+    ASSERT_EQ(::stat(reader_path.c_str(), &st), 0) << errno_text(errno);
+    ASSERT_EQ(st.st_size, 4096);
+  }
+  auto s1 = stats_of(c.mnt(0));
+  {
+    Fd fd = Fd::open(reader_path, O_RDONLY);
+    ASSERT_FD(fd);
+    char buf[8192];
+    for (int i = 0; i < kCalls; ++i) {
+      struct stat st {};
+      ASSERT_EQ(::fstat(fd.get(), &st), 0) << errno_text(errno);
+      ASSERT_EQ(st.st_size, 4096);
+      ASSERT_EQ(::pread(fd.get(), buf, sizeof buf, 0), 4096) << errno_text(errno);
+    }
+  }
+  auto s2 = stats_of(c.mnt(0));
+  // Without: one GETATTR per stat, per fstat and per read. A call whose lookup's answer
+  // the kernel could not keep (attributes changed by another request meanwhile) asks once.
+  const uint64_t getattrs_stat = counter(s1, "fuse_getattr") - counter(s0, "fuse_getattr");
+  const uint64_t getattrs_fd = counter(s2, "fuse_getattr") - counter(s1, "fuse_getattr");
+  EXPECT_LE(getattrs_stat, static_cast<uint64_t>(kCalls / 10)) << stats_diff(s0, s1);
+  EXPECT_LE(getattrs_fd, static_cast<uint64_t>(kCalls / 10)) << stats_diff(s1, s2);
+  EXPECT_GE(counter(s1, "fuse_lookup") - counter(s0, "fuse_lookup"), static_cast<uint64_t>(kCalls))
+      << "every stat of the path must ask: " << stats_diff(s0, s1);
+
+  // The owner changes the file's mode, owner, size and then replaces it; rank 0 stats
+  // the path right after each change and must see it, every round.
+  for (int i = 0; i < 20; ++i) {
+    const mode_t mode = (i % 2) ? 0640 : 0600;
+    const uid_t uid = static_cast<uid_t>(1000 + i);
+    ASSERT_EQ(::chmod(owner_path.c_str(), mode), 0) << errno_text(errno);
+    ASSERT_EQ(::chown(owner_path.c_str(), uid, static_cast<gid_t>(-1)), 0) << errno_text(errno);
+    struct stat st {};
+    ASSERT_EQ(::stat(reader_path.c_str(), &st), 0) << errno_text(errno);
+    EXPECT_EQ(st.st_mode & 07777, mode) << "round " << i;
+    EXPECT_EQ(st.st_uid, uid) << "round " << i;
+    const std::string more(static_cast<size_t>(10 + i), 'b');
+    ASSERT_EQ(op_append(owner_path, more), 0);
+    const off_t before = st.st_size;
+    ASSERT_EQ(::stat(reader_path.c_str(), &st), 0) << errno_text(errno);
+    EXPECT_EQ(st.st_size, before + static_cast<off_t>(more.size())) << "round " << i;
+    const std::string fresh = e2e::pattern_bytes(static_cast<size_t>(100 + i), 900 + i);
+    ASSERT_TRUE(write_file(owner_path + ".new", fresh));
+    ASSERT_EQ(::rename((owner_path + ".new").c_str(), owner_path.c_str()), 0) << errno_text(errno);
+    ASSERT_EQ(::stat(reader_path.c_str(), &st), 0) << errno_text(errno);
+    EXPECT_EQ(st.st_size, static_cast<off_t>(fresh.size())) << "round " << i;
+    EXPECT_TRUE(file_has(reader_path, fresh)) << "round " << i;
+  }
+}
+
 // A rank that has seen another rank's names (a listing, an earlier lookup) asks their
 // owner directly: one RPC per lookup, none to the names' shards. Names that moved since
 // (another rank's `>`, a rename onto them, an unlink) are followed to where they are now.
