@@ -33,6 +33,11 @@ void Cluster::register_inline_handler(Op op, Handler handler) {
   register_handler(op, std::move(handler));
 }
 
+void Cluster::register_split_handler(Op op, QuickHandler quick, Handler handler) {
+  quick_handlers_[static_cast<uint16_t>(op)] = std::move(quick);
+  register_handler(op, std::move(handler));
+}
+
 void Cluster::register_ordered_handler(Op op, Handler handler) {
   ordered_ops_.insert(static_cast<uint16_t>(op));
   register_handler(op, std::move(handler));
@@ -70,11 +75,14 @@ Status Cluster::start() {
     for (uint16_t op_id : ops) {
       Op op = static_cast<Op>(op_id);
       // Runs on the progress thread: only queue the work (UCX iodemo pattern).
+      auto quick_it = quick_handlers_.find(op_id);
+      const QuickHandler* quick = quick_it == quick_handlers_.end() ? nullptr : &quick_it->second;
       auto status = transport_->register_handler(
-          op_id, [this, op, inline_op = inline_ops_.count(op_id) != 0, ordered = ordered_ops_.count(op_id) != 0](
+          op_id, [this, op, quick, inline_op = inline_ops_.count(op_id) != 0, ordered = ordered_ops_.count(op_id) != 0](
                      int source, std::span<const uint8_t> payload, rdma::Responder responder) {
             const auto now = std::chrono::steady_clock::now();
             if (inline_op) return serve(source, op, payload, std::move(responder), now);
+            if (quick && serve_quick(*quick, source, payload, responder)) return;
             Task t{source, op, std::vector<uint8_t>(payload.begin(), payload.end()), std::move(responder), now};
             MutexLock lock(mu_);
             if (stopping_) return;  // the dropped Responder answers EIO
@@ -218,6 +226,21 @@ void Cluster::serve(int source, Op op, std::span<const uint8_t> payload, rdma::R
   if (err) reply = Status::error(err, "handler failed");
   if (reply) responder.reply(std::move(reply).value());
   else responder.reply_error(reply.err());
+}
+
+bool Cluster::serve_quick(const QuickHandler& quick, int source, std::span<const uint8_t> payload,
+                          rdma::Responder& responder) {
+  {
+    MutexLock lock(mu_);
+    if (held_ || stopping_) return false;
+  }
+  std::optional<Reply> reply;
+  if (run_at_boundary("rpc handler, quick part", [&] { reply = quick(source, payload); }) != 0 || !reply) return false;
+  stats_add(stats_->rpcs_served, 1);
+  stats_add(stats_->rpcs_served_on_arrival, 1);
+  if (*reply) responder.reply(std::move(*reply).value());
+  else responder.reply_error(reply->err());
+  return true;
 }
 
 Cluster::Reply Cluster::run_handler(int source, Op op, std::span<const uint8_t> payload) {

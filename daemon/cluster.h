@@ -42,6 +42,7 @@ class Cluster final : public Peers {
 
   void register_handler(Op op, Handler handler) override;
   void register_inline_handler(Op op, Handler handler) override;
+  void register_split_handler(Op op, QuickHandler quick, Handler handler) override;
   void register_ordered_handler(Op op, Handler handler) override;
   void register_lending_handler(Op op, LendingHandler handler) override;
   // Hands the handlers to the transport and starts the workers.
@@ -94,6 +95,10 @@ class Cluster final : public Peers {
              std::chrono::steady_clock::time_point queued);
   // ordered: the thread of the ordered ops' queue (one), else a pool worker.
   void worker_main(bool ordered);
+  // On the progress thread: answers with `quick` if it can (true), else leaves
+  // the request (and responder) to a worker.
+  bool serve_quick(const QuickHandler& quick, int source, std::span<const uint8_t> payload,
+                   rdma::Responder& responder);
 
   rdma::Transport* const transport_;
   const unsigned nworkers_;
@@ -101,6 +106,7 @@ class Cluster final : public Peers {
   std::unordered_map<uint16_t, Handler> handlers_;  // immutable after start()
   std::unordered_map<uint16_t, LendingHandler> lending_handlers_;  // immutable after start()
   std::unordered_set<uint16_t> inline_ops_;                // immutable after start()
+  std::unordered_map<uint16_t, QuickHandler> quick_handlers_;  // immutable after start()
   std::unordered_set<uint16_t> ordered_ops_;               // immutable after start()
   std::vector<std::string> hosts_;                  // immutable after start()
 

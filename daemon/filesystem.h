@@ -147,6 +147,9 @@ class Filesystem {
   // counted from before the stat, its dirty pages written back first, stat and
   // identity of one inode.
   Result<uint64_t> owned_version(int dir_fd, const std::string& name, struct stat* st);
+  // The same for the file open as fd (open_for_identity), whose fstat is *st.
+  // may_wait false: EAGAIN instead of waiting for the write-back.
+  Result<uint64_t> version_of_open(int fd, struct stat* st, bool may_wait);
 
   int rank() const { return rank_; }
   Peers& peers() { return *peers_; }
@@ -438,6 +441,10 @@ class Filesystem {
   Peers::Reply on_loc_remove(int source, const msg::LocRemove& m);
   Peers::Reply on_own_find(int source, const msg::Name& m);
   Peers::Reply on_file_stat(int source, const msg::Name& m);
+  // on_file_stat's answer where the request arrives, when the store's
+  // dentries and inode are in memory and nothing must be written back first;
+  // nullopt: on_file_stat on a worker.
+  std::optional<Peers::Reply> quick_file_stat(const msg::Name& m);
   // Has this kernel write the file's dirty pages back to the store if other
   // ranks write to it through a forwarding fd; whether it did.
   bool write_back_for_peer(uint64_t gino);

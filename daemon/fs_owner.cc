@@ -8,16 +8,19 @@
 #include <fcntl.h>
 #include <limits.h>
 #include <linux/fs.h>
+#include <linux/openat2.h>
 #include <sys/ioctl.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
 #include <sys/statvfs.h>
+#include <sys/syscall.h>
 #include <unistd.h>
 
 #include <algorithm>
 #include <cinttypes>
 #include <cstring>
 #include <functional>
+#include <optional>
 
 #include "common/hash.h"
 #include "common/log.h"
@@ -92,7 +95,20 @@ void Filesystem::register_rpcs() {
   reg(Op::kLocLookup, &Filesystem::on_loc_lookup, kInline);
   reg(Op::kLocRemove, &Filesystem::on_loc_remove, kInline);
   reg(Op::kOwnFind, &Filesystem::on_own_find);
-  reg(Op::kFileStat, &Filesystem::on_file_stat);
+  // Every remote lookup is one: answered where it arrives when the store has
+  // it in memory (a worker hand-off costs two thread wake-ups).
+  peers_->register_split_handler(
+      Op::kFileStat,
+      [this](int, std::span<const uint8_t> p) -> std::optional<Peers::Reply> {
+        msg::Name m;
+        if (!msg::decode(p, &m)) return std::nullopt;  // the worker's decode answers EPROTO
+        return quick_file_stat(m);
+      },
+      [this](int src, std::span<const uint8_t> p) -> Peers::Reply {
+        msg::Name m;
+        if (!msg::decode(p, &m)) return bad_request(msg::Name::kName);
+        return on_file_stat(src, m);
+      });
   reg(Op::kFileWrite, &Filesystem::on_file_write);
   reg(Op::kDirList, &Filesystem::on_dir_list);
   reg(Op::kFileUnlink, &Filesystem::on_file_unlink);
@@ -176,6 +192,48 @@ Peers::Reply Filesystem::on_file_stat(int, const msg::Name& m) {
 
 namespace {
 
+// openat with only what the kernel has in memory (RESOLVE_CACHED, Linux
+// 5.12): EAGAIN where the lookup would read the disk or revalidate; ENOSYS
+// or EINVAL on older kernels. Never O_CREAT or O_TRUNC.
+UniqueFd open_cached(int dir_fd, const std::string& name, int flags) {
+  struct open_how how;
+  std::memset(&how, 0, sizeof how);
+  how.flags = static_cast<uint64_t>(flags | O_NOFOLLOW | O_CLOEXEC);
+  how.resolve = RESOLVE_CACHED | RESOLVE_BENEATH;
+  return UniqueFd(static_cast<int>(::syscall(SYS_openat2, dir_fd, name.c_str(), &how, sizeof how)));
+}
+
+}  // namespace
+
+std::optional<Peers::Reply> Filesystem::quick_file_stat(const msg::Name& m) {
+  auto dfd = local_dir(m.dir);
+  if (!dfd || !valid_name(m.name)) return std::nullopt;
+  // Which file: by O_PATH first, so that nothing but a regular file is ever
+  // opened here (a device's open runs its driver). Anything else, a name not
+  // in memory, or no file (perhaps a create in flight: on_file_stat waits
+  // for it) goes to the worker.
+  UniqueFd path = open_cached(dfd->get(), m.name, O_PATH);
+  struct stat st;
+  if (!path.valid() || ::fstat(path.get(), &st) != 0 || !S_ISREG(st.st_mode)) return std::nullopt;
+  // Then as open_for_identity opens it (readable, O_PATH only where this
+  // daemon may not read it), so that both paths give one identity.
+  UniqueFd fd = open_cached(dfd->get(), m.name, O_RDONLY | O_NONBLOCK);
+  if (!fd.valid() && errno != EACCES) return std::nullopt;
+  if (fd.valid()) {
+    struct stat again;
+    if (::fstat(fd.get(), &again) != 0 || again.st_ino != st.st_ino || again.st_dev != st.st_dev) return std::nullopt;
+    st = again;
+  } else {
+    fd = std::move(path);
+  }
+  auto v = version_of_open(fd.get(), &st, /*may_wait=*/false);
+  if (!v) return std::nullopt;
+  translate(&st);
+  return Peers::Reply(msg::encode(msg::Stat{st, v.value()}));
+}
+
+namespace {
+
 // What tells apart two files that had one inode number one after the other:
 // the inode's generation (ext4, xfs and btrfs give each new file its own; it
 // needs a descriptor that is not O_PATH) and its birth time, folded into 16
@@ -215,6 +273,14 @@ uint64_t Filesystem::version_of(const struct stat& st, int fd) const {
 Result<uint64_t> Filesystem::owned_version(int dir_fd, const std::string& name, struct stat* st) {
   UniqueFd fd = open_for_identity(dir_fd, name);
   if (!fd.valid() || ::fstat(fd.get(), st) != 0) return Status::from_errno("stat");
+  return version_of_open(fd.get(), st, /*may_wait=*/true);
+}
+
+Result<uint64_t> Filesystem::version_of_open(int fd, struct stat* st, bool may_wait) {
+  // A write-back for a peer (below) waits for this kernel's FUSE workers.
+  if (!may_wait && S_ISREG(st->st_mode) && write_fds_.get_any(global_ino(st->st_ino))) {
+    return Status::error(EAGAIN, "write-back first");
+  }
   // Counted from before the stat: a change after it moves the version on.
   content_gens_.seen(global_ino(st->st_ino));
   // Writes through kernel passthrough reach the store without the daemon
@@ -223,8 +289,8 @@ Result<uint64_t> Filesystem::owned_version(int dir_fd, const std::string& name, 
   // bytes being written).
   if (backing_.written_through(global_ino(st->st_ino))) content_gens_.changed(global_ino(st->st_ino));
   if (S_ISREG(st->st_mode)) (void)write_back_for_peer(global_ino(st->st_ino));
-  if (::fstat(fd.get(), st) != 0) return Status::from_errno("stat");
-  return version_of(*st, fd.get());
+  if (::fstat(fd, st) != 0) return Status::from_errno("stat");
+  return version_of(*st, fd);
 }
 
 bool Filesystem::write_back_for_peer(uint64_t gino) {

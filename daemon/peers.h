@@ -13,6 +13,7 @@
 #include <chrono>
 #include <cstdint>
 #include <functional>
+#include <optional>
 #include <memory>
 #include <span>
 #include <string>
@@ -94,6 +95,14 @@ class Peers {
   // A handler cheap and non-blocking enough (in-memory, short locks, no I/O)
   // to run where the request arrives (the transport's progress thread).
   virtual void register_inline_handler(Op op, Handler handler) = 0;
+  // Both: `quick` runs where the request arrives and answers it if it can do
+  // so without waiting (everything it needs in memory: no disk read, no lock
+  // another thread may hold for long, no call); otherwise it returns nullopt
+  // and `handler` answers the request on a worker thread, as registered with
+  // register_handler. While requests are held (hold_requests), only
+  // `handler` runs. This rank's own calls run `handler` alone.
+  using QuickHandler = std::function<std::optional<Reply>(int source_rank, std::span<const uint8_t> payload)>;
+  virtual void register_split_handler(Op op, QuickHandler quick, Handler handler) = 0;
   // Requests of op from other ranks run one at a time, in the order they
   // arrived (for a message sent after another to the same rank, after it),
   // whatever the sender's timeouts: a request that arrives late is still

@@ -46,6 +46,7 @@ std::string Stats::to_text() const {
   line("rpcs_sent", rpcs_sent);
   line("rpc_failures", rpc_failures);
   line("rpcs_served", rpcs_served);
+  line("rpcs_served_on_arrival", rpcs_served_on_arrival);
   line("slow_requests", slow_requests);
   line("listing_retries", listing_retries);
   line("owner_hint_hits", owner_hint_hits);

@@ -48,6 +48,7 @@ struct Stats {
   std::atomic<uint64_t> rpcs_sent{0};
   std::atomic<uint64_t> rpc_failures{0};
   std::atomic<uint64_t> rpcs_served{0};
+  std::atomic<uint64_t> rpcs_served_on_arrival{0};  // of which answered on the progress thread, no worker
   std::atomic<uint64_t> slow_requests{0};  // served in half the callers' timeout or later
   std::atomic<uint64_t> listing_retries{0};
   std::atomic<uint64_t> owner_hint_hits{0};    // remote lookups that asked the owner directly (OwnerHints)

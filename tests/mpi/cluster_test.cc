@@ -594,7 +594,8 @@ TEST(RemoteFiles, StatAndReadOnlyOpenAskTheOwnerOnceAndSeeEveryChange) {
 // The kernel keeps the attributes of another rank's file for the version its inode
 // stands for: a stat of the path is its lookup alone (no GETATTR after it), and fstat of
 // an open descriptor, or the size check of a read, is answered by the kernel. Every path
-// walk still asks the owner, so the owner's chmod, chown, append or replace shows at once.
+// walk still asks the owner (which answers on arrival when it has the file in memory), so
+// the owner's chmod, chown, append or replace shows at once.
 TEST(RemoteFiles, AStatOfAnotherRanksFileIsOneLookupAndStillSeesEveryChangeAtOnce) {
   Cluster c(with_ranks(2));
   ASSERT_TRUE(c.start());
@@ -604,6 +605,7 @@ TEST(RemoteFiles, AStatOfAnotherRanksFileIsOneLookupAndStillSeesEveryChangeAtOnc
   ASSERT_TRUE(file_has(reader_path, std::string(4096, 'a')));
 
   constexpr int kCalls = 40;
+  auto o0 = stats_of(c.mnt(1));
   auto s0 = stats_of(c.mnt(0));
   for (int i = 0; i < kCalls; ++i) {
     struct stat st {};
@@ -611,6 +613,12 @@ TEST(RemoteFiles, AStatOfAnotherRanksFileIsOneLookupAndStillSeesEveryChangeAtOnc
     ASSERT_EQ(st.st_size, 4096);
   }
   auto s1 = stats_of(c.mnt(0));
+  auto o1 = stats_of(c.mnt(1));
+  // The owner has the file's dentry and inode in memory: it answers each lookup where it
+  // arrives, without handing it to a worker thread.
+  EXPECT_GE(counter(o1, "rpcs_served_on_arrival") - counter(o0, "rpcs_served_on_arrival"),
+            static_cast<uint64_t>(kCalls))
+      << stats_diff(o0, o1);
   {
     Fd fd = Fd::open(reader_path, O_RDONLY);
     ASSERT_FD(fd);

@@ -132,6 +132,14 @@ class InProcessPeers final : public Peers {
   // Inline ops run on Cluster's progress thread, one at a time in the order
   // of arrival: here they are ordered ops.
   void register_inline_handler(Op op, Handler handler) override { register_ordered_handler(op, std::move(handler)); }
+  // The quick part first, then the handler if it declines, in the one call.
+  void register_split_handler(Op op, QuickHandler quick, Handler handler) override {
+    register_handler(op, [quick = std::move(quick), handler = std::move(handler)](
+                             int source, std::span<const uint8_t> payload) -> Reply {
+      if (auto reply = quick(source, payload)) return std::move(*reply);
+      return handler(source, payload);
+    });
+  }
   void register_ordered_handler(Op op, Handler handler) override;
   void register_lending_handler(Op op, LendingHandler handler) override;
 
