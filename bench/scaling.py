@@ -173,6 +173,12 @@ class Bench:
         log(f"  N={n} rep {rep}: " + ", ".join(f"{ph} {self.res[(ph, n)][-1]['rate']:.0f}/s" for ph, _ in PHASES))
 
 
+def shown(counts, ops):
+    """The kinds worth listing: at least 0.005 per operation (stray requests at a phase's start
+    or end are left out, of the total too)."""
+    return {k: v for k, v in counts.items() if ops and v / ops >= 0.005}
+
+
 def report(b, o, facts, elapsed, plot_note):
     L = [f"Run of `{PROG} {' '.join(o.argv)}` on {datetime.datetime.now().strftime('%Y-%m-%d %H:%M')}, "
          f"{elapsed / 60:.1f} min; {o.reps} repetitions, medians (range); UCX_TLS={o.tls}; "
@@ -197,8 +203,8 @@ def report(b, o, facts, elapsed, plot_note):
             ideal = base * n if base else None
             L.append(row([label if n == o.ns[0] else "", n, median_range([x["rate"] for x in recs]),
                           f"{ideal:,.0f}" if ideal else "n/a", fmt_x(ratio(rate, ideal)),
-                          f"{rate / n:,.0f}", breakdown(recs[-1]["by_op"], recs[-1]["ops"]),
-                          breakdown(recs[-1].get("fuse", {}), recs[-1]["ops"])]))
+                          f"{rate / n:,.0f}", breakdown(shown(recs[-1]["by_op"], recs[-1]["ops"]), recs[-1]["ops"]),
+                          breakdown(shown(recs[-1].get("fuse", {}), recs[-1]["ops"]), recs[-1]["ops"])]))
     L += ["", plot_note]
     return "\n".join(L) + "\n"
 
