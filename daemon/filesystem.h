@@ -146,10 +146,17 @@ class Filesystem {
   // The stat and version of the file at dir_fd/name, to hand out to a peer:
   // counted from before the stat, its dirty pages written back first, stat and
   // identity of one inode.
-  Result<uint64_t> owned_version(int dir_fd, const std::string& name, struct stat* st);
+  // With bytes and inline_max: a regular file of at most inline_max bytes
+  // comes whole in *bytes, where bytes_of_version can read it.
+  Result<uint64_t> owned_version(int dir_fd, const std::string& name, struct stat* st, uint32_t inline_max = 0,
+                                 std::vector<uint8_t>* bytes = nullptr);
   // The same for the file open as fd (open_for_identity), whose fstat is *st.
   // may_wait false: EAGAIN instead of waiting for the write-back.
-  Result<uint64_t> version_of_open(int fd, struct stat* st, bool may_wait);
+  Result<uint64_t> version_of_open(int fd, struct stat* st, bool may_wait, uint32_t inline_max = 0,
+                                   std::vector<uint8_t>* bytes = nullptr);
+  // All bytes of the regular file open as fd, whose fstat is st, if its pages
+  // are in memory and it is still of `version` after the read; else none.
+  std::vector<uint8_t> bytes_of_version(int fd, const struct stat& st, uint64_t version);
 
   int rank() const { return rank_; }
   Peers& peers() { return *peers_; }
@@ -284,16 +291,26 @@ class Filesystem {
   // nothing here.
   bool lost_its_name(const Inode& inode);
   // Looks `name` up in the whole namespace: the local store, else its owner.
-  int lookup_any(const Inode& parent, const char* name, struct fuse_entry_param* e);
+  // With `bytes`: those of a small remote file that came with its attributes.
+  int lookup_any(const Inode& parent, const char* name, struct fuse_entry_param* e,
+                 std::shared_ptr<const std::vector<uint8_t>>* bytes = nullptr);
   // The owner of (dir, name) if another rank owns it: asks the shard (or,
   // if the shard is dead, every rank). ENOENT if nobody does.
   Result<int> find_owner(uint64_t dir, const std::string& name);
   // Another live rank whose store holds a file (dir, name), asked directly
   // (kOwnFind to every rank); -1 if none does.
   int owner_by_asking_all(uint64_t dir, const std::string& name);
-  // Attributes and version of (dir, name) from its owner.
-  int remote_stat(int owner, uint64_t dir, const std::string& name, struct stat* st, uint64_t* version);
-  int fill_remote_entry(int owner, uint64_t dir, const std::string& name, struct fuse_entry_param* e);
+  // Attributes and version of (dir, name) from its owner; with `data`, also
+  // all bytes of a regular file of at most msg::kInlineMax bytes where the
+  // owner had them in memory (else data is left empty).
+  int remote_stat(int owner, uint64_t dir, const std::string& name, struct stat* st, uint64_t* version,
+                  std::vector<uint8_t>* data = nullptr);
+  int fill_remote_entry(int owner, uint64_t dir, const std::string& name, struct fuse_entry_param* e,
+                        std::shared_ptr<const std::vector<uint8_t>>* bytes = nullptr);
+  // Fills the whole cache entry of a small file from `bytes` (all of them, of
+  // its version): false if it cannot (another open is fetching it, a size
+  // that does not match), and the fetch does it instead.
+  bool fill_cache(CacheEntry& c, const std::vector<uint8_t>& bytes);
   // Path of (dir, name) through this rank's own mount point.
   Result<std::string> mount_path(uint64_t dir, const std::string& name);
   // An owner-side handler's fd of its file: on this rank's mount, or, while
@@ -376,8 +393,10 @@ class Filesystem {
   Result<OpenedFile> opened_here(int fd, bool created);
   // A handle of another rank's file (the version st/version describe). A
   // read-only one of a small file fetches it whole first, unless !fetch.
+  // `bytes`: all of the file's bytes of that version (the lookup's), if any.
   int open_remote_handle(int owner, uint64_t dir, const std::string& name, const struct stat& st,
-                         uint64_t version, int flags, OpenedFile* out, bool fetch = true);
+                         uint64_t version, int flags, OpenedFile* out, bool fetch = true,
+                         const std::vector<uint8_t>* bytes = nullptr);
   // open() of a remote kernel inode whose file left its name, on the
   // kernel's retry (LostOpens): a handle of the version the inode shows.
   Result<OpenReply> open_as_found(const Inode& inode, int flags);
@@ -441,10 +460,12 @@ class Filesystem {
   Peers::Reply on_loc_remove(int source, const msg::LocRemove& m);
   Peers::Reply on_own_find(int source, const msg::Name& m);
   Peers::Reply on_file_stat(int source, const msg::Name& m);
-  // on_file_stat's answer where the request arrives, when the store's
-  // dentries and inode are in memory and nothing must be written back first;
-  // nullopt: on_file_stat on a worker.
-  std::optional<Peers::Reply> quick_file_stat(const msg::Name& m);
+  // kFileStat's answer (on_file_stat's, with the bytes of a small file).
+  Result<msg::StatBytes> stat_for_peer(const msg::Name& m, uint32_t inline_max);
+  // That answer where the request arrives, when the store's dentries and
+  // inode are in memory and nothing must be written back first; nullopt:
+  // stat_for_peer on a worker.
+  std::optional<Peers::Reply> quick_file_stat(const msg::StatAsk& m);
   // Has this kernel write the file's dirty pages back to the store if other
   // ranks write to it through a forwarding fd; whether it did.
   bool write_back_for_peer(uint64_t gino);

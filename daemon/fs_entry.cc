@@ -188,7 +188,10 @@ Result<struct fuse_entry_param> Filesystem::lookup(fuse_ino_t parent, const char
   auto dir = inode_of(parent);
   if (!dir) return Status::error(ESTALE, "unknown directory");
   struct fuse_entry_param e;
-  int err = lookup_any(*dir, name, &e);
+  // (A small remote file's bytes, for the open that usually follows: noted below.)
+  std::shared_ptr<const std::vector<uint8_t>> bytes;
+  const bool note = peers_->nranks() > 1 && caller.tid > 0;
+  int err = lookup_any(*dir, name, &e, note ? &bytes : nullptr);
   if (lost_opens_.pending(caller.tid, dir->dir_id, name)) {
     // Perhaps the kernel's retry of an open that found its file gone: hold
     // what this lookup finds until the open comes (Filesystem::open). A file
@@ -197,7 +200,7 @@ Result<struct fuse_entry_param> Filesystem::lookup(fuse_ino_t parent, const char
       auto inode = inode_of(e.ino);
       if (!inode || inode->remote || !S_ISREG(inode->type) || inode->hold_for_open(LostOpens::kHold)) break;
       inodes_.forget(e.ino, 1);  // this lookup's count: the kernel never sees it
-      err = lookup_any(*dir, name, &e);
+      err = lookup_any(*dir, name, &e, note ? &bytes : nullptr);
     }
     if (err == 0 || err == ENOENT) lost_opens_.looked_up(caller.tid, dir->dir_id, name, err == 0);
   }
@@ -209,8 +212,9 @@ Result<struct fuse_entry_param> Filesystem::lookup(fuse_ino_t parent, const char
   }
   if (err) return Status::error(err, "lookup");
   // (One rank has no remote files: no table lookup on a one-node mount's hot path.)
-  if (auto inode = peers_->nranks() > 1 && caller.tid > 0 ? inode_of(e.ino) : nullptr; inode && inode->remote) {
-    recent_lookups_.note(caller.tid, {e.ino, inode->ref.owner, inode->ref.version, e.attr, RecentLookups::Clock::now()});
+  if (auto inode = note ? inode_of(e.ino) : nullptr; inode && inode->remote) {
+    recent_lookups_.note(caller.tid, {e.ino, inode->ref.owner, inode->ref.version, e.attr,
+                                      RecentLookups::Clock::now(), std::move(bytes)});
   }
   return e;
 }

@@ -184,14 +184,15 @@ Result<int> Filesystem::find_owner(uint64_t dir, const std::string& name) {
   return Status::error(ENOENT);
 }
 
-int Filesystem::lookup_any(const Inode& parent, const char* name, struct fuse_entry_param* e) {
+int Filesystem::lookup_any(const Inode& parent, const char* name, struct fuse_entry_param* e,
+                           std::shared_ptr<const std::vector<uint8_t>>* bytes) {
   int err = do_lookup(parent, name, e);
   if (err != ENOENT || peers_->nranks() == 1) return err;
   // Another rank's file this rank has seen before: ask its owner directly
   // (OwnerHints says why an answer from it is the name's file). Not there
   // any more: its shard knows where the name went.
   if (int hint = owner_hints_.find(parent.dir_id, name); hint >= 0 && hint != rank_ && peers_->alive(hint)) {
-    err = fill_remote_entry(hint, parent.dir_id, name, e);
+    err = fill_remote_entry(hint, parent.dir_id, name, e, bytes);
     if (err == 0) stats_add(stats_->owner_hint_hits, 1);
     if (err == 0 || err == ETIMEDOUT) return err;  // (silent: the shard would send us to it again)
     stats_add(stats_->owner_hint_misses, 1);
@@ -213,7 +214,7 @@ int Filesystem::lookup_any(const Inode& parent, const char* name, struct fuse_en
       err = do_lookup(parent, name, e);
       if (err != ENOENT) return err;
     } else {
-      err = fill_remote_entry(owner.value(), parent.dir_id, name, e);
+      err = fill_remote_entry(owner.value(), parent.dir_id, name, e, bytes);
       if (err == 0) owner_hints_.note(parent.dir_id, name, owner.value());
       if (err != ENOENT) return err;
     }

@@ -44,7 +44,8 @@ int Filesystem::store_open_flags(int flags) {
 }
 
 int Filesystem::open_remote_handle(int owner, uint64_t dir, const std::string& name, const struct stat& st,
-                                   uint64_t version, int flags, OpenedFile* out, bool fetch) {
+                                   uint64_t version, int flags, OpenedFile* out, bool fetch,
+                                   const std::vector<uint8_t>* bytes) {
   auto h = std::make_unique<FileHandle>();
   h->remote = true;
   h->ref = RemoteRef{owner, dir, name, static_cast<uint64_t>(st.st_ino), version};
@@ -70,6 +71,8 @@ int Filesystem::open_remote_handle(int owner, uint64_t dir, const std::string& n
     // open, whose fetch can fail that way (the reads of this handle would
     // then fail with EIO, on a file opened after the version it shows).
     uint64_t chunks = (h->cache->size() + CacheEntry::kChunk - 1) / CacheEntry::kChunk;
+    // Bytes the lookup brought: no request at all.
+    if (fetch && bytes) (void)fill_cache(*h->cache, *bytes);
     if (fetch && chunks > 0 && chunks <= kPrefetchChunks && !h->cache->complete()) {
       fetch_ahead(*h, 0, chunks);
       if (int err = wait_chunks(*h, 0, chunks - 1)) return err;
@@ -197,9 +200,11 @@ Result<Filesystem::OpenedFile> Filesystem::open_name(uint64_t dir, const std::st
     struct stat st;
     uint64_t version = 0;
     int err = 0;
+    const std::vector<uint8_t>* bytes = nullptr;  // the lookup's, of that version
     if (known != nullptr && round == 0 && !create && owner == known->owner) {
       st = known->st;  // this call's lookup asked the owner microseconds ago
       version = known->version;
+      bytes = known->data.get();
     } else {
       err = remote_stat(owner, dir, name, &st, &version);
     }
@@ -271,7 +276,7 @@ Result<Filesystem::OpenedFile> Filesystem::open_name(uint64_t dir, const std::st
       return opened_here(fd, /*created=*/true);
     }
     OpenedFile out;
-    err = open_remote_handle(owner, dir, name, st, version, flags, &out);
+    err = open_remote_handle(owner, dir, name, st, version, flags, &out, /*fetch=*/true, bytes);
     if (err == ESTALE || err == ENOENT) continue;  // changed while we fetched it: look again
     if (err) return Status::error(err, "open of a remote file");
     return out;

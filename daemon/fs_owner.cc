@@ -14,6 +14,7 @@
 #include <sys/stat.h>
 #include <sys/statvfs.h>
 #include <sys/syscall.h>
+#include <sys/uio.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -100,14 +101,16 @@ void Filesystem::register_rpcs() {
   peers_->register_split_handler(
       Op::kFileStat,
       [this](int, std::span<const uint8_t> p) -> std::optional<Peers::Reply> {
-        msg::Name m;
+        msg::StatAsk m;
         if (!msg::decode(p, &m)) return std::nullopt;  // the worker's decode answers EPROTO
         return quick_file_stat(m);
       },
-      [this](int src, std::span<const uint8_t> p) -> Peers::Reply {
-        msg::Name m;
-        if (!msg::decode(p, &m)) return bad_request(msg::Name::kName);
-        return on_file_stat(src, m);
+      [this](int, std::span<const uint8_t> p) -> Peers::Reply {
+        msg::StatAsk m;
+        if (!msg::decode(p, &m)) return bad_request(msg::StatAsk::kName);
+        auto r = stat_for_peer(m.at, m.inline_max);
+        if (!r) return r.status();
+        return msg::encode(r.value());
       });
   reg(Op::kFileWrite, &Filesystem::on_file_write);
   reg(Op::kDirList, &Filesystem::on_dir_list);
@@ -168,6 +171,12 @@ Peers::Reply Filesystem::on_own_find(int, const msg::Name& m) {
 }
 
 Peers::Reply Filesystem::on_file_stat(int, const msg::Name& m) {
+  auto r = stat_for_peer(m, 0);
+  if (!r) return r.status();
+  return msg::encode(r->stat);
+}
+
+Result<msg::StatBytes> Filesystem::stat_for_peer(const msg::Name& m, uint32_t inline_max) {
   const uint64_t dir = m.dir;
   const std::string& name = m.name;
   auto dfd = local_dir(dir);
@@ -180,14 +189,16 @@ Peers::Reply Filesystem::on_file_stat(int, const msg::Name& m) {
   });
   if (err) return Status::error(err, "stat");
   if (S_ISDIR(st.st_mode)) return Status::error(ENOENT);  // directories are never remote
+  msg::StatBytes out;
   uint64_t version = file_version(st, 0, 0);  // symlinks and special files: never fetched
   if (S_ISREG(st.st_mode)) {
-    auto v = owned_version(dfd->get(), name, &st);
+    auto v = owned_version(dfd->get(), name, &st, inline_max, &out.data);
     if (!v) return v.status();
     version = v.value();
   }
   translate(&st);
-  return msg::encode(msg::Stat{st, version});
+  out.stat = msg::Stat{st, version};
+  return out;
 }
 
 namespace {
@@ -205,7 +216,8 @@ UniqueFd open_cached(int dir_fd, const std::string& name, int flags) {
 
 }  // namespace
 
-std::optional<Peers::Reply> Filesystem::quick_file_stat(const msg::Name& m) {
+std::optional<Peers::Reply> Filesystem::quick_file_stat(const msg::StatAsk& ask) {
+  const msg::Name& m = ask.at;
   auto dfd = local_dir(m.dir);
   if (!dfd || !valid_name(m.name)) return std::nullopt;
   // Which file: by O_PATH first, so that nothing but a regular file is ever
@@ -226,10 +238,12 @@ std::optional<Peers::Reply> Filesystem::quick_file_stat(const msg::Name& m) {
   } else {
     fd = std::move(path);
   }
-  auto v = version_of_open(fd.get(), &st, /*may_wait=*/false);
+  msg::StatBytes out;
+  auto v = version_of_open(fd.get(), &st, /*may_wait=*/false, ask.inline_max, &out.data);
   if (!v) return std::nullopt;
   translate(&st);
-  return Peers::Reply(msg::encode(msg::Stat{st, v.value()}));
+  out.stat = msg::Stat{st, v.value()};
+  return Peers::Reply(msg::encode(out));
 }
 
 namespace {
@@ -270,13 +284,15 @@ uint64_t Filesystem::version_of(const struct stat& st, int fd) const {
   return file_version(st, content_gens_.get(global_ino(st.st_ino)), file_identity(fd));
 }
 
-Result<uint64_t> Filesystem::owned_version(int dir_fd, const std::string& name, struct stat* st) {
+Result<uint64_t> Filesystem::owned_version(int dir_fd, const std::string& name, struct stat* st,
+                                           uint32_t inline_max, std::vector<uint8_t>* bytes) {
   UniqueFd fd = open_for_identity(dir_fd, name);
   if (!fd.valid() || ::fstat(fd.get(), st) != 0) return Status::from_errno("stat");
-  return version_of_open(fd.get(), st, /*may_wait=*/true);
+  return version_of_open(fd.get(), st, /*may_wait=*/true, inline_max, bytes);
 }
 
-Result<uint64_t> Filesystem::version_of_open(int fd, struct stat* st, bool may_wait) {
+Result<uint64_t> Filesystem::version_of_open(int fd, struct stat* st, bool may_wait, uint32_t inline_max,
+                                             std::vector<uint8_t>* bytes) {
   // A write-back for a peer (below) waits for this kernel's FUSE workers.
   if (!may_wait && S_ISREG(st->st_mode) && write_fds_.get_any(global_ino(st->st_ino))) {
     return Status::error(EAGAIN, "write-back first");
@@ -290,7 +306,27 @@ Result<uint64_t> Filesystem::version_of_open(int fd, struct stat* st, bool may_w
   if (backing_.written_through(global_ino(st->st_ino))) content_gens_.changed(global_ino(st->st_ino));
   if (S_ISREG(st->st_mode)) (void)write_back_for_peer(global_ino(st->st_ino));
   if (::fstat(fd, st) != 0) return Status::from_errno("stat");
-  return version_of(*st, fd);
+  const uint64_t version = version_of(*st, fd);
+  if (bytes && S_ISREG(st->st_mode) && st->st_size > 0 && st->st_size <= static_cast<off_t>(inline_max)) {
+    *bytes = bytes_of_version(fd, *st, version);
+  }
+  return version;
+}
+
+std::vector<uint8_t> Filesystem::bytes_of_version(int fd, const struct stat& st, uint64_t version) {
+  // Only from memory (RWF_NOWAIT: EAGAIN rather than a disk read, so that a
+  // stat of a cold file costs no read), and only if the file is still of
+  // that version afterwards (it may be rewritten meanwhile). An O_PATH fd
+  // (a file this daemon may not read) reads nothing.
+  std::vector<uint8_t> data(static_cast<size_t>(st.st_size));
+  struct iovec iov = {data.data(), data.size()};
+  struct stat now;
+  if (::preadv2(fd, &iov, 1, 0, RWF_NOWAIT) != static_cast<ssize_t>(data.size()) || ::fstat(fd, &now) != 0 ||
+      version_of(now, fd) != version) {
+    return {};
+  }
+  stats_add(stats_->bytes_served_inline, data.size());
+  return data;
 }
 
 bool Filesystem::write_back_for_peer(uint64_t gino) {

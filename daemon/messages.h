@@ -38,8 +38,8 @@ bool decode(std::span<const uint8_t> payload, M* m) {
   return m->get(r) && r.done();
 }
 
-// A file name in a replicated directory: kFileStat, kFileUnlink,
-// kFileReadlink, kLocLookup, kOwnFind.
+// A file name in a replicated directory: kFileUnlink, kFileReadlink,
+// kLocLookup, kOwnFind (kFileStat: StatAsk).
 struct Name {
   static constexpr const char* kName = "Name";
   uint64_t dir = 0;
@@ -96,14 +96,50 @@ struct Owner {
   bool get(WireReader& r) { return r.i32(&rank); }
 };
 
-// kFileStat's reply (and kFileSetattr's): the attributes with the store's
-// identity and the owner's version of the file.
+// The attributes with the store's identity and the owner's version of the
+// file: in kFileStat's reply (StatBytes), kFileSetattr's and others.
 struct Stat {
   static constexpr const char* kName = "Stat";
   struct stat st {};
   uint64_t version = 0;
   void put(WireWriter& w) const { put_stat(w, st, version); }
   bool get(WireReader& r) { return get_stat(r, &st, &version); }
+};
+
+// A file of up to this many bytes may come whole with its attributes
+// (StatAsk::inline_max, StatBytes::data): a remote lookup brings a small
+// file, and the open right after it needs no kFileRead.
+inline constexpr uint32_t kInlineMax = 4096;
+
+// kFileStat: the attributes of (dir, name), and all of its bytes too where
+// it is a regular file of at most inline_max bytes (0: never).
+struct StatAsk {
+  static constexpr const char* kName = "StatAsk";
+  Name at;
+  uint32_t inline_max = 0;
+  void put(WireWriter& w) const {
+    at.put(w);
+    w.u32(inline_max);
+  }
+  bool get(WireReader& r) { return at.get(r) && r.u32(&inline_max) && inline_max <= kInlineMax; }
+};
+
+// kFileStat's reply: the Stat, and for a StatAsk with inline_max, all bytes
+// of that version where the owner had them in memory (else none).
+struct StatBytes {
+  static constexpr const char* kName = "StatBytes";
+  Stat stat;
+  std::vector<uint8_t> data;
+  void put(WireWriter& w) const {
+    stat.put(w);
+    w.bytes(data);
+  }
+  bool get(WireReader& r) {
+    std::span<const uint8_t> d;
+    if (!(stat.get(r) && r.bytes(&d, kInlineMax))) return false;
+    data.assign(d.begin(), d.end());
+    return data.empty() || static_cast<uint64_t>(stat.st.st_size) == data.size();
+  }
 };
 
 // kFileRead: bytes [off, off + len) of the file gino at (dir, name), of that
@@ -522,7 +558,7 @@ inline constexpr OpMessages kOpMessages[] = {
     {4, "LocLookup", Name::kName, Owner::kName},
     {5, "LocRemove", LocRemove::kName, "-"},
     {6, "OwnFind", Name::kName, Owner::kName},
-    {7, "FileStat", Name::kName, Stat::kName},
+    {7, "FileStat", StatAsk::kName, StatBytes::kName},
     {8, "FileRead", Read::kName, "bytes"},
     {9, "FileWrite", Write::kName, WriteReply::kName},
     {10, "DirList", DirList::kName, DirListReply::kName},

@@ -23,8 +23,10 @@
 
 #include <chrono>
 #include <cstdint>
+#include <memory>
 #include <optional>
 #include <unordered_map>
+#include <vector>
 
 #include "common/mutex.h"
 
@@ -42,6 +44,9 @@ class RecentLookups {
     uint64_t version = 0;
     struct stat st {};
     Clock::time_point at{};
+    // All bytes of that version, where the owner sent them with the
+    // attributes (a small file it had in memory): the open needs no fetch.
+    std::shared_ptr<const std::vector<uint8_t>> data;
   };
 
   void note(pid_t tid, Entry e) EXCLUDES(mu_) {
@@ -50,7 +55,7 @@ class RecentLookups {
       const auto old = e.at - kWindow;
       for (auto it = by_tid_.begin(); it != by_tid_.end();) it = it->second.at < old ? by_tid_.erase(it) : ++it;
     }
-    by_tid_[tid] = e;
+    by_tid_[tid] = std::move(e);
   }
 
   // The entry thread `tid` noted for kernel inode `ino` within kWindow

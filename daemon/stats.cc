@@ -41,6 +41,7 @@ std::string Stats::to_text() const {
   line("bytes_applied_for_peers", bytes_applied_for_peers);
   line("bytes_read_remote", bytes_read_remote);
   line("bytes_served_to_peers", bytes_served_to_peers);
+  line("bytes_served_inline", bytes_served_inline);
   line("cache_hits", cache_hits);
   line("cache_misses", cache_misses);
   line("rpcs_sent", rpcs_sent);

@@ -43,6 +43,7 @@ struct Stats {
   std::atomic<uint64_t> bytes_applied_for_peers{0};
   std::atomic<uint64_t> bytes_read_remote{0};  // fetched from owners
   std::atomic<uint64_t> bytes_served_to_peers{0};
+  std::atomic<uint64_t> bytes_served_inline{0};  // of small files, with their attributes (kFileStat)
   std::atomic<uint64_t> cache_hits{0};         // opens served by a valid cache
   std::atomic<uint64_t> cache_misses{0};
   std::atomic<uint64_t> rpcs_sent{0};

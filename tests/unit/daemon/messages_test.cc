@@ -49,6 +49,11 @@ TEST(Messages, EveryRequestAndReplyRoundTripsAndRefusesTruncation) {
   expect_framing(LocRemove{{7, "f"}, 1});
   expect_framing(Owner{-2});
   expect_framing(Stat{st, 99});
+  expect_framing(StatAsk{{7, "f"}, kInlineMax});
+  expect_framing(StatBytes{Stat{st, 99}, {}});
+  struct stat small = st;
+  small.st_size = 3;
+  expect_framing(StatBytes{Stat{small, 99}, {1, 2, 3}});
   expect_framing(Read{{7, "f"}, 42, 0, 1 << 20, 4096});
   expect_framing(Write{{7, "log"}, 42, 0x1234, true, 0, data});
   expect_framing(WriteReply{5, -1});
@@ -98,6 +103,8 @@ TEST(Messages, FieldsOutOfRangeAreRefused) {
   EXPECT_TRUE(refused(Claim{{7, "f"}, 0, 16, -1}));      // unknown claim flag
   EXPECT_TRUE(refused(Claim{{7, "f"}, 0, 0, -2}));
   EXPECT_TRUE(refused(ClaimReply{3, 0}));
+  EXPECT_TRUE(refused(StatAsk{{7, "f"}, kInlineMax + 1}));
+  EXPECT_TRUE(refused(StatBytes{Stat{}, {1, 2, 3}}));  // bytes that are not the file's size
   EXPECT_TRUE(refused(Read{{7, "f"}, 42, 0, 0, kMaxIo + 1}));
   EXPECT_TRUE(refused(Read{{7, "f"}, 42, 0, (uint64_t{1} << 62) + 1, 1}));
   EXPECT_TRUE(refused(WriteReply{kWriteMoved, -1}));
