@@ -4,10 +4,10 @@
 // the same system call takes it instead of asking the owner again.
 //
 // A path walk looks every remote name up (zero entry timeout) and gets the
-// owner's attributes with it; the kernel then asks for them once more (zero
-// attribute timeout: a GETATTR for stat(2), or for the permission check of a
-// root daemon's default_permissions) and opens the file (an OPEN, which asks
-// the owner what the name holds now). They come microseconds after the
+// owner's attributes (and a small file's bytes) with it; the kernel then
+// opens the file (an OPEN, which asks the owner what the name holds now), and
+// asks for the attributes once more where it could not keep the lookup's (a
+// GETATTR: Filesystem::kRemoteAttrTimeout). They come microseconds after the
 // lookup, from the same thread, within one system call, so the lookup's
 // answer is as fresh as a second one: the call may as well have happened at
 // the lookup. A request of another thread, for another inode, or later than
